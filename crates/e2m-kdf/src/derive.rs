@@ -1,0 +1,215 @@
+//! Typed derivations: each names its keys by kind and cites the clause it implements.
+
+use crate::{
+    Ck, CkPrime, E2mIntKey, E2mKey, E2mProfile, Fc, Ik, IkPrime, Kaf, Kakma, Kasme, Kausf,
+    KdfError, KdfKey, KdfOutput, Ks, KsNaf, text_param,
+};
+
+/// Checks a text parameter that must not be empty.
+fn non_empty_text(text: &str) -> Result<&[u8], KdfError> {
+    if text.is_empty() {
+        return Err(KdfError::EmptyText);
+    }
+    text_param(text)
+}
+
+/// Checks a binary parameter's length against the 16-bit length field.
+fn octets(index: usize, bytes: &[u8]) -> Result<&[u8], KdfError> {
+    if bytes.len() > usize::from(u16::MAX) {
+        return Err(KdfError::ParameterTooLong {
+            index,
+            len: bytes.len(),
+        });
+    }
+    Ok(bytes)
+}
+
+fn ck_ik_key(ck: &Ck, ik: &Ik) -> KdfKey {
+    KdfKey::new(Ks::from_ck_ik(ck, ik).expose_secret())
+}
+
+fn split_halves(out: &KdfOutput) -> ([u8; 16], [u8; 16]) {
+    let bytes = out.expose_secret();
+    let mut first = [0u8; 16];
+    let mut second = [0u8; 16];
+    first.copy_from_slice(&bytes[..16]);
+    second.copy_from_slice(&bytes[16..]);
+    (first, second)
+}
+
+/// CK' and IK' (TS 33.402 A.2; the same construction as RFC 9048 §3.3 / RFC 5448).
+///
+/// `Key = CK || IK`, `FC = 0x20`, `P0` = access network identity (e.g. `"WLAN"`),
+/// `P1 = SQN ⊕ AK` (6 octets). CK' is the first 128 bits of the output, IK' the last.
+/// In Solution #10 the HSS hands CK'/IK' to the serving node instead of CK/IK, so that it
+/// cannot compute `e2m_int_key`. Verified against RFC 5448 Appendix C, cases 1–4.
+///
+/// # Errors
+/// [`KdfError::EmptyText`] or [`KdfError::TextNotNormalized`] for a bad network name,
+/// [`KdfError::ParameterTooLong`] if it exceeds 65535 octets.
+pub fn ck_ik_prime(
+    ck: &Ck,
+    ik: &Ik,
+    access_network_identity: &str,
+    sqn_xor_ak: &[u8; 6],
+) -> Result<(CkPrime, IkPrime), KdfError> {
+    let network = octets(0, non_empty_text(access_network_identity)?)?;
+    let out = ck_ik_key(ck, ik).derive_checked(Fc::CK_IK_PRIME, &[network, sqn_xor_ak]);
+    let (ck_prime, ik_prime) = split_halves(&out);
+    Ok((CkPrime::from_array(ck_prime), IkPrime::from_array(ik_prime)))
+}
+
+/// K_ASME (TS 33.401 A.2): `Key = CK || IK`, `FC = 0x10`, `P0` = serving network identity
+/// (PLMN id, 3 octets as in TS 24.301), `P1 = SQN ⊕ AK` (6 octets).
+pub fn kasme(ck: &Ck, ik: &Ik, serving_network_id: &[u8; 3], sqn_xor_ak: &[u8; 6]) -> Kasme {
+    let out = ck_ik_key(ck, ik).derive_checked(Fc::KASME, &[serving_network_id, sqn_xor_ak]);
+    Kasme::from_array(*out.expose_secret())
+}
+
+/// Ks_NAF (TS 33.220 B.3): `Key = Ks = CK || IK`, `FC = 0x01`, `P0 = "gba-me"`,
+/// `P1 = RAND`, `P2 = IMPI`, `P3 = NAF_Id` (the NAF's FQDN followed by the Ua security
+/// protocol identifier, TS 33.220 H.2, given here as octets).
+///
+/// # Errors
+/// [`KdfError`] for an empty or non-NFKC IMPI, or a parameter over 65535 octets.
+pub fn ks_naf(ks: &Ks, rand: &[u8; 16], impi: &str, naf_id: &[u8]) -> Result<KsNaf, KdfError> {
+    let impi = octets(2, non_empty_text(impi)?)?;
+    let naf_id = octets(3, naf_id)?;
+    let out = KdfKey::new(ks.expose_secret())
+        .derive_checked(Fc::KS_NAF, &[b"gba-me", rand, impi, naf_id]);
+    Ok(KsNaf::from_array(*out.expose_secret()))
+}
+
+/// K_AKMA (TS 33.535 A.2): `Key = K_AUSF`, `FC = 0x80`, `P0 = "AKMA"`, `P1 = SUPI`.
+///
+/// # Errors
+/// [`KdfError`] for an empty or non-NFKC SUPI, or one over 65535 octets.
+pub fn kakma(kausf: &Kausf, supi: &str) -> Result<Kakma, KdfError> {
+    let supi = octets(1, non_empty_text(supi)?)?;
+    let out = KdfKey::new(kausf.expose_secret()).derive_checked(Fc::KAKMA, &[b"AKMA", supi]);
+    Ok(Kakma::from_array(*out.expose_secret()))
+}
+
+/// A-TID, the AKMA temporary identifier (TS 33.535 A.3): `Key = K_AUSF`, `FC = 0x81`,
+/// `P0 = "A-TID"`, `P1 = SUPI`. Not a secret: it travels in the A-KID.
+///
+/// # Errors
+/// [`KdfError`] for an empty or non-NFKC SUPI, or one over 65535 octets.
+pub fn a_tid(kausf: &Kausf, supi: &str) -> Result<ATid, KdfError> {
+    let supi = octets(1, non_empty_text(supi)?)?;
+    let out = KdfKey::new(kausf.expose_secret()).derive_checked(Fc::A_TID, &[b"A-TID", supi]);
+    Ok(ATid(*out.expose_secret()))
+}
+
+/// K_AF (TS 33.535 A.4): `Key = K_AKMA`, `FC = 0x82`, `P0 = AF_ID` (the AF's FQDN followed
+/// by the Ua* security protocol identifier, given here as octets).
+///
+/// # Errors
+/// [`KdfError::ParameterTooLong`] for an AF_ID over 65535 octets.
+pub fn kaf(kakma: &Kakma, af_id: &[u8]) -> Result<Kaf, KdfError> {
+    let af_id = octets(0, af_id)?;
+    let out = KdfKey::new(kakma.expose_secret()).derive_checked(Fc::KAF, &[af_id]);
+    Ok(Kaf::from_array(*out.expose_secret()))
+}
+
+/// The AKMA temporary identifier (TS 33.535 A.3), 256 bits. An identifier, not a key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ATid(pub [u8; 32]);
+
+impl core::fmt::Debug for ATid {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("ATid(")?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// `e2m_int_key = KDF(CK || IK, FC, "e2m_CIoT")` (seed 6.x.2.1, "Key derivation rules",
+/// step 1), with the FC and label of `profile`. Run by the HSS and by the UE's ME.
+///
+/// ```
+/// use e2m_kdf::{Ck, Ik, E2mProfile, e2m_int_key};
+/// // TS 35.208 test set 1 CK, IK; the expected value is computed independently by
+/// // vectors/generate.py (see tests/data/e2m.txt).
+/// let ck = Ck::from_hex("b40ba9a3c58b2a05bbf0d987b21bf8cb").unwrap();
+/// let ik = Ik::from_hex("f769bcd751044604127672711c6d3441").unwrap();
+/// let key = e2m_int_key(&ck, &ik, &E2mProfile::PROVISIONAL)?;
+/// assert_eq!(key.expose_secret().len(), 32);
+/// # Ok::<(), e2m_kdf::KdfError>(())
+/// ```
+///
+/// # Errors
+/// [`KdfError`] if the profile's label is not a valid text parameter.
+pub fn e2m_int_key(ck: &Ck, ik: &Ik, profile: &E2mProfile<'_>) -> Result<E2mIntKey, KdfError> {
+    let label = octets(0, non_empty_text(profile.int_key_label)?)?;
+    let out = ck_ik_key(ck, ik).derive_checked(profile.int_key_fc, &[label]);
+    Ok(E2mIntKey::from_array(*out.expose_secret()))
+}
+
+/// `e2m_key = KDF(e2m_int_key, FC, EMSE_Id [, string])` (seed 6.x.2.1 step 2), with the FC
+/// and optional string of `profile`. Run by the EMKS for the EMSE of an authenticated
+/// session, and by the UE's ME for the EMSE it connects to.
+///
+/// # Errors
+/// [`KdfError`] for an empty or non-NFKC EMSE_Id or label, or one over 65535 octets.
+pub fn e2m_key(
+    int_key: &E2mIntKey,
+    emse_id: &str,
+    profile: &E2mProfile<'_>,
+) -> Result<E2mKey, KdfError> {
+    derive_e2m_key(&KdfKey::new(int_key.expose_secret()), emse_id, profile)
+}
+
+fn derive_e2m_key(
+    key: &KdfKey,
+    emse_id: &str,
+    profile: &E2mProfile<'_>,
+) -> Result<E2mKey, KdfError> {
+    let emse = octets(0, non_empty_text(emse_id)?)?;
+    let out = match profile.key_label {
+        None => key.derive_checked(profile.key_fc, &[emse]),
+        Some(label) => key.derive_checked(profile.key_fc, &[emse, octets(1, text_param(label)?)?]),
+    };
+    Ok(E2mKey::from_array(*out.expose_secret()))
+}
+
+/// Derives `e2m_key` for many EMSEs from one `e2m_int_key`, paying the HMAC key schedule
+/// once (see [`KdfKey`]).
+///
+/// ```
+/// use e2m_kdf::{E2mIntKey, E2mKeyDeriver, E2mProfile, e2m_key};
+/// let int_key = E2mIntKey::from_array([7; 32]);
+/// let deriver = E2mKeyDeriver::new(&int_key, E2mProfile::PROVISIONAL)?;
+/// let for_a = deriver.derive("emse-a.example.com")?;
+/// assert!(for_a == e2m_key(&int_key, "emse-a.example.com", &E2mProfile::PROVISIONAL)?);
+/// assert!(for_a != deriver.derive("emse-b.example.com")?);
+/// # Ok::<(), e2m_kdf::KdfError>(())
+/// ```
+pub struct E2mKeyDeriver<'p> {
+    key: KdfKey,
+    profile: E2mProfile<'p>,
+}
+
+impl<'p> E2mKeyDeriver<'p> {
+    /// Precomputes the HMAC state of `int_key`.
+    ///
+    /// # Errors
+    /// [`KdfError`] if `profile` fails [`E2mProfile::validate`].
+    pub fn new(int_key: &E2mIntKey, profile: E2mProfile<'p>) -> Result<Self, KdfError> {
+        profile.validate()?;
+        Ok(E2mKeyDeriver {
+            key: KdfKey::new(int_key.expose_secret()),
+            profile,
+        })
+    }
+
+    /// `e2m_key` for `emse_id`.
+    ///
+    /// # Errors
+    /// [`KdfError`] for an empty or non-NFKC EMSE_Id, or one over 65535 octets.
+    pub fn derive(&self, emse_id: &str) -> Result<E2mKey, KdfError> {
+        derive_e2m_key(&self.key, emse_id, &self.profile)
+    }
+}

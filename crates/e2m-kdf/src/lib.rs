@@ -1,0 +1,28 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), no_std)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod derive;
+mod engine;
+mod error;
+mod fc;
+mod profile;
+mod secret;
+mod text;
+
+pub use derive::{
+    ATid, E2mKeyDeriver, a_tid, ck_ik_prime, e2m_int_key, e2m_key, kaf, kakma, kasme, ks_naf,
+};
+pub use engine::{KdfKey, kdf};
+pub use error::{KdfError, KeyError};
+pub use fc::Fc;
+pub use profile::E2mProfile;
+pub use secret::{
+    Ck, CkPrime, E2mIntKey, E2mKey, Ik, IkPrime, Kaf, Kakma, Kasme, Kausf, KdfOutput, Ks, KsNaf,
+};
+#[cfg(feature = "nfkc")]
+pub use text::normalize_text;
+pub use text::text_param;

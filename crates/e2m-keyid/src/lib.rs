@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), no_std)]
+
+mod identity;
+mod key_id;
+mod psk_identity;
+
+pub use identity::{AppIdentity, EmseId, IdentityError, Imsi};
+pub use key_id::{KeyId, KeyIdError, KeyIdScheme};
+pub use psk_identity::{PskIdentity, PskIdentityError};
