@@ -1,0 +1,1 @@
+//! e2m-emks: under construction (see the workspace issues).

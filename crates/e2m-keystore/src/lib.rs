@@ -1,0 +1,1 @@
+//! e2m-keystore: under construction (see the workspace issues).

@@ -1,0 +1,1 @@
+//! e2m-msg: under construction (see the workspace issues).
