@@ -80,6 +80,23 @@ pub fn ks_naf(ks: &Ks, rand: &[u8; 16], impi: &str, naf_id: &[u8]) -> Result<KsN
     Ok(KsNaf::from_array(*out.expose_secret()))
 }
 
+/// K_AUSF for 5G AKA (TS 33.501 A.2): `Key = CK || IK`, `FC = 0x6A`, `P0` = serving
+/// network name (TS 33.501 §6.1.1.4, e.g. `"5G:mnc001.mcc001.3gppnetwork.org"`),
+/// `P1 = SQN ⊕ AK`.
+///
+/// # Errors
+/// [`KdfError`] for an empty or non-NFKC serving network name, or one over 65535 octets.
+pub fn kausf(
+    ck: &Ck,
+    ik: &Ik,
+    serving_network_name: &str,
+    sqn_xor_ak: &[u8; 6],
+) -> Result<Kausf, KdfError> {
+    let name = octets(0, non_empty_text(serving_network_name)?)?;
+    let out = ck_ik_key(ck, ik).derive_checked(Fc::KAUSF, &[name, sqn_xor_ak]);
+    Ok(Kausf::from_array(*out.expose_secret()))
+}
+
 /// K_AKMA (TS 33.535 A.2): `Key = K_AUSF`, `FC = 0x80`, `P0 = "AKMA"`, `P1 = SUPI`.
 ///
 /// # Errors

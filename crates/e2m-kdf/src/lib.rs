@@ -14,7 +14,7 @@ mod secret;
 mod text;
 
 pub use derive::{
-    ATid, E2mKeyDeriver, a_tid, ck_ik_prime, e2m_int_key, e2m_key, kaf, kakma, kasme, ks_naf,
+    ATid, E2mKeyDeriver, a_tid, ck_ik_prime, e2m_int_key, e2m_key, kaf, kakma, kasme, kausf, ks_naf,
 };
 pub use engine::{KdfKey, kdf};
 pub use error::{KdfError, KeyError};
