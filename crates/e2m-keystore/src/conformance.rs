@@ -1,0 +1,993 @@
+//! The conformance suite: every promise of the store traits, as checks that any backend's
+//! tests run against fresh stores.
+//!
+//! ```
+//! use e2m_keystore::{conformance, MemoryIntKeyStore};
+//! let report = conformance::int_keys(&MemoryIntKeyStore::new);
+//! assert!(report.is_ok(), "{report}");
+//! ```
+//!
+//! Each check gets a fresh store from the factory, so checks never depend on one another.
+//! The suite returns a [`Report`] rather than panicking, so a backend can print every
+//! failure at once.
+
+use core::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use e2m_kdf::E2mIntKey;
+use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
+
+use crate::{
+    EventSet, IdentityMap, IntKeyStore, Limit, Provisioned, PushOutcome, RetentionPolicy,
+    SessionId, SessionPolicy, SessionRef, SessionStore, StoreError, Subscription,
+    SubscriptionPolicy, SubscriptionStore, Timestamp, UeFilter, UeName,
+};
+
+/// The outcome of one check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckResult {
+    /// Which suite (`"int_keys"`, `"identities"`, `"sessions"`, `"subscriptions"`).
+    pub suite: &'static str,
+    /// The check's name.
+    pub check: &'static str,
+    /// Why it failed; `None` if it passed.
+    pub failure: Option<String>,
+}
+
+/// The outcome of a suite run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Every check run, in order.
+    pub results: Vec<CheckResult>,
+}
+
+impl Report {
+    /// Whether every check passed (and at least one ran).
+    pub fn is_ok(&self) -> bool {
+        !self.results.is_empty() && self.results.iter().all(|r| r.failure.is_none())
+    }
+
+    /// The failed checks.
+    pub fn failures(&self) -> impl Iterator<Item = &CheckResult> {
+        self.results.iter().filter(|r| r.failure.is_some())
+    }
+
+    /// Appends another report's results.
+    pub fn merge(&mut self, other: Report) {
+        self.results.extend(other.results);
+    }
+
+    fn run(&mut self, suite: &'static str, check: &'static str, f: impl FnOnce() -> Check) {
+        self.results.push(CheckResult {
+            suite,
+            check,
+            failure: f().err(),
+        });
+    }
+}
+
+impl core::fmt::Display for Report {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let failed = self.failures().count();
+        writeln!(f, "{} checks, {} failed", self.results.len(), failed)?;
+        for r in self.failures() {
+            writeln!(
+                f,
+                "  FAIL {}::{}: {}",
+                r.suite,
+                r.check,
+                r.failure.as_deref().unwrap_or("")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Factories of fresh stores, one per trait, for [`run_all`].
+pub struct Factories<'a, I, M, S, B> {
+    /// Makes an empty intermediate key store with the given policy.
+    pub int_keys: &'a dyn Fn(RetentionPolicy) -> I,
+    /// Makes an empty identity map.
+    pub identities: &'a dyn Fn() -> M,
+    /// Makes an empty session store with the given policy.
+    pub sessions: &'a dyn Fn(SessionPolicy) -> S,
+    /// Makes an empty subscription store with the given policy.
+    pub subscriptions: &'a dyn Fn(SubscriptionPolicy) -> B,
+}
+
+/// Runs all four suites.
+pub fn run_all<I, M, S, B>(f: &Factories<'_, I, M, S, B>) -> Report
+where
+    I: IntKeyStore,
+    M: IdentityMap,
+    S: SessionStore,
+    B: SubscriptionStore,
+{
+    let mut report = int_keys(f.int_keys);
+    report.merge(identities(f.identities));
+    report.merge(sessions(f.sessions));
+    report.merge(subscriptions(f.subscriptions));
+    report
+}
+
+type Check = Result<(), String>;
+
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+fn ok<T>(r: Result<T, StoreError>) -> Result<T, String> {
+    r.map_err(|e| format!("store error: {e}"))
+}
+
+fn imsi(n: u64) -> Imsi {
+    // 15 digits: a test PLMN (001/01) and a 10-digit MSIN; always valid.
+    Imsi::new(&format!("00101{:010}", n % 10_000_000_000)).unwrap_or_else(|_| fallback_imsi())
+}
+
+fn fallback_imsi() -> Imsi {
+    // Unreachable for the formats above; a fixed valid IMSI keeps this panic-free.
+    match Imsi::new("001010000000000") {
+        Ok(i) => i,
+        Err(_) => unreachable_imsi(),
+    }
+}
+
+#[allow(clippy::panic, reason = "a constant, valid IMSI cannot fail to parse")]
+fn unreachable_imsi() -> Imsi {
+    panic!("constant IMSI rejected")
+}
+
+fn emse(name: &str) -> EmseId {
+    EmseId::new(name).unwrap_or_else(|_| emse_fallback())
+}
+
+#[allow(clippy::panic, reason = "the suite's constant EMSE_Ids are valid")]
+fn emse_fallback() -> EmseId {
+    panic!("constant EMSE_Id rejected")
+}
+
+fn app(name: &str) -> AppIdentity {
+    AppIdentity::new(name).unwrap_or_else(|_| app_fallback())
+}
+
+#[allow(clippy::panic, reason = "the suite's constant identities are valid")]
+fn app_fallback() -> AppIdentity {
+    panic!("constant application identity rejected")
+}
+
+/// The key octets the suite pushes for `(ue, id)`: distinct for every pair, and checkable,
+/// so a served key that is not exactly the one pushed (torn, swapped) is detected.
+pub fn test_key_bytes(ue: u64, id: u32) -> [u8; 32] {
+    let mut state = ue.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(id);
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_exact_mut(8) {
+        // splitmix64
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out
+}
+
+fn key(ue: u64, id: u32) -> E2mIntKey {
+    E2mIntKey::from_array(test_key_bytes(ue, id))
+}
+
+const T0: u64 = 1_800_000_000;
+
+fn at(secs: u64) -> Timestamp {
+    Timestamp::from_unix_secs(T0 + secs)
+}
+
+fn kid(n: u32) -> KeyId {
+    KeyId::from_u32(n)
+}
+
+fn policy(n: usize, max_age_secs: u64) -> RetentionPolicy {
+    RetentionPolicy::new(n, Duration::from_secs(max_age_secs)).unwrap_or(RetentionPolicy::DEFAULT)
+}
+
+fn ids_held<S: IntKeyStore + ?Sized>(s: &S, ue: u64, now: Timestamp) -> Result<Vec<u32>, String> {
+    Ok(ok(s.held(&imsi(ue), now))?
+        .iter()
+        .map(|k| k.key_id.as_u32())
+        .collect())
+}
+
+fn push<S: IntKeyStore + ?Sized>(
+    s: &S,
+    ue: u64,
+    id: u32,
+    created: u64,
+    now: u64,
+) -> Result<PushOutcome, String> {
+    ok(s.push(&imsi(ue), kid(id), key(ue, id), at(created), at(now)))
+}
+
+fn served_is<S: IntKeyStore + ?Sized>(s: &S, ue: u64, id: u32, now: u64) -> Check {
+    match ok(s.get(&imsi(ue), kid(id), at(now)))? {
+        Some(k) => {
+            ensure!(
+                k.info.key_id == kid(id),
+                "get({id:x}) returned key id {}",
+                k.info.key_id
+            );
+            ensure!(
+                k.key.expose_secret() == &test_key_bytes(ue, id),
+                "get({id:x}) returned other key octets"
+            );
+            Ok(())
+        }
+        None => Err(format!("key {id:x} of UE {ue} not served at +{now}")),
+    }
+}
+
+fn not_served<S: IntKeyStore + ?Sized>(s: &S, ue: u64, id: u32, now: u64) -> Check {
+    ensure!(
+        ok(s.get(&imsi(ue), kid(id), at(now)))?.is_none(),
+        "key {id:x} of UE {ue} still served at +{now}"
+    );
+    Ok(())
+}
+
+/// The [`IntKeyStore`] checks. `make` builds an empty store applying the policy it is given.
+pub fn int_keys<S: IntKeyStore>(make: &dyn Fn(RetentionPolicy) -> S) -> Report {
+    const S: &str = "int_keys";
+    let mut r = Report::default();
+    let fresh = || make(policy(4, 1000));
+
+    r.run(S, "reports_its_policy", || {
+        let p = policy(3, 77);
+        ensure!(
+            make(p).retention() == p,
+            "retention() differs from the policy given"
+        );
+        Ok(())
+    });
+    r.run(S, "push_then_get_returns_the_same_key", || {
+        let s = fresh();
+        let out = push(&s, 1, 0xa1, 0, 0)?;
+        ensure!(
+            out == PushOutcome::Stored { evicted: None },
+            "first push: {out:?}"
+        );
+        served_is(&s, 1, 0xa1, 1)?;
+        let k = ok(s.get(&imsi(1), kid(0xa1), at(1)))?;
+        let info = k.map(|k| k.info);
+        ensure!(
+            info.map(|i| (i.created, i.expires)) == Some((at(0), at(1000))),
+            "created/expires wrong: {info:?}"
+        );
+        Ok(())
+    });
+    r.run(S, "unknown_ue_or_key_id_is_none", || {
+        let s = fresh();
+        push(&s, 1, 0xa1, 0, 0)?;
+        not_served(&s, 2, 0xa1, 1)?;
+        not_served(&s, 1, 0xa2, 1)?;
+        ensure!(
+            ok(s.latest(&imsi(2), at(1)))?.is_none(),
+            "latest of unknown UE"
+        );
+        ensure!(ids_held(&s, 2, at(1))?.is_empty(), "held of unknown UE");
+        Ok(())
+    });
+    r.run(S, "keeps_the_last_n_and_evicts_the_oldest", || {
+        let s = fresh();
+        for (t, id) in (1..=4).enumerate() {
+            push(&s, 1, id, t as u64, t as u64)?;
+        }
+        let out = push(&s, 1, 5, 10, 10)?;
+        ensure!(
+            out == PushOutcome::Stored {
+                evicted: Some(kid(1))
+            },
+            "fifth push: {out:?}"
+        );
+        not_served(&s, 1, 1, 11)?;
+        for id in 2..=5 {
+            served_is(&s, 1, id, 11)?;
+        }
+        let held = ids_held(&s, 1, at(11))?;
+        ensure!(held == [2, 3, 4, 5], "held oldest first: {held:?}");
+        Ok(())
+    });
+    r.run(S, "latest_is_the_newest_by_creation_time", || {
+        let s = fresh();
+        push(&s, 1, 0x30, 30, 40)?;
+        push(&s, 1, 0x10, 10, 40)?;
+        push(&s, 1, 0x20, 20, 40)?;
+        let held = ids_held(&s, 1, at(41))?;
+        ensure!(held == [0x10, 0x20, 0x30], "creation order: {held:?}");
+        let latest = ok(s.latest(&imsi(1), at(41)))?.map(|k| k.info.key_id);
+        ensure!(latest == Some(kid(0x30)), "latest: {latest:?}");
+        Ok(())
+    });
+    r.run(S, "equal_creation_times_order_by_arrival", || {
+        let s = fresh();
+        push(&s, 1, 0xb, 5, 5)?;
+        push(&s, 1, 0xa, 5, 5)?;
+        let latest = ok(s.latest(&imsi(1), at(6)))?.map(|k| k.info.key_id);
+        ensure!(latest == Some(kid(0xa)), "latest of a tie: {latest:?}");
+        Ok(())
+    });
+    r.run(S, "same_key_id_replaces", || {
+        let s = fresh();
+        push(&s, 1, 7, 0, 0)?;
+        push(&s, 1, 8, 1, 1)?;
+        // Same id, other octets: built under another UE number so the bytes differ.
+        let out = ok(s.push(&imsi(1), kid(7), key(99, 7), at(2), at(2)))?;
+        ensure!(out == PushOutcome::Replaced, "replacing push: {out:?}");
+        let got = ok(s.get(&imsi(1), kid(7), at(3)))?;
+        ensure!(
+            got.as_ref()
+                .map(|k| k.key.expose_secret() == &test_key_bytes(99, 7))
+                == Some(true),
+            "old octets still served after replacement"
+        );
+        let held = ids_held(&s, 1, at(3))?;
+        ensure!(
+            held == [8, 7],
+            "replacement re-ordered by creation: {held:?}"
+        );
+        Ok(())
+    });
+    r.run(S, "identical_push_is_idempotent", || {
+        let s = fresh();
+        for t in 0..4 {
+            push(&s, 1, t + 1, u64::from(t), u64::from(t))?;
+        }
+        let out = push(&s, 1, 1, 0, 5)?;
+        ensure!(out == PushOutcome::Unchanged, "repeated push: {out:?}");
+        let held = ids_held(&s, 1, at(5))?;
+        ensure!(
+            held == [1, 2, 3, 4],
+            "a repeated push changed the store: {held:?}"
+        );
+        Ok(())
+    });
+    r.run(S, "same_id_new_creation_time_is_a_replacement", || {
+        let s = fresh();
+        push(&s, 1, 1, 0, 0)?;
+        let out = push(&s, 1, 1, 3, 3)?;
+        ensure!(out == PushOutcome::Replaced, "{out:?}");
+        let info = ok(s.get(&imsi(1), kid(1), at(4)))?.map(|k| k.info.created);
+        ensure!(info == Some(at(3)), "creation time not updated: {info:?}");
+        Ok(())
+    });
+    r.run(S, "keys_expire_at_max_age", || {
+        let s = fresh();
+        push(&s, 1, 1, 100, 100)?;
+        served_is(&s, 1, 1, 1099)?;
+        not_served(&s, 1, 1, 1100)?;
+        ensure!(
+            ok(s.latest(&imsi(1), at(1100)))?.is_none(),
+            "latest served an expired key"
+        );
+        ensure!(
+            ids_held(&s, 1, at(1100))?.is_empty(),
+            "held lists an expired key"
+        );
+        Ok(())
+    });
+    r.run(S, "expired_push_is_refused", || {
+        let s = fresh();
+        let out = push(&s, 1, 1, 0, 1000)?;
+        ensure!(out == PushOutcome::Expired, "{out:?}");
+        not_served(&s, 1, 1, 1000)?;
+        not_served(&s, 1, 1, 0)?;
+        Ok(())
+    });
+    r.run(S, "stale_push_is_not_stored", || {
+        let s = fresh();
+        for id in 1..=4 {
+            push(&s, 1, id, 10 + u64::from(id), 20)?;
+        }
+        let out = push(&s, 1, 9, 5, 20)?;
+        ensure!(out == PushOutcome::Stale, "{out:?}");
+        not_served(&s, 1, 9, 21)?;
+        let held = ids_held(&s, 1, at(21))?;
+        ensure!(
+            held == [1, 2, 3, 4],
+            "a stale push changed the store: {held:?}"
+        );
+        Ok(())
+    });
+    r.run(S, "expired_keys_do_not_take_a_place", || {
+        let s = fresh();
+        for id in 1..=4 {
+            push(&s, 1, id, 0, 0)?;
+        }
+        let out = push(&s, 1, 5, 1000, 1000)?;
+        ensure!(out.is_held(), "{out:?}");
+        let held = ids_held(&s, 1, at(1000))?;
+        ensure!(held == [5], "{held:?}");
+        // And a push older than the expired keys but still live is stored, not stale.
+        Ok(())
+    });
+    r.run(S, "ues_are_independent", || {
+        let s = fresh();
+        push(&s, 1, 1, 0, 0)?;
+        push(&s, 2, 1, 0, 0)?;
+        served_is(&s, 1, 1, 1)?;
+        served_is(&s, 2, 1, 1)?;
+        ok(s.remove_ue(&imsi(1)))?;
+        not_served(&s, 1, 1, 1)?;
+        served_is(&s, 2, 1, 1)?;
+        Ok(())
+    });
+    r.run(S, "remove_ue_forgets_every_key", || {
+        let s = fresh();
+        for id in 1..=3 {
+            push(&s, 1, id, 0, 0)?;
+        }
+        let n = ok(s.remove_ue(&imsi(1)))?;
+        ensure!(n == 3, "remove_ue returned {n}");
+        for id in 1..=3 {
+            not_served(&s, 1, id, 1)?;
+        }
+        let n = ok(s.remove_ue(&imsi(1)))?;
+        ensure!(n == 0, "second remove_ue returned {n}");
+        Ok(())
+    });
+    r.run(S, "sweep_removes_only_expired_keys", || {
+        let s = fresh();
+        push(&s, 1, 1, 0, 0)?;
+        push(&s, 1, 2, 500, 500)?;
+        push(&s, 2, 1, 0, 0)?;
+        let n = ok(s.sweep(at(1000)))?;
+        ensure!(n == 2, "sweep removed {n}");
+        served_is(&s, 1, 2, 1000)?;
+        let n = ok(s.sweep(at(1000)))?;
+        ensure!(n == 0, "second sweep removed {n}");
+        Ok(())
+    });
+    r.run(S, "a_policy_of_one_keeps_only_the_latest", || {
+        let s = make(policy(1, 1000));
+        push(&s, 1, 1, 0, 0)?;
+        let out = push(&s, 1, 2, 1, 1)?;
+        ensure!(
+            out == PushOutcome::Stored {
+                evicted: Some(kid(1))
+            },
+            "{out:?}"
+        );
+        not_served(&s, 1, 1, 2)?;
+        served_is(&s, 1, 2, 2)?;
+        Ok(())
+    });
+    r
+}
+
+/// The [`IdentityMap`] checks.
+pub fn identities<M: IdentityMap>(make: &dyn Fn() -> M) -> Report {
+    const S: &str = "identities";
+    let mut r = Report::default();
+    let a = || emse("emse-a.example.com");
+    let b = || emse("emse-b.example.com");
+    let ue = || app("sensor-17@iot.example.com");
+
+    r.run(S, "provision_then_resolve", || {
+        let m = make();
+        let out = ok(m.provision(&a(), &ue(), &imsi(1)))?;
+        ensure!(out == Provisioned::New, "{out:?}");
+        let got = ok(m.resolve(&a(), &ue()))?;
+        ensure!(got == Some(imsi(1)), "{got:?}");
+        Ok(())
+    });
+    r.run(S, "an_identity_means_nothing_to_another_emse", || {
+        let m = make();
+        ok(m.provision(&a(), &ue(), &imsi(1)))?;
+        let got = ok(m.resolve(&b(), &ue()))?;
+        ensure!(
+            got.is_none(),
+            "resolved for an EMSE it was not provisioned for"
+        );
+        Ok(())
+    });
+    r.run(S, "no_normalisation", || {
+        let m = make();
+        ok(m.provision(&a(), &ue(), &imsi(1)))?;
+        for other in [
+            "Sensor-17@iot.example.com",
+            "sensor-17@IOT.example.com",
+            "sensor-17@iot.example.com.",
+        ] {
+            ensure!(
+                ok(m.resolve(&a(), &app(other)))?.is_none(),
+                "{other} resolved"
+            );
+        }
+        ensure!(
+            ok(m.resolve(&emse("EMSE-A.example.com"), &ue()))?.is_none(),
+            "EMSE_Id compared without case"
+        );
+        Ok(())
+    });
+    r.run(S, "reprovision_replaces_and_repeat_is_unchanged", || {
+        let m = make();
+        ok(m.provision(&a(), &ue(), &imsi(1)))?;
+        let out = ok(m.provision(&a(), &ue(), &imsi(1)))?;
+        ensure!(out == Provisioned::Unchanged, "{out:?}");
+        let out = ok(m.provision(&a(), &ue(), &imsi(2)))?;
+        ensure!(
+            out == Provisioned::Replaced { previous: imsi(1) },
+            "{out:?}"
+        );
+        let got = ok(m.resolve(&a(), &ue()))?;
+        ensure!(got == Some(imsi(2)), "{got:?}");
+        Ok(())
+    });
+    r.run(S, "remove", || {
+        let m = make();
+        ok(m.provision(&a(), &ue(), &imsi(1)))?;
+        ok(m.provision(&b(), &ue(), &imsi(1)))?;
+        let got = ok(m.remove(&a(), &ue()))?;
+        ensure!(got == Some(imsi(1)), "{got:?}");
+        ensure!(
+            ok(m.resolve(&a(), &ue()))?.is_none(),
+            "still resolved after remove"
+        );
+        ensure!(
+            ok(m.resolve(&b(), &ue()))?.is_some(),
+            "remove touched another EMSE"
+        );
+        ensure!(ok(m.remove(&a(), &ue()))?.is_none(), "second remove");
+        Ok(())
+    });
+    r.run(S, "remove_emse", || {
+        let m = make();
+        for n in 0..10u64 {
+            ok(m.provision(&a(), &app(&format!("ue-{n}")), &imsi(n)))?;
+        }
+        ok(m.provision(&b(), &app("ue-0"), &imsi(0)))?;
+        let n = ok(m.remove_emse(&a()))?;
+        ensure!(n == 10, "remove_emse returned {n}");
+        ensure!(
+            ok(m.resolve(&a(), &app("ue-3")))?.is_none(),
+            "still resolved"
+        );
+        ensure!(
+            ok(m.resolve(&b(), &app("ue-0")))?.is_some(),
+            "other EMSE lost its map"
+        );
+        Ok(())
+    });
+    r
+}
+
+/// The [`SessionStore`] checks. `make` builds an empty store applying the policy given.
+pub fn sessions<S: SessionStore>(make: &dyn Fn(SessionPolicy) -> S) -> Report {
+    const SUITE: &str = "sessions";
+    let mut r = Report::default();
+    let small =
+        || SessionPolicy::new(Duration::from_secs(100), 3, 5).unwrap_or(SessionPolicy::DEFAULT);
+    let a = || emse("emse-a.example.com");
+    let b = || emse("emse-b.example.com");
+
+    r.run(SUITE, "reports_its_policy", || {
+        ensure!(make(small()).session_policy() == small(), "policy differs");
+        Ok(())
+    });
+    r.run(SUITE, "create_binds_the_emse_and_get_finds_it", || {
+        let s = make(small());
+        let (id, info) = ok(s.create(&a(), at(0)))?;
+        ensure!(info.emse == a(), "bound to {:?}", info.emse);
+        ensure!(info.created == at(0) && info.expires == at(100), "{info:?}");
+        let got = ok(s.get(&id, at(1)))?;
+        ensure!(got.as_ref() == Some(&info), "{got:?}");
+        Ok(())
+    });
+    r.run(SUITE, "ids_are_fresh_and_random", || {
+        let s = make(SessionPolicy::DEFAULT);
+        let mut seen: Vec<[u8; 16]> = Vec::new();
+        let mut refs = Vec::new();
+        for n in 0..40 {
+            let (id, info) = ok(s.create(&emse(&format!("emse-{}", n % 8)), at(0)))?;
+            seen.push(*id.expose_secret());
+            refs.push(info.session);
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        ensure!(seen.len() == 40, "duplicate session ids");
+        // 40 ids of 128 random bits: every bit position should vary.
+        let ones: Vec<usize> = (0..128)
+            .map(|bit| {
+                seen.iter()
+                    .filter(|id| id[bit / 8] >> (bit % 8) & 1 == 1)
+                    .count()
+            })
+            .collect();
+        ensure!(
+            ones.iter().all(|&n| n > 0 && n < 40),
+            "some bit of the session id never changes: not 128 random bits"
+        );
+        refs.sort_unstable();
+        refs.dedup();
+        ensure!(refs.len() == 40, "duplicate session refs");
+        Ok(())
+    });
+    r.run(SUITE, "only_the_exact_id_finds_a_session", || {
+        let s = make(small());
+        let (id, _) = ok(s.create(&a(), at(0)))?;
+        let mut bytes = *id.expose_secret();
+        for bit in [0usize, 7, 64, 127] {
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            let other = SessionId::from_array(bytes);
+            ensure!(
+                ok(s.get(&other, at(1)))?.is_none(),
+                "id with bit {bit} flipped found"
+            );
+            bytes[bit / 8] ^= 1 << (bit % 8);
+        }
+        ensure!(
+            ok(s.get(&SessionId::from_array([0; 16]), at(1)))?.is_none(),
+            "zero id found"
+        );
+        Ok(())
+    });
+    r.run(SUITE, "sessions_expire", || {
+        let s = make(small());
+        let (id, _) = ok(s.create(&a(), at(0)))?;
+        ensure!(ok(s.get(&id, at(99)))?.is_some(), "gone before expiry");
+        ensure!(ok(s.get(&id, at(100)))?.is_none(), "served at expiry");
+        let swept = ok(s.sweep(at(100)))?;
+        ensure!(
+            swept.len() == 1 && swept[0].emse == a(),
+            "sweep returned {swept:?}"
+        );
+        ensure!(ok(s.sweep(at(100)))?.is_empty(), "second sweep not empty");
+        Ok(())
+    });
+    r.run(SUITE, "remove_ends_a_session", || {
+        let s = make(small());
+        let (id, info) = ok(s.create(&a(), at(0)))?;
+        let (other, _) = ok(s.create(&a(), at(0)))?;
+        let got = ok(s.remove(&id))?;
+        ensure!(got == Some(info), "remove returned {got:?}");
+        ensure!(ok(s.get(&id, at(1)))?.is_none(), "found after remove");
+        ensure!(ok(s.remove(&id))?.is_none(), "second remove");
+        ensure!(
+            ok(s.get(&other, at(1)))?.is_some(),
+            "remove ended another session"
+        );
+        Ok(())
+    });
+    r.run(SUITE, "limit_per_emse", || {
+        let s = make(small());
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(ok(s.create(&a(), at(0)))?.0);
+        }
+        match s.create(&a(), at(0)) {
+            Err(StoreError::LimitReached(Limit::SessionsPerEmse)) => {}
+            other => {
+                return Err(format!(
+                    "fourth session of one EMSE: {:?}",
+                    other.map(|x| x.1)
+                ));
+            }
+        }
+        ensure!(ok(s.create(&b(), at(0))).is_ok(), "another EMSE refused");
+        if let Some(first) = ids.first() {
+            ok(s.remove(first))?;
+        }
+        ensure!(
+            ok(s.create(&a(), at(0))).is_ok(),
+            "a removed session still holds a place"
+        );
+        Ok(())
+    });
+    r.run(
+        SUITE,
+        "limit_in_total_and_expired_sessions_free_places",
+        || {
+            let s = make(small());
+            for n in 0..5 {
+                ok(s.create(&emse(&format!("emse-{n}")), at(0)))?;
+            }
+            match s.create(&emse("emse-x"), at(1)) {
+                Err(StoreError::LimitReached(Limit::SessionsTotal)) => {}
+                other => return Err(format!("sixth session: {:?}", other.map(|x| x.1))),
+            }
+            ensure!(
+                ok(s.create(&emse("emse-x"), at(100))).is_ok(),
+                "expired sessions still hold places"
+            );
+            Ok(())
+        },
+    );
+    r
+}
+
+/// The [`SubscriptionStore`] checks.
+pub fn subscriptions<B: SubscriptionStore>(make: &dyn Fn(SubscriptionPolicy) -> B) -> Report {
+    const S: &str = "subscriptions";
+    let mut r = Report::default();
+    let policy = SubscriptionPolicy {
+        max_per_session: 3,
+        max_total: 5,
+        max_callback_len: 64,
+    };
+    let sub = |session: u64, ue: Option<u64>, events: EventSet| Subscription {
+        session: SessionRef::from_u64(session),
+        emse: emse("emse-a.example.com"),
+        events,
+        ue: ue.map(|n| UeFilter {
+            imsi: imsi(n),
+            name: UeName::App(app(&format!("ue-{n}"))),
+        }),
+        callback: "https://emse-a.example.com/notify".to_owned(),
+    };
+    let s1 = SessionRef::from_u64(1);
+    let s2 = SessionRef::from_u64(2);
+
+    r.run(S, "add_get_remove_by_owner_only", || {
+        let b = make(policy);
+        let x = sub(1, Some(7), EventSet::KEY_AVAILABLE);
+        let id = ok(b.add(x.clone()))?;
+        ensure!(
+            ok(b.get(s1, id))? == Some(x.clone()),
+            "owner cannot read it"
+        );
+        ensure!(ok(b.get(s2, id))?.is_none(), "another session can read it");
+        ensure!(
+            ok(b.remove(s2, id))?.is_none(),
+            "another session removed it"
+        );
+        ensure!(ok(b.get(s1, id))?.is_some(), "gone after a refused remove");
+        ensure!(ok(b.remove(s1, id))? == Some(x), "owner's remove");
+        ensure!(ok(b.get(s1, id))?.is_none(), "still there after remove");
+        Ok(())
+    });
+    r.run(S, "matching_by_ue_and_event", || {
+        let b = make(policy);
+        let only7 = ok(b.add(sub(1, Some(7), EventSet::KEY_AVAILABLE)))?;
+        let all = ok(b.add(sub(2, None, EventSet::KEY_AVAILABLE)))?;
+        let removed = ok(b.add(sub(2, Some(7), EventSet::KEYS_REMOVED)))?;
+        let ids = |imsi_n: u64, ev: EventSet| -> Result<Vec<_>, String> {
+            Ok(ok(b.matching(&imsi(imsi_n), ev))?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect())
+        };
+        ensure!(
+            ids(7, EventSet::KEY_AVAILABLE)? == [only7, all],
+            "UE 7, key available"
+        );
+        ensure!(
+            ids(8, EventSet::KEY_AVAILABLE)? == [all],
+            "UE 8, key available"
+        );
+        ensure!(
+            ids(7, EventSet::KEYS_REMOVED)? == [removed],
+            "UE 7, keys removed"
+        );
+        ensure!(
+            ids(8, EventSet::KEYS_REMOVED)?.is_empty(),
+            "UE 8, keys removed"
+        );
+        Ok(())
+    });
+    r.run(S, "remove_session_removes_only_its_own", || {
+        let b = make(policy);
+        ok(b.add(sub(1, Some(7), EventSet::KEY_AVAILABLE)))?;
+        ok(b.add(sub(1, None, EventSet::KEY_AVAILABLE)))?;
+        let keep = ok(b.add(sub(2, Some(7), EventSet::KEY_AVAILABLE)))?;
+        let n = ok(b.remove_session(s1))?;
+        ensure!(n == 2, "remove_session returned {n}");
+        let left: Vec<_> = ok(b.matching(&imsi(7), EventSet::KEY_AVAILABLE))?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        ensure!(left == [keep], "{left:?}");
+        Ok(())
+    });
+    r.run(S, "limits_and_invalid_input", || {
+        let b = make(policy);
+        for _ in 0..3 {
+            ok(b.add(sub(1, None, EventSet::KEY_AVAILABLE)))?;
+        }
+        ensure!(
+            matches!(
+                b.add(sub(1, None, EventSet::KEY_AVAILABLE)),
+                Err(StoreError::LimitReached(Limit::SubscriptionsPerSession))
+            ),
+            "fourth subscription of one session accepted"
+        );
+        for _ in 0..2 {
+            ok(b.add(sub(2, None, EventSet::KEY_AVAILABLE)))?;
+        }
+        ensure!(
+            matches!(
+                b.add(sub(3, None, EventSet::KEY_AVAILABLE)),
+                Err(StoreError::LimitReached(Limit::SubscriptionsTotal))
+            ),
+            "sixth subscription accepted"
+        );
+        let b = make(policy);
+        ensure!(
+            matches!(
+                b.add(sub(1, None, EventSet::EMPTY)),
+                Err(StoreError::InvalidInput(_))
+            ),
+            "empty event set accepted"
+        );
+        let mut long = sub(1, None, EventSet::KEY_AVAILABLE);
+        long.callback = "x".repeat(65);
+        ensure!(
+            matches!(b.add(long), Err(StoreError::InvalidInput(_))),
+            "over-long callback accepted"
+        );
+        ensure!(
+            b.matching(&imsi(1), EventSet::KEY_AVAILABLE)
+                .map(|v| v.len())
+                .ok()
+                == Some(0),
+            "refused subscriptions were stored"
+        );
+        Ok(())
+    });
+    r
+}
+
+/// What [`stress_int_keys`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StressReport {
+    /// Pushes made.
+    pub pushes: u64,
+    /// Lookups made.
+    pub lookups: u64,
+    /// Lookups that found a key.
+    pub hits: u64,
+}
+
+/// Sizes of a [`stress_int_keys`] run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StressConfig {
+    /// UEs.
+    pub ues: u32,
+    /// Pusher threads (each owns a disjoint set of UEs, so per-UE push order is known).
+    pub pushers: u32,
+    /// Keys pushed per UE.
+    pub keys_per_ue: u32,
+    /// Fetcher threads.
+    pub fetchers: u32,
+    /// Lookups per fetcher.
+    pub lookups_per_fetcher: u32,
+}
+
+impl Default for StressConfig {
+    /// 1,000 UEs, 2 pushers of 12 keys per UE, 2 fetchers of 30,000 lookups.
+    fn default() -> Self {
+        StressConfig {
+            ues: 1000,
+            pushers: 2,
+            keys_per_ue: 12,
+            fetchers: 2,
+            lookups_per_fetcher: 30_000,
+        }
+    }
+}
+
+/// A multi-threaded stress test of an [`IntKeyStore`] (which should apply a policy with a
+/// maximum age of at least an hour): pushers and fetchers run at once, and every fetched
+/// key is checked.
+///
+/// Each UE's keys have ids 1, 2, 3, … pushed in order with increasing creation times; after
+/// each push the pusher publishes the newest id pushed and the newest id evicted. A fetcher
+/// reads those, then looks a key up, and fails the run if
+/// - a key is served with other octets than were pushed under its id (torn or mixed up),
+/// - a key is served that had been evicted before the lookup began (served past eviction),
+/// - `latest` returns a key older than one whose push had completed (a lost key).
+///
+/// At the end every UE must hold exactly its last N keys.
+///
+/// # Errors
+/// A description of the first violation seen.
+pub fn stress_int_keys<S: IntKeyStore + 'static>(
+    store: Arc<S>,
+    config: StressConfig,
+) -> Result<StressReport, String> {
+    let n = store.retention().keys_per_ue();
+    let ues = config.ues.max(1);
+    let pushed: Arc<Vec<AtomicU32>> = Arc::new((0..ues).map(|_| AtomicU32::new(0)).collect());
+    let evicted: Arc<Vec<AtomicU32>> = Arc::new((0..ues).map(|_| AtomicU32::new(0)).collect());
+    let pushes = Arc::new(AtomicU64::new(0));
+    let now = at(config.keys_per_ue.into());
+    let mut handles = Vec::new();
+    for p in 0..config.pushers.max(1) {
+        let (store, pushed, evicted, pushes) = (
+            store.clone(),
+            pushed.clone(),
+            evicted.clone(),
+            pushes.clone(),
+        );
+        let pushers = config.pushers.max(1);
+        handles.push(std::thread::spawn(move || -> Result<(u64, u64), String> {
+            for id in 1..=config.keys_per_ue {
+                for ue in (p..ues).step_by(pushers as usize) {
+                    let out = push(&*store, ue.into(), id, id.into(), 0).and_then(|o| {
+                        if o.is_held() {
+                            Ok(o)
+                        } else {
+                            Err(format!("push {id} of UE {ue}: {o:?}"))
+                        }
+                    })?;
+                    if let PushOutcome::Stored { evicted: Some(e) } = out {
+                        evicted[ue as usize].store(e.as_u32(), Ordering::Release);
+                    }
+                    pushed[ue as usize].store(id, Ordering::Release);
+                    pushes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok((0, 0))
+        }));
+    }
+    for f in 0..config.fetchers {
+        let (store, pushed, evicted) = (store.clone(), pushed.clone(), evicted.clone());
+        handles.push(std::thread::spawn(move || -> Result<(u64, u64), String> {
+            let mut rng = 0x2545_F491_4F6C_DD1D_u64 ^ (u64::from(f) << 32 | 1);
+            let mut hits = 0;
+            for _ in 0..config.lookups_per_fetcher {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let ue = (rng % u64::from(ues)) as u32;
+                let before_evicted = evicted[ue as usize].load(Ordering::Acquire);
+                let before_pushed = pushed[ue as usize].load(Ordering::Acquire);
+                // Ask for a key around the newest: some held, some evicted, some not yet pushed.
+                let id = before_pushed.saturating_sub((rng >> 40) as u32 % (n as u32 + 2)) + 1;
+                if let Some(k) = ok(store.get(&imsi(ue.into()), kid(id), now))? {
+                    hits += 1;
+                    ensure!(
+                        k.key.expose_secret() == &test_key_bytes(ue.into(), id) && k.info.key_id == kid(id),
+                        "UE {ue} key {id}: served octets differ from those pushed (torn or mixed)"
+                    );
+                    ensure!(
+                        id > before_evicted,
+                        "UE {ue} key {id} served after its eviction (evicted up to {before_evicted})"
+                    );
+                }
+                let latest = ok(store.latest(&imsi(ue.into()), now))?.map(|k| k.info.key_id.as_u32());
+                if before_pushed > 0 {
+                    ensure!(
+                        latest.is_some_and(|l| l >= before_pushed),
+                        "UE {ue}: latest {latest:?} older than completed push {before_pushed} (lost key)"
+                    );
+                }
+            }
+            Ok((u64::from(config.lookups_per_fetcher), hits))
+        }));
+    }
+    let mut report = StressReport::default();
+    for h in handles {
+        let (lookups, hits) = h
+            .join()
+            .map_err(|_| "a stress thread panicked".to_owned())??;
+        report.lookups += lookups;
+        report.hits += hits;
+    }
+    report.pushes = pushes.load(Ordering::Relaxed);
+    let last = config.keys_per_ue;
+    let expect: Vec<u32> = (last.saturating_sub(n as u32) + 1..=last).collect();
+    for ue in 0..ues {
+        let held = ids_held(&*store, ue.into(), now)?;
+        ensure!(
+            held == expect,
+            "UE {ue} ends holding {held:?}, expected {expect:?}"
+        );
+        for id in &expect {
+            served_is(&*store, ue.into(), *id, now.as_unix_secs() - T0)?;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,175 @@
+//! The identity map: `(EMSE_Id, application identity) → IMSI`, the seed's preferred case 2
+//! (6.x.2.1, "Considerations on the user identity": the EMSE sends the UE's application
+//! layer identity and the EMKS translates it to an IMSI).
+
+use std::collections::HashMap;
+
+use e2m_keyid::{AppIdentity, EmseId, Imsi};
+use foldhash::fast::RandomState;
+
+use crate::StoreError;
+use crate::packed::PackedImsi;
+use crate::shard::Sharded;
+
+/// What [`IdentityMap::provision`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Provisioned {
+    /// A new mapping.
+    New,
+    /// The identity was mapped to another IMSI, now replaced.
+    Replaced {
+        /// The IMSI it named before.
+        previous: Imsi,
+    },
+    /// The identical mapping was already there.
+    Unchanged,
+}
+
+/// Which IMSI an application identity names, for one EMSE.
+///
+/// Promises, checked by [`conformance::identities`](crate::conformance::identities):
+/// a mapping is scoped to the EMSE it was provisioned for, so an identity means nothing to
+/// any other EMSE (no cross-EMSE lookups, no enumeration); identities and EMSE_Ids compare
+/// octet for octet (no case folding or other normalisation: the types already refuse the
+/// invisible characters that make look-alikes); the latest provisioning wins.
+pub trait IdentityMap: Send + Sync {
+    /// Maps `app` to `imsi` for `emse`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn provision(
+        &self,
+        emse: &EmseId,
+        app: &AppIdentity,
+        imsi: &Imsi,
+    ) -> Result<Provisioned, StoreError>;
+
+    /// The IMSI `app` names for `emse`, if provisioned.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn resolve(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError>;
+
+    /// Removes the mapping of `app` for `emse`; returns the IMSI it named.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn remove(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError>;
+
+    /// Removes every mapping of `emse` (an EMSE taken out of service); returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn remove_emse(&self, emse: &EmseId) -> Result<usize, StoreError>;
+}
+
+/// Identities of one EMSE within one shard.
+type PerEmse = HashMap<Box<str>, PackedImsi, RandomState>;
+
+/// The in-memory [`IdentityMap`].
+///
+/// Lock-striped by `(EMSE_Id, identity)`; each shard maps the EMSE_Id to that EMSE's
+/// identities, so a lookup borrows both strings (no allocation) and the large EMSE_Id is
+/// stored once per shard rather than once per mapping.
+pub struct MemoryIdentityMap {
+    map: Sharded<Box<str>, PerEmse>,
+    hasher: RandomState,
+}
+
+impl MemoryIdentityMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        MemoryIdentityMap {
+            map: Sharded::new(64),
+            hasher: RandomState::default(),
+        }
+    }
+
+    /// Mappings held, over all EMSEs.
+    pub fn len(&self) -> usize {
+        let mut n = 0;
+        self.map
+            .for_each_shard(|m| n += m.values().map(HashMap::len).sum::<usize>());
+        n
+    }
+
+    /// Whether no mapping is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shard key: both names, so that one EMSE's identities spread over every shard.
+    fn shard_key<'a>(emse: &'a EmseId, app: &'a AppIdentity) -> (&'a str, &'a str) {
+        (emse.as_str(), app.as_str())
+    }
+}
+
+impl Default for MemoryIdentityMap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for MemoryIdentityMap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemoryIdentityMap").finish_non_exhaustive()
+    }
+}
+
+impl IdentityMap for MemoryIdentityMap {
+    fn provision(
+        &self,
+        emse: &EmseId,
+        app: &AppIdentity,
+        imsi: &Imsi,
+    ) -> Result<Provisioned, StoreError> {
+        let packed = PackedImsi::new(imsi);
+        let mut shard = self.map.write(&Self::shard_key(emse, app));
+        let per_emse = match shard.get_mut(emse.as_str()) {
+            Some(m) => m,
+            None => shard
+                .entry(emse.as_str().into())
+                .or_insert_with(|| HashMap::with_hasher(self.hasher.clone())),
+        };
+        let previous = per_emse.insert(app.as_str().into(), packed);
+        Ok(match previous {
+            None => Provisioned::New,
+            Some(p) if p == packed => Provisioned::Unchanged,
+            Some(p) => match p.unpack() {
+                Some(previous) => Provisioned::Replaced { previous },
+                None => Provisioned::New,
+            },
+        })
+    }
+
+    fn resolve(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError> {
+        let shard = self.map.read(&Self::shard_key(emse, app));
+        Ok(shard
+            .get(emse.as_str())
+            .and_then(|m| m.get(app.as_str()))
+            .and_then(|p| p.unpack()))
+    }
+
+    fn remove(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError> {
+        let mut shard = self.map.write(&Self::shard_key(emse, app));
+        let Some(per_emse) = shard.get_mut(emse.as_str()) else {
+            return Ok(None);
+        };
+        let removed = per_emse.remove(app.as_str());
+        if per_emse.is_empty() {
+            shard.remove(emse.as_str());
+        }
+        Ok(removed.and_then(PackedImsi::unpack))
+    }
+
+    fn remove_emse(&self, emse: &EmseId) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        self.map.for_each_shard_mut(|m| {
+            if let Some(per_emse) = m.remove(emse.as_str()) {
+                removed += per_emse.len();
+            }
+        });
+        Ok(removed)
+    }
+}

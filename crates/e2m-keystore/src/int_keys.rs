@@ -1,0 +1,554 @@
+//! Intermediate keys: what the HSS pushes and the EMKS keeps (seed 6.x.2.1, "Considerations
+//! on the key identifier", and the derivation step 1).
+
+use core::time::Duration;
+
+use e2m_kdf::E2mIntKey;
+use e2m_keyid::{Imsi, KeyId};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
+
+use crate::packed::PackedImsi;
+use crate::shard::Sharded;
+use crate::{PolicyError, StoreError, Timestamp};
+
+/// How many intermediate keys the EMKS keeps per UE, and for how long.
+///
+/// The seed (6.x.2.1, race conditions a and b) asks the EMKS to keep "a fixed (small) number
+/// of instances of e2m_int_key from the past", so that a UE whose latest AKA run failed, or
+/// that has not yet seen the latest challenge, still finds its key; how many is "up to the
+/// policy of the EMKS". The maximum age bounds how long a key captured once stays useful,
+/// and with it the lifetime of every `e2m_key` derived from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    keys_per_ue: u8,
+    max_age: Duration,
+}
+
+impl RetentionPolicy {
+    /// The most keys per UE a policy may ask for. The seed wants a *small* number; a bound
+    /// also keeps a UE's record in a few cache lines.
+    pub const MAX_KEYS_PER_UE: usize = 16;
+
+    /// Four keys per UE, for at most 24 hours each: enough for a few failed or racing AKA
+    /// runs (the seed's cases a and b), short enough that a stolen key soon stops working.
+    pub const DEFAULT: RetentionPolicy = RetentionPolicy {
+        keys_per_ue: 4,
+        max_age: Duration::from_secs(24 * 60 * 60),
+    };
+
+    /// A policy keeping `keys_per_ue` keys per UE, each for at most `max_age` after it was
+    /// created (rounded down to whole seconds).
+    ///
+    /// # Errors
+    /// [`PolicyError::KeysPerUe`] unless `1 <= keys_per_ue <= 16`;
+    /// [`PolicyError::Zero`] for a `max_age` under one second.
+    pub fn new(keys_per_ue: usize, max_age: Duration) -> Result<RetentionPolicy, PolicyError> {
+        if keys_per_ue == 0 || keys_per_ue > Self::MAX_KEYS_PER_UE {
+            return Err(PolicyError::KeysPerUe);
+        }
+        if max_age.as_secs() == 0 {
+            return Err(PolicyError::Zero("max_age"));
+        }
+        Ok(RetentionPolicy {
+            // Bounded by MAX_KEYS_PER_UE above.
+            keys_per_ue: keys_per_ue as u8,
+            max_age,
+        })
+    }
+
+    /// Keys kept per UE (N).
+    pub fn keys_per_ue(&self) -> usize {
+        usize::from(self.keys_per_ue)
+    }
+
+    /// How long after its creation a key is served.
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
+    /// When a key created at `created` stops being served: `created + max_age`. A key is
+    /// live while `now < expires_at(created)`.
+    pub fn expires_at(&self, created: Timestamp) -> Timestamp {
+        created.saturating_add(self.max_age)
+    }
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// What a [`push`](IntKeyStore::push) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PushOutcome {
+    /// The key was added. If the UE already held N live keys, the oldest (by creation time)
+    /// was evicted and zeroized; its id is given.
+    Stored {
+        /// The key id evicted to make room, if any.
+        evicted: Option<KeyId>,
+    },
+    /// The UE already held a live key with this key id and different contents or creation
+    /// time: the new key replaced it (the old one is zeroized). Two retained keys never share
+    /// an id, because the UE can only be on the newer one: its last AKA run produced it.
+    Replaced,
+    /// The very same key (id, octets, creation time) was already held: nothing changed.
+    /// Repeating a push is therefore safe (idempotent), e.g. after a lost acknowledgement.
+    Unchanged,
+    /// The UE already held N live keys, all created after this one: storing it would evict
+    /// it at once, so it was not stored (a push overtaken by newer ones).
+    Stale,
+    /// The key was already past its maximum age at `now`: not stored.
+    Expired,
+}
+
+impl PushOutcome {
+    /// Whether the pushed key is now held (stored, replaced or already there).
+    pub fn is_held(&self) -> bool {
+        matches!(
+            self,
+            PushOutcome::Stored { .. } | PushOutcome::Replaced | PushOutcome::Unchanged
+        )
+    }
+}
+
+/// What is known about one held key, without the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Its key id.
+    pub key_id: KeyId,
+    /// When the HSS created it (as pushed).
+    pub created: Timestamp,
+    /// When it stops being served (`created + max_age`).
+    pub expires: Timestamp,
+}
+
+/// One held intermediate key: a copy the caller owns, zeroized when dropped.
+pub struct HeldKey {
+    /// Its id, creation and expiry.
+    pub info: KeyInfo,
+    /// The key.
+    pub key: E2mIntKey,
+}
+
+impl core::fmt::Debug for HeldKey {
+    // Written by hand so that no future change of the key type can put key bytes here.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HeldKey")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The EMKS's store of intermediate keys, per UE (IMSI) and key id.
+///
+/// Promises, checked by [`conformance::int_keys`](crate::conformance::int_keys):
+/// - per UE at most N live keys ([`RetentionPolicy::keys_per_ue`]); ordered by creation
+///   time, ties broken by arrival (the later push is the newer key);
+/// - a key is served only while `now < created + max_age`, and never after it was evicted,
+///   replaced, removed or swept;
+/// - a push of a key id already held replaces that key; a repeated identical push changes
+///   nothing;
+/// - keys leaving the store are zeroized (for the in-memory store; a persistent backend
+///   states what it does);
+/// - all of the above under concurrent use from many threads: no lost and no torn key.
+pub trait IntKeyStore: Send + Sync {
+    /// The retention policy this store applies.
+    fn retention(&self) -> RetentionPolicy;
+
+    /// Stores `key` with id `key_id`, created at `created`, for `imsi` (the HSS push).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails; the in-memory store never fails.
+    fn push(
+        &self,
+        imsi: &Imsi,
+        key_id: KeyId,
+        key: E2mIntKey,
+        created: Timestamp,
+        now: Timestamp,
+    ) -> Result<PushOutcome, StoreError>;
+
+    /// The live key of `imsi` with id `key_id`, if held.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn get(
+        &self,
+        imsi: &Imsi,
+        key_id: KeyId,
+        now: Timestamp,
+    ) -> Result<Option<HeldKey>, StoreError>;
+
+    /// The newest live key of `imsi`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn latest(&self, imsi: &Imsi, now: Timestamp) -> Result<Option<HeldKey>, StoreError>;
+
+    /// The live keys of `imsi`, oldest first, without key material.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn held(&self, imsi: &Imsi, now: Timestamp) -> Result<Vec<KeyInfo>, StoreError>;
+
+    /// Forgets every key of `imsi` (zeroizing them); returns how many were held, expired or
+    /// not.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn remove_ue(&self, imsi: &Imsi) -> Result<usize, StoreError>;
+
+    /// Removes (and zeroizes) every key past its maximum age at `now`; returns how many.
+    /// Expired keys are never served even before a sweep; sweeping returns their memory.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn sweep(&self, now: Timestamp) -> Result<usize, StoreError>;
+}
+
+/// One retained key, 44 octets: `created` is kept as two `u32` halves rather than a `u64`
+/// so that the slot needs 4-octet alignment only (a `u64` would pad it to 48, 16 octets
+/// more per UE at N = 4).
+struct Slot {
+    key: [u8; 32],
+    key_id: u32,
+    created: [u32; 2],
+}
+
+impl Slot {
+    fn new(key: &E2mIntKey, key_id: KeyId, created: Timestamp) -> Slot {
+        let secs = created.as_unix_secs();
+        Slot {
+            key: *key.expose_secret(),
+            key_id: key_id.as_u32(),
+            created: [(secs >> 32) as u32, secs as u32],
+        }
+    }
+
+    fn created(&self) -> Timestamp {
+        Timestamp::from_unix_secs((u64::from(self.created[0]) << 32) | u64::from(self.created[1]))
+    }
+
+    fn key_id(&self) -> KeyId {
+        KeyId::from_u32(self.key_id)
+    }
+
+    fn duplicate(&self) -> Slot {
+        Slot {
+            key: self.key,
+            key_id: self.key_id,
+            created: self.created,
+        }
+    }
+
+    fn info(&self, policy: &RetentionPolicy) -> KeyInfo {
+        let created = self.created();
+        KeyInfo {
+            key_id: self.key_id(),
+            created,
+            expires: policy.expires_at(created),
+        }
+    }
+
+    fn held(&self, policy: &RetentionPolicy) -> HeldKey {
+        HeldKey {
+            info: self.info(policy),
+            key: E2mIntKey::from_array(self.key),
+        }
+    }
+
+    fn is_live(&self, policy: &RetentionPolicy, now: Timestamp) -> bool {
+        now < policy.expires_at(self.created())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
+}
+
+/// Where each slot of a rebuilt record comes from.
+#[derive(Clone, Copy)]
+enum Src {
+    Old(usize),
+    New,
+}
+
+/// The in-memory [`IntKeyStore`], built for tens of millions of UEs.
+///
+/// Layout: a lock-striped hash map (foldhash) from the IMSI, packed into one `u64`, to an
+/// exactly sized boxed slice of 44-octet slots, oldest first. The key octets live only in
+/// those boxes, which the map moves by pointer when it grows, so a rehash never leaves a
+/// stray copy of a key in freed memory; a record is rebuilt into a new box of the exact
+/// size on every change (never `realloc`ed, which would free the old bytes unzeroized) and
+/// the old box is zeroized as it drops. About 230 octets per UE at N = 4 (see the
+/// `keystore` benchmark for the measured figure).
+pub struct MemoryIntKeyStore {
+    map: Sharded<PackedImsi, Box<[Slot]>>,
+    policy: RetentionPolicy,
+}
+
+impl MemoryIntKeyStore {
+    /// Shards used by [`MemoryIntKeyStore::new`]: enough that two threads rarely meet on one
+    /// lock, few enough to cost nothing when the store is small.
+    pub const DEFAULT_SHARDS: usize = 64;
+
+    /// An empty store applying `policy`.
+    pub fn new(policy: RetentionPolicy) -> Self {
+        Self::with_shards(policy, Self::DEFAULT_SHARDS)
+    }
+
+    /// An empty store with `shards` independently locked parts (rounded up to a power of
+    /// two, at most 256). More shards mean less contention between many threads.
+    pub fn with_shards(policy: RetentionPolicy, shards: usize) -> Self {
+        MemoryIntKeyStore {
+            map: Sharded::new(shards),
+            policy,
+        }
+    }
+
+    /// UEs with at least one key record (expired keys count until swept).
+    pub fn ue_count(&self) -> usize {
+        let mut n = 0;
+        self.map.for_each_shard(|m| n += m.len());
+        n
+    }
+
+    /// Keys held (expired keys count until swept).
+    pub fn key_count(&self) -> usize {
+        let mut n = 0;
+        self.map
+            .for_each_shard(|m| n += m.values().map(|r| r.len()).sum::<usize>());
+        n
+    }
+}
+
+impl Default for MemoryIntKeyStore {
+    fn default() -> Self {
+        Self::new(RetentionPolicy::DEFAULT)
+    }
+}
+
+impl core::fmt::Debug for MemoryIntKeyStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemoryIntKeyStore")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a record of exactly `plan.len()` slots from `old` and `new`.
+fn build(old: &[Slot], new: &Slot, plan: &[Src]) -> Box<[Slot]> {
+    let mut slots = Vec::with_capacity(plan.len());
+    for src in plan {
+        let slot = match *src {
+            Src::Old(i) => old[i].duplicate(),
+            Src::New => new.duplicate(),
+        };
+        slots.push(slot);
+    }
+    // Capacity equals length, so this does not reallocate.
+    slots.into_boxed_slice()
+}
+
+impl IntKeyStore for MemoryIntKeyStore {
+    fn retention(&self) -> RetentionPolicy {
+        self.policy
+    }
+
+    fn push(
+        &self,
+        imsi: &Imsi,
+        key_id: KeyId,
+        key: E2mIntKey,
+        created: Timestamp,
+        now: Timestamp,
+    ) -> Result<PushOutcome, StoreError> {
+        let policy = &self.policy;
+        if now >= policy.expires_at(created) {
+            return Ok(PushOutcome::Expired);
+        }
+        let new = Slot::new(&key, key_id, created);
+        drop(key);
+        let packed = PackedImsi::new(imsi);
+        let mut shard = self.map.write(&packed);
+        let old: &[Slot] = shard.get(&packed).map_or(&[], |r| r);
+
+        // Plan the new record: the live old slots except one with the same id, then the new
+        // slot at its place in creation order (after every slot created at the same time).
+        let mut plan = [Src::New; RetentionPolicy::MAX_KEYS_PER_UE + 1];
+        let mut len = 0;
+        let mut replaced = false;
+        for (i, slot) in old.iter().enumerate() {
+            if !slot.is_live(policy, now) {
+                continue;
+            }
+            if slot.key_id == new.key_id {
+                if bool::from(slot.key.ct_eq(&new.key)) && slot.created == new.created {
+                    return Ok(PushOutcome::Unchanged);
+                }
+                replaced = true;
+                continue;
+            }
+            if len < plan.len() {
+                plan[len] = Src::Old(i);
+                len += 1;
+            }
+        }
+        let created_of = |src: &Src| match *src {
+            Src::Old(i) => old[i].created(),
+            Src::New => created,
+        };
+        let mut pos = plan[..len].partition_point(|s| created_of(s) <= created);
+        let mut evicted = None;
+        if !replaced && len >= policy.keys_per_ue() {
+            if pos == 0 {
+                return Ok(PushOutcome::Stale);
+            }
+            // Evict the oldest live key.
+            if let Src::Old(i) = plan[0] {
+                evicted = Some(old[i].key_id());
+            }
+            plan.copy_within(1..len, 0);
+            len -= 1;
+            pos -= 1;
+        }
+        plan.copy_within(pos..len, pos + 1);
+        plan[pos] = Src::New;
+        len += 1;
+        let record = build(old, &new, &plan[..len]);
+        // The replaced record drops here: every slot in it is zeroized before it is freed.
+        shard.insert(packed, record);
+        Ok(if replaced {
+            PushOutcome::Replaced
+        } else {
+            PushOutcome::Stored { evicted }
+        })
+    }
+
+    fn get(
+        &self,
+        imsi: &Imsi,
+        key_id: KeyId,
+        now: Timestamp,
+    ) -> Result<Option<HeldKey>, StoreError> {
+        let packed = PackedImsi::new(imsi);
+        let shard = self.map.read(&packed);
+        let id = key_id.as_u32();
+        Ok(shard.get(&packed).and_then(|record| {
+            record
+                .iter()
+                .find(|s| s.key_id == id && s.is_live(&self.policy, now))
+                .map(|s| s.held(&self.policy))
+        }))
+    }
+
+    fn latest(&self, imsi: &Imsi, now: Timestamp) -> Result<Option<HeldKey>, StoreError> {
+        let packed = PackedImsi::new(imsi);
+        let shard = self.map.read(&packed);
+        Ok(shard.get(&packed).and_then(|record| {
+            record
+                .last()
+                .filter(|s| s.is_live(&self.policy, now))
+                .map(|s| s.held(&self.policy))
+        }))
+    }
+
+    fn held(&self, imsi: &Imsi, now: Timestamp) -> Result<Vec<KeyInfo>, StoreError> {
+        let packed = PackedImsi::new(imsi);
+        let shard = self.map.read(&packed);
+        Ok(shard.get(&packed).map_or_else(Vec::new, |record| {
+            record
+                .iter()
+                .filter(|s| s.is_live(&self.policy, now))
+                .map(|s| s.info(&self.policy))
+                .collect()
+        }))
+    }
+
+    fn remove_ue(&self, imsi: &Imsi) -> Result<usize, StoreError> {
+        let packed = PackedImsi::new(imsi);
+        let removed = self.map.write(&packed).remove(&packed);
+        Ok(removed.map_or(0, |r| r.len()))
+    }
+
+    fn sweep(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let policy = &self.policy;
+        let mut removed = 0;
+        self.map.for_each_shard_mut(|map| {
+            map.retain(|_, record| {
+                // Records are in creation order, so the expired slots are a prefix.
+                let expired = record
+                    .iter()
+                    .take_while(|s| !s.is_live(policy, now))
+                    .count();
+                if expired == 0 {
+                    return true;
+                }
+                removed += expired;
+                if expired == record.len() {
+                    return false;
+                }
+                // Exactly sized, so `into_boxed_slice` does not reallocate (see `build`).
+                let mut kept = Vec::with_capacity(record.len() - expired);
+                kept.extend(record[expired..].iter().map(Slot::duplicate));
+                *record = kept.into_boxed_slice();
+                true
+            });
+        });
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly on a broken fixture")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_is_44_octets() {
+        assert_eq!(core::mem::size_of::<Slot>(), 44);
+    }
+
+    #[test]
+    fn debug_output_has_no_key_bytes() {
+        let store = MemoryIntKeyStore::default();
+        let imsi = Imsi::new("001010000000001").unwrap();
+        let t = Timestamp::from_unix_secs(10);
+        store
+            .push(
+                &imsi,
+                KeyId::from_u32(1),
+                E2mIntKey::from_array([0xab; 32]),
+                t,
+                t,
+            )
+            .unwrap();
+        let held = store.get(&imsi, KeyId::from_u32(1), t).unwrap().unwrap();
+        for text in [format!("{held:?}"), format!("{store:?}")] {
+            assert!(!text.to_lowercase().contains("abab"), "{text}");
+            assert!(!text.contains("171, 171"), "{text}");
+        }
+    }
+
+    #[test]
+    fn policy_bounds() {
+        assert_eq!(
+            RetentionPolicy::new(0, Duration::from_secs(1)),
+            Err(PolicyError::KeysPerUe)
+        );
+        assert_eq!(
+            RetentionPolicy::new(17, Duration::from_secs(1)),
+            Err(PolicyError::KeysPerUe)
+        );
+        assert_eq!(
+            RetentionPolicy::new(4, Duration::from_millis(999)),
+            Err(PolicyError::Zero("max_age"))
+        );
+        assert!(RetentionPolicy::new(16, Duration::from_secs(1)).is_ok());
+    }
+}

@@ -1,0 +1,505 @@
+//! EMSE sessions (seed 6.x.2.2.2.1 "Initial registration by EMSE": the EMKS establishes a
+//! session context for the EMSE and returns a session id; 6.x.2.2.2.3 "Deregistration").
+
+use core::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use e2m_keyid::EmseId;
+use foldhash::fast::RandomState;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::shard::Sharded;
+use crate::{Limit, PolicyError, StoreError, Timestamp};
+
+/// A session id: 128 bits from the operating system's random generator, the bearer token
+/// an EMSE presents with every request of its session.
+///
+/// A secret: zeroized on drop, compared in constant time, never printed by `Debug`, not
+/// `Clone` (use [`copy_secret`](Self::copy_secret)). Its text form, for the transport's
+/// URLs, is 32 lowercase hex digits.
+pub struct SessionId([u8; 16]);
+
+/// Why text is not a session id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionIdError {
+    /// A session id is exactly 32 lowercase hex digits.
+    #[error("session id must be 32 lowercase hex digits")]
+    Malformed,
+}
+
+impl SessionId {
+    /// Octets in a session id.
+    pub const LEN: usize = 16;
+    /// Characters in its text form.
+    pub const TEXT_LEN: usize = 32;
+
+    /// A fresh session id from the operating system's random generator.
+    ///
+    /// # Errors
+    /// [`StoreError::RandomUnavailable`] if the generator fails.
+    pub fn generate() -> Result<SessionId, StoreError> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|_| StoreError::RandomUnavailable)?;
+        Ok(SessionId(bytes))
+    }
+
+    /// Takes ownership of 16 octets (for backends and tests; new ids come from
+    /// [`generate`](Self::generate)).
+    pub const fn from_array(bytes: [u8; 16]) -> SessionId {
+        SessionId(bytes)
+    }
+
+    /// The id's octets.
+    pub fn expose_secret(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// An explicit copy.
+    pub fn copy_secret(&self) -> SessionId {
+        SessionId(self.0)
+    }
+
+    /// The text form (32 lowercase hex digits), encoded in constant time, in a string that
+    /// is zeroized when dropped.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        let mut buf = [0u8; 32];
+        let text = base16ct::lower::encode_str(&self.0, &mut buf)
+            .map(str::to_owned)
+            .unwrap_or_default();
+        buf.zeroize();
+        Zeroizing::new(text)
+    }
+
+    /// Parses the text form, in constant time. Upper case is refused: one spelling per id.
+    ///
+    /// # Errors
+    /// [`SessionIdError::Malformed`] for anything but 32 lowercase hex digits.
+    pub fn from_hex(text: &str) -> Result<SessionId, SessionIdError> {
+        if text.len() != Self::TEXT_LEN {
+            return Err(SessionIdError::Malformed);
+        }
+        let mut bytes = [0u8; 16];
+        match base16ct::lower::decode(text, &mut bytes) {
+            Ok(_) => Ok(SessionId(bytes)),
+            Err(_) => {
+                bytes.zeroize();
+                Err(SessionIdError::Malformed)
+            }
+        }
+    }
+
+    /// What the store keeps instead of the id: SHA-256 over a domain label and the id. A
+    /// dump of the store therefore holds no usable session id (finding a preimage of a
+    /// 128-bit random value is infeasible), yet a presented id is found with one hash.
+    fn digest(&self) -> SessionDigest {
+        let mut h = Sha256::new();
+        h.update(b"e2m session id v1\0");
+        h.update(self.0);
+        SessionDigest(h.finalize().into())
+    }
+}
+
+impl Drop for SessionId {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for SessionId {}
+
+impl ConstantTimeEq for SessionId {
+    fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        self.0.ct_eq(&other.0)
+    }
+}
+
+impl PartialEq for SessionId {
+    fn eq(&self, other: &Self) -> bool {
+        self.ct_eq(other).into()
+    }
+}
+
+impl Eq for SessionId {}
+
+impl core::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SessionId(<redacted>)")
+    }
+}
+
+/// The stored form of a session id. Equality is constant-time, so the map's own key
+/// comparison leaks nothing about how much of a stored digest a presented one matches.
+#[derive(Clone, Copy)]
+struct SessionDigest([u8; 32]);
+
+impl PartialEq for SessionDigest {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for SessionDigest {}
+
+impl core::hash::Hash for SessionDigest {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        // The digest is uniformly random already; eight octets locate it.
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(head));
+    }
+}
+
+/// A non-secret handle of one session, unique for the life of the store and never reused.
+/// It names the session in audit records, subscriptions and logs, where the session id
+/// itself must never appear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionRef(u64);
+
+impl SessionRef {
+    /// The handle with this number (for backends that persist it).
+    pub const fn from_u64(n: u64) -> SessionRef {
+        SessionRef(n)
+    }
+
+    /// Its number.
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl core::fmt::Display for SessionRef {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "session#{}", self.0)
+    }
+}
+
+/// What the store knows about a session: no secret in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session's non-secret handle.
+    pub session: SessionRef,
+    /// The authenticated EMSE identity the session is bound to (from its TLS certificate,
+    /// checked at registration). Every key derived in this session is for this EMSE_Id.
+    pub emse: EmseId,
+    /// When the session was created.
+    pub created: Timestamp,
+    /// When it stops being accepted.
+    pub expires: Timestamp,
+}
+
+/// Session lifetime and limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionPolicy {
+    ttl: Duration,
+    max_per_emse: usize,
+    max_total: usize,
+}
+
+impl SessionPolicy {
+    /// Sessions live 12 hours; at most 64 per EMSE (instances of one EMSE, the seed's
+    /// "multiple instances of an EMSE", and their restarts) and 100,000 in all. The limits
+    /// keep a misbehaving EMSE from exhausting the EMKS's memory by registering in a loop.
+    pub const DEFAULT: SessionPolicy = SessionPolicy {
+        ttl: Duration::from_secs(12 * 60 * 60),
+        max_per_emse: 64,
+        max_total: 100_000,
+    };
+
+    /// A policy with these values.
+    ///
+    /// # Errors
+    /// [`PolicyError::Zero`] if any is zero (or `ttl` under one second).
+    pub fn new(
+        ttl: Duration,
+        max_per_emse: usize,
+        max_total: usize,
+    ) -> Result<SessionPolicy, PolicyError> {
+        if ttl.as_secs() == 0 {
+            return Err(PolicyError::Zero("ttl"));
+        }
+        if max_per_emse == 0 {
+            return Err(PolicyError::Zero("max_per_emse"));
+        }
+        if max_total == 0 {
+            return Err(PolicyError::Zero("max_total"));
+        }
+        Ok(SessionPolicy {
+            ttl,
+            max_per_emse,
+            max_total,
+        })
+    }
+
+    /// How long a session is accepted after its creation.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The most live sessions of one EMSE.
+    pub fn max_per_emse(&self) -> usize {
+        self.max_per_emse
+    }
+
+    /// The most live sessions in all.
+    pub fn max_total(&self) -> usize {
+        self.max_total
+    }
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The EMKS's EMSE sessions.
+///
+/// Promises, checked by [`conformance::sessions`](crate::conformance::sessions): ids are
+/// 128-bit, fresh and unpredictable; a session is found only by its exact id, only until it
+/// expires or is removed, and is bound to the EMSE identity it was created for; the store
+/// keeps no usable copy of an id; the policy limits hold.
+pub trait SessionStore: Send + Sync {
+    /// The policy this store applies.
+    fn session_policy(&self) -> SessionPolicy;
+
+    /// Creates a session for `emse` (already authenticated by the caller) and returns its
+    /// id (hand it to the EMSE; the store keeps only a digest) and what the store records.
+    ///
+    /// # Errors
+    /// [`StoreError::LimitReached`] when a policy limit is reached (after expired sessions
+    /// were discounted); [`StoreError::RandomUnavailable`]; a backend error.
+    fn create(&self, emse: &EmseId, now: Timestamp)
+    -> Result<(SessionId, SessionInfo), StoreError>;
+
+    /// The live session with this id, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn get(&self, id: &SessionId, now: Timestamp) -> Result<Option<SessionInfo>, StoreError>;
+
+    /// Ends the session with this id (expired or not); returns what it was.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn remove(&self, id: &SessionId) -> Result<Option<SessionInfo>, StoreError>;
+
+    /// Removes every session expired at `now`; returns them (so that the caller can drop
+    /// their subscriptions and audit the expiry).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn sweep(&self, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError>;
+}
+
+struct Counts {
+    per_emse: HashMap<Box<str>, usize, RandomState>,
+    total: usize,
+}
+
+impl Counts {
+    fn release(&mut self, emse: &EmseId) {
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.per_emse.get_mut(emse.as_str()) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_emse.remove(emse.as_str());
+            }
+        }
+    }
+}
+
+/// The in-memory [`SessionStore`]: lock-striped by the id's digest, with per-EMSE counts
+/// under one small mutex taken only to create and end sessions.
+///
+/// Session ids come from the operating system's generator (`getrandom`), not from a
+/// caller-supplied RNG: a session id is a bearer secret, and the one source that is both
+/// always available and cryptographically strong is the OS; taking an RNG argument would
+/// invite a seeded or weak generator in production. Only the ids are random: every
+/// decision still depends on `now` and the inputs alone.
+pub struct MemorySessionStore {
+    map: Sharded<SessionDigest, SessionInfo>,
+    counts: Mutex<Counts>,
+    next_ref: AtomicU64,
+    policy: SessionPolicy,
+}
+
+impl MemorySessionStore {
+    /// An empty store applying `policy`.
+    pub fn new(policy: SessionPolicy) -> Self {
+        MemorySessionStore {
+            map: Sharded::new(16),
+            counts: Mutex::new(Counts {
+                per_emse: HashMap::default(),
+                total: 0,
+            }),
+            next_ref: AtomicU64::new(1),
+            policy,
+        }
+    }
+
+    /// Sessions held (expired ones count until swept).
+    pub fn len(&self) -> usize {
+        let mut n = 0;
+        self.map.for_each_shard(|m| n += m.len());
+        n
+    }
+
+    /// Whether no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        // See `Sharded::read` for why poisoning is ignored.
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn limit_hit(&self, counts: &Counts, emse: &EmseId) -> Option<Limit> {
+        if counts.total >= self.policy.max_total {
+            return Some(Limit::SessionsTotal);
+        }
+        let n = counts.per_emse.get(emse.as_str()).copied().unwrap_or(0);
+        (n >= self.policy.max_per_emse).then_some(Limit::SessionsPerEmse)
+    }
+}
+
+impl Default for MemorySessionStore {
+    fn default() -> Self {
+        Self::new(SessionPolicy::DEFAULT)
+    }
+}
+
+impl core::fmt::Debug for MemorySessionStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemorySessionStore")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionStore for MemorySessionStore {
+    fn session_policy(&self) -> SessionPolicy {
+        self.policy
+    }
+
+    fn create(
+        &self,
+        emse: &EmseId,
+        now: Timestamp,
+    ) -> Result<(SessionId, SessionInfo), StoreError> {
+        let mut counts = self.counts();
+        if self.limit_hit(&counts, emse).is_some() {
+            // Expired sessions must not hold a place: sweep, then look again.
+            drop(counts);
+            self.sweep(now)?;
+            counts = self.counts();
+            if let Some(limit) = self.limit_hit(&counts, emse) {
+                return Err(StoreError::LimitReached(limit));
+            }
+        }
+        let info = SessionInfo {
+            session: SessionRef(self.next_ref.fetch_add(1, Ordering::Relaxed)),
+            emse: emse.clone(),
+            created: now,
+            expires: now.saturating_add(self.policy.ttl),
+        };
+        // A collision of two 128-bit random ids is not expected in the life of the universe;
+        // it is still checked, because overwriting another EMSE's session would hand it over.
+        for _ in 0..4 {
+            let id = SessionId::generate()?;
+            let digest = id.digest();
+            let mut shard = self.map.write(&digest);
+            if shard.contains_key(&digest) {
+                continue;
+            }
+            shard.insert(digest, info.clone());
+            drop(shard);
+            counts.total += 1;
+            *counts.per_emse.entry(emse.as_str().into()).or_insert(0) += 1;
+            return Ok((id, info));
+        }
+        Err(StoreError::RandomUnavailable)
+    }
+
+    fn get(&self, id: &SessionId, now: Timestamp) -> Result<Option<SessionInfo>, StoreError> {
+        let digest = id.digest();
+        let shard = self.map.read(&digest);
+        Ok(shard.get(&digest).filter(|s| now < s.expires).cloned())
+    }
+
+    fn remove(&self, id: &SessionId) -> Result<Option<SessionInfo>, StoreError> {
+        let digest = id.digest();
+        let removed = self.map.write(&digest).remove(&digest);
+        if let Some(info) = &removed {
+            self.counts().release(&info.emse);
+        }
+        Ok(removed)
+    }
+
+    fn sweep(&self, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
+        let mut removed = Vec::new();
+        self.map.for_each_shard_mut(|m| {
+            m.retain(|_, s| {
+                if now < s.expires {
+                    return true;
+                }
+                removed.push(s.clone());
+                false
+            });
+        });
+        if !removed.is_empty() {
+            let mut counts = self.counts();
+            for s in &removed {
+                counts.release(&s.emse);
+            }
+        }
+        removed.sort_by_key(|s| s.session);
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly on a broken fixture")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_keeps_no_usable_id() {
+        let store = MemorySessionStore::default();
+        let emse = EmseId::new("emse-a.example.com").unwrap();
+        let (id, _) = store.create(&emse, Timestamp::from_unix_secs(1)).unwrap();
+        let mut stored = Vec::new();
+        store
+            .map
+            .for_each_shard(|m| stored.extend(m.keys().map(|d| d.0)));
+        assert_eq!(stored.len(), 1);
+        // What a dump would show is the digest, which contains no run of the id's octets.
+        let raw = id.expose_secret();
+        assert!(!stored[0].windows(4).any(|w| raw.windows(4).any(|r| r == w)));
+        assert!(stored[0] == id.digest().0);
+        assert!(!format!("{store:?}").contains(&*id.to_hex()));
+    }
+
+    #[test]
+    fn text_form_round_trips_and_is_strict() {
+        let id = SessionId::from_array([0xab; 16]);
+        let hex = id.to_hex();
+        assert_eq!(&*hex, "abababababababababababababababab");
+        assert!(SessionId::from_hex(&hex).unwrap() == id);
+        assert_eq!(
+            SessionId::from_hex("ABABABABABABABABABABABABABABABAB"),
+            Err(SessionIdError::Malformed)
+        );
+        assert_eq!(SessionId::from_hex("abab"), Err(SessionIdError::Malformed));
+        assert_eq!(
+            SessionId::from_hex("zzabababababababababababababababab"),
+            Err(SessionIdError::Malformed)
+        );
+        assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
+    }
+}

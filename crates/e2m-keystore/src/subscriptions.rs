@@ -1,0 +1,366 @@
+//! Subscriptions of EMSE sessions to EMKS events (seed 6.x.2.2.2 "Subscription to
+//! Notification by EMKS"; its editor's note leaves the events ffs, so the set is open).
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+use e2m_keyid::{AppIdentity, EmseId, Imsi};
+use foldhash::fast::RandomState;
+
+use crate::packed::PackedImsi;
+use crate::{Limit, SessionRef, StoreError};
+
+/// A set of event types, as bits. Open: a later event is a new constant, and unknown bits
+/// are kept (and never match anything this version emits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct EventSet(u32);
+
+impl EventSet {
+    /// No event.
+    pub const EMPTY: EventSet = EventSet(0);
+    /// A new intermediate key is available for a UE (the HSS pushed one after an AKA run;
+    /// the seed's "key refresh" aspect 2): an EMSE may then expect the UE on a new key.
+    pub const KEY_AVAILABLE: EventSet = EventSet(1 << 0);
+    /// Every key of a UE was removed (the UE was deprovisioned or purged): fetches for it
+    /// will fail until the next AKA run.
+    pub const KEYS_REMOVED: EventSet = EventSet(1 << 1);
+
+    /// The set with these bits.
+    pub const fn from_bits(bits: u32) -> EventSet {
+        EventSet(bits)
+    }
+
+    /// Its bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// `self ∪ other`.
+    pub const fn union(self, other: EventSet) -> EventSet {
+        EventSet(self.0 | other.0)
+    }
+
+    /// Whether `self` and `other` share an event.
+    pub const fn intersects(self, other: EventSet) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// How the EMSE named a UE: by application identity (seed case 2, preferred) or by IMSI
+/// (case 1, only for EMSEs whose policy allows it). Notifications name the UE the same way,
+/// so an EMSE never learns an IMSI it did not already use.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum UeName {
+    /// The UE's application layer identity, as provisioned for this EMSE.
+    App(AppIdentity),
+    /// The UE's IMSI.
+    Imsi(Imsi),
+}
+
+/// A subscription's UE filter: the IMSI it resolved to, and the name the EMSE used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UeFilter {
+    /// The UE, resolved when the subscription was made.
+    pub imsi: Imsi,
+    /// How the EMSE named it (and how notifications name it).
+    pub name: UeName,
+}
+
+/// One subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    /// The session that made it; it ends with that session.
+    pub session: SessionRef,
+    /// That session's EMSE.
+    pub emse: EmseId,
+    /// The events wanted.
+    pub events: EventSet,
+    /// Only this UE, or every UE the EMSE may know (`None`).
+    pub ue: Option<UeFilter>,
+    /// Where to deliver notifications (a URI, validated by the caller).
+    pub callback: String,
+}
+
+/// A subscription's identifier. Not a secret: only the owning session may read or remove
+/// a subscription, whoever knows the number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionId(u64);
+
+impl SubscriptionId {
+    /// The id with this number (for backends).
+    pub const fn from_u64(n: u64) -> SubscriptionId {
+        SubscriptionId(n)
+    }
+
+    /// Its number.
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl core::fmt::Display for SubscriptionId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Subscription limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubscriptionPolicy {
+    /// The most subscriptions one session may hold.
+    pub max_per_session: usize,
+    /// The most subscriptions in all.
+    pub max_total: usize,
+    /// The longest callback accepted, in octets.
+    pub max_callback_len: usize,
+}
+
+impl SubscriptionPolicy {
+    /// 1,024 per session, 1,000,000 in all, callbacks up to 2,048 octets.
+    pub const DEFAULT: SubscriptionPolicy = SubscriptionPolicy {
+        max_per_session: 1024,
+        max_total: 1_000_000,
+        max_callback_len: 2048,
+    };
+}
+
+impl Default for SubscriptionPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The EMKS's subscriptions.
+///
+/// Promises, checked by [`conformance::subscriptions`](crate::conformance::subscriptions):
+/// only the owning session can see or remove a subscription; a subscription matches an
+/// event for a UE iff it wants that event and its filter is absent or names that UE; the
+/// limits hold; ending a session removes its subscriptions.
+pub trait SubscriptionStore: Send + Sync {
+    /// Adds `sub`.
+    ///
+    /// # Errors
+    /// [`StoreError::LimitReached`], [`StoreError::InvalidInput`] for an empty event set or
+    /// an empty or over-long callback, or a backend error.
+    fn add(&self, sub: Subscription) -> Result<SubscriptionId, StoreError>;
+
+    /// The subscription `id` if `owner` made it.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn get(
+        &self,
+        owner: SessionRef,
+        id: SubscriptionId,
+    ) -> Result<Option<Subscription>, StoreError>;
+
+    /// Removes subscription `id` if `owner` made it; returns it.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn remove(
+        &self,
+        owner: SessionRef,
+        id: SubscriptionId,
+    ) -> Result<Option<Subscription>, StoreError>;
+
+    /// Removes every subscription of `owner` (its session ended); returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn remove_session(&self, owner: SessionRef) -> Result<usize, StoreError>;
+
+    /// The subscriptions that want an event of `event` about `imsi`, in id order.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn matching(
+        &self,
+        imsi: &Imsi,
+        event: EventSet,
+    ) -> Result<Vec<(SubscriptionId, Subscription)>, StoreError>;
+}
+
+#[derive(Default)]
+struct Inner {
+    subs: HashMap<u64, Subscription, RandomState>,
+    by_imsi: HashMap<PackedImsi, Vec<u64>, RandomState>,
+    unfiltered: Vec<u64>,
+    by_session: HashMap<SessionRef, Vec<u64>, RandomState>,
+    next: u64,
+}
+
+impl Inner {
+    fn unlink(&mut self, id: u64, sub: &Subscription) {
+        let drop_id = |v: &mut Vec<u64>| v.retain(|x| *x != id);
+        match &sub.ue {
+            Some(f) => {
+                let key = PackedImsi::new(&f.imsi);
+                if let Some(v) = self.by_imsi.get_mut(&key) {
+                    drop_id(v);
+                    if v.is_empty() {
+                        self.by_imsi.remove(&key);
+                    }
+                }
+            }
+            None => drop_id(&mut self.unfiltered),
+        }
+        if let Some(v) = self.by_session.get_mut(&sub.session) {
+            drop_id(v);
+            if v.is_empty() {
+                self.by_session.remove(&sub.session);
+            }
+        }
+    }
+}
+
+/// The in-memory [`SubscriptionStore`]: one read-mostly lock, indexed by UE and by session
+/// so that matching a push costs two lookups, not a scan.
+pub struct MemorySubscriptionStore {
+    inner: RwLock<Inner>,
+    policy: SubscriptionPolicy,
+}
+
+impl MemorySubscriptionStore {
+    /// An empty store applying `policy`.
+    pub fn new(policy: SubscriptionPolicy) -> Self {
+        MemorySubscriptionStore {
+            inner: RwLock::new(Inner {
+                next: 1,
+                ..Inner::default()
+            }),
+            policy,
+        }
+    }
+
+    /// Subscriptions held.
+    pub fn len(&self) -> usize {
+        self.read().subs.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        // See `Sharded::read` for why poisoning is ignored.
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for MemorySubscriptionStore {
+    fn default() -> Self {
+        Self::new(SubscriptionPolicy::DEFAULT)
+    }
+}
+
+impl core::fmt::Debug for MemorySubscriptionStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemorySubscriptionStore")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SubscriptionStore for MemorySubscriptionStore {
+    fn add(&self, sub: Subscription) -> Result<SubscriptionId, StoreError> {
+        if sub.events.is_empty() {
+            return Err(StoreError::InvalidInput("empty event set"));
+        }
+        if sub.callback.is_empty() || sub.callback.len() > self.policy.max_callback_len {
+            return Err(StoreError::InvalidInput("callback empty or too long"));
+        }
+        let mut inner = self.write();
+        if inner.subs.len() >= self.policy.max_total {
+            return Err(StoreError::LimitReached(Limit::SubscriptionsTotal));
+        }
+        let held = inner.by_session.get(&sub.session).map_or(0, Vec::len);
+        if held >= self.policy.max_per_session {
+            return Err(StoreError::LimitReached(Limit::SubscriptionsPerSession));
+        }
+        let id = inner.next;
+        inner.next += 1;
+        match &sub.ue {
+            Some(f) => inner
+                .by_imsi
+                .entry(PackedImsi::new(&f.imsi))
+                .or_default()
+                .push(id),
+            None => inner.unfiltered.push(id),
+        }
+        inner.by_session.entry(sub.session).or_default().push(id);
+        inner.subs.insert(id, sub);
+        Ok(SubscriptionId(id))
+    }
+
+    fn get(
+        &self,
+        owner: SessionRef,
+        id: SubscriptionId,
+    ) -> Result<Option<Subscription>, StoreError> {
+        Ok(self
+            .read()
+            .subs
+            .get(&id.0)
+            .filter(|s| s.session == owner)
+            .cloned())
+    }
+
+    fn remove(
+        &self,
+        owner: SessionRef,
+        id: SubscriptionId,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let mut inner = self.write();
+        if inner.subs.get(&id.0).is_none_or(|s| s.session != owner) {
+            return Ok(None);
+        }
+        let Some(sub) = inner.subs.remove(&id.0) else {
+            return Ok(None);
+        };
+        inner.unlink(id.0, &sub);
+        Ok(Some(sub))
+    }
+
+    fn remove_session(&self, owner: SessionRef) -> Result<usize, StoreError> {
+        let mut inner = self.write();
+        let ids = inner.by_session.get(&owner).cloned().unwrap_or_default();
+        for id in &ids {
+            if let Some(sub) = inner.subs.remove(id) {
+                inner.unlink(*id, &sub);
+            }
+        }
+        Ok(ids.len())
+    }
+
+    fn matching(
+        &self,
+        imsi: &Imsi,
+        event: EventSet,
+    ) -> Result<Vec<(SubscriptionId, Subscription)>, StoreError> {
+        let inner = self.read();
+        let filtered = inner
+            .by_imsi
+            .get(&PackedImsi::new(imsi))
+            .map_or(&[][..], Vec::as_slice);
+        let mut out: Vec<(SubscriptionId, Subscription)> = filtered
+            .iter()
+            .chain(&inner.unfiltered)
+            .filter_map(|id| inner.subs.get(id).map(|s| (SubscriptionId(*id), s)))
+            .filter(|(_, s)| s.events.intersects(event))
+            .map(|(id, s)| (id, s.clone()))
+            .collect();
+        out.sort_by_key(|(id, _)| *id);
+        Ok(out)
+    }
+}
