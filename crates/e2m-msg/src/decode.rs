@@ -1,21 +1,788 @@
-//! Strict decoding (being written).
-#![allow(dead_code, reason = "stub until the strict decoder lands")]
+//! The strict decoder, on `quick_xml::NsReader` events.
+//!
+//! quick-xml's serde layer accepts a wrong root name, ignores namespaces and trailing
+//! content, accepts an unused DOCTYPE, keeps white space around values and merges text split
+//! by comments. Reading events directly closes each gap where it arises:
+//!
+//! 1. Before parsing: at most [`MAX_DOCUMENT_LEN`] octets, UTF-8 (an optional BOM is
+//!    skipped), and no character that XML 1.0 §2.2 forbids.
+//! 2. Prolog: the XML declaration only first (version 1.0, encoding UTF-8 if named), then
+//!    white space and comments. A DOCTYPE is refused (no DTD means no entity expansion and
+//!    no external entities: billion laughs and XXE stop here), as is any other processing
+//!    instruction.
+//! 3. Root: the expected local name in the expected namespace (any prefix, bound); no
+//!    attributes but namespace declarations.
+//! 4. Children: in schema order, each at most once (lists excepted), known names only,
+//!    same namespace; white space and comments between them; no deeper nesting than the
+//!    schema has.
+//! 5. Values: character data only (references to the five predefined entities and to legal
+//!    characters allowed; no comments, CDATA or elements inside), no surrounding white space
+//!    in identifiers, then the value's own validation. Key material is read in place from
+//!    the caller's buffer (references are refused there), so no copy of it is left behind.
+//! 6. Epilog: white space and comments only.
 
-use crate::DecodeError;
+use std::borrow::Cow;
+
+use e2m_kdf::{E2mIntKey, E2mKey};
+use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
+use quick_xml::NsReader;
+use quick_xml::events::{BytesRef, BytesStart, Event};
+use quick_xml::name::ResolveResult;
+
 use crate::message::{
     IntermediateKeyPush, KeyResponse, Notification, Registration, RegistrationResult, Subscription,
     SubscriptionResult,
 };
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemCause};
+use crate::values::{
+    CallbackUri, EventSet, EventType, KeyIdSource, ProblemDetail, SessionId, SubscriptionId,
+    Timestamp, UeRef, ValueError,
+};
+use crate::{DecodeError, MAX_DOCUMENT_LEN, NAMESPACE, PROBLEM_NAMESPACE};
 
-macro_rules! stub {
-    ($($f:ident -> $t:ty),*) => {$(
-        pub(crate) fn $f(_document: &[u8]) -> Result<$t, DecodeError> {
-            Err(DecodeError::NoRoot)
+/// e2m messages are flat: root (1) and leaf children (2).
+const MESSAGE_DEPTH: usize = 2;
+/// Problem details may carry extension members with structure (RFC 9457 Appendix B); they are
+/// skipped, but only this deep.
+const PROBLEM_DEPTH: usize = 4;
+
+/// Checks size, UTF-8 and XML 1.0 characters; returns the text without a BOM.
+fn precheck(document: &[u8]) -> Result<&str, DecodeError> {
+    if document.len() > MAX_DOCUMENT_LEN {
+        return Err(DecodeError::TooLarge {
+            len: document.len(),
+            max: MAX_DOCUMENT_LEN,
+        });
+    }
+    let (bom, body) = match document.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => (3, rest),
+        None => (0, document),
+    };
+    let text = std::str::from_utf8(body).map_err(|e| DecodeError::InvalidUtf8 {
+        offset: bom + e.valid_up_to(),
+    })?;
+    // XML 1.0 §2.2 Char: no C0 control but tab, LF, CR; no U+FFFE, U+FFFF (EF BF BE/BF).
+    // Surrogates cannot occur in valid UTF-8.
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let bad = match b {
+            0x09 | 0x0A | 0x0D => false,
+            0x00..=0x1F => true,
+            0xEF => {
+                bytes.get(i + 1) == Some(&0xBF) && matches!(bytes.get(i + 2), Some(0xBE | 0xBF))
+            }
+            _ => false,
+        };
+        if bad {
+            return Err(DecodeError::ForbiddenCharacter { offset: bom + i });
         }
-    )*};
+    }
+    Ok(text)
 }
-stub!(registration -> Registration, registration_result -> RegistrationResult,
-    key_response -> KeyResponse, subscription -> Subscription,
-    subscription_result -> SubscriptionResult, notification -> Notification,
-    intermediate_key_push -> IntermediateKeyPush, problem -> Problem);
+
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+fn is_xml_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// One document being decoded.
+pub(crate) struct Parser<'a> {
+    reader: NsReader<&'a [u8]>,
+    namespace: &'static str,
+    root: &'static str,
+    max_depth: usize,
+}
+
+impl<'a> Parser<'a> {
+    /// Prechecks `document`, reads the prolog and the root start tag.
+    fn open(
+        document: &'a [u8],
+        namespace: &'static str,
+        root: &'static str,
+        max_depth: usize,
+    ) -> Result<Self, DecodeError> {
+        let text = precheck(document)?;
+        let mut reader = NsReader::from_str(text);
+        let config = reader.config_mut();
+        config.expand_empty_elements = true;
+        config.check_end_names = true;
+        config.check_comments = true;
+        config.trim_text(false);
+        let mut parser = Parser {
+            reader,
+            namespace,
+            root,
+            max_depth,
+        };
+        let mut first = true;
+        loop {
+            let event = parser.next()?;
+            match event {
+                Event::Decl(decl) => {
+                    // The declaration must open the document (XML 1.0 §2.8).
+                    if !first || parser.reader.buffer_position() as usize != decl_len(text) {
+                        return Err(DecodeError::BadDeclaration);
+                    }
+                    check_declaration(&decl)?;
+                }
+                Event::Text(t) if t.bytes().all(is_xml_space) => {}
+                Event::Comment(_) => {}
+                Event::Start(start) => {
+                    parser.check_start(&start, root)?;
+                    return Ok(parser);
+                }
+                Event::Eof => return Err(DecodeError::NoRoot),
+                other => return Err(parser.refuse(other, root)),
+            }
+            first = false;
+        }
+    }
+
+    /// The next raw event, with quick-xml's errors mapped.
+    fn next(&mut self) -> Result<Event<'a>, DecodeError> {
+        self.reader.read_event().map_err(|e| self.map_error(&e))
+    }
+
+    fn map_error(&self, error: &quick_xml::Error) -> DecodeError {
+        match error {
+            quick_xml::Error::Namespace(_) => DecodeError::Namespace,
+            _ => DecodeError::Syntax {
+                offset: usize::try_from(self.reader.error_position()).unwrap_or(usize::MAX),
+            },
+        }
+    }
+
+    /// The error for an event that has no place where it occurred.
+    fn refuse(&self, event: Event<'a>, element: &'static str) -> DecodeError {
+        match event {
+            Event::DocType(_) => DecodeError::Doctype,
+            Event::PI(_) => DecodeError::ProcessingInstruction,
+            Event::CData(_) => DecodeError::CData,
+            Event::Decl(_) => DecodeError::BadDeclaration,
+            Event::GeneralRef(r) if !is_predefined_or_char_ref(&r) => DecodeError::UndefinedEntity,
+            Event::GeneralRef(_) | Event::Text(_) => DecodeError::UnexpectedText { element },
+            _ => DecodeError::Syntax {
+                offset: usize::try_from(self.reader.buffer_position()).unwrap_or(usize::MAX),
+            },
+        }
+    }
+
+    /// Namespace, name and attributes of a start tag.
+    fn check_start(
+        &self,
+        start: &BytesStart<'a>,
+        expected: &'static str,
+    ) -> Result<(), DecodeError> {
+        let (ns, local) = self.reader.resolver().resolve_element(start.name());
+        if local.as_ref() != expected {
+            return Err(DecodeError::WrongRoot { expected });
+        }
+        self.check_namespace(ns)?;
+        check_attributes(start, expected)
+    }
+
+    fn check_namespace(&self, ns: ResolveResult<'_>) -> Result<(), DecodeError> {
+        match ns {
+            ResolveResult::Bound(n) if n.as_ref() == self.namespace => Ok(()),
+            ResolveResult::Unknown(_) => Err(DecodeError::Namespace),
+            _ => Err(DecodeError::WrongNamespace),
+        }
+    }
+
+    /// Reads up to the next child start tag of the root (returning the index of its name in
+    /// `names`) or the root's end tag (`None`, after checking the epilog).
+    fn next_child(&mut self, names: &[&'static str]) -> Result<Option<usize>, DecodeError> {
+        loop {
+            let event = self.next()?;
+            match event {
+                Event::Text(t) if t.bytes().all(is_xml_space) => {}
+                Event::Text(_) => return Err(DecodeError::UnexpectedText { element: self.root }),
+                Event::Comment(_) => {}
+                Event::Start(start) => {
+                    if self.max_depth < 2 {
+                        return Err(DecodeError::TooDeep {
+                            max: self.max_depth,
+                        });
+                    }
+                    let (ns, local) = self.reader.resolver().resolve_element(start.name());
+                    let index = names.iter().position(|n| *n == local.as_ref());
+                    match ns {
+                        ResolveResult::Bound(n) if n.as_ref() == self.namespace => {}
+                        ResolveResult::Unknown(_) => return Err(DecodeError::Namespace),
+                        _ => return Err(DecodeError::UnknownElement { parent: self.root }),
+                    }
+                    let index = index.ok_or(DecodeError::UnknownElement { parent: self.root })?;
+                    check_attributes(&start, names[index])?;
+                    return Ok(Some(index));
+                }
+                Event::End(_) => {
+                    self.epilog()?;
+                    return Ok(None);
+                }
+                Event::Eof => {
+                    return Err(DecodeError::Syntax {
+                        offset: usize::try_from(self.reader.buffer_position())
+                            .unwrap_or(usize::MAX),
+                    });
+                }
+                other => return Err(self.refuse(other, self.root)),
+            }
+        }
+    }
+
+    /// Reads the text of the leaf element just opened, up to its end tag.
+    ///
+    /// `secret`: the value is key material; references are refused so that the value is
+    /// always borrowed from the caller's buffer (no owned copy to zeroize).
+    fn leaf(&mut self, element: &'static str, secret: bool) -> Result<Cow<'a, str>, DecodeError> {
+        let mut value: Cow<'a, str> = Cow::Borrowed("");
+        loop {
+            let event = self.next()?;
+            match event {
+                Event::Text(t) => {
+                    let piece = t.into_inner();
+                    if value.is_empty() {
+                        value = piece;
+                    } else {
+                        value.to_mut().push_str(&piece);
+                    }
+                }
+                Event::GeneralRef(r) => {
+                    if secret {
+                        return Err(DecodeError::InvalidValue {
+                            element,
+                            error: ValueError::BadCharacter,
+                        });
+                    }
+                    let c = self.resolve_reference(&r)?;
+                    value.to_mut().push(c);
+                }
+                Event::End(_) => return Ok(value),
+                Event::Comment(_) => return Err(DecodeError::SplitValue { element }),
+                Event::Start(_) => {
+                    if self.max_depth <= 2 {
+                        return Err(DecodeError::TooDeep {
+                            max: self.max_depth,
+                        });
+                    }
+                    return Err(DecodeError::SplitValue { element });
+                }
+                Event::Eof => {
+                    return Err(DecodeError::Syntax {
+                        offset: usize::try_from(self.reader.buffer_position())
+                            .unwrap_or(usize::MAX),
+                    });
+                }
+                other => return Err(self.refuse(other, element)),
+            }
+        }
+    }
+
+    /// A leaf holding an identifier or token: no surrounding white space.
+    fn token(&mut self, element: &'static str) -> Result<Cow<'a, str>, DecodeError> {
+        let value = self.leaf(element, false)?;
+        check_no_surrounding_space(&value, element)?;
+        Ok(value)
+    }
+
+    /// Resolves one of the five predefined entities or a character reference.
+    fn resolve_reference(&self, r: &BytesRef<'a>) -> Result<char, DecodeError> {
+        let name: &str = r;
+        let c = match name {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            _ if r.is_char_ref() => match r.resolve_char_ref() {
+                Ok(Some(c)) => c,
+                _ => {
+                    return Err(DecodeError::Syntax {
+                        offset: usize::try_from(self.reader.buffer_position())
+                            .unwrap_or(usize::MAX),
+                    });
+                }
+            },
+            _ => return Err(DecodeError::UndefinedEntity),
+        };
+        if !is_xml_char(c) {
+            return Err(DecodeError::ForbiddenCharacter {
+                offset: usize::try_from(self.reader.buffer_position()).unwrap_or(usize::MAX),
+            });
+        }
+        Ok(c)
+    }
+
+    /// After the root's end tag: white space and comments only.
+    fn epilog(&mut self) -> Result<(), DecodeError> {
+        loop {
+            match self.next()? {
+                Event::Eof => return Ok(()),
+                Event::Text(t) if t.bytes().all(is_xml_space) => {}
+                Event::Comment(_) => {}
+                Event::DocType(_) => return Err(DecodeError::Doctype),
+                Event::PI(_) => return Err(DecodeError::ProcessingInstruction),
+                _ => return Err(DecodeError::TrailingContent),
+            }
+        }
+    }
+
+    /// Skips an unknown element (problem extensions), bounded by the depth limit. `depth` is
+    /// the depth of the element whose start tag was just read.
+    fn skip(&mut self, depth: usize) -> Result<(), DecodeError> {
+        let mut depth = depth;
+        let base = depth;
+        loop {
+            match self.next()? {
+                Event::Start(_) => {
+                    depth += 1;
+                    if depth > self.max_depth {
+                        return Err(DecodeError::TooDeep {
+                            max: self.max_depth,
+                        });
+                    }
+                }
+                Event::End(_) => {
+                    if depth == base {
+                        return Ok(());
+                    }
+                    depth -= 1;
+                }
+                Event::Text(_) | Event::Comment(_) => {}
+                Event::GeneralRef(r) => {
+                    self.resolve_reference(&r)?;
+                }
+                Event::Eof => {
+                    return Err(DecodeError::Syntax {
+                        offset: usize::try_from(self.reader.buffer_position())
+                            .unwrap_or(usize::MAX),
+                    });
+                }
+                other => return Err(self.refuse(other, self.root)),
+            }
+        }
+    }
+}
+
+/// The length of the XML declaration at the start of `text`, so that a declaration after
+/// leading white space is refused (it must be the first thing in the document).
+fn decl_len(text: &str) -> usize {
+    if text.starts_with("<?xml") {
+        text.find("?>").map_or(usize::MAX, |end| end + 2)
+    } else {
+        usize::MAX
+    }
+}
+
+fn check_declaration(decl: &quick_xml::events::BytesDecl<'_>) -> Result<(), DecodeError> {
+    match decl.version() {
+        Ok(v) if v.as_ref() == "1.0" => {}
+        _ => return Err(DecodeError::BadDeclaration),
+    }
+    match decl.encoding() {
+        None => Ok(()),
+        Some(Ok(e)) if e.eq_ignore_ascii_case("UTF-8") => Ok(()),
+        Some(_) => Err(DecodeError::BadDeclaration),
+    }
+}
+
+/// Only namespace declarations: the schema has no attributes.
+fn check_attributes(start: &BytesStart<'_>, element: &'static str) -> Result<(), DecodeError> {
+    for attribute in start.attributes() {
+        let attribute = attribute.map_err(|_| DecodeError::Syntax { offset: 0 })?;
+        let key = attribute.key.as_ref();
+        if key != "xmlns" && !key.starts_with("xmlns:") {
+            return Err(DecodeError::UnexpectedAttribute { element });
+        }
+    }
+    Ok(())
+}
+
+fn is_predefined_or_char_ref(r: &BytesRef<'_>) -> bool {
+    matches!(&**r, "amp" | "lt" | "gt" | "quot" | "apos") || r.is_char_ref()
+}
+
+fn check_no_surrounding_space(value: &str, element: &'static str) -> Result<(), DecodeError> {
+    let first = value.chars().next();
+    let last = value.chars().next_back();
+    if first.is_some_and(char::is_whitespace) || last.is_some_and(char::is_whitespace) {
+        return Err(DecodeError::SurroundingWhitespace { element });
+    }
+    Ok(())
+}
+
+fn invalid(element: &'static str) -> impl Fn(ValueError) -> DecodeError {
+    move |error| DecodeError::InvalidValue { element, error }
+}
+
+/// Enforces schema order: each child has a slot (alternatives of a choice share one);
+/// slots must not decrease, and a slot is filled once unless it is a list.
+struct Order {
+    names: &'static [&'static str],
+    slots: &'static [u8],
+    last: Option<usize>,
+}
+
+impl Order {
+    const fn new(names: &'static [&'static str], slots: &'static [u8]) -> Self {
+        Order {
+            names,
+            slots,
+            last: None,
+        }
+    }
+
+    fn accept(&mut self, index: usize, list: bool) -> Result<(), DecodeError> {
+        let element = self.names[index];
+        if let Some(last) = self.last {
+            let (slot, last_slot) = (self.slots[index], self.slots[last]);
+            if slot < last_slot {
+                return Err(DecodeError::OutOfOrder { element });
+            }
+            if slot == last_slot {
+                if last != index {
+                    return Err(DecodeError::ChoiceConflict { element });
+                }
+                if !list {
+                    return Err(DecodeError::DuplicateElement { element });
+                }
+            }
+        }
+        self.last = Some(index);
+        Ok(())
+    }
+}
+
+fn required<T>(value: Option<T>, element: &'static str) -> Result<T, DecodeError> {
+    value.ok_or(DecodeError::MissingElement { element })
+}
+
+fn app_identity(p: &mut Parser<'_>) -> Result<UeRef, DecodeError> {
+    const E: &str = "appIdentity";
+    let text = p.token(E)?;
+    Ok(UeRef::AppIdentity(
+        AppIdentity::new(&text).map_err(|e| invalid(E)(e.into()))?,
+    ))
+}
+
+fn imsi(p: &mut Parser<'_>) -> Result<Imsi, DecodeError> {
+    const E: &str = "imsi";
+    let text = p.token(E)?;
+    Imsi::new(&text).map_err(|e| invalid(E)(e.into()))
+}
+
+fn key_id(p: &mut Parser<'_>, element: &'static str) -> Result<KeyId, DecodeError> {
+    let text = p.token(element)?;
+    KeyId::parse_bytes(text.as_bytes()).map_err(|e| invalid(element)(e.into()))
+}
+
+fn timestamp(p: &mut Parser<'_>, element: &'static str) -> Result<Timestamp, DecodeError> {
+    let text = p.token(element)?;
+    Timestamp::parse_bytes(text.as_bytes()).map_err(invalid(element))
+}
+
+/// Key material: exactly `2 * N` lowercase hex digits, parsed in place.
+fn key_hex<'a>(p: &mut Parser<'a>, element: &'static str) -> Result<Cow<'a, str>, DecodeError> {
+    let text = p.leaf(element, true)?;
+    check_no_surrounding_space(&text, element)?;
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(invalid(element)(ValueError::KeyNotLowercase));
+    }
+    Ok(text)
+}
+
+const REGISTRATION: &[&str] = &["emseId", "callback"];
+
+pub(crate) fn registration(document: &[u8]) -> Result<Registration, DecodeError> {
+    let mut p = Parser::open(document, NAMESPACE, "registration", MESSAGE_DEPTH)?;
+    let mut order = Order::new(REGISTRATION, &[0, 1]);
+    let (mut emse_id, mut callback) = (None, None);
+    while let Some(i) = p.next_child(REGISTRATION)? {
+        order.accept(i, false)?;
+        match i {
+            0 => {
+                let text = p.token("emseId")?;
+                emse_id = Some(EmseId::new(&text).map_err(|e| invalid("emseId")(e.into()))?);
+            }
+            _ => {
+                let text = p.token("callback")?;
+                callback = Some(CallbackUri::new(&text).map_err(invalid("callback"))?);
+            }
+        }
+    }
+    Ok(Registration {
+        emse_id: required(emse_id, "emseId")?,
+        callback,
+    })
+}
+
+const REGISTRATION_RESULT: &[&str] = &["sessionId", "expires"];
+
+pub(crate) fn registration_result(document: &[u8]) -> Result<RegistrationResult, DecodeError> {
+    let mut p = Parser::open(document, NAMESPACE, "registrationResult", MESSAGE_DEPTH)?;
+    let mut order = Order::new(REGISTRATION_RESULT, &[0, 1]);
+    let (mut session_id, mut expires) = (None, None);
+    while let Some(i) = p.next_child(REGISTRATION_RESULT)? {
+        order.accept(i, false)?;
+        match i {
+            0 => {
+                let text = p.token("sessionId")?;
+                session_id = Some(SessionId::new(&text).map_err(invalid("sessionId"))?);
+            }
+            _ => expires = Some(timestamp(&mut p, "expires")?),
+        }
+    }
+    Ok(RegistrationResult {
+        session_id: required(session_id, "sessionId")?,
+        expires: required(expires, "expires")?,
+    })
+}
+
+const KEY_RESPONSE: &[&str] = &["appIdentity", "imsi", "keyId", "e2mKey", "expires"];
+
+pub(crate) fn key_response(document: &[u8]) -> Result<KeyResponse, DecodeError> {
+    let mut p = Parser::open(document, NAMESPACE, "keyResponse", MESSAGE_DEPTH)?;
+    let mut order = Order::new(KEY_RESPONSE, &[0, 0, 1, 2, 3]);
+    let (mut ue, mut id, mut key, mut expires) = (None, None, None, None);
+    while let Some(i) = p.next_child(KEY_RESPONSE)? {
+        order.accept(i, false)?;
+        match i {
+            0 => ue = Some(app_identity(&mut p)?),
+            1 => ue = Some(UeRef::Imsi(imsi(&mut p)?)),
+            2 => id = Some(key_id(&mut p, "keyId")?),
+            3 => {
+                let text = key_hex(&mut p, "e2mKey")?;
+                key = Some(E2mKey::from_hex(&text).map_err(|e| invalid("e2mKey")(e.into()))?);
+            }
+            _ => expires = Some(timestamp(&mut p, "expires")?),
+        }
+    }
+    Ok(KeyResponse {
+        ue: ue.ok_or(DecodeError::MissingElement {
+            element: "appIdentity",
+        })?,
+        key_id: required(id, "keyId")?,
+        key: required(key, "e2mKey")?,
+        expires: required(expires, "expires")?,
+    })
+}
+
+const SUBSCRIPTION: &[&str] = &["event", "appIdentity", "imsi", "callback"];
+
+pub(crate) fn subscription(document: &[u8]) -> Result<Subscription, DecodeError> {
+    let mut p = Parser::open(document, NAMESPACE, "subscription", MESSAGE_DEPTH)?;
+    let mut order = Order::new(SUBSCRIPTION, &[0, 1, 1, 2]);
+    let (mut events, mut ue, mut callback): (Option<EventSet>, _, _) = (None, None, None);
+    while let Some(i) = p.next_child(SUBSCRIPTION)? {
+        order.accept(i, i == 0)?;
+        match i {
+            0 => {
+                let text = p.token("event")?;
+                let event = EventType::parse_bytes(text.as_bytes()).map_err(invalid("event"))?;
+                if events.is_some_and(|set| set.contains(event)) {
+                    return Err(DecodeError::DuplicateElement { element: "event" });
+                }
+                events = Some(match events {
+                    Some(set) => set.with(event),
+                    None => EventSet::single(event),
+                });
+            }
+            1 => ue = Some(app_identity(&mut p)?),
+            2 => ue = Some(UeRef::Imsi(imsi(&mut p)?)),
+            _ => {
+                let text = p.token("callback")?;
+                callback = Some(CallbackUri::new(&text).map_err(invalid("callback"))?);
+            }
+        }
+    }
+    Ok(Subscription {
+        events: required(events, "event")?,
+        ue,
+        callback: required(callback, "callback")?,
+    })
+}
+
+const SUBSCRIPTION_RESULT: &[&str] = &["subscriptionId", "expires"];
+
+pub(crate) fn subscription_result(document: &[u8]) -> Result<SubscriptionResult, DecodeError> {
+    let mut p = Parser::open(document, NAMESPACE, "subscriptionResult", MESSAGE_DEPTH)?;
+    let mut order = Order::new(SUBSCRIPTION_RESULT, &[0, 1]);
+    let (mut subscription_id, mut expires) = (None, None);
+    while let Some(i) = p.next_child(SUBSCRIPTION_RESULT)? {
+        order.accept(i, false)?;
+        match i {
+            0 => {
+                let text = p.token("subscriptionId")?;
+                subscription_id =
+                    Some(SubscriptionId::new(&text).map_err(invalid("subscriptionId"))?);
+            }
+            _ => expires = Some(timestamp(&mut p, "expires")?),
+        }
+    }
+    Ok(SubscriptionResult {
+        subscription_id: required(subscription_id, "subscriptionId")?,
+        expires: required(expires, "expires")?,
+    })
+}
+
+const NOTIFICATION: &[&str] = &[
+    "subscriptionId",
+    "event",
+    "appIdentity",
+    "imsi",
+    "keyId",
+    "time",
+];
+
+pub(crate) fn notification(document: &[u8]) -> Result<Notification, DecodeError> {
+    let mut p = Parser::open(document, NAMESPACE, "notification", MESSAGE_DEPTH)?;
+    let mut order = Order::new(NOTIFICATION, &[0, 1, 2, 2, 3, 4]);
+    let (mut subscription_id, mut event, mut ue, mut id, mut time) = (None, None, None, None, None);
+    while let Some(i) = p.next_child(NOTIFICATION)? {
+        order.accept(i, false)?;
+        match i {
+            0 => {
+                let text = p.token("subscriptionId")?;
+                subscription_id =
+                    Some(SubscriptionId::new(&text).map_err(invalid("subscriptionId"))?);
+            }
+            1 => {
+                let text = p.token("event")?;
+                event = Some(EventType::parse_bytes(text.as_bytes()).map_err(invalid("event"))?);
+            }
+            2 => ue = Some(app_identity(&mut p)?),
+            3 => ue = Some(UeRef::Imsi(imsi(&mut p)?)),
+            4 => id = Some(key_id(&mut p, "keyId")?),
+            _ => time = Some(timestamp(&mut p, "time")?),
+        }
+    }
+    Ok(Notification {
+        subscription_id: required(subscription_id, "subscriptionId")?,
+        event: required(event, "event")?,
+        ue: ue.ok_or(DecodeError::MissingElement {
+            element: "appIdentity",
+        })?,
+        key_id: required(id, "keyId")?,
+        time: required(time, "time")?,
+    })
+}
+
+const INTERMEDIATE_KEY_PUSH: &[&str] = &["imsi", "randLsb32", "shortHash", "e2mIntKey", "created"];
+
+pub(crate) fn intermediate_key_push(document: &[u8]) -> Result<IntermediateKeyPush, DecodeError> {
+    let mut p = Parser::open(document, NAMESPACE, "intermediateKeyPush", MESSAGE_DEPTH)?;
+    let mut order = Order::new(INTERMEDIATE_KEY_PUSH, &[0, 1, 1, 2, 3]);
+    let (mut imsi_value, mut source, mut key, mut created) = (None, None, None, None);
+    while let Some(i) = p.next_child(INTERMEDIATE_KEY_PUSH)? {
+        order.accept(i, false)?;
+        match i {
+            0 => imsi_value = Some(imsi(&mut p)?),
+            1 => source = Some(KeyIdSource::RandLsb32(key_id(&mut p, "randLsb32")?)),
+            2 => {
+                if !p.leaf("shortHash", false)?.is_empty() {
+                    return Err(DecodeError::UnexpectedText {
+                        element: "shortHash",
+                    });
+                }
+                source = Some(KeyIdSource::ShortHash);
+            }
+            3 => {
+                let text = key_hex(&mut p, "e2mIntKey")?;
+                key = Some(E2mIntKey::from_hex(&text).map_err(|e| invalid("e2mIntKey")(e.into()))?);
+            }
+            _ => created = Some(timestamp(&mut p, "created")?),
+        }
+    }
+    Ok(IntermediateKeyPush {
+        imsi: required(imsi_value, "imsi")?,
+        key_id: source.ok_or(DecodeError::MissingElement {
+            element: "randLsb32",
+        })?,
+        int_key: required(key, "e2mIntKey")?,
+        created: required(created, "created")?,
+    })
+}
+
+const PROBLEM: &[&str] = &["type", "title", "status", "detail", "instance", "cause"];
+
+/// Problem details: members in any order (RFC 9457 Appendix B uses interleave), each at most
+/// once; unknown extension members skipped (RFC 9457 §3.2), to a bounded depth.
+pub(crate) fn problem(document: &[u8]) -> Result<Problem, DecodeError> {
+    let mut p = Parser::open(document, PROBLEM_NAMESPACE, "problem", PROBLEM_DEPTH)?;
+    let mut seen = 0u8;
+    let (mut type_uri, mut status, mut detail, mut cause) = (None, None, None, None);
+    loop {
+        let event = p.next()?;
+        let start = match event {
+            Event::Text(t) if t.bytes().all(is_xml_space) => continue,
+            Event::Text(_) => return Err(DecodeError::UnexpectedText { element: "problem" }),
+            Event::Comment(_) => continue,
+            Event::End(_) => {
+                p.epilog()?;
+                break;
+            }
+            Event::Start(start) => start,
+            Event::Eof => {
+                return Err(DecodeError::Syntax {
+                    offset: usize::try_from(p.reader.buffer_position()).unwrap_or(usize::MAX),
+                });
+            }
+            other => return Err(p.refuse(other, "problem")),
+        };
+        let (ns, local) = p.reader.resolver().resolve_element(start.name());
+        let known = match ns {
+            ResolveResult::Bound(n) if n.as_ref() == PROBLEM_NAMESPACE => {
+                PROBLEM.iter().position(|name| *name == local.as_ref())
+            }
+            ResolveResult::Unknown(_) => return Err(DecodeError::Namespace),
+            _ => None,
+        };
+        let Some(i) = known else {
+            p.skip(2)?;
+            continue;
+        };
+        let element = PROBLEM[i];
+        check_attributes(&start, element)?;
+        if seen & (1 << i) != 0 {
+            return Err(DecodeError::DuplicateElement { element });
+        }
+        seen |= 1 << i;
+        match i {
+            0 => type_uri = Some(p.token(element)?),
+            1 | 4 => {
+                // Title and instance are for people; their text is read (so it must be
+                // well-formed) and not kept: the title follows from the cause.
+                p.leaf(element, false)?;
+            }
+            2 => {
+                let text = p.token(element)?;
+                let value = match text.as_bytes() {
+                    [a @ b'1'..=b'5', b @ b'0'..=b'9', c @ b'0'..=b'9'] => {
+                        u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+                    }
+                    _ => return Err(invalid(element)(ValueError::BadCharacter)),
+                };
+                status = Some(value);
+            }
+            3 => {
+                let text = p.leaf(element, false)?;
+                detail = Some(ProblemDetail::new(&text).map_err(invalid(element))?);
+            }
+            _ => {
+                let text = p.token(element)?;
+                cause = Some(ProblemCause::parse_bytes(text.as_bytes()).map_err(invalid(element))?);
+            }
+        }
+    }
+    let cause = required(cause, "cause")?;
+    if type_uri.is_some_and(|t| t != cause.type_uri()) {
+        return Err(DecodeError::Inconsistent { element: "type" });
+    }
+    if status.is_some_and(|s| s != cause.status()) {
+        return Err(DecodeError::Inconsistent { element: "status" });
+    }
+    Ok(Problem { cause, detail })
+}

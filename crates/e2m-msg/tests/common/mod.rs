@@ -1,0 +1,83 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+pub(crate) fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The golden document `golden/{name}.xml`.
+pub(crate) fn golden(name: &str) -> String {
+    std::fs::read_to_string(crate_dir().join("golden").join(format!("{name}.xml")))
+        .unwrap_or_else(|e| panic!("golden/{name}.xml: {e}"))
+}
+
+/// Names of every golden document, sorted.
+pub(crate) fn golden_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(crate_dir().join("golden"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".xml").map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Validates documents with `xmllint --noout --schema` (the problem schema for problem
+/// documents, the message schema otherwise). xmllint is required: CI installs libxml2-utils,
+/// so a missing xmllint fails the test rather than skipping it.
+pub(crate) fn xmllint_validate(docs: &[(String, String)]) {
+    let dir = std::env::temp_dir().join(format!(
+        "e2m-msg-xsd-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut messages = Vec::new();
+    let mut problems = Vec::new();
+    for (i, (name, doc)) in docs.iter().enumerate() {
+        let path = dir.join(format!("{i:05}-{name}.xml"));
+        std::fs::write(&path, doc).unwrap();
+        if doc.contains("urn:ietf:rfc:7807") {
+            problems.push(path);
+        } else {
+            messages.push(path);
+        }
+    }
+    for (schema, files) in [
+        ("e2m-msg-v1.xsd", &messages),
+        ("e2m-problem-v1.xsd", &problems),
+    ] {
+        if files.is_empty() {
+            continue;
+        }
+        let output = Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(crate_dir().join("schema").join(schema))
+            .args(files.iter())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("xmllint is required for the XSD tests (apt-get install libxml2-utils): {e}")
+            });
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "xmllint failed against {schema}:\n{stderr}"
+        );
+        let validated = stderr.lines().filter(|l| l.ends_with(" validates")).count();
+        assert_eq!(validated, files.len(), "xmllint output:\n{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
