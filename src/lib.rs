@@ -2,3 +2,5 @@
 //! (`benches/`). Not published; library users depend on the `e2m-*` crates directly.
 
 pub mod aka;
+pub mod emks_http;
+pub mod pki;

@@ -1,0 +1,829 @@
+//! A small run-time PKI for the examples: a CA, the EMKS certificate, one client certificate
+//! per EMSE and one for the HSS, written to a directory as PEM and loaded back.
+//!
+//! Seed clause 6.x.2.2.1 asks for mutual authentication in TLS "for authenticating and
+//! allowing only an authorized third party EMSE to access the EMKS", with the TLS profile of
+//! TS 33.310 Annex E (which points to TS 33.210 §6.2). The EMKS therefore takes the peer's
+//! identity and role **only** from the verified client certificate, never from a request.
+//!
+//! # Where the identity is in a certificate
+//!
+//! Every end-entity certificate carries exactly one subjectAltName URI of the form
+//!
+//! ```text
+//! urn:e2m:<role>:<percent-encoded name>     role ∈ { emse, hss, emks }
+//! ```
+//!
+//! e.g. `urn:e2m:emse:emse-a.example.com`. A URI SAN (not a dNSName, not the subject CN) is
+//! used because an EMSE_Id is not a host name (it may be any NFKC text,
+//! [`EmseId`]), and because the role must be as unforgeable as the name: the CA states both.
+//! The name is percent-encoded (RFC 3986 §2.1) in one canonical form: the unreserved
+//! characters `A-Z a-z 0-9 - . _ ~` stand for themselves and every other octet of the UTF-8
+//! form is `%XX` with upper-case hex. Decoding accepts only that form (a re-encode must give
+//! back the same text), so one name has one spelling and no "normalisation game" (case of the
+//! hex digits, needless escapes) can make two certificate texts name the same EMSE.
+//! A certificate with no `urn:e2m:` URI, or with more than one, names no one and is refused.
+//!
+//! Certificates also carry the usual key-usage extensions: the CA is the only issuer
+//! (`pathLenConstraint` 0); client certificates have the `clientAuth` extended key usage, so a
+//! server certificate cannot be replayed as a client one (webpki checks it). The EMKS
+//! certificate also has `clientAuth` (it posts notifications to EMSEs) and the EMSE
+//! certificates also have `serverAuth` (an EMSE serves its notification endpoint); every
+//! server-side verification therefore also checks the *role* in the certificate (see
+//! `emks_http::tls`), not just the host name.
+//!
+//! # Files
+//!
+//! [`GeneratedPki::write_to`] writes `ca.pem`, `emks.pem` + `emks.key`, `hss.pem` +
+//! `hss.key` and `emse-<encoded EMSE_Id>.pem` + `.key` (keys mode 0600 on Unix). The CA's
+//! private key is never written: it is dropped after issuing, so the directory cannot mint
+//! more identities. Nothing here is ever committed: the examples generate a fresh directory.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use e2m_keyid::EmseId;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use zeroize::Zeroizing;
+
+/// The URN prefix of every e2m identity in a certificate.
+pub const URN_PREFIX: &str = "urn:e2m:";
+
+/// The validity of generated certificates unless the caller asks otherwise.
+pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Why a PKI operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PkiError {
+    /// rcgen refused to build or sign a certificate.
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A PEM file holds no usable certificate or key.
+    #[error("{path}: not a PEM {what}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What was expected in it.
+        what: &'static str,
+    },
+    /// A name cannot be put in a certificate.
+    #[error("invalid node name: {0}")]
+    InvalidName(&'static str),
+}
+
+/// The role a certificate gives its holder (the `<role>` of its `urn:e2m:` URI).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// An E2M Security Endpoint: may register, fetch keys, subscribe.
+    Emse,
+    /// The HSS: may push intermediate keys.
+    Hss,
+    /// The EMKS itself: serves the interface and sends notifications.
+    Emks,
+}
+
+impl Role {
+    fn label(self) -> &'static str {
+        match self {
+            Role::Emse => "emse",
+            Role::Hss => "hss",
+            Role::Emks => "emks",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// The name of a network node that is not an EMSE (the HSS, the EMKS): 1 to 64 characters
+/// from the URI unreserved set, so that it reads the same in a certificate, a file name and
+/// a log line.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct NodeName(String);
+
+impl NodeName {
+    /// Validates a node name.
+    ///
+    /// # Errors
+    /// [`PkiError::InvalidName`] if it is empty, longer than 64 or has a character outside
+    /// `A-Z a-z 0-9 - . _ ~`.
+    pub fn new(name: &str) -> Result<NodeName, PkiError> {
+        if name.is_empty() || name.len() > 64 {
+            return Err(PkiError::InvalidName(
+                "node name must be 1 to 64 characters",
+            ));
+        }
+        if !name.bytes().all(is_unreserved) {
+            return Err(PkiError::InvalidName(
+                "node name must use only A-Z a-z 0-9 - . _ ~",
+            ));
+        }
+        Ok(NodeName(name.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The authenticated identity of a TLS peer, read from its verified certificate.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "EmseId is stored inline by design (no allocation); identities are built once per connection"
+)]
+pub enum PeerIdentity {
+    /// An EMSE and its EMSE_Id (the value bound to its sessions and used in derivations).
+    Emse(EmseId),
+    /// The HSS.
+    Hss(NodeName),
+    /// An EMKS.
+    Emks(NodeName),
+}
+
+impl PeerIdentity {
+    /// The role this identity holds.
+    pub fn role(&self) -> Role {
+        match self {
+            PeerIdentity::Emse(_) => Role::Emse,
+            PeerIdentity::Hss(_) => Role::Hss,
+            PeerIdentity::Emks(_) => Role::Emks,
+        }
+    }
+
+    /// The name part, as text (an EMSE_Id, or a node name). Not secret: fine to log.
+    pub fn name(&self) -> &str {
+        match self {
+            PeerIdentity::Emse(id) => id.as_str(),
+            PeerIdentity::Hss(n) | PeerIdentity::Emks(n) => n.as_str(),
+        }
+    }
+
+    /// The `urn:e2m:<role>:<name>` URI that names this identity in a certificate.
+    pub fn to_uri(&self) -> String {
+        let mut uri = format!("{URN_PREFIX}{}:", self.role().label());
+        percent_encode_into(self.name(), &mut uri);
+        uri
+    }
+
+    /// Parses a `urn:e2m:` URI (canonical percent-encoding only).
+    ///
+    /// Returns `Ok(None)` for a URI that is not under `urn:e2m:` (other URIs in a
+    /// certificate are not ours to judge).
+    ///
+    /// # Errors
+    /// [`IdentityUriError`] for a `urn:e2m:` URI with an unknown role, a non-canonical
+    /// encoding or a name that is not valid for its role.
+    pub fn from_uri(uri: &str) -> Result<Option<PeerIdentity>, IdentityUriError> {
+        let Some(rest) = uri.strip_prefix(URN_PREFIX) else {
+            return Ok(None);
+        };
+        let (role, encoded) = rest.split_once(':').ok_or(IdentityUriError::Malformed)?;
+        let name = percent_decode_canonical(encoded).ok_or(IdentityUriError::NotCanonical)?;
+        let identity = match role {
+            "emse" => {
+                PeerIdentity::Emse(EmseId::new(&name).map_err(|_| IdentityUriError::InvalidName)?)
+            }
+            "hss" => {
+                PeerIdentity::Hss(NodeName::new(&name).map_err(|_| IdentityUriError::InvalidName)?)
+            }
+            "emks" => {
+                PeerIdentity::Emks(NodeName::new(&name).map_err(|_| IdentityUriError::InvalidName)?)
+            }
+            _ => return Err(IdentityUriError::UnknownRole),
+        };
+        Ok(Some(identity))
+    }
+
+    /// Reads the one e2m identity of a DER certificate (which the caller has verified).
+    ///
+    /// # Errors
+    /// [`IdentityUriError`] if the certificate does not parse, has no `urn:e2m:` URI, more
+    /// than one, or an invalid one.
+    pub fn from_certificate(der: &[u8]) -> Result<PeerIdentity, IdentityUriError> {
+        use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|_| IdentityUriError::BadCertificate)?;
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|_| IdentityUriError::BadCertificate)?
+            .ok_or(IdentityUriError::Missing)?;
+        let mut found = None;
+        for name in &san.value.general_names {
+            if let GeneralName::URI(uri) = name
+                && let Some(identity) = PeerIdentity::from_uri(uri)?
+            {
+                if found.is_some() {
+                    return Err(IdentityUriError::Ambiguous);
+                }
+                found = Some(identity);
+            }
+        }
+        found.ok_or(IdentityUriError::Missing)
+    }
+}
+
+impl fmt::Display for PeerIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.role(), self.name())
+    }
+}
+
+/// Why a certificate does not name an e2m peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityUriError {
+    /// Not a parsable X.509 certificate.
+    #[error("certificate does not parse")]
+    BadCertificate,
+    /// No `urn:e2m:` subjectAltName URI.
+    #[error("certificate carries no urn:e2m: identity")]
+    Missing,
+    /// More than one `urn:e2m:` URI: the certificate names no single peer.
+    #[error("certificate carries more than one urn:e2m: identity")]
+    Ambiguous,
+    /// `urn:e2m:` without `<role>:<name>`.
+    #[error("malformed urn:e2m: identity")]
+    Malformed,
+    /// A role other than emse, hss, emks.
+    #[error("unknown role in urn:e2m: identity")]
+    UnknownRole,
+    /// Percent-encoding that is not the one canonical form.
+    #[error("identity is not canonically percent-encoded")]
+    NotCanonical,
+    /// The decoded name is not a valid name for its role.
+    #[error("identity name is invalid for its role")]
+    InvalidName,
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn percent_encode_into(text: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in text.as_bytes() {
+        if is_unreserved(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+}
+
+/// Decodes `%XX` escapes and accepts the result only if encoding it again gives `text`
+/// back (so lower-case hex and escapes of unreserved characters are refused).
+fn percent_decode_canonical(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hi = (*bytes.get(i + 1)? as char).to_digit(16)?;
+            let lo = (*bytes.get(i + 2)? as char).to_digit(16)?;
+            // Both digits are < 16, so the value fits in one octet.
+            out.push(u8::try_from(hi * 16 + lo).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let decoded = String::from_utf8(out).ok()?;
+    let mut again = String::with_capacity(text.len());
+    percent_encode_into(&decoded, &mut again);
+    (again == text).then_some(decoded)
+}
+
+/// A certificate chain and its private key, ready for a rustls configuration.
+pub struct Credentials {
+    /// The end-entity certificate first, then (none here) intermediates.
+    pub chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Credentials {
+    /// Builds credentials from a chain and a key.
+    pub fn new(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Self {
+        Credentials { chain, key }
+    }
+
+    /// A copy of the private key for a rustls configuration (rustls takes ownership).
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        self.key.clone_key()
+    }
+
+    /// The identity in the end-entity certificate.
+    ///
+    /// # Errors
+    /// As [`PeerIdentity::from_certificate`].
+    pub fn identity(&self) -> Result<PeerIdentity, IdentityUriError> {
+        let leaf = self.chain.first().ok_or(IdentityUriError::Missing)?;
+        PeerIdentity::from_certificate(leaf)
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The key is never printed.
+        f.debug_struct("Credentials")
+            .field("identity", &self.identity().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One issued certificate with its key, in PEM.
+struct Issued {
+    identity: PeerIdentity,
+    cert_pem: String,
+    key_pem: Zeroizing<String>,
+}
+
+/// What to issue.
+#[derive(Clone, Debug)]
+pub struct PkiSpec {
+    /// The EMKS's node name (its `urn:e2m:emks:` identity).
+    pub emks: NodeName,
+    /// The HSS's node name.
+    pub hss: NodeName,
+    /// One client certificate per EMSE_Id.
+    pub emses: Vec<EmseId>,
+    /// How long every certificate (and the CA) is valid from now.
+    pub validity: Duration,
+}
+
+impl PkiSpec {
+    /// The usual names (`emks`, `hss`) for the given EMSEs, valid for [`DEFAULT_VALIDITY`].
+    ///
+    /// # Errors
+    /// Never in practice (the fixed names are valid); typed for symmetry.
+    pub fn new(emses: Vec<EmseId>) -> Result<PkiSpec, PkiError> {
+        Ok(PkiSpec {
+            emks: NodeName::new("emks")?,
+            hss: NodeName::new("hss")?,
+            emses,
+            validity: DEFAULT_VALIDITY,
+        })
+    }
+}
+
+/// A freshly generated PKI held in memory (the CA key is already gone).
+pub struct GeneratedPki {
+    ca_pem: String,
+    emks: Issued,
+    hss: Issued,
+    emses: Vec<Issued>,
+}
+
+impl fmt::Debug for GeneratedPki {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeneratedPki")
+            .field("emks", &self.emks.identity)
+            .field("hss", &self.hss.identity)
+            .field(
+                "emses",
+                &self.emses.iter().map(|i| &i.identity).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn base_params(identity: &PeerIdentity, validity: Duration) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "e2m demo");
+    dn.push(DnType::CommonName, identity.to_string());
+    params.distinguished_name = dn;
+    let now = SystemTime::now();
+    // An hour of slack for clocks that are a little behind.
+    params.not_before = now
+        .checked_sub(Duration::from_secs(3600))
+        .unwrap_or(now)
+        .into();
+    params.not_after = now.checked_add(validity).unwrap_or(now).into();
+    params.subject_alt_names.push(SanType::URI(
+        identity
+            .to_uri()
+            .try_into()
+            .map_err(|_| PkiError::InvalidName("identity URI is not IA5"))?,
+    ));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+fn add_loopback_names(params: &mut CertificateParams) -> Result<(), PkiError> {
+    params.subject_alt_names.push(SanType::DnsName(
+        "localhost"
+            .try_into()
+            .map_err(|_| PkiError::InvalidName("localhost"))?,
+    ));
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    Ok(())
+}
+
+fn issue(
+    issuer: &Issuer<'_, KeyPair>,
+    identity: PeerIdentity,
+    params: &CertificateParams,
+) -> Result<Issued, PkiError> {
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok(Issued {
+        identity,
+        cert_pem: cert.pem(),
+        key_pem: Zeroizing::new(key.serialize_pem()),
+    })
+}
+
+impl GeneratedPki {
+    /// Generates a CA (ECDSA P-256) and issues every certificate of `spec`.
+    ///
+    /// - EMKS: `serverAuth` + `clientAuth`, SANs `localhost`, `127.0.0.1` and
+    ///   `urn:e2m:emks:<name>`;
+    /// - HSS: `clientAuth`, SAN `urn:e2m:hss:<name>`;
+    /// - each EMSE: `clientAuth` + `serverAuth` (its notification endpoint), SANs
+    ///   `urn:e2m:emse:<EMSE_Id>`, `localhost`, `127.0.0.1`.
+    ///
+    /// # Errors
+    /// [`PkiError::Generate`] if rcgen fails.
+    pub fn generate(spec: &PkiSpec) -> Result<GeneratedPki, PkiError> {
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "e2m demo");
+        dn.push(DnType::CommonName, "e2m demo CA");
+        ca_params.distinguished_name = dn;
+        let now = SystemTime::now();
+        ca_params.not_before = now
+            .checked_sub(Duration::from_secs(3600))
+            .unwrap_or(now)
+            .into();
+        ca_params.not_after = now.checked_add(spec.validity).unwrap_or(now).into();
+        // Issues end-entity certificates only.
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let emks_id = PeerIdentity::Emks(spec.emks.clone());
+        let mut emks_params = base_params(&emks_id, spec.validity)?;
+        add_loopback_names(&mut emks_params)?;
+        emks_params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let emks = issue(&issuer, emks_id, &emks_params)?;
+
+        let hss_id = PeerIdentity::Hss(spec.hss.clone());
+        let mut hss_params = base_params(&hss_id, spec.validity)?;
+        hss_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let hss = issue(&issuer, hss_id, &hss_params)?;
+
+        let mut emses = Vec::with_capacity(spec.emses.len());
+        for emse in &spec.emses {
+            let id = PeerIdentity::Emse(emse.clone());
+            let mut params = base_params(&id, spec.validity)?;
+            add_loopback_names(&mut params)?;
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ClientAuth,
+                ExtendedKeyUsagePurpose::ServerAuth,
+            ];
+            emses.push(issue(&issuer, id, &params)?);
+        }
+        // `issuer` (the CA key) is dropped here: nothing more can be issued.
+        Ok(GeneratedPki {
+            ca_pem: ca_cert.pem(),
+            emks,
+            hss,
+            emses,
+        })
+    }
+
+    /// Writes the PEM files to `dir` (created if missing) and returns the loaded directory.
+    ///
+    /// # Errors
+    /// [`PkiError::Io`] if a file cannot be written, or as [`PkiDir::open`].
+    pub fn write_to(&self, dir: &Path) -> Result<PkiDir, PkiError> {
+        fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        write_file(&dir.join(CA_FILE), self.ca_pem.as_bytes(), false)?;
+        for issued in std::iter::once(&self.emks)
+            .chain(std::iter::once(&self.hss))
+            .chain(&self.emses)
+        {
+            let stem = file_stem(&issued.identity);
+            write_file(
+                &dir.join(format!("{stem}.pem")),
+                issued.cert_pem.as_bytes(),
+                false,
+            )?;
+            write_file(
+                &dir.join(format!("{stem}.key")),
+                issued.key_pem.as_bytes(),
+                true,
+            )?;
+        }
+        PkiDir::open(dir)
+    }
+
+    /// The CA certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+}
+
+const CA_FILE: &str = "ca.pem";
+
+/// The file stem for an identity: `emks`, `hss` for the fixed node names' roles, and
+/// `emse-<encoded EMSE_Id>` (the encoding of the URI, which is also safe in a file name).
+fn file_stem(identity: &PeerIdentity) -> String {
+    match identity {
+        PeerIdentity::Emks(_) => "emks".to_owned(),
+        PeerIdentity::Hss(_) => "hss".to_owned(),
+        PeerIdentity::Emse(id) => {
+            let mut stem = String::from("emse-");
+            percent_encode_into(id.as_str(), &mut stem);
+            stem
+        }
+    }
+}
+
+fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(contents).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+/// A directory written by [`GeneratedPki::write_to`] (or by hand, with the same names).
+#[derive(Clone, Debug)]
+pub struct PkiDir {
+    dir: PathBuf,
+}
+
+impl PkiDir {
+    /// Opens a PKI directory; checks that the CA certificate is there.
+    ///
+    /// # Errors
+    /// [`PkiError::Io`] or [`PkiError::Pem`] if `ca.pem` is missing or not a certificate.
+    pub fn open(dir: &Path) -> Result<PkiDir, PkiError> {
+        let pki = PkiDir {
+            dir: dir.to_owned(),
+        };
+        pki.ca_certificates()?;
+        Ok(pki)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The trust anchors (the CA certificate).
+    ///
+    /// # Errors
+    /// [`PkiError`] if `ca.pem` cannot be read or holds no certificate.
+    pub fn ca_certificates(&self) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+        load_certs(&self.dir.join(CA_FILE))
+    }
+
+    /// The path of `ca.pem` (for tools such as `curl --cacert`).
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join(CA_FILE)
+    }
+
+    /// The certificate and key paths for an identity (for tools such as `curl --cert`).
+    pub fn paths_for(&self, identity: &PeerIdentity) -> (PathBuf, PathBuf) {
+        let stem = file_stem(identity);
+        (
+            self.dir.join(format!("{stem}.pem")),
+            self.dir.join(format!("{stem}.key")),
+        )
+    }
+
+    /// Loads the credentials of an identity.
+    ///
+    /// # Errors
+    /// [`PkiError`] if either file is missing or unreadable.
+    pub fn credentials(&self, identity: &PeerIdentity) -> Result<Credentials, PkiError> {
+        let (cert, key) = self.paths_for(identity);
+        Ok(Credentials::new(load_certs(&cert)?, load_key(&key)?))
+    }
+
+    /// The EMKS's credentials (`emks.pem`, `emks.key`).
+    ///
+    /// # Errors
+    /// As [`Self::credentials`].
+    pub fn emks(&self) -> Result<Credentials, PkiError> {
+        self.load_stem("emks")
+    }
+
+    /// The HSS's credentials (`hss.pem`, `hss.key`).
+    ///
+    /// # Errors
+    /// As [`Self::credentials`].
+    pub fn hss(&self) -> Result<Credentials, PkiError> {
+        self.load_stem("hss")
+    }
+
+    /// An EMSE's credentials.
+    ///
+    /// # Errors
+    /// As [`Self::credentials`].
+    pub fn emse(&self, id: &EmseId) -> Result<Credentials, PkiError> {
+        self.credentials(&PeerIdentity::Emse(id.clone()))
+    }
+
+    fn load_stem(&self, stem: &str) -> Result<Credentials, PkiError> {
+        Ok(Credentials::new(
+            load_certs(&self.dir.join(format!("{stem}.pem")))?,
+            load_key(&self.dir.join(format!("{stem}.key")))?,
+        ))
+    }
+}
+
+fn read(path: &Path) -> Result<Zeroizing<Vec<u8>>, PkiError> {
+    fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|source| PkiError::Io {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    let pem = read(path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|_| PkiError::Pem {
+            path: path.to_owned(),
+            what: "certificate",
+        })?;
+    if certs.is_empty() {
+        return Err(PkiError::Pem {
+            path: path.to_owned(),
+            what: "certificate",
+        });
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, PkiError> {
+    let pem = read(path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| PkiError::Pem {
+        path: path.to_owned(),
+        what: "private key",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn emse(s: &str) -> EmseId {
+        EmseId::new(s).unwrap()
+    }
+
+    #[test]
+    fn identity_uri_round_trips_and_is_canonical() {
+        for name in [
+            "emse-a.example.com",
+            "EMSE_B~1",
+            "capteur-é",
+            "a/b?c#d%e",
+            "x:y@z",
+        ] {
+            let id = PeerIdentity::Emse(emse(name));
+            let uri = id.to_uri();
+            assert!(uri.is_ascii(), "{uri}");
+            assert_eq!(PeerIdentity::from_uri(&uri).unwrap(), Some(id));
+        }
+        assert_eq!(
+            PeerIdentity::Emse(emse("capteur-é")).to_uri(),
+            "urn:e2m:emse:capteur-%C3%A9"
+        );
+        // Lower-case hex, needless escapes and bad escapes are refused.
+        for bad in [
+            "urn:e2m:emse:capteur-%c3%a9",
+            "urn:e2m:emse:%61bc",
+            "urn:e2m:emse:ab%",
+            "urn:e2m:emse:ab%4",
+            "urn:e2m:emse:%FF",
+        ] {
+            assert_eq!(
+                PeerIdentity::from_uri(bad),
+                Err(IdentityUriError::NotCanonical),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            PeerIdentity::from_uri("urn:e2m:root:x"),
+            Err(IdentityUriError::UnknownRole)
+        );
+        assert_eq!(
+            PeerIdentity::from_uri("urn:e2m:emse"),
+            Err(IdentityUriError::Malformed)
+        );
+        assert_eq!(
+            PeerIdentity::from_uri("urn:e2m:emse:"),
+            Err(IdentityUriError::InvalidName)
+        );
+        // Decodes to white space: not a valid EMSE_Id.
+        assert_eq!(
+            PeerIdentity::from_uri("urn:e2m:emse:a%20b"),
+            Err(IdentityUriError::InvalidName)
+        );
+        assert_eq!(PeerIdentity::from_uri("https://example.com/"), Ok(None));
+        assert!(NodeName::new("hss/1").is_err());
+        assert!(NodeName::new("").is_err());
+    }
+
+    #[test]
+    fn generate_write_load_round_trip() {
+        let dir = std::env::temp_dir().join(format!(
+            "e2m-pki-test-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let spec = PkiSpec::new(vec![emse("emse-a"), emse("Émse-b")]).unwrap();
+        let pki = GeneratedPki::generate(&spec).unwrap();
+        let loaded = pki.write_to(&dir).unwrap();
+        assert_eq!(loaded.ca_certificates().unwrap().len(), 1);
+        assert_eq!(
+            loaded.emks().unwrap().identity().unwrap(),
+            PeerIdentity::Emks(NodeName::new("emks").unwrap())
+        );
+        assert_eq!(
+            loaded.hss().unwrap().identity().unwrap(),
+            PeerIdentity::Hss(NodeName::new("hss").unwrap())
+        );
+        for id in ["emse-a", "Émse-b"] {
+            let creds = loaded.emse(&emse(id)).unwrap();
+            assert_eq!(creds.identity().unwrap(), PeerIdentity::Emse(emse(id)));
+            assert!(!format!("{creds:?}").contains("PRIVATE"));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.join("hss.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "private key readable by others");
+        }
+        assert!(!dir.join("ca.key").exists());
+        assert!(loaded.emse(&emse("nobody")).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
