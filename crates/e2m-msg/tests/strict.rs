@@ -1,0 +1,472 @@
+//! Each strictness rule of the decoder, one documented case at a time: the exact typed error.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod common;
+
+use e2m_msg::{
+    DecodeError, KeyResponse, MAX_DOCUMENT_LEN, Problem, ProblemCause, Registration, Subscription,
+    UeRef, ValueError, XmlMessage,
+};
+
+const NS: &str = "urn:e2m:xml:ns:emse-emks:1";
+
+fn reg(body: &str) -> Result<Registration, DecodeError> {
+    Registration::decode(body.as_bytes())
+}
+
+fn key_response(inner: &str) -> Result<KeyResponse, DecodeError> {
+    KeyResponse::decode(format!("<keyResponse xmlns=\"{NS}\">{inner}</keyResponse>").as_bytes())
+}
+
+const KR_OK: &str = "<appIdentity>a@b</appIdentity><keyId>ae47bf35</keyId>\
+    <e2mKey>4f1c9e2ab8d7035e6a91c4f0b2d8e7a35c6f09e1d2b4a7c8e3f5061928374655</e2mKey>\
+    <expires>2026-11-28T09:30:00Z</expires>";
+
+#[test]
+fn minimal_and_prefixed_forms_are_accepted() {
+    assert!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><emseId>e</emseId></registration>"
+        ))
+        .is_ok()
+    );
+    // Any bound prefix: namespaces are resolved, not string-matched.
+    let prefixed =
+        format!("<m:registration xmlns:m=\"{NS}\"><m:emseId>e</m:emseId></m:registration>");
+    assert_eq!(reg(&prefixed).unwrap().emse_id.as_str(), "e");
+    // A UTF-8 byte order mark, comments and white space around elements.
+    let doc = format!(
+        "\u{FEFF}<?xml version=\"1.0\"?>\n<!-- c --><registration xmlns=\"{NS}\">\n \
+         <!-- c --><emseId>e</emseId>\n</registration>\n<!-- c -->\n"
+    );
+    assert!(reg(&doc).is_ok());
+    assert!(key_response(KR_OK).is_ok());
+}
+
+#[test]
+fn root_and_namespace() {
+    assert_eq!(
+        reg(&format!(
+            "<registrationX xmlns=\"{NS}\"><emseId>e</emseId></registrationX>"
+        )),
+        Err(DecodeError::WrongRoot {
+            expected: "registration"
+        })
+    );
+    assert_eq!(
+        reg("<registration><emseId>e</emseId></registration>"),
+        Err(DecodeError::WrongNamespace)
+    );
+    assert_eq!(
+        reg("<registration xmlns=\"urn:e2m:xml:ns:emse-emks:2\"><emseId>e</emseId></registration>"),
+        Err(DecodeError::WrongNamespace)
+    );
+    assert_eq!(
+        reg("<x:registration><x:emseId>e</x:emseId></x:registration>"),
+        Err(DecodeError::Namespace)
+    );
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><x:emseId>e</x:emseId></registration>"
+        )),
+        Err(DecodeError::Namespace)
+    );
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><emseId xmlns=\"urn:other\">e</emseId></registration>"
+        )),
+        Err(DecodeError::UnknownElement {
+            parent: "registration"
+        })
+    );
+    assert_eq!(reg(""), Err(DecodeError::NoRoot));
+    assert_eq!(reg("  <!-- only a comment -->  "), Err(DecodeError::NoRoot));
+}
+
+#[test]
+fn dtd_entities_and_processing_instructions() {
+    let unused = format!(
+        "<!DOCTYPE registration><registration xmlns=\"{NS}\"><emseId>e</emseId></registration>"
+    );
+    assert_eq!(reg(&unused), Err(DecodeError::Doctype));
+    let laughs = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">\
+         <!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">\
+         <!ENTITY lol3 \"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;\">]>\
+         <registration xmlns=\"{NS}\"><emseId>&lol3;</emseId></registration>"
+    );
+    assert_eq!(reg(&laughs), Err(DecodeError::Doctype));
+    let xxe = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>\
+         <registration xmlns=\"{NS}\"><emseId>&xxe;</emseId></registration>"
+    );
+    assert_eq!(reg(&xxe), Err(DecodeError::Doctype));
+    // Without a DTD, a reference to anything but the five predefined entities.
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><emseId>&xxe;</emseId></registration>"
+        )),
+        Err(DecodeError::UndefinedEntity)
+    );
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\">&xxe;<emseId>e</emseId></registration>"
+        )),
+        Err(DecodeError::UndefinedEntity)
+    );
+    assert_eq!(
+        reg(&format!(
+            "<?xml-stylesheet href=\"a\"?><registration xmlns=\"{NS}\"><emseId>e</emseId></registration>"
+        )),
+        Err(DecodeError::ProcessingInstruction)
+    );
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><?pi x?><emseId>e</emseId></registration>"
+        )),
+        Err(DecodeError::ProcessingInstruction)
+    );
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><emseId>e</emseId></registration><?pi?>"
+        )),
+        Err(DecodeError::ProcessingInstruction)
+    );
+}
+
+#[test]
+fn xml_declaration() {
+    let body = format!("<registration xmlns=\"{NS}\"><emseId>e</emseId></registration>");
+    assert!(
+        reg(&format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\" standalone=\"yes\"?>{body}"
+        ))
+        .is_ok()
+    );
+    assert_eq!(
+        reg(&format!(" <?xml version=\"1.0\"?>{body}")),
+        Err(DecodeError::BadDeclaration)
+    );
+    assert_eq!(
+        reg(&format!("<?xml version=\"1.1\"?>{body}")),
+        Err(DecodeError::BadDeclaration)
+    );
+    assert_eq!(
+        reg(&format!(
+            "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>{body}"
+        )),
+        Err(DecodeError::BadDeclaration)
+    );
+}
+
+#[test]
+fn trailing_content() {
+    let body = format!("<registration xmlns=\"{NS}\"><emseId>e</emseId></registration>");
+    assert_eq!(
+        reg(&format!("{body}<registration xmlns=\"{NS}\"/>")),
+        Err(DecodeError::TrailingContent)
+    );
+    assert_eq!(
+        reg(&format!("{body}junk")),
+        Err(DecodeError::TrailingContent)
+    );
+    assert_eq!(
+        reg(&format!("{body}&amp;")),
+        Err(DecodeError::TrailingContent)
+    );
+    assert!(reg(&format!("{body} \n<!-- fine -->\n")).is_ok());
+}
+
+#[test]
+fn structure() {
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><emseId>e</emseId><emseId>f</emseId></registration>"
+        )),
+        Err(DecodeError::DuplicateElement { element: "emseId" })
+    );
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><callback>https://a.example</callback><emseId>e</emseId></registration>"
+        )),
+        Err(DecodeError::OutOfOrder { element: "emseId" })
+    );
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><emseId>e</emseId><extra>1</extra></registration>"
+        )),
+        Err(DecodeError::UnknownElement {
+            parent: "registration"
+        })
+    );
+    assert_eq!(
+        reg(&format!("<registration xmlns=\"{NS}\"></registration>")),
+        Err(DecodeError::MissingElement { element: "emseId" })
+    );
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><emseId><b>e</b></emseId></registration>"
+        )),
+        Err(DecodeError::TooDeep { max: 2 })
+    );
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\" id=\"1\"><emseId>e</emseId></registration>"
+        )),
+        Err(DecodeError::UnexpectedAttribute {
+            element: "registration"
+        })
+    );
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><emseId xml:lang=\"en\">e</emseId></registration>"
+        )),
+        Err(DecodeError::UnexpectedAttribute { element: "emseId" })
+    );
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\">text<emseId>e</emseId></registration>"
+        )),
+        Err(DecodeError::UnexpectedText {
+            element: "registration"
+        })
+    );
+    assert_eq!(
+        key_response(&format!("<imsi>001010123456789</imsi>{KR_OK}")),
+        Err(DecodeError::ChoiceConflict {
+            element: "appIdentity"
+        })
+    );
+    assert!(matches!(
+        reg(&format!("<registration xmlns=\"{NS}\"><emseId>e</emseId>")),
+        Err(DecodeError::Syntax { .. })
+    ));
+    assert!(matches!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><emseId>e</emseid></registration>"
+        )),
+        Err(DecodeError::Syntax { .. })
+    ));
+}
+
+#[test]
+fn values() {
+    let with_emse = |v: &str| {
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><emseId>{v}</emseId></registration>"
+        ))
+    };
+    assert_eq!(
+        with_emse(" e"),
+        Err(DecodeError::SurroundingWhitespace { element: "emseId" })
+    );
+    assert_eq!(
+        with_emse("e\n"),
+        Err(DecodeError::SurroundingWhitespace { element: "emseId" })
+    );
+    assert_eq!(
+        with_emse("e&#xA0;"),
+        Err(DecodeError::SurroundingWhitespace { element: "emseId" })
+    );
+    assert_eq!(
+        with_emse("e<!-- -->f"),
+        Err(DecodeError::SplitValue { element: "emseId" })
+    );
+    assert_eq!(with_emse("<![CDATA[e]]>"), Err(DecodeError::CData));
+    assert!(matches!(
+        with_emse("a&#1;b"),
+        Err(DecodeError::ForbiddenCharacter { .. })
+    ));
+    assert!(matches!(
+        with_emse("a\u{1}b"),
+        Err(DecodeError::ForbiddenCharacter { .. })
+    ));
+    assert!(matches!(
+        with_emse("a\u{FFFF}b"),
+        Err(DecodeError::ForbiddenCharacter { .. })
+    ));
+    assert!(matches!(
+        with_emse("a&#x202E;b"),
+        Err(DecodeError::InvalidValue {
+            element: "emseId",
+            ..
+        })
+    ));
+    assert!(matches!(
+        with_emse("a\u{85}b"),
+        Err(DecodeError::InvalidValue {
+            element: "emseId",
+            ..
+        })
+    ));
+    assert_eq!(with_emse("a&amp;b").unwrap().emse_id.as_str(), "a&b");
+    let mut bad_utf8 = format!("<registration xmlns=\"{NS}\"><emseId>e").into_bytes();
+    bad_utf8.extend_from_slice(&[0xC3, 0x28]);
+    bad_utf8.extend_from_slice(b"</emseId></registration>");
+    assert!(matches!(
+        Registration::decode(&bad_utf8),
+        Err(DecodeError::InvalidUtf8 { .. })
+    ));
+
+    let kr = |key: &str| {
+        key_response(&format!(
+            "<appIdentity>a@b</appIdentity><keyId>ae47bf35</keyId><e2mKey>{key}</e2mKey><expires>2026-11-28T09:30:00Z</expires>"
+        ))
+    };
+    let key = "4f1c9e2ab8d7035e6a91c4f0b2d8e7a35c6f09e1d2b4a7c8e3f5061928374655";
+    assert!(kr(key).is_ok());
+    assert_eq!(
+        kr(&key.to_uppercase()),
+        Err(DecodeError::InvalidValue {
+            element: "e2mKey",
+            error: ValueError::KeyNotLowercase
+        })
+    );
+    assert_eq!(
+        kr(&format!("&#x34;{}", &key[1..])),
+        Err(DecodeError::InvalidValue {
+            element: "e2mKey",
+            error: ValueError::BadCharacter
+        })
+    );
+    assert!(matches!(
+        kr(&key[2..]),
+        Err(DecodeError::InvalidValue {
+            element: "e2mKey",
+            ..
+        })
+    ));
+    let expires = |t: &str| {
+        key_response(&format!(
+            "<appIdentity>a@b</appIdentity><keyId>ae47bf35</keyId><e2mKey>{key}</e2mKey><expires>{t}</expires>"
+        ))
+    };
+    for bad in [
+        "2026-02-29T00:00:00Z",
+        "2026-11-28T24:00:00Z",
+        "2026-11-28T09:30:60Z",
+        "2026-11-28T09:30:00+00:00",
+        "2026-11-28T09:30:00.5Z",
+        "1969-12-31T23:59:59Z",
+    ] {
+        assert!(
+            matches!(
+                expires(bad),
+                Err(DecodeError::InvalidValue {
+                    element: "expires",
+                    ..
+                })
+            ),
+            "{bad}"
+        );
+    }
+    assert!(expires("2028-02-29T23:59:59Z").is_ok());
+    assert_eq!(
+        key_response(&KR_OK.replace("ae47bf35", "AE47BF35")),
+        Err(DecodeError::InvalidValue {
+            element: "keyId",
+            error: ValueError::KeyId(e2m_keyid::KeyIdError::NotLowercaseHex)
+        })
+    );
+}
+
+#[test]
+fn size_limit() {
+    let filler = " ".repeat(MAX_DOCUMENT_LEN);
+    let doc = format!("<registration xmlns=\"{NS}\"><emseId>e</emseId></registration>{filler}");
+    assert_eq!(
+        reg(&doc),
+        Err(DecodeError::TooLarge {
+            len: doc.len(),
+            max: MAX_DOCUMENT_LEN
+        })
+    );
+}
+
+#[test]
+fn subscription_event_list() {
+    let sub = |events: &str| {
+        Subscription::decode(
+            format!("<subscription xmlns=\"{NS}\">{events}<callback>https://a.example/n</callback></subscription>")
+                .as_bytes(),
+        )
+    };
+    let s = sub("<event>key-in-use</event><event>key-available</event>").unwrap();
+    assert_eq!(s.events.iter().count(), 2);
+    assert_eq!(
+        sub("<event>key-in-use</event><event>key-in-use</event>"),
+        Err(DecodeError::DuplicateElement { element: "event" })
+    );
+    assert_eq!(
+        sub(""),
+        Err(DecodeError::MissingElement { element: "event" })
+    );
+    assert_eq!(
+        sub("<event>key-lost</event>"),
+        Err(DecodeError::InvalidValue {
+            element: "event",
+            error: ValueError::UnknownEventType
+        })
+    );
+    assert!(s.ue.is_none());
+    let _ = UeRef::Imsi(e2m_keyid::Imsi::new("001010123456").unwrap());
+}
+
+#[test]
+fn problem_details_follow_rfc_9457() {
+    let p = |inner: &str| {
+        Problem::decode(
+            format!("<problem xmlns=\"urn:ietf:rfc:7807\">{inner}</problem>").as_bytes(),
+        )
+    };
+    // Any order; only the cause is required; unknown extensions are ignored (RFC 9457 §3.2).
+    let decoded = p("<cause>rate-limited</cause><status>429</status><retry><after>5</after></retry>\
+        <ext xmlns=\"urn:other\" a=\"1\">x</ext><title>anything</title><instance>/e2m/v1/x</instance>")
+    .unwrap();
+    assert_eq!(decoded, Problem::new(ProblemCause::RateLimited));
+    assert_eq!(
+        p("<status>404</status>"),
+        Err(DecodeError::MissingElement { element: "cause" })
+    );
+    assert_eq!(
+        p("<cause>ue-unknown</cause><status>403</status>"),
+        Err(DecodeError::Inconsistent { element: "status" })
+    );
+    assert_eq!(
+        p("<type>about:blank</type><cause>ue-unknown</cause>"),
+        Err(DecodeError::Inconsistent { element: "type" })
+    );
+    assert_eq!(
+        p("<cause>ue-unknown</cause><cause>ue-unknown</cause>"),
+        Err(DecodeError::DuplicateElement { element: "cause" })
+    );
+    assert_eq!(
+        p("<cause>ue-unknown</cause><a><b><c><d/></c></b></a>"),
+        Err(DecodeError::TooDeep { max: 4 })
+    );
+    assert_eq!(
+        p("<cause>no-such-cause</cause>"),
+        Err(DecodeError::InvalidValue {
+            element: "cause",
+            error: ValueError::UnknownCause
+        })
+    );
+    assert_eq!(
+        Problem::decode(
+            b"<problem xmlns=\"urn:e2m:xml:ns:emse-emks:1\"><cause>ue-unknown</cause></problem>"
+        ),
+        Err(DecodeError::WrongNamespace)
+    );
+    for cause in ProblemCause::ALL {
+        let problem = Problem::new(cause);
+        assert_eq!(
+            Problem::decode(problem.encode().as_bytes()).unwrap(),
+            problem
+        );
+    }
+}
