@@ -443,10 +443,18 @@ pub fn int_keys<S: IntKeyStore>(make: &dyn Fn(RetentionPolicy) -> S) -> Report {
         push(&s, 1, 1, 0, 0)?;
         push(&s, 1, 2, 500, 500)?;
         push(&s, 2, 1, 0, 0)?;
-        let n = ok(s.sweep(at(1000)))?;
+        let mut retired = Vec::new();
+        let n = ok(s.sweep(at(1000), &mut |imsi, info| {
+            retired.push((imsi.clone(), info.key_id, info.created));
+        }))?;
         ensure!(n == 2, "sweep removed {n}");
+        retired.sort_by(|a, b| a.0.cmp(&b.0));
+        ensure!(
+            retired == [(imsi(1), kid(1), at(0)), (imsi(2), kid(1), at(0))],
+            "sweep reported {retired:?}"
+        );
         served_is(&s, 1, 2, 1000)?;
-        let n = ok(s.sweep(at(1000)))?;
+        let n = ok(s.sweep(at(1000), &mut |_, _| {}))?;
         ensure!(n == 0, "second sweep removed {n}");
         Ok(())
     });
@@ -647,6 +655,21 @@ pub fn sessions<S: SessionStore>(make: &dyn Fn(SessionPolicy) -> S) -> Report {
         ensure!(ok(s.sweep(at(100)))?.is_empty(), "second sweep not empty");
         Ok(())
     });
+    r.run(SUITE, "of_emse_lists_live_sessions_of_that_emse", || {
+        let s = make(small());
+        let (_, first) = ok(s.create(&a(), at(0)))?;
+        let (_, second) = ok(s.create(&a(), at(50)))?;
+        ok(s.create(&b(), at(0)))?;
+        let got = ok(s.of_emse(&a(), at(60)))?;
+        ensure!(got == [first, second.clone()], "of_emse: {got:?}");
+        let got = ok(s.of_emse(&a(), at(100)))?;
+        ensure!(got == [second], "expired session listed: {got:?}");
+        ensure!(
+            ok(s.of_emse(&emse("emse-c"), at(0)))?.is_empty(),
+            "unknown EMSE"
+        );
+        Ok(())
+    });
     r.run(SUITE, "remove_ends_a_session", || {
         let s = make(small());
         let (id, info) = ok(s.create(&a(), at(0)))?;
@@ -752,7 +775,7 @@ pub fn subscriptions<B: SubscriptionStore>(make: &dyn Fn(SubscriptionPolicy) -> 
         let b = make(policy);
         let only7 = ok(b.add(sub(1, Some(7), EventSet::KEY_AVAILABLE)))?;
         let all = ok(b.add(sub(2, None, EventSet::KEY_AVAILABLE)))?;
-        let removed = ok(b.add(sub(2, Some(7), EventSet::KEYS_REMOVED)))?;
+        let removed = ok(b.add(sub(2, Some(7), EventSet::KEY_RETIRED)))?;
         let ids = |imsi_n: u64, ev: EventSet| -> Result<Vec<_>, String> {
             Ok(ok(b.matching(&imsi(imsi_n), ev))?
                 .into_iter()
@@ -768,11 +791,11 @@ pub fn subscriptions<B: SubscriptionStore>(make: &dyn Fn(SubscriptionPolicy) -> 
             "UE 8, key available"
         );
         ensure!(
-            ids(7, EventSet::KEYS_REMOVED)? == [removed],
+            ids(7, EventSet::KEY_RETIRED)? == [removed],
             "UE 7, keys removed"
         );
         ensure!(
-            ids(8, EventSet::KEYS_REMOVED)?.is_empty(),
+            ids(8, EventSet::KEY_RETIRED)?.is_empty(),
             "UE 8, keys removed"
         );
         Ok(())

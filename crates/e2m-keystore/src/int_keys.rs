@@ -204,9 +204,16 @@ pub trait IntKeyStore: Send + Sync {
     /// Removes (and zeroizes) every key past its maximum age at `now`; returns how many.
     /// Expired keys are never served even before a sweep; sweeping returns their memory.
     ///
+    /// `retired` is called once per removed key (after the store's locks are released, so
+    /// it may call back into the store), for notifications and audit.
+    ///
     /// # Errors
     /// [`StoreError`] if the backend fails.
-    fn sweep(&self, now: Timestamp) -> Result<usize, StoreError>;
+    fn sweep(
+        &self,
+        now: Timestamp,
+        retired: &mut dyn FnMut(&Imsi, KeyInfo),
+    ) -> Result<usize, StoreError>;
 }
 
 /// One retained key, 44 octets: `created` is kept as two `u32` halves rather than a `u64`
@@ -476,11 +483,17 @@ impl IntKeyStore for MemoryIntKeyStore {
         Ok(removed.map_or(0, |r| r.len()))
     }
 
-    fn sweep(&self, now: Timestamp) -> Result<usize, StoreError> {
+    fn sweep(
+        &self,
+        now: Timestamp,
+        retired: &mut dyn FnMut(&Imsi, KeyInfo),
+    ) -> Result<usize, StoreError> {
         let policy = &self.policy;
         let mut removed = 0;
+        // Reported after the locks are released, so that the callback may use the store.
+        let mut gone: Vec<(PackedImsi, KeyInfo)> = Vec::new();
         self.map.for_each_shard_mut(|map| {
-            map.retain(|_, record| {
+            map.retain(|imsi, record| {
                 // Records are in creation order, so the expired slots are a prefix.
                 let expired = record
                     .iter()
@@ -490,6 +503,7 @@ impl IntKeyStore for MemoryIntKeyStore {
                     return true;
                 }
                 removed += expired;
+                gone.extend(record[..expired].iter().map(|s| (*imsi, s.info(policy))));
                 if expired == record.len() {
                     return false;
                 }
@@ -500,6 +514,11 @@ impl IntKeyStore for MemoryIntKeyStore {
                 true
             });
         });
+        for (imsi, info) in gone {
+            if let Some(imsi) = imsi.unpack() {
+                retired(&imsi, info);
+            }
+        }
         Ok(removed)
     }
 }

@@ -288,6 +288,14 @@ pub trait SessionStore: Send + Sync {
     /// [`StoreError`] if the backend fails.
     fn remove(&self, id: &SessionId) -> Result<Option<SessionInfo>, StoreError>;
 
+    /// The live sessions bound to `emse`, oldest first. Used rarely (subscriptions name no
+    /// session, so the EMKS finds the subscriber's sessions by its identity); the in-memory
+    /// store scans every session.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn of_emse(&self, emse: &EmseId, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError>;
+
     /// Removes every session expired at `now`; returns them (so that the caller can drop
     /// their subscriptions and audit the expiry).
     ///
@@ -439,6 +447,19 @@ impl SessionStore for MemorySessionStore {
             self.counts().release(&info.emse);
         }
         Ok(removed)
+    }
+
+    fn of_emse(&self, emse: &EmseId, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
+        let mut found = Vec::new();
+        self.map.for_each_shard(|m| {
+            found.extend(
+                m.values()
+                    .filter(|s| now < s.expires && s.emse == *emse)
+                    .cloned(),
+            );
+        });
+        found.sort_by_key(|s| s.session);
+        Ok(found)
     }
 
     fn sweep(&self, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {

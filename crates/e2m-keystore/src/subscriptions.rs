@@ -21,9 +21,11 @@ impl EventSet {
     /// A new intermediate key is available for a UE (the HSS pushed one after an AKA run;
     /// the seed's "key refresh" aspect 2): an EMSE may then expect the UE on a new key.
     pub const KEY_AVAILABLE: EventSet = EventSet(1 << 0);
-    /// Every key of a UE was removed (the UE was deprovisioned or purged): fetches for it
-    /// will fail until the next AKA run.
-    pub const KEYS_REMOVED: EventSet = EventSet(1 << 1);
+    /// A key of a UE is no longer held (evicted, replaced or expired): new handshakes with
+    /// its key id will fail.
+    pub const KEY_RETIRED: EventSet = EventSet(1 << 1);
+    /// An EMSE reports the key id a UE is now using (EMSE → EMKS direction).
+    pub const KEY_IN_USE: EventSet = EventSet(1 << 2);
 
     /// The set with these bits.
     pub const fn from_bits(bits: u32) -> EventSet {

@@ -213,7 +213,7 @@ impl StateMachineTest for StoreTest {
                 assert!(n >= before, "remove_ue returned {n}, {before} were live");
             }
             Op::Sweep => {
-                store.sweep(now).unwrap();
+                store.sweep(now, &mut |_, _| {}).unwrap();
             }
             Op::Advance(_) => {}
         }
