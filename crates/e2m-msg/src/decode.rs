@@ -121,12 +121,13 @@ impl<'a> Parser<'a> {
         loop {
             let event = parser.next()?;
             match event {
-                Event::Decl(decl) => {
+                Event::Decl(_) => {
                     // The declaration must open the document (XML 1.0 §2.8).
-                    if !first || parser.reader.buffer_position() as usize != decl_len(text) {
+                    let len = decl_len(text);
+                    if !first || parser.reader.buffer_position() as usize != len {
                         return Err(DecodeError::BadDeclaration);
                     }
-                    check_declaration(&decl)?;
+                    check_declaration(&text[..len])?;
                 }
                 Event::Text(t) if t.bytes().all(is_xml_space) => {}
                 Event::Comment(_) => {}
@@ -377,15 +378,64 @@ fn decl_len(text: &str) -> usize {
     }
 }
 
-fn check_declaration(decl: &quick_xml::events::BytesDecl<'_>) -> Result<(), DecodeError> {
-    match decl.version() {
-        Ok(v) if v.as_ref() == "1.0" => {}
-        _ => return Err(DecodeError::BadDeclaration),
-    }
-    match decl.encoding() {
-        None => Ok(()),
-        Some(Ok(e)) if e.eq_ignore_ascii_case("UTF-8") => Ok(()),
-        Some(_) => Err(DecodeError::BadDeclaration),
+/// Checks the XML declaration `raw` (from `<?xml` to `?>`) against XML 1.0 §2.8 and §4.3.3
+/// exactly, since quick-xml does not check its pseudo-attributes:
+/// `'<?xml' VersionInfo EncodingDecl? SDDecl? S? '?>'`, version 1.0, encoding UTF-8 if named.
+fn check_declaration(raw: &str) -> Result<(), DecodeError> {
+    let mut rest = raw
+        .strip_prefix("<?xml")
+        .and_then(|r| r.strip_suffix("?>"))
+        .ok_or(DecodeError::BadDeclaration)?;
+    let mut expected = ["version", "encoding", "standalone"].into_iter().peekable();
+    let mut first = true;
+    loop {
+        let trimmed = rest.trim_start_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+        let had_space = trimmed.len() != rest.len();
+        rest = trimmed;
+        if rest.is_empty() {
+            // VersionInfo is required.
+            return if first {
+                Err(DecodeError::BadDeclaration)
+            } else {
+                Ok(())
+            };
+        }
+        if !had_space {
+            return Err(DecodeError::BadDeclaration);
+        }
+        let name_len = rest
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(rest.len());
+        let name = &rest[..name_len];
+        // Pseudo-attributes in their fixed order, each at most once, version first.
+        loop {
+            match expected.next() {
+                Some(n) if n == name => break,
+                Some(_) if !first => {}
+                _ => return Err(DecodeError::BadDeclaration),
+            }
+        }
+        rest = rest[name_len..].trim_start_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+        rest = rest.strip_prefix('=').ok_or(DecodeError::BadDeclaration)?;
+        rest = rest.trim_start_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+        let quote = rest
+            .chars()
+            .next()
+            .filter(|c| *c == '"' || *c == '\'')
+            .ok_or(DecodeError::BadDeclaration)?;
+        rest = &rest[1..];
+        let end = rest.find(quote).ok_or(DecodeError::BadDeclaration)?;
+        let value = &rest[..end];
+        rest = &rest[end + 1..];
+        let ok = match name {
+            "version" => value == "1.0",
+            "encoding" => value.eq_ignore_ascii_case("UTF-8"),
+            _ => value == "yes" || value == "no",
+        };
+        if !ok {
+            return Err(DecodeError::BadDeclaration);
+        }
+        first = false;
     }
 }
 
@@ -394,7 +444,13 @@ fn check_attributes(start: &BytesStart<'_>, element: &'static str) -> Result<(),
     for attribute in start.attributes() {
         let attribute = attribute.map_err(|_| DecodeError::Syntax { offset: 0 })?;
         let key = attribute.key.as_ref();
-        if key != "xmlns" && !key.starts_with("xmlns:") {
+        if key.starts_with("xmlns:") {
+            // Namespaces in XML 1.0 §3 (NSC: No Prefix Undeclaring): a prefix cannot be
+            // bound to the empty name (quick-xml allows it, as XML 1.1 would).
+            if attribute.value.is_empty() {
+                return Err(DecodeError::Namespace);
+            }
+        } else if key != "xmlns" {
             return Err(DecodeError::UnexpectedAttribute { element });
         }
     }

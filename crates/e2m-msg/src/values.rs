@@ -177,6 +177,7 @@ token!(
 ///
 /// An absolute `https://` URI (seed 6.x.2.2.1: HTTP is always combined with TLS), with a
 /// host, without user info (no credentials in URIs, RFC 3986 §7.5) and without a fragment;
+/// brackets only in the host (an IP literal);
 /// ASCII characters of RFC 3986 only, `%` always followed by two hex digits; at most 1024
 /// octets. The scheme is written in lowercase (one spelling).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -226,8 +227,10 @@ impl CallbackUri {
         }
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let authority = &rest[..authority_end];
-        if authority.is_empty() || authority.contains('@') {
-            return Err(ValueError::NotHttpsUri);
+        check_authority(authority)?;
+        // RFC 3986 §3.2.2: brackets delimit an IP literal in the host, nowhere else.
+        if rest[authority_end..].contains(['[', ']']) {
+            return Err(ValueError::BadCharacter);
         }
         Ok(CallbackUri(text.to_owned()))
     }
@@ -235,6 +238,34 @@ impl CallbackUri {
     /// The URI as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// `host [":" port]` (RFC 3986 §3.2): the host an IP literal in brackets or a non-empty
+/// reg-name/IPv4 address (no user info: no `@`), the port digits.
+fn check_authority(authority: &str) -> Result<(), ValueError> {
+    let (host_ok, after_host) = if let Some(literal) = authority.strip_prefix('[') {
+        let close = literal.find(']').ok_or(ValueError::NotHttpsUri)?;
+        let inside = &literal[..close];
+        let ok = !inside.is_empty()
+            && inside
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        (ok, &literal[close + 1..])
+    } else {
+        let end = authority.find(':').unwrap_or(authority.len());
+        let host = &authority[..end];
+        let ok = !host.is_empty() && !host.contains(['@', '[', ']']);
+        (ok, &authority[end..])
+    };
+    let port_ok = match after_host.strip_prefix(':') {
+        Some(port) => port.bytes().all(|b| b.is_ascii_digit()),
+        None => after_host.is_empty(),
+    };
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(ValueError::NotHttpsUri)
     }
 }
 

@@ -162,6 +162,24 @@ fn xml_declaration() {
         )),
         Err(DecodeError::BadDeclaration)
     );
+    // quick-xml does not check the pseudo-attributes; the decoder does (XML 1.0 §2.8).
+    for bad in [
+        "<?xml?>",
+        "<?xml version=\"1.0\" ejcoding=\"UTF-8\"?>",
+        "<?xml version=\"1.0\"encoding=\"UTF-8\"?>",
+        "<?xml encoding=\"UTF-8\" version=\"1.0\"?>",
+        "<?xml version=\"1.0\" standalone=\"yes\" encoding=\"UTF-8\"?>",
+        "<?xml version=\"1.0\" version=\"1.0\"?>",
+        "<?xml version='1.0\"?>",
+        "<?xml version=\"1.0\" standalone=\"maybe\"?>",
+    ] {
+        assert_eq!(
+            reg(&format!("{bad}{body}")),
+            Err(DecodeError::BadDeclaration),
+            "{bad}"
+        );
+    }
+    assert!(reg(&format!("<?xml version = '1.0' standalone='no' ?>{body}")).is_ok());
 }
 
 #[test]
