@@ -84,6 +84,9 @@ fn is_xml_char(c: char) -> bool {
     matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
+/// XML 1.0 §2.3 S.
+const XML_SPACE: [char; 4] = [' ', '\t', '\n', '\r'];
+
 fn is_xml_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
@@ -389,7 +392,7 @@ fn check_declaration(raw: &str) -> Result<(), DecodeError> {
     let mut expected = ["version", "encoding", "standalone"].into_iter().peekable();
     let mut first = true;
     loop {
-        let trimmed = rest.trim_start_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+        let trimmed = rest.trim_start_matches(XML_SPACE);
         let had_space = trimmed.len() != rest.len();
         rest = trimmed;
         if rest.is_empty() {
@@ -415,9 +418,9 @@ fn check_declaration(raw: &str) -> Result<(), DecodeError> {
                 _ => return Err(DecodeError::BadDeclaration),
             }
         }
-        rest = rest[name_len..].trim_start_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+        rest = rest[name_len..].trim_start_matches(XML_SPACE);
         rest = rest.strip_prefix('=').ok_or(DecodeError::BadDeclaration)?;
-        rest = rest.trim_start_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+        rest = rest.trim_start_matches(XML_SPACE);
         let quote = rest
             .chars()
             .next()
