@@ -49,10 +49,13 @@ fn try_one<M: XmlMessage + PartialEq + core::fmt::Debug>(doc: &[u8]) -> Result<b
     }
 }
 
+/// One decoder under test: accepted (and consistent), refused, or an inconsistency.
+type Decoder = fn(&[u8]) -> Result<bool, String>;
+
 /// Runs `doc` through every decoder; returns whether any accepted it.
 fn all_decoders(doc: &[u8], tally: &mut Tally) -> bool {
     tally.documents += 1;
-    let decoders: [fn(&[u8]) -> Result<bool, String>; 8] = [
+    let decoders: [Decoder; 8] = [
         try_one::<Registration>,
         try_one::<RegistrationResult>,
         try_one::<KeyResponse>,
