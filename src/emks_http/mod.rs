@@ -6,6 +6,9 @@
 //! - [`server`]: the hardened HTTPS server stack, generic over a [`server::Handler`];
 //! - [`ratelimit`]: the per-peer request budget.
 
+pub mod client;
+pub mod notify;
 pub mod ratelimit;
+pub mod respond;
 pub mod server;
 pub mod tls;

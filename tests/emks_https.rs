@@ -1,0 +1,545 @@
+//! The EMKS's HTTPS transport: mutual TLS, the TLS profile, the hardening (body cap,
+//! handshake/header/body timeouts, per-peer rate limit) and, against the `emks` example,
+//! `curl` with and without a client certificate. Loopback only; every loop is bounded.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration tests"
+)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2m::emks_http::ratelimit::RateLimit;
+use e2m::emks_http::server::{Handler, HttpResponse, Limits, Request, ServerHandle, serve};
+use e2m::emks_http::tls::{ExpectedServer, client_config, profile_provider, server_config};
+use e2m::pki::{Credentials, GeneratedPki, PeerIdentity, PkiDir, PkiSpec, Role};
+use e2m_keyid::EmseId;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    std::env::temp_dir().join(format!("e2m-{tag}-{}-{nanos}", std::process::id()))
+}
+
+fn emse(id: &str) -> EmseId {
+    EmseId::new(id).unwrap()
+}
+
+struct TestPki {
+    dir: PkiDir,
+}
+
+impl TestPki {
+    fn new() -> TestPki {
+        let spec = PkiSpec::new(vec![emse("emse-a"), emse("emse-b")]).unwrap();
+        let dir = GeneratedPki::generate(&spec)
+            .unwrap()
+            .write_to(&temp_dir("pki"))
+            .unwrap();
+        TestPki { dir }
+    }
+    fn ca(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        self.dir.ca_certificates().unwrap()
+    }
+    fn emse(&self, id: &str) -> Credentials {
+        self.dir.emse(&emse(id)).unwrap()
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.dir.path());
+    }
+}
+
+/// Answers with the authenticated peer identity and the body length.
+struct Echo;
+
+impl Handler for Echo {
+    async fn handle(&self, request: Request) -> HttpResponse {
+        let text = format!("{} {}", request.peer, request.body.len());
+        hyper::Response::new(Full::new(Bytes::from(text)))
+    }
+}
+
+async fn start_echo(pki: &TestPki, limits: Limits) -> ServerHandle {
+    let tls = server_config(
+        &pki.dir.emks().unwrap(),
+        &pki.ca(),
+        &[Role::Emse, Role::Hss],
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve(listener, tls, limits, Arc::new(Echo)).unwrap()
+}
+
+fn short_limits() -> Limits {
+    Limits {
+        handshake_timeout: Duration::from_secs(1),
+        header_timeout: Duration::from_secs(1),
+        body_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    }
+}
+
+fn http_client(creds: &Credentials, pki: &TestPki) -> reqwest::Client {
+    let tls = client_config(creds, &pki.ca(), ExpectedServer::AnyOfRole(Role::Emks)).unwrap();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .http1_only()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// A raw TLS connection (for writing bytes slowly).
+async fn raw_tls(
+    addr: SocketAddr,
+    config: rustls::ClientConfig,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+}
+
+/// Reads until EOF or error, bounded by `limit`; returns what was read and when it ended.
+async fn read_until_closed<R: AsyncReadExt + Unpin>(
+    stream: &mut R,
+    limit: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        match tokio::time::timeout(limit - start.elapsed(), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, Some(start.elapsed())),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    (out, None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_identity_comes_from_the_verified_certificate() {
+    let pki = TestPki::new();
+    let server = start_echo(&pki, Limits::default()).await;
+    let url = format!("https://{}/", server.local_addr());
+
+    let a = http_client(&pki.emse("emse-a"), &pki);
+    let text = a
+        .post(&url)
+        .body("xyz")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, "emse:emse-a 3");
+    let hss = http_client(&pki.dir.hss().unwrap(), &pki);
+    let text = hss.get(&url).send().await.unwrap().text().await.unwrap();
+    assert_eq!(text, "hss:hss 0");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_or_foreign_client_certificate_is_refused() {
+    let pki = TestPki::new();
+    let other = TestPki::new(); // Another CA with the same names.
+    let server = start_echo(&pki, Limits::default()).await;
+
+    // No client certificate.
+    let roots = {
+        let mut r = rustls::RootCertStore::empty();
+        for c in pki.ca() {
+            r.add(c).unwrap();
+        }
+        r
+    };
+    let no_cert = rustls::ClientConfig::builder_with_provider(profile_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let outcome = async {
+        let mut tls = raw_tls(server.local_addr(), no_cert).await?;
+        tls.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await?;
+        let mut buf = [0u8; 64];
+        let n = tls.read(&mut buf).await?;
+        Ok::<usize, std::io::Error>(n)
+    }
+    .await;
+    assert!(
+        matches!(outcome, Err(_) | Ok(0)),
+        "a client without a certificate got an answer"
+    );
+
+    // A certificate from another CA naming the same EMSE.
+    let mut foreign = client_config(
+        &other.emse("emse-a"),
+        &pki.ca(),
+        ExpectedServer::AnyOfRole(Role::Emks),
+    )
+    .unwrap();
+    foreign.alpn_protocols.clear();
+    let outcome = async {
+        let mut tls = raw_tls(server.local_addr(), foreign).await?;
+        tls.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await?;
+        let mut buf = [0u8; 64];
+        tls.read(&mut buf).await
+    }
+    .await;
+    assert!(
+        matches!(outcome, Err(_) | Ok(0)),
+        "a foreign certificate got an answer"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_check_the_server_role() {
+    // An EMSE certificate has serverAuth (for its notification endpoint) and names
+    // 127.0.0.1, so host-name checks alone would accept it as the EMKS.
+    let pki = TestPki::new();
+    let tls = server_config(&pki.emse("emse-b"), &pki.ca(), &[Role::Emse]).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = serve(listener, tls, Limits::default(), Arc::new(Echo)).unwrap();
+    let client = http_client(&pki.emse("emse-a"), &pki);
+    let result = client
+        .get(format!("https://{}/", fake.local_addr()))
+        .send()
+        .await;
+    assert!(result.is_err(), "an EMSE was accepted as the EMKS");
+    // But a client expecting exactly emse-b accepts it.
+    let exact = client_config(
+        &pki.emse("emse-a"),
+        &pki.ca(),
+        ExpectedServer::Exactly(PeerIdentity::Emse(emse("emse-b"))),
+    )
+    .unwrap();
+    let mut tls = raw_tls(fake.local_addr(), exact).await.unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (out, _) = read_until_closed(&mut tls, Duration::from_secs(5)).await;
+    assert!(String::from_utf8_lossy(&out).ends_with("emse:emse-a 0"));
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_profile_versions_and_suites_are_accepted() {
+    use rustls::crypto::ring::cipher_suite as cs;
+    let pki = TestPki::new();
+    let server = start_echo(&pki, Limits::default()).await;
+    let creds = pki.emse("emse-a");
+    let roots = {
+        let mut r = rustls::RootCertStore::empty();
+        for c in pki.ca() {
+            r.add(c).unwrap();
+        }
+        Arc::new(r)
+    };
+    let with_suites =
+        |suites: Vec<rustls::SupportedCipherSuite>,
+         versions: &[&'static rustls::SupportedProtocolVersion]| {
+            let provider = rustls::crypto::CryptoProvider {
+                cipher_suites: suites,
+                ..rustls::crypto::ring::default_provider()
+            };
+            rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_client_auth_cert(creds.chain.clone(), creds.key())
+                .unwrap()
+        };
+    let mut negotiated = Vec::new();
+    for (suites, version, ok) in [
+        (
+            vec![cs::TLS13_AES_128_GCM_SHA256],
+            &rustls::version::TLS13,
+            true,
+        ),
+        (
+            vec![cs::TLS13_AES_256_GCM_SHA384],
+            &rustls::version::TLS13,
+            true,
+        ),
+        (
+            vec![cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256],
+            &rustls::version::TLS12,
+            true,
+        ),
+        (
+            vec![cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384],
+            &rustls::version::TLS12,
+            true,
+        ),
+        // Not in the TS 33.210 §6.2.3 set used here.
+        (
+            vec![cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256],
+            &rustls::version::TLS12,
+            false,
+        ),
+    ] {
+        let config = with_suites(suites, &[version]);
+        let result = raw_tls(server.local_addr(), config).await;
+        assert_eq!(result.is_ok(), ok, "{version:?}");
+        if let Ok(tls) = result {
+            let (_, conn) = tls.get_ref();
+            negotiated.push((
+                conn.protocol_version(),
+                conn.negotiated_cipher_suite().map(|s| s.suite()),
+            ));
+        }
+    }
+    assert_eq!(negotiated.len(), 4);
+    // TLS 1.1 and older cannot even be configured in rustls; openssl checks it if present.
+    if let Ok(out) = std::process::Command::new("openssl")
+        .args(["s_client", "-tls1_1", "-connect"])
+        .arg(server.local_addr().to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        // Either our server refuses it or the local OpenSSL will not even offer it.
+        assert!(
+            !out.status.success() && !text.contains("Cipher is ECDHE"),
+            "TLS 1.1 negotiated: {text}"
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_64_kib_get_413() {
+    let pki = TestPki::new();
+    let server = start_echo(&pki, Limits::default()).await;
+    let url = format!("https://{}/", server.local_addr());
+    let client = http_client(&pki.emse("emse-a"), &pki);
+
+    let at_limit = client
+        .post(&url)
+        .body(vec![b'x'; 64 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(at_limit.status(), 200);
+    assert_eq!(at_limit.text().await.unwrap(), "emse:emse-a 65536");
+
+    let over = client
+        .post(&url)
+        .body(vec![b'x'; 64 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), 413);
+    assert_eq!(
+        over.headers().get("content-type").unwrap(),
+        "application/problem+xml"
+    );
+
+    // Chunked, with no Content-Length: the cap applies while reading.
+    let config = client_config(
+        &pki.emse("emse-a"),
+        &pki.ca(),
+        ExpectedServer::AnyOfRole(Role::Emks),
+    )
+    .unwrap();
+    let mut tls = raw_tls(server.local_addr(), config).await.unwrap();
+    tls.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let chunk = vec![b'y'; 16 * 1024];
+    for _ in 0..5 {
+        if tls
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .is_err()
+            || tls.write_all(&chunk).await.is_err()
+            || tls.write_all(b"\r\n").await.is_err()
+        {
+            break;
+        }
+    }
+    let _ = tls.write_all(b"0\r\n\r\n").await;
+    let (out, _) = read_until_closed(&mut tls, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dribbled_handshake_is_dropped_within_the_timeout() {
+    let pki = TestPki::new();
+    let server = start_echo(&pki, short_limits()).await;
+    let mut tcp = TcpStream::connect(server.local_addr()).await.unwrap();
+    // A TLS record header, then one byte every 200 ms, never a full ClientHello.
+    let start = Instant::now();
+    let mut closed_after = None;
+    for byte in [0x16u8, 0x03, 0x01, 0x02, 0x00]
+        .iter()
+        .chain([0u8; 40].iter())
+    {
+        if tcp.write_all(&[*byte]).await.is_err() {
+            closed_after = Some(start.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 16];
+        match tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed_after = Some(start.elapsed());
+                break;
+            }
+            _ => {}
+        }
+    }
+    let closed_after = closed_after.expect("server never closed a dribbling handshake");
+    println!("dribbled handshake dropped after {closed_after:?} (timeout 1 s)");
+    assert!(closed_after >= Duration::from_millis(900));
+    assert!(closed_after < Duration::from_secs(4));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dribbled_headers_and_idle_connections_are_dropped_within_the_timeout() {
+    let pki = TestPki::new();
+    let server = start_echo(&pki, short_limits()).await;
+    let config = client_config(
+        &pki.emse("emse-a"),
+        &pki.ca(),
+        ExpectedServer::AnyOfRole(Role::Emks),
+    )
+    .unwrap();
+
+    // Headers, one byte every 100 ms: would take 5 s; the timeout is 1 s.
+    let mut tls = raw_tls(server.local_addr(), config.clone()).await.unwrap();
+    let head = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let start = Instant::now();
+    let mut closed_after = None;
+    for byte in head {
+        if tls.write_all(&[*byte]).await.is_err() {
+            closed_after = Some(start.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(100), tls.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed_after = Some(start.elapsed());
+                break;
+            }
+            Ok(Ok(_)) => {} // e.g. a 408 before closing
+            Err(_) => {}
+        }
+    }
+    let closed_after = closed_after.expect("server never closed a dribbling header");
+    println!("dribbled header dropped after {closed_after:?} (timeout 1 s)");
+    assert!(closed_after >= Duration::from_millis(900));
+    assert!(closed_after < Duration::from_secs(4));
+
+    // An idle keep-alive connection is closed by the same timer.
+    let mut tls = raw_tls(server.local_addr(), config).await.unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let (out, closed) = read_until_closed(&mut tls, Duration::from_secs(5)).await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+    let closed = closed.expect("idle connection never closed");
+    println!(
+        "idle keep-alive connection closed after {:?}",
+        start.elapsed()
+    );
+    assert!(closed < Duration::from_secs(4));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dribbled_body_is_dropped_within_the_timeout() {
+    let pki = TestPki::new();
+    let server = start_echo(&pki, short_limits()).await;
+    let config = client_config(
+        &pki.emse("emse-a"),
+        &pki.ca(),
+        ExpectedServer::AnyOfRole(Role::Emks),
+    )
+    .unwrap();
+    let mut tls = raw_tls(server.local_addr(), config).await.unwrap();
+    tls.write_all(b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let mut closed_after = None;
+    for _ in 0..100 {
+        if tls.write_all(b"z").await.is_err() {
+            closed_after = Some(start.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(100), tls.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed_after = Some(start.elapsed());
+                break;
+            }
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let closed_after = closed_after.expect("server never closed a dribbling body");
+    println!("dribbled body dropped after {closed_after:?} (timeout 1 s)");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"));
+    assert!(closed_after >= Duration::from_millis(900));
+    assert!(closed_after < Duration::from_secs(4));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_peer_has_its_own_rate_limit() {
+    let pki = TestPki::new();
+    let limits = Limits {
+        rate: RateLimit {
+            per_second: 0.5,
+            burst: 3,
+        },
+        ..Limits::default()
+    };
+    let server = start_echo(&pki, limits).await;
+    let url = format!("https://{}/", server.local_addr());
+    let a = http_client(&pki.emse("emse-a"), &pki);
+    let b = http_client(&pki.emse("emse-b"), &pki);
+    for _ in 0..3 {
+        assert_eq!(a.get(&url).send().await.unwrap().status(), 200);
+    }
+    let limited = a.get(&url).send().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after));
+    // Another EMSE is unaffected.
+    assert_eq!(b.get(&url).send().await.unwrap().status(), 200);
+    server.shutdown().await;
+}
