@@ -399,6 +399,16 @@ impl Timestamp {
         Ok(Timestamp(seconds))
     }
 
+    /// The instant `seconds` after the epoch, clamped to [`Self::MAX_SECONDS`] (for a
+    /// "never" expiry from a store whose time runs to `u64::MAX`).
+    pub const fn from_unix_seconds_saturating(seconds: u64) -> Self {
+        if seconds > Self::MAX_SECONDS {
+            Timestamp(Self::MAX_SECONDS)
+        } else {
+            Timestamp(seconds)
+        }
+    }
+
     /// Seconds since the epoch.
     pub const fn as_unix_seconds(self) -> u64 {
         self.0
@@ -677,4 +687,141 @@ pub enum KeyIdSource {
     /// No id from the HSS: the EMKS computes the short hash of the key itself
     /// (alternative 2, [`KeyId::short_hash`]).
     ShortHash,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn timestamps_at_known_instants() {
+        // Independent reference points: the epoch, a leap day (POSIX time 951782400 is
+        // 2000-02-29T00:00:00Z), the last second of year 9999.
+        for (seconds, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (4_107_542_399, "2100-02-28T23:59:59Z"),
+            (4_107_542_400, "2100-03-01T00:00:00Z"),
+            (Timestamp::MAX_SECONDS, "9999-12-31T23:59:59Z"),
+        ] {
+            let t = Timestamp::from_unix_seconds(seconds).unwrap();
+            assert_eq!(t.to_string(), text);
+            assert_eq!(text.parse::<Timestamp>(), Ok(t));
+        }
+        assert_eq!(
+            Timestamp::from_unix_seconds(Timestamp::MAX_SECONDS + 1),
+            Err(ValueError::TimestampOutOfRange)
+        );
+        assert_eq!(
+            Timestamp::from_unix_seconds_saturating(u64::MAX).as_unix_seconds(),
+            Timestamp::MAX_SECONDS
+        );
+        assert_eq!(
+            "2100-02-29T00:00:00Z".parse::<Timestamp>(),
+            Err(ValueError::BadTimestamp)
+        );
+        assert_eq!(
+            "2000-02-30T00:00:00Z".parse::<Timestamp>(),
+            Err(ValueError::BadTimestamp)
+        );
+        assert_eq!(
+            "2000-13-01T00:00:00Z".parse::<Timestamp>(),
+            Err(ValueError::BadTimestamp)
+        );
+        assert_eq!(
+            "2000-1-01T00:00:00Z".parse::<Timestamp>(),
+            Err(ValueError::BadTimestamp)
+        );
+        assert_eq!(
+            "2000-01-01t00:00:00Z".parse::<Timestamp>(),
+            Err(ValueError::BadTimestamp)
+        );
+        assert_eq!(
+            "+000-01-01T00:00:00Z".parse::<Timestamp>(),
+            Err(ValueError::BadTimestamp)
+        );
+        let t = Timestamp::from_unix_seconds(10).unwrap();
+        assert_eq!(
+            t.checked_add_seconds(5).map(Timestamp::as_unix_seconds),
+            Some(15)
+        );
+        assert_eq!(t.checked_add_seconds(u64::MAX), None);
+    }
+
+    #[test]
+    fn ids_from_random_are_22_base64url_characters() {
+        assert_eq!(
+            SessionId::from_random([0; 16]).as_str(),
+            "AAAAAAAAAAAAAAAAAAAAAA"
+        );
+        assert_eq!(
+            SessionId::from_random([0xff; 16]).as_str(),
+            "D_____________________"
+        );
+        let id = SubscriptionId::from_random(*b"0123456789abcdef");
+        assert_eq!(id.as_str().len(), 22);
+        assert_eq!(SubscriptionId::new(id.as_str()), Ok(id));
+        assert_eq!(SessionId::new(""), Err(ValueError::Empty));
+        assert_eq!(SessionId::new("a/b"), Err(ValueError::BadCharacter));
+        assert_eq!(
+            SessionId::new(&"a".repeat(65)),
+            Err(ValueError::TooLong {
+                max: 64,
+                actual: 65
+            })
+        );
+    }
+
+    #[test]
+    fn callback_uris() {
+        for ok in [
+            "https://emse.example",
+            "https://emse.example:8443/e2m/v1/notifications?x=1&y=%2F",
+            "https://[2001:db8::1]:443/n",
+            "https://192.0.2.1/n",
+        ] {
+            assert!(CallbackUri::new(ok).is_ok(), "{ok}");
+        }
+        for (bad, e) in [
+            ("http://emse.example/n", ValueError::NotHttpsUri),
+            ("HTTPS://emse.example/n", ValueError::NotHttpsUri),
+            ("https://", ValueError::NotHttpsUri),
+            ("https:///n", ValueError::NotHttpsUri),
+            ("https://user:pw@emse.example/n", ValueError::NotHttpsUri),
+            ("https://emse.example/n#frag", ValueError::NotHttpsUri),
+            ("https://emse.example:84x3/n", ValueError::NotHttpsUri),
+            ("https://emse]example/n", ValueError::NotHttpsUri),
+            ("https://emse.example/n]", ValueError::BadCharacter),
+            ("https://emse.example/a b", ValueError::BadCharacter),
+            ("https://emse.example/é", ValueError::BadCharacter),
+            ("https://emse.example/%2", ValueError::BadPercentEncoding),
+            ("", ValueError::Empty),
+        ] {
+            assert_eq!(CallbackUri::new(bad), Err(e), "{bad}");
+        }
+    }
+
+    #[test]
+    fn event_sets() {
+        let set = EventSet::single(EventType::KeyInUse).with(EventType::KeyAvailable);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            [EventType::KeyAvailable, EventType::KeyInUse]
+        );
+        assert!(!set.contains(EventType::KeyRetired));
+        assert_eq!(EventSet::from_events([]), None);
+        assert_eq!(EventSet::all().iter().count(), 3);
+        for e in EventType::ALL {
+            assert_eq!(e.as_str().parse::<EventType>(), Ok(e));
+        }
+    }
+
+    #[test]
+    fn problem_detail_text() {
+        assert!(ProblemDetail::new("Key id 0c41d7e2 not held; re-authenticate.").is_ok());
+        assert_eq!(ProblemDetail::new("a\nb"), Err(ValueError::BadCharacter));
+        assert_eq!(ProblemDetail::new(""), Err(ValueError::Empty));
+    }
 }
