@@ -1,0 +1,631 @@
+//! The EMKS's decisions: one entry point per operation of the seed's interface.
+
+use e2m_kdf::E2mKeyDeriver;
+use e2m_keyid::{EmseId, Imsi, KeyId};
+use e2m_keystore::{
+    self as ks, EventSet, IdentityMap, IntKeyStore, MemoryIdentityMap, MemoryIntKeyStore,
+    MemorySessionStore, MemorySubscriptionStore, PushOutcome, RetentionPolicy, SessionInfo,
+    SessionPolicy, SessionStore, StoreError, SubscriptionPolicy, SubscriptionStore, Timestamp,
+    UeFilter, UeName,
+};
+use e2m_msg::{
+    Deregistration, EventType, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse,
+    Notification, Problem, ProblemCause, Registration, RegistrationResult, Subscription,
+    SubscriptionId, SubscriptionResult, UeRef,
+};
+
+use crate::audit::{Action, AuditRecord, Effects, OutboundNotification, Outcome, Verdict};
+use crate::convert::{
+    events_from_wire, session_from_wire, session_to_wire, subscription_from_wire,
+    subscription_to_wire, time_from_wire, time_to_wire, ue_from_store,
+};
+use crate::{EmksConfig, Peer};
+
+/// A refusal: the cause the peer is told, and the reason the audit records.
+struct Refusal {
+    cause: ProblemCause,
+    reason: &'static str,
+}
+
+fn refuse(cause: ProblemCause, reason: &'static str) -> Refusal {
+    Refusal { cause, reason }
+}
+
+/// Store failures are the operator's, not the peer's: 503 (retry later), or 429 for a
+/// limit that the peer itself reached.
+fn store_failed(e: StoreError) -> Refusal {
+    match e {
+        StoreError::LimitReached(ks::Limit::SessionsPerEmse)
+        | StoreError::LimitReached(ks::Limit::SubscriptionsPerSession) => {
+            refuse(ProblemCause::RateLimited, "limit reached")
+        }
+        StoreError::InvalidInput(_) => refuse(ProblemCause::Malformed, "invalid input"),
+        _ => refuse(ProblemCause::Unavailable, "store unavailable"),
+    }
+}
+
+/// Builds the [`Outcome`] of a decision, recording it in `record`.
+fn finish<T>(
+    mut record: AuditRecord,
+    mut effects: Effects,
+    result: Result<T, Refusal>,
+) -> Outcome<T> {
+    let result = match result {
+        Ok(v) => {
+            record.verdict = Verdict::Granted;
+            Ok(v)
+        }
+        Err(r) => {
+            record.verdict = Verdict::Refused(r.cause);
+            record.reason = r.reason;
+            // Problem responses carry the cause only: the detail text could leak what the
+            // audit knows (which UE exists, whose session it is).
+            Err(Problem::new(r.cause))
+        }
+    };
+    effects.audit.push(record);
+    Outcome { result, effects }
+}
+
+/// The EMKS: the key server's decisions over four stores, with no I/O of its own.
+///
+/// Every entry point takes the decoded message, the [`Peer`] the transport authenticated
+/// and `now`, and returns an [`Outcome`]: the response or problem to send, notifications
+/// to deliver and audit records to write. It is `Sync`: call it from any number of
+/// threads.
+pub struct Emks<
+    K = MemoryIntKeyStore,
+    M = MemoryIdentityMap,
+    S = MemorySessionStore,
+    B = MemorySubscriptionStore,
+> {
+    keys: K,
+    identities: M,
+    sessions: S,
+    subscriptions: B,
+    config: EmksConfig,
+}
+
+impl Emks {
+    /// An EMKS over the in-memory stores with their default policies.
+    pub fn in_memory(config: EmksConfig) -> Self {
+        Self::in_memory_with(
+            config,
+            RetentionPolicy::DEFAULT,
+            SessionPolicy::DEFAULT,
+            SubscriptionPolicy::DEFAULT,
+        )
+    }
+
+    /// An EMKS over the in-memory stores with these policies.
+    pub fn in_memory_with(
+        config: EmksConfig,
+        retention: RetentionPolicy,
+        sessions: SessionPolicy,
+        subscriptions: SubscriptionPolicy,
+    ) -> Self {
+        Emks::new(
+            config,
+            MemoryIntKeyStore::new(retention),
+            MemoryIdentityMap::new(),
+            MemorySessionStore::new(sessions),
+            MemorySubscriptionStore::new(subscriptions),
+        )
+    }
+}
+
+impl<K, M, S, B> core::fmt::Debug for Emks<K, M, S, B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Emks")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, M, S, B> Emks<K, M, S, B>
+where
+    K: IntKeyStore,
+    M: IdentityMap,
+    S: SessionStore,
+    B: SubscriptionStore,
+{
+    /// An EMKS over these stores.
+    pub fn new(config: EmksConfig, keys: K, identities: M, sessions: S, subscriptions: B) -> Self {
+        Emks {
+            keys,
+            identities,
+            sessions,
+            subscriptions,
+            config,
+        }
+    }
+
+    /// The intermediate key store.
+    pub fn keys(&self) -> &K {
+        &self.keys
+    }
+
+    /// The identity map (the operator provisions `(EMSE_Id, application identity) → IMSI`
+    /// through it).
+    pub fn identities(&self) -> &M {
+        &self.identities
+    }
+
+    /// The session store.
+    pub fn sessions(&self) -> &S {
+        &self.sessions
+    }
+
+    /// The subscription store.
+    pub fn subscriptions(&self) -> &B {
+        &self.subscriptions
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EmksConfig {
+        &self.config
+    }
+
+    /// Only an EMSE may register, fetch, subscribe and notify.
+    fn emse_peer(peer: &Peer) -> Result<&EmseId, Refusal> {
+        match peer {
+            Peer::Emse(id) => Ok(&**id),
+            _ => Err(refuse(
+                ProblemCause::EmseNotAuthorized,
+                "peer is not an EMSE",
+            )),
+        }
+    }
+
+    /// The live session named by `id`, which must be bound to the peer's identity.
+    fn session_of(
+        &self,
+        emse: &EmseId,
+        id: &e2m_msg::SessionId,
+        now: Timestamp,
+        record: &mut AuditRecord,
+    ) -> Result<SessionInfo, Refusal> {
+        let id = session_from_wire(id)
+            .ok_or_else(|| refuse(ProblemCause::UnknownSession, "no such session"))?;
+        let info = self
+            .sessions
+            .get(&id, now)
+            .map_err(store_failed)?
+            .ok_or_else(|| refuse(ProblemCause::UnknownSession, "no such session"))?;
+        record.session = Some(info.session);
+        // A session id presented over another EMSE's certificate is refused, whatever the
+        // request says: the session is bound to the identity that registered it.
+        if info.emse != *emse {
+            return Err(refuse(
+                ProblemCause::EmseNotAuthorized,
+                "session bound to another EMSE",
+            ));
+        }
+        Ok(info)
+    }
+
+    /// Resolves how the EMSE named the UE to an IMSI (seed 6.x.2.1, "Considerations on the
+    /// user identity": case 2 through the identity map; case 1 only where allowed).
+    fn resolve_ue(&self, emse: &EmseId, ue: &UeRef) -> Result<Imsi, Refusal> {
+        match ue {
+            UeRef::AppIdentity(app) => self
+                .identities
+                .resolve(emse, app)
+                .map_err(store_failed)?
+                // Unknown, and known but not provisioned for this EMSE: one answer, so that
+                // an EMSE cannot probe which identities exist elsewhere.
+                .ok_or_else(|| {
+                    refuse(
+                        ProblemCause::UeUnknown,
+                        "identity not provisioned for this EMSE",
+                    )
+                }),
+            UeRef::Imsi(imsi) if self.config.imsi_allowed(emse) => Ok(imsi.clone()),
+            UeRef::Imsi(_) => Err(refuse(
+                ProblemCause::EmseNotAuthorized,
+                "EMSE may not name UEs by IMSI",
+            )),
+        }
+    }
+
+    /// Initial registration by EMSE (seed 6.x.2.2.2.1): `POST /e2m/v1/sessions`.
+    ///
+    /// The EMSE_Id in the message must equal the certificate's, octet for octet (no case
+    /// folding, trimming or Unicode normalisation: two spellings are two identities). The
+    /// session is bound to that identity; every key fetched in it is derived for it.
+    ///
+    /// The transport answers 201 Created with `Location:
+    /// e2m_msg::rest::session_path(&result.session_id)` and the result as the body.
+    pub fn register(
+        &self,
+        peer: &Peer,
+        registration: &Registration,
+        now: Timestamp,
+    ) -> Outcome<RegistrationResult> {
+        let mut record = AuditRecord::new(now, Action::Register, Some(peer));
+        let result = (|| {
+            let emse = Self::emse_peer(peer)?;
+            if registration.emse_id.as_bytes() != emse.as_bytes() {
+                return Err(refuse(
+                    ProblemCause::EmseNotAuthorized,
+                    "EMSE_Id differs from the certificate identity",
+                ));
+            }
+            let (id, info) = self.sessions.create(emse, now).map_err(store_failed)?;
+            record.session = Some(info.session);
+            let expires = time_to_wire(info.expires)
+                .ok_or_else(|| refuse(ProblemCause::Internal, "expiry not representable"))?;
+            Ok(RegistrationResult {
+                session_id: session_to_wire(&id),
+                expires,
+            })
+        })();
+        finish(record, Effects::default(), result)
+    }
+
+    /// Obtaining a UE-specific `e2m_key` (seed 6.x.2.2.2.2; 6.x.2.3 steps 5 and 6):
+    /// `GET /e2m/v1/sessions/{session}/keys?…`.
+    ///
+    /// The EMKS "selects the right e2m_int_key with the help of the key identifier and
+    /// computes e2m_key using the EMSE_Id as input" — the EMSE_Id bound to the session, never
+    /// one from the request. A key id not held (never pushed, evicted, expired) gives
+    /// [`ProblemCause::KeyNotAvailable`]: the UE must re-authenticate. The key's expiry is
+    /// the intermediate key's: a derived key never outlives the key it came from.
+    ///
+    /// The transport answers 200 with `Cache-Control: no-store`.
+    pub fn fetch_key(
+        &self,
+        peer: &Peer,
+        request: &KeyRequest,
+        now: Timestamp,
+    ) -> Outcome<KeyResponse> {
+        let mut record = AuditRecord::new(now, Action::FetchKey, Some(peer));
+        record.ue = Some(request.ue.clone());
+        record.key_id = Some(request.key_id);
+        let result = (|| {
+            let emse = Self::emse_peer(peer)?;
+            let session = self.session_of(emse, &request.session_id, now, &mut record)?;
+            let imsi = self.resolve_ue(&session.emse, &request.ue)?;
+            record.imsi = Some(imsi.clone());
+            let held = self
+                .keys
+                .get(&imsi, request.key_id, now)
+                .map_err(store_failed)?
+                .ok_or_else(|| refuse(ProblemCause::KeyNotAvailable, "key id not held"))?;
+            let key = E2mKeyDeriver::new(&held.key, self.config.profile)
+                .and_then(|d| d.derive(session.emse.as_str()))
+                .map_err(|_| refuse(ProblemCause::Internal, "derivation failed"))?;
+            let expires = time_to_wire(held.info.expires)
+                .ok_or_else(|| refuse(ProblemCause::Internal, "expiry not representable"))?;
+            Ok(KeyResponse {
+                ue: request.ue.clone(),
+                key_id: request.key_id,
+                key,
+                expires,
+            })
+        })();
+        finish(record, Effects::default(), result)
+    }
+
+    /// Deregistration by EMSE (seed 6.x.2.2.2.3): `DELETE /e2m/v1/sessions/{session}`.
+    /// Ends the session and its subscriptions. The transport answers 204.
+    pub fn deregister(&self, peer: &Peer, request: &Deregistration, now: Timestamp) -> Outcome<()> {
+        let mut record = AuditRecord::new(now, Action::Deregister, Some(peer));
+        let result = (|| {
+            let emse = Self::emse_peer(peer)?;
+            self.session_of(emse, &request.session_id, now, &mut record)?;
+            let id = session_from_wire(&request.session_id)
+                .ok_or_else(|| refuse(ProblemCause::UnknownSession, "no such session"))?;
+            let info = self
+                .sessions
+                .remove(&id)
+                .map_err(store_failed)?
+                .ok_or_else(|| refuse(ProblemCause::UnknownSession, "no such session"))?;
+            self.subscriptions
+                .remove_session(info.session)
+                .map_err(store_failed)?;
+            Ok(())
+        })();
+        finish(record, Effects::default(), result)
+    }
+
+    /// Subscription to notification by the EMKS (seed 6.x.2.2.2, its editor's note leaves
+    /// the events ffs): `POST /e2m/v1/subscriptions`.
+    ///
+    /// The message names no session, so the subscription belongs to the subscriber's newest
+    /// live session (found by its certificate identity) and ends with it; without a live
+    /// session the answer is [`ProblemCause::UnknownSession`]. A UE filter by application
+    /// identity must resolve for this EMSE; a filter by IMSI, or no filter at all (whose
+    /// notifications must then name UEs by IMSI), needs the EMSE's IMSI permission.
+    /// `key-in-use` is an EMSE → EMKS event and cannot be subscribed to here.
+    ///
+    /// The transport answers 201 with `Location: e2m_msg::rest::subscription_path(&id)`.
+    pub fn subscribe(
+        &self,
+        peer: &Peer,
+        subscription: &Subscription,
+        now: Timestamp,
+    ) -> Outcome<SubscriptionResult> {
+        let mut record = AuditRecord::new(now, Action::Subscribe, Some(peer));
+        record.ue = subscription.ue.clone();
+        let result = (|| {
+            let emse = Self::emse_peer(peer)?;
+            if subscription.events.contains(EventType::KeyInUse) {
+                return Err(refuse(
+                    ProblemCause::Malformed,
+                    "key-in-use is reported by EMSEs, not subscribed to",
+                ));
+            }
+            let session = self
+                .sessions
+                .of_emse(emse, now)
+                .map_err(store_failed)?
+                .pop()
+                .ok_or_else(|| refuse(ProblemCause::UnknownSession, "EMSE has no live session"))?;
+            record.session = Some(session.session);
+            let ue = match &subscription.ue {
+                Some(ue) => {
+                    let imsi = self.resolve_ue(emse, ue)?;
+                    record.imsi = Some(imsi.clone());
+                    let name = match ue {
+                        UeRef::AppIdentity(a) => UeName::App(a.clone()),
+                        UeRef::Imsi(i) => UeName::Imsi(i.clone()),
+                    };
+                    Some(UeFilter { imsi, name })
+                }
+                None if self.config.imsi_allowed(emse) => None,
+                None => {
+                    return Err(refuse(
+                        ProblemCause::EmseNotAuthorized,
+                        "a subscription to every UE needs IMSI permission",
+                    ));
+                }
+            };
+            let id = self
+                .subscriptions
+                .add(ks::Subscription {
+                    session: session.session,
+                    emse: emse.clone(),
+                    events: events_from_wire(subscription.events),
+                    ue,
+                    callback: subscription.callback.as_str().to_owned(),
+                })
+                .map_err(store_failed)?;
+            record.subscription = Some(id);
+            let subscription_id = subscription_to_wire(id)
+                .ok_or_else(|| refuse(ProblemCause::Internal, "subscription id"))?;
+            let expires = time_to_wire(session.expires)
+                .ok_or_else(|| refuse(ProblemCause::Internal, "expiry not representable"))?;
+            Ok(SubscriptionResult {
+                subscription_id,
+                expires,
+            })
+        })();
+        finish(record, Effects::default(), result)
+    }
+
+    /// Removes a subscription: `DELETE /e2m/v1/subscriptions/{id}`. Only a session of the
+    /// EMSE that made it may; to anyone else it does not exist. The transport answers 204.
+    pub fn unsubscribe(&self, peer: &Peer, id: &SubscriptionId, now: Timestamp) -> Outcome<()> {
+        let mut record = AuditRecord::new(now, Action::Unsubscribe, Some(peer));
+        let result = (|| {
+            let emse = Self::emse_peer(peer)?;
+            let unknown = || refuse(ProblemCause::UnknownSubscription, "no such subscription");
+            let id = subscription_from_wire(id).ok_or_else(unknown)?;
+            record.subscription = Some(id);
+            for session in self.sessions.of_emse(emse, now).map_err(store_failed)? {
+                if self
+                    .subscriptions
+                    .remove(session.session, id)
+                    .map_err(store_failed)?
+                    .is_some()
+                {
+                    record.session = Some(session.session);
+                    return Ok(());
+                }
+            }
+            Err(unknown())
+        })();
+        finish(record, Effects::default(), result)
+    }
+
+    /// A notification from an EMSE (seed 6.x.2.2.2, "Notification by EMSE"): `POST
+    /// /e2m/v1/notifications`, e.g. the key id a UE is now using (`key-in-use`, which tells
+    /// the EMKS that the seed's race cases a and b are resolved for that UE).
+    ///
+    /// Accepted only from an EMSE with a live session, only for `key-in-use`, and only
+    /// about a UE that EMSE may name; it is recorded in the audit (the EMKS keeps its
+    /// retention unchanged: a later push or the maximum age retires older keys). The
+    /// transport answers 204.
+    pub fn notify(&self, peer: &Peer, notification: &Notification, now: Timestamp) -> Outcome<()> {
+        let mut record = AuditRecord::new(now, Action::Notify, Some(peer));
+        record.ue = Some(notification.ue.clone());
+        record.key_id = Some(notification.key_id);
+        let result = (|| {
+            let emse = Self::emse_peer(peer)?;
+            let session = self
+                .sessions
+                .of_emse(emse, now)
+                .map_err(store_failed)?
+                .pop()
+                .ok_or_else(|| refuse(ProblemCause::UnknownSession, "EMSE has no live session"))?;
+            record.session = Some(session.session);
+            if notification.event != EventType::KeyInUse {
+                return Err(refuse(
+                    ProblemCause::Malformed,
+                    "an EMSE may only report key-in-use",
+                ));
+            }
+            let imsi = self.resolve_ue(emse, &notification.ue)?;
+            record.imsi = Some(imsi);
+            record.reason = "key in use reported";
+            Ok(())
+        })();
+        finish(record, Effects::default(), result)
+    }
+
+    /// The HSS pushes an intermediate key (seed 6.x.2.1 step 1: "The HSS then pushes the
+    /// e2m_int_key to the EMKS"): `POST /e2m/v1/intermediate-keys`. The transport answers
+    /// 204 and delivers the notifications (`key-available` for the new key, `key-retired`
+    /// for one evicted or replaced) to the matching subscribers.
+    ///
+    /// The key id is RAND-LSB32 from the HSS (alternative 1) or computed here, once, as the
+    /// short hash (alternative 2). A creation time in the future is taken as `now`, so that
+    /// no push can stretch a key's life past the maximum age. A key that is already expired
+    /// or older than every retained key is acknowledged but not stored (the audit says so).
+    pub fn push_intermediate_key(
+        &self,
+        peer: &Peer,
+        push: IntermediateKeyPush,
+        now: Timestamp,
+    ) -> Outcome<()> {
+        let mut record = AuditRecord::new(now, Action::PushIntermediateKey, Some(peer));
+        record.imsi = Some(push.imsi.clone());
+        let mut effects = Effects::default();
+        let result = (|| {
+            if !matches!(peer, Peer::Hss(_)) {
+                return Err(refuse(
+                    ProblemCause::EmseNotAuthorized,
+                    "peer is not the HSS",
+                ));
+            }
+            let key_id = match push.key_id {
+                KeyIdSource::RandLsb32(id) => id,
+                KeyIdSource::ShortHash => KeyId::short_hash(&push.int_key, &self.config.profile)
+                    .map_err(|_| refuse(ProblemCause::Internal, "short hash failed"))?,
+            };
+            record.key_id = Some(key_id);
+            let created = time_from_wire(push.created).min(now);
+            let outcome = self
+                .keys
+                .push(&push.imsi, key_id, push.int_key, created, now)
+                .map_err(store_failed)?;
+            record.reason = match outcome {
+                PushOutcome::Stored { evicted: None } => "stored",
+                PushOutcome::Stored { evicted: Some(_) } => "stored, oldest evicted",
+                PushOutcome::Replaced => "replaced the key with this id",
+                PushOutcome::Unchanged => "already held",
+                PushOutcome::Stale => "older than every retained key: not stored",
+                PushOutcome::Expired => "already expired: not stored",
+                _ => "not stored",
+            };
+            let retired = match outcome {
+                PushOutcome::Stored { evicted } => evicted,
+                PushOutcome::Replaced => Some(key_id),
+                _ => None,
+            };
+            if let Some(old) = retired {
+                self.notify_subscribers(&push.imsi, EventType::KeyRetired, old, now, &mut effects)?;
+            }
+            if matches!(outcome, PushOutcome::Stored { .. } | PushOutcome::Replaced) {
+                self.notify_subscribers(
+                    &push.imsi,
+                    EventType::KeyAvailable,
+                    key_id,
+                    now,
+                    &mut effects,
+                )?;
+            }
+            Ok(())
+        })();
+        finish(record, effects, result)
+    }
+
+    /// Time-driven upkeep: ends expired sessions (and their subscriptions) and removes
+    /// expired intermediate keys, notifying `key-retired` subscribers. The transport calls it
+    /// periodically (e.g. every minute); correctness does not depend on it (nothing expired
+    /// is ever served), only memory does.
+    pub fn expire(&self, now: Timestamp) -> Effects {
+        let mut effects = Effects::default();
+        match self.sessions.sweep(now) {
+            Ok(expired) => {
+                for s in expired {
+                    let mut record = AuditRecord::new(now, Action::SessionExpired, None);
+                    record.session = Some(s.session);
+                    if self.subscriptions.remove_session(s.session).is_err() {
+                        record.verdict = Verdict::Refused(ProblemCause::Unavailable);
+                        record.reason = "subscriptions not removed: store unavailable";
+                    }
+                    effects.audit.push(record);
+                }
+            }
+            Err(_) => {
+                let mut record = AuditRecord::new(now, Action::SessionExpired, None);
+                record.verdict = Verdict::Refused(ProblemCause::Unavailable);
+                record.reason = "session sweep failed: store unavailable";
+                effects.audit.push(record);
+            }
+        }
+        let mut retired = Vec::new();
+        let swept = self.keys.sweep(now, &mut |imsi, info| {
+            retired.push((imsi.clone(), info.key_id))
+        });
+        let mut record = AuditRecord::new(now, Action::KeysExpired, None);
+        match swept {
+            Ok(n) => record.count = n,
+            Err(_) => {
+                record.verdict = Verdict::Refused(ProblemCause::Unavailable);
+                record.reason = "key sweep failed: store unavailable";
+            }
+        }
+        for (imsi, key_id) in retired {
+            if self
+                .notify_subscribers(&imsi, EventType::KeyRetired, key_id, now, &mut effects)
+                .is_err()
+            {
+                record.reason = "some key-retired notifications not built: store unavailable";
+            }
+        }
+        effects.audit.push(record);
+        effects
+    }
+
+    /// Adds a notification of `event` about `imsi` for every matching subscription, naming
+    /// the UE as that subscriber named it (unfiltered subscriptions exist only for EMSEs
+    /// allowed to use IMSIs, checked again here in case the permission was withdrawn).
+    fn notify_subscribers(
+        &self,
+        imsi: &Imsi,
+        event: EventType,
+        key_id: KeyId,
+        now: Timestamp,
+        effects: &mut Effects,
+    ) -> Result<(), Refusal> {
+        let bits = match event {
+            EventType::KeyAvailable => EventSet::KEY_AVAILABLE,
+            EventType::KeyRetired => EventSet::KEY_RETIRED,
+            _ => return Ok(()),
+        };
+        let time = time_to_wire(now)
+            .ok_or_else(|| refuse(ProblemCause::Internal, "time not representable"))?;
+        for (id, sub) in self
+            .subscriptions
+            .matching(imsi, bits)
+            .map_err(store_failed)?
+        {
+            let ue = match &sub.ue {
+                Some(filter) => ue_from_store(&filter.name),
+                None if self.config.imsi_allowed(&sub.emse) => UeRef::Imsi(imsi.clone()),
+                None => continue,
+            };
+            let (Some(subscription_id), Ok(callback)) = (
+                subscription_to_wire(id),
+                e2m_msg::CallbackUri::new(&sub.callback),
+            ) else {
+                continue;
+            };
+            effects.notifications.push(OutboundNotification {
+                callback,
+                notification: Notification {
+                    subscription_id,
+                    event,
+                    ue,
+                    key_id,
+                    time,
+                },
+                session: sub.session,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,560 @@
+//! The EMKS's security decisions, one test each.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
+mod common;
+
+use common::*;
+use e2m_emks::{Action, EmksConfig, Peer, Verdict};
+use e2m_keyid::{EmseId, KeyId};
+use e2m_msg::{
+    Deregistration, EventSet, EventType, IntermediateKeyPush, KeyIdSource, Notification,
+    ProblemCause, Registration, SessionId, Subscription, SubscriptionId, UeRef,
+};
+
+fn world() -> World {
+    World::new(EmksConfig::default())
+}
+
+#[test]
+fn registration_emse_id_must_equal_the_certificate_identity() {
+    let w = world();
+    // Each of these is a different identity from the certificate's "emse-a.example.com".
+    let claimed = [
+        "EMSE-A.example.com",       // case
+        "emse-a.example.com.",      // trailing dot
+        "emse-b.example.com",       // another EMSE
+        "emse-\u{430}.example.com", // Cyrillic а, a look-alike
+        "emse-a.example.co",        // prefix
+        "xn--emse-a.example.com",
+    ];
+    for text in claimed {
+        // Without e2m-kdf's `nfkc` feature non-ASCII text is no EmseId at all; with it, the
+        // look-alike is a valid but different identity. Either way it cannot register as A.
+        let Ok(claimed_id) = EmseId::new(text) else {
+            assert!(!text.is_ascii(), "{text}");
+            continue;
+        };
+        let out = w.emks.register(
+            &w.a,
+            &Registration {
+                emse_id: claimed_id,
+                callback: None,
+            },
+            at(0),
+        );
+        let audit = out.effects.audit.clone();
+        assert_eq!(
+            w.record(out).err(),
+            Some(ProblemCause::EmseNotAuthorized),
+            "{text}"
+        );
+        assert_eq!(audit.len(), 1);
+        assert_eq!(
+            audit[0].verdict,
+            Verdict::Refused(ProblemCause::EmseNotAuthorized)
+        );
+        assert_eq!(audit[0].session, None);
+    }
+    // White space and invisible characters cannot even be spelled as an EmseId.
+    assert!(EmseId::new("emse-a.example.com ").is_err());
+    assert!(EmseId::new("emse-a\u{200b}.example.com").is_err());
+    assert!(
+        w.emks.sessions().is_empty(),
+        "a refused registration created a session"
+    );
+    assert!(w.register(&w.a, at(0)).is_ok());
+}
+
+#[test]
+fn roles_are_enforced() {
+    let w = world();
+    w.push(0, 1, at(0), at(0)).unwrap();
+    let session = w.register(&w.a, at(0)).unwrap();
+    // An EMSE may not push keys.
+    let push = IntermediateKeyPush {
+        imsi: imsi(0),
+        key_id: KeyIdSource::RandLsb32(KeyId::from_u32(9)),
+        int_key: e2m_kdf::E2mIntKey::from_array([9; 32]),
+        created: wire(at(0)),
+    };
+    let out = w.emks.push_intermediate_key(&w.a, push, at(1));
+    assert_eq!(w.record(out).err(), Some(ProblemCause::EmseNotAuthorized));
+    // The HSS and other peers may not register or fetch.
+    for peer in [w.hss.clone(), Peer::Other("monitor".into())] {
+        let out = w.emks.register(
+            &peer,
+            &Registration {
+                emse_id: emse_id(A),
+                callback: None,
+            },
+            at(1),
+        );
+        assert_eq!(w.record(out).err(), Some(ProblemCause::EmseNotAuthorized));
+        assert_eq!(
+            w.fetch(&peer, session, app_ue(0, A), 1, at(1)).err(),
+            Some(ProblemCause::EmseNotAuthorized)
+        );
+    }
+    assert!(w.fetch(&w.a, session, app_ue(0, A), 1, at(1)).is_ok());
+}
+
+#[test]
+fn the_key_is_derived_for_the_sessions_emse_id() {
+    let w = world();
+    w.push(2, 7, at(0), at(0)).unwrap();
+    let sa = w.register(&w.a, at(0)).unwrap();
+    let sb = w.register(&w.b, at(0)).unwrap();
+    let ka = w.fetch(&w.a, sa, app_ue(2, A), 7, at(1)).unwrap();
+    let kb = w.fetch(&w.b, sb, app_ue(2, B), 7, at(1)).unwrap();
+    assert!(ka.key == w.expected_key(2, 7, 0, A));
+    assert!(kb.key == w.expected_key(2, 7, 0, B));
+    assert!(ka.key != kb.key, "two EMSEs got the same key");
+    assert_eq!(ka.key_id, KeyId::from_u32(7));
+    assert_eq!(ka.ue, app_ue(2, A));
+}
+
+#[test]
+fn a_session_presented_by_another_certificate_is_refused() {
+    let w = world();
+    w.push(0, 1, at(0), at(0)).unwrap();
+    let sa = w.register(&w.a, at(0)).unwrap();
+    w.register(&w.b, at(0)).unwrap();
+    // B presents A's session id, naming a UE B knows: refused, nothing derived.
+    assert_eq!(
+        w.fetch(&w.b, sa, app_ue(0, B), 1, at(1)).err(),
+        Some(ProblemCause::EmseNotAuthorized)
+    );
+    assert_eq!(
+        w.fetch(&w.b, sa, app_ue(0, A), 1, at(1)).err(),
+        Some(ProblemCause::EmseNotAuthorized)
+    );
+    // Nor can B end A's session.
+    let out = w
+        .emks
+        .deregister(&w.b, &Deregistration { session_id: sa }, at(1));
+    assert_eq!(w.record(out).err(), Some(ProblemCause::EmseNotAuthorized));
+    assert!(w.fetch(&w.a, sa, app_ue(0, A), 1, at(1)).is_ok());
+}
+
+#[test]
+fn unknown_and_unprovisioned_ues_get_the_same_answer() {
+    let w = world();
+    w.push(0, 1, at(0), at(0)).unwrap();
+    let sa = w.register(&w.a, at(0)).unwrap();
+    let unknown = w.fetch(&w.a, sa, UeRef::AppIdentity(app("nobody@a")), 1, at(1));
+    // ue-0@b exists, but only for EMSE B.
+    let elsewhere = w.fetch(&w.a, sa, app_ue(0, B), 1, at(1));
+    assert_eq!(unknown.err(), Some(ProblemCause::UeUnknown));
+    assert_eq!(elsewhere.err(), Some(ProblemCause::UeUnknown));
+    let l = w.ledger.borrow();
+    let n = l.problems.len();
+    assert_eq!(
+        l.problems[n - 2],
+        l.problems[n - 4],
+        "the two problem bodies differ"
+    );
+}
+
+#[test]
+fn imsi_names_a_ue_only_for_emses_allowed_to() {
+    let w = World::new(EmksConfig::default().allow_imsi(&emse_id(B)));
+    w.push(3, 1, at(0), at(0)).unwrap();
+    let sa = w.register(&w.a, at(0)).unwrap();
+    let sb = w.register(&w.b, at(0)).unwrap();
+    assert_eq!(
+        w.fetch(&w.a, sa, UeRef::Imsi(imsi(3)), 1, at(1)).err(),
+        Some(ProblemCause::EmseNotAuthorized)
+    );
+    let k = w.fetch(&w.b, sb, UeRef::Imsi(imsi(3)), 1, at(1)).unwrap();
+    assert!(k.key == w.expected_key(3, 1, 0, B));
+}
+
+#[test]
+fn a_key_id_not_held_means_reauthenticate() {
+    let w = world();
+    let s = w.register(&w.a, at(0)).unwrap();
+    w.push(1, 0x10, at(0), at(0)).unwrap();
+    assert_eq!(
+        w.fetch(&w.a, s, app_ue(1, A), 0x11, at(1)).err(),
+        Some(ProblemCause::KeyNotAvailable),
+        "never pushed"
+    );
+    for id in 0x11..=0x14 {
+        w.push(1, id, at(u64::from(id)), at(u64::from(id))).unwrap();
+    }
+    assert_eq!(
+        w.fetch(&w.a, s, app_ue(1, A), 0x10, at(30)).err(),
+        Some(ProblemCause::KeyNotAvailable),
+        "evicted"
+    );
+    // A UE one or more AKA runs behind (the seed's cases a and b) still gets its key.
+    assert!(w.fetch(&w.a, s, app_ue(1, A), 0x11, at(30)).is_ok());
+    // At the maximum age the key stops being served.
+    let s2 = w.register(&w.a, at(0x14 + MAX_AGE - 1)).unwrap();
+    assert!(
+        w.fetch(&w.a, s2, app_ue(1, A), 0x14, at(0x14 + MAX_AGE - 1))
+            .is_ok()
+    );
+    assert_eq!(
+        w.fetch(&w.a, s2, app_ue(1, A), 0x14, at(0x14 + MAX_AGE))
+            .err(),
+        Some(ProblemCause::KeyNotAvailable),
+        "expired"
+    );
+}
+
+#[test]
+fn a_derived_key_never_outlives_its_intermediate_key() {
+    let w = world();
+    let s = w.register(&w.a, at(0)).unwrap();
+    w.push(0, 1, at(0), at(10)).unwrap();
+    let k = w.fetch(&w.a, s, app_ue(0, A), 1, at(20)).unwrap();
+    assert_eq!(k.expires, wire(at(MAX_AGE)));
+    // A creation time in the future is taken as the arrival time.
+    w.push(0, 2, at(100_000), at(30)).unwrap();
+    let k = w.fetch(&w.a, s, app_ue(0, A), 2, at(31)).unwrap();
+    assert_eq!(k.expires, wire(at(30 + MAX_AGE)));
+}
+
+#[test]
+fn unknown_expired_and_ended_sessions() {
+    let w = world();
+    w.push(0, 1, at(0), at(0)).unwrap();
+    let never = SessionId::from_random([7; 16]);
+    assert_eq!(
+        w.fetch(&w.a, never, app_ue(0, A), 1, at(1)).err(),
+        Some(ProblemCause::UnknownSession)
+    );
+    let malformed = SessionId::new("not-an-issued-id").unwrap();
+    assert_eq!(
+        w.fetch(&w.a, malformed, app_ue(0, A), 1, at(1)).err(),
+        Some(ProblemCause::UnknownSession)
+    );
+    let s = w.register(&w.a, at(0)).unwrap();
+    assert_eq!(
+        w.fetch(&w.a, s, app_ue(0, A), 1, at(SESSION_TTL)).err(),
+        Some(ProblemCause::UnknownSession),
+        "expired"
+    );
+    let s = w.register(&w.a, at(1)).unwrap();
+    let out = w
+        .emks
+        .deregister(&w.a, &Deregistration { session_id: s }, at(2));
+    assert!(w.record(out).is_ok());
+    assert_eq!(
+        w.fetch(&w.a, s, app_ue(0, A), 1, at(3)).err(),
+        Some(ProblemCause::UnknownSession),
+        "deregistered"
+    );
+    let out = w
+        .emks
+        .deregister(&w.a, &Deregistration { session_id: s }, at(3));
+    assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSession));
+}
+
+fn subscribe(
+    w: &World,
+    peer: &Peer,
+    ue: Option<UeRef>,
+    events: EventSet,
+    now: u64,
+) -> Result<SubscriptionId, ProblemCause> {
+    let name = match peer {
+        Peer::Emse(id) => id.as_str().to_owned(),
+        _ => "other.example.com".to_owned(),
+    };
+    let out = w.emks.subscribe(
+        peer,
+        &Subscription {
+            events,
+            ue,
+            callback: callback(&name),
+        },
+        at(now),
+    );
+    w.record(out).map(|r| r.subscription_id)
+}
+
+#[test]
+fn a_new_key_notifies_matching_subscribers() {
+    let w = World::new(EmksConfig::default().allow_imsi(&emse_id(B)));
+    w.register(&w.a, at(0)).unwrap();
+    w.register(&w.b, at(0)).unwrap();
+    let both = EventSet::single(EventType::KeyAvailable).with(EventType::KeyRetired);
+    let sa = subscribe(&w, &w.a, Some(app_ue(1, A)), both, 0).unwrap();
+    let sb = subscribe(&w, &w.b, None, EventSet::single(EventType::KeyAvailable), 0).unwrap();
+
+    let out = w.emks.push_intermediate_key(
+        &w.hss,
+        IntermediateKeyPush {
+            imsi: imsi(1),
+            key_id: KeyIdSource::RandLsb32(KeyId::from_u32(0x21)),
+            int_key: e2m_kdf::E2mIntKey::from_array([1; 32]),
+            created: wire(at(1)),
+        },
+        at(1),
+    );
+    let sent = out.effects.notifications.clone();
+    w.record(out).unwrap();
+    assert_eq!(sent.len(), 2);
+    let to_a = sent
+        .iter()
+        .find(|n| n.notification.subscription_id == sa)
+        .unwrap();
+    assert_eq!(to_a.callback, callback(A));
+    assert_eq!(to_a.notification.event, EventType::KeyAvailable);
+    assert_eq!(
+        to_a.notification.ue,
+        app_ue(1, A),
+        "A must see its own name for the UE"
+    );
+    assert_eq!(to_a.notification.key_id, KeyId::from_u32(0x21));
+    let to_b = sent
+        .iter()
+        .find(|n| n.notification.subscription_id == sb)
+        .unwrap();
+    assert_eq!(to_b.notification.ue, UeRef::Imsi(imsi(1)));
+
+    // Another UE: only B's unfiltered subscription matches.
+    w.push(2, 0x30, at(2), at(2)).unwrap();
+    // Four more keys for UE 1: the fourth evicts 0x21, and A hears of it.
+    let mut retired = Vec::new();
+    for id in 0x22..=0x25 {
+        let push = IntermediateKeyPush {
+            imsi: imsi(1),
+            key_id: KeyIdSource::RandLsb32(KeyId::from_u32(id)),
+            int_key: e2m_kdf::E2mIntKey::from_array([id as u8; 32]),
+            created: wire(at(u64::from(id))),
+        };
+        let out = w
+            .emks
+            .push_intermediate_key(&w.hss, push, at(u64::from(id)));
+        retired.extend(
+            out.effects
+                .notifications
+                .iter()
+                .filter(|n| n.notification.event == EventType::KeyRetired)
+                .map(|n| (n.notification.subscription_id, n.notification.key_id)),
+        );
+        w.record(out).unwrap();
+    }
+    assert_eq!(retired, [(sa, KeyId::from_u32(0x21))]);
+}
+
+#[test]
+fn subscription_rules() {
+    let w = world();
+    let all = EventSet::single(EventType::KeyAvailable);
+    // No session yet.
+    assert_eq!(
+        subscribe(&w, &w.a, Some(app_ue(0, A)), all, 0).err(),
+        Some(ProblemCause::UnknownSession)
+    );
+    w.register(&w.a, at(0)).unwrap();
+    w.register(&w.b, at(0)).unwrap();
+    // Every UE (notifications would name IMSIs) or by IMSI: needs the permission.
+    assert_eq!(
+        subscribe(&w, &w.a, None, all, 0).err(),
+        Some(ProblemCause::EmseNotAuthorized)
+    );
+    assert_eq!(
+        subscribe(&w, &w.a, Some(UeRef::Imsi(imsi(0))), all, 0).err(),
+        Some(ProblemCause::EmseNotAuthorized)
+    );
+    // A UE not provisioned for A.
+    assert_eq!(
+        subscribe(&w, &w.a, Some(app_ue(0, B)), all, 0).err(),
+        Some(ProblemCause::UeUnknown)
+    );
+    // key-in-use flows the other way.
+    assert_eq!(
+        subscribe(
+            &w,
+            &w.a,
+            Some(app_ue(0, A)),
+            EventSet::single(EventType::KeyInUse),
+            0
+        )
+        .err(),
+        Some(ProblemCause::Malformed)
+    );
+    // The HSS subscribes to nothing.
+    assert_eq!(
+        subscribe(&w, &w.hss, None, all, 0).err(),
+        Some(ProblemCause::EmseNotAuthorized)
+    );
+
+    let id = subscribe(&w, &w.a, Some(app_ue(0, A)), all, 0).unwrap();
+    // Only A may remove it; to B it does not exist.
+    let out = w.emks.unsubscribe(&w.b, &id, at(1));
+    assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSubscription));
+    let out = w.emks.unsubscribe(&w.a, &id, at(1));
+    assert!(w.record(out).is_ok());
+    let out = w.emks.unsubscribe(&w.a, &id, at(1));
+    assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSubscription));
+    let bogus = SubscriptionId::new("007").unwrap();
+    let out = w.emks.unsubscribe(&w.a, &bogus, at(1));
+    assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSubscription));
+}
+
+#[test]
+fn deregistration_ends_subscriptions() {
+    let w = world();
+    let s = w.register(&w.a, at(0)).unwrap();
+    subscribe(
+        &w,
+        &w.a,
+        Some(app_ue(0, A)),
+        EventSet::single(EventType::KeyAvailable),
+        0,
+    )
+    .unwrap();
+    let out = w
+        .emks
+        .deregister(&w.a, &Deregistration { session_id: s }, at(1));
+    w.record(out).unwrap();
+    let out = w.emks.push_intermediate_key(
+        &w.hss,
+        IntermediateKeyPush {
+            imsi: imsi(0),
+            key_id: KeyIdSource::RandLsb32(KeyId::from_u32(1)),
+            int_key: e2m_kdf::E2mIntKey::from_array([3; 32]),
+            created: wire(at(2)),
+        },
+        at(2),
+    );
+    assert!(out.effects.notifications.is_empty());
+    w.record(out).unwrap();
+}
+
+fn key_in_use(ue: UeRef, id: u32) -> Notification {
+    Notification {
+        subscription_id: SubscriptionId::new("1").unwrap(),
+        event: EventType::KeyInUse,
+        ue,
+        key_id: KeyId::from_u32(id),
+        time: wire(at(5)),
+    }
+}
+
+#[test]
+fn emse_notifications_are_accepted_from_its_session_only() {
+    let w = world();
+    // Without a session: refused.
+    let out = w.emks.notify(&w.a, &key_in_use(app_ue(0, A), 1), at(5));
+    assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSession));
+    w.register(&w.a, at(0)).unwrap();
+    let out = w.emks.notify(&w.a, &key_in_use(app_ue(0, A), 1), at(5));
+    let audit = out.effects.audit.clone();
+    assert!(w.record(out).is_ok());
+    assert_eq!(audit[0].action, Action::Notify);
+    assert_eq!(audit[0].verdict, Verdict::Granted);
+    assert!(
+        audit[0].session.is_some(),
+        "not recorded against the session"
+    );
+    assert_eq!(audit[0].imsi, Some(imsi(0)));
+    assert_eq!(audit[0].key_id, Some(KeyId::from_u32(1)));
+    // About a UE it does not know; from the HSS; an event it may not send.
+    let out = w.emks.notify(&w.a, &key_in_use(app_ue(0, B), 1), at(5));
+    assert_eq!(w.record(out).err(), Some(ProblemCause::UeUnknown));
+    let out = w.emks.notify(&w.hss, &key_in_use(app_ue(0, A), 1), at(5));
+    assert_eq!(w.record(out).err(), Some(ProblemCause::EmseNotAuthorized));
+    let mut n = key_in_use(app_ue(0, A), 1);
+    n.event = EventType::KeyAvailable;
+    let out = w.emks.notify(&w.a, &n, at(5));
+    assert_eq!(w.record(out).err(), Some(ProblemCause::Malformed));
+    // B has no session, even though A has.
+    let out = w.emks.notify(&w.b, &key_in_use(app_ue(0, B), 1), at(5));
+    assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSession));
+}
+
+#[test]
+fn short_hash_key_ids_are_computed_at_push() {
+    let w = world();
+    let int_key = e2m_kdf::E2mIntKey::from_array([0x42; 32]);
+    let id = KeyId::short_hash(&int_key, &w.profile).unwrap();
+    let out = w.emks.push_intermediate_key(
+        &w.hss,
+        IntermediateKeyPush {
+            imsi: imsi(0),
+            key_id: KeyIdSource::ShortHash,
+            int_key,
+            created: wire(at(0)),
+        },
+        at(0),
+    );
+    w.record(out).unwrap();
+    let s = w.register(&w.a, at(0)).unwrap();
+    assert!(w.fetch(&w.a, s, app_ue(0, A), id.as_u32(), at(1)).is_ok());
+}
+
+#[test]
+fn expiry_ends_sessions_and_retires_keys() {
+    let w = World::new(EmksConfig::default().allow_imsi(&emse_id(B)));
+    w.register(&w.a, at(0)).unwrap();
+    w.register(&w.b, at(MAX_AGE)).unwrap();
+    // A's subscription ends with A's session (at SESSION_TTL), before the key expires.
+    let retired = EventSet::single(EventType::KeyRetired);
+    subscribe(&w, &w.a, Some(app_ue(0, A)), retired, 0).unwrap();
+    subscribe(
+        &w,
+        &w.b,
+        None,
+        EventSet::single(EventType::KeyRetired),
+        MAX_AGE,
+    )
+    .unwrap();
+    w.push(0, 1, at(0), at(0)).unwrap();
+    let effects = w.emks.expire(at(MAX_AGE + 1));
+    w.record_effects(&effects);
+    let expired: Vec<_> = effects
+        .audit
+        .iter()
+        .filter(|r| r.action == Action::SessionExpired)
+        .collect();
+    assert_eq!(expired.len(), 1, "A's session should have expired");
+    let keys = effects
+        .audit
+        .iter()
+        .find(|r| r.action == Action::KeysExpired)
+        .unwrap();
+    assert_eq!(keys.count, 1);
+    assert_eq!(effects.notifications.len(), 1);
+    let n = &effects.notifications[0].notification;
+    assert_eq!(
+        (n.event, n.ue.clone(), n.key_id),
+        (
+            EventType::KeyRetired,
+            UeRef::Imsi(imsi(0)),
+            KeyId::from_u32(1)
+        )
+    );
+}
+
+#[test]
+fn every_decision_is_audited() {
+    let w = world();
+    let s = w.register(&w.a, at(0)).unwrap();
+    w.push(0, 1, at(0), at(0)).unwrap();
+    w.fetch(&w.a, s, app_ue(0, A), 1, at(1)).unwrap();
+    w.fetch(&w.a, s, app_ue(0, A), 2, at(1)).err();
+    w.fetch(&w.b, s, app_ue(0, A), 1, at(1)).err();
+    let l = w.ledger.borrow();
+    assert_eq!(l.audit.len(), 5);
+    assert!(l.audit[0].contains("action=register") && l.audit[0].contains("verdict=granted"));
+    assert!(
+        l.audit[1].contains("action=push-intermediate-key")
+            && l.audit[1].contains("imsi=001010000000000")
+    );
+    assert!(l.audit[2].contains("action=fetch-key") && l.audit[2].contains("key_id=00000001"));
+    assert!(l.audit[3].contains("cause=key-not-available"));
+    assert!(
+        l.audit[4].contains("cause=emse-not-authorized")
+            && l.audit[4].contains("peer=emse:emse-b.example.com")
+    );
+}
