@@ -26,6 +26,11 @@ const IV: [u32; 8] = [
 
 const BLOCK: usize = 64;
 
+// Zeroization note: buffers are wiped as slices (`buf.as_mut_slice().zeroize()`), which
+// zeroize 1.9 implements as one bulk fill behind an optimisation barrier; wiping an array
+// directly goes element by element with a volatile write each, which cost more than a
+// SHA-256 compression per derivation in `cargo bench --bench kdf`.
+
 /// SHA-256 over a stream of pieces, from a given chaining state.
 struct Sha256Stream {
     state: [u32; 8],
@@ -85,8 +90,10 @@ impl Sha256Stream {
 
 impl Drop for Sha256Stream {
     fn drop(&mut self) {
-        self.state.zeroize();
-        self.block.zeroize();
+        // The chaining state derives from the key. The buffer holds only message octets
+        // (the KDF's parameters, public in every 3GPP derivation) except when hashing an
+        // over-long key, where `KdfKey::new` wipes it explicitly.
+        self.state.as_mut_slice().zeroize();
     }
 }
 
@@ -121,29 +128,32 @@ pub struct KdfKey {
 impl KdfKey {
     /// Precomputes the HMAC states of `key` (RFC 2104: a key over one block is hashed first).
     pub fn new(key: &[u8]) -> Self {
-        let mut padded = [0u8; BLOCK];
+        // block = K0 ^ ipad, where K0 is the key (or its digest) zero-padded to one block.
+        let mut block = [0x36u8; BLOCK];
         if key.len() > BLOCK {
             let mut hasher = Sha256Stream::resume(IV, 0);
             hasher.update(key);
+            // The stream's buffer held key octets: wipe it too, not only its state.
             let mut digest = hasher.finish();
-            padded[..32].copy_from_slice(&digest);
-            digest.zeroize();
-        } else {
-            padded[..key.len()].copy_from_slice(key);
-        }
-        let mut block = [0u8; BLOCK];
-        let mut state_for = |pad: u8| {
-            for (b, k) in block.iter_mut().zip(&padded) {
-                *b = k ^ pad;
+            hasher.block.as_mut_slice().zeroize();
+            for (b, k) in block.iter_mut().zip(&digest) {
+                *b ^= k;
             }
-            let mut state = IV;
-            compress256(&mut state, core::slice::from_ref(&block));
-            state
-        };
-        let inner = state_for(0x36);
-        let outer = state_for(0x5c);
-        block.zeroize();
-        padded.zeroize();
+            digest.as_mut_slice().zeroize();
+        } else {
+            for (b, k) in block.iter_mut().zip(key) {
+                *b ^= k;
+            }
+        }
+        let mut inner = IV;
+        compress256(&mut inner, core::slice::from_ref(&block));
+        // K0 ^ opad = (K0 ^ ipad) ^ (ipad ^ opad).
+        for b in block.iter_mut() {
+            *b ^= 0x36 ^ 0x5c;
+        }
+        let mut outer = IV;
+        compress256(&mut outer, core::slice::from_ref(&block));
+        block.as_mut_slice().zeroize();
         KdfKey { inner, outer }
     }
 
@@ -155,7 +165,8 @@ impl KdfKey {
         for piece in message {
             inner.update(piece);
         }
-        self.finish(&mut inner)
+        let digest = inner.finish();
+        self.finish(digest)
     }
 
     /// The TS 33.220 B.2 KDF: `HMAC-SHA-256(Key, FC || P0 || L0 || … || Pn || Ln)`.
@@ -182,6 +193,10 @@ impl KdfKey {
     /// [`derive`](Self::derive) for parameters whose lengths the caller has checked (or
     /// that are fixed by their types) to be at most 65535 octets.
     pub(crate) fn derive_checked(&self, fc: Fc, params: &[&[u8]]) -> KdfOutput {
+        let s_len = fc.as_bytes().len() + params.iter().map(|p| p.len() + 2).sum::<usize>();
+        if s_len <= BLOCK - 9 {
+            return self.derive_one_block(fc, params, s_len);
+        }
         let mut inner = Sha256Stream::resume(self.inner, BLOCK as u64);
         inner.update(fc.as_bytes());
         for p in params {
@@ -189,12 +204,37 @@ impl KdfKey {
             // Lengths are at most 65535 (checked by the caller), so the cast is exact.
             inner.update(&(p.len() as u16).to_be_bytes());
         }
-        self.finish(&mut inner)
+        let digest = inner.finish();
+        self.finish(digest)
+    }
+
+    /// The common case: S and its padding fit one block (S ≤ 55 octets, every 3GPP
+    /// derivation of this crate), so the inner hash is one compression of a block laid out
+    /// directly, with no streaming buffer.
+    fn derive_one_block(&self, fc: Fc, params: &[&[u8]], s_len: usize) -> KdfOutput {
+        let mut block = [0u8; BLOCK];
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            block[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(fc.as_bytes());
+        for p in params {
+            put(p);
+            put(&(p.len() as u16).to_be_bytes());
+        }
+        // FIPS 180-4 §5.1.1: 0x80, zeros, then the bit length of key block + S.
+        block[s_len] = 0x80;
+        block[BLOCK - 8..].copy_from_slice(&(((BLOCK + s_len) * 8) as u64).to_be_bytes());
+        let mut state = self.inner;
+        compress256(&mut state, core::slice::from_ref(&block));
+        let out = self.finish(state_bytes(&state));
+        state.as_mut_slice().zeroize();
+        out
     }
 
     /// The outer hash over the inner digest: one block, built directly.
-    fn finish(&self, inner: &mut Sha256Stream) -> KdfOutput {
-        let mut digest = inner.finish();
+    fn finish(&self, mut digest: [u8; 32]) -> KdfOutput {
         let mut block = [0u8; BLOCK];
         block[..32].copy_from_slice(&digest);
         block[32] = 0x80;
@@ -203,17 +243,17 @@ impl KdfKey {
         let mut state = self.outer;
         compress256(&mut state, core::slice::from_ref(&block));
         let out = KdfOutput::from_array(state_bytes(&state));
-        digest.zeroize();
-        block.zeroize();
-        state.zeroize();
+        digest.as_mut_slice().zeroize();
+        block[..32].zeroize();
+        state.as_mut_slice().zeroize();
         out
     }
 }
 
 impl Drop for KdfKey {
     fn drop(&mut self) {
-        self.inner.zeroize();
-        self.outer.zeroize();
+        self.inner.as_mut_slice().zeroize();
+        self.outer.as_mut_slice().zeroize();
     }
 }
 

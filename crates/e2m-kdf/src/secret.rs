@@ -56,7 +56,7 @@ macro_rules! secret_key {
                 match base16ct::mixed::decode(hex, &mut bytes) {
                     Ok(_) => Ok($name(bytes)),
                     Err(_) => {
-                        bytes.zeroize();
+                        bytes.as_mut_slice().zeroize();
                         Err(KeyError::InvalidHex)
                     }
                 }
@@ -76,7 +76,7 @@ macro_rules! secret_key {
 
         impl Drop for $name {
             fn drop(&mut self) {
-                self.0.zeroize();
+                self.0.as_mut_slice().zeroize();
             }
         }
 

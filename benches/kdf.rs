@@ -1,0 +1,116 @@
+//! The TS 33.220 KDF against its baselines, all measured in the same run (issue #2).
+//!
+//! S is about 40 octets (FC, a 36-octet EMSE_Id, its length), the key 32 octets: the shape
+//! of an `e2m_key` derivation. Baselines:
+//! * `floor/compress256 x4` and `x2`: the bare SHA-256 compression function, the least
+//!   work an HMAC can do for one-shot (4 blocks) and precomputed-key (2 blocks) use, and
+//!   `x1 twice`: two separate one-block calls, as HMAC's two chains need;
+//! * `hmac crate/naive`: S concatenated into a Vec, then `Hmac<Sha256>` keyed per call;
+//! * `hmac crate/precomputed key`: a keyed `Hmac<Sha256>` cloned per call;
+//! * `ring`: `ring::hmac::sign` with a prepared key, and keyed per call.
+//!
+//! `cargo bench --bench kdf`; the ratios to report are ours / floor and ours / baselines.
+#![allow(missing_docs, reason = "criterion macros generate undocumented items")]
+#![allow(clippy::unwrap_used, reason = "benchmark set-up")]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use e2m_kdf::{Fc, KdfKey, kdf};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::block_api::compress256;
+
+const KEY: [u8; 32] = [0x5a; 32];
+const EMSE_ID: &[u8] = b"iot-platform-eu-west-1.example.com:1"; // 36 octets
+
+fn naive_hmac(key: &[u8], fc: u8, p0: &[u8]) -> [u8; 32] {
+    let mut s = Vec::with_capacity(1 + p0.len() + 2);
+    s.push(fc);
+    s.extend_from_slice(p0);
+    s.extend_from_slice(&(p0.len() as u16).to_be_bytes());
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(&s);
+    mac.finalize().into_bytes().into()
+}
+
+fn benches(c: &mut Criterion) {
+    let fc = Fc::E2M_KEY_PROVISIONAL;
+    let len = (EMSE_ID.len() as u16).to_be_bytes();
+    let mut group = c.benchmark_group("kdf");
+
+    let blocks = [[0x36u8; 64]; 4];
+    group.bench_function("floor/compress256 x4", |b| {
+        b.iter(|| {
+            let mut state = [0x6a09_e667u32; 8];
+            compress256(&mut state, black_box(&blocks));
+            state
+        })
+    });
+    group.bench_function("floor/compress256 x2", |b| {
+        b.iter(|| {
+            let mut state = [0x6a09_e667u32; 8];
+            compress256(&mut state, black_box(&blocks[..2]));
+            state
+        })
+    });
+
+    // HMAC's inner and outer hashes are two chains, so a derivation from a precomputed key
+    // makes two one-block calls; this is that floor, with the per-call set-up included.
+    group.bench_function("floor/compress256 x1 twice", |b| {
+        b.iter(|| {
+            let mut inner = [0x6a09_e667u32; 8];
+            let mut outer = [0xbb67_ae85u32; 8];
+            compress256(&mut inner, black_box(&blocks[..1]));
+            compress256(&mut outer, black_box(&blocks[1..2]));
+            (inner, outer)
+        })
+    });
+
+    group.bench_function("e2m-kdf/one-shot", |b| {
+        b.iter(|| kdf(black_box(&KEY), fc, &[black_box(EMSE_ID)]).unwrap())
+    });
+    let prepared = KdfKey::new(&KEY);
+    group.bench_function("e2m-kdf/precomputed key", |b| {
+        b.iter(|| prepared.derive(fc, &[black_box(EMSE_ID)]).unwrap())
+    });
+
+    group.bench_function("hmac crate/naive", |b| {
+        b.iter(|| naive_hmac(black_box(&KEY), 0xE1, black_box(EMSE_ID)))
+    });
+    let keyed = Hmac::<sha2::Sha256>::new_from_slice(&KEY).unwrap();
+    group.bench_function("hmac crate/precomputed key", |b| {
+        b.iter(|| {
+            let mut mac = keyed.clone();
+            mac.update(&[0xE1]);
+            mac.update(black_box(EMSE_ID));
+            mac.update(&len);
+            let out: [u8; 32] = mac.finalize().into_bytes().into();
+            out
+        })
+    });
+
+    let ring_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &KEY);
+    group.bench_function("ring/precomputed key", |b| {
+        b.iter(|| {
+            let mut ctx = ring::hmac::Context::with_key(&ring_key);
+            ctx.update(&[0xE1]);
+            ctx.update(black_box(EMSE_ID));
+            ctx.update(&len);
+            ctx.sign()
+        })
+    });
+    group.bench_function("ring/one-shot", |b| {
+        b.iter(|| {
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, black_box(&KEY));
+            let mut ctx = ring::hmac::Context::with_key(&key);
+            ctx.update(&[0xE1]);
+            ctx.update(black_box(EMSE_ID));
+            ctx.update(&len);
+            ctx.sign()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(kdf_benches, benches);
+criterion_main!(kdf_benches);
