@@ -2,5 +2,6 @@
 //! (`benches/`). Not published; library users depend on the `e2m-*` crates directly.
 
 pub mod aka;
+pub mod dtls;
 pub mod emks_http;
 pub mod pki;

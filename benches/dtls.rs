@@ -1,0 +1,238 @@
+//! DTLS 1.2 PSK handshakes per second (TLS_PSK_WITH_AES_128_CCM_8) of the EMSE's server
+//! (`e2m::dtls::server`, on dimpl) against a stock `openssl s_server` with the same suite and
+//! PSK, measured in the same run with the same client (`e2m::dtls::client`, the UE) on
+//! 127.0.0.1. Prints a table.
+//!
+//! ```text
+//! cargo bench --bench dtls                 # 300 handshakes per row
+//! E2M_BENCH_HANDSHAKES=1000 cargo bench --bench dtls
+//! ```
+//!
+//! Each handshake is a full one: ClientHello, HelloVerifyRequest, ClientHello with cookie,
+//! ServerHello(Done), ClientKeyExchange + CCS + Finished, CCS + Finished, then the client's
+//! close_notify. `openssl s_server` serves one connection at a time, so the comparison row
+//! is sequential; the EMSE is also measured with 8 UEs at once. Run under `cargo test`
+//! (`--test` in the arguments) it does a 3-handshake smoke run.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2m::dtls::DtlsLimits;
+use e2m::dtls::StaticPsk;
+use e2m::dtls::client::{DtlsClient, UeDtlsConfig};
+use e2m::dtls::server::{DtlsServer, ServerConfig, default_handler};
+use e2m_kdf::E2mKey;
+use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
+
+const PSK_HEX: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0";
+
+struct Row {
+    name: String,
+    handshakes: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Row {
+    fn print(&mut self) {
+        self.latencies.sort();
+        let pct = |p: f64| {
+            let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+            self.latencies
+                .get(i)
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        println!(
+            "{:<44} {:>6} {:>12.0} {:>9.3} {:>9.3}",
+            self.name,
+            self.handshakes,
+            self.handshakes as f64 / self.elapsed.as_secs_f64(),
+            pct(0.5),
+            pct(0.99)
+        );
+    }
+}
+
+async fn one(addr: SocketAddr, config: &UeDtlsConfig) -> Result<Duration, String> {
+    let start = Instant::now();
+    let ue = DtlsClient::connect(addr, config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let took = start.elapsed();
+    ue.close().await.map_err(|e| e.to_string())?;
+    Ok(took)
+}
+
+async fn sequential(
+    name: &str,
+    addr: SocketAddr,
+    config: &UeDtlsConfig,
+    n: usize,
+) -> Result<Row, String> {
+    for _ in 0..n.min(20) {
+        one(addr, config).await?;
+    }
+    let mut latencies = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        latencies.push(one(addr, config).await?);
+    }
+    Ok(Row {
+        name: name.into(),
+        handshakes: n,
+        elapsed: start.elapsed(),
+        latencies,
+    })
+}
+
+async fn concurrent(
+    name: &str,
+    addr: SocketAddr,
+    config: Arc<UeDtlsConfig>,
+    n: usize,
+    parallel: usize,
+) -> Result<Row, String> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..parallel {
+        let config = Arc::clone(&config);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for _ in 0..n / parallel {
+                lat.push(one(addr, &config).await?);
+            }
+            Ok::<_, String>(lat)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.map_err(|e| e.to_string())??);
+    }
+    Ok(Row {
+        name: name.into(),
+        handshakes: latencies.len(),
+        elapsed: start.elapsed(),
+        latencies,
+    })
+}
+
+/// `openssl s_server`, killed on drop.
+struct OpenSsl(Child);
+
+impl Drop for OpenSsl {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_openssl() -> Result<(OpenSsl, SocketAddr), String> {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let accept = format!("127.0.0.1:{port}");
+    let mut child = Command::new("openssl")
+        .args([
+            "s_server",
+            "-dtls1_2",
+            "-accept",
+            &accept,
+            "-nocert",
+            "-psk",
+            PSK_HEX,
+            "-cipher",
+            "PSK-AES128-CCM8",
+            "-quiet",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("openssl s_server: {e} (apt-get install -y openssl)"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let guard = OpenSsl(child);
+    // -quiet prints nothing on start; give it a moment, then drain its output in the
+    // background so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+    std::thread::sleep(Duration::from_millis(300));
+    Ok((guard, accept.parse().map_err(|e| format!("{e}"))?))
+}
+
+async fn run(n: usize) -> Result<(), String> {
+    let psk = E2mKey::from_hex(PSK_HEX).map_err(|e| e.to_string())?;
+    let identity = PskIdentity::new(
+        AppIdentity::new("sensor-17@iot.example.com").map_err(|e| e.to_string())?,
+        KeyId::from_u32(0xae47bf35),
+    );
+    let config = Arc::new(
+        UeDtlsConfig::new(&identity, &psk, DtlsLimits::default()).map_err(|e| e.to_string())?,
+    );
+    let server = DtlsServer::bind(
+        "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+        StaticPsk(psk.copy_secret()),
+        default_handler(),
+        ServerConfig::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let (_openssl, openssl_addr) = start_openssl()?;
+
+    println!(
+        "{:<44} {:>6} {:>12} {:>9} {:>9}",
+        "DTLS 1.2 PSK-AES128-CCM8, client = e2m UE", "n", "handshakes/s", "p50 ms", "p99 ms"
+    );
+    let mut rows = vec![
+        sequential(
+            "EMSE server (dimpl), sequential",
+            server.local_addr(),
+            &config,
+            n,
+        )
+        .await?,
+        sequential("openssl s_server, sequential", openssl_addr, &config, n).await?,
+        concurrent(
+            "EMSE server (dimpl), 8 UEs at once",
+            server.local_addr(),
+            Arc::clone(&config),
+            n,
+            8,
+        )
+        .await?,
+    ];
+    for row in &mut rows {
+        row.print();
+    }
+    let ratio = rows[0].handshakes as f64
+        / rows[0].elapsed.as_secs_f64()
+        / (rows[1].handshakes as f64 / rows[1].elapsed.as_secs_f64());
+    println!("EMSE / openssl (sequential): {ratio:.2}x");
+    Ok(())
+}
+
+fn main() {
+    let smoke = std::env::args().any(|a| a == "--test");
+    let n = if smoke {
+        3
+    } else {
+        std::env::var("E2M_BENCH_HANDSHAKES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(n)),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(message) = result {
+        eprintln!("dtls bench: {message}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,274 @@
+//! The UE's DTLS-PSK client (seed 6.x.2.3 steps 1, 3, 4 and 8).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), e2m::dtls::DtlsError> {
+//! use e2m::dtls::client::{DtlsClient, UeDtlsConfig};
+//! use e2m::dtls::coap::CoapMessage;
+//! use e2m::dtls::DtlsLimits;
+//! use e2m_kdf::E2mKey;
+//! use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
+//! use std::time::Duration;
+//!
+//! let identity = PskIdentity::new(
+//!     AppIdentity::new("sensor-17@iot.example.com").map_err(|e| e2m::dtls::DtlsError::Config(e.to_string()))?,
+//!     KeyId::from_u32(0xae47bf35),
+//! );
+//! let psk = E2mKey::from_array([0x42; 32]); // in the demo: e2m_kdf::e2m_key(...)
+//! let config = UeDtlsConfig::new(&identity, &psk, DtlsLimits::default())?;
+//! let mut ue = DtlsClient::connect("127.0.0.1:5684".parse().unwrap(), &config).await?;
+//! let answer = ue.request(&CoapMessage::get("/hello", 1, b"t1"), Duration::from_secs(2)).await?;
+//! ue.close().await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dimpl::{Dtls, Output};
+use e2m_kdf::E2mKey;
+use e2m_keyid::PskIdentity;
+use tokio::net::UdpSocket;
+
+use super::coap::{CoapError, CoapMessage};
+use super::{DtlsError, DtlsLimits, MAX_DATAGRAM, builder};
+
+/// The client's key, handed to `dimpl` on request.
+struct ClientKey(E2mKey);
+
+impl dimpl::PskResolver for ClientKey {
+    fn resolve(&self, _identity: &[u8]) -> Option<Vec<u8>> {
+        Some(self.0.expose_secret().to_vec())
+    }
+}
+
+/// A prepared client configuration: one `psk_identity` and its `e2m_key`. Building it runs
+/// `dimpl`'s crypto provider self-check once, so reuse it across connections.
+pub struct UeDtlsConfig {
+    config: Arc<dimpl::Config>,
+    limits: DtlsLimits,
+}
+
+impl core::fmt::Debug for UeDtlsConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("UeDtlsConfig")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UeDtlsConfig {
+    /// psk_identity = `identity` as text (seed step 4), PSK = `psk` (seed step 3).
+    ///
+    /// # Errors
+    /// [`DtlsError::Config`] if `dimpl` refuses the configuration.
+    pub fn new(
+        identity: &PskIdentity,
+        psk: &E2mKey,
+        limits: DtlsLimits,
+    ) -> Result<UeDtlsConfig, DtlsError> {
+        let mut buf = [0u8; PskIdentity::MAX_LEN];
+        let text = identity.encode(&mut buf).as_bytes().to_vec();
+        Self::with_raw_identity(text, psk, limits)
+    }
+
+    /// Any identity octets (for interop tests with peers that are not e2m EMSEs).
+    ///
+    /// # Errors
+    /// [`DtlsError::Config`] if `dimpl` refuses the configuration.
+    pub fn with_raw_identity(
+        identity: Vec<u8>,
+        psk: &E2mKey,
+        limits: DtlsLimits,
+    ) -> Result<UeDtlsConfig, DtlsError> {
+        let config = builder(&limits)
+            .with_psk_client(identity, Arc::new(ClientKey(psk.copy_secret())))
+            .build()
+            .map_err(|e| DtlsError::Config(format!("{e:?}")))?;
+        Ok(UeDtlsConfig {
+            config: Arc::new(config),
+            limits,
+        })
+    }
+}
+
+/// A DTLS-PSK connection from the UE to an EMSE.
+pub struct DtlsClient {
+    socket: UdpSocket,
+    dtls: Dtls,
+    out: Vec<u8>,
+    inbox: VecDeque<Vec<u8>>,
+    next_timer: Option<Instant>,
+    connected: bool,
+    closed: bool,
+}
+
+impl core::fmt::Debug for DtlsClient {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DtlsClient")
+            .field("connected", &self.connected)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DtlsClient {
+    /// Runs the handshake with `server` (a ClientHello, the cookie round trip, then
+    /// ClientKeyExchange + ChangeCipherSpec + Finished) within the configured deadline.
+    ///
+    /// # Errors
+    /// [`DtlsError::Timeout`] if the server does not complete the handshake in time (a
+    /// wrong PSK shows up this way or as [`DtlsError::Protocol`]), [`DtlsError::Io`].
+    pub async fn connect(server: SocketAddr, config: &UeDtlsConfig) -> Result<Self, DtlsError> {
+        let local: IpAddr = if server.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            Ipv6Addr::UNSPECIFIED.into()
+        };
+        let socket = UdpSocket::bind(SocketAddr::new(local, 0)).await?;
+        socket.connect(server).await?;
+        let now = Instant::now();
+        let mut dtls = Dtls::new_12_psk(Arc::clone(&config.config), now);
+        dtls.set_active(true);
+        dtls.handle_timeout(now)?;
+        let mut client = DtlsClient {
+            socket,
+            dtls,
+            out: vec![0u8; MAX_DATAGRAM],
+            inbox: VecDeque::new(),
+            next_timer: None,
+            connected: false,
+            closed: false,
+        };
+        let deadline = now + config.limits.handshake_timeout;
+        while !client.connected {
+            if client.closed {
+                return Err(DtlsError::Closed);
+            }
+            client.step(deadline, |c| c.connected).await?;
+        }
+        Ok(client)
+    }
+
+    /// The local UDP address.
+    ///
+    /// # Errors
+    /// [`DtlsError::Io`].
+    pub fn local_addr(&self) -> Result<SocketAddr, DtlsError> {
+        Ok(self.socket.local_addr()?)
+    }
+
+    /// Sends one application record.
+    ///
+    /// # Errors
+    /// [`DtlsError::Protocol`] or [`DtlsError::Io`].
+    pub async fn send(&mut self, data: &[u8]) -> Result<(), DtlsError> {
+        self.dtls.send_application_data(data)?;
+        self.flush().await
+    }
+
+    /// Waits up to `timeout` for the next application record.
+    ///
+    /// # Errors
+    /// [`DtlsError::Timeout`], [`DtlsError::Closed`], [`DtlsError::Protocol`].
+    pub async fn recv(&mut self, timeout: Duration) -> Result<Vec<u8>, DtlsError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(data) = self.inbox.pop_front() {
+                return Ok(data);
+            }
+            if self.closed {
+                return Err(DtlsError::Closed);
+            }
+            self.step(deadline, |c| !c.inbox.is_empty()).await?;
+        }
+    }
+
+    /// Sends a CoAP request and waits for the response with the same token.
+    ///
+    /// # Errors
+    /// As [`Self::send`] and [`Self::recv`]; [`DtlsError::Protocol`] if the answer is not
+    /// CoAP.
+    pub async fn request(
+        &mut self,
+        request: &CoapMessage,
+        timeout: Duration,
+    ) -> Result<CoapMessage, DtlsError> {
+        let bytes = request.encode().map_err(coap_error)?;
+        self.send(&bytes).await?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let answer = CoapMessage::decode(&self.recv(left).await?).map_err(coap_error)?;
+            if answer.token == request.token {
+                return Ok(answer);
+            }
+        }
+    }
+
+    /// Sends close_notify (RFC 5246 §7.2.1) and drops the connection.
+    ///
+    /// # Errors
+    /// [`DtlsError::Io`] if the alert cannot be sent.
+    pub async fn close(mut self) -> Result<(), DtlsError> {
+        self.dtls.close()?;
+        self.flush().await
+    }
+
+    /// Sends whatever the state machine has queued and collects its events.
+    async fn flush(&mut self) -> Result<(), DtlsError> {
+        loop {
+            match self.dtls.poll_output(&mut self.out) {
+                Output::Packet(p) => {
+                    self.socket.send(p).await?;
+                }
+                Output::BufferTooSmall { needed } => self.out.resize(needed, 0),
+                Output::Timeout(t) => {
+                    self.next_timer = Some(t);
+                    return Ok(());
+                }
+                Output::Connected => self.connected = true,
+                Output::ApplicationData(d) => self.inbox.push_back(d.to_vec()),
+                Output::CloseNotify => self.closed = true,
+                _ => {}
+            }
+        }
+    }
+
+    /// One turn: flush; unless `done` now holds, wait for a datagram or the
+    /// retransmission timer, bounded by `deadline`.
+    async fn step(&mut self, deadline: Instant, done: fn(&Self) -> bool) -> Result<(), DtlsError> {
+        self.flush().await?;
+        if done(self) || self.closed {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(DtlsError::Timeout);
+        }
+        let wake = self.next_timer.unwrap_or(deadline).min(deadline);
+        let mut buf = [0u8; MAX_DATAGRAM];
+        tokio::select! {
+            received = self.socket.recv(&mut buf) => {
+                let n = match received {
+                    Ok(n) => n,
+                    // An ICMP port unreachable from a server that is not (yet) there:
+                    // keep waiting, the retransmission timer retries.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                };
+                self.dtls.handle_timeout(Instant::now())?;
+                self.dtls.handle_packet(&buf[..n])?;
+            }
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                self.dtls.handle_timeout(Instant::now())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn coap_error(e: CoapError) -> DtlsError {
+    DtlsError::Protocol(format!("CoAP: {e}"))
+}

@@ -1,0 +1,155 @@
+//! DTLS 1.2 with a pre-shared key between UE and EMSE (seed 6.x.2.3 steps 1–8), over tokio
+//! UDP, on the sans-IO `dimpl` state machine.
+//!
+//! - One cipher suite only: TLS_PSK_WITH_AES_128_CCM_8 (0xC0A8, RFC 6655), the suite CoAP
+//!   mandates for PSK mode (RFC 7252 §9.1.3.1) and the RFC 7925 §4.2 IoT profile uses.
+//! - `psk_identity` = the e2m [`PskIdentity`] text (application identity and key id, seed
+//!   step 4); the PSK = the 32 octets of [`E2mKey`](e2m_kdf::E2mKey) (seed step 3 / step 7).
+//! - [`client::DtlsClient`] is the UE side; [`server::DtlsServer`] the EMSE side, which asks
+//!   a [`PskResolver`] (in the demo: the EMKS client, seed steps 5–6) for the key of each
+//!   identity without blocking the runtime (see [`server`] for how).
+//! - [`coap`] is the tiny application protocol on top.
+//!
+//! Secrets: the PSK is handed to `dimpl` as a `Vec<u8>` because that is its API; `dimpl`
+//! keeps it (and the master secret) in memory it does not zeroize. Our own copies are
+//! zeroized; no log line at any level carries key bytes (dimpl logs only lengths).
+
+pub mod client;
+pub mod coap;
+mod record;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dimpl::crypto::Dtls12CipherSuite;
+use e2m_kdf::E2mKey;
+use e2m_keyid::PskIdentity;
+
+/// Why the EMSE has no key for a `psk_identity`. The handshake then fails exactly as for a
+/// wrong PSK (RFC 4279 §2 lets a server abort with `unknown_psk_identity`, but answering
+/// like a wrong key does not tell a prober which identities exist).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// The key server does not know this UE for this EMSE, or refuses it (one answer for
+    /// both, DESIGN "REST binding").
+    #[error("unknown identity or not provisioned for this EMSE")]
+    UnknownIdentity,
+    /// The key id names a key that is no longer held: the UE must re-authenticate
+    /// (seed "Considerations on the key identifier").
+    #[error("key id not held (the UE must re-authenticate)")]
+    KeyNotHeld,
+    /// The key server could not be asked (transport, status, timeout); a short reason
+    /// without key material.
+    #[error("key server unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where the EMSE gets the PSK for a `psk_identity` (seed 6.x.2.3 steps 5–7).
+///
+/// The future must be `Send`: it runs on the peer's own task, so while it waits other
+/// peers' handshakes carry on.
+///
+/// ```
+/// use e2m::dtls::{PskResolver, ResolveError};
+/// use e2m_kdf::E2mKey;
+/// use e2m_keyid::PskIdentity;
+///
+/// struct Static(E2mKey);
+/// impl PskResolver for Static {
+///     async fn resolve(&self, _identity: &PskIdentity) -> Result<E2mKey, ResolveError> {
+///         Ok(self.0.copy_secret())
+///     }
+/// }
+/// ```
+pub trait PskResolver: Send + Sync + 'static {
+    /// The `e2m_key` for `identity`.
+    ///
+    /// # Errors
+    /// A [`ResolveError`]; the handshake then fails.
+    fn resolve(
+        &self,
+        identity: &PskIdentity,
+    ) -> impl Future<Output = Result<E2mKey, ResolveError>> + Send;
+}
+
+impl<R: PskResolver> PskResolver for Arc<R> {
+    fn resolve(
+        &self,
+        identity: &PskIdentity,
+    ) -> impl Future<Output = Result<E2mKey, ResolveError>> + Send {
+        (**self).resolve(identity)
+    }
+}
+
+/// One key for every identity (the `emse` example's `--psk-hex` mode and the tests).
+pub struct StaticPsk(pub E2mKey);
+
+impl PskResolver for StaticPsk {
+    async fn resolve(&self, _identity: &PskIdentity) -> Result<E2mKey, ResolveError> {
+        Ok(self.0.copy_secret())
+    }
+}
+
+/// Why a DTLS operation failed. No variant carries key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DtlsError {
+    /// Socket error.
+    #[error("UDP: {0}")]
+    Io(#[from] std::io::Error),
+    /// The DTLS state machine failed (fatal for the connection, as all dimpl errors are).
+    #[error("DTLS: {0}")]
+    Protocol(String),
+    /// No answer within the time allowed.
+    #[error("timed out")]
+    Timeout,
+    /// The peer closed the connection (close_notify).
+    #[error("peer closed the connection")]
+    Closed,
+    /// The configuration was refused.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl From<dimpl::Error> for DtlsError {
+    fn from(e: dimpl::Error) -> Self {
+        // dimpl's errors name states and alerts, never key bytes.
+        DtlsError::Protocol(format!("{e:?}"))
+    }
+}
+
+/// Timing and size limits shared by client and server.
+#[derive(Debug, Clone)]
+pub struct DtlsLimits {
+    /// Whole-handshake deadline (RFC 6347 §4.2.4 leaves it to the implementation).
+    pub handshake_timeout: Duration,
+    /// First retransmission timer (RFC 6347 §4.2.4.1 recommends 1 s).
+    pub flight_start_rto: Duration,
+    /// Largest datagram produced (RFC 7925 §11 asks for small records on constrained links).
+    pub mtu: usize,
+}
+
+impl Default for DtlsLimits {
+    fn default() -> Self {
+        DtlsLimits {
+            handshake_timeout: Duration::from_secs(10),
+            flight_start_rto: Duration::from_secs(1),
+            mtu: 1150,
+        }
+    }
+}
+
+fn builder(limits: &DtlsLimits) -> dimpl::ConfigBuilder {
+    dimpl::Config::builder()
+        .dtls12_cipher_suites(&[Dtls12CipherSuite::PSK_AES128_CCM_8])
+        // DTLS 1.2 only: the seed's flow and RFC 7925 are DTLS 1.2.
+        .dtls13_cipher_suites(&[])
+        .handshake_timeout(limits.handshake_timeout)
+        .flight_start_rto(limits.flight_start_rto)
+        .mtu(limits.mtu)
+}
+
+/// Largest datagram we accept from the socket.
+const MAX_DATAGRAM: usize = 2048;
