@@ -54,8 +54,8 @@ pub(crate) fn time_from_wire(t: msg::Timestamp) -> ks::Timestamp {
 }
 
 /// Saturates at the last instant the wire can carry (9999-12-31T23:59:59Z).
-pub(crate) fn time_to_wire(t: ks::Timestamp) -> Option<msg::Timestamp> {
-    msg::Timestamp::from_unix_seconds(t.as_unix_secs().min(msg::Timestamp::MAX_SECONDS)).ok()
+pub(crate) fn time_to_wire(t: ks::Timestamp) -> msg::Timestamp {
+    msg::Timestamp::from_unix_seconds_saturating(t.as_unix_secs())
 }
 
 pub(crate) fn events_from_wire(events: msg::EventSet) -> ks::EventSet {

@@ -253,8 +253,7 @@ where
             }
             let (id, info) = self.sessions.create(emse, now).map_err(store_failed)?;
             record.session = Some(info.session);
-            let expires = time_to_wire(info.expires)
-                .ok_or_else(|| refuse(ProblemCause::Internal, "expiry not representable"))?;
+            let expires = time_to_wire(info.expires);
             Ok(RegistrationResult {
                 session_id: session_to_wire(&id),
                 expires,
@@ -295,8 +294,7 @@ where
             let key = E2mKeyDeriver::new(&held.key, self.config.profile)
                 .and_then(|d| d.derive(session.emse.as_str()))
                 .map_err(|_| refuse(ProblemCause::Internal, "derivation failed"))?;
-            let expires = time_to_wire(held.info.expires)
-                .ok_or_else(|| refuse(ProblemCause::Internal, "expiry not representable"))?;
+            let expires = time_to_wire(held.info.expires);
             Ok(KeyResponse {
                 ue: request.ue.clone(),
                 key_id: request.key_id,
@@ -394,8 +392,7 @@ where
             record.subscription = Some(id);
             let subscription_id = subscription_to_wire(id)
                 .ok_or_else(|| refuse(ProblemCause::Internal, "subscription id"))?;
-            let expires = time_to_wire(session.expires)
-                .ok_or_else(|| refuse(ProblemCause::Internal, "expiry not representable"))?;
+            let expires = time_to_wire(session.expires);
             Ok(SubscriptionResult {
                 subscription_id,
                 expires,
@@ -596,8 +593,7 @@ where
             EventType::KeyRetired => EventSet::KEY_RETIRED,
             _ => return Ok(()),
         };
-        let time = time_to_wire(now)
-            .ok_or_else(|| refuse(ProblemCause::Internal, "time not representable"))?;
+        let time = time_to_wire(now);
         for (id, sub) in self
             .subscriptions
             .matching(imsi, bits)

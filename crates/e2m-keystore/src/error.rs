@@ -5,7 +5,7 @@
 #[non_exhaustive]
 pub enum StoreError {
     /// A configured limit would be exceeded (sessions per EMSE, sessions in all,
-    /// subscriptions per session, UEs in the store). Nothing was changed.
+    /// subscriptions per session or in all). Nothing was changed.
     #[error("store limit reached: {0}")]
     LimitReached(Limit),
     /// The operating system's random generator failed, so no session id could be made.
@@ -32,8 +32,6 @@ pub enum Limit {
     SubscriptionsPerSession,
     /// [`SubscriptionPolicy::max_total`](crate::SubscriptionPolicy::max_total).
     SubscriptionsTotal,
-    /// [`RetentionPolicy::max_ues`](crate::RetentionPolicy::max_ues).
-    Ues,
 }
 
 impl core::fmt::Display for Limit {
@@ -43,7 +41,6 @@ impl core::fmt::Display for Limit {
             Limit::SessionsTotal => "sessions in total",
             Limit::SubscriptionsPerSession => "subscriptions per session",
             Limit::SubscriptionsTotal => "subscriptions in total",
-            Limit::Ues => "UEs in the key store",
         })
     }
 }
