@@ -543,3 +543,545 @@ async fn each_peer_has_its_own_rate_limit() {
     assert_eq!(b.get(&url).send().await.unwrap().status(), 200);
     server.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Against the `emks` example, with curl (issue 5: "curl with a client certificate
+// registers, fetches a key and deregisters against the emks example; without a
+// certificate it is refused").
+
+mod against_the_example {
+    use std::io::{BufRead, BufReader};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+
+    use e2m_kdf::{E2mIntKey, E2mKeyDeriver, E2mProfile};
+    use e2m_keyid::{EmseId, Imsi, KeyId};
+    use e2m_msg::{
+        IntermediateKeyPush, KeyIdSource, KeyResponse, Registration, RegistrationResult, Timestamp,
+        XmlMessage,
+    };
+
+    use super::temp_dir;
+
+    /// The example binary, which `cargo test` builds with every other target. (Building
+    /// it from here would need cargo's build lock, which the running `cargo test` holds.)
+    fn example_binary(name: &str) -> PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        // target/<profile>/deps/<test> → target/<profile>/examples/<name>
+        let profile_dir = exe.parent().unwrap().parent().unwrap();
+        let path = profile_dir.join("examples").join(name);
+        assert!(
+            path.exists(),
+            "example binary {} missing: run `cargo test` (all targets) or `cargo build --example {name}` first",
+            path.display()
+        );
+        path
+    }
+
+    fn curl_available() -> bool {
+        Command::new("curl")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Kills the server (a child of this test, by its own handle) when dropped.
+    struct Server {
+        child: Child,
+        base: String,
+        dir: PathBuf,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn start_server() -> Server {
+        let emks = example_binary("emks");
+        let dir = temp_dir("curl-pki");
+        let out = Command::new(&emks)
+            .args(["gen-pki", "--dir"])
+            .arg(&dir)
+            .args(["--emse", "emse-a", "--emse", "emse-b"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gen-pki failed: {out:?}");
+        let mut child = Command::new(&emks)
+            .args(["--listen", "127.0.0.1:0", "--certs"])
+            .arg(&dir)
+            .args([
+                "--provision",
+                "emse-a,sensor-17@iot.example.com,001010123456789",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("EMKS listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server { child, base, dir }
+    }
+
+    struct CurlOut {
+        status: Option<u16>,
+        headers: String,
+        body: Vec<u8>,
+        ok: bool,
+    }
+
+    /// Runs curl with `args`, returning status, headers and body (bounded by --max-time).
+    fn curl(dir: &Path, cert: Option<&str>, args: &[&str], body: Option<&[u8]>) -> CurlOut {
+        let headers = dir.join(format!("headers-{}", std::process::id()));
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "--silent",
+            "--show-error",
+            "--max-time",
+            "10",
+            "--noproxy",
+            "*",
+        ])
+        .arg("--cacert")
+        .arg(dir.join("ca.pem"))
+        .arg("--dump-header")
+        .arg(&headers);
+        if let Some(stem) = cert {
+            cmd.arg("--cert")
+                .arg(dir.join(format!("{stem}.pem")))
+                .arg("--key")
+                .arg(dir.join(format!("{stem}.key")));
+        }
+        cmd.args(args);
+        if body.is_some() {
+            cmd.args(["--data-binary", "@-", "-H", "content-type: application/xml"]);
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("curl");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            if let Some(body) = body {
+                stdin.write_all(body).unwrap();
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        let header_text = std::fs::read_to_string(&headers).unwrap_or_default();
+        let _ = std::fs::remove_file(&headers);
+        let status = header_text
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok());
+        CurlOut {
+            status,
+            headers: header_text,
+            body: out.stdout,
+            ok: out.status.success(),
+        }
+    }
+
+    fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
+        headers.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    #[test]
+    fn curl_registers_fetches_and_deregisters_with_a_certificate_and_is_refused_without() {
+        assert!(
+            curl_available(),
+            "curl is required for this test (apt-get install -y curl; .ci/run installs it)"
+        );
+        let server = start_server();
+        let dir = server.dir.clone();
+        let url = |path: &str| format!("{}{path}", server.base);
+
+        // HSS pushes an intermediate key (its certificate; XML body from e2m-msg).
+        let int_key = E2mIntKey::from_array([0x5a; 32]);
+        let key_id = KeyId::from_u32(0xae47bf35);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let push = IntermediateKeyPush {
+            imsi: Imsi::new("001010123456789").unwrap(),
+            key_id: KeyIdSource::RandLsb32(key_id),
+            int_key: int_key.copy_secret(),
+            created: Timestamp::from_unix_seconds(now).unwrap(),
+        };
+        let out = curl(
+            &dir,
+            Some("hss"),
+            &[&url("/e2m/v1/intermediate-keys")],
+            Some(push.encode().as_bytes()),
+        );
+        assert_eq!(out.status, Some(204), "push: {}", out.headers);
+
+        // EMSE A registers: 201 + Location + session.
+        let registration = Registration {
+            emse_id: EmseId::new("emse-a").unwrap(),
+            callback: None,
+        };
+        let out = curl(
+            &dir,
+            Some("emse-emse-a"),
+            &[&url("/e2m/v1/sessions")],
+            Some(registration.encode().as_bytes()),
+        );
+        assert_eq!(out.status, Some(201), "register: {}", out.headers);
+        let result = RegistrationResult::decode(&out.body).unwrap();
+        let location = header(&out.headers, "location").unwrap();
+        assert_eq!(
+            location,
+            format!("/e2m/v1/sessions/{}", result.session_id.as_str())
+        );
+
+        // Key fetch: 200, no-store, and the key is e2m_key for emse-a (seed 6.x.2.3 step 6).
+        let target =
+            format!("{location}/keys?appIdentity=sensor-17%40iot.example.com&keyId={key_id}");
+        let out = curl(&dir, Some("emse-emse-a"), &[&url(&target)], None);
+        assert_eq!(out.status, Some(200), "fetch: {}", out.headers);
+        assert_eq!(header(&out.headers, "cache-control"), Some("no-store"));
+        let key = KeyResponse::decode(&out.body).unwrap();
+        let expected = E2mKeyDeriver::new(&int_key, E2mProfile::PROVISIONAL)
+            .unwrap()
+            .derive("emse-a")
+            .unwrap();
+        assert!(key.key == expected, "served key is not e2m_key for emse-a");
+        assert_eq!(key.key_id, key_id);
+
+        // Another EMSE cannot use emse-a's session (bound to the certificate identity).
+        let out = curl(&dir, Some("emse-emse-b"), &[&url(&target)], None);
+        assert_eq!(out.status, Some(403), "{}", out.headers);
+
+        // Without a client certificate: refused in the TLS handshake, no HTTP answer.
+        let out = curl(&dir, None, &[&url(&target)], None);
+        assert!(
+            !out.ok && out.status.is_none(),
+            "no-cert request got {:?}",
+            out.status
+        );
+
+        // Deregistration: 204; the session is gone afterwards.
+        let out = curl(
+            &dir,
+            Some("emse-emse-a"),
+            &["-X", "DELETE", &url(location)],
+            None,
+        );
+        assert_eq!(out.status, Some(204), "deregister: {}", out.headers);
+        let out = curl(&dir, Some("emse-emse-a"), &[&url(&target)], None);
+        assert_eq!(out.status, Some(404));
+        assert_eq!(
+            header(&out.headers, "content-type"),
+            Some("application/problem+xml")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The EMKS in-process: the whole REST binding through the client types, notifications to
+// an EMSE's endpoint, and no secret in any log line (captured at TRACE, including the
+// `log` records of rustls).
+
+mod in_process {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex, OnceLock};
+    use std::time::Duration;
+
+    use e2m::emks_http::client::{ClientError, EmksClient};
+    use e2m::emks_http::emks::{EmksServerOptions, start_emks};
+    use e2m::emks_http::notify::start_notification_endpoint;
+    use e2m::emks_http::server::Limits;
+    use e2m_emks::{Emks, EmksConfig};
+    use e2m_kdf::{E2mIntKey, E2mKeyDeriver, E2mProfile};
+    use e2m_keyid::{AppIdentity, Imsi, KeyId};
+    use e2m_keystore::IdentityMap;
+    use e2m_msg::{
+        EventSet, EventType, IntermediateKeyPush, KeyIdSource, KeyRequest, ProblemCause,
+        Subscription, Timestamp, UeRef,
+    };
+    use tokio::net::TcpListener;
+
+    use super::{TestPki, emse};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Every log line of this test binary from now on, at TRACE.
+    fn capture() -> &'static Capture {
+        static CAPTURE: OnceLock<Capture> = OnceLock::new();
+        CAPTURE.get_or_init(|| {
+            use tracing_subscriber::util::SubscriberInitExt;
+            let capture = Capture::default();
+            let writer = capture.clone();
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish()
+                .try_init()
+                .expect("install the capturing subscriber");
+            capture
+        })
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn base64(bytes: &[u8]) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
+                << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            }
+        }
+        out
+    }
+
+    fn now() -> Timestamp {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        Timestamp::from_unix_seconds(secs).unwrap()
+    }
+
+    fn random_key() -> [u8; 32] {
+        // Distinct per run, without a new dependency: hash the time and a counter.
+        use std::hash::{BuildHasher, Hasher};
+        let mut out = [0u8; 32];
+        for (i, chunk) in out.chunks_mut(8).enumerate() {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(i);
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_binding_end_to_end_and_no_secret_in_any_log_line() {
+        let capture = capture();
+        let pki = TestPki::new();
+        let app = AppIdentity::new("sensor-17@iot.example.com").unwrap();
+        let imsi = Imsi::new("001010123456789").unwrap();
+        let core = Arc::new(Emks::in_memory(EmksConfig::default()));
+        core.identities()
+            .provision(&emse("emse-a"), &app, &imsi)
+            .unwrap();
+        let server = start_emks(core, &pki.dir, EmksServerOptions::default())
+            .await
+            .unwrap();
+        let ca = pki.ca();
+        let hss = EmksClient::new(&server.base_url(), &pki.dir.hss().unwrap(), &ca).unwrap();
+        let a = EmksClient::new(&server.base_url(), &pki.emse("emse-a"), &ca).unwrap();
+        let b = EmksClient::new(&server.base_url(), &pki.emse("emse-b"), &ca).unwrap();
+
+        // EMSE A's notification endpoint; EMSE B's too (for the misdirected callback).
+        let mut a_notes = start_notification_endpoint(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            &pki.emse("emse-a"),
+            &ca,
+            Limits::default(),
+        )
+        .unwrap();
+        let mut b_notes = start_notification_endpoint(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            &pki.emse("emse-b"),
+            &ca,
+            Limits::default(),
+        )
+        .unwrap();
+
+        let k1 = random_key();
+        let id1 = KeyId::from_u32(0x0102_0304);
+        hss.push_intermediate_key(&IntermediateKeyPush {
+            imsi: imsi.clone(),
+            key_id: KeyIdSource::RandLsb32(id1),
+            int_key: E2mIntKey::from_array(k1),
+            created: now(),
+        })
+        .await
+        .unwrap();
+
+        // Only the HSS may push; only EMSEs may register.
+        let err = a
+            .push_intermediate_key(&IntermediateKeyPush {
+                imsi: imsi.clone(),
+                key_id: KeyIdSource::RandLsb32(id1),
+                int_key: E2mIntKey::from_array(k1),
+                created: now(),
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::WrongRole { .. }));
+        assert!(hss.register(None).await.is_err());
+
+        // Registration: own EMSE_Id; a different one is refused (issue 5 demo case).
+        let err = b.register_as(emse("emse-a"), None).await.unwrap_err();
+        assert_eq!(err.problem_cause(), Some(ProblemCause::EmseNotAuthorized));
+        let session = a.register(Some(a_notes.callback.clone())).await.unwrap();
+        let b_session = b.register(None).await.unwrap();
+
+        // Subscribe: A at its own endpoint; A again at B's endpoint (misdirected).
+        a.subscribe(&Subscription {
+            events: EventSet::single(EventType::KeyAvailable),
+            ue: Some(UeRef::AppIdentity(app.clone())),
+            callback: a_notes.callback.clone(),
+        })
+        .await
+        .unwrap();
+        a.subscribe(&Subscription {
+            events: EventSet::single(EventType::KeyAvailable),
+            ue: Some(UeRef::AppIdentity(app.clone())),
+            callback: b_notes.callback.clone(),
+        })
+        .await
+        .unwrap();
+
+        // Key fetch: e2m_key for emse-a.
+        let request = KeyRequest {
+            session_id: session.session_id,
+            ue: UeRef::AppIdentity(app.clone()),
+            key_id: id1,
+        };
+        let key = a.fetch_key(&request).await.unwrap();
+        let expected = E2mKeyDeriver::new(&E2mIntKey::from_array(k1), E2mProfile::PROVISIONAL)
+            .unwrap()
+            .derive("emse-a")
+            .unwrap();
+        assert!(key.key == expected);
+        // A key id not held: the UE must re-authenticate.
+        let err = a
+            .fetch_key(&KeyRequest {
+                key_id: KeyId::from_u32(7),
+                ..request.clone()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.problem_cause(), Some(ProblemCause::KeyNotAvailable));
+        // B with A's session: refused; B with its own session asking for A's UE: unknown.
+        assert_eq!(
+            b.fetch_key(&request).await.unwrap_err().problem_cause(),
+            Some(ProblemCause::EmseNotAuthorized)
+        );
+        assert_eq!(
+            b.fetch_key(&KeyRequest {
+                session_id: b_session.session_id,
+                ..request.clone()
+            })
+            .await
+            .unwrap_err()
+            .problem_cause(),
+            Some(ProblemCause::UeUnknown)
+        );
+
+        // Re-authentication: a new key → a key-available notification at A's endpoint only.
+        let k2 = random_key();
+        let id2 = KeyId::from_u32(0x0a0b_0c0d);
+        hss.push_intermediate_key(&IntermediateKeyPush {
+            imsi: imsi.clone(),
+            key_id: KeyIdSource::RandLsb32(id2),
+            int_key: E2mIntKey::from_array(k2),
+            created: now(),
+        })
+        .await
+        .unwrap();
+        let note = tokio::time::timeout(Duration::from_secs(10), a_notes.notifications.recv())
+            .await
+            .expect("no notification within 10 s")
+            .unwrap();
+        assert_eq!(note.notification.event, EventType::KeyAvailable);
+        assert_eq!(note.notification.key_id, id2);
+        assert_eq!(note.from.role(), e2m::pki::Role::Emks);
+        // The subscription pointing at B's endpoint fails in the TLS handshake (B's
+        // certificate does not name emse-a): B receives nothing.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), b_notes.notifications.recv())
+                .await
+                .is_err(),
+            "a notification for emse-a reached emse-b"
+        );
+        // The old key still works (race cases a/b), the new one too.
+        assert!(a.fetch_key(&request).await.is_ok());
+        let key2 = a
+            .fetch_key(&KeyRequest {
+                key_id: id2,
+                ..request.clone()
+            })
+            .await
+            .unwrap();
+
+        let session_text = session.session_id.as_str().to_owned();
+        a.deregister(session.session_id).await.unwrap();
+        assert_eq!(
+            a.fetch_key(&request).await.unwrap_err().problem_cause(),
+            Some(ProblemCause::UnknownSession)
+        );
+        server.shutdown().await;
+        a_notes.handle.shutdown().await;
+        b_notes.handle.shutdown().await;
+
+        // The logs: audit records are there; no key and no session id in any form.
+        let logs = capture.0.lock().unwrap().clone();
+        let text = String::from_utf8_lossy(&logs).to_string();
+        assert!(
+            text.contains("action=fetch-key"),
+            "no audit records captured"
+        );
+        assert!(text.contains("TRACE"), "not captured at TRACE");
+        let derived2 = key2.key.expose_secret().to_vec();
+        let secrets: Vec<(&str, Vec<u8>)> = vec![
+            ("e2m_int_key 1", k1.to_vec()),
+            ("e2m_int_key 2", k2.to_vec()),
+            ("e2m_key 1", expected.expose_secret().to_vec()),
+            ("e2m_key 2", derived2),
+        ];
+        for (name, secret) in &secrets {
+            for form in [hex(secret), hex(secret).to_uppercase(), base64(secret)] {
+                assert!(!text.contains(&form), "{name} found in the logs");
+            }
+            assert!(
+                !logs.windows(secret.len()).any(|w| w == secret.as_slice()),
+                "{name} (raw) found in the logs"
+            );
+        }
+        assert!(
+            !text.contains(&session_text),
+            "a session id found in the logs"
+        );
+        println!(
+            "captured {} log lines at TRACE; no key or session id in them",
+            text.lines().count()
+        );
+    }
+}

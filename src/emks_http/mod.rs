@@ -7,6 +7,7 @@
 //! - [`ratelimit`]: the per-peer request budget.
 
 pub mod client;
+pub mod emks;
 pub mod notify;
 pub mod ratelimit;
 pub mod respond;

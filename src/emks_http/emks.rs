@@ -1,0 +1,424 @@
+//! The EMKS over HTTPS: the REST binding of `e2m-msg` served by the hardened stack of
+//! [`super::server`], every decision taken by the sans-IO core `e2m-emks`.
+//!
+//! For each request: the route from [`e2m_msg::Route::parse`] (method + target, strict);
+//! the body decoded strictly (XML, `application/xml`); the core called with the peer from the
+//! **verified certificate** (never from the request) and `now`; the answer built as the
+//! binding says (201 + `Location`, 200 + `Cache-Control: no-store`, 204, or a problem); and
+//! the side effects carried out: audit records written to `tracing` (target `e2m::audit`,
+//! their `Display` form, which holds no key bytes and no session ids — the core guarantees
+//! it and the tests check it), notifications POSTed to the subscribers' callbacks.
+//!
+//! The core's calls are synchronous and short (a hash lookup and one HMAC-SHA-256 for a key
+//! fetch, around a microsecond), so they run inline on the async worker; a backend store
+//! that blocks on I/O would need `spawn_blocking` here.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use e2m_emks::{Action, Effects, Emks, OutboundNotification, Outcome, Peer, Timestamp, Verdict};
+use e2m_keyid::EmseId;
+use e2m_keystore::{IdentityMap, IntKeyStore, SessionRef, SessionStore, SubscriptionStore};
+use e2m_msg::rest::{self, Route, RouteError};
+use e2m_msg::{
+    IntermediateKeyPush, Notification, ProblemCause, Registration, Subscription, XmlMessage,
+};
+use hyper::header::{self, HeaderValue};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::client::{ClientOptions, Notifier};
+use super::respond;
+use super::server::{Handler, HttpResponse, Limits, Rejection, Request, ServerHandle, serve};
+use super::tls::{TlsSetupError, server_config};
+use crate::pki::{PeerIdentity, PkiDir, PkiError, Role};
+
+/// Notification deliveries in flight at once; beyond it, new ones are dropped (and
+/// logged): notifications are advisory, a key fetch always tells the truth.
+pub const MAX_DELIVERIES_IN_FLIGHT: usize = 256;
+
+/// The core's view of a verified certificate identity.
+pub fn core_peer(identity: &PeerIdentity) -> Peer {
+    match identity {
+        PeerIdentity::Emse(id) => Peer::emse(id.clone()),
+        PeerIdentity::Hss(name) => Peer::hss(name.as_str()),
+        PeerIdentity::Emks(name) => Peer::Other(name.as_str().into()),
+    }
+}
+
+/// Which EMSE owns each session, learnt from the core's audit records (registrations and
+/// session ends), so that a notification for a session is sent only to a server whose
+/// certificate names that EMSE.
+#[derive(Debug, Default)]
+struct SessionOwners(Mutex<HashMap<SessionRef, EmseId>>);
+
+impl SessionOwners {
+    fn learn(&self, effects: &Effects) {
+        let mut owners = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for record in &effects.audit {
+            let (Some(session), Verdict::Granted) = (record.session, record.verdict) else {
+                continue;
+            };
+            match (record.action, &record.peer) {
+                (Action::Register | Action::Subscribe, Some(Peer::Emse(emse))) => {
+                    owners.insert(session, EmseId::clone(emse));
+                }
+                (Action::Deregister | Action::SessionExpired, _) => {
+                    owners.remove(&session);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn owner(&self, session: SessionRef) -> Option<EmseId> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&session)
+            .cloned()
+    }
+}
+
+/// Carries out a decision's side effects: audit records to `tracing`, notifications to
+/// their callbacks (in background tasks, bounded).
+#[derive(Debug)]
+struct EffectRunner {
+    notifier: Option<Arc<Notifier>>,
+    owners: SessionOwners,
+    deliveries: Arc<Semaphore>,
+}
+
+impl EffectRunner {
+    fn run(&self, effects: Effects) {
+        self.owners.learn(&effects);
+        for record in &effects.audit {
+            // The record's Display form holds no key bytes and no session ids (it names a
+            // session by its non-secret reference).
+            tracing::info!(target: "e2m::audit", "{record}");
+        }
+        for outbound in effects.notifications {
+            self.deliver(outbound);
+        }
+    }
+
+    fn deliver(&self, outbound: OutboundNotification) {
+        let Some(notifier) = self.notifier.clone() else {
+            return;
+        };
+        let Some(emse) = self.owners.owner(outbound.session) else {
+            tracing::warn!(session = %outbound.session, "notification for a session with no known owner dropped");
+            return;
+        };
+        let Ok(permit) = self.deliveries.clone().try_acquire_owned() else {
+            tracing::warn!(%emse, "too many notifications in flight; one dropped");
+            return;
+        };
+        tokio::spawn(async move {
+            let _permit = permit;
+            let event = outbound.notification.event;
+            match notifier
+                .notify(&emse, &outbound.callback, &outbound.notification)
+                .await
+            {
+                Ok(()) => tracing::debug!(%emse, %event, "notification delivered"),
+                Err(error) => tracing::warn!(%emse, %event, %error, "notification not delivered"),
+            }
+        });
+    }
+}
+
+/// The EMKS's request handler: routes, decodes, asks the core, answers, runs effects.
+pub struct EmksService<K, M, S, B> {
+    core: Arc<Emks<K, M, S, B>>,
+    effects: EffectRunner,
+}
+
+impl<K, M, S, B> std::fmt::Debug for EmksService<K, M, S, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmksService").finish_non_exhaustive()
+    }
+}
+
+impl<K, M, S, B> EmksService<K, M, S, B>
+where
+    K: IntKeyStore + 'static,
+    M: IdentityMap + 'static,
+    S: SessionStore + 'static,
+    B: SubscriptionStore + 'static,
+{
+    /// A service over `core`; notifications go out through `notifier` (none: not sent).
+    pub fn new(core: Arc<Emks<K, M, S, B>>, notifier: Option<Arc<Notifier>>) -> Self {
+        EmksService {
+            core,
+            effects: EffectRunner {
+                notifier,
+                owners: SessionOwners::default(),
+                deliveries: Arc::new(Semaphore::new(MAX_DELIVERIES_IN_FLIGHT)),
+            },
+        }
+    }
+
+    /// The core.
+    pub fn core(&self) -> &Arc<Emks<K, M, S, B>> {
+        &self.core
+    }
+
+    /// Runs the core's expiry sweep at `now` and carries out its effects.
+    pub fn expire(&self, now: Timestamp) {
+        let effects = self.core.expire(now);
+        self.effects.run(effects);
+    }
+
+    fn finish<T>(&self, outcome: Outcome<T>, ok: impl FnOnce(T) -> HttpResponse) -> HttpResponse {
+        let Outcome { result, effects } = outcome;
+        self.effects.run(effects);
+        match result {
+            Ok(value) => ok(value),
+            Err(problem) => respond::problem(&problem),
+        }
+    }
+
+    fn dispatch(&self, request: &Request) -> HttpResponse {
+        let peer = core_peer(&request.peer);
+        let now = Timestamp::now_from_system_clock();
+        let target = request
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("");
+        let route = match Route::parse(request.method.as_str(), target) {
+            Ok(route) => route,
+            Err(error) => return route_problem(error),
+        };
+        let has_body = !request.body.is_empty();
+        match route {
+            Route::Register => match decode::<Registration>(request) {
+                Ok(registration) => {
+                    self.finish(self.core.register(&peer, &registration, now), |result| {
+                        let mut response = respond::message(201, &result, false);
+                        set_location(&mut response, &rest::session_path(&result.session_id));
+                        response
+                    })
+                }
+                Err(cause) => respond::cause(cause),
+            },
+            Route::FetchKey(key_request) if !has_body => self
+                .finish(self.core.fetch_key(&peer, &key_request, now), |key| {
+                    respond::message(200, &key, true)
+                }),
+            Route::Deregister(deregistration) if !has_body => self
+                .finish(self.core.deregister(&peer, &deregistration, now), |()| {
+                    respond::empty(204)
+                }),
+            Route::Subscribe => match decode::<Subscription>(request) {
+                Ok(subscription) => {
+                    self.finish(self.core.subscribe(&peer, &subscription, now), |result| {
+                        let mut response = respond::message(201, &result, false);
+                        set_location(
+                            &mut response,
+                            &rest::subscription_path(&result.subscription_id),
+                        );
+                        response
+                    })
+                }
+                Err(cause) => respond::cause(cause),
+            },
+            Route::Unsubscribe(id) if !has_body => self
+                .finish(self.core.unsubscribe(&peer, &id, now), |()| {
+                    respond::empty(204)
+                }),
+            Route::Notify => match decode::<Notification>(request) {
+                Ok(notification) => self
+                    .finish(self.core.notify(&peer, &notification, now), |()| {
+                        respond::empty(204)
+                    }),
+                Err(cause) => respond::cause(cause),
+            },
+            Route::PushIntermediateKey => match decode::<IntermediateKeyPush>(request) {
+                Ok(push) => self.finish(self.core.push_intermediate_key(&peer, push, now), |()| {
+                    respond::empty(204)
+                }),
+                Err(cause) => respond::cause(cause),
+            },
+            // GET and DELETE carry everything in the target: a body is a malformed request.
+            Route::FetchKey(_) | Route::Deregister(_) | Route::Unsubscribe(_) => {
+                respond::cause(ProblemCause::Malformed)
+            }
+        }
+    }
+}
+
+fn set_location(response: &mut HttpResponse, path: &str) {
+    if let Ok(value) = HeaderValue::from_str(path) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+}
+
+fn route_problem(error: RouteError) -> HttpResponse {
+    let mut response = respond::cause(error.cause());
+    if let RouteError::MethodNotAllowed { allow } = error {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    response
+}
+
+/// Checks the media type and strictly decodes the body.
+fn decode<M: XmlMessage>(request: &Request) -> Result<M, ProblemCause> {
+    if !respond::is_xml(&request.headers) {
+        return Err(ProblemCause::UnsupportedMediaType);
+    }
+    M::decode(&request.body).map_err(|_| ProblemCause::Malformed)
+}
+
+impl<K, M, S, B> Handler for EmksService<K, M, S, B>
+where
+    K: IntKeyStore + 'static,
+    M: IdentityMap + 'static,
+    S: SessionStore + 'static,
+    B: SubscriptionStore + 'static,
+{
+    async fn handle(&self, request: Request) -> HttpResponse {
+        self.dispatch(&request)
+    }
+
+    fn reject(&self, rejection: Rejection) -> HttpResponse {
+        respond::rejection(rejection)
+    }
+}
+
+/// Why the EMKS server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Certificates could not be loaded.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    /// Socket.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How the EMKS server runs.
+#[derive(Clone, Debug)]
+pub struct EmksServerOptions {
+    /// Where to listen (`127.0.0.1:0` for an ephemeral port).
+    pub listen: SocketAddr,
+    /// Transport bounds (body cap, timeouts, rate limit, connections).
+    pub limits: Limits,
+    /// How often the core's expiry sweep runs.
+    pub expire_every: Duration,
+    /// Send notifications to subscribers (needs the EMKS certificate's `clientAuth`).
+    pub notifications: bool,
+}
+
+impl Default for EmksServerOptions {
+    fn default() -> Self {
+        EmksServerOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            limits: Limits::default(),
+            expire_every: Duration::from_secs(30),
+            notifications: true,
+        }
+    }
+}
+
+/// A running EMKS: its address, its core, and the way to stop it.
+pub struct EmksServer<K, M, S, B> {
+    handle: ServerHandle,
+    service: Arc<EmksService<K, M, S, B>>,
+    sweeper: JoinHandle<()>,
+}
+
+impl<K, M, S, B> std::fmt::Debug for EmksServer<K, M, S, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmksServer")
+            .field("addr", &self.handle.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, M, S, B> EmksServer<K, M, S, B>
+where
+    K: IntKeyStore + 'static,
+    M: IdentityMap + 'static,
+    S: SessionStore + 'static,
+    B: SubscriptionStore + 'static,
+{
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    /// The base URL for [`super::client::EmksClient::new`]: `https://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("https://{}", self.handle.local_addr())
+    }
+
+    /// The core (e.g. to provision the identity map).
+    pub fn core(&self) -> &Arc<Emks<K, M, S, B>> {
+        self.service.core()
+    }
+
+    /// Stops the server (graceful, bounded by the limits' shutdown grace).
+    pub async fn shutdown(self) {
+        self.sweeper.abort();
+        self.handle.shutdown().await;
+    }
+}
+
+/// Starts the EMKS on `options.listen` with the EMKS credentials and CA of `pki`, over
+/// `core`. Client certificates must chain to the CA and have the EMSE or HSS role.
+///
+/// # Errors
+/// [`StartError`] if certificates, TLS or the socket fail.
+pub async fn start_emks<K, M, S, B>(
+    core: Arc<Emks<K, M, S, B>>,
+    pki: &PkiDir,
+    options: EmksServerOptions,
+) -> Result<EmksServer<K, M, S, B>, StartError>
+where
+    K: IntKeyStore + 'static,
+    M: IdentityMap + 'static,
+    S: SessionStore + 'static,
+    B: SubscriptionStore + 'static,
+{
+    let credentials = pki.emks()?;
+    let ca = pki.ca_certificates()?;
+    let tls = server_config(&credentials, &ca, &[Role::Emse, Role::Hss])?;
+    let notifier = options
+        .notifications
+        .then(|| Arc::new(Notifier::new(credentials, ca, ClientOptions::default())));
+    let service = Arc::new(EmksService::new(core, notifier));
+    let listener = TcpListener::bind(options.listen).await?;
+    let handle = serve(listener, tls, options.limits, service.clone())?;
+    let sweeper = {
+        let service = service.clone();
+        let every = options.expire_every.max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                service.expire(Timestamp::now_from_system_clock());
+            }
+        })
+    };
+    tracing::info!(addr = %handle.local_addr(), "EMKS listening (HTTPS, mutual TLS)");
+    Ok(EmksServer {
+        handle,
+        service,
+        sweeper,
+    })
+}
