@@ -5,6 +5,13 @@
 //! Every wait is bounded; every address is 127.0.0.1. The OpenSSL tests fail (they do not
 //! skip) when `openssl` is missing, because CI installs it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking, with a message"
+)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
