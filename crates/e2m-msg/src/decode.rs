@@ -1,4 +1,4 @@
-//! The strict decoder, on `quick_xml::NsReader` events.
+//! The strict decoder, on `quick_xml::Reader` events.
 //!
 //! quick-xml's serde layer accepts a wrong root name, ignores namespaces and trailing
 //! content, accepts an unused DOCTYPE, keeps white space around values and merges text split
@@ -25,9 +25,8 @@ use std::borrow::Cow;
 
 use e2m_kdf::{E2mIntKey, E2mKey};
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
-use quick_xml::NsReader;
+use quick_xml::Reader;
 use quick_xml::events::{BytesRef, BytesStart, Event};
-use quick_xml::name::ResolveResult;
 
 use crate::message::{
     IntermediateKeyPush, KeyResponse, Notification, Registration, RegistrationResult, Subscription,
@@ -62,19 +61,27 @@ fn precheck(document: &[u8]) -> Result<&str, DecodeError> {
         offset: bom + e.valid_up_to(),
     })?;
     // XML 1.0 §2.2 Char: no C0 control but tab, LF, CR; no U+FFFE, U+FFFF (EF BF BE/BF).
-    // Surrogates cannot occur in valid UTF-8.
+    // Surrogates cannot occur in valid UTF-8. First a branch-free pass over every octet
+    // (which the compiler vectorizes), then, only if it flags something, the exact check.
     let bytes = text.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        let bad = match b {
-            0x09 | 0x0A | 0x0D => false,
-            0x00..=0x1F => true,
-            0xEF => {
-                bytes.get(i + 1) == Some(&0xBF) && matches!(bytes.get(i + 2), Some(0xBE | 0xBF))
+    let suspicious = bytes.iter().fold(false, |acc, &b| {
+        // Non-short-circuit `&`: plain byte compares, no branches.
+        let control = (b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r');
+        acc | control | (b == 0xEF)
+    });
+    if suspicious {
+        for (i, &b) in bytes.iter().enumerate() {
+            let bad = match b {
+                0x09 | 0x0A | 0x0D => false,
+                0x00..=0x1F => true,
+                0xEF => {
+                    bytes.get(i + 1) == Some(&0xBF) && matches!(bytes.get(i + 2), Some(0xBE | 0xBF))
+                }
+                _ => false,
+            };
+            if bad {
+                return Err(DecodeError::ForbiddenCharacter { offset: bom + i });
             }
-            _ => false,
-        };
-        if bad {
-            return Err(DecodeError::ForbiddenCharacter { offset: bom + i });
         }
     }
     Ok(text)
@@ -91,11 +98,116 @@ fn is_xml_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
+/// The most namespace declarations in scope at once. e2m documents need one; a few more are
+/// tolerated for generic serializers, and the bound keeps resolution allocation-free.
+const MAX_BINDINGS: usize = 8;
+
+/// One namespace declaration in scope.
+#[derive(Clone, Copy)]
+struct Binding {
+    /// Depth of the element that declared it.
+    depth: usize,
+    /// The prefix (a range of `Scope::prefixes`), or `None` for the default namespace.
+    prefix: Option<(usize, usize)>,
+    /// Whether it names the expected namespace (`false` also for `xmlns=""`).
+    ours: bool,
+}
+
+/// Namespace declarations in scope (Namespaces in XML 1.0 §5), resolved against the one
+/// namespace the decoder expects.
+struct Scope {
+    bindings: [Binding; MAX_BINDINGS],
+    len: usize,
+    /// The declared prefixes, concatenated (allocated only if a prefix is declared).
+    prefixes: String,
+}
+
+impl Scope {
+    fn new() -> Self {
+        Scope {
+            bindings: [Binding {
+                depth: 0,
+                prefix: None,
+                ours: false,
+            }; MAX_BINDINGS],
+            len: 0,
+            prefixes: String::new(),
+        }
+    }
+
+    fn declare(
+        &mut self,
+        depth: usize,
+        prefix: Option<&str>,
+        ours: bool,
+    ) -> Result<(), DecodeError> {
+        // The same prefix twice on one element is a duplicate attribute.
+        for b in &self.bindings[..self.len] {
+            if b.depth == depth && self.prefix_of(b) == prefix {
+                return Err(DecodeError::Syntax { offset: 0 });
+            }
+        }
+        if self.len == MAX_BINDINGS {
+            return Err(DecodeError::Namespace);
+        }
+        let prefix = prefix.map(|p| {
+            let start = self.prefixes.len();
+            self.prefixes.push_str(p);
+            (start, self.prefixes.len())
+        });
+        self.bindings[self.len] = Binding {
+            depth,
+            prefix,
+            ours,
+        };
+        self.len += 1;
+        Ok(())
+    }
+
+    fn prefix_of(&self, b: &Binding) -> Option<&str> {
+        b.prefix.map(|(start, end)| &self.prefixes[start..end])
+    }
+
+    /// Whether an element with this prefix is in the expected namespace.
+    fn resolve(&self, prefix: Option<&str>) -> Result<bool, DecodeError> {
+        for b in self.bindings[..self.len].iter().rev() {
+            if self.prefix_of(b) == prefix {
+                return Ok(b.ours);
+            }
+        }
+        match prefix {
+            // No default namespace declared: the element is in no namespace.
+            None => Ok(false),
+            Some(_) => Err(DecodeError::Namespace),
+        }
+    }
+
+    /// Drops the declarations of the element at `depth`, which just ended.
+    fn leave(&mut self, depth: usize) {
+        while self.len > 0 && self.bindings[self.len - 1].depth >= depth {
+            self.len -= 1;
+            if let Some((start, _)) = self.bindings[self.len].prefix {
+                self.prefixes.truncate(start);
+            }
+        }
+    }
+}
+
+/// What [`Parser::enter`] found out about a start tag.
+struct Entered<'s> {
+    ours: bool,
+    local: &'s str,
+    other_attributes: bool,
+}
+
 /// One document being decoded.
 pub(crate) struct Parser<'a> {
-    reader: NsReader<&'a [u8]>,
+    reader: Reader<&'a [u8]>,
+    scope: Scope,
     namespace: &'static str,
     root: &'static str,
+    /// Depth of the innermost open element (root = 1).
+    depth: usize,
     max_depth: usize,
 }
 
@@ -108,7 +220,7 @@ impl<'a> Parser<'a> {
         max_depth: usize,
     ) -> Result<Self, DecodeError> {
         let text = precheck(document)?;
-        let mut reader = NsReader::from_str(text);
+        let mut reader = Reader::from_str(text);
         let config = reader.config_mut();
         config.expand_empty_elements = true;
         config.check_end_names = true;
@@ -116,8 +228,10 @@ impl<'a> Parser<'a> {
         config.trim_text(false);
         let mut parser = Parser {
             reader,
+            scope: Scope::new(),
             namespace,
             root,
+            depth: 0,
             max_depth,
         };
         let mut first = true;
@@ -125,17 +239,28 @@ impl<'a> Parser<'a> {
             let event = parser.next()?;
             match event {
                 Event::Decl(_) => {
-                    // The declaration must open the document (XML 1.0 §2.8).
-                    let len = decl_len(text);
-                    if !first || parser.reader.buffer_position() as usize != len {
+                    // The declaration must open the document (XML 1.0 §2.8): it is the first
+                    // event and spans everything read so far.
+                    let end = parser.position();
+                    let raw = text.get(..end).ok_or(DecodeError::BadDeclaration)?;
+                    if !first || !raw.starts_with("<?xml") {
                         return Err(DecodeError::BadDeclaration);
                     }
-                    check_declaration(&text[..len])?;
+                    check_declaration(raw)?;
                 }
                 Event::Text(t) if t.bytes().all(is_xml_space) => {}
                 Event::Comment(_) => {}
                 Event::Start(start) => {
-                    parser.check_start(&start, root)?;
+                    let entered = parser.enter(&start)?;
+                    if entered.local != root {
+                        return Err(DecodeError::WrongRoot { expected: root });
+                    }
+                    if !entered.ours {
+                        return Err(DecodeError::WrongNamespace);
+                    }
+                    if entered.other_attributes {
+                        return Err(DecodeError::UnexpectedAttribute { element: root });
+                    }
                     return Ok(parser);
                 }
                 Event::Eof => return Err(DecodeError::NoRoot),
@@ -147,16 +272,17 @@ impl<'a> Parser<'a> {
 
     /// The next raw event, with quick-xml's errors mapped.
     fn next(&mut self) -> Result<Event<'a>, DecodeError> {
-        self.reader.read_event().map_err(|e| self.map_error(&e))
+        self.reader.read_event().map_err(|_| self.syntax_error())
     }
 
-    fn map_error(&self, error: &quick_xml::Error) -> DecodeError {
-        match error {
-            quick_xml::Error::Namespace(_) => DecodeError::Namespace,
-            _ => DecodeError::Syntax {
-                offset: usize::try_from(self.reader.error_position()).unwrap_or(usize::MAX),
-            },
+    fn syntax_error(&self) -> DecodeError {
+        DecodeError::Syntax {
+            offset: usize::try_from(self.reader.error_position()).unwrap_or(usize::MAX),
         }
+    }
+
+    fn position(&self) -> usize {
+        usize::try_from(self.reader.buffer_position()).unwrap_or(usize::MAX)
     }
 
     /// The error for an event that has no place where it occurred.
@@ -169,31 +295,87 @@ impl<'a> Parser<'a> {
             Event::GeneralRef(r) if !is_predefined_or_char_ref(&r) => DecodeError::UndefinedEntity,
             Event::GeneralRef(_) | Event::Text(_) => DecodeError::UnexpectedText { element },
             _ => DecodeError::Syntax {
-                offset: usize::try_from(self.reader.buffer_position()).unwrap_or(usize::MAX),
+                offset: self.position(),
             },
         }
     }
 
-    /// Namespace, name and attributes of a start tag.
-    fn check_start(
-        &self,
-        start: &BytesStart<'a>,
-        expected: &'static str,
-    ) -> Result<(), DecodeError> {
-        let (ns, local) = self.reader.resolver().resolve_element(start.name());
-        if local.as_ref() != expected {
-            return Err(DecodeError::WrongRoot { expected });
+    /// Opens an element: checks depth, takes its namespace declarations, and resolves its
+    /// name. Returns whether it is in the expected namespace, its local name, and whether it
+    /// carries attributes other than namespace declarations (which e2m messages refuse and
+    /// problem extensions may have).
+    fn enter<'s>(&mut self, start: &'s BytesStart<'a>) -> Result<Entered<'s>, DecodeError> {
+        if self.depth >= self.max_depth {
+            return Err(DecodeError::TooDeep {
+                max: self.max_depth,
+            });
         }
-        self.check_namespace(ns)?;
-        check_attributes(start, expected)
+        self.depth += 1;
+        let mut other_attributes = false;
+        // Duplicate namespace declarations are caught by `Scope::declare`; other attributes
+        // are refused or ignored, so quick-xml's duplicate check (which allocates) is off.
+        let mut attributes = start.attributes();
+        attributes.with_checks(false);
+        for attribute in attributes {
+            let attribute = attribute.map_err(|_| DecodeError::Syntax {
+                offset: self.position(),
+            })?;
+            let value: Cow<'_, str> = if attribute.value.as_bytes().contains(&b'&') {
+                quick_xml::escape::unescape(&attribute.value)
+                    .map_err(|_| DecodeError::UndefinedEntity)?
+                    .into_owned()
+                    .into()
+            } else {
+                attribute.value
+            };
+            let key = attribute.key.as_ref();
+            let prefix = match key.strip_prefix("xmlns") {
+                Some("") => None,
+                Some(rest) if rest.starts_with(':') => Some(&rest[1..]),
+                _ => {
+                    other_attributes = true;
+                    continue;
+                }
+            };
+            if let Some(p) = prefix {
+                // Namespaces in XML 1.0 §3: no empty prefix, no undeclaring a prefix
+                // (`xmlns:p=""`), and the reserved prefixes are not to be (re)declared
+                // (binding `xml` to its own name is legal but pointless, so refused too).
+                if p.is_empty() || p.contains(':') || value.is_empty() || p == "xml" || p == "xmlns"
+                {
+                    return Err(DecodeError::Namespace);
+                }
+            }
+            let ours = value == self.namespace;
+            self.scope.declare(self.depth, prefix, ours)?;
+        }
+        let name = start.name().into_inner();
+        // Byte search: names are short, and this runs for every element.
+        let (prefix, local) = match name.as_bytes().iter().position(|&b| b == b':') {
+            Some(colon) => {
+                let (p, l) = (&name[..colon], &name[colon + 1..]);
+                if p.is_empty() || l.is_empty() || l.as_bytes().contains(&b':') || p == "xmlns" {
+                    return Err(DecodeError::Namespace);
+                }
+                (Some(p), l)
+            }
+            None => (None, name),
+        };
+        let ours = match prefix {
+            Some("xml") => false,
+            _ => self.scope.resolve(prefix)?,
+        };
+        Ok(Entered {
+            ours,
+            local,
+            other_attributes,
+        })
     }
 
-    fn check_namespace(&self, ns: ResolveResult<'_>) -> Result<(), DecodeError> {
-        match ns {
-            ResolveResult::Bound(n) if n.as_ref() == self.namespace => Ok(()),
-            ResolveResult::Unknown(_) => Err(DecodeError::Namespace),
-            _ => Err(DecodeError::WrongNamespace),
-        }
+    /// Closes the innermost element.
+    fn leave(&mut self) {
+        self.scope.leave(self.depth);
+        self.depth = self.depth.saturating_sub(1);
     }
 
     /// Reads up to the next child start tag of the root (returning the index of its name in
@@ -206,30 +388,24 @@ impl<'a> Parser<'a> {
                 Event::Text(_) => return Err(DecodeError::UnexpectedText { element: self.root }),
                 Event::Comment(_) => {}
                 Event::Start(start) => {
-                    if self.max_depth < 2 {
-                        return Err(DecodeError::TooDeep {
-                            max: self.max_depth,
-                        });
-                    }
-                    let (ns, local) = self.reader.resolver().resolve_element(start.name());
-                    let index = names.iter().position(|n| *n == local.as_ref());
-                    match ns {
-                        ResolveResult::Bound(n) if n.as_ref() == self.namespace => {}
-                        ResolveResult::Unknown(_) => return Err(DecodeError::Namespace),
-                        _ => return Err(DecodeError::UnknownElement { parent: self.root }),
-                    }
-                    let index = index.ok_or(DecodeError::UnknownElement { parent: self.root })?;
-                    check_attributes(&start, names[index])?;
-                    return Ok(Some(index));
+                    let entered = self.enter(&start)?;
+                    let index = names.iter().position(|n| *n == entered.local);
+                    return match (entered.ours, index) {
+                        (true, Some(i)) if entered.other_attributes => {
+                            Err(DecodeError::UnexpectedAttribute { element: names[i] })
+                        }
+                        (true, Some(i)) => Ok(Some(i)),
+                        _ => Err(DecodeError::UnknownElement { parent: self.root }),
+                    };
                 }
                 Event::End(_) => {
+                    self.leave();
                     self.epilog()?;
                     return Ok(None);
                 }
                 Event::Eof => {
                     return Err(DecodeError::Syntax {
-                        offset: usize::try_from(self.reader.buffer_position())
-                            .unwrap_or(usize::MAX),
+                        offset: self.position(),
                     });
                 }
                 other => return Err(self.refuse(other, self.root)),
@@ -264,10 +440,13 @@ impl<'a> Parser<'a> {
                     let c = self.resolve_reference(&r)?;
                     value.to_mut().push(c);
                 }
-                Event::End(_) => return Ok(value),
+                Event::End(_) => {
+                    self.leave();
+                    return Ok(value);
+                }
                 Event::Comment(_) => return Err(DecodeError::SplitValue { element }),
                 Event::Start(_) => {
-                    if self.max_depth <= 2 {
+                    if self.depth >= self.max_depth {
                         return Err(DecodeError::TooDeep {
                             max: self.max_depth,
                         });
@@ -276,8 +455,7 @@ impl<'a> Parser<'a> {
                 }
                 Event::Eof => {
                     return Err(DecodeError::Syntax {
-                        offset: usize::try_from(self.reader.buffer_position())
-                            .unwrap_or(usize::MAX),
+                        offset: self.position(),
                     });
                 }
                 other => return Err(self.refuse(other, element)),
@@ -305,8 +483,7 @@ impl<'a> Parser<'a> {
                 Ok(Some(c)) => c,
                 _ => {
                     return Err(DecodeError::Syntax {
-                        offset: usize::try_from(self.reader.buffer_position())
-                            .unwrap_or(usize::MAX),
+                        offset: self.position(),
                     });
                 }
             },
@@ -314,7 +491,7 @@ impl<'a> Parser<'a> {
         };
         if !is_xml_char(c) {
             return Err(DecodeError::ForbiddenCharacter {
-                offset: usize::try_from(self.reader.buffer_position()).unwrap_or(usize::MAX),
+                offset: self.position(),
             });
         }
         Ok(c)
@@ -334,26 +511,20 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Skips an unknown element (problem extensions), bounded by the depth limit. `depth` is
-    /// the depth of the element whose start tag was just read.
-    fn skip(&mut self, depth: usize) -> Result<(), DecodeError> {
-        let mut depth = depth;
-        let base = depth;
+    /// Skips the element just entered (an unknown problem extension) with all its content,
+    /// bounded by the depth limit; namespaces inside it must still be well-formed.
+    fn skip(&mut self) -> Result<(), DecodeError> {
+        let base = self.depth;
         loop {
             match self.next()? {
-                Event::Start(_) => {
-                    depth += 1;
-                    if depth > self.max_depth {
-                        return Err(DecodeError::TooDeep {
-                            max: self.max_depth,
-                        });
-                    }
+                Event::Start(start) => {
+                    self.enter(&start)?;
                 }
                 Event::End(_) => {
-                    if depth == base {
+                    self.leave();
+                    if self.depth < base {
                         return Ok(());
                     }
-                    depth -= 1;
                 }
                 Event::Text(_) | Event::Comment(_) => {}
                 Event::GeneralRef(r) => {
@@ -361,23 +532,12 @@ impl<'a> Parser<'a> {
                 }
                 Event::Eof => {
                     return Err(DecodeError::Syntax {
-                        offset: usize::try_from(self.reader.buffer_position())
-                            .unwrap_or(usize::MAX),
+                        offset: self.position(),
                     });
                 }
                 other => return Err(self.refuse(other, self.root)),
             }
         }
-    }
-}
-
-/// The length of the XML declaration at the start of `text`, so that a declaration after
-/// leading white space is refused (it must be the first thing in the document).
-fn decl_len(text: &str) -> usize {
-    if text.starts_with("<?xml") {
-        text.find("?>").map_or(usize::MAX, |end| end + 2)
-    } else {
-        usize::MAX
     }
 }
 
@@ -440,24 +600,6 @@ fn check_declaration(raw: &str) -> Result<(), DecodeError> {
         }
         first = false;
     }
-}
-
-/// Only namespace declarations: the schema has no attributes.
-fn check_attributes(start: &BytesStart<'_>, element: &'static str) -> Result<(), DecodeError> {
-    for attribute in start.attributes() {
-        let attribute = attribute.map_err(|_| DecodeError::Syntax { offset: 0 })?;
-        let key = attribute.key.as_ref();
-        if key.starts_with("xmlns:") {
-            // Namespaces in XML 1.0 §3 (NSC: No Prefix Undeclaring): a prefix cannot be
-            // bound to the empty name (quick-xml allows it, as XML 1.1 would).
-            if attribute.value.is_empty() {
-                return Err(DecodeError::Namespace);
-            }
-        } else if key != "xmlns" {
-            return Err(DecodeError::UnexpectedAttribute { element });
-        }
-    }
-    Ok(())
 }
 
 fn is_predefined_or_char_ref(r: &BytesRef<'_>) -> bool {
@@ -780,31 +922,33 @@ pub(crate) fn problem(document: &[u8]) -> Result<Problem, DecodeError> {
             Event::Text(_) => return Err(DecodeError::UnexpectedText { element: "problem" }),
             Event::Comment(_) => continue,
             Event::End(_) => {
+                p.leave();
                 p.epilog()?;
                 break;
             }
             Event::Start(start) => start,
             Event::Eof => {
                 return Err(DecodeError::Syntax {
-                    offset: usize::try_from(p.reader.buffer_position()).unwrap_or(usize::MAX),
+                    offset: p.position(),
                 });
             }
             other => return Err(p.refuse(other, "problem")),
         };
-        let (ns, local) = p.reader.resolver().resolve_element(start.name());
-        let known = match ns {
-            ResolveResult::Bound(n) if n.as_ref() == PROBLEM_NAMESPACE => {
-                PROBLEM.iter().position(|name| *name == local.as_ref())
-            }
-            ResolveResult::Unknown(_) => return Err(DecodeError::Namespace),
-            _ => None,
+        let entered = p.enter(&start)?;
+        let known = if entered.ours {
+            PROBLEM.iter().position(|name| *name == entered.local)
+        } else {
+            None
         };
         let Some(i) = known else {
-            p.skip(2)?;
+            // An extension member (RFC 9457 §3.2: ignore what is not recognised).
+            p.skip()?;
             continue;
         };
         let element = PROBLEM[i];
-        check_attributes(&start, element)?;
+        if entered.other_attributes {
+            return Err(DecodeError::UnexpectedAttribute { element });
+        }
         if seen & (1 << i) != 0 {
             return Err(DecodeError::DuplicateElement { element });
         }
