@@ -57,7 +57,9 @@ pub enum DecodeError {
     /// other than UTF-8.
     #[error("bad or misplaced XML declaration")]
     BadDeclaration,
-    /// A namespace prefix that is not bound, or a binding XML forbids.
+    /// A namespace prefix that is not bound, a binding Namespaces in XML 1.0 forbids (an
+    /// empty prefix or name, a reserved prefix), or more than 8 declarations in scope (e2m
+    /// needs one; the bound keeps resolution allocation-free).
     #[error("namespace prefix not bound or badly bound")]
     Namespace,
     /// No root element.
