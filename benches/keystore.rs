@@ -133,7 +133,11 @@ fn fill() -> Fixture {
         fill_time
     );
     println!("(goal: <= 256 B/UE; counted = bytes requested from the allocator)");
-    println!("load average during the run: {}\n", load_average());
+    println!(
+        "load average during the run: {}; transparent huge pages in use: {} kB\n",
+        load_average(),
+        huge_pages_kb()
+    );
     Fixture {
         imsis,
         ours,
@@ -164,6 +168,19 @@ fn cpu_iters<T>(iters: u64, mut op: impl FnMut() -> T) -> Duration {
         black_box(op());
     }
     cpu_now().saturating_sub(start)
+}
+
+/// `AnonHugePages` of this process: non-zero when malloc got transparent huge pages (run
+/// with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` on a system where THP is `madvise`).
+fn huge_pages_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("AnonHugePages:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
 }
 
 fn load_average() -> String {
@@ -249,7 +266,39 @@ fn main() {
     g.bench_function("baseline std+SipHash", |b| {
         b.iter_custom(|iters| cpu_iters(iters, || naive_lookup(&f, &mut rng)))
     });
+
+    // The floor: one random 8-octet read in a 256 MiB array (as large as the store), the
+    // memory latency every lookup at this size pays at least once.
+    let floor: Vec<u64> = (0..(32u64 << 20)).collect();
+    let mut rng = Rng(7);
+    g.bench_function("floor: one random read in 256 MiB", |b| {
+        b.iter_custom(|iters| {
+            cpu_iters(iters, || {
+                let i = (u64::from(rng.next()) << 8 ^ u64::from(rng.next())) as usize;
+                floor[i % floor.len()]
+            })
+        })
+    });
+    // And its latency: each read depends on the one before (a random cycle through the
+    // array, Sattolo's shuffle), as a lookup's table, bucket and record reads do.
+    let mut chase: Vec<u32> = (0..(64u32 << 20)).collect();
+    let mut r = Rng(11);
+    for i in (1..chase.len()).rev() {
+        let j = (u64::from(r.next()) << 8 ^ u64::from(r.next())) as usize % i;
+        chase.swap(i, j);
+    }
+    let mut at = 0u32;
+    g.bench_function("floor: one dependent random read in 256 MiB", |b| {
+        b.iter_custom(|iters| {
+            cpu_iters(iters, || {
+                at = chase[at as usize];
+                at
+            })
+        })
+    });
     g.finish();
+    drop(floor);
+    drop(chase);
 
     // One iteration = one lookup on each of two threads; elements/s = lookups/s in all.
     let mut g = c.benchmark_group("lookups/2 threads");
