@@ -1,0 +1,190 @@
+//! The e2m-msg codec against its baselines, all measured in the same run (issue #3).
+//!
+//! Documents: the golden key response (310 octets) and registration (214 octets) of
+//! `crates/e2m-msg/golden/`. For each, encode and decode with:
+//! * `e2m-msg`: the strict `quick_xml::NsReader`-based decoder into validated newtypes (size,
+//!   UTF-8, character, DTD, namespace, order and value checks included), and the hand-written
+//!   encoder into a `Zeroizing` buffer;
+//! * `quick-xml serde`: quick-xml's own serde (de)serializer on the same document, into a
+//!   struct of `String`s (no validation, no namespace check);
+//! * `serde_json`: the equivalent struct as JSON (no validation).
+//!
+//! `cargo bench --bench msg`. The goals (issue #3): key-response decode ≤ 4× serde_json and
+//! faster than the quick-xml serde path. Ratios are printed at the end of the run.
+#![allow(missing_docs, reason = "criterion macros generate undocumented items")]
+#![allow(clippy::unwrap_used, reason = "benchmark set-up")]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use e2m_msg::{KeyResponse, Registration, XmlMessage};
+use serde::{Deserialize, Serialize};
+
+const KEY_RESPONSE_XML: &str = include_str!("../crates/e2m-msg/golden/key_response.xml");
+const REGISTRATION_XML: &str = include_str!("../crates/e2m-msg/golden/registration.xml");
+
+/// The key response as plain strings, for the serde baselines.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+#[serde(rename = "keyResponse")]
+struct KeyResponseSerde {
+    #[serde(rename = "@xmlns")]
+    xmlns: String,
+    #[serde(rename = "appIdentity")]
+    app_identity: String,
+    #[serde(rename = "keyId")]
+    key_id: String,
+    #[serde(rename = "e2mKey")]
+    e2m_key: String,
+    expires: String,
+}
+
+/// The registration as plain strings, for the serde baselines.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+#[serde(rename = "registration")]
+struct RegistrationSerde {
+    #[serde(rename = "@xmlns")]
+    xmlns: String,
+    #[serde(rename = "emseId")]
+    emse_id: String,
+    callback: Option<String>,
+}
+
+/// Mean time per call of `f` over about 200 ms, for the ratio summary (criterion's own
+/// estimates are in its report; this repeats the measurement so the ratios come from one
+/// process and one moment).
+fn mean(mut f: impl FnMut()) -> Duration {
+    for _ in 0..1000 {
+        f();
+    }
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < Duration::from_millis(200) {
+        for _ in 0..100 {
+            f();
+        }
+        n += 100;
+    }
+    start.elapsed() / n
+}
+
+fn benches(c: &mut Criterion) {
+    let kr_value = KeyResponse::decode(KEY_RESPONSE_XML.as_bytes()).unwrap();
+    let kr_serde: KeyResponseSerde = quick_xml::de::from_str(KEY_RESPONSE_XML).unwrap();
+    let kr_json = serde_json::to_string(&kr_serde).unwrap();
+    let reg_value = Registration::decode(REGISTRATION_XML.as_bytes()).unwrap();
+    let reg_serde: RegistrationSerde = quick_xml::de::from_str(REGISTRATION_XML).unwrap();
+    let reg_json = serde_json::to_string(&reg_serde).unwrap();
+    // The baselines must read the same content.
+    assert_eq!(kr_serde.key_id, kr_value.key_id.to_string());
+    assert_eq!(reg_serde.emse_id, reg_value.emse_id.as_str());
+
+    let mut group = c.benchmark_group("msg/key_response/decode");
+    group.bench_function("e2m-msg", |b| {
+        b.iter(|| KeyResponse::decode(black_box(KEY_RESPONSE_XML.as_bytes())).unwrap())
+    });
+    group.bench_function("quick-xml serde", |b| {
+        b.iter(|| quick_xml::de::from_str::<KeyResponseSerde>(black_box(KEY_RESPONSE_XML)).unwrap())
+    });
+    group.bench_function("serde_json", |b| {
+        b.iter(|| serde_json::from_str::<KeyResponseSerde>(black_box(&kr_json)).unwrap())
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("msg/key_response/encode");
+    group.bench_function("e2m-msg", |b| b.iter(|| black_box(&kr_value).encode()));
+    group.bench_function("quick-xml serde", |b| {
+        b.iter(|| quick_xml::se::to_string(black_box(&kr_serde)).unwrap())
+    });
+    group.bench_function("serde_json", |b| {
+        b.iter(|| serde_json::to_string(black_box(&kr_serde)).unwrap())
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("msg/registration/decode");
+    group.bench_function("e2m-msg", |b| {
+        b.iter(|| Registration::decode(black_box(REGISTRATION_XML.as_bytes())).unwrap())
+    });
+    group.bench_function("quick-xml serde", |b| {
+        b.iter(|| {
+            quick_xml::de::from_str::<RegistrationSerde>(black_box(REGISTRATION_XML)).unwrap()
+        })
+    });
+    group.bench_function("serde_json", |b| {
+        b.iter(|| serde_json::from_str::<RegistrationSerde>(black_box(&reg_json)).unwrap())
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("msg/registration/encode");
+    group.bench_function("e2m-msg", |b| b.iter(|| black_box(&reg_value).encode()));
+    group.bench_function("quick-xml serde", |b| {
+        b.iter(|| quick_xml::se::to_string(black_box(&reg_serde)).unwrap())
+    });
+    group.bench_function("serde_json", |b| {
+        b.iter(|| serde_json::to_string(black_box(&reg_serde)).unwrap())
+    });
+    group.finish();
+
+    // Ratio summary, measured back to back in this process.
+    let rows: [(&str, Duration, Duration, Duration); 4] = [
+        (
+            "key_response decode",
+            mean(|| {
+                drop(black_box(KeyResponse::decode(black_box(
+                    KEY_RESPONSE_XML.as_bytes(),
+                ))))
+            }),
+            mean(|| {
+                drop(black_box(quick_xml::de::from_str::<KeyResponseSerde>(
+                    black_box(KEY_RESPONSE_XML),
+                )))
+            }),
+            mean(|| {
+                drop(black_box(serde_json::from_str::<KeyResponseSerde>(
+                    black_box(&kr_json),
+                )))
+            }),
+        ),
+        (
+            "key_response encode",
+            mean(|| drop(black_box(black_box(&kr_value).encode()))),
+            mean(|| drop(black_box(quick_xml::se::to_string(black_box(&kr_serde))))),
+            mean(|| drop(black_box(serde_json::to_string(black_box(&kr_serde))))),
+        ),
+        (
+            "registration decode",
+            mean(|| {
+                drop(black_box(Registration::decode(black_box(
+                    REGISTRATION_XML.as_bytes(),
+                ))))
+            }),
+            mean(|| {
+                drop(black_box(quick_xml::de::from_str::<RegistrationSerde>(
+                    black_box(REGISTRATION_XML),
+                )))
+            }),
+            mean(|| {
+                drop(black_box(serde_json::from_str::<RegistrationSerde>(
+                    black_box(&reg_json),
+                )))
+            }),
+        ),
+        (
+            "registration encode",
+            mean(|| drop(black_box(black_box(&reg_value).encode()))),
+            mean(|| drop(black_box(quick_xml::se::to_string(black_box(&reg_serde))))),
+            mean(|| drop(black_box(serde_json::to_string(black_box(&reg_serde))))),
+        ),
+    ];
+    println!("\nmsg ratios (same process; e2m-msg / baseline):");
+    for (name, ours, qx, json) in rows {
+        println!(
+            "  {name:<22} e2m-msg {ours:>9.2?}  quick-xml serde {qx:>9.2?} ({:.2}x)  serde_json {json:>9.2?} ({:.2}x)",
+            ours.as_secs_f64() / qx.as_secs_f64(),
+            ours.as_secs_f64() / json.as_secs_f64(),
+        );
+    }
+}
+
+criterion_group!(msg, benches);
+criterion_main!(msg);
