@@ -173,9 +173,12 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let config = UeDtlsConfig::new(&identity, &psk, limits).map_err(|e| e.to_string())?;
     println!("UE: ClientHello to {connect}, TLS_PSK_WITH_AES_128_CCM_8 only (step 1)");
-    let mut ue = DtlsClient::connect(connect, &config)
-        .await
-        .map_err(|e| format!("DTLS handshake failed: {e}"))?;
+    let mut ue = DtlsClient::connect(connect, &config).await.map_err(|e| {
+        format!(
+            "DTLS handshake failed: {e} (the EMSE sends no alert: a PSK it does not share, \
+                 or a key id its EMKS no longer holds, ends in a timeout; re-authenticate)"
+        )
+    })?;
     println!("UE: handshake complete; fresh DTLS session keys from the PSK (steps 3, 4, 8)");
     let path = args.path.as_deref().unwrap_or("hello");
     let request = CoapMessage::get(path, 0x0e2e, b"e2m");
