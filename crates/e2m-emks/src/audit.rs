@@ -1,6 +1,6 @@
 //! Audit records and the other side effects a decision asks the transport to carry out.
 
-use e2m_keyid::{Imsi, KeyId};
+use e2m_keyid::{EmseId, Imsi, KeyId};
 use e2m_keystore::{SessionRef, SubscriptionId, Timestamp};
 use e2m_msg::{CallbackUri, Notification, Problem, ProblemCause, UeRef};
 
@@ -158,6 +158,9 @@ pub struct OutboundNotification {
     pub notification: Notification,
     /// The subscriber's session (for the transport's bookkeeping).
     pub session: SessionRef,
+    /// The subscriber's EMSE_Id: deliver only to a server whose certificate names it (a
+    /// callback URI is the subscriber's word; the identity is the registration's).
+    pub emse: EmseId,
 }
 
 /// What the transport must do besides answering: send the notifications and write the

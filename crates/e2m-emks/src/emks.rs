@@ -620,6 +620,7 @@ where
                     time,
                 },
                 session: sub.session,
+                emse: sub.emse.clone(),
             });
         }
         Ok(())

@@ -306,6 +306,7 @@ fn a_new_key_notifies_matching_subscribers() {
         .find(|n| n.notification.subscription_id == sa)
         .unwrap();
     assert_eq!(to_a.callback, callback(A));
+    assert_eq!(to_a.emse, emse_id(A));
     assert_eq!(to_a.notification.event, EventType::KeyAvailable);
     assert_eq!(
         to_a.notification.ue,
