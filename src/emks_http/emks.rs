@@ -172,7 +172,9 @@ where
 
     /// Runs the core's expiry sweep at `now` and carries out its effects.
     pub fn expire(&self, now: Timestamp) {
-        let effects = self.core.expire(now);
+        let mut effects = self.core.expire(now);
+        // A sweep that removed nothing is not worth a log line every few seconds.
+        effects.audit.retain(|record| record.count > 0);
         self.effects.run(effects);
     }
 

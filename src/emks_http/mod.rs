@@ -4,7 +4,33 @@
 //! - [`tls`]: the TLS profile (TS 33.310 Annex E → TS 33.210 §6.2) and the certificate
 //!   identity checks of both ends;
 //! - [`server`]: the hardened HTTPS server stack, generic over a [`server::Handler`];
-//! - [`ratelimit`]: the per-peer request budget.
+//! - [`ratelimit`]: the per-peer request budget;
+//! - [`emks`]: the EMKS itself ([`emks::start_emks`]): routes, core calls, effects;
+//! - [`client`]: the EMSE's and HSS's client ([`client::EmksClient`]) and the EMKS's
+//!   notifier;
+//! - [`notify`]: the EMSE's notification endpoint;
+//! - [`respond`]: responses and problem documents of the binding.
+//!
+//! Composing the system (what the examples and the demo do):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use e2m::emks_http::{client::EmksClient, emks::{start_emks, EmksServerOptions}};
+//! use e2m::pki::{GeneratedPki, PkiSpec};
+//! use e2m_keyid::EmseId;
+//!
+//! let spec = PkiSpec::new(vec![EmseId::new("emse-a")?])?;
+//! let pki = GeneratedPki::generate(&spec)?.write_to(std::path::Path::new("/tmp/e2m-pki"))?;
+//! let core = Arc::new(e2m_emks::Emks::in_memory(Default::default()));
+//! let emks = start_emks(core, &pki, EmksServerOptions::default()).await?; // 127.0.0.1:0
+//! let ca = pki.ca_certificates()?;
+//! let emse = EmksClient::new(&emks.base_url(), &pki.emse(&EmseId::new("emse-a")?)?, &ca)?;
+//! let session = emse.register(None).await?;
+//! emse.deregister(session.session_id).await?;
+//! emks.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 pub mod client;
 pub mod emks;
