@@ -8,45 +8,105 @@
 //!     -psk 0f1e... -psk_identity e2m1.ae47bf35.sensor-17@iot.example.com
 //! ```
 //!
-//! Flags: `--listen ADDR` (default 127.0.0.1:5684), `--psk-hex HEX` (static-key mode: one
-//! `e2m_key` for every identity, for interop and benchmarks), `--max-peers N`,
-//! `--run-for SECS` (exit after that long; default: until Ctrl-C).
+//! With the EMKS (seed prerequisite c and steps 5–7):
 //!
-//! Where the EMKS plugs in: the server asks a [`PskResolver`] for each `psk_identity`
-//! (seed steps 5–7). This example's resolver is [`KeySource`]; the EMKS mode is a variant
-//! whose `resolve` calls the EMKS client (`e2m::emks_http`) with the identity and key id
-//! and returns the `e2m_key` it answers — the demo composes exactly that. Prints short
-//! narrated lines; never key bytes.
+//! ```text
+//! cargo run --example emse -- --listen 127.0.0.1:5684 --emks https://127.0.0.1:8443 \
+//!     --certs /tmp/e2m-pki --emse-id emse-a
+//! ```
+//!
+//! Flags: `--listen ADDR` (default 127.0.0.1:5684); the key source, either `--psk-hex HEX`
+//! (static-key mode: one `e2m_key` for every identity, for interop and benchmarks) or
+//! `--emks URL --certs DIR --emse-id ID` (register with the EMKS over mutual TLS with the
+//! EMSE's certificate from DIR, then fetch each UE's key by application identity and key
+//! id; deregister on exit); `--max-peers N`, `--run-for SECS` (exit after that long;
+//! default: until Ctrl-C).
+//!
+//! The server asks a `PskResolver` for each `psk_identity`; here that is `KeySource`, whose
+//! EMKS variant calls `EmksClient::fetch_key` on the peer's own task, so other UEs'
+//! handshakes carry on while one fetch waits. Prints short narrated lines; never key bytes.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use e2m::dtls::server::{DtlsServer, ServerConfig, ServerEvent, default_handler};
 use e2m::dtls::{PskResolver, ResolveError, StaticPsk};
+use e2m::emks_http::client::EmksClient;
+use e2m::pki::PkiDir;
 use e2m_kdf::E2mKey;
-use e2m_keyid::PskIdentity;
+use e2m_keyid::{EmseId, PskIdentity};
+use e2m_msg::{KeyRequest, ProblemCause, SessionId, UeRef};
 
-const USAGE: &str = "usage: emse [--listen ADDR] --psk-hex HEX [--max-peers N] [--run-for SECS]";
+const USAGE: &str = "usage: emse [--listen ADDR]
+            (--psk-hex HEX | --emks URL --certs DIR --emse-id ID)
+            [--max-peers N] [--run-for SECS]";
 
 /// Where the EMSE's keys come from.
 enum KeySource {
     /// `--psk-hex`: the same key for every identity.
     Static(StaticPsk),
+    /// `--emks`: the EMKS, through the session this EMSE registered (seed prerequisite c).
+    Emks {
+        client: Box<EmksClient>,
+        session_id: SessionId,
+    },
 }
 
 impl PskResolver for KeySource {
     async fn resolve(&self, identity: &PskIdentity) -> Result<E2mKey, ResolveError> {
         match self {
             KeySource::Static(key) => key.resolve(identity).await,
+            KeySource::Emks { client, session_id } => {
+                // Seed step 5: GET with the UE's identity and key id; the EMKS derives the
+                // key for the EMSE_Id bound to this session (step 6).
+                let request = KeyRequest {
+                    session_id: *session_id,
+                    ue: UeRef::AppIdentity(identity.identity.clone()),
+                    key_id: identity.key_id,
+                };
+                match client.fetch_key(&request).await {
+                    Ok(answer) if answer.key_id == identity.key_id => Ok(answer.key),
+                    Ok(_) => Err(ResolveError::Unavailable(
+                        "answer names another key id".into(),
+                    )),
+                    Err(e) => Err(match e.problem_cause() {
+                        Some(ProblemCause::KeyNotAvailable) => ResolveError::KeyNotHeld,
+                        Some(ProblemCause::UeUnknown) => ResolveError::UnknownIdentity,
+                        _ => ResolveError::Unavailable(e.to_string()),
+                    }),
+                }
+            }
         }
     }
+}
+
+/// Registers with the EMKS as `emse_id` (seed 6.x.2.2.2.1: POST, 201 and a session).
+async fn emks_source(url: &str, certs: &str, emse_id: &str) -> Result<KeySource, String> {
+    let emse_id = EmseId::new(emse_id).map_err(|e| format!("--emse-id: {e}"))?;
+    let pki = PkiDir::open(Path::new(certs)).map_err(|e| format!("--certs: {e}"))?;
+    let credentials = pki.emse(&emse_id).map_err(|e| format!("--certs: {e}"))?;
+    let ca = pki.ca_certificates().map_err(|e| format!("--certs: {e}"))?;
+    let client = EmksClient::new(url, &credentials, &ca).map_err(|e| format!("--emks: {e}"))?;
+    let registration = client
+        .register(None)
+        .await
+        .map_err(|e| format!("registration refused: {e}"))?;
+    println!("EMSE: registered with the EMKS as {emse_id} (201 Created, session established)");
+    Ok(KeySource::Emks {
+        client: Box::new(client),
+        session_id: registration.session_id,
+    })
 }
 
 #[derive(Default)]
 struct Args {
     listen: Option<String>,
     psk_hex: Option<String>,
+    emks: Option<String>,
+    certs: Option<String>,
+    emse_id: Option<String>,
     max_peers: Option<String>,
     run_for: Option<String>,
 }
@@ -58,6 +118,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         let slot = match flag.as_str() {
             "--listen" => &mut out.listen,
             "--psk-hex" => &mut out.psk_hex,
+            "--emks" => &mut out.emks,
+            "--certs" => &mut out.certs,
+            "--emse-id" => &mut out.emse_id,
             "--max-peers" => &mut out.max_peers,
             "--run-for" => &mut out.run_for,
             "-h" | "--help" => return Err("help".into()),
@@ -114,8 +177,17 @@ async fn run(args: Args) -> Result<(), String> {
         .unwrap_or("127.0.0.1:5684")
         .parse()
         .map_err(|e| format!("--listen: {e}"))?;
-    let key = E2mKey::from_hex(args.psk_hex.as_deref().ok_or("--psk-hex is required")?)
-        .map_err(|e| format!("--psk-hex: {e}"))?;
+    let (source, mode) = match (&args.psk_hex, &args.emks, &args.certs, &args.emse_id) {
+        (Some(hex), None, None, None) => {
+            let key = E2mKey::from_hex(hex).map_err(|e| format!("--psk-hex: {e}"))?;
+            (KeySource::Static(StaticPsk(key)), "static key mode")
+        }
+        (None, Some(url), Some(certs), Some(emse_id)) => (
+            emks_source(url, certs, emse_id).await?,
+            "keys from the EMKS",
+        ),
+        _ => return Err("give --psk-hex, or --emks, --certs and --emse-id".into()),
+    };
     let mut config = ServerConfig::default();
     if let Some(n) = &args.max_peers {
         config.max_peers = n.parse().map_err(|e| format!("--max-peers: {e}"))?;
@@ -126,16 +198,17 @@ async fn run(args: Args) -> Result<(), String> {
         )),
         None => None,
     };
+    let source = std::sync::Arc::new(source);
     let mut server = DtlsServer::bind(
         listen,
-        KeySource::Static(StaticPsk(key)),
+        std::sync::Arc::clone(&source),
         default_handler(),
         config,
     )
     .await
     .map_err(|e| e.to_string())?;
     println!(
-        "EMSE: DTLS 1.2 PSK server on {} (TLS_PSK_WITH_AES_128_CCM_8 only, static key mode)",
+        "EMSE: DTLS 1.2 PSK server on {} (TLS_PSK_WITH_AES_128_CCM_8 only, {mode})",
         server.local_addr()
     );
     let mut events = server.take_events().ok_or("no event stream")?;
@@ -159,6 +232,13 @@ async fn run(args: Args) -> Result<(), String> {
     }
     println!("EMSE: stopping");
     server.shutdown();
+    if let KeySource::Emks { client, session_id } = &*source {
+        // Seed 6.x.2.2.2.3: DELETE the session.
+        match client.deregister(*session_id).await {
+            Ok(()) => println!("EMSE: deregistered from the EMKS (204)"),
+            Err(e) => println!("EMSE: deregistration failed: {e}"),
+        }
+    }
     Ok(())
 }
 
