@@ -4,7 +4,7 @@
 //! - One cipher suite only: TLS_PSK_WITH_AES_128_CCM_8 (0xC0A8, RFC 6655), the suite CoAP
 //!   mandates for PSK mode (RFC 7252 §9.1.3.1) and the RFC 7925 §4.2 IoT profile uses.
 //! - `psk_identity` = the e2m [`PskIdentity`] text (application identity and key id, seed
-//!   step 4); the PSK = the 32 octets of [`E2mKey`](e2m_kdf::E2mKey) (seed step 3 / step 7).
+//!   step 4); the PSK = the 32 octets of [`E2mKey`] (seed step 3 / step 7).
 //! - [`client::DtlsClient`] is the UE side; [`server::DtlsServer`] the EMSE side, which asks
 //!   a [`PskResolver`] (in the demo: the EMKS client, seed steps 5–6) for the key of each
 //!   identity without blocking the runtime (see [`server`] for how).
