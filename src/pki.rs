@@ -561,6 +561,21 @@ impl GeneratedPki {
         PkiDir::open(dir)
     }
 
+    /// Writes the files to a new directory under the system's temporary directory
+    /// (`e2m-<tag>-<pid>-<nanos>`), for a demo or a test; remove it with
+    /// [`PkiDir::remove`] when done.
+    ///
+    /// # Errors
+    /// As [`Self::write_to`].
+    pub fn write_to_temp_dir(&self, tag: &str) -> Result<PkiDir, PkiError> {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("e2m-{tag}-{}-{nanos}", std::process::id()));
+        self.write_to(&dir)
+    }
+
     /// The CA certificate (PEM).
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
@@ -619,6 +634,17 @@ impl PkiDir {
         };
         pki.ca_certificates()?;
         Ok(pki)
+    }
+
+    /// Deletes the directory and every file in it (keys included).
+    ///
+    /// # Errors
+    /// [`PkiError::Io`] if it cannot be removed.
+    pub fn remove(self) -> Result<(), PkiError> {
+        fs::remove_dir_all(&self.dir).map_err(|source| PkiError::Io {
+            path: self.dir.clone(),
+            source,
+        })
     }
 
     /// The directory.

@@ -27,7 +27,7 @@ use rustls::pki_types::CertificateDer;
 use zeroize::Zeroize;
 
 use super::tls::{ExpectedServer, TlsSetupError, client_config};
-use crate::pki::{Credentials, PeerIdentity, Role};
+use crate::pki::{Credentials, PeerIdentity, PkiDir, PkiError, Role};
 
 /// Largest response body a client reads (the same cap as the server's request cap).
 pub const MAX_RESPONSE_BODY: usize = e2m_msg::MAX_DOCUMENT_LEN;
@@ -39,6 +39,9 @@ pub enum ClientError {
     /// The TLS configuration could not be built.
     #[error("TLS setup: {0}")]
     Setup(#[from] TlsSetupError),
+    /// Certificates or keys could not be loaded.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
     /// The base URL is not `https://host:port`.
     #[error("base URL must be https://host[:port] without a path")]
     BadBaseUrl,
@@ -257,6 +260,28 @@ impl EmksClient {
             base,
             identity,
         })
+    }
+
+    /// An EMSE's client: its credentials and the CA from a PKI directory.
+    ///
+    /// # Errors
+    /// [`ClientError::Pki`] if the files cannot be loaded, or as [`Self::new`].
+    pub fn for_emse(
+        base_url: &str,
+        pki: &PkiDir,
+        emse: &EmseId,
+    ) -> Result<EmksClient, ClientError> {
+        let ca = pki.ca_certificates()?;
+        Self::new(base_url, &pki.emse(emse)?, &ca)
+    }
+
+    /// The HSS's client: its credentials and the CA from a PKI directory.
+    ///
+    /// # Errors
+    /// [`ClientError::Pki`] if the files cannot be loaded, or as [`Self::new`].
+    pub fn for_hss(base_url: &str, pki: &PkiDir) -> Result<EmksClient, ClientError> {
+        let ca = pki.ca_certificates()?;
+        Self::new(base_url, &pki.hss()?, &ca)
     }
 
     /// The identity of this client's certificate (what the EMKS will see).
