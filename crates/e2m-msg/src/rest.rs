@@ -292,7 +292,9 @@ impl KeyRequest {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn to_target(&self) -> String {
-        let mut out = String::with_capacity(SESSIONS_PATH.len() + 96 + 3 * AppIdentity::MAX_LEN);
+        // Path, a 64-character session id, "/keys?", both parameter names and the key id fit
+        // in 128; the identity takes at most 3 characters per octet.
+        let mut out = String::with_capacity(SESSIONS_PATH.len() + 128 + 3 * AppIdentity::MAX_LEN);
         out.push_str(SESSIONS_PATH);
         out.push('/');
         out.push_str(self.session_id.as_str());
