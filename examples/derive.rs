@@ -107,7 +107,7 @@ impl Args {
 
 fn hex_bytes(name: &str, text: &str) -> Result<Vec<u8>, String> {
     let mut out = vec![0u8; text.len() / 2];
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(format!("--{name}: odd number of hex digits"));
     }
     for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {

@@ -42,7 +42,7 @@ macro_rules! secret_key {
             /// [`KeyError::InvalidHex`] for a non-hex character or odd length,
             /// [`KeyError::WrongLength`] for a valid hex string of the wrong size.
             pub fn from_hex(hex: &str) -> Result<Self, KeyError> {
-                if hex.len() % 2 != 0 {
+                if !hex.len().is_multiple_of(2) {
                     return Err(KeyError::InvalidHex);
                 }
                 if hex.len() != 2 * $len {
