@@ -177,3 +177,51 @@ fn debug_output_never_shows_key_material() {
     let text = format!("{push:?}");
     assert!(!text.contains(&INT_KEY[..8]), "{text}");
 }
+
+#[test]
+fn the_xsd_refuses_what_the_decoder_refuses() {
+    // Each golden document with one value or structure broken: the schema must reject it as
+    // the decoder does (the schema is no looser than the documented rules it can express).
+    let kr = common::golden("key_response");
+    let reg = common::golden("registration");
+    let sub = common::golden("subscription");
+    let push = common::golden("intermediate_key_push");
+    let bad = [
+        kr.replace("ae47bf35", "AE47BF35"),
+        kr.replace("ae47bf35", "ae47bf3"),
+        kr.replace(KEY, &KEY.to_uppercase()),
+        kr.replace(KEY, &KEY[2..]),
+        kr.replace("2026-11-28T09:30:00Z", "2026-11-28T09:30:00+01:00"),
+        kr.replace("2026-11-28T09:30:00Z", "1969-12-31T23:59:59Z"),
+        kr.replace("sensor-17@iot.example.com", "sensor 17"),
+        kr.replace("sensor-17@iot.example.com", "sensor\u{200B}17"),
+        kr.replace("<appIdentity>sensor-17@iot.example.com</appIdentity>", ""),
+        kr.replace("<keyId>ae47bf35</keyId>\n  <e2mKey>", "<e2mKey>"),
+        reg.replace("https://emse-a.example.com", "http://emse-a.example.com"),
+        reg.replace(
+            "https://emse-a.example.com",
+            "https://user@emse-a.example.com",
+        ),
+        reg.replace("</emseId>", "</emseId>\n  <extra/>"),
+        reg.replace("urn:e2m:xml:ns:emse-emks:1", "urn:e2m:xml:ns:emse-emks:2"),
+        sub.replace("key-retired", "key-lost"),
+        push.replace("001010123456789", "00101"),
+        push.replace(
+            "<randLsb32>ae47bf35</randLsb32>",
+            "<randLsb32>ae47bf35</randLsb32><shortHash/>",
+        ),
+    ];
+    for doc in &bad {
+        assert!(
+            <e2m_msg::KeyResponse as XmlMessage>::decode(doc.as_bytes()).is_err()
+                && Registration::decode(doc.as_bytes()).is_err()
+                && Subscription::decode(doc.as_bytes()).is_err()
+                && IntermediateKeyPush::decode(doc.as_bytes()).is_err(),
+            "decoder accepted:\n{doc}"
+        );
+    }
+    let verdicts = common::xmllint_verdicts(&bad);
+    for (doc, valid) in bad.iter().zip(verdicts) {
+        assert!(!valid, "the XSD accepted:\n{doc}");
+    }
+}

@@ -31,6 +31,38 @@ pub(crate) fn golden_names() -> Vec<String> {
     names
 }
 
+/// Runs xmllint on each document against the e2m message schema and returns, per document,
+/// whether it validated.
+pub(crate) fn xmllint_verdicts(docs: &[String]) -> Vec<bool> {
+    let dir = std::env::temp_dir().join(format!("e2m-msg-xsd-neg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let paths: Vec<PathBuf> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, doc)| {
+            let path = dir.join(format!("{i:05}.xml"));
+            std::fs::write(&path, doc).unwrap();
+            path
+        })
+        .collect();
+    let output = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(crate_dir().join("schema").join("e2m-msg-v1.xsd"))
+        .args(paths.iter())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("xmllint is required for the XSD tests (apt-get install libxml2-utils): {e}")
+        });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let verdicts = paths
+        .iter()
+        .map(|p| stderr.contains(&format!("{} validates", p.display())))
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    verdicts
+}
+
 /// Validates documents with `xmllint --noout --schema` (the problem schema for problem
 /// documents, the message schema otherwise). xmllint is required: CI installs libxml2-utils,
 /// so a missing xmllint fails the test rather than skipping it.
