@@ -2,7 +2,8 @@
 //!
 //! quick-xml's serde layer accepts a wrong root name, ignores namespaces and trailing
 //! content, accepts an unused DOCTYPE, keeps white space around values and merges text split
-//! by comments. Reading events directly closes each gap where it arises:
+//! by comments. Reading events directly closes each gap where it arises (namespaces are resolved
+//! here rather than by `quick_xml::NsReader`, which alone cost more than the rest of the decoder):
 //!
 //! 1. Before parsing: at most [`MAX_DOCUMENT_LEN`] octets, UTF-8 (an optional BOM is
 //!    skipped), and no character that XML 1.0 §2.2 forbids.
