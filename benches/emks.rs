@@ -158,7 +158,7 @@ fn main() {
             (
                 n,
                 KeyRequest {
-                    session_id,
+                    session_id: session_id.clone(),
                     ue: UeRef::AppIdentity(app(n)),
                     key_id: KeyId::from_u32(id),
                 },

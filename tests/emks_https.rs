@@ -970,7 +970,7 @@ mod in_process {
 
         // Key fetch: e2m_key for emse-a.
         let request = KeyRequest {
-            session_id: session.session_id,
+            session_id: session.session_id.clone(),
             ue: UeRef::AppIdentity(app.clone()),
             key_id: id1,
         };

@@ -95,11 +95,11 @@ fn roles_are_enforced() {
         );
         assert_eq!(w.record(out).err(), Some(ProblemCause::EmseNotAuthorized));
         assert_eq!(
-            w.fetch(&peer, session, app_ue(0, A), 1, at(1)).err(),
+            w.fetch(&peer, &session, app_ue(0, A), 1, at(1)).err(),
             Some(ProblemCause::EmseNotAuthorized)
         );
     }
-    assert!(w.fetch(&w.a, session, app_ue(0, A), 1, at(1)).is_ok());
+    assert!(w.fetch(&w.a, &session, app_ue(0, A), 1, at(1)).is_ok());
 }
 
 #[test]
@@ -108,8 +108,8 @@ fn the_key_is_derived_for_the_sessions_emse_id() {
     w.push(2, 7, at(0), at(0)).unwrap();
     let sa = w.register(&w.a, at(0)).unwrap();
     let sb = w.register(&w.b, at(0)).unwrap();
-    let ka = w.fetch(&w.a, sa, app_ue(2, A), 7, at(1)).unwrap();
-    let kb = w.fetch(&w.b, sb, app_ue(2, B), 7, at(1)).unwrap();
+    let ka = w.fetch(&w.a, &sa, app_ue(2, A), 7, at(1)).unwrap();
+    let kb = w.fetch(&w.b, &sb, app_ue(2, B), 7, at(1)).unwrap();
     assert!(ka.key == w.expected_key(2, 7, 0, A));
     assert!(kb.key == w.expected_key(2, 7, 0, B));
     assert!(ka.key != kb.key, "two EMSEs got the same key");
@@ -125,19 +125,23 @@ fn a_session_presented_by_another_certificate_is_refused() {
     w.register(&w.b, at(0)).unwrap();
     // B presents A's session id, naming a UE B knows: refused, nothing derived.
     assert_eq!(
-        w.fetch(&w.b, sa, app_ue(0, B), 1, at(1)).err(),
+        w.fetch(&w.b, &sa, app_ue(0, B), 1, at(1)).err(),
         Some(ProblemCause::EmseNotAuthorized)
     );
     assert_eq!(
-        w.fetch(&w.b, sa, app_ue(0, A), 1, at(1)).err(),
+        w.fetch(&w.b, &sa, app_ue(0, A), 1, at(1)).err(),
         Some(ProblemCause::EmseNotAuthorized)
     );
     // Nor can B end A's session.
-    let out = w
-        .emks
-        .deregister(&w.b, &Deregistration { session_id: sa }, at(1));
+    let out = w.emks.deregister(
+        &w.b,
+        &Deregistration {
+            session_id: sa.clone(),
+        },
+        at(1),
+    );
     assert_eq!(w.record(out).err(), Some(ProblemCause::EmseNotAuthorized));
-    assert!(w.fetch(&w.a, sa, app_ue(0, A), 1, at(1)).is_ok());
+    assert!(w.fetch(&w.a, &sa, app_ue(0, A), 1, at(1)).is_ok());
 }
 
 #[test]
@@ -145,9 +149,9 @@ fn unknown_and_unprovisioned_ues_get_the_same_answer() {
     let w = world();
     w.push(0, 1, at(0), at(0)).unwrap();
     let sa = w.register(&w.a, at(0)).unwrap();
-    let unknown = w.fetch(&w.a, sa, UeRef::AppIdentity(app("nobody@a")), 1, at(1));
+    let unknown = w.fetch(&w.a, &sa, UeRef::AppIdentity(app("nobody@a")), 1, at(1));
     // ue-0@b exists, but only for EMSE B.
-    let elsewhere = w.fetch(&w.a, sa, app_ue(0, B), 1, at(1));
+    let elsewhere = w.fetch(&w.a, &sa, app_ue(0, B), 1, at(1));
     assert_eq!(unknown.err(), Some(ProblemCause::UeUnknown));
     assert_eq!(elsewhere.err(), Some(ProblemCause::UeUnknown));
     let l = w.ledger.borrow();
@@ -166,10 +170,10 @@ fn imsi_names_a_ue_only_for_emses_allowed_to() {
     let sa = w.register(&w.a, at(0)).unwrap();
     let sb = w.register(&w.b, at(0)).unwrap();
     assert_eq!(
-        w.fetch(&w.a, sa, UeRef::Imsi(imsi(3)), 1, at(1)).err(),
+        w.fetch(&w.a, &sa, UeRef::Imsi(imsi(3)), 1, at(1)).err(),
         Some(ProblemCause::EmseNotAuthorized)
     );
-    let k = w.fetch(&w.b, sb, UeRef::Imsi(imsi(3)), 1, at(1)).unwrap();
+    let k = w.fetch(&w.b, &sb, UeRef::Imsi(imsi(3)), 1, at(1)).unwrap();
     assert!(k.key == w.expected_key(3, 1, 0, B));
 }
 
@@ -179,7 +183,7 @@ fn a_key_id_not_held_means_reauthenticate() {
     let s = w.register(&w.a, at(0)).unwrap();
     w.push(1, 0x10, at(0), at(0)).unwrap();
     assert_eq!(
-        w.fetch(&w.a, s, app_ue(1, A), 0x11, at(1)).err(),
+        w.fetch(&w.a, &s, app_ue(1, A), 0x11, at(1)).err(),
         Some(ProblemCause::KeyNotAvailable),
         "never pushed"
     );
@@ -187,20 +191,20 @@ fn a_key_id_not_held_means_reauthenticate() {
         w.push(1, id, at(u64::from(id)), at(u64::from(id))).unwrap();
     }
     assert_eq!(
-        w.fetch(&w.a, s, app_ue(1, A), 0x10, at(30)).err(),
+        w.fetch(&w.a, &s, app_ue(1, A), 0x10, at(30)).err(),
         Some(ProblemCause::KeyNotAvailable),
         "evicted"
     );
     // A UE one or more AKA runs behind (the seed's cases a and b) still gets its key.
-    assert!(w.fetch(&w.a, s, app_ue(1, A), 0x11, at(30)).is_ok());
+    assert!(w.fetch(&w.a, &s, app_ue(1, A), 0x11, at(30)).is_ok());
     // At the maximum age the key stops being served.
     let s2 = w.register(&w.a, at(0x14 + MAX_AGE - 1)).unwrap();
     assert!(
-        w.fetch(&w.a, s2, app_ue(1, A), 0x14, at(0x14 + MAX_AGE - 1))
+        w.fetch(&w.a, &s2, app_ue(1, A), 0x14, at(0x14 + MAX_AGE - 1))
             .is_ok()
     );
     assert_eq!(
-        w.fetch(&w.a, s2, app_ue(1, A), 0x14, at(0x14 + MAX_AGE))
+        w.fetch(&w.a, &s2, app_ue(1, A), 0x14, at(0x14 + MAX_AGE))
             .err(),
         Some(ProblemCause::KeyNotAvailable),
         "expired"
@@ -212,11 +216,11 @@ fn a_derived_key_never_outlives_its_intermediate_key() {
     let w = world();
     let s = w.register(&w.a, at(0)).unwrap();
     w.push(0, 1, at(0), at(10)).unwrap();
-    let k = w.fetch(&w.a, s, app_ue(0, A), 1, at(20)).unwrap();
+    let k = w.fetch(&w.a, &s, app_ue(0, A), 1, at(20)).unwrap();
     assert_eq!(k.expires, wire(at(MAX_AGE)));
     // A creation time in the future is taken as the arrival time.
     w.push(0, 2, at(100_000), at(30)).unwrap();
-    let k = w.fetch(&w.a, s, app_ue(0, A), 2, at(31)).unwrap();
+    let k = w.fetch(&w.a, &s, app_ue(0, A), 2, at(31)).unwrap();
     assert_eq!(k.expires, wire(at(30 + MAX_AGE)));
 }
 
@@ -226,33 +230,41 @@ fn unknown_expired_and_ended_sessions() {
     w.push(0, 1, at(0), at(0)).unwrap();
     let never = SessionId::from_random([7; 16]);
     assert_eq!(
-        w.fetch(&w.a, never, app_ue(0, A), 1, at(1)).err(),
+        w.fetch(&w.a, &never, app_ue(0, A), 1, at(1)).err(),
         Some(ProblemCause::UnknownSession)
     );
     let malformed = SessionId::new("not-an-issued-id").unwrap();
     assert_eq!(
-        w.fetch(&w.a, malformed, app_ue(0, A), 1, at(1)).err(),
+        w.fetch(&w.a, &malformed, app_ue(0, A), 1, at(1)).err(),
         Some(ProblemCause::UnknownSession)
     );
     let s = w.register(&w.a, at(0)).unwrap();
     assert_eq!(
-        w.fetch(&w.a, s, app_ue(0, A), 1, at(SESSION_TTL)).err(),
+        w.fetch(&w.a, &s, app_ue(0, A), 1, at(SESSION_TTL)).err(),
         Some(ProblemCause::UnknownSession),
         "expired"
     );
     let s = w.register(&w.a, at(1)).unwrap();
-    let out = w
-        .emks
-        .deregister(&w.a, &Deregistration { session_id: s }, at(2));
+    let out = w.emks.deregister(
+        &w.a,
+        &Deregistration {
+            session_id: s.clone(),
+        },
+        at(2),
+    );
     assert!(w.record(out).is_ok());
     assert_eq!(
-        w.fetch(&w.a, s, app_ue(0, A), 1, at(3)).err(),
+        w.fetch(&w.a, &s, app_ue(0, A), 1, at(3)).err(),
         Some(ProblemCause::UnknownSession),
         "deregistered"
     );
-    let out = w
-        .emks
-        .deregister(&w.a, &Deregistration { session_id: s }, at(3));
+    let out = w.emks.deregister(
+        &w.a,
+        &Deregistration {
+            session_id: s.clone(),
+        },
+        at(3),
+    );
     assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSession));
 }
 
@@ -414,9 +426,13 @@ fn deregistration_ends_subscriptions() {
         0,
     )
     .unwrap();
-    let out = w
-        .emks
-        .deregister(&w.a, &Deregistration { session_id: s }, at(1));
+    let out = w.emks.deregister(
+        &w.a,
+        &Deregistration {
+            session_id: s.clone(),
+        },
+        at(1),
+    );
     w.record(out).unwrap();
     let out = w.emks.push_intermediate_key(
         &w.hss,
@@ -491,7 +507,7 @@ fn short_hash_key_ids_are_computed_at_push() {
     );
     w.record(out).unwrap();
     let s = w.register(&w.a, at(0)).unwrap();
-    assert!(w.fetch(&w.a, s, app_ue(0, A), id.as_u32(), at(1)).is_ok());
+    assert!(w.fetch(&w.a, &s, app_ue(0, A), id.as_u32(), at(1)).is_ok());
 }
 
 #[test]
@@ -542,9 +558,9 @@ fn every_decision_is_audited() {
     let w = world();
     let s = w.register(&w.a, at(0)).unwrap();
     w.push(0, 1, at(0), at(0)).unwrap();
-    w.fetch(&w.a, s, app_ue(0, A), 1, at(1)).unwrap();
-    w.fetch(&w.a, s, app_ue(0, A), 2, at(1)).err();
-    w.fetch(&w.b, s, app_ue(0, A), 1, at(1)).err();
+    w.fetch(&w.a, &s, app_ue(0, A), 1, at(1)).unwrap();
+    w.fetch(&w.a, &s, app_ue(0, A), 2, at(1)).err();
+    w.fetch(&w.b, &s, app_ue(0, A), 1, at(1)).err();
     let l = w.ledger.borrow();
     assert_eq!(l.audit.len(), 5);
     assert!(l.audit[0].contains("action=register") && l.audit[0].contains("verdict=granted"));

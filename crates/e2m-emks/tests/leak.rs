@@ -44,17 +44,17 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
     }
     for ue in 0..4 {
         for id in 0..=7 {
-            let _ = w.fetch(&w.a, sa, app_ue(ue, A), id, at(10));
-            let _ = w.fetch(&w.b, sb, UeRef::Imsi(imsi(ue)), id, at(10));
+            let _ = w.fetch(&w.a, &sa, app_ue(ue, A), id, at(10));
+            let _ = w.fetch(&w.b, &sb, UeRef::Imsi(imsi(ue)), id, at(10));
             // Refused: the other EMSE's session, IMSI without permission, unknown UE.
-            let _ = w.fetch(&w.b, sa, app_ue(ue, B), id, at(10));
-            let _ = w.fetch(&w.a, sa, UeRef::Imsi(imsi(ue)), id, at(10));
-            let _ = w.fetch(&w.a, sa, app_ue(ue, B), id, at(10));
+            let _ = w.fetch(&w.b, &sa, app_ue(ue, B), id, at(10));
+            let _ = w.fetch(&w.a, &sa, UeRef::Imsi(imsi(ue)), id, at(10));
+            let _ = w.fetch(&w.a, &sa, app_ue(ue, B), id, at(10));
         }
     }
     let _ = w.fetch(
         &w.a,
-        SessionId::from_random([1; 16]),
+        &SessionId::from_random([1; 16]),
         app_ue(0, A),
         1,
         at(10),
@@ -70,13 +70,21 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
     w.record(out).unwrap();
     let out = w.emks.notify(&w.hss, &n, at(10));
     w.record(out).unwrap_err();
-    let out = w
-        .emks
-        .deregister(&w.b, &Deregistration { session_id: sa }, at(11));
+    let out = w.emks.deregister(
+        &w.b,
+        &Deregistration {
+            session_id: sa.clone(),
+        },
+        at(11),
+    );
     w.record(out).unwrap_err();
-    let out = w
-        .emks
-        .deregister(&w.a, &Deregistration { session_id: sa }, at(11));
+    let out = w.emks.deregister(
+        &w.a,
+        &Deregistration {
+            session_id: sa.clone(),
+        },
+        at(11),
+    );
     w.record(out).unwrap();
     let out = w.emks.push_intermediate_key(
         &w.a,
@@ -114,7 +122,7 @@ fn the_search_finds_a_planted_leak() {
     let w = World::new(EmksConfig::default());
     let sa = w.register(&w.a, at(0)).unwrap();
     w.push(0, 1, at(0), at(0)).unwrap();
-    let key = w.fetch(&w.a, sa, app_ue(0, A), 1, at(1)).unwrap();
+    let key = w.fetch(&w.a, &sa, app_ue(0, A), 1, at(1)).unwrap();
     let hex = base16ct::lower::encode_string(key.key.expose_secret());
     w.ledger.borrow_mut().audit.push(format!("oops key={hex}"));
     w.ledger

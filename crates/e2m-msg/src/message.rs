@@ -25,7 +25,7 @@ pub struct Registration {
 
 /// EMKS → EMSE: the session the EMKS established (seed 6.x.2.2.2.1: "returns session id in
 /// HTTP 201 CREATED"), the body of the 201 whose `Location` is the session resource.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct RegistrationResult {
     /// The session's id: the last segment of its resource path.
     pub session_id: SessionId,
@@ -76,7 +76,7 @@ impl fmt::Debug for KeyResponse {
 
 /// EMSE → EMKS: end the session (seed 6.x.2.2.2.3). It has no body: it is
 /// `DELETE /e2m/v1/sessions/{session}`, answered by 204 No Content.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Deregistration {
     /// The session to end.
     pub session_id: SessionId,

@@ -6,10 +6,12 @@
 //! writes, [`core::str::FromStr`] reads back, and nothing else.
 
 use core::fmt;
+
 use core::str::FromStr;
 
 use e2m_kdf::KeyError;
 use e2m_keyid::{AppIdentity, IdentityError, Imsi, KeyId, KeyIdError};
+use zeroize::Zeroize;
 
 /// Why a text value is not valid for its field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -68,9 +70,34 @@ fn is_token_byte(b: u8) -> bool {
 }
 
 macro_rules! token {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* public $name:ident) => {
+        token!(@define $(#[$doc])* $name, [Copy]);
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({:?})"), self.as_str())
+            }
+        }
+    };
+    ($(#[$doc:meta])* secret $name:ident) => {
+        token!(@define $(#[$doc])* $name, []);
+
+        /// Prints no characters of the id: it must not reach logs (see the type's docs).
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                self.bytes.as_mut_slice().zeroize();
+            }
+        }
+    };
+    (@define $(#[$doc:meta])* $name:ident, [$($extra:ident)?]) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord $(, $extra)?)]
         pub struct $name {
             len: u8,
             bytes: [u8; 64],
@@ -137,12 +164,6 @@ macro_rules! token {
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!(stringify!($name), "({:?})"), self.as_str())
-            }
-        }
-
         impl FromStr for $name {
             type Err = ValueError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -161,16 +182,21 @@ macro_rules! token {
 token!(
     /// The id of an EMSE's session at the EMKS (seed 6.x.2.2.2.1: "returns session id"), chosen
     /// by the EMKS. It names the session resource (`/e2m/v1/sessions/{id}`), so it is one URL
-    /// path segment: 1 to 64 characters of `A-Z a-z 0-9 - _`. The EMSE is authenticated by
-    /// mutual TLS on every request, so the id is a name rather than a credential; an EMKS
-    /// should still make it unguessable ([`SessionId::from_random`]).
-    SessionId
+    /// path segment: 1 to 64 characters of `A-Z a-z 0-9 - _`.
+    ///
+    /// The EMSE is authenticated by mutual TLS on every request and the EMKS binds each
+    /// session to the certificate that registered it, so a leaked id alone opens nothing.
+    /// It is still handled as a secret (defence in depth, and so that logs and audit trails
+    /// never carry it): `Debug` prints no characters of it, it is not `Copy`, and its octets
+    /// are zeroized on drop. An EMKS makes it unguessable ([`SessionId::from_random`]).
+    secret SessionId
 );
 
 token!(
     /// The id of a subscription, chosen by the side that accepted it; same alphabet and
-    /// length as [`SessionId`].
-    SubscriptionId
+    /// length as [`SessionId`]. Not a secret: subscriptions are bound to the subscriber's
+    /// TLS identity.
+    public SubscriptionId
 );
 
 /// A callback URI: where the other side sends notifications.

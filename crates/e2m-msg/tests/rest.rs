@@ -30,7 +30,9 @@ fn every_route_and_its_status() {
         (
             "DELETE",
             rest::session_path(&s),
-            Route::Deregister(Deregistration { session_id: s }),
+            Route::Deregister(Deregistration {
+                session_id: s.clone(),
+            }),
             204,
         ),
         (

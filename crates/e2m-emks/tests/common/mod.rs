@@ -185,14 +185,17 @@ impl World {
             now,
         );
         let r = self.record(out)?;
-        self.ledger.borrow_mut().session_ids.push(r.session_id);
+        self.ledger
+            .borrow_mut()
+            .session_ids
+            .push(r.session_id.clone());
         Ok(r.session_id)
     }
 
     pub fn fetch(
         &self,
         peer: &Peer,
-        session: SessionId,
+        session: &SessionId,
         ue: UeRef,
         id: u32,
         now: Timestamp,
@@ -200,7 +203,7 @@ impl World {
         let out = self.emks.fetch_key(
             peer,
             &KeyRequest {
-                session_id: session,
+                session_id: session.clone(),
                 ue,
                 key_id: KeyId::from_u32(id),
             },
