@@ -34,10 +34,10 @@ use std::time::Duration;
 use e2m::dtls::server::{DtlsServer, ServerConfig, ServerEvent, default_handler};
 use e2m::dtls::{PskResolver, ResolveError, StaticPsk};
 use e2m::emks_http::client::EmksClient;
+use e2m::emse::EmksKeySource;
 use e2m::pki::PkiDir;
 use e2m_kdf::E2mKey;
 use e2m_keyid::{EmseId, PskIdentity};
-use e2m_msg::{KeyRequest, ProblemCause, SessionId, UeRef};
 
 const USAGE: &str = "usage: emse [--listen ADDR]
             (--psk-hex HEX | --emks URL --certs DIR --emse-id ID)
@@ -47,37 +47,18 @@ const USAGE: &str = "usage: emse [--listen ADDR]
 enum KeySource {
     /// `--psk-hex`: the same key for every identity.
     Static(StaticPsk),
-    /// `--emks`: the EMKS, through the session this EMSE registered (seed prerequisite c).
-    Emks {
-        client: Box<EmksClient>,
-        session_id: SessionId,
-    },
+    /// `--emks`: the EMKS, through the session this EMSE registered (seed prerequisite c),
+    /// with the EMSE's small key cache (`e2m::emse`).
+    Emks(Box<EmksKeySource>),
 }
 
 impl PskResolver for KeySource {
     async fn resolve(&self, identity: &PskIdentity) -> Result<E2mKey, ResolveError> {
         match self {
             KeySource::Static(key) => key.resolve(identity).await,
-            KeySource::Emks { client, session_id } => {
-                // Seed step 5: GET with the UE's identity and key id; the EMKS derives the
-                // key for the EMSE_Id bound to this session (step 6).
-                let request = KeyRequest {
-                    session_id: *session_id,
-                    ue: UeRef::AppIdentity(identity.identity.clone()),
-                    key_id: identity.key_id,
-                };
-                match client.fetch_key(&request).await {
-                    Ok(answer) if answer.key_id == identity.key_id => Ok(answer.key),
-                    Ok(_) => Err(ResolveError::Unavailable(
-                        "answer names another key id".into(),
-                    )),
-                    Err(e) => Err(match e.problem_cause() {
-                        Some(ProblemCause::KeyNotAvailable) => ResolveError::KeyNotHeld,
-                        Some(ProblemCause::UeUnknown) => ResolveError::UnknownIdentity,
-                        _ => ResolveError::Unavailable(e.to_string()),
-                    }),
-                }
-            }
+            // Seed steps 5–7: GET with the UE's identity and key id; the EMKS derives the
+            // key for the EMSE_Id bound to this session.
+            KeySource::Emks(keys) => keys.resolve(identity).await,
         }
     }
 }
@@ -86,19 +67,21 @@ impl PskResolver for KeySource {
 async fn emks_source(url: &str, certs: &str, emse_id: &str) -> Result<KeySource, String> {
     let emse_id = EmseId::new(emse_id).map_err(|e| format!("--emse-id: {e}"))?;
     let pki = PkiDir::open(Path::new(certs)).map_err(|e| format!("--certs: {e}"))?;
-    let credentials = pki.emse(&emse_id).map_err(|e| format!("--certs: {e}"))?;
-    let ca = pki.ca_certificates().map_err(|e| format!("--certs: {e}"))?;
-    let client = EmksClient::new(url, &credentials, &ca).map_err(|e| format!("--emks: {e}"))?;
+    let client = EmksClient::for_emse(url, &pki, &emse_id).map_err(|e| format!("--emks: {e}"))?;
     let registration = client
         .register(None)
         .await
         .map_err(|e| format!("registration refused: {e}"))?;
     println!("EMSE: registered with the EMKS as {emse_id} (201 Created, session established)");
-    Ok(KeySource::Emks {
-        client: Box::new(client),
-        session_id: registration.session_id,
-    })
+    Ok(KeySource::Emks(Box::new(EmksKeySource::new(
+        client,
+        registration.session_id,
+        KEY_CACHE_CAPACITY,
+    ))))
 }
+
+/// Keys the EMSE caches (bounded by each key's expiry; see `e2m::emse`).
+const KEY_CACHE_CAPACITY: usize = 1024;
 
 #[derive(Default)]
 struct Args {
@@ -232,9 +215,9 @@ async fn run(args: Args) -> Result<(), String> {
     }
     println!("EMSE: stopping");
     server.shutdown();
-    if let KeySource::Emks { client, session_id } = &*source {
+    if let KeySource::Emks(keys) = &*source {
         // Seed 6.x.2.2.2.3: DELETE the session.
-        match client.deregister(*session_id).await {
+        match keys.client().deregister(keys.session_id().clone()).await {
             Ok(()) => println!("EMSE: deregistered from the EMKS (204)"),
             Err(e) => println!("EMSE: deregistration failed: {e}"),
         }

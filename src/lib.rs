@@ -4,4 +4,5 @@
 pub mod aka;
 pub mod dtls;
 pub mod emks_http;
+pub mod emse;
 pub mod pki;

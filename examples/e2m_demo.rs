@@ -1,0 +1,678 @@
+//! The whole of Solution #10 in one process, on 127.0.0.1, for real: MILENAGE AKA, the
+//! EMKS over HTTPS with mutual TLS, two EMSEs, UEs over DTLS 1.2 with
+//! TLS_PSK_WITH_AES_128_CCM_8 (seed clause 6.x.2.3, prerequisites a–c and steps 1–8), then
+//! the seed's edge cases. Every expected outcome is checked; the process exits non-zero if
+//! any does not happen.
+//!
+//! ```text
+//! cargo run --example e2m_demo
+//! ```
+//!
+//! Output: short narrated lines in the seed's terms. No key bytes are ever printed: where
+//! two keys must (or must not) agree, the demo says whether they do. Set `RUST_LOG` (e.g.
+//! `RUST_LOG=info`) to also see the EMKS's audit records.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use e2m::aka::{Aka, AuthVector, Milenage, Opc, Sqn, SubscriberKey};
+use e2m::dtls::client::{DtlsClient, UeDtlsConfig};
+use e2m::dtls::coap::CoapMessage;
+use e2m::dtls::server::{DtlsServer, ServerConfig, ServerEvent, ServerHandle, default_handler};
+use e2m::dtls::{DtlsLimits, PskResolver, ResolveError};
+use e2m::emks_http::client::EmksClient;
+use e2m::emks_http::emks::{EmksServerOptions, start_emks};
+use e2m::emks_http::notify::{ReceivedNotification, start_notification_endpoint};
+use e2m::emks_http::server::Limits;
+use e2m::emse::EmksKeySource;
+use e2m::pki::{GeneratedPki, PkiDir, PkiSpec};
+use e2m_emks::{Emks, EmksConfig};
+use e2m_kdf::{E2mIntKey, E2mKey, E2mProfile, ck_ik_prime, e2m_int_key, e2m_key};
+use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId, PskIdentity};
+use e2m_keystore::{IdentityMap, RetentionPolicy, SessionPolicy, SubscriptionPolicy};
+use e2m_msg::{
+    EventSet, EventType, IntermediateKeyPush, KeyIdSource, KeyRequest, ProblemCause, Subscription,
+    Timestamp, UeRef,
+};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+const EMSE_A: &str = "iot-platform-a.example.com";
+const EMSE_B: &str = "grid-platform-b.example.org";
+/// An EMSE whose certificate names it, but which claims to be EMSE A when registering.
+const EMSE_ROGUE: &str = "rogue-c.example.net";
+/// Keys the EMKS keeps per UE in this demo (the default is 4; 2 makes eviction visible
+/// after two re-authentications).
+const KEYS_PER_UE: usize = 2;
+/// The serving node's access network identity for CK'/IK' (TS 33.402 A.2 construction;
+/// the BEST study leaves the input open).
+const SERVING_NETWORK: &str = "UTRAN";
+/// How long a handshake that is expected to fail may take: the EMSE sends no alert when it
+/// has no key (it answers like a wrong PSK), so the UE gives up on its own deadline.
+const FAILING_HANDSHAKE: Duration = Duration::from_secs(3);
+
+/// Records every expected outcome; the exit status is their conjunction.
+#[derive(Default)]
+struct Checks {
+    passed: usize,
+    failed: Vec<String>,
+}
+
+impl Checks {
+    fn check(&mut self, ok: bool, what: &str) {
+        if ok {
+            self.passed += 1;
+            println!("    ok: {what}");
+        } else {
+            self.failed.push(what.to_owned());
+            println!("    FAILED: {what}");
+        }
+    }
+}
+
+fn step(text: &str) {
+    println!("\n== {text}");
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A subscriber: the HSS/AuC's record and the UE's USIM + ME, which share K and OPc.
+struct Subscriber {
+    imsi: Imsi,
+    app: AppIdentity,
+    /// The AuC side (HSS).
+    auc: Aka,
+    /// The USIM side (UE).
+    usim: Aka,
+    next_sqn: u64,
+    last_accepted: Option<Sqn>,
+}
+
+impl Subscriber {
+    /// K and OP from a TS 35.208 test set; OPc computed from them (TS 35.206 §4.1).
+    fn new(imsi: &str, app: &str, k_hex: &str, op: [u8; 16]) -> Result<Self, String> {
+        let k = SubscriberKey::from_hex(k_hex).map_err(|e| e.to_string())?;
+        let opc: Opc = Milenage::opc_from_op(&k, &op);
+        // AMF with the separation bit set (TS 33.401 §6.1.1).
+        let amf = [0x80, 0x00];
+        Ok(Subscriber {
+            imsi: Imsi::new(imsi).map_err(|e| e.to_string())?,
+            app: AppIdentity::new(app).map_err(|e| e.to_string())?,
+            auc: Aka::new(&k, &opc, amf),
+            usim: Aka::new(&k, &opc, amf),
+            next_sqn: 1,
+            last_accepted: None,
+        })
+    }
+}
+
+/// What one AKA run leaves at each end.
+struct AkaRun {
+    key_id: KeyId,
+    /// The HSS's e2m_int_key (pushed to the EMKS).
+    hss_int_key: E2mIntKey,
+    /// The UE's own e2m_int_key (derived in the ME from the USIM's CK, IK).
+    ue_int_key: E2mIntKey,
+}
+
+/// Prerequisite a: the HSS answers an Authentication Information Request, hands the serving
+/// node CK'/IK' (never CK/IK), derives e2m_int_key and its key id, and pushes them to the
+/// EMKS; the UE answers the challenge and derives the same e2m_int_key.
+async fn run_aka(
+    sub: &mut Subscriber,
+    hss: &EmksClient,
+    profile: &E2mProfile<'static>,
+    checks: &mut Checks,
+) -> Result<AkaRun, String> {
+    let sqn = Sqn::new(sub.next_sqn).map_err(|e| e.to_string())?;
+    sub.next_sqn += 1;
+    let vector: AuthVector = sub.auc.make_vector_random(sqn).map_err(|e| e.to_string())?;
+    let key_id = KeyId::from_rand_lsb32(&vector.rand);
+    println!(
+        "HSS: authentication vector for IMSI {} (SQN {}), key id = RAND-LSB32 = {key_id}",
+        sub.imsi,
+        sqn.value()
+    );
+
+    let (ck_prime, ik_prime) = ck_ik_prime(
+        &vector.ck,
+        &vector.ik,
+        SERVING_NETWORK,
+        &vector.sqn_xor_ak(),
+    )
+    .map_err(|e| e.to_string())?;
+    checks.check(
+        ck_prime.expose_secret() != vector.ck.expose_secret()
+            && ik_prime.expose_secret() != vector.ik.expose_secret(),
+        "the serving node receives CK'/IK', which differ from CK/IK, so it cannot compute e2m keys",
+    );
+
+    let response = sub
+        .usim
+        .respond(&vector.rand, &vector.autn, sub.last_accepted)
+        .map_err(|e| format!("USIM refused the challenge: {e}"))?;
+    sub.last_accepted = Some(response.sqn);
+    checks.check(
+        response.res == vector.xres,
+        "UE: AUTN verified, RES = XRES (network access authentication succeeds)",
+    );
+
+    let hss_int_key = e2m_int_key(&vector.ck, &vector.ik, profile).map_err(|e| e.to_string())?;
+    let ue_int_key = e2m_int_key(&response.ck, &response.ik, profile).map_err(|e| e.to_string())?;
+    checks.check(
+        hss_int_key == ue_int_key,
+        "HSS and UE (in the ME) derive the same e2m_int_key = KDF(CK||IK, \"e2m_CIoT\")",
+    );
+
+    let push = IntermediateKeyPush {
+        imsi: sub.imsi.clone(),
+        key_id: KeyIdSource::RandLsb32(key_id),
+        int_key: hss_int_key.copy_secret(),
+        created: Timestamp::from_unix_seconds(unix_now()).map_err(|e| e.to_string())?,
+    };
+    let pushed = hss.push_intermediate_key(&push).await;
+    checks.check(
+        pushed.is_ok(),
+        &format!("HSS pushes e2m_int_key and key id {key_id} to the EMKS over mutual TLS (204)"),
+    );
+    Ok(AkaRun {
+        key_id,
+        hss_int_key,
+        ue_int_key,
+    })
+}
+
+/// An EMSE: its EMKS client and resolver, its notification endpoint, its DTLS server.
+struct Emse {
+    id: EmseId,
+    keys: Arc<EmksKeySource>,
+    notifications: mpsc::Receiver<ReceivedNotification>,
+    dtls: ServerHandle,
+    events: mpsc::Receiver<ServerEvent>,
+    notify_server: e2m::emks_http::server::ServerHandle,
+}
+
+impl Emse {
+    fn addr(&self) -> SocketAddr {
+        self.dtls.local_addr()
+    }
+
+    /// Waits for `count` notifications and applies them to the key cache.
+    async fn take_notifications(&mut self, count: usize) -> Vec<(EventType, KeyId, usize)> {
+        let mut seen = Vec::new();
+        while seen.len() < count {
+            match tokio::time::timeout(Duration::from_secs(5), self.notifications.recv()).await {
+                Ok(Some(received)) => {
+                    let n = &received.notification;
+                    let dropped = self.keys.on_notification(n);
+                    println!(
+                        "{}: notification from {}: {} for {} key id {} (cached keys dropped: {dropped})",
+                        self.id,
+                        received.from,
+                        n.event,
+                        ue_name(&n.ue),
+                        n.key_id
+                    );
+                    seen.push((n.event, n.key_id, dropped));
+                }
+                _ => break,
+            }
+        }
+        seen
+    }
+
+    /// The first event of the DTLS server about `identity` of the given kind, if any
+    /// arrives within a few seconds (earlier events are skipped).
+    async fn wait_event<F: Fn(&ServerEvent) -> bool>(&mut self, want: F) -> Option<ServerEvent> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) if want(&event) => return Some(event),
+                Ok(Some(_)) => continue,
+                _ => return None,
+            }
+        }
+    }
+}
+
+fn ue_name(ue: &UeRef) -> String {
+    match ue {
+        UeRef::AppIdentity(id) => id.to_string(),
+        UeRef::Imsi(imsi) => format!("IMSI {imsi}"),
+    }
+}
+
+/// Prerequisite c: the EMSE registers with the EMKS (POST → 201 + session), opens its
+/// notification endpoint and subscribes to its UE's key events, and starts its DTLS server.
+async fn start_emse(
+    name: &str,
+    ue: &AppIdentity,
+    emks_url: &str,
+    pki: &PkiDir,
+    checks: &mut Checks,
+) -> Result<Emse, String> {
+    let id = EmseId::new(name).map_err(|e| e.to_string())?;
+    let credentials = pki.emse(&id).map_err(|e| e.to_string())?;
+    let ca = pki.ca_certificates().map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let endpoint = start_notification_endpoint(listener, &credentials, &ca, Limits::default())
+        .map_err(|e| e.to_string())?;
+
+    let client = EmksClient::for_emse(emks_url, pki, &id).map_err(|e| e.to_string())?;
+    let registration = client.register(Some(endpoint.callback.clone())).await;
+    checks.check(
+        registration.is_ok(),
+        &format!("{id} registers (POST, its EMSE_Id = its certificate's) → 201 Created + session"),
+    );
+    let registration = registration.map_err(|e| e.to_string())?;
+
+    let subscription = Subscription {
+        events: EventSet::single(EventType::KeyAvailable).with(EventType::KeyRetired),
+        ue: Some(UeRef::AppIdentity(ue.clone())),
+        callback: endpoint.callback.clone(),
+    };
+    let subscribed = client.subscribe(&subscription).await;
+    checks.check(
+        subscribed.is_ok(),
+        &format!("{id} subscribes to new-key and retired-key notifications for {ue} → 201"),
+    );
+
+    let keys = Arc::new(EmksKeySource::new(client, registration.session_id, 64));
+    let mut dtls = DtlsServer::bind(
+        "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+        keys.clone(),
+        default_handler(),
+        ServerConfig::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let events = dtls.take_events().ok_or("DTLS events already taken")?;
+    println!(
+        "{id}: DTLS 1.2 PSK server on {} (TLS_PSK_WITH_AES_128_CCM_8 only)",
+        dtls.local_addr()
+    );
+    Ok(Emse {
+        id,
+        keys,
+        notifications: endpoint.notifications,
+        dtls,
+        events,
+        notify_server: endpoint.handle,
+    })
+}
+
+/// Steps 1–4 and 8 at the UE: DTLS handshake with psk_identity = (identity, key id) and
+/// PSK = e2m_key, then one CoAP GET. Returns the CoAP answer's payload.
+async fn ue_session(
+    emse: SocketAddr,
+    identity: &PskIdentity,
+    psk: &E2mKey,
+    handshake_timeout: Duration,
+) -> Result<String, String> {
+    let limits = DtlsLimits {
+        handshake_timeout,
+        ..DtlsLimits::default()
+    };
+    let config = UeDtlsConfig::new(identity, psk, limits).map_err(|e| e.to_string())?;
+    let mut ue = DtlsClient::connect(emse, &config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = CoapMessage::get("temperature", 0x0e2e, b"e2m");
+    let answer = ue
+        .request(&request, Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = ue.close().await;
+    Ok(String::from_utf8_lossy(&answer.payload).into_owned())
+}
+
+fn psk_identity(app: &AppIdentity, key_id: KeyId) -> PskIdentity {
+    PskIdentity::new(app.clone(), key_id)
+}
+
+async fn run(checks: &mut Checks) -> Result<(), String> {
+    let profile = E2mProfile::PROVISIONAL;
+
+    step("Set-up: certificates (CA, EMKS, HSS, one per EMSE), EMKS, subscribers");
+    let ids = [EMSE_A, EMSE_B, EMSE_ROGUE]
+        .iter()
+        .map(|n| EmseId::new(n).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = PkiSpec::new(ids).map_err(|e| e.to_string())?;
+    let pki = GeneratedPki::generate(&spec)
+        .and_then(|g| g.write_to_temp_dir("demo"))
+        .map_err(|e| e.to_string())?;
+    println!(
+        "PKI: CA and certificates generated in {}",
+        pki.path().display()
+    );
+
+    let retention = RetentionPolicy::new(KEYS_PER_UE, Duration::from_secs(24 * 3600))
+        .map_err(|e| e.to_string())?;
+    let core = Arc::new(Emks::in_memory_with(
+        EmksConfig::new(profile),
+        retention,
+        SessionPolicy::DEFAULT,
+        SubscriptionPolicy::DEFAULT,
+    ));
+    let emks = start_emks(core, &pki, EmksServerOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let emks_url = emks.base_url();
+    println!(
+        "EMKS: listening on {emks_url} (HTTPS, client certificates required; keeps {KEYS_PER_UE} keys per UE)"
+    );
+
+    // Set 1 and set 3 of TS 35.208 (K, OP).
+    let mut sensor = Subscriber::new(
+        "001010123456789",
+        "sensor-17@iot.example.com",
+        "465b5ce8b199b49faa5f0a2ee238a6bc",
+        [
+            0xcd, 0xc2, 0x02, 0xd5, 0x12, 0x3e, 0x20, 0xf6, 0x2b, 0x6d, 0x67, 0x6a, 0xc7, 0x2c,
+            0xb3, 0x18,
+        ],
+    )?;
+    let mut meter = Subscriber::new(
+        "001010000000042",
+        "meter-9@grid.example.org",
+        "fec86ba6eb707ed08905757b1bb44b8f",
+        [
+            0xdb, 0xc5, 0x9a, 0xdc, 0xb6, 0xf9, 0xa0, 0xef, 0x73, 0x54, 0x77, 0xb7, 0xfa, 0xdf,
+            0x83, 0x74,
+        ],
+    )?;
+    // The identity map (seed "Considerations on the user identity", case 2): each
+    // application identity is provisioned for one EMSE only.
+    let emse_a = EmseId::new(EMSE_A).map_err(|e| e.to_string())?;
+    let emse_b = EmseId::new(EMSE_B).map_err(|e| e.to_string())?;
+    let identities = emks.core().identities();
+    let provisioned = identities
+        .provision(&emse_a, &sensor.app, &sensor.imsi)
+        .and_then(|_| identities.provision(&emse_b, &meter.app, &meter.imsi));
+    checks.check(
+        provisioned.is_ok(),
+        "operator provisions sensor-17 for EMSE A and meter-9 for EMSE B (identity → IMSI)",
+    );
+    let hss = EmksClient::for_hss(&emks_url, &pki).map_err(|e| e.to_string())?;
+
+    step("Prerequisite c: EMSEs register with the EMKS");
+    let mut a = start_emse(EMSE_A, &sensor.app, &emks_url, &pki, checks).await?;
+    let mut b = start_emse(EMSE_B, &meter.app, &emks_url, &pki, checks).await?;
+    let rogue_id = EmseId::new(EMSE_ROGUE).map_err(|e| e.to_string())?;
+    let rogue = EmksClient::for_emse(&emks_url, &pki, &rogue_id).map_err(|e| e.to_string())?;
+    let refused = rogue.register_as(emse_a.clone(), None).await;
+    checks.check(
+        matches!(&refused, Err(e) if e.problem_cause() == Some(ProblemCause::EmseNotAuthorized)),
+        "an EMSE whose certificate names rogue-c but which claims EMSE A's EMSE_Id is refused at registration",
+    );
+
+    step("Prerequisite a: AKA for sensor-17 and meter-9; the HSS pushes e2m_int_key");
+    let run1 = run_aka(&mut sensor, &hss, &profile, checks).await?;
+    let meter_run = run_aka(&mut meter, &hss, &profile, checks).await?;
+    let seen = a.take_notifications(1).await;
+    checks.check(
+        seen.iter()
+            .any(|(e, id, _)| *e == EventType::KeyAvailable && *id == run1.key_id),
+        "the EMKS notifies EMSE A: a key is available for sensor-17",
+    );
+    let seen = b.take_notifications(1).await;
+    checks.check(
+        seen.iter()
+            .any(|(e, id, _)| *e == EventType::KeyAvailable && *id == meter_run.key_id),
+        "the EMKS notifies EMSE B: a key is available for meter-9",
+    );
+
+    step("Steps 1–8: sensor-17 opens a DTLS-PSK session with EMSE A");
+    let psk1 = e2m_key(&run1.ue_int_key, EMSE_A, &profile).map_err(|e| e.to_string())?;
+    println!(
+        "UE: prerequisite b: e2m_key = KDF(e2m_int_key, \"{EMSE_A}\"); psk_identity \"{}\"",
+        psk_identity(&sensor.app, run1.key_id)
+    );
+    let answer = ue_session(
+        a.addr(),
+        &psk_identity(&sensor.app, run1.key_id),
+        &psk1,
+        Duration::from_secs(15),
+    )
+    .await;
+    if let Ok(text) = &answer {
+        println!("UE: CoAP 2.05 \"{text}\"");
+    }
+    checks.check(
+        answer.is_ok(),
+        "handshake completes: EMSE A read the psk_identity, fetched e2m_key from the EMKS (GET → 200) and used it as the PSK",
+    );
+    checks.check(a.keys.fetches() == 1, "EMSE A asked the EMKS exactly once");
+    // The EMKS derived the key for the session's EMSE_Id: check it against the HSS's key.
+    let emks_side = e2m_key(&run1.hss_int_key, EMSE_A, &profile).map_err(|e| e.to_string())?;
+    checks.check(
+        emks_side == psk1,
+        "the EMKS's e2m_key for EMSE A equals the UE's",
+    );
+
+    step("Key refresh 1: the application reconnects on the same PSK");
+    let again = ue_session(
+        a.addr(),
+        &psk_identity(&sensor.app, run1.key_id),
+        &psk1,
+        Duration::from_secs(15),
+    )
+    .await;
+    checks.check(
+        again.is_ok() && a.keys.fetches() == 1,
+        "a new DTLS session (fresh session keys from the same PSK) needs no new fetch: EMSE A's cache answers",
+    );
+
+    step("Key refresh 2 and race case b: re-authentication while the UE is still on the old key");
+    let run2 = run_aka(&mut sensor, &hss, &profile, checks).await?;
+    let seen = a.take_notifications(1).await;
+    checks.check(
+        seen.iter().any(|(e, id, dropped)| {
+            *e == EventType::KeyAvailable && *id == run2.key_id && *dropped >= 1
+        }),
+        "the EMKS notifies EMSE A of the new key; EMSE A drops its cached key for sensor-17",
+    );
+    println!(
+        "UE: has not seen the new challenge yet, connects with key id {}",
+        run1.key_id
+    );
+    let old = ue_session(
+        a.addr(),
+        &psk_identity(&sensor.app, run1.key_id),
+        &psk1,
+        Duration::from_secs(15),
+    )
+    .await;
+    checks.check(
+        old.is_ok() && a.keys.fetches() == 2,
+        "the UE on the previous key id still connects: the EMKS retains that key (race cases a/b)",
+    );
+    let psk2 = e2m_key(&run2.ue_int_key, EMSE_A, &profile).map_err(|e| e.to_string())?;
+    let new = ue_session(
+        a.addr(),
+        &psk_identity(&sensor.app, run2.key_id),
+        &psk2,
+        Duration::from_secs(15),
+    )
+    .await;
+    checks.check(
+        new.is_ok(),
+        "after its AKA run the UE connects with the new key id too",
+    );
+    checks.check(psk1 != psk2, "the new e2m_key differs from the old one");
+
+    step(&format!(
+        "Eviction: a third AKA run; the EMKS keeps {KEYS_PER_UE} keys per UE"
+    ));
+    let run3 = run_aka(&mut sensor, &hss, &profile, checks).await?;
+    let seen = a.take_notifications(2).await;
+    checks.check(
+        seen.iter()
+            .any(|(e, id, _)| *e == EventType::KeyAvailable && *id == run3.key_id),
+        "EMSE A is told of the newest key",
+    );
+    checks.check(
+        seen.iter()
+            .any(|(e, id, _)| *e == EventType::KeyRetired && *id == run1.key_id),
+        &format!(
+            "EMSE A is told that key id {} is retired (evicted, zeroized)",
+            run1.key_id
+        ),
+    );
+    println!(
+        "UE: (whose later AKA runs failed) still tries key id {}",
+        run1.key_id
+    );
+    let evicted = ue_session(
+        a.addr(),
+        &psk_identity(&sensor.app, run1.key_id),
+        &psk1,
+        FAILING_HANDSHAKE,
+    )
+    .await;
+    let event = a
+        .wait_event(|e| matches!(e, ServerEvent::KeyUnavailable { identity, .. } if identity.key_id == run1.key_id))
+        .await;
+    checks.check(
+        evicted.is_err()
+            && matches!(
+                event,
+                Some(ServerEvent::KeyUnavailable {
+                    error: ResolveError::KeyNotHeld,
+                    ..
+                })
+            ),
+        "the handshake fails: the EMKS no longer holds that key id and answers \"re-authenticate\"",
+    );
+
+    step("Key separation between EMSEs");
+    let meter_psk = e2m_key(&meter_run.ue_int_key, EMSE_B, &profile).map_err(|e| e.to_string())?;
+    let meter_ok = ue_session(
+        b.addr(),
+        &psk_identity(&meter.app, meter_run.key_id),
+        &meter_psk,
+        Duration::from_secs(15),
+    )
+    .await;
+    checks.check(
+        meter_ok.is_ok(),
+        "meter-9 connects to EMSE B with its own key",
+    );
+    let psk3_a = e2m_key(&run3.ue_int_key, EMSE_A, &profile).map_err(|e| e.to_string())?;
+    let psk3_b = e2m_key(&run3.ue_int_key, EMSE_B, &profile).map_err(|e| e.to_string())?;
+    checks.check(
+        psk3_a != psk3_b,
+        "from one e2m_int_key, EMSE B's e2m_key differs from EMSE A's (EMSE_Id is a KDF input)",
+    );
+    let stolen = b
+        .keys
+        .resolve(&psk_identity(&sensor.app, run3.key_id))
+        .await;
+    checks.check(
+        matches!(stolen, Err(ResolveError::UnknownIdentity)),
+        "EMSE B asking the EMKS for sensor-17 (provisioned for EMSE A only) is refused, as for an unknown UE",
+    );
+    let direct = b
+        .keys
+        .client()
+        .fetch_key(&KeyRequest {
+            session_id: a.keys.session_id().clone(),
+            ue: UeRef::AppIdentity(sensor.app.clone()),
+            key_id: run3.key_id,
+        })
+        .await;
+    checks.check(
+        matches!(&direct, Err(e) if e.problem_cause() == Some(ProblemCause::EmseNotAuthorized)),
+        "EMSE B presenting EMSE A's session id over its own certificate is refused (403): a session is bound to the certificate that registered it",
+    );
+    let cross = ue_session(
+        b.addr(),
+        &psk_identity(&sensor.app, run3.key_id),
+        &psk3_b,
+        FAILING_HANDSHAKE,
+    )
+    .await;
+    checks.check(
+        cross.is_err(),
+        "sensor-17 cannot open a session with EMSE B",
+    );
+
+    step("Deregistration: EMSEs leave (DELETE → 204)");
+    for emse in [&a, &b] {
+        let left = emse
+            .keys
+            .client()
+            .deregister(emse.keys.session_id().clone())
+            .await;
+        checks.check(left.is_ok(), &format!("{} deregisters", emse.id));
+    }
+    let after = a
+        .keys
+        .client()
+        .fetch_key(&KeyRequest {
+            session_id: a.keys.session_id().clone(),
+            ue: UeRef::AppIdentity(sensor.app.clone()),
+            key_id: run3.key_id,
+        })
+        .await;
+    checks.check(
+        matches!(&after, Err(e) if e.problem_cause() == Some(ProblemCause::UnknownSession)),
+        "a fetch on the deregistered session is refused",
+    );
+
+    for emse in [a, b] {
+        emse.dtls.shutdown();
+        emse.notify_server.shutdown().await;
+    }
+    emks.shutdown().await;
+    let _ = pki.remove();
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("e2m_demo: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut checks = Checks::default();
+    let outcome = runtime.block_on(run(&mut checks));
+    println!();
+    if let Err(e) = &outcome {
+        println!("e2m_demo stopped: {e}");
+    }
+    println!(
+        "{} expected outcomes happened, {} did not",
+        checks.passed,
+        checks.failed.len()
+    );
+    for f in &checks.failed {
+        println!("  not as expected: {f}");
+    }
+    if outcome.is_ok() && checks.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
