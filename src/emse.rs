@@ -238,9 +238,10 @@ mod tests {
                 .is_none()
         );
         // Capacity: the soonest-expiring entry goes.
-        cache.insert(id("c"), KeyId::from_u32(3), k(3), 500, 0);
-        cache.insert(id("d"), KeyId::from_u32(4), k(4), 400, 0);
-        cache.insert(id("e"), KeyId::from_u32(5), k(5), 450, 0);
+        // (Expiries under MAX_TTL, so that they are not all capped to the same instant.)
+        cache.insert(id("c"), KeyId::from_u32(3), k(3), 250, 0);
+        cache.insert(id("d"), KeyId::from_u32(4), k(4), 150, 0);
+        cache.insert(id("e"), KeyId::from_u32(5), k(5), 200, 0);
         assert_eq!(cache.len(), 2);
         assert!(cache.get(&id("d"), KeyId::from_u32(4), 1).is_none());
         assert!(cache.get(&id("c"), KeyId::from_u32(3), 1).is_some());
