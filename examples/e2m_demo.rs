@@ -22,7 +22,7 @@ use e2m::dtls::client::{DtlsClient, UeDtlsConfig};
 use e2m::dtls::coap::CoapMessage;
 use e2m::dtls::server::{DtlsServer, ServerConfig, ServerEvent, ServerHandle, default_handler};
 use e2m::dtls::{DtlsLimits, PskResolver, ResolveError};
-use e2m::emks_http::client::EmksClient;
+use e2m::emks_http::client::{ClientError, EmksClient};
 use e2m::emks_http::emks::{EmksServerOptions, start_emks};
 use e2m::emks_http::notify::{ReceivedNotification, start_notification_endpoint};
 use e2m::emks_http::server::Limits;
@@ -33,8 +33,8 @@ use e2m_kdf::{E2mIntKey, E2mKey, E2mProfile, ck_ik_prime, e2m_int_key, e2m_key};
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId, PskIdentity};
 use e2m_keystore::{IdentityMap, RetentionPolicy, SessionPolicy, SubscriptionPolicy};
 use e2m_msg::{
-    EventSet, EventType, IntermediateKeyPush, KeyIdSource, KeyRequest, ProblemCause, Subscription,
-    Timestamp, UeRef,
+    EventSet, EventType, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse, ProblemCause,
+    SessionId, Subscription, Timestamp, UeRef,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -334,6 +334,21 @@ async fn ue_session(
     Ok(String::from_utf8_lossy(&answer.payload).into_owned())
 }
 
+/// A key fetch (seed step 5) sent directly, over `client`'s certificate, naming `session`.
+async fn fetch_with(
+    client: &EmksClient,
+    session: &SessionId,
+    ue: &AppIdentity,
+    key_id: KeyId,
+) -> Result<KeyResponse, ClientError> {
+    let request = KeyRequest {
+        session_id: session.clone(),
+        ue: UeRef::AppIdentity(ue.clone()),
+        key_id,
+    };
+    client.fetch_key(&request).await
+}
+
 fn psk_identity(app: &AppIdentity, key_id: KeyId) -> PskIdentity {
     PskIdentity::new(app.clone(), key_id)
 }
@@ -581,15 +596,13 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
         matches!(stolen, Err(ResolveError::UnknownIdentity)),
         "EMSE B asking the EMKS for sensor-17 (provisioned for EMSE A only) is refused, as for an unknown UE",
     );
-    let direct = b
-        .keys
-        .client()
-        .fetch_key(&KeyRequest {
-            session_id: a.keys.session_id().clone(),
-            ue: UeRef::AppIdentity(sensor.app.clone()),
-            key_id: run3.key_id,
-        })
-        .await;
+    let direct = fetch_with(
+        b.keys.client(),
+        a.keys.session_id(),
+        &sensor.app,
+        run3.key_id,
+    )
+    .await;
     checks.check(
         matches!(&direct, Err(e) if e.problem_cause() == Some(ProblemCause::EmseNotAuthorized)),
         "EMSE B presenting EMSE A's session id over its own certificate is refused (403): a session is bound to the certificate that registered it",
@@ -615,15 +628,13 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
             .await;
         checks.check(left.is_ok(), &format!("{} deregisters", emse.id));
     }
-    let after = a
-        .keys
-        .client()
-        .fetch_key(&KeyRequest {
-            session_id: a.keys.session_id().clone(),
-            ue: UeRef::AppIdentity(sensor.app.clone()),
-            key_id: run3.key_id,
-        })
-        .await;
+    let after = fetch_with(
+        a.keys.client(),
+        a.keys.session_id(),
+        &sensor.app,
+        run3.key_id,
+    )
+    .await;
     checks.check(
         matches!(&after, Err(e) if e.problem_cause() == Some(ProblemCause::UnknownSession)),
         "a fetch on the deregistered session is refused",
