@@ -49,6 +49,9 @@ const KEYS_PER_UE: usize = 2;
 /// The serving node's access network identity for CK'/IK' (TS 33.402 A.2 construction;
 /// the BEST study leaves the input open).
 const SERVING_NETWORK: &str = "UTRAN";
+/// How long a handshake that is expected to succeed may take (debug builds of the DTLS
+/// crypto are slow; the EMSE also fetches the key from the EMKS inside the handshake).
+const HANDSHAKE: Duration = Duration::from_secs(15);
 /// How long a handshake that is expected to fail may take: the EMSE sends no alert when it
 /// has no key (it answers like a wrong PSK), so the UE gives up on its own deadline.
 const FAILING_HANDSHAKE: Duration = Duration::from_secs(3);
@@ -313,10 +316,12 @@ async fn start_emse(
 /// PSK = e2m_key, then one CoAP GET. Returns the CoAP answer's payload.
 async fn ue_session(
     emse: SocketAddr,
-    identity: &PskIdentity,
+    app: &AppIdentity,
+    key_id: KeyId,
     psk: &E2mKey,
     handshake_timeout: Duration,
 ) -> Result<String, String> {
+    let identity = &PskIdentity::new(app.clone(), key_id);
     let limits = DtlsLimits {
         handshake_timeout,
         ..DtlsLimits::default()
@@ -452,13 +457,7 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
         "UE: prerequisite b: e2m_key = KDF(e2m_int_key, \"{EMSE_A}\"); psk_identity \"{}\"",
         psk_identity(&sensor.app, run1.key_id)
     );
-    let answer = ue_session(
-        a.addr(),
-        &psk_identity(&sensor.app, run1.key_id),
-        &psk1,
-        Duration::from_secs(15),
-    )
-    .await;
+    let answer = ue_session(a.addr(), &sensor.app, run1.key_id, &psk1, HANDSHAKE).await;
     if let Ok(text) = &answer {
         println!("UE: CoAP 2.05 \"{text}\"");
     }
@@ -475,13 +474,7 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
     );
 
     step("Key refresh 1: the application reconnects on the same PSK");
-    let again = ue_session(
-        a.addr(),
-        &psk_identity(&sensor.app, run1.key_id),
-        &psk1,
-        Duration::from_secs(15),
-    )
-    .await;
+    let again = ue_session(a.addr(), &sensor.app, run1.key_id, &psk1, HANDSHAKE).await;
     checks.check(
         again.is_ok() && a.keys.fetches() == 1,
         "a new DTLS session (fresh session keys from the same PSK) needs no new fetch: EMSE A's cache answers",
@@ -500,25 +493,13 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
         "UE: has not seen the new challenge yet, connects with key id {}",
         run1.key_id
     );
-    let old = ue_session(
-        a.addr(),
-        &psk_identity(&sensor.app, run1.key_id),
-        &psk1,
-        Duration::from_secs(15),
-    )
-    .await;
+    let old = ue_session(a.addr(), &sensor.app, run1.key_id, &psk1, HANDSHAKE).await;
     checks.check(
         old.is_ok() && a.keys.fetches() == 2,
         "the UE on the previous key id still connects: the EMKS retains that key (race cases a/b)",
     );
     let psk2 = e2m_key(&run2.ue_int_key, EMSE_A, &profile).map_err(|e| e.to_string())?;
-    let new = ue_session(
-        a.addr(),
-        &psk_identity(&sensor.app, run2.key_id),
-        &psk2,
-        Duration::from_secs(15),
-    )
-    .await;
+    let new = ue_session(a.addr(), &sensor.app, run2.key_id, &psk2, HANDSHAKE).await;
     checks.check(
         new.is_ok(),
         "after its AKA run the UE connects with the new key id too",
@@ -547,13 +528,7 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
         "UE: (whose later AKA runs failed) still tries key id {}",
         run1.key_id
     );
-    let evicted = ue_session(
-        a.addr(),
-        &psk_identity(&sensor.app, run1.key_id),
-        &psk1,
-        FAILING_HANDSHAKE,
-    )
-    .await;
+    let evicted = ue_session(a.addr(), &sensor.app, run1.key_id, &psk1, FAILING_HANDSHAKE).await;
     let event = a
         .wait_event(|e| matches!(e, ServerEvent::KeyUnavailable { identity, .. } if identity.key_id == run1.key_id))
         .await;
@@ -573,9 +548,10 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
     let meter_psk = e2m_key(&meter_run.ue_int_key, EMSE_B, &profile).map_err(|e| e.to_string())?;
     let meter_ok = ue_session(
         b.addr(),
-        &psk_identity(&meter.app, meter_run.key_id),
+        &meter.app,
+        meter_run.key_id,
         &meter_psk,
-        Duration::from_secs(15),
+        HANDSHAKE,
     )
     .await;
     checks.check(
@@ -609,7 +585,8 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
     );
     let cross = ue_session(
         b.addr(),
-        &psk_identity(&sensor.app, run3.key_id),
+        &sensor.app,
+        run3.key_id,
         &psk3_b,
         FAILING_HANDSHAKE,
     )
