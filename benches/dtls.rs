@@ -1,6 +1,6 @@
 //! DTLS 1.2 PSK handshakes per second (TLS_PSK_WITH_AES_128_CCM_8) of the EMSE's server
-//! (`e2m::dtls::server`, on dimpl) against a stock `openssl s_server` with the same suite and
-//! PSK, measured in the same run with the same client (`e2m::dtls::client`, the UE) on
+//! (`e2m_dtls::server`, on dimpl) against a stock `openssl s_server` with the same suite and
+//! PSK, measured in the same run with the same client (`e2m_dtls::client`, the UE) on
 //! 127.0.0.1. Prints a table.
 //!
 //! ```text
@@ -20,10 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2m::dtls::DtlsLimits;
-use e2m::dtls::StaticPsk;
-use e2m::dtls::client::{DtlsClient, UeDtlsConfig};
-use e2m::dtls::server::{DtlsServer, ServerConfig, default_handler};
+use e2m_dtls::DtlsLimits;
+use e2m_dtls::StaticPsk;
+use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
+use e2m_dtls::server::{DtlsServer, ServerConfig, default_handler};
 use e2m_kdf::E2mKey;
 use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
 

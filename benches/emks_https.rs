@@ -25,11 +25,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2m::emks_http::emks::{EmksServerOptions, start_emks};
-use e2m::emks_http::ratelimit::RateLimit;
-use e2m::emks_http::server::{FixedBody, Limits, serve};
-use e2m::emks_http::tls::{ExpectedServer, client_config, server_config};
-use e2m::pki::{GeneratedPki, PkiSpec, Role};
+use e2m_https::emks::{EmksServerOptions, start_emks};
+use e2m_https::ratelimit::RateLimit;
+use e2m_https::server::{FixedBody, Limits, serve};
+use e2m_https::tls::{ExpectedServer, client_config, server_config};
+use e2m_https::pki::{GeneratedPki, PkiSpec, Role};
 use e2m_emks::{Emks, EmksConfig};
 use e2m_kdf::E2mIntKey;
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
@@ -183,7 +183,7 @@ async fn bench(measure: Duration, concurrency: usize) {
     )
     .await
     .unwrap();
-    let hss = e2m::emks_http::client::EmksClient::new(&emks.base_url(), &pki.hss().unwrap(), &ca)
+    let hss = e2m_https::client::EmksClient::new(&emks.base_url(), &pki.hss().unwrap(), &ca)
         .unwrap();
     let key_id = KeyId::from_u32(0xae47_bf35);
     let now = std::time::SystemTime::now()
@@ -198,7 +198,7 @@ async fn bench(measure: Duration, concurrency: usize) {
     })
     .await
     .unwrap();
-    let emse = e2m::emks_http::client::EmksClient::new(
+    let emse = e2m_https::client::EmksClient::new(
         &emks.base_url(),
         &pki.emse(&emse_id).unwrap(),
         &ca,

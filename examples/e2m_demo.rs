@@ -17,17 +17,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2m::aka::{Aka, AuthVector, Milenage, Opc, Sqn, SubscriberKey};
-use e2m::dtls::client::{DtlsClient, UeDtlsConfig};
-use e2m::dtls::coap::CoapMessage;
-use e2m::dtls::server::{DtlsServer, ServerConfig, ServerEvent, ServerHandle, default_handler};
-use e2m::dtls::{DtlsLimits, PskResolver, ResolveError};
-use e2m::emks_http::client::{ClientError, EmksClient};
-use e2m::emks_http::emks::{EmksServerOptions, start_emks};
-use e2m::emks_http::notify::{ReceivedNotification, start_notification_endpoint};
-use e2m::emks_http::server::Limits;
-use e2m::emse::EmksKeySource;
-use e2m::pki::{GeneratedPki, PkiDir, PkiSpec};
+use e2m_aka::{Aka, AuthVector, Milenage, Opc, Sqn, SubscriberKey};
+use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
+use e2m_dtls::coap::CoapMessage;
+use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, ServerHandle, default_handler};
+use e2m_dtls::{DtlsLimits, PskResolver, ResolveError};
+use e2m_https::client::{ClientError, EmksClient};
+use e2m_https::emks::{EmksServerOptions, start_emks};
+use e2m_https::notify::{ReceivedNotification, start_notification_endpoint};
+use e2m_https::server::Limits;
+use e2m_dtls::emks_source::EmksKeySource;
+use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
 use e2m_emks::{Emks, EmksConfig};
 use e2m_kdf::{E2mIntKey, E2mKey, E2mProfile, ck_ik_prime, e2m_int_key, e2m_key};
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId, PskIdentity};
@@ -198,7 +198,7 @@ struct Emse {
     notifications: mpsc::Receiver<ReceivedNotification>,
     dtls: ServerHandle,
     events: mpsc::Receiver<ServerEvent>,
-    notify_server: e2m::emks_http::server::ServerHandle,
+    notify_server: e2m_https::server::ServerHandle,
 }
 
 impl Emse {

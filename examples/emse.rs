@@ -31,11 +31,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use e2m::dtls::server::{DtlsServer, ServerConfig, ServerEvent, default_handler};
-use e2m::dtls::{PskResolver, ResolveError, StaticPsk};
-use e2m::emks_http::client::EmksClient;
-use e2m::emse::EmksKeySource;
-use e2m::pki::PkiDir;
+use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, default_handler};
+use e2m_dtls::{PskResolver, ResolveError, StaticPsk};
+use e2m_https::client::EmksClient;
+use e2m_dtls::emks_source::EmksKeySource;
+use e2m_https::pki::PkiDir;
 use e2m_kdf::E2mKey;
 use e2m_keyid::{EmseId, PskIdentity};
 
@@ -48,7 +48,7 @@ enum KeySource {
     /// `--psk-hex`: the same key for every identity.
     Static(StaticPsk),
     /// `--emks`: the EMKS, through the session this EMSE registered (seed prerequisite c),
-    /// with the EMSE's small key cache (`e2m::emse`).
+    /// with the EMSE's small key cache (`e2m_dtls::emks_source`).
     Emks(Box<EmksKeySource>),
 }
 
@@ -80,7 +80,7 @@ async fn emks_source(url: &str, certs: &str, emse_id: &str) -> Result<KeySource,
     ))))
 }
 
-/// Keys the EMSE caches (bounded by each key's expiry; see `e2m::emse`).
+/// Keys the EMSE caches (bounded by each key's expiry; see `e2m_dtls::emks_source`).
 const KEY_CACHE_CAPACITY: usize = 1024;
 
 #[derive(Default)]

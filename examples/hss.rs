@@ -1,4 +1,4 @@
-//! The HSS alone: runs AKA for one subscriber (MILENAGE, TS 35.206, `e2m::aka`), derives
+//! The HSS alone: runs AKA for one subscriber (MILENAGE, TS 35.206, `e2m_aka`), derives
 //! `e2m_int_key = KDF(CK || IK, "e2m_CIoT")` (seed 6.x.2.1 step 1) and its key id, and pushes
 //! both to the EMKS over HTTPS with its HSS client certificate.
 //!
@@ -17,9 +17,9 @@
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use e2m::aka::{Aka, Opc, Sqn, SubscriberKey};
-use e2m::emks_http::client::EmksClient;
-use e2m::pki::PkiDir;
+use e2m_aka::{Aka, Opc, Sqn, SubscriberKey};
+use e2m_https::client::EmksClient;
+use e2m_https::pki::PkiDir;
 use e2m_kdf::{Ck, E2mProfile, Ik, e2m_int_key};
 use e2m_keyid::{Imsi, KeyId};
 use e2m_msg::{IntermediateKeyPush, KeyIdSource, Timestamp};

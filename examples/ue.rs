@@ -22,10 +22,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use e2m::aka::{Aka, Milenage, Opc, SubscriberKey};
-use e2m::dtls::DtlsLimits;
-use e2m::dtls::client::{DtlsClient, UeDtlsConfig};
-use e2m::dtls::coap::CoapMessage;
+use e2m_aka::{Aka, Milenage, Opc, SubscriberKey};
+use e2m_dtls::DtlsLimits;
+use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
+use e2m_dtls::coap::CoapMessage;
 use e2m_kdf::{E2mKey, E2mProfile, e2m_int_key, e2m_key};
 use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
 

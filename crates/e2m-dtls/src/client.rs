@@ -1,16 +1,16 @@
 //! The UE's DTLS-PSK client (seed 6.x.2.3 steps 1, 3, 4 and 8).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), e2m::dtls::DtlsError> {
-//! use e2m::dtls::client::{DtlsClient, UeDtlsConfig};
-//! use e2m::dtls::coap::CoapMessage;
-//! use e2m::dtls::DtlsLimits;
+//! # async fn demo() -> Result<(), e2m_dtls::DtlsError> {
+//! use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
+//! use e2m_dtls::coap::CoapMessage;
+//! use e2m_dtls::DtlsLimits;
 //! use e2m_kdf::E2mKey;
 //! use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
 //! use std::time::Duration;
 //!
 //! let identity = PskIdentity::new(
-//!     AppIdentity::new("sensor-17@iot.example.com").map_err(|e| e2m::dtls::DtlsError::Config(e.to_string()))?,
+//!     AppIdentity::new("sensor-17@iot.example.com").map_err(|e| e2m_dtls::DtlsError::Config(e.to_string()))?,
 //!     KeyId::from_u32(0xae47bf35),
 //! );
 //! let psk = E2mKey::from_array([0x42; 32]); // in the demo: e2m_kdf::e2m_key(...)

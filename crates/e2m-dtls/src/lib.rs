@@ -14,8 +14,13 @@
 //! keeps it (and the master secret) in memory it does not zeroize. Our own copies are
 //! zeroized; no log line at any level carries key bytes (dimpl logs only lengths).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod client;
 pub mod coap;
+#[cfg(feature = "emks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "emks")))]
+pub mod emks_source;
 mod record;
 pub mod server;
 
@@ -23,8 +28,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dimpl::crypto::Dtls12CipherSuite;
-use e2m_kdf::E2mKey;
 use e2m_keyid::PskIdentity;
+
+pub use e2m_kdf::E2mKey;
+pub use e2m_keyid;
 
 /// Why the EMSE has no key for a `psk_identity`. The handshake then fails exactly as for a
 /// wrong PSK (RFC 4279 §2 lets a server abort with `unknown_psk_identity`, but answering
@@ -52,7 +59,7 @@ pub enum ResolveError {
 /// peers' handshakes carry on.
 ///
 /// ```
-/// use e2m::dtls::{PskResolver, ResolveError};
+/// use e2m_dtls::{PskResolver, ResolveError};
 /// use e2m_kdf::E2mKey;
 /// use e2m_keyid::PskIdentity;
 ///

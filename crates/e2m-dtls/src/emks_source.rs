@@ -20,8 +20,8 @@ use e2m_kdf::E2mKey;
 use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
 use e2m_msg::{KeyRequest, Notification, ProblemCause, SessionId, UeRef};
 
-use crate::dtls::{PskResolver, ResolveError};
-use crate::emks_http::client::EmksClient;
+use crate::{PskResolver, ResolveError};
+use e2m_https::client::EmksClient;
 
 struct CachedKey {
     key: E2mKey,

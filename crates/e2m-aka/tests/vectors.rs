@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use e2m::aka::{Aka, AkaError, Milenage, Opc, Sqn, SubscriberKey};
+use e2m_aka::{Aka, AkaError, Milenage, Opc, Sqn, SubscriberKey};
 
 struct TestSet {
     number: u32,

@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use e2m::dtls::client::{DtlsClient, UeDtlsConfig};
-use e2m::dtls::coap::{CoapCode, CoapMessage};
-use e2m::dtls::server::{DtlsServer, ServerConfig, ServerEvent, ServerHandle, default_handler};
-use e2m::dtls::{DtlsError, DtlsLimits, PskResolver, ResolveError, StaticPsk};
+use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
+use e2m_dtls::coap::{CoapCode, CoapMessage};
+use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, ServerHandle, default_handler};
+use e2m_dtls::{DtlsError, DtlsLimits, PskResolver, ResolveError, StaticPsk};
 use e2m_kdf::E2mKey;
 use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
 use tokio::sync::{Notify, mpsc};

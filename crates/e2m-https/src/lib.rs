@@ -1,6 +1,8 @@
 //! The EMKS transport: RESTful HTTPS with mutual TLS between EMSE and EMKS (seed clause
 //! 6.x.2.2) and the HSS's push of intermediate keys, around the sans-IO core `e2m-emks`.
 //!
+//! - [`pki`]: where an e2m identity sits in a certificate, credentials and PKI directories
+//!   (and, with the `pki-gen` feature, certificate generation for tests and demos);
 //! - [`tls`]: the TLS profile (TS 33.310 Annex E → TS 33.210 §6.2) and the certificate
 //!   identity checks of both ends;
 //! - [`server`]: the hardened HTTPS server stack, generic over a [`server::Handler`];
@@ -14,10 +16,11 @@
 //! Composing the system (what the examples and the demo do):
 //!
 //! ```no_run
+//! # #[cfg(feature = "pki-gen")]
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use e2m::emks_http::{client::EmksClient, emks::{start_emks, EmksServerOptions}};
-//! use e2m::pki::{GeneratedPki, PkiSpec};
+//! use e2m_https::{client::EmksClient, emks::{start_emks, EmksServerOptions}};
+//! use e2m_https::pki::{GeneratedPki, PkiSpec};
 //! use e2m_keyid::EmseId;
 //!
 //! let spec = PkiSpec::new(vec![EmseId::new("emse-a")?])?;
@@ -32,10 +35,21 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod client;
 pub mod emks;
 pub mod notify;
+pub mod pki;
 pub mod ratelimit;
 pub mod respond;
 pub mod server;
 pub mod tls;
+
+// The crates whose types this crate's signatures expose, so that a user needs no second
+// dependency to name them (the hkdf `pub use hmac` / rustls `pki_types` pattern).
+pub use e2m_emks;
+pub use e2m_keyid;
+pub use e2m_keystore;
+pub use e2m_msg;
+pub use rustls;

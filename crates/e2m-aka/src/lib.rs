@@ -1,8 +1,8 @@
-//! UMTS AKA with MILENAGE, as the examples' HSS/AuC and UE run it (seed 6.x.2.3,
+//! UMTS AKA with MILENAGE, as an HSS/AuC and a UE run it (seed 6.x.2.3,
 //! prerequisite a: "Network access AKA run is completed").
 //!
 //! [`Milenage`] is the algorithm set of TS 35.206 §4.1 on AES-128 (the `aes` crate), checked
-//! against the TS 35.208 §4.3 conformance data (`tests/aka_vectors.rs`). [`Aka`] is the
+//! against the TS 35.208 §4.3 conformance data (`tests/vectors.rs`). [`Aka`] is the
 //! protocol around it (TS 33.102 §6.3): the AuC makes an authentication vector
 //! `(RAND, XRES, CK, IK, AUTN)`; the UE (USIM) checks AUTN and answers RES, CK, IK.
 //!
@@ -11,6 +11,9 @@
 //! The algorithm is eight AES calls and a few XORs, so it lives here with the project's
 //! secret-handling rules: K and OPc are zeroized on drop, CK and IK come out as
 //! [`e2m_kdf::Ck`] / [`e2m_kdf::Ik`], and no `Debug` shows key bytes.
+
+#![cfg_attr(not(test), no_std)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use aes::Aes128;
 use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
@@ -416,7 +419,7 @@ impl core::fmt::Debug for AkaResponse {
 /// challenges. Both hold the same K and OPc.
 ///
 /// ```
-/// use e2m::aka::{Aka, Opc, Sqn, SubscriberKey};
+/// use e2m_aka::{Aka, Opc, Sqn, SubscriberKey};
 /// // TS 35.208 test set 1 K and OPc.
 /// let k = SubscriberKey::from_hex("465b5ce8b199b49faa5f0a2ee238a6bc")?;
 /// let opc = Opc::from_hex("cd63cb71954a9f4e48a5994e37a02baf")?;
@@ -426,7 +429,7 @@ impl core::fmt::Debug for AkaResponse {
 /// let av = auc.make_vector(&rand, Sqn::new(32)?);
 /// let answer = usim.respond(&av.rand, &av.autn, Some(Sqn::new(31)?))?;
 /// assert!(answer.res == av.xres && answer.ck == av.ck && answer.ik == av.ik);
-/// # Ok::<(), e2m::aka::AkaError>(())
+/// # Ok::<(), e2m_aka::AkaError>(())
 /// ```
 #[derive(Debug)]
 pub struct Aka {
@@ -475,6 +478,8 @@ impl Aka {
     ///
     /// # Errors
     /// [`AkaError::Random`] if the generator fails.
+    #[cfg(feature = "getrandom")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "getrandom")))]
     pub fn make_vector_random(&self, sqn: Sqn) -> Result<AuthVector, AkaError> {
         let mut rand = [0u8; 16];
         getrandom::fill(&mut rand).map_err(|_| AkaError::Random)?;
