@@ -47,7 +47,7 @@ fn push_msg(ue: u32, id: u32, now: Timestamp) -> IntermediateKeyPush {
         imsi: imsi(ue),
         key_id: KeyIdSource::RandLsb32(KeyId::from_u32(id)),
         int_key: E2mIntKey::from_array(key_bytes(ue, id)),
-        created: e2m_msg::Timestamp::from_unix_seconds(now.as_unix_secs()).unwrap(),
+        created: now,
     }
 }
 
@@ -158,7 +158,7 @@ fn main() {
             (
                 n,
                 KeyRequest {
-                    session_id: session_id.clone(),
+                    session_id: session_id.copy_secret(),
                     ue: UeRef::AppIdentity(app(n)),
                     key_id: KeyId::from_u32(id),
                 },

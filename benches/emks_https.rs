@@ -25,12 +25,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2m_emks::{Emks, EmksConfig};
 use e2m_https::emks::{EmksServerOptions, start_emks};
+use e2m_https::pki::{GeneratedPki, PkiSpec, Role};
 use e2m_https::ratelimit::RateLimit;
 use e2m_https::server::{FixedBody, Limits, serve};
 use e2m_https::tls::{ExpectedServer, client_config, server_config};
-use e2m_https::pki::{GeneratedPki, PkiSpec, Role};
-use e2m_emks::{Emks, EmksConfig};
 use e2m_kdf::E2mIntKey;
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 use e2m_keystore::IdentityMap;
@@ -183,8 +183,8 @@ async fn bench(measure: Duration, concurrency: usize) {
     )
     .await
     .unwrap();
-    let hss = e2m_https::client::EmksClient::new(&emks.base_url(), &pki.hss().unwrap(), &ca)
-        .unwrap();
+    let hss =
+        e2m_https::client::EmksClient::new(&emks.base_url(), &pki.hss().unwrap(), &ca).unwrap();
     let key_id = KeyId::from_u32(0xae47_bf35);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -194,16 +194,13 @@ async fn bench(measure: Duration, concurrency: usize) {
         imsi,
         key_id: KeyIdSource::RandLsb32(key_id),
         int_key: E2mIntKey::from_array([0x42; 32]),
-        created: Timestamp::from_unix_seconds(now).unwrap(),
+        created: Timestamp::from_unix_secs(now),
     })
     .await
     .unwrap();
-    let emse = e2m_https::client::EmksClient::new(
-        &emks.base_url(),
-        &pki.emse(&emse_id).unwrap(),
-        &ca,
-    )
-    .unwrap();
+    let emse =
+        e2m_https::client::EmksClient::new(&emks.base_url(), &pki.emse(&emse_id).unwrap(), &ca)
+            .unwrap();
     let session = emse.register(None).await.unwrap();
     let request = KeyRequest {
         session_id: session.session_id,
@@ -257,7 +254,7 @@ async fn bench(measure: Duration, concurrency: usize) {
     for _ in 0..rounds.max(1) {
         let b = load(
             client.clone(),
-            format!("https://{}{target}", baseline.local_addr()),
+            format!("https://{}{}", baseline.local_addr(), target.as_str()),
             concurrency,
             warmup,
             measure,
@@ -265,7 +262,7 @@ async fn bench(measure: Duration, concurrency: usize) {
         .await;
         let r = load(
             client.clone(),
-            format!("{}{target}", emks.base_url()),
+            format!("{}{}", emks.base_url(), target.as_str()),
             concurrency,
             warmup,
             measure,

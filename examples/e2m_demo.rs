@@ -20,15 +20,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use e2m_aka::{Aka, AuthVector, Milenage, Opc, Sqn, SubscriberKey};
 use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
 use e2m_dtls::coap::CoapMessage;
+use e2m_dtls::emks_source::EmksKeySource;
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, ServerHandle, default_handler};
 use e2m_dtls::{DtlsLimits, PskResolver, ResolveError};
+use e2m_emks::{Emks, EmksConfig};
 use e2m_https::client::{ClientError, EmksClient};
 use e2m_https::emks::{EmksServerOptions, start_emks};
 use e2m_https::notify::{ReceivedNotification, start_notification_endpoint};
-use e2m_https::server::Limits;
-use e2m_dtls::emks_source::EmksKeySource;
 use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
-use e2m_emks::{Emks, EmksConfig};
+use e2m_https::server::Limits;
 use e2m_kdf::{E2mIntKey, E2mKey, E2mProfile, ck_ik_prime, e2m_int_key, e2m_key};
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId, PskIdentity};
 use e2m_keystore::{IdentityMap, RetentionPolicy, SessionPolicy, SubscriptionPolicy};
@@ -177,7 +177,7 @@ async fn run_aka(
         imsi: sub.imsi.clone(),
         key_id: KeyIdSource::RandLsb32(key_id),
         int_key: hss_int_key.copy_secret(),
-        created: Timestamp::from_unix_seconds(unix_now()).map_err(|e| e.to_string())?,
+        created: Timestamp::from_unix_secs(unix_now()),
     };
     let pushed = hss.push_intermediate_key(&push).await;
     checks.check(
@@ -347,7 +347,7 @@ async fn fetch_with(
     key_id: KeyId,
 ) -> Result<KeyResponse, ClientError> {
     let request = KeyRequest {
-        session_id: session.clone(),
+        session_id: session.copy_secret(),
         ue: UeRef::AppIdentity(ue.clone()),
         key_id,
     };
@@ -601,7 +601,7 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
         let left = emse
             .keys
             .client()
-            .deregister(emse.keys.session_id().clone())
+            .deregister(emse.keys.session_id().copy_secret())
             .await;
         checks.check(left.is_ok(), &format!("{} deregisters", emse.id));
     }

@@ -25,11 +25,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use e2m_emks::{Emks, EmksConfig};
 use e2m_https::emks::{EmksServerOptions, start_emks};
+use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
 use e2m_https::ratelimit::RateLimit;
 use e2m_https::server::Limits;
-use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
-use e2m_emks::{Emks, EmksConfig};
 use e2m_keyid::{AppIdentity, EmseId, Imsi};
 use e2m_keystore::{IdentityMap, RetentionPolicy, SessionPolicy, SubscriptionPolicy};
 

@@ -31,10 +31,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use e2m_dtls::emks_source::EmksKeySource;
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, default_handler};
 use e2m_dtls::{PskResolver, ResolveError, StaticPsk};
 use e2m_https::client::EmksClient;
-use e2m_dtls::emks_source::EmksKeySource;
 use e2m_https::pki::PkiDir;
 use e2m_kdf::E2mKey;
 use e2m_keyid::{EmseId, PskIdentity};
@@ -217,7 +217,11 @@ async fn run(args: Args) -> Result<(), String> {
     server.shutdown();
     if let KeySource::Emks(keys) = &*source {
         // Seed 6.x.2.2.2.3: DELETE the session.
-        match keys.client().deregister(keys.session_id().clone()).await {
+        match keys
+            .client()
+            .deregister(keys.session_id().copy_secret())
+            .await
+        {
             Ok(()) => println!("EMSE: deregistered from the EMKS (204)"),
             Err(e) => println!("EMSE: deregistration failed: {e}"),
         }

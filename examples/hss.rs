@@ -162,7 +162,7 @@ fn run(args: &[String]) -> Result<(), String> {
         imsi: imsi.clone(),
         key_id,
         int_key,
-        created: Timestamp::from_unix_seconds(now).map_err(|e| e.to_string())?,
+        created: Timestamp::from_unix_secs(now),
     };
 
     // 3. Push over HTTPS with the HSS certificate.

@@ -197,7 +197,7 @@ mod against_the_example {
             imsi: Imsi::new("001010123456789").unwrap(),
             key_id: KeyIdSource::RandLsb32(key_id),
             int_key: int_key.copy_secret(),
-            created: Timestamp::from_unix_seconds(now).unwrap(),
+            created: Timestamp::from_unix_secs(now),
         };
         let out = curl(
             &dir,
@@ -223,7 +223,7 @@ mod against_the_example {
         let location = header(&out.headers, "location").unwrap();
         assert_eq!(
             location,
-            format!("/e2m/v1/sessions/{}", result.session_id.as_str())
+            format!("/e2m/v1/sessions/{}", result.session_id.to_text().as_str())
         );
 
         // Key fetch: 200, no-store, and the key is e2m_key for emse-a (seed 6.x.2.3 step 6).

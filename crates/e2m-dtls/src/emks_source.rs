@@ -185,7 +185,7 @@ impl PskResolver for EmksKeySource {
         // Seed step 5: GET with the UE's identity and key id; the EMKS derives the key for
         // the EMSE_Id bound to this session (step 6), never one named in the request.
         let request = KeyRequest {
-            session_id: self.session_id.clone(),
+            session_id: self.session_id.copy_secret(),
             ue: UeRef::AppIdentity(identity.identity.clone()),
             key_id: identity.key_id,
         };
@@ -195,7 +195,7 @@ impl PskResolver for EmksKeySource {
                     identity.identity.clone(),
                     identity.key_id,
                     answer.key.copy_secret(),
-                    answer.expires.as_unix_seconds(),
+                    answer.expires.as_unix_secs(),
                     now,
                 );
                 Ok(answer.key)

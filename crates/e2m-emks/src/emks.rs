@@ -3,22 +3,17 @@
 use e2m_kdf::E2mKeyDeriver;
 use e2m_keyid::{EmseId, Imsi, KeyId};
 use e2m_keystore::{
-    self as ks, EventSet, IdentityMap, IntKeyStore, MemoryIdentityMap, MemoryIntKeyStore,
-    MemorySessionStore, MemorySubscriptionStore, PushOutcome, RetentionPolicy, SessionInfo,
-    SessionPolicy, SessionStore, StoreError, SubscriptionPolicy, SubscriptionStore, Timestamp,
-    UeFilter, UeName,
+    self as ks, IdentityMap, IntKeyStore, MemoryIdentityMap, MemoryIntKeyStore, MemorySessionStore,
+    MemorySubscriptionStore, PushOutcome, RetentionPolicy, SessionInfo, SessionPolicy,
+    SessionStore, StoreError, SubscriptionPolicy, SubscriptionRecord, SubscriptionStore, UeFilter,
 };
 use e2m_msg::{
-    Deregistration, EventType, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse,
-    Notification, Problem, ProblemCause, Registration, RegistrationResult, Subscription,
-    SubscriptionId, SubscriptionResult, UeRef,
+    Deregistration, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse, Notification,
+    Problem, ProblemCause, Registration, RegistrationResult, Subscription, SubscriptionResult,
 };
+use e2m_types::{EventSet, EventType, SessionId, SubscriptionId, Timestamp, UeRef};
 
 use crate::audit::{Action, AuditRecord, Effects, OutboundNotification, Outcome, Verdict};
-use crate::convert::{
-    events_from_wire, session_from_wire, session_to_wire, subscription_from_wire,
-    subscription_to_wire, time_from_wire, time_to_wire, ue_from_store,
-};
 use crate::{EmksConfig, Peer};
 
 /// A refusal: the cause the peer is told, and the reason the audit records.
@@ -181,15 +176,13 @@ where
     fn session_of(
         &self,
         emse: &EmseId,
-        id: &e2m_msg::SessionId,
+        id: &SessionId,
         now: Timestamp,
         record: &mut AuditRecord,
     ) -> Result<SessionInfo, Refusal> {
-        let id = session_from_wire(id)
-            .ok_or_else(|| refuse(ProblemCause::UnknownSession, "no such session"))?;
         let info = self
             .sessions
-            .get(&id, now)
+            .get(id, now)
             .map_err(store_failed)?
             .ok_or_else(|| refuse(ProblemCause::UnknownSession, "no such session"))?;
         record.session = Some(info.session);
@@ -253,10 +246,9 @@ where
             }
             let (id, info) = self.sessions.create(emse, now).map_err(store_failed)?;
             record.session = Some(info.session);
-            let expires = time_to_wire(info.expires);
             Ok(RegistrationResult {
-                session_id: session_to_wire(&id),
-                expires,
+                session_id: id,
+                expires: info.expires,
             })
         })();
         finish(record, Effects::default(), result)
@@ -294,12 +286,11 @@ where
             let key = E2mKeyDeriver::new(&held.key, self.config.profile)
                 .and_then(|d| d.derive(session.emse.as_str()))
                 .map_err(|_| refuse(ProblemCause::Internal, "derivation failed"))?;
-            let expires = time_to_wire(held.info.expires);
             Ok(KeyResponse {
                 ue: request.ue.clone(),
                 key_id: request.key_id,
                 key,
-                expires,
+                expires: held.info.expires,
             })
         })();
         finish(record, Effects::default(), result)
@@ -312,11 +303,9 @@ where
         let result = (|| {
             let emse = Self::emse_peer(peer)?;
             self.session_of(emse, &request.session_id, now, &mut record)?;
-            let id = session_from_wire(&request.session_id)
-                .ok_or_else(|| refuse(ProblemCause::UnknownSession, "no such session"))?;
             let info = self
                 .sessions
-                .remove(&id)
+                .remove(&request.session_id)
                 .map_err(store_failed)?
                 .ok_or_else(|| refuse(ProblemCause::UnknownSession, "no such session"))?;
             self.subscriptions
@@ -365,11 +354,10 @@ where
                 Some(ue) => {
                     let imsi = self.resolve_ue(emse, ue)?;
                     record.imsi = Some(imsi.clone());
-                    let name = match ue {
-                        UeRef::AppIdentity(a) => UeName::App(a.clone()),
-                        UeRef::Imsi(i) => UeName::Imsi(i.clone()),
-                    };
-                    Some(UeFilter { imsi, name })
+                    Some(UeFilter {
+                        imsi,
+                        name: ue.clone(),
+                    })
                 }
                 None if self.config.imsi_allowed(emse) => None,
                 None => {
@@ -381,21 +369,18 @@ where
             };
             let id = self
                 .subscriptions
-                .add(ks::Subscription {
+                .add(SubscriptionRecord {
                     session: session.session,
                     emse: emse.clone(),
-                    events: events_from_wire(subscription.events),
+                    events: subscription.events,
                     ue,
                     callback: subscription.callback.as_str().to_owned(),
                 })
                 .map_err(store_failed)?;
             record.subscription = Some(id);
-            let subscription_id = subscription_to_wire(id)
-                .ok_or_else(|| refuse(ProblemCause::Internal, "subscription id"))?;
-            let expires = time_to_wire(session.expires);
             Ok(SubscriptionResult {
-                subscription_id,
-                expires,
+                subscription_id: id,
+                expires: session.expires,
             })
         })();
         finish(record, Effects::default(), result)
@@ -407,8 +392,7 @@ where
         let mut record = AuditRecord::new(now, Action::Unsubscribe, Some(peer));
         let result = (|| {
             let emse = Self::emse_peer(peer)?;
-            let unknown = || refuse(ProblemCause::UnknownSubscription, "no such subscription");
-            let id = subscription_from_wire(id).ok_or_else(unknown)?;
+            let id = *id;
             record.subscription = Some(id);
             for session in self.sessions.of_emse(emse, now).map_err(store_failed)? {
                 if self
@@ -421,7 +405,10 @@ where
                     return Ok(());
                 }
             }
-            Err(unknown())
+            Err(refuse(
+                ProblemCause::UnknownSubscription,
+                "no such subscription",
+            ))
         })();
         finish(record, Effects::default(), result)
     }
@@ -492,7 +479,7 @@ where
                     .map_err(|_| refuse(ProblemCause::Internal, "short hash failed"))?,
             };
             record.key_id = Some(key_id);
-            let created = time_from_wire(push.created).min(now);
+            let created = push.created.min(now);
             let outcome = self
                 .keys
                 .push(&push.imsi, key_id, push.int_key, created, now)
@@ -588,28 +575,28 @@ where
         now: Timestamp,
         effects: &mut Effects,
     ) -> Result<(), Refusal> {
-        let bits = match event {
-            EventType::KeyAvailable => EventSet::KEY_AVAILABLE,
-            EventType::KeyRetired => EventSet::KEY_RETIRED,
-            _ => return Ok(()),
-        };
-        let time = time_to_wire(now);
+        // Only the EMKS → EMSE events are notified from here.
+        if !matches!(event, EventType::KeyAvailable | EventType::KeyRetired) {
+            return Ok(());
+        }
+        let bits = EventSet::single(event);
+        let time = now;
         for (id, sub) in self
             .subscriptions
             .matching(imsi, bits)
             .map_err(store_failed)?
         {
             let ue = match &sub.ue {
-                Some(filter) => ue_from_store(&filter.name),
+                Some(filter) => filter.name.clone(),
                 None if self.config.imsi_allowed(&sub.emse) => UeRef::Imsi(imsi.clone()),
                 None => continue,
             };
-            let (Some(subscription_id), Ok(callback)) = (
-                subscription_to_wire(id),
-                e2m_msg::CallbackUri::new(&sub.callback),
-            ) else {
+            // The store keeps the callback as the text the subscription carried (validated
+            // then); one that no longer validates names nowhere to deliver to.
+            let Ok(callback) = e2m_msg::CallbackUri::new(&sub.callback) else {
                 continue;
             };
+            let subscription_id = id;
             effects.notifications.push(OutboundNotification {
                 callback,
                 notification: Notification {

@@ -2,12 +2,14 @@
 
 mod audit;
 mod config;
-mod convert;
 mod emks;
 mod peer;
 
 pub use audit::{Action, AuditRecord, Effects, OutboundNotification, Outcome, Verdict};
 pub use config::EmksConfig;
-pub use e2m_keystore::Timestamp;
+// The crates whose types the core's signatures expose, so that a user of this crate names
+// them without adding dependencies (the hkdf `pub use hmac` / rustls `pki_types` pattern).
+pub use e2m_types::Timestamp;
 pub use emks::Emks;
 pub use peer::Peer;
+pub use {e2m_keystore, e2m_msg, e2m_types};

@@ -54,17 +54,17 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
     }
     let _ = w.fetch(
         &w.a,
-        &SessionId::from_random([1; 16]),
+        &SessionId::from_array([1; 16]),
         app_ue(0, A),
         1,
         at(10),
     );
     let n = Notification {
-        subscription_id: SubscriptionId::new("1").unwrap(),
+        subscription_id: SubscriptionId::from_u64(1),
         event: EventType::KeyInUse,
         ue: app_ue(0, A),
         key_id: e2m_keyid::KeyId::from_u32(6),
-        time: wire(at(10)),
+        time: at(10),
     };
     let out = w.emks.notify(&w.a, &n, at(10));
     w.record(out).unwrap();
@@ -73,7 +73,7 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
     let out = w.emks.deregister(
         &w.b,
         &Deregistration {
-            session_id: sa.clone(),
+            session_id: sa.copy_secret(),
         },
         at(11),
     );
@@ -81,7 +81,7 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
     let out = w.emks.deregister(
         &w.a,
         &Deregistration {
-            session_id: sa.clone(),
+            session_id: sa.copy_secret(),
         },
         at(11),
     );
@@ -92,7 +92,7 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
             imsi: imsi(0),
             key_id: KeyIdSource::ShortHash,
             int_key: e2m_kdf::E2mIntKey::from_array(World::int_key_bytes(9, 9, 9)),
-            created: wire(at(12)),
+            created: at(12),
         },
         at(12),
     );
@@ -128,7 +128,7 @@ fn the_search_finds_a_planted_leak() {
     w.ledger
         .borrow_mut()
         .audit
-        .push(format!("oops session={sa}"));
+        .push(format!("oops session={}", sa.to_text().as_str()));
     let hits = w.leaks();
     assert_eq!(hits.len(), 3, "{hits:#?}"); // full hex, its 16-digit prefix, session id
     w.ledger.borrow_mut().audit.clear();

@@ -349,7 +349,8 @@ impl EmksClient {
             .await?;
         let (headers, body) = expect_status(response, 201).await?;
         let result = RegistrationResult::decode(&body)?;
-        if location_id(&headers, rest::SESSIONS_PATH) != Some(result.session_id.as_str()) {
+        if location_id(&headers, rest::SESSIONS_PATH) != Some(result.session_id.to_text().as_str())
+        {
             return Err(ClientError::BadLocation);
         }
         Ok(result)
@@ -398,7 +399,8 @@ impl EmksClient {
         let response = self.post(rest::SUBSCRIPTIONS_PATH, subscription).await?;
         let (headers, body) = expect_status(response, 201).await?;
         let result = SubscriptionResult::decode(&body)?;
-        if location_id(&headers, rest::SUBSCRIPTIONS_PATH) != Some(result.subscription_id.as_str())
+        if location_id(&headers, rest::SUBSCRIPTIONS_PATH)
+            != Some(result.subscription_id.to_string().as_str())
         {
             return Err(ClientError::BadLocation);
         }

@@ -253,6 +253,8 @@ where
             Route::FetchKey(_) | Route::Deregister(_) | Route::Unsubscribe(_) => {
                 respond::cause(ProblemCause::Malformed)
             }
+            // A route a later e2m-msg adds that this server does not serve.
+            _ => respond::cause(ProblemCause::NotFound),
         }
     }
 }

@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2m_https::pki::{Credentials, GeneratedPki, PeerIdentity, PkiDir, PkiSpec, Role};
 use e2m_https::ratelimit::RateLimit;
 use e2m_https::server::{Handler, HttpResponse, Limits, Request, ServerHandle, serve};
 use e2m_https::tls::{ExpectedServer, client_config, profile_provider, server_config};
-use e2m_https::pki::{Credentials, GeneratedPki, PeerIdentity, PkiDir, PkiSpec, Role};
 use e2m_keyid::EmseId;
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -554,11 +554,11 @@ mod in_process {
     use std::sync::{Arc, Mutex, OnceLock};
     use std::time::Duration;
 
+    use e2m_emks::{Emks, EmksConfig};
     use e2m_https::client::{ClientError, EmksClient};
     use e2m_https::emks::{EmksServerOptions, start_emks};
     use e2m_https::notify::start_notification_endpoint;
     use e2m_https::server::Limits;
-    use e2m_emks::{Emks, EmksConfig};
     use e2m_kdf::{E2mIntKey, E2mKeyDeriver, E2mProfile};
     use e2m_keyid::{AppIdentity, Imsi, KeyId};
     use e2m_keystore::IdentityMap;
@@ -623,7 +623,7 @@ mod in_process {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        Timestamp::from_unix_seconds(secs).unwrap()
+        Timestamp::from_unix_secs(secs)
     }
 
     fn random_key() -> [u8; 32] {
@@ -720,7 +720,7 @@ mod in_process {
 
         // Key fetch: e2m_key for emse-a.
         let request = KeyRequest {
-            session_id: session.session_id.clone(),
+            session_id: session.session_id.copy_secret(),
             ue: UeRef::AppIdentity(app.clone()),
             key_id: id1,
         };
@@ -734,7 +734,7 @@ mod in_process {
         let err = a
             .fetch_key(&KeyRequest {
                 key_id: KeyId::from_u32(7),
-                ..request.clone()
+                ..super::copy_request(&request)
             })
             .await
             .unwrap_err();
@@ -747,7 +747,7 @@ mod in_process {
         assert_eq!(
             b.fetch_key(&KeyRequest {
                 session_id: b_session.session_id,
-                ..request.clone()
+                ..super::copy_request(&request)
             })
             .await
             .unwrap_err()
@@ -786,12 +786,12 @@ mod in_process {
         let key2 = a
             .fetch_key(&KeyRequest {
                 key_id: id2,
-                ..request.clone()
+                ..super::copy_request(&request)
             })
             .await
             .unwrap();
 
-        let session_text = session.session_id.as_str().to_owned();
+        let session_text = session.session_id.to_text().as_str().to_owned();
         a.deregister(session.session_id).await.unwrap();
         assert_eq!(
             a.fetch_key(&request).await.unwrap_err().problem_cause(),
@@ -833,5 +833,15 @@ mod in_process {
             "captured {} log lines at TRACE; no key or session id in them",
             text.lines().count()
         );
+    }
+}
+
+/// An explicit copy of a key request (it holds the session id, a secret, so it is not
+/// `Clone`).
+fn copy_request(request: &e2m_msg::KeyRequest) -> e2m_msg::KeyRequest {
+    e2m_msg::KeyRequest {
+        session_id: request.session_id.copy_secret(),
+        ue: request.ue.clone(),
+        key_id: request.key_id,
     }
 }

@@ -19,9 +19,9 @@ use e2m_kdf::E2mIntKey;
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 
 use crate::{
-    EventSet, IdentityMap, IntKeyStore, Limit, Provisioned, PushOutcome, RetentionPolicy,
-    SessionId, SessionPolicy, SessionRef, SessionStore, StoreError, Subscription,
-    SubscriptionPolicy, SubscriptionStore, Timestamp, UeFilter, UeName,
+    EventSet, EventType, IdentityMap, IntKeyStore, Limit, Provisioned, PushOutcome,
+    RetentionPolicy, SessionId, SessionPolicy, SessionRef, SessionStore, StoreError,
+    SubscriptionPolicy, SubscriptionRecord, SubscriptionStore, Timestamp, UeFilter, UeRef,
 };
 
 /// The outcome of one check.
@@ -278,6 +278,27 @@ pub fn int_keys<S: IntKeyStore>(make: &dyn Fn(RetentionPolicy) -> S) -> Report {
             "latest of unknown UE"
         );
         ensure!(ids_held(&s, 2, at(1))?.is_empty(), "held of unknown UE");
+        Ok(())
+    });
+    r.run(S, "a_push_as_old_as_the_oldest_key_evicts_that_key", || {
+        // Retention is creation order with ties broken by arrival: a full UE receiving a key
+        // created at the same instant as its oldest one keeps the newcomer (it arrived
+        // later), evicts the oldest, and is not `Stale` (it is not older than every key).
+        let s = fresh();
+        for (t, id) in (1..=4).enumerate() {
+            push(&s, 1, id, t as u64, t as u64)?;
+        }
+        let out = push(&s, 1, 9, 0, 10)?;
+        ensure!(
+            out == PushOutcome::Stored {
+                evicted: Some(kid(1))
+            },
+            "push created with the oldest key's time: {out:?}"
+        );
+        not_served(&s, 1, 1, 11)?;
+        for id in [2, 3, 4, 9] {
+            served_is(&s, 1, id, 11)?;
+        }
         Ok(())
     });
     r.run(S, "keeps_the_last_n_and_evicts_the_oldest", || {
@@ -623,6 +644,29 @@ pub fn sessions<S: SessionStore>(make: &dyn Fn(SessionPolicy) -> S) -> Report {
         ensure!(refs.len() == 40, "duplicate session refs");
         Ok(())
     });
+    r.run(SUITE, "a_session_ref_is_never_reused", || {
+        // Audit records and subscriptions name sessions by `SessionRef`: a new session must
+        // never take the ref of one that ended (removed or swept), or a stale subscription
+        // or audit trail would point at the wrong EMSE session.
+        let s = make(small());
+        let mut refs = Vec::new();
+        for round in 0..4u64 {
+            let (id, info) = ok(s.create(&a(), at(round * 200)))?;
+            refs.push(info.session);
+            ok(s.remove(&id))?;
+            let (_, swept) = ok(s.create(&b(), at(round * 200)))?;
+            refs.push(swept.session);
+            ok(s.sweep(at(round * 200 + 150)))?;
+        }
+        let n = refs.len();
+        refs.sort_unstable();
+        refs.dedup();
+        ensure!(
+            refs.len() == n,
+            "a session ref was reused after removal or expiry"
+        );
+        Ok(())
+    });
     r.run(SUITE, "only_the_exact_id_finds_a_session", || {
         let s = make(small());
         let (id, _) = ok(s.create(&a(), at(0)))?;
@@ -740,13 +784,13 @@ pub fn subscriptions<B: SubscriptionStore>(make: &dyn Fn(SubscriptionPolicy) -> 
         max_total: 5,
         max_callback_len: 64,
     };
-    let sub = |session: u64, ue: Option<u64>, events: EventSet| Subscription {
+    let sub = |session: u64, ue: Option<u64>, events: EventSet| SubscriptionRecord {
         session: SessionRef::from_u64(session),
         emse: emse("emse-a.example.com"),
         events,
         ue: ue.map(|n| UeFilter {
             imsi: imsi(n),
-            name: UeName::App(app(&format!("ue-{n}"))),
+            name: UeRef::AppIdentity(app(&format!("ue-{n}"))),
         }),
         callback: "https://emse-a.example.com/notify".to_owned(),
     };
@@ -755,7 +799,7 @@ pub fn subscriptions<B: SubscriptionStore>(make: &dyn Fn(SubscriptionPolicy) -> 
 
     r.run(S, "add_get_remove_by_owner_only", || {
         let b = make(policy);
-        let x = sub(1, Some(7), EventSet::KEY_AVAILABLE);
+        let x = sub(1, Some(7), EventSet::single(EventType::KeyAvailable));
         let id = ok(b.add(x.clone()))?;
         ensure!(
             ok(b.get(s1, id))? == Some(x.clone()),
@@ -773,9 +817,9 @@ pub fn subscriptions<B: SubscriptionStore>(make: &dyn Fn(SubscriptionPolicy) -> 
     });
     r.run(S, "matching_by_ue_and_event", || {
         let b = make(policy);
-        let only7 = ok(b.add(sub(1, Some(7), EventSet::KEY_AVAILABLE)))?;
-        let all = ok(b.add(sub(2, None, EventSet::KEY_AVAILABLE)))?;
-        let removed = ok(b.add(sub(2, Some(7), EventSet::KEY_RETIRED)))?;
+        let only7 = ok(b.add(sub(1, Some(7), EventSet::single(EventType::KeyAvailable))))?;
+        let all = ok(b.add(sub(2, None, EventSet::single(EventType::KeyAvailable))))?;
+        let removed = ok(b.add(sub(2, Some(7), EventSet::single(EventType::KeyRetired))))?;
         let ids = |imsi_n: u64, ev: EventSet| -> Result<Vec<_>, String> {
             Ok(ok(b.matching(&imsi(imsi_n), ev))?
                 .into_iter()
@@ -783,31 +827,31 @@ pub fn subscriptions<B: SubscriptionStore>(make: &dyn Fn(SubscriptionPolicy) -> 
                 .collect())
         };
         ensure!(
-            ids(7, EventSet::KEY_AVAILABLE)? == [only7, all],
+            ids(7, EventSet::single(EventType::KeyAvailable))? == [only7, all],
             "UE 7, key available"
         );
         ensure!(
-            ids(8, EventSet::KEY_AVAILABLE)? == [all],
+            ids(8, EventSet::single(EventType::KeyAvailable))? == [all],
             "UE 8, key available"
         );
         ensure!(
-            ids(7, EventSet::KEY_RETIRED)? == [removed],
+            ids(7, EventSet::single(EventType::KeyRetired))? == [removed],
             "UE 7, keys removed"
         );
         ensure!(
-            ids(8, EventSet::KEY_RETIRED)?.is_empty(),
+            ids(8, EventSet::single(EventType::KeyRetired))?.is_empty(),
             "UE 8, keys removed"
         );
         Ok(())
     });
     r.run(S, "remove_session_removes_only_its_own", || {
         let b = make(policy);
-        ok(b.add(sub(1, Some(7), EventSet::KEY_AVAILABLE)))?;
-        ok(b.add(sub(1, None, EventSet::KEY_AVAILABLE)))?;
-        let keep = ok(b.add(sub(2, Some(7), EventSet::KEY_AVAILABLE)))?;
+        ok(b.add(sub(1, Some(7), EventSet::single(EventType::KeyAvailable))))?;
+        ok(b.add(sub(1, None, EventSet::single(EventType::KeyAvailable))))?;
+        let keep = ok(b.add(sub(2, Some(7), EventSet::single(EventType::KeyAvailable))))?;
         let n = ok(b.remove_session(s1))?;
         ensure!(n == 2, "remove_session returned {n}");
-        let left: Vec<_> = ok(b.matching(&imsi(7), EventSet::KEY_AVAILABLE))?
+        let left: Vec<_> = ok(b.matching(&imsi(7), EventSet::single(EventType::KeyAvailable)))?
             .into_iter()
             .map(|(id, _)| id)
             .collect();
@@ -817,41 +861,35 @@ pub fn subscriptions<B: SubscriptionStore>(make: &dyn Fn(SubscriptionPolicy) -> 
     r.run(S, "limits_and_invalid_input", || {
         let b = make(policy);
         for _ in 0..3 {
-            ok(b.add(sub(1, None, EventSet::KEY_AVAILABLE)))?;
+            ok(b.add(sub(1, None, EventSet::single(EventType::KeyAvailable))))?;
         }
         ensure!(
             matches!(
-                b.add(sub(1, None, EventSet::KEY_AVAILABLE)),
+                b.add(sub(1, None, EventSet::single(EventType::KeyAvailable))),
                 Err(StoreError::LimitReached(Limit::SubscriptionsPerSession))
             ),
             "fourth subscription of one session accepted"
         );
         for _ in 0..2 {
-            ok(b.add(sub(2, None, EventSet::KEY_AVAILABLE)))?;
+            ok(b.add(sub(2, None, EventSet::single(EventType::KeyAvailable))))?;
         }
         ensure!(
             matches!(
-                b.add(sub(3, None, EventSet::KEY_AVAILABLE)),
+                b.add(sub(3, None, EventSet::single(EventType::KeyAvailable))),
                 Err(StoreError::LimitReached(Limit::SubscriptionsTotal))
             ),
             "sixth subscription accepted"
         );
+        // (An empty event set cannot be built: `EventSet` is non-empty by construction.)
         let b = make(policy);
-        ensure!(
-            matches!(
-                b.add(sub(1, None, EventSet::EMPTY)),
-                Err(StoreError::InvalidInput(_))
-            ),
-            "empty event set accepted"
-        );
-        let mut long = sub(1, None, EventSet::KEY_AVAILABLE);
+        let mut long = sub(1, None, EventSet::single(EventType::KeyAvailable));
         long.callback = "x".repeat(65);
         ensure!(
             matches!(b.add(long), Err(StoreError::InvalidInput(_))),
             "over-long callback accepted"
         );
         ensure!(
-            b.matching(&imsi(1), EventSet::KEY_AVAILABLE)
+            b.matching(&imsi(1), EventSet::single(EventType::KeyAvailable))
                 .map(|v| v.len())
                 .ok()
                 == Some(0),

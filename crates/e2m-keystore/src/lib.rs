@@ -1,4 +1,9 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![allow(
+    clippy::needless_doctest_main,
+    reason = "the README's conformance example needs `fn main` to hold a block gated on the feature"
+)]
 
 mod error;
 mod identities;
@@ -7,9 +12,9 @@ mod packed;
 mod sessions;
 mod shard;
 mod subscriptions;
-mod time;
 
 #[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
 pub use error::{Limit, PolicyError, StoreError};
@@ -18,11 +23,15 @@ pub use int_keys::{
     HeldKey, IntKeyStore, KeyInfo, MemoryIntKeyStore, PushOutcome, RetentionPolicy,
 };
 pub use sessions::{
-    MemorySessionStore, SessionId, SessionIdError, SessionInfo, SessionPolicy, SessionRef,
-    SessionStore,
+    MemorySessionStore, SessionDigest, SessionInfo, SessionPolicy, SessionRef, SessionStore,
+    generate_session_id,
 };
 pub use subscriptions::{
-    EventSet, MemorySubscriptionStore, Subscription, SubscriptionId, SubscriptionPolicy,
-    SubscriptionStore, UeFilter, UeName,
+    MemorySubscriptionStore, SubscriptionPolicy, SubscriptionRecord, SubscriptionStore, UeFilter,
 };
-pub use time::Timestamp;
+// The shared vocabulary the store traits speak (one definition for every e2m layer), and
+// the identities they hold, so that a backend needs no second dependency to name them.
+pub use e2m_kdf::E2mIntKey;
+pub use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
+pub use e2m_types::{EventSet, EventType, SessionId, SubscriptionId, Timestamp, UeRef};
+pub use {e2m_kdf, e2m_keyid, e2m_types};

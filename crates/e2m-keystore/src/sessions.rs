@@ -7,135 +7,56 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use e2m_keyid::EmseId;
+use e2m_types::SessionId;
 use foldhash::fast::RandomState;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::shard::Sharded;
 use crate::{Limit, PolicyError, StoreError, Timestamp};
 
-/// A session id: 128 bits from the operating system's random generator, the bearer token
-/// an EMSE presents with every request of its session.
+/// A fresh session id from the operating system's random generator (see
+/// [`MemorySessionStore`] for why the OS and not a caller-supplied RNG).
 ///
-/// A secret: zeroized on drop, compared in constant time, never printed by `Debug`, not
-/// `Clone` (use [`copy_secret`](Self::copy_secret)). Its text form, for the transport's
-/// URLs, is 32 lowercase hex digits.
-pub struct SessionId([u8; 16]);
-
-/// Why text is not a session id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SessionIdError {
-    /// A session id is exactly 32 lowercase hex digits.
-    #[error("session id must be 32 lowercase hex digits")]
-    Malformed,
+/// # Errors
+/// [`StoreError::RandomUnavailable`] if the generator fails.
+pub fn generate_session_id() -> Result<SessionId, StoreError> {
+    let mut bytes = Zeroizing::new([0u8; SessionId::LEN]);
+    getrandom::fill(bytes.as_mut_slice()).map_err(|_| StoreError::RandomUnavailable)?;
+    Ok(SessionId::from_array(*bytes))
 }
 
-impl SessionId {
-    /// Octets in a session id.
-    pub const LEN: usize = 16;
-    /// Characters in its text form.
-    pub const TEXT_LEN: usize = 32;
+/// What a store keeps instead of a session id: SHA-256 over a domain label and the id's
+/// octets. A dump of the store therefore holds no usable session id (finding a preimage of
+/// a 128-bit random value is infeasible), yet a presented id is found with one hash. Public
+/// so that every backend stores the same value (a persistent backend keys its table by
+/// [`as_bytes`](Self::as_bytes)).
+///
+/// Equality is constant-time, so a map's own key comparison leaks nothing about how much of
+/// a stored digest a presented one matches.
+#[derive(Clone, Copy)]
+pub struct SessionDigest([u8; 32]);
 
-    /// A fresh session id from the operating system's random generator.
-    ///
-    /// # Errors
-    /// [`StoreError::RandomUnavailable`] if the generator fails.
-    pub fn generate() -> Result<SessionId, StoreError> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).map_err(|_| StoreError::RandomUnavailable)?;
-        Ok(SessionId(bytes))
-    }
-
-    /// Takes ownership of 16 octets (for backends and tests; new ids come from
-    /// [`generate`](Self::generate)).
-    pub const fn from_array(bytes: [u8; 16]) -> SessionId {
-        SessionId(bytes)
-    }
-
-    /// The id's octets.
-    pub fn expose_secret(&self) -> &[u8; 16] {
-        &self.0
-    }
-
-    /// An explicit copy.
-    pub fn copy_secret(&self) -> SessionId {
-        SessionId(self.0)
-    }
-
-    /// The text form (32 lowercase hex digits), encoded in constant time, in a string that
-    /// is zeroized when dropped.
-    pub fn to_hex(&self) -> Zeroizing<String> {
-        let mut buf = [0u8; 32];
-        let text = base16ct::lower::encode_str(&self.0, &mut buf)
-            .map(str::to_owned)
-            .unwrap_or_default();
-        buf.zeroize();
-        Zeroizing::new(text)
-    }
-
-    /// Parses the text form, in constant time. Upper case is refused: one spelling per id.
-    ///
-    /// # Errors
-    /// [`SessionIdError::Malformed`] for anything but 32 lowercase hex digits.
-    pub fn from_hex(text: &str) -> Result<SessionId, SessionIdError> {
-        if text.len() != Self::TEXT_LEN {
-            return Err(SessionIdError::Malformed);
-        }
-        let mut bytes = [0u8; 16];
-        match base16ct::lower::decode(text, &mut bytes) {
-            Ok(_) => Ok(SessionId(bytes)),
-            Err(_) => {
-                bytes.zeroize();
-                Err(SessionIdError::Malformed)
-            }
-        }
-    }
-
-    /// What the store keeps instead of the id: SHA-256 over a domain label and the id. A
-    /// dump of the store therefore holds no usable session id (finding a preimage of a
-    /// 128-bit random value is infeasible), yet a presented id is found with one hash.
-    fn digest(&self) -> SessionDigest {
+impl SessionDigest {
+    /// The digest of `id`: `SHA-256("e2m session id v1" || 0x00 || id)`.
+    pub fn of(id: &SessionId) -> SessionDigest {
         let mut h = Sha256::new();
         h.update(b"e2m session id v1\0");
-        h.update(self.0);
+        h.update(id.expose_secret());
         SessionDigest(h.finalize().into())
     }
-}
 
-impl Drop for SessionId {
-    fn drop(&mut self) {
-        self.0.zeroize();
+    /// A digest read back from storage.
+    pub const fn from_bytes(bytes: [u8; 32]) -> SessionDigest {
+        SessionDigest(bytes)
+    }
+
+    /// Its 32 octets (not secret: a digest opens nothing).
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 }
-
-impl zeroize::ZeroizeOnDrop for SessionId {}
-
-impl ConstantTimeEq for SessionId {
-    fn ct_eq(&self, other: &Self) -> subtle::Choice {
-        self.0.ct_eq(&other.0)
-    }
-}
-
-impl PartialEq for SessionId {
-    fn eq(&self, other: &Self) -> bool {
-        self.ct_eq(other).into()
-    }
-}
-
-impl Eq for SessionId {}
-
-impl core::fmt::Debug for SessionId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("SessionId(<redacted>)")
-    }
-}
-
-/// The stored form of a session id. Equality is constant-time, so the map's own key
-/// comparison leaks nothing about how much of a stored digest a presented one matches.
-#[derive(Clone, Copy)]
-struct SessionDigest([u8; 32]);
 
 impl PartialEq for SessionDigest {
     fn eq(&self, other: &Self) -> bool {
@@ -151,6 +72,12 @@ impl core::hash::Hash for SessionDigest {
         let mut head = [0u8; 8];
         head.copy_from_slice(&self.0[..8]);
         state.write_u64(u64::from_le_bytes(head));
+    }
+}
+
+impl core::fmt::Debug for SessionDigest {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SessionDigest(..)")
     }
 }
 
@@ -419,8 +346,8 @@ impl SessionStore for MemorySessionStore {
         // A collision of two 128-bit random ids is not expected in the life of the universe;
         // it is still checked, because overwriting another EMSE's session would hand it over.
         for _ in 0..4 {
-            let id = SessionId::generate()?;
-            let digest = id.digest();
+            let id = generate_session_id()?;
+            let digest = SessionDigest::of(&id);
             let mut shard = self.map.write(&digest);
             if shard.contains_key(&digest) {
                 continue;
@@ -435,13 +362,13 @@ impl SessionStore for MemorySessionStore {
     }
 
     fn get(&self, id: &SessionId, now: Timestamp) -> Result<Option<SessionInfo>, StoreError> {
-        let digest = id.digest();
+        let digest = SessionDigest::of(id);
         let shard = self.map.read(&digest);
         Ok(shard.get(&digest).filter(|s| now < s.expires).cloned())
     }
 
     fn remove(&self, id: &SessionId) -> Result<Option<SessionInfo>, StoreError> {
-        let digest = id.digest();
+        let digest = SessionDigest::of(id);
         let removed = self.map.write(&digest).remove(&digest);
         if let Some(info) = &removed {
             self.counts().release(&info.emse);
@@ -502,25 +429,17 @@ mod tests {
         // What a dump would show is the digest, which contains no run of the id's octets.
         let raw = id.expose_secret();
         assert!(!stored[0].windows(4).any(|w| raw.windows(4).any(|r| r == w)));
-        assert!(stored[0] == id.digest().0);
-        assert!(!format!("{store:?}").contains(&*id.to_hex()));
+        assert!(stored[0] == SessionDigest::of(&id).0);
+        assert!(!format!("{store:?}").contains(id.to_text().as_str()));
     }
 
     #[test]
-    fn text_form_round_trips_and_is_strict() {
-        let id = SessionId::from_array([0xab; 16]);
-        let hex = id.to_hex();
-        assert_eq!(&*hex, "abababababababababababababababab");
-        assert!(SessionId::from_hex(&hex).unwrap() == id);
-        assert_eq!(
-            SessionId::from_hex("ABABABABABABABABABABABABABABABAB"),
-            Err(SessionIdError::Malformed)
-        );
-        assert_eq!(SessionId::from_hex("abab"), Err(SessionIdError::Malformed));
-        assert_eq!(
-            SessionId::from_hex("zzabababababababababababababababab"),
-            Err(SessionIdError::Malformed)
-        );
-        assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
+    fn digest_is_domain_separated_sha256() {
+        // Independent: python3 -c "import hashlib; print(hashlib.sha256(b'e2m session id v1\x00' + bytes([0xab]*16)).hexdigest())"
+        let digest = SessionDigest::of(&SessionId::from_array([0xab; 16]));
+        let expected = "fe64ff400db0c2aaa348ea7b61f317ced6a43a22e0caccf414b9770ffd40a17c";
+        let mut hex = [0u8; 64];
+        let text = base16ct::lower::encode_str(digest.as_bytes(), &mut hex).unwrap();
+        assert_eq!(text, expected);
     }
 }

@@ -4,78 +4,27 @@
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 
-use e2m_keyid::{AppIdentity, EmseId, Imsi};
+use e2m_keyid::{EmseId, Imsi};
+use e2m_types::{EventSet, SubscriptionId, UeRef};
 use foldhash::fast::RandomState;
 
 use crate::packed::PackedImsi;
 use crate::{Limit, SessionRef, StoreError};
-
-/// A set of event types, as bits. Open: a later event is a new constant, and unknown bits
-/// are kept (and never match anything this version emits).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct EventSet(u32);
-
-impl EventSet {
-    /// No event.
-    pub const EMPTY: EventSet = EventSet(0);
-    /// A new intermediate key is available for a UE (the HSS pushed one after an AKA run;
-    /// the seed's "key refresh" aspect 2): an EMSE may then expect the UE on a new key.
-    pub const KEY_AVAILABLE: EventSet = EventSet(1 << 0);
-    /// A key of a UE is no longer held (evicted, replaced or expired): new handshakes with
-    /// its key id will fail.
-    pub const KEY_RETIRED: EventSet = EventSet(1 << 1);
-    /// An EMSE reports the key id a UE is now using (EMSE → EMKS direction).
-    pub const KEY_IN_USE: EventSet = EventSet(1 << 2);
-
-    /// The set with these bits.
-    pub const fn from_bits(bits: u32) -> EventSet {
-        EventSet(bits)
-    }
-
-    /// Its bits.
-    pub const fn bits(self) -> u32 {
-        self.0
-    }
-
-    /// `self ∪ other`.
-    pub const fn union(self, other: EventSet) -> EventSet {
-        EventSet(self.0 | other.0)
-    }
-
-    /// Whether `self` and `other` share an event.
-    pub const fn intersects(self, other: EventSet) -> bool {
-        self.0 & other.0 != 0
-    }
-
-    /// Whether the set is empty.
-    pub const fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-}
-
-/// How the EMSE named a UE: by application identity (seed case 2, preferred) or by IMSI
-/// (case 1, only for EMSEs whose policy allows it). Notifications name the UE the same way,
-/// so an EMSE never learns an IMSI it did not already use.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum UeName {
-    /// The UE's application layer identity, as provisioned for this EMSE.
-    App(AppIdentity),
-    /// The UE's IMSI.
-    Imsi(Imsi),
-}
 
 /// A subscription's UE filter: the IMSI it resolved to, and the name the EMSE used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UeFilter {
     /// The UE, resolved when the subscription was made.
     pub imsi: Imsi,
-    /// How the EMSE named it (and how notifications name it).
-    pub name: UeName,
+    /// How the EMSE named it (and how notifications name it, so an EMSE never learns an
+    /// IMSI it did not already use).
+    pub name: UeRef,
 }
 
-/// One subscription.
+/// One stored subscription: what an EMSE's subscription message (`e2m_msg::Subscription`)
+/// asked for, bound to the session that made it and resolved to an IMSI.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Subscription {
+pub struct SubscriptionRecord {
     /// The session that made it; it ends with that session.
     pub session: SessionRef,
     /// That session's EMSE.
@@ -86,29 +35,6 @@ pub struct Subscription {
     pub ue: Option<UeFilter>,
     /// Where to deliver notifications (a URI, validated by the caller).
     pub callback: String,
-}
-
-/// A subscription's identifier. Not a secret: only the owning session may read or remove
-/// a subscription, whoever knows the number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SubscriptionId(u64);
-
-impl SubscriptionId {
-    /// The id with this number (for backends).
-    pub const fn from_u64(n: u64) -> SubscriptionId {
-        SubscriptionId(n)
-    }
-
-    /// Its number.
-    pub const fn as_u64(self) -> u64 {
-        self.0
-    }
-}
-
-impl core::fmt::Display for SubscriptionId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}", self.0)
-    }
 }
 
 /// Subscription limits.
@@ -147,9 +73,9 @@ pub trait SubscriptionStore: Send + Sync {
     /// Adds `sub`.
     ///
     /// # Errors
-    /// [`StoreError::LimitReached`], [`StoreError::InvalidInput`] for an empty event set or
-    /// an empty or over-long callback, or a backend error.
-    fn add(&self, sub: Subscription) -> Result<SubscriptionId, StoreError>;
+    /// [`StoreError::LimitReached`], [`StoreError::InvalidInput`] for an empty or over-long
+    /// callback, or a backend error.
+    fn add(&self, sub: SubscriptionRecord) -> Result<SubscriptionId, StoreError>;
 
     /// The subscription `id` if `owner` made it.
     ///
@@ -159,7 +85,7 @@ pub trait SubscriptionStore: Send + Sync {
         &self,
         owner: SessionRef,
         id: SubscriptionId,
-    ) -> Result<Option<Subscription>, StoreError>;
+    ) -> Result<Option<SubscriptionRecord>, StoreError>;
 
     /// Removes subscription `id` if `owner` made it; returns it.
     ///
@@ -169,7 +95,7 @@ pub trait SubscriptionStore: Send + Sync {
         &self,
         owner: SessionRef,
         id: SubscriptionId,
-    ) -> Result<Option<Subscription>, StoreError>;
+    ) -> Result<Option<SubscriptionRecord>, StoreError>;
 
     /// Removes every subscription of `owner` (its session ended); returns how many.
     ///
@@ -185,12 +111,12 @@ pub trait SubscriptionStore: Send + Sync {
         &self,
         imsi: &Imsi,
         event: EventSet,
-    ) -> Result<Vec<(SubscriptionId, Subscription)>, StoreError>;
+    ) -> Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError>;
 }
 
 #[derive(Default)]
 struct Inner {
-    subs: HashMap<u64, Subscription, RandomState>,
+    subs: HashMap<u64, SubscriptionRecord, RandomState>,
     by_imsi: HashMap<PackedImsi, Vec<u64>, RandomState>,
     unfiltered: Vec<u64>,
     by_session: HashMap<SessionRef, Vec<u64>, RandomState>,
@@ -198,7 +124,7 @@ struct Inner {
 }
 
 impl Inner {
-    fn unlink(&mut self, id: u64, sub: &Subscription) {
+    fn unlink(&mut self, id: u64, sub: &SubscriptionRecord) {
         let drop_id = |v: &mut Vec<u64>| v.retain(|x| *x != id);
         match &sub.ue {
             Some(f) => {
@@ -275,10 +201,7 @@ impl core::fmt::Debug for MemorySubscriptionStore {
 }
 
 impl SubscriptionStore for MemorySubscriptionStore {
-    fn add(&self, sub: Subscription) -> Result<SubscriptionId, StoreError> {
-        if sub.events.is_empty() {
-            return Err(StoreError::InvalidInput("empty event set"));
-        }
+    fn add(&self, sub: SubscriptionRecord) -> Result<SubscriptionId, StoreError> {
         if sub.callback.is_empty() || sub.callback.len() > self.policy.max_callback_len {
             return Err(StoreError::InvalidInput("callback empty or too long"));
         }
@@ -302,18 +225,18 @@ impl SubscriptionStore for MemorySubscriptionStore {
         }
         inner.by_session.entry(sub.session).or_default().push(id);
         inner.subs.insert(id, sub);
-        Ok(SubscriptionId(id))
+        Ok(SubscriptionId::from_u64(id))
     }
 
     fn get(
         &self,
         owner: SessionRef,
         id: SubscriptionId,
-    ) -> Result<Option<Subscription>, StoreError> {
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
         Ok(self
             .read()
             .subs
-            .get(&id.0)
+            .get(&id.as_u64())
             .filter(|s| s.session == owner)
             .cloned())
     }
@@ -322,15 +245,19 @@ impl SubscriptionStore for MemorySubscriptionStore {
         &self,
         owner: SessionRef,
         id: SubscriptionId,
-    ) -> Result<Option<Subscription>, StoreError> {
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
         let mut inner = self.write();
-        if inner.subs.get(&id.0).is_none_or(|s| s.session != owner) {
+        if inner
+            .subs
+            .get(&id.as_u64())
+            .is_none_or(|s| s.session != owner)
+        {
             return Ok(None);
         }
-        let Some(sub) = inner.subs.remove(&id.0) else {
+        let Some(sub) = inner.subs.remove(&id.as_u64()) else {
             return Ok(None);
         };
-        inner.unlink(id.0, &sub);
+        inner.unlink(id.as_u64(), &sub);
         Ok(Some(sub))
     }
 
@@ -349,16 +276,21 @@ impl SubscriptionStore for MemorySubscriptionStore {
         &self,
         imsi: &Imsi,
         event: EventSet,
-    ) -> Result<Vec<(SubscriptionId, Subscription)>, StoreError> {
+    ) -> Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError> {
         let inner = self.read();
         let filtered = inner
             .by_imsi
             .get(&PackedImsi::new(imsi))
             .map_or(&[][..], Vec::as_slice);
-        let mut out: Vec<(SubscriptionId, Subscription)> = filtered
+        let mut out: Vec<(SubscriptionId, SubscriptionRecord)> = filtered
             .iter()
             .chain(&inner.unfiltered)
-            .filter_map(|id| inner.subs.get(id).map(|s| (SubscriptionId(*id), s)))
+            .filter_map(|id| {
+                inner
+                    .subs
+                    .get(id)
+                    .map(|s| (SubscriptionId::from_u64(*id), s))
+            })
             .filter(|(_, s)| s.events.intersects(event))
             .map(|(id, s)| (id, s.clone()))
             .collect();

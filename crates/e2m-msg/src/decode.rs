@@ -34,11 +34,9 @@ use crate::message::{
     SubscriptionResult,
 };
 use crate::problem::{Problem, ProblemCause};
-use crate::values::{
-    CallbackUri, EventSet, EventType, KeyIdSource, ProblemDetail, SessionId, SubscriptionId,
-    Timestamp, UeRef, ValueError,
-};
+use crate::values::{CallbackUri, KeyIdSource, ProblemDetail, ValueError};
 use crate::{DecodeError, MAX_DOCUMENT_LEN, NAMESPACE, PROBLEM_NAMESPACE};
+use e2m_types::{EventSet, EventType, SessionId, SubscriptionId, Timestamp, UeRef};
 
 /// e2m messages are flat: root (1) and leaf children (2).
 const MESSAGE_DEPTH: usize = 2;
@@ -616,8 +614,11 @@ fn check_no_surrounding_space(value: &str, element: &'static str) -> Result<(), 
     Ok(())
 }
 
-fn invalid(element: &'static str) -> impl Fn(ValueError) -> DecodeError {
-    move |error| DecodeError::InvalidValue { element, error }
+fn invalid<E: Into<ValueError>>(element: &'static str) -> impl Fn(E) -> DecodeError {
+    move |error| DecodeError::InvalidValue {
+        element,
+        error: error.into(),
+    }
 }
 
 /// Enforces schema order: each child has a slot (alternatives of a choice share one);
@@ -666,19 +667,19 @@ fn app_identity(p: &mut Parser<'_>) -> Result<UeRef, DecodeError> {
     const E: &str = "appIdentity";
     let text = p.token(E)?;
     Ok(UeRef::AppIdentity(
-        AppIdentity::new(&text).map_err(|e| invalid(E)(e.into()))?,
+        AppIdentity::new(&text).map_err(invalid(E))?,
     ))
 }
 
 fn imsi(p: &mut Parser<'_>) -> Result<Imsi, DecodeError> {
     const E: &str = "imsi";
     let text = p.token(E)?;
-    Imsi::new(&text).map_err(|e| invalid(E)(e.into()))
+    Imsi::new(&text).map_err(invalid(E))
 }
 
 fn key_id(p: &mut Parser<'_>, element: &'static str) -> Result<KeyId, DecodeError> {
     let text = p.token(element)?;
-    KeyId::parse_bytes(text.as_bytes()).map_err(|e| invalid(element)(e.into()))
+    KeyId::parse_bytes(text.as_bytes()).map_err(invalid(element))
 }
 
 fn timestamp(p: &mut Parser<'_>, element: &'static str) -> Result<Timestamp, DecodeError> {
@@ -707,7 +708,7 @@ pub(crate) fn registration(document: &[u8]) -> Result<Registration, DecodeError>
         match i {
             0 => {
                 let text = p.token("emseId")?;
-                emse_id = Some(EmseId::new(&text).map_err(|e| invalid("emseId")(e.into()))?);
+                emse_id = Some(EmseId::new(&text).map_err(invalid("emseId"))?);
             }
             _ => {
                 let text = p.token("callback")?;
@@ -732,7 +733,7 @@ pub(crate) fn registration_result(document: &[u8]) -> Result<RegistrationResult,
         match i {
             0 => {
                 let text = p.token("sessionId")?;
-                session_id = Some(SessionId::new(&text).map_err(invalid("sessionId"))?);
+                session_id = Some(SessionId::parse(&text).map_err(invalid("sessionId"))?);
             }
             _ => expires = Some(timestamp(&mut p, "expires")?),
         }
@@ -757,7 +758,7 @@ pub(crate) fn key_response(document: &[u8]) -> Result<KeyResponse, DecodeError> 
             2 => id = Some(key_id(&mut p, "keyId")?),
             3 => {
                 let text = key_hex(&mut p, "e2mKey")?;
-                key = Some(E2mKey::from_hex(&text).map_err(|e| invalid("e2mKey")(e.into()))?);
+                key = Some(E2mKey::from_hex(&text).map_err(invalid("e2mKey"))?);
             }
             _ => expires = Some(timestamp(&mut p, "expires")?),
         }
@@ -818,8 +819,10 @@ pub(crate) fn subscription_result(document: &[u8]) -> Result<SubscriptionResult,
         match i {
             0 => {
                 let text = p.token("subscriptionId")?;
-                subscription_id =
-                    Some(SubscriptionId::new(&text).map_err(invalid("subscriptionId"))?);
+                subscription_id = Some(
+                    SubscriptionId::parse_bytes(text.as_bytes())
+                        .map_err(invalid("subscriptionId"))?,
+                );
             }
             _ => expires = Some(timestamp(&mut p, "expires")?),
         }
@@ -848,8 +851,10 @@ pub(crate) fn notification(document: &[u8]) -> Result<Notification, DecodeError>
         match i {
             0 => {
                 let text = p.token("subscriptionId")?;
-                subscription_id =
-                    Some(SubscriptionId::new(&text).map_err(invalid("subscriptionId"))?);
+                subscription_id = Some(
+                    SubscriptionId::parse_bytes(text.as_bytes())
+                        .map_err(invalid("subscriptionId"))?,
+                );
             }
             1 => {
                 let text = p.token("event")?;
@@ -893,7 +898,7 @@ pub(crate) fn intermediate_key_push(document: &[u8]) -> Result<IntermediateKeyPu
             }
             3 => {
                 let text = key_hex(&mut p, "e2mIntKey")?;
-                key = Some(E2mIntKey::from_hex(&text).map_err(|e| invalid("e2mIntKey")(e.into()))?);
+                key = Some(E2mIntKey::from_hex(&text).map_err(invalid("e2mIntKey"))?);
             }
             _ => created = Some(timestamp(&mut p, "created")?),
         }

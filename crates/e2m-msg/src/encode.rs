@@ -10,7 +10,11 @@ use crate::message::{
 };
 use crate::problem::Problem;
 use crate::rest::{MEDIA_TYPE_PROBLEM_XML, MEDIA_TYPE_XML};
-use crate::values::{KeyIdSource, Timestamp, UeRef, write_timestamp};
+use core::fmt::Write as _;
+
+use e2m_types::{SessionId, SubscriptionId, Timestamp, UeRef};
+
+use crate::values::KeyIdSource;
 use crate::{NAMESPACE, PROBLEM_NAMESPACE, XmlMessage, sealed};
 
 const DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
@@ -80,7 +84,19 @@ fn plain(out: &mut String, name: &str, value: &str) {
 
 fn timestamp(out: &mut String, name: &str, t: Timestamp) {
     start_child(out, name);
-    write_timestamp(out, t);
+    out.extend(t.to_text().iter().map(|&b| char::from(b)));
+    end_child(out, name);
+}
+
+/// The session id's one wire form (`e2m_types::SessionId`); the temporary text is wiped.
+fn session_id(out: &mut String, name: &str, id: &SessionId) {
+    plain(out, name, &id.to_text());
+}
+
+fn subscription_id(out: &mut String, name: &str, id: SubscriptionId) {
+    start_child(out, name);
+    // Writing into a String cannot fail.
+    let _ = write!(out, "{id}");
     end_child(out, name);
 }
 
@@ -148,13 +164,13 @@ impl XmlMessage for RegistrationResult {
     const MEDIA_TYPE: &'static str = MEDIA_TYPE_XML;
 
     fn max_encoded_len(&self) -> usize {
-        FRAME + 2 * CHILD + self.session_id.as_str().len() + Timestamp::TEXT_LEN
+        FRAME + 2 * CHILD + SessionId::TEXT_LEN + Timestamp::TEXT_LEN
     }
 
     fn encode_into(&self, out: &mut String) {
         out.reserve(self.max_encoded_len());
         open(out, Self::ROOT, NAMESPACE);
-        plain(out, "sessionId", self.session_id.as_str());
+        session_id(out, "sessionId", &self.session_id);
         timestamp(out, "expires", self.expires);
         close(out, Self::ROOT);
     }
@@ -227,13 +243,13 @@ impl XmlMessage for SubscriptionResult {
     const MEDIA_TYPE: &'static str = MEDIA_TYPE_XML;
 
     fn max_encoded_len(&self) -> usize {
-        FRAME + 2 * CHILD + self.subscription_id.as_str().len() + Timestamp::TEXT_LEN
+        FRAME + 2 * CHILD + SubscriptionId::MAX_TEXT_LEN + Timestamp::TEXT_LEN
     }
 
     fn encode_into(&self, out: &mut String) {
         out.reserve(self.max_encoded_len());
         open(out, Self::ROOT, NAMESPACE);
-        plain(out, "subscriptionId", self.subscription_id.as_str());
+        subscription_id(out, "subscriptionId", self.subscription_id);
         timestamp(out, "expires", self.expires);
         close(out, Self::ROOT);
     }
@@ -251,7 +267,7 @@ impl XmlMessage for Notification {
     fn max_encoded_len(&self) -> usize {
         FRAME
             + 4 * CHILD
-            + self.subscription_id.as_str().len()
+            + SubscriptionId::MAX_TEXT_LEN
             + 16
             + ue_len(&self.ue)
             + KeyId::TEXT_LEN
@@ -261,7 +277,7 @@ impl XmlMessage for Notification {
     fn encode_into(&self, out: &mut String) {
         out.reserve(self.max_encoded_len());
         open(out, Self::ROOT, NAMESPACE);
-        plain(out, "subscriptionId", self.subscription_id.as_str());
+        subscription_id(out, "subscriptionId", self.subscription_id);
         plain(out, "event", self.event.as_str());
         ue(out, &self.ue);
         key_id(out, "keyId", self.key_id);

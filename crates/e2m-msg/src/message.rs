@@ -5,9 +5,9 @@ use core::fmt;
 use e2m_kdf::{E2mIntKey, E2mKey};
 use e2m_keyid::{EmseId, Imsi, KeyId};
 
-use crate::values::{
-    CallbackUri, EventSet, EventType, KeyIdSource, SessionId, SubscriptionId, Timestamp, UeRef,
-};
+use e2m_types::{EventSet, EventType, SessionId, SubscriptionId, Timestamp, UeRef};
+
+use crate::values::{CallbackUri, KeyIdSource};
 
 /// EMSE → EMKS: initial registration (seed 6.x.2.2.2.1), the body of
 /// `POST /e2m/v1/sessions`. Answered by 201 Created with a [`RegistrationResult`].
@@ -25,7 +25,7 @@ pub struct Registration {
 
 /// EMKS → EMSE: the session the EMKS established (seed 6.x.2.2.2.1: "returns session id in
 /// HTTP 201 CREATED"), the body of the 201 whose `Location` is the session resource.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(PartialEq, Eq, Debug)]
 pub struct RegistrationResult {
     /// The session's id: the last segment of its resource path.
     pub session_id: SessionId,
@@ -36,7 +36,7 @@ pub struct RegistrationResult {
 /// EMSE → EMKS: fetch the UE's `e2m_key` (seed 6.x.2.2.2.2; 6.x.2.3 step 5). It has no body:
 /// it is `GET /e2m/v1/sessions/{session}/keys?appIdentity=…&keyId=…` (or `imsi=…`), built by
 /// [`KeyRequest::to_target`](crate::rest) and parsed by [`Route::parse`](crate::Route::parse).
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(PartialEq, Eq, Debug)]
 pub struct KeyRequest {
     /// The EMSE's session (the EMSE_Id of the derivation is the session's, never the request's).
     pub session_id: SessionId,
@@ -76,7 +76,7 @@ impl fmt::Debug for KeyResponse {
 
 /// EMSE → EMKS: end the session (seed 6.x.2.2.2.3). It has no body: it is
 /// `DELETE /e2m/v1/sessions/{session}`, answered by 204 No Content.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(PartialEq, Eq, Debug)]
 pub struct Deregistration {
     /// The session to end.
     pub session_id: SessionId,

@@ -212,6 +212,26 @@ impl Problem {
     }
 }
 
+/// `<status> <cause>: <title>`, then `: <detail>` when there is one, so that
+/// `outcome.result?` in an application reports something a person can act on.
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.cause.status(),
+            self.cause.as_str(),
+            self.cause.title()
+        )?;
+        if let Some(detail) = &self.detail {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problem {}
+
 impl From<ProblemCause> for Problem {
     fn from(cause: ProblemCause) -> Self {
         Problem::new(cause)

@@ -23,7 +23,10 @@ use e2m_keyid::{AppIdentity, Imsi, KeyId};
 
 use crate::message::{Deregistration, KeyRequest};
 use crate::problem::ProblemCause;
-use crate::values::{SessionId, SubscriptionId, UeRef, ValueError};
+use e2m_types::{SessionId, SubscriptionId, UeRef};
+use zeroize::Zeroizing;
+
+use crate::values::ValueError;
 
 /// The one versioned base path of every resource. A future incompatible version is `/e2m/v2`.
 pub const BASE_PATH: &str = "/e2m/v1";
@@ -147,7 +150,8 @@ impl Operation {
 }
 
 /// A request matched to an operation, with what its target carries.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum Route {
     /// `POST /e2m/v1/sessions`; body: [`Registration`](crate::Registration).
     Register,
@@ -239,22 +243,21 @@ pub enum QueryError {
 }
 
 /// The path of a session resource: `/e2m/v1/sessions/{session}` (the registration's
-/// `Location`, the deregistration target).
-pub fn session_path(session: &SessionId) -> String {
-    let mut out = String::with_capacity(SESSIONS_PATH.len() + 1 + session.as_str().len());
+/// `Location`, the deregistration target), with the session id in its one wire form
+/// ([`SessionId::to_text`]). It holds the secret id, so it is zeroized when dropped.
+pub fn session_path(session: &SessionId) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(
+        SESSIONS_PATH.len() + 1 + SessionId::TEXT_LEN,
+    ));
     out.push_str(SESSIONS_PATH);
     out.push('/');
-    out.push_str(session.as_str());
+    out.push_str(&session.to_text());
     out
 }
 
 /// The path of a subscription resource: `/e2m/v1/subscriptions/{subscription}`.
 pub fn subscription_path(subscription: &SubscriptionId) -> String {
-    let mut out = String::with_capacity(SUBSCRIPTIONS_PATH.len() + 1 + subscription.as_str().len());
-    out.push_str(SUBSCRIPTIONS_PATH);
-    out.push('/');
-    out.push_str(subscription.as_str());
-    out
+    format!("{SUBSCRIPTIONS_PATH}/{subscription}")
 }
 
 /// Percent-encodes every octet outside RFC 3986 "unreserved" (uppercase hex, §2.1), so the
@@ -278,26 +281,28 @@ impl KeyRequest {
     /// `…?imsi={digits}&keyId=…`.
     ///
     /// ```
-    /// use e2m_keyid::{AppIdentity, KeyId};
-    /// use e2m_msg::{KeyRequest, Route, SessionId, UeRef};
+    /// use e2m_msg::{AppIdentity, KeyId, KeyRequest, Route, SessionId, UeRef};
     /// let request = KeyRequest {
-    ///     session_id: SessionId::new("s-0123")?,
+    ///     session_id: SessionId::parse("AAAAAAAAAAAAAAAAs-0123")?,
     ///     ue: UeRef::AppIdentity(AppIdentity::new("sensor-17@iot.example.com")?),
     ///     key_id: KeyId::from_u32(0xae47bf35),
     /// };
     /// let target = request.to_target();
-    /// assert_eq!(target,
-    ///     "/e2m/v1/sessions/s-0123/keys?appIdentity=sensor-17%40iot.example.com&keyId=ae47bf35");
+    /// assert_eq!(target.as_str(),
+    ///     "/e2m/v1/sessions/AAAAAAAAAAAAAAAAs-0123/keys?appIdentity=sensor-17%40iot.example.com&keyId=ae47bf35");
     /// assert_eq!(Route::parse("GET", &target)?, Route::FetchKey(request));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn to_target(&self) -> String {
-        // Path, a 64-character session id, "/keys?", both parameter names and the key id fit
-        // in 128; the identity takes at most 3 characters per octet.
-        let mut out = String::with_capacity(SESSIONS_PATH.len() + 128 + 3 * AppIdentity::MAX_LEN);
+    pub fn to_target(&self) -> Zeroizing<String> {
+        // Path, the 22-character session id, "/keys?", both parameter names and the key id
+        // fit in 128; the identity takes at most 3 characters per octet. Reserved once: the
+        // target holds the secret session id, and a growing String would leave copies.
+        let mut out = Zeroizing::new(String::with_capacity(
+            SESSIONS_PATH.len() + 128 + 3 * AppIdentity::MAX_LEN,
+        ));
         out.push_str(SESSIONS_PATH);
         out.push('/');
-        out.push_str(self.session_id.as_str());
+        out.push_str(&self.session_id.to_text());
         out.push_str("/keys?");
         match &self.ue {
             UeRef::AppIdentity(id) => {
@@ -321,7 +326,7 @@ impl KeyRequest {
 
 impl Deregistration {
     /// The request target of the deregistration: the session path.
-    pub fn to_target(&self) -> String {
+    pub fn to_target(&self) -> Zeroizing<String> {
         session_path(&self.session_id)
     }
 }
@@ -511,13 +516,13 @@ impl Route {
             }
             ("sessions", Some(id), None) => {
                 allow(Method::Delete, "DELETE")?;
-                let session_id = SessionId::new(id).map_err(RouteError::BadId)?;
+                let session_id = SessionId::parse(id).map_err(|e| RouteError::BadId(e.into()))?;
                 no_query()?;
                 Ok(Route::Deregister(Deregistration { session_id }))
             }
             ("sessions", Some(id), Some("keys")) => {
                 allow(Method::Get, "GET")?;
-                let session_id = SessionId::new(id).map_err(RouteError::BadId)?;
+                let session_id = SessionId::parse(id).map_err(|e| RouteError::BadId(e.into()))?;
                 let (ue, key_id) = parse_key_query(query.unwrap_or_default())?;
                 Ok(Route::FetchKey(KeyRequest {
                     session_id,
@@ -532,7 +537,9 @@ impl Route {
             }
             ("subscriptions", Some(id), None) => {
                 allow(Method::Delete, "DELETE")?;
-                let id = SubscriptionId::new(id).map_err(RouteError::BadId)?;
+                let id = id
+                    .parse::<SubscriptionId>()
+                    .map_err(|e| RouteError::BadId(e.into()))?;
                 no_query()?;
                 Ok(Route::Unsubscribe(id))
             }

@@ -58,7 +58,7 @@ fn registration_result() {
     check(
         "registration_result",
         &RegistrationResult {
-            session_id: SessionId::new("Xq3vL9sKp2RtY7wZ1bN4cA").unwrap(),
+            session_id: SessionId::parse("Bq3vL9sKp2RtY7wZ1bN4cA").unwrap(),
             expires: ts("2026-11-28T21:00:00Z"),
         },
     );
@@ -103,7 +103,7 @@ fn subscription_result() {
     check(
         "subscription_result",
         &SubscriptionResult {
-            subscription_id: SubscriptionId::new("sub-7Hk2QpLm").unwrap(),
+            subscription_id: "7042".parse::<SubscriptionId>().unwrap(),
             expires: ts("2026-12-27T21:00:00Z"),
         },
     );
@@ -114,7 +114,7 @@ fn notification() {
     check(
         "notification",
         &Notification {
-            subscription_id: SubscriptionId::new("sub-7Hk2QpLm").unwrap(),
+            subscription_id: "7042".parse::<SubscriptionId>().unwrap(),
             event: EventType::KeyAvailable,
             ue: app(),
             key_id: KeyId::from_u32(0x0c41_d7e2),

@@ -15,7 +15,7 @@ use e2m_msg::{
 
 fn request(identity: &str) -> KeyRequest {
     KeyRequest {
-        session_id: SessionId::new("s1").unwrap(),
+        session_id: SessionId::parse("AAAAAAAAAAAAAAAAAAAAs1").unwrap(),
         ue: UeRef::AppIdentity(AppIdentity::new(identity).unwrap()),
         key_id: KeyId::from_u32(0xae47_bf35),
     }
@@ -23,15 +23,15 @@ fn request(identity: &str) -> KeyRequest {
 
 #[test]
 fn every_route_and_its_status() {
-    let s = SessionId::new("Xq3vL9sKp2RtY7wZ1bN4cA").unwrap();
-    let sub = SubscriptionId::new("sub-7Hk2QpLm").unwrap();
+    let s = SessionId::parse("Bq3vL9sKp2RtY7wZ1bN4cA").unwrap();
+    let sub = "7042".parse::<SubscriptionId>().unwrap();
     let cases = [
         ("POST", "/e2m/v1/sessions".to_owned(), Route::Register, 201),
         (
             "DELETE",
-            rest::session_path(&s),
+            rest::session_path(&s).to_string(),
             Route::Deregister(Deregistration {
-                session_id: s.clone(),
+                session_id: s.copy_secret(),
             }),
             204,
         ),
@@ -73,8 +73,8 @@ fn every_route_and_its_status() {
     assert!(Operation::FetchKey.response_is_secret());
     assert_eq!(header::NO_STORE, "no-store");
     assert_eq!(
-        Deregistration { session_id: s }.to_target(),
-        "/e2m/v1/sessions/Xq3vL9sKp2RtY7wZ1bN4cA"
+        Deregistration { session_id: s }.to_target().as_str(),
+        "/e2m/v1/sessions/Bq3vL9sKp2RtY7wZ1bN4cA"
     );
 }
 
@@ -83,24 +83,27 @@ fn key_request_targets() {
     let r = request("user+tag@iot.example.com");
     let target = r.to_target();
     assert_eq!(
-        target,
-        "/e2m/v1/sessions/s1/keys?appIdentity=user%2Btag%40iot.example.com&keyId=ae47bf35"
+        target.as_str(),
+        "/e2m/v1/sessions/AAAAAAAAAAAAAAAAAAAAs1/keys?appIdentity=user%2Btag%40iot.example.com&keyId=ae47bf35"
     );
-    assert_eq!(Route::parse("GET", &target), Ok(Route::FetchKey(r.clone())));
+    assert_eq!(
+        Route::parse("GET", &target),
+        Ok(Route::FetchKey(request("user+tag@iot.example.com")))
+    );
     // Parameter order is free; '@' may come unencoded; hex case is free.
     let parsed = Route::parse(
         "GET",
-        "/e2m/v1/sessions/s1/keys?keyId=ae47bf35&appIdentity=user%2btag@iot.example.com",
+        "/e2m/v1/sessions/AAAAAAAAAAAAAAAAAAAAs1/keys?keyId=ae47bf35&appIdentity=user%2btag@iot.example.com",
     );
     assert_eq!(parsed, Ok(Route::FetchKey(r)));
     let by_imsi = KeyRequest {
-        session_id: SessionId::new("s1").unwrap(),
+        session_id: SessionId::parse("AAAAAAAAAAAAAAAAAAAAs1").unwrap(),
         ue: UeRef::Imsi(Imsi::new("001010123456789").unwrap()),
         key_id: KeyId::from_u32(1),
     };
     assert_eq!(
-        by_imsi.to_target(),
-        "/e2m/v1/sessions/s1/keys?imsi=001010123456789&keyId=00000001"
+        by_imsi.to_target().as_str(),
+        "/e2m/v1/sessions/AAAAAAAAAAAAAAAAAAAAs1/keys?imsi=001010123456789&keyId=00000001"
     );
     assert_eq!(
         Route::parse("GET", &by_imsi.to_target()),
@@ -108,13 +111,18 @@ fn key_request_targets() {
     );
     // Non-ASCII identities are percent-encoded as UTF-8.
     let t = request("capteur-é@exemple.fr").to_target();
-    assert!(t.contains("capteur-%C3%A9%40exemple.fr"), "{t}");
+    assert!(t.contains("capteur-%C3%A9%40exemple.fr"), "{}", t.as_str());
     assert!(Route::parse("GET", &t).is_ok());
 }
 
 #[test]
 fn ambiguous_queries_are_refused() {
-    let q = |query: &str| Route::parse("GET", &format!("/e2m/v1/sessions/s1/keys?{query}"));
+    let q = |query: &str| {
+        Route::parse(
+            "GET",
+            &format!("/e2m/v1/sessions/AAAAAAAAAAAAAAAAAAAAs1/keys?{query}"),
+        )
+    };
     let bad =
         |query: &str, e: QueryError| assert_eq!(q(query), Err(RouteError::BadQuery(e)), "{query}");
     bad("appIdentity=a+b&keyId=ae47bf35", QueryError::BadCharacter);
@@ -189,7 +197,7 @@ fn paths_are_matched_exactly() {
     assert_eq!(err("POST", "/e2m/v1"), RouteError::NotFound);
     assert_eq!(err("POST", "/e2m/v1/session"), RouteError::NotFound);
     assert_eq!(
-        err("GET", "/e2m/v1/sessions/s1/keys/x"),
+        err("GET", "/e2m/v1/sessions/AAAAAAAAAAAAAAAAAAAAs1/keys/x"),
         RouteError::NotFound
     );
     assert_eq!(err("POST", "/e2m/v1/sessionsX"), RouteError::NotFound);
@@ -211,7 +219,7 @@ fn paths_are_matched_exactly() {
     );
     assert_eq!(
         err("DELETE", "/e2m/v1/sessions/s.1"),
-        RouteError::BadId(ValueError::BadCharacter)
+        RouteError::BadId(ValueError::BadSessionId)
     );
     assert_eq!(
         err("DELETE", &format!("/e2m/v1/sessions/{}", "a".repeat(65))).cause(),

@@ -25,10 +25,6 @@ pub fn at(s: u64) -> Timestamp {
     Timestamp::from_unix_secs(T0 + s)
 }
 
-pub fn wire(t: Timestamp) -> e2m_msg::Timestamp {
-    e2m_msg::Timestamp::from_unix_seconds(t.as_unix_secs()).unwrap()
-}
-
 pub fn emse_id(name: &str) -> EmseId {
     EmseId::new(name).unwrap()
 }
@@ -165,7 +161,7 @@ impl World {
             imsi: imsi(ue),
             key_id: KeyIdSource::RandLsb32(KeyId::from_u32(id)),
             int_key: E2mIntKey::from_array(bytes),
-            created: wire(created),
+            created,
         };
         let out = self.emks.push_intermediate_key(&self.hss, push, now);
         self.record(out)
@@ -188,7 +184,7 @@ impl World {
         self.ledger
             .borrow_mut()
             .session_ids
-            .push(r.session_id.clone());
+            .push(r.session_id.copy_secret());
         Ok(r.session_id)
     }
 
@@ -203,7 +199,7 @@ impl World {
         let out = self.emks.fetch_key(
             peer,
             &KeyRequest {
-                session_id: session.clone(),
+                session_id: session.copy_secret(),
                 ue,
                 key_id: KeyId::from_u32(id),
             },
@@ -252,7 +248,7 @@ fn base64(bytes: &[u8], url: bool) -> String {
 fn session_bytes(id: &SessionId) -> [u8; 16] {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut v: u128 = 0;
-    for c in id.as_str().bytes() {
+    for c in id.to_text().bytes() {
         let d = alphabet.iter().position(|a| *a == c).unwrap() as u128;
         v = v << 6 | d;
     }
@@ -294,7 +290,7 @@ impl World {
         }
         for s in &l.session_ids {
             secrets.push(("session id".into(), session_bytes(s).to_vec()));
-            secrets.push(("session id text".into(), s.as_str().as_bytes().to_vec()));
+            secrets.push(("session id text".into(), s.to_text().as_bytes().to_vec()));
         }
         let texts = l
             .audit
