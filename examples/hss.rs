@@ -181,7 +181,7 @@ fn run(args: &[String]) -> Result<(), String> {
         KeyIdSource::RandLsb32(id) => {
             println!("HSS: pushed e2m_int_key for IMSI {imsi}, key id {id} (RAND-LSB32)");
         }
-        KeyIdSource::ShortHash => {
+        _ => {
             println!(
                 "HSS: pushed e2m_int_key for IMSI {imsi}, key id = short hash (EMKS computes)"
             );

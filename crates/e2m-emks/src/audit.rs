@@ -49,6 +49,7 @@ impl Action {
 
 /// How a decision came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// Done as asked.
     Granted,

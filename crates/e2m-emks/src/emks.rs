@@ -477,6 +477,13 @@ where
                 KeyIdSource::RandLsb32(id) => id,
                 KeyIdSource::ShortHash => KeyId::short_hash(&push.int_key, &self.config.profile)
                     .map_err(|_| refuse(ProblemCause::Internal, "short hash failed"))?,
+                // A key id scheme a later e2m-msg defines and this core does not implement.
+                _ => {
+                    return Err(refuse(
+                        ProblemCause::Malformed,
+                        "key id scheme not supported",
+                    ));
+                }
             };
             record.key_id = Some(key_id);
             let created = push.created.min(now);

@@ -11,6 +11,7 @@ use e2m_keyid::EmseId;
 /// the request says. The core then decides what the role may do: only the HSS pushes keys,
 /// only EMSEs register, fetch, subscribe and notify.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Peer {
     /// An EMSE, with the EMSE_Id its certificate carries (shared: audit records copy the
     /// peer, and an `EmseId` is 258 octets inline).

@@ -302,7 +302,7 @@ where
 /// Why the EMKS server could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum StartError {
+pub enum EmksStartError {
     /// Certificates could not be loaded.
     #[error(transparent)]
     Pki(#[from] PkiError),
@@ -386,12 +386,12 @@ where
 /// `core`. Client certificates must chain to the CA and have the EMSE or HSS role.
 ///
 /// # Errors
-/// [`StartError`] if certificates, TLS or the socket fail.
+/// [`EmksStartError`] if certificates, TLS or the socket fail.
 pub async fn start_emks<K, M, S, B>(
     core: Arc<Emks<K, M, S, B>>,
     pki: &PkiDir,
     options: EmksServerOptions,
-) -> Result<EmksServer<K, M, S, B>, StartError>
+) -> Result<EmksServer<K, M, S, B>, EmksStartError>
 where
     K: IntKeyStore + 'static,
     M: IdentityMap + 'static,

@@ -96,7 +96,7 @@ pub struct NotificationServer {
 /// Why the notification endpoint could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum StartError {
+pub enum EndpointStartError {
     /// TLS configuration.
     #[error(transparent)]
     Tls(#[from] super::tls::TlsSetupError),
@@ -113,17 +113,17 @@ pub enum StartError {
 /// certificates chaining to `ca`.
 ///
 /// # Errors
-/// [`StartError`].
+/// [`EndpointStartError`].
 pub fn start_notification_endpoint(
     listener: TcpListener,
     credentials: &Credentials,
     ca: &[CertificateDer<'static>],
     limits: Limits,
-) -> Result<NotificationServer, StartError> {
+) -> Result<NotificationServer, EndpointStartError> {
     let tls = server_config(credentials, ca, &[Role::Emks])?;
     let addr = listener.local_addr()?;
     let callback = CallbackUri::new(&format!("https://{addr}{NOTIFICATIONS_PATH}"))
-        .map_err(StartError::Callback)?;
+        .map_err(EndpointStartError::Callback)?;
     let (tx, notifications) = mpsc::channel(NOTIFICATION_QUEUE);
     let handle = serve(listener, tls, limits, Arc::new(NotificationEndpoint { tx }))?;
     Ok(NotificationServer {

@@ -93,6 +93,7 @@ pub enum PkiError {
 
 /// The role a certificate gives its holder (the `<role>` of its `urn:e2m:` URI).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Role {
     /// An E2M Security Endpoint: may register, fetch keys, subscribe.
     Emse,
@@ -162,6 +163,7 @@ impl fmt::Display for NodeName {
     clippy::large_enum_variant,
     reason = "EmseId is stored inline by design (no allocation); identities are built once per connection"
 )]
+#[non_exhaustive]
 pub enum PeerIdentity {
     /// An EMSE and its EMSE_Id (the value bound to its sessions and used in derivations).
     Emse(EmseId),

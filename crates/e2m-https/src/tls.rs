@@ -204,6 +204,7 @@ pub fn server_config(
     clippy::large_enum_variant,
     reason = "built once per client configuration"
 )]
+#[non_exhaustive]
 pub enum ExpectedServer {
     /// Any certificate with the EMKS role.
     AnyOfRole(Role),

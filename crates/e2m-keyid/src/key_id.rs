@@ -8,7 +8,7 @@ use e2m_kdf::{E2mIntKey, E2mProfile, KdfError, KdfKey, text_param};
 /// without revealing anything about it. Its text form is exactly eight lowercase hex
 /// digits, most significant first; [`str::parse`] accepts that form only, so every key id
 /// has one spelling.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(u32);
 
 /// How key identifiers are made (the seed's two alternatives).
@@ -119,6 +119,14 @@ impl core::str::FromStr for KeyId {
 impl core::fmt::Display for KeyId {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{:08x}", self.0)
+    }
+}
+
+/// The same eight hex digits as [`Display`](core::fmt::Display), so that a key id in a log
+/// or an assertion reads the way it travels (`KeyId(ae47bf35)`, not a decimal number).
+impl core::fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "KeyId({:08x})", self.0)
     }
 }
 

@@ -30,3 +30,11 @@ fn rand_lsb32_and_short_hash_match_reference() {
     let hashed = KeyId::short_hash(&int_key, &E2mProfile::PROVISIONAL).unwrap();
     assert_eq!(hashed.to_string(), field("key id", "short_hash"));
 }
+
+#[test]
+fn debug_shows_the_same_hex_as_display() {
+    let id = KeyId::from_u32(0x0a0b_0c0d);
+    assert_eq!(id.to_string(), "0a0b0c0d");
+    assert_eq!(format!("{id:?}"), "KeyId(0a0b0c0d)");
+    assert_eq!(format!("{:?}", Some(id)), "Some(KeyId(0a0b0c0d))");
+}

@@ -71,6 +71,7 @@ pub const PARAM_KEY_ID: &str = "keyId";
 
 /// The HTTP methods the binding uses.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
 pub enum Method {
     /// GET
     Get,
@@ -99,6 +100,7 @@ impl fmt::Display for Method {
 
 /// One operation of the binding, with its method and success status.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
 pub enum Operation {
     /// EMSE registration.
     Register,

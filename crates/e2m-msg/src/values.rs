@@ -286,6 +286,7 @@ impl FromStr for ProblemDetail {
 /// Where the key id of a pushed `e2m_int_key` comes from (seed 6.x.2.1, "Considerations on
 /// the key identifier").
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
 pub enum KeyIdSource {
     /// The 32 least significant bits of RAND, pushed by the HSS with the key (alternative 1,
     /// the preferred one).
