@@ -199,6 +199,35 @@ bounded_text!(
     EmseId, 255, check_emse_id
 );
 
+impl EmseId {
+    /// The EMSE_Id of `text` after NFKC normalisation (TS 33.220 B.2.1.2: "character
+    /// strings … shall be normalised to NFKC" before they enter the KDF), for text a person
+    /// typed or a configuration holds, e.g. `ｉｏｔ.example.com` (fullwidth) becomes
+    /// `iot.example.com`.
+    ///
+    /// Which entry point uses which path: everything that arrives on the wire (XML
+    /// messages, the identity in a TLS certificate, a `psk_identity`) goes through the strict
+    /// [`EmseId::new`], which refuses text that is not already NFKC, so that two spellings
+    /// can never name the same EMSE and an EMSE_Id compares octet for octet with the
+    /// certificate's; operator and user input (the examples' `--emse-id`) may use this
+    /// normalising constructor, which the spec's own rule permits.
+    ///
+    /// ```
+    /// use e2m_keyid::EmseId;
+    /// let typed = "\u{ff49}\u{ff4f}\u{ff54}.example.com"; // ｉｏｔ.example.com
+    /// assert!(EmseId::new(typed).is_err());
+    /// assert_eq!(EmseId::new_normalized(typed).unwrap().as_str(), "iot.example.com");
+    /// ```
+    ///
+    /// # Errors
+    /// As [`EmseId::new`], for the normalised text.
+    #[cfg(feature = "nfkc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nfkc")))]
+    pub fn new_normalized(text: &str) -> Result<EmseId, IdentityError> {
+        EmseId::new(&e2m_kdf::normalize_text(text))
+    }
+}
+
 bounded_text!(
     /// An IMSI: 6 to 15 decimal digits (TS 23.003 §2.2: MCC, MNC, MSIN; at most 15).
     Imsi, 15, check_imsi
