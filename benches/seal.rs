@@ -64,13 +64,16 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("seal");
     let mut i = 0usize;
-    g.bench_function("baseline: e2m_key derivation (E2mKeyDeriver new + derive)", |b| {
-        b.iter(|| {
-            i = (i + 1) & (RECORDS - 1);
-            let d = E2mKeyDeriver::new(black_box(&keys[i]), E2mProfile::PROVISIONAL).unwrap();
-            d.derive(black_box(EMSE_ID)).unwrap()
-        })
-    });
+    g.bench_function(
+        "baseline: e2m_key derivation (E2mKeyDeriver new + derive)",
+        |b| {
+            b.iter(|| {
+                i = (i + 1) & (RECORDS - 1);
+                let d = E2mKeyDeriver::new(black_box(&keys[i]), E2mProfile::PROVISIONAL).unwrap();
+                d.derive(black_box(EMSE_ID)).unwrap()
+            })
+        },
+    );
     let mut counter = 0u64;
     g.bench_function("seal (caller nonce)", |b| {
         b.iter(|| {

@@ -55,7 +55,10 @@ fn written_files_read_back_into_a_keyring() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(dir.path("kek-1")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path("kek-1"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     assert_eq!(read_kek_file(&dir.path("kek-2")).unwrap().version(), v(2));
