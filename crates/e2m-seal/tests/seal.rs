@@ -411,3 +411,27 @@ fn debug_output_holds_no_key_material() {
         }
     }
 }
+
+#[test]
+fn a_keyring_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Keyring>();
+    shared::<SealedKey>();
+    shared::<CheckRecord>();
+    let ring = std::sync::Arc::new(Keyring::new([kek(1, 0x11)]).unwrap());
+    let place = Place::new("001010123456789", 1, 1_000, 2_000);
+    let sealed = ring.seal(&place.record(), &key(9), nonce(9)).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let ring = std::sync::Arc::clone(&ring);
+            let sealed = sealed.clone();
+            std::thread::spawn(move || {
+                let place = Place::new("001010123456789", 1, 1_000, 2_000);
+                ring.open(&place.record(), &sealed).unwrap() == key(9)
+            })
+        })
+        .collect();
+    for h in handles {
+        assert!(h.join().unwrap());
+    }
+}
