@@ -277,3 +277,43 @@ impl fmt::Debug for SealedKey {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    /// The associated data is the documented layout, octet for octet (written out by hand
+    /// here, not produced by the code under test), so another implementation can open
+    /// these records.
+    #[test]
+    fn associated_data_is_the_documented_layout() {
+        let imsi = Imsi::new("001010123456789").unwrap();
+        let record = IntKeyRecord::new(
+            &imsi,
+            KeyId::from_u32(0xae47_bf35),
+            Timestamp::from_unix_secs(0x0102_0304),
+            Timestamp::MAX, // 253402300799 = 0x3afff4417f
+        );
+        let aad = record.associated_data(FORMAT_V1, KekVersion::new(0x0a0b_0c0d).unwrap());
+        let mut expected = Vec::new();
+        expected.push(16u8);
+        expected.extend_from_slice(b"e2m-seal int-key");
+        expected.push(1);
+        expected.extend_from_slice(&[0x0a, 0x0b, 0x0c, 0x0d]);
+        expected.push(15);
+        expected.extend_from_slice(b"001010123456789");
+        expected.extend_from_slice(&[0xae, 0x47, 0xbf, 0x35]);
+        expected.extend_from_slice(&[0, 0, 0, 0, 0x01, 0x02, 0x03, 0x04]);
+        expected.extend_from_slice(&[0, 0, 0, 0x3a, 0xff, 0xf4, 0x41, 0x7f]);
+        assert_eq!(aad.as_bytes(), &expected[..]);
+        assert_eq!(aad.as_bytes().len(), 58);
+
+        let check = Aad::start(LABEL_CHECK, FORMAT_V1, KekVersion::new(2).unwrap());
+        let mut expected = vec![14u8];
+        expected.extend_from_slice(b"e2m-seal check");
+        expected.extend_from_slice(&[1, 0, 0, 0, 2]);
+        assert_eq!(check.as_bytes(), &expected[..]);
+    }
+}
