@@ -20,15 +20,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use e2m_aka::{Aka, AuthVector, Milenage, Opc, Sqn, SubscriberKey};
 use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
 use e2m_dtls::coap::CoapMessage;
+use e2m_dtls::emks_source::EmksKeySource;
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, ServerHandle, default_handler};
 use e2m_dtls::{DtlsLimits, PskResolver, ResolveError};
+use e2m_emks::{Emks, EmksConfig};
 use e2m_https::client::{ClientError, EmksClient};
 use e2m_https::emks::{EmksServerOptions, start_emks};
 use e2m_https::notify::{ReceivedNotification, start_notification_endpoint};
-use e2m_https::server::Limits;
-use e2m_dtls::emks_source::EmksKeySource;
 use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
-use e2m_emks::{Emks, EmksConfig};
+use e2m_https::server::Limits;
 use e2m_kdf::{E2mIntKey, E2mKey, E2mProfile, ck_ik_prime, e2m_int_key, e2m_key};
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId, PskIdentity};
 use e2m_keystore::{IdentityMap, RetentionPolicy, SessionPolicy, SubscriptionPolicy};
@@ -38,6 +38,18 @@ use e2m_msg::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+
+#[path = "support/cli.rs"]
+#[allow(dead_code, reason = "shared by all examples; each uses a part")]
+mod cli;
+
+/// The whole of Solution #10 in one process on 127.0.0.1: MILENAGE AKA, the EMKS over HTTPS
+/// with mutual TLS, two EMSEs and UEs over DTLS 1.2 PSK, then the seed's edge cases. Exits
+/// non-zero if any expected outcome does not happen. Takes no arguments; set RUST_LOG
+/// (e.g. RUST_LOG=info) to also see the EMKS's audit records.
+#[derive(clap::Parser, Debug)]
+#[command(name = "e2m_demo", version)]
+struct Args {}
 
 const EMSE_A: &str = "iot-platform-a.example.com";
 const EMSE_B: &str = "grid-platform-b.example.org";
@@ -627,6 +639,7 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    let (_, _): (Args, _) = cli::parse_or_exit("e2m_demo");
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
