@@ -236,7 +236,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             .provision(&p.emse, &p.app, &p.imsi)
             .map_err(|e| format!("provisioning: {e}"))?;
     }
-    let metrics = Arc::new(EmksMetrics::default());
+    let metrics = Arc::new(EmksMetrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -90,6 +90,27 @@ impl Default for FetchHistogram {
 }
 
 impl EmksMetrics {
+    /// Metrics with every refusal cause and notification outcome at zero, so that a
+    /// dashboard's rate() has a start point and an alert can name a series that never moved.
+    pub(crate) fn new() -> Self {
+        let metrics = EmksMetrics::default();
+        for cause in ProblemCause::ALL {
+            let _ = metrics.refusals.get_or_create(&CauseLabels {
+                cause: cause.as_str(),
+            });
+        }
+        for outcome in [
+            NotificationEvent::Delivered,
+            NotificationEvent::Failed,
+            NotificationEvent::Dropped,
+        ] {
+            let _ = metrics.notifications.get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            });
+        }
+        metrics
+    }
+
     /// The registry that `/metrics` encodes.
     pub(crate) fn registry(self: &Arc<Self>) -> Registry {
         let mut registry = Registry::with_prefix("e2m_emks");

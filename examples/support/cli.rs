@@ -58,15 +58,17 @@ fn exit_with(program: &str, mut error: clap::Error) -> ! {
         _ => {}
     }
     // Shorten everything the user typed before clap renders it.
-    for kind in [
-        ContextKind::InvalidArg,
-        ContextKind::InvalidValue,
-        ContextKind::InvalidSubcommand,
-        ContextKind::TrailingArg,
-        ContextKind::PriorArg,
+    // (An argument's name is usually ours, e.g. `--provision <EMSE_ID,APP_ID,IMSI>`, but an
+    // unknown flag is the user's: names get a longer limit than values.)
+    for (kind, limit) in [
+        (ContextKind::InvalidArg, 2 * ECHO_LIMIT),
+        (ContextKind::PriorArg, 2 * ECHO_LIMIT),
+        (ContextKind::InvalidValue, ECHO_LIMIT),
+        (ContextKind::InvalidSubcommand, ECHO_LIMIT),
+        (ContextKind::TrailingArg, ECHO_LIMIT),
     ] {
         if let Some(ContextValue::String(text)) = error.get(kind) {
-            let short = clip(text, ECHO_LIMIT);
+            let short = clip(text, limit);
             error.insert(kind, ContextValue::String(short));
         }
     }
