@@ -20,7 +20,8 @@
 //! `--emks URL --certs DIR --emse-id ID` (register with the EMKS over mutual TLS with the
 //! EMSE's certificate from DIR, then fetch each UE's key by application identity and key
 //! id; deregister on exit); `--max-peers N`, `--run-for SECS` (exit after that long;
-//! default: until Ctrl-C).
+//! default: until Ctrl-C). `emse --help` lists the flags and defaults; bad input: one line
+//! on stderr, exit status 2.
 //!
 //! The server asks a `PskResolver` for each `psk_identity`; here that is `KeySource`, whose
 //! EMKS variant calls `EmksClient::fetch_key` on the peer's own task, so other UEs'
@@ -224,16 +225,10 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("emse: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::failure("emse", format!("runtime: {e}")),
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("emse: {message}");
-            ExitCode::FAILURE
-        }
+        Err(message) => cli::failure("emse", message),
     }
 }

@@ -12,7 +12,8 @@
 //! the OS; `--sqn N`, default 1) or `--ck HEX --ik HEX --rand HEX` (the AKA already ran).
 //! `--key-id rand` (default: RAND-LSB32, the seed's preferred alternative 1) or `hash` (the
 //! EMKS computes the short hash). Output: RAND and AUTN (public: the UE needs them for its
-//! side of AKA) and the key id; never K, OPc, CK, IK or the keys.
+//! side of AKA) and the key id; never K, OPc, CK, IK or the keys. `hss --help` lists the
+//! flags and defaults; bad input: one line on stderr, exit status 2.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,10 +91,7 @@ fn main() -> ExitCode {
     let (args, _): (Args, _) = cli::parse_or_exit("hss");
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("hss: {message}");
-            ExitCode::FAILURE
-        }
+        Err(message) => cli::failure("hss", message),
     }
 }
 

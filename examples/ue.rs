@@ -16,7 +16,8 @@
 //! `--identity APP_ID` with `--key-id HEX8` (default with `--rand`: RAND-LSB32); the PSK as
 //! `--psk-hex HEX` or from `--k HEX --opc HEX --rand HEX --emse-id ID` (add `--autn HEX` to
 //! have the USIM check AUTN first); `--path P` (default `hello`), `--timeout SECS`
-//! (default 10). Prints short narrated lines; never key bytes.
+//! (default 10). Prints short narrated lines; never key bytes. `ue --help` lists the flags
+//! and defaults; bad input: one line on stderr, exit status 2.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -188,16 +189,10 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ue: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::failure("ue", format!("runtime: {e}")),
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ue: {message}");
-            ExitCode::FAILURE
-        }
+        Err(message) => cli::failure("ue", message),
     }
 }

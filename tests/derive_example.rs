@@ -73,8 +73,17 @@ fn derive_milenage_matches_ts_35_208() {
         let v = |name: &str| set[name].as_str();
         // From K and OP: OPc is computed and printed, then every function.
         let out = derive(&[
-            "milenage", "--k", v("k"), "--op", v("op"), "--rand", v("rand"), "--sqn", v("sqn"),
-            "--amf", v("amf"),
+            "milenage",
+            "--k",
+            v("k"),
+            "--op",
+            v("op"),
+            "--rand",
+            v("rand"),
+            "--sqn",
+            v("sqn"),
+            "--amf",
+            v("amf"),
         ]);
         // The data file's column → the example's output name (TS 35.206 §4.1 functions).
         for (column, output) in [
@@ -87,7 +96,11 @@ fn derive_milenage_matches_ts_35_208() {
             ("f5", "ak"),
             ("f5star", "ak_star"),
         ] {
-            assert_eq!(out.get(output).map(String::as_str), Some(v(column)), "set {n}: {column}");
+            assert_eq!(
+                out.get(output).map(String::as_str),
+                Some(v(column)),
+                "set {n}: {column}"
+            );
         }
         // AUTN = SQN ⊕ AK ‖ AMF ‖ MAC-A (TS 33.102 §6.3.2), composed here from the data.
         let autn = format!("{}{}{}", xor_hex(v("sqn"), v("f5")), v("amf"), v("f1"));
@@ -96,7 +109,15 @@ fn derive_milenage_matches_ts_35_208() {
 
         // From OPc and RAND alone (upper-case hex accepted): f2–f5 and f5*, no OPc line.
         let upper_k = v("k").to_uppercase();
-        let out = derive(&["milenage", "--k", &upper_k, "--opc", v("opc"), "--rand", v("rand")]);
+        let out = derive(&[
+            "milenage",
+            "--k",
+            &upper_k,
+            "--opc",
+            v("opc"),
+            "--rand",
+            v("rand"),
+        ]);
         let names: Vec<&str> = out.keys().map(String::as_str).collect();
         assert_eq!(names, ["ak", "ak_star", "ck", "ik", "res"], "set {n}");
         assert_eq!(out["res"], v("f2"), "set {n}: f2");
@@ -128,10 +149,16 @@ fn derive_kdf_keeps_the_command_line_order_of_parameters() {
     // the output; and the first equals the KDF computed here with HMAC-SHA-256 directly
     // (TS 33.220 B.2: S = FC ‖ P0 ‖ L0 ‖ P1 ‖ L1 ‖ …).
     use hmac::{Hmac, KeyInit, Mac};
-    let first = derive(&["kdf", "--key", "00", "--fc", "20", "--p", "01", "--p-text", "ab", "--p", "02"]);
-    let second = derive(&["kdf", "--key", "00", "--fc", "20", "--p", "02", "--p", "01", "--p-text", "ab"]);
+    let first = derive(&[
+        "kdf", "--key", "00", "--fc", "20", "--p", "01", "--p-text", "ab", "--p", "02",
+    ]);
+    let second = derive(&[
+        "kdf", "--key", "00", "--fc", "20", "--p", "02", "--p", "01", "--p-text", "ab",
+    ]);
     assert_ne!(first["derived"], second["derived"]);
     let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&[0x00]).unwrap();
-    mac.update(&[0x20, 0x01, 0x00, 0x01, b'a', b'b', 0x00, 0x02, 0x02, 0x00, 0x01]);
+    mac.update(&[
+        0x20, 0x01, 0x00, 0x01, b'a', b'b', 0x00, 0x02, 0x02, 0x00, 0x01,
+    ]);
     assert_eq!(first["derived"], hex::encode(mac.finalize().into_bytes()));
 }

@@ -177,7 +177,10 @@ fn health_readiness_and_metrics_against_the_running_example() {
     assert_eq!(status, 404);
     let (status, head, _) = http(ops, "POST", "/metrics");
     assert_eq!(status, 405);
-    assert!(head.to_ascii_lowercase().contains("allow: get, head"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("allow: get, head"),
+        "{head}"
+    );
 
     let (status, head, before) = http(ops, "GET", "/metrics");
     assert_eq!(status, 200);
@@ -186,7 +189,10 @@ fn health_readiness_and_metrics_against_the_running_example() {
         "content type: {head}"
     );
     assert_eq!(sample(&before, "e2m_emks_keys_held"), Some(0.0), "{before}");
-    assert!(before.contains("# TYPE e2m_emks_refusals counter"), "{before}");
+    assert!(
+        before.contains("# TYPE e2m_emks_refusals counter"),
+        "{before}"
+    );
     assert_eq!(
         sample(&before, r#"e2m_emks_refusals_total{cause="rate-limited"}"#),
         Some(0.0)
@@ -202,10 +208,22 @@ fn health_readiness_and_metrics_against_the_running_example() {
 
     let (_, _, after) = http(ops, "GET", "/metrics");
     for (name, value) in [
-        (r#"e2m_emks_requests_total{operation="register",status="201"}"#, 1.0),
-        (r#"e2m_emks_requests_total{operation="push-intermediate-key",status="204"}"#, 1.0),
-        (r#"e2m_emks_requests_total{operation="fetch-key",status="200"}"#, 1.0),
-        (r#"e2m_emks_requests_total{operation="fetch-key",status="404"}"#, 1.0),
+        (
+            r#"e2m_emks_requests_total{operation="register",status="201"}"#,
+            1.0,
+        ),
+        (
+            r#"e2m_emks_requests_total{operation="push-intermediate-key",status="204"}"#,
+            1.0,
+        ),
+        (
+            r#"e2m_emks_requests_total{operation="fetch-key",status="200"}"#,
+            1.0,
+        ),
+        (
+            r#"e2m_emks_requests_total{operation="fetch-key",status="404"}"#,
+            1.0,
+        ),
         (r#"e2m_emks_refusals_total{cause="key-not-available"}"#, 1.0),
         ("e2m_emks_fetch_duration_seconds_count", 2.0),
         ("e2m_emks_keys_held", 1.0),
@@ -235,14 +253,20 @@ fn json_logs_are_one_object_per_line() {
     let stderr = emks.stop_and_read_stderr();
     let mut audit = 0;
     for line in stderr.lines() {
-        let value: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
-        assert!(value.get("level").is_some() && value.get("fields").is_some(), "{line}");
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+        assert!(
+            value.get("level").is_some() && value.get("fields").is_some(),
+            "{line}"
+        );
         if value["target"] == "e2m::audit" {
             audit += 1;
         }
     }
-    assert!(audit >= 4, "audit records for register, push, fetch, refusal: {stderr}");
+    assert!(
+        audit >= 4,
+        "audit records for register, push, fetch, refusal: {stderr}"
+    );
 }
 
 #[test]

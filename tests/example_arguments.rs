@@ -105,43 +105,126 @@ fn support_clip(text: &str) -> String {
 
 #[test]
 fn derive_refuses_hostile_arguments_with_one_short_line() {
-    let ck_ik = ["--ik", OPC, "--sn-id", "00f110", "--sqn-xor-ak", "000000000000"];
+    let ck_ik = [
+        "--ik",
+        OPC,
+        "--sn-id",
+        "00f110",
+        "--sqn-xor-ak",
+        "000000000000",
+    ];
     let cases: Vec<(Vec<OsString>, &str)> = vec![
         (vec![], "no command"),
         (vec![not_utf8()], "non-UTF-8 command"),
-        (with(&["kasme", "--ck"], vec![not_utf8()]), "non-UTF-8 value"),
         (
-            with(&["ck-ik-prime", "--ck", K, "--ik", OPC, "--sqn-xor-ak", "000000000000", "--network-name"], vec![not_utf8()]),
+            with(&["kasme", "--ck"], vec![not_utf8()]),
+            "non-UTF-8 value",
+        ),
+        (
+            with(
+                &[
+                    "ck-ik-prime",
+                    "--ck",
+                    K,
+                    "--ik",
+                    OPC,
+                    "--sqn-xor-ak",
+                    "000000000000",
+                    "--network-name",
+                ],
+                vec![not_utf8()],
+            ),
             "non-UTF-8 text value",
         ),
-        (with(&["kasme", "--ck", &non_ascii_32()], vec![]), "non-ASCII hex"),
-        (with(&["kasme", "--ck", &plus_a(32)], args(&ck_ik)), "+a as hex"),
-        (with(&["key-id", "--rand", &plus_a(32)], vec![]), "+a as RAND"),
-        (with(&["kdf", "--key", "+a", "--fc", "20"], vec![]), "+a as variable-length hex"),
-        (with(&["kdf", "--key", "00", "--fc", "+a"], vec![]), "+a as FC"),
-        (with(&["kasme", "--ck", &big('a')], args(&ck_ik)), "64 KiB hex value"),
-        (with(&["kasme", "--ck", &big('z')], args(&ck_ik)), "64 KiB non-hex value"),
         (
-            with(&["kdf", "--key", "00", "--fc", "20", "--p-text", &big('a')], vec![]),
+            with(&["kasme", "--ck", &non_ascii_32()], vec![]),
+            "non-ASCII hex",
+        ),
+        (
+            with(&["kasme", "--ck", &plus_a(32)], args(&ck_ik)),
+            "+a as hex",
+        ),
+        (
+            with(&["key-id", "--rand", &plus_a(32)], vec![]),
+            "+a as RAND",
+        ),
+        (
+            with(&["kdf", "--key", "+a", "--fc", "20"], vec![]),
+            "+a as variable-length hex",
+        ),
+        (
+            with(&["kdf", "--key", "00", "--fc", "+a"], vec![]),
+            "+a as FC",
+        ),
+        (
+            with(&["kasme", "--ck", &big('a')], args(&ck_ik)),
+            "64 KiB hex value",
+        ),
+        (
+            with(&["kasme", "--ck", &big('z')], args(&ck_ik)),
+            "64 KiB non-hex value",
+        ),
+        (
+            with(
+                &["kdf", "--key", "00", "--fc", "20", "--p-text", &big('a')],
+                vec![],
+            ),
             "64 KiB KDF parameter (over 65535 octets)",
         ),
         (
-            with(&["e2m-key", "--int-key", KEY32, "--emse-id", &big('e')], vec![]),
+            with(
+                &["e2m-key", "--int-key", KEY32, "--emse-id", &big('e')],
+                vec![],
+            ),
             "64 KiB EMSE_Id",
         ),
         (
             with(&["parse-psk-identity", "--psk-identity", &big('p')], vec![]),
             "64 KiB psk_identity",
         ),
-        (with(&["psk-identity", "--identity", "a@b", "--key-id", "+a0000bc"], vec![]), "+a in a key id"),
+        (
+            with(
+                &["psk-identity", "--identity", "a@b", "--key-id", "+a0000bc"],
+                vec![],
+            ),
+            "+a in a key id",
+        ),
         (vec![os(&format!("--{}", big('f')))], "64 KiB unknown flag"),
         (with(&["kasme", "--bogus", "1"], vec![]), "unknown flag"),
         (with(&["no-such-command"], vec![]), "unknown command"),
         (with(&["kasme", "--ck"], vec![]), "missing value"),
         (with(&["kasme", "--ck", K], vec![]), "missing arguments"),
-        (with(&["ks-naf", "--ks", KEY32, "--ck", K, "--ik", OPC, "--rand", RAND, "--impi", "i", "--naf-id", "00"], vec![]), "conflicting arguments"),
-        (with(&["milenage", "--k", K, "--rand", RAND], vec![]), "milenage without OP/OPc"),
-        (with(&["milenage", "--k", K, "--opc", OPC, "--rand", RAND, "--sqn", "000000000001"], vec![]), "SQN without AMF"),
+        (
+            with(
+                &[
+                    "ks-naf", "--ks", KEY32, "--ck", K, "--ik", OPC, "--rand", RAND, "--impi", "i",
+                    "--naf-id", "00",
+                ],
+                vec![],
+            ),
+            "conflicting arguments",
+        ),
+        (
+            with(&["milenage", "--k", K, "--rand", RAND], vec![]),
+            "milenage without OP/OPc",
+        ),
+        (
+            with(
+                &[
+                    "milenage",
+                    "--k",
+                    K,
+                    "--opc",
+                    OPC,
+                    "--rand",
+                    RAND,
+                    "--sqn",
+                    "000000000001",
+                ],
+                vec![],
+            ),
+            "SQN without AMF",
+        ),
     ];
     for (argv, what) in &cases {
         expect_usage_error("derive", argv, what);
@@ -166,15 +249,36 @@ fn hss_refuses_hostile_arguments_with_one_short_line() {
     ];
     let cases: Vec<(Vec<OsString>, &str)> = vec![
         (vec![], "no arguments"),
-        (with(&base, args(&["--rand", &non_ascii_32()])), "non-ASCII RAND"),
+        (
+            with(&base, args(&["--rand", &non_ascii_32()])),
+            "non-ASCII RAND",
+        ),
         (with(&base, args(&["--rand", &plus_a(32)])), "+a as RAND"),
         (with(&base, args(&["--rand", &big('a')])), "64 KiB RAND"),
-        (with(&base, vec![os("--rand"), not_utf8()]), "non-UTF-8 RAND"),
-        (with(&base[..4], vec![os("--imsi"), not_utf8()]), "non-UTF-8 IMSI"),
-        (with(&base[..4], args(&["--imsi", &big('1'), "--k", K, "--opc", OPC])), "64 KiB IMSI"),
-        (with(&base, args(&["--sqn", "281474976710656"])), "SQN over 48 bits"),
+        (
+            with(&base, vec![os("--rand"), not_utf8()]),
+            "non-UTF-8 RAND",
+        ),
+        (
+            with(&base[..4], vec![os("--imsi"), not_utf8()]),
+            "non-UTF-8 IMSI",
+        ),
+        (
+            with(
+                &base[..4],
+                args(&["--imsi", &big('1'), "--k", K, "--opc", OPC]),
+            ),
+            "64 KiB IMSI",
+        ),
+        (
+            with(&base, args(&["--sqn", "281474976710656"])),
+            "SQN over 48 bits",
+        ),
         (with(&base, args(&["--sqn", "-1"])), "negative SQN"),
-        (with(&base, args(&["--key-id", &big('h')])), "64 KiB key id scheme"),
+        (
+            with(&base, args(&["--key-id", &big('h')])),
+            "64 KiB key id scheme",
+        ),
         (with(&base, args(&["--ck", K])), "--ck with --k"),
         (with(&base, args(&["--bogus"])), "unknown flag"),
         (with(&base, args(&["--rand"])), "missing value"),
@@ -187,20 +291,75 @@ fn hss_refuses_hostile_arguments_with_one_short_line() {
 
 #[test]
 fn ue_refuses_hostile_arguments_with_one_short_line() {
-    let base = ["--connect", "127.0.0.1:9", "--identity", "sensor-17@iot.example.com"];
+    let base = [
+        "--connect",
+        "127.0.0.1:9",
+        "--identity",
+        "sensor-17@iot.example.com",
+    ];
     let aka = ["--k", K, "--opc", OPC, "--emse-id", "emse-a"];
     let cases: Vec<(Vec<OsString>, &str)> = vec![
         (vec![], "no arguments"),
-        (with(&base, with(&aka, args(&["--rand", &plus_a(32)]))), "+a as RAND"),
-        (with(&base, with(&aka, args(&["--rand", &non_ascii_32()]))), "non-ASCII RAND"),
-        (with(&base, with(&aka, args(&["--rand", RAND, "--autn", &plus_a(32)]))), "+a as AUTN"),
+        (
+            with(&base, with(&aka, args(&["--rand", &plus_a(32)]))),
+            "+a as RAND",
+        ),
+        (
+            with(&base, with(&aka, args(&["--rand", &non_ascii_32()]))),
+            "non-ASCII RAND",
+        ),
+        (
+            with(
+                &base,
+                with(&aka, args(&["--rand", RAND, "--autn", &plus_a(32)])),
+            ),
+            "+a as AUTN",
+        ),
         (with(&base, args(&["--psk-hex", &big('a')])), "64 KiB PSK"),
         (with(&base, args(&["--psk-hex", &plus_a(64)])), "+a as PSK"),
-        (with(&base, args(&["--psk-hex", KEY32, "--key-id", "+a0000bc"])), "+a as key id"),
-        (with(&["--connect", &big('c'), "--psk-identity", "x"], vec![]), "64 KiB address"),
-        (with(&["--connect", "127.0.0.1:9", "--psk-identity"], vec![not_utf8()]), "non-UTF-8 psk_identity"),
-        (with(&["--connect", "127.0.0.1:9", "--psk-hex", KEY32, "--psk-identity", &big('p')], vec![]), "64 KiB psk_identity"),
-        (with(&base, args(&["--psk-hex", KEY32, "--key-id", "00000001", "--timeout", "-1"])), "negative timeout"),
+        (
+            with(&base, args(&["--psk-hex", KEY32, "--key-id", "+a0000bc"])),
+            "+a as key id",
+        ),
+        (
+            with(&["--connect", &big('c'), "--psk-identity", "x"], vec![]),
+            "64 KiB address",
+        ),
+        (
+            with(
+                &["--connect", "127.0.0.1:9", "--psk-identity"],
+                vec![not_utf8()],
+            ),
+            "non-UTF-8 psk_identity",
+        ),
+        (
+            with(
+                &[
+                    "--connect",
+                    "127.0.0.1:9",
+                    "--psk-hex",
+                    KEY32,
+                    "--psk-identity",
+                    &big('p'),
+                ],
+                vec![],
+            ),
+            "64 KiB psk_identity",
+        ),
+        (
+            with(
+                &base,
+                args(&[
+                    "--psk-hex",
+                    KEY32,
+                    "--key-id",
+                    "00000001",
+                    "--timeout",
+                    "-1",
+                ]),
+            ),
+            "negative timeout",
+        ),
         (with(&base, args(&["--bogus"])), "unknown flag"),
         (with(&base, args(&["--psk-hex"])), "missing value"),
     ];
@@ -215,12 +374,46 @@ fn emse_refuses_hostile_arguments_with_one_short_line() {
         (vec![], "no key source"),
         (args(&["--psk-hex", &plus_a(64)]), "+a as PSK"),
         (args(&["--psk-hex", &big('a')]), "64 KiB PSK"),
-        (args(&["--psk-hex", KEY32, "--listen", &big('l')]), "64 KiB address"),
-        (args(&["--psk-hex", KEY32, "--max-peers", "many"]), "not a number"),
-        (args(&["--psk-hex", KEY32, "--run-for", "-5"]), "negative duration"),
-        (with(&["--emks", "https://127.0.0.1:9", "--certs", "/nonexistent", "--emse-id"], vec![not_utf8()]), "non-UTF-8 EMSE_Id"),
-        (args(&["--emks", "https://127.0.0.1:9", "--certs", "/nonexistent", "--emse-id", &big('e')]), "64 KiB EMSE_Id"),
-        (args(&["--psk-hex", KEY32, "--emks", "https://127.0.0.1:9"]), "two key sources"),
+        (
+            args(&["--psk-hex", KEY32, "--listen", &big('l')]),
+            "64 KiB address",
+        ),
+        (
+            args(&["--psk-hex", KEY32, "--max-peers", "many"]),
+            "not a number",
+        ),
+        (
+            args(&["--psk-hex", KEY32, "--run-for", "-5"]),
+            "negative duration",
+        ),
+        (
+            with(
+                &[
+                    "--emks",
+                    "https://127.0.0.1:9",
+                    "--certs",
+                    "/nonexistent",
+                    "--emse-id",
+                ],
+                vec![not_utf8()],
+            ),
+            "non-UTF-8 EMSE_Id",
+        ),
+        (
+            args(&[
+                "--emks",
+                "https://127.0.0.1:9",
+                "--certs",
+                "/nonexistent",
+                "--emse-id",
+                &big('e'),
+            ]),
+            "64 KiB EMSE_Id",
+        ),
+        (
+            args(&["--psk-hex", KEY32, "--emks", "https://127.0.0.1:9"]),
+            "two key sources",
+        ),
         (args(&["--psk-hex", KEY32, "--bogus"]), "unknown flag"),
         (args(&["--psk-hex"]), "missing value"),
     ];
@@ -234,20 +427,59 @@ fn emks_refuses_hostile_arguments_with_one_short_line() {
     let certs = ["--certs", "/nonexistent"];
     let cases: Vec<(Vec<OsString>, &str)> = vec![
         (vec![], "no --certs"),
-        (with(&certs, args(&["--listen", &big('l')])), "64 KiB address"),
-        (with(&certs, args(&["--provision", "emse-a,sensor"])), "provision with two parts"),
-        (with(&certs, args(&["--provision", &big(',')])), "64 KiB provision"),
-        (with(&certs, args(&["--provision", "emse-a,a@b,+12345678"])), "bad IMSI"),
-        (with(&certs, vec![os("--allow-imsi"), not_utf8()]), "non-UTF-8 EMSE_Id"),
+        (
+            with(&certs, args(&["--listen", &big('l')])),
+            "64 KiB address",
+        ),
+        (
+            with(&certs, args(&["--provision", "emse-a,sensor"])),
+            "provision with two parts",
+        ),
+        (
+            with(&certs, args(&["--provision", &big(',')])),
+            "64 KiB provision",
+        ),
+        (
+            with(&certs, args(&["--provision", "emse-a,a@b,+12345678"])),
+            "bad IMSI",
+        ),
+        (
+            with(&certs, vec![os("--allow-imsi"), not_utf8()]),
+            "non-UTF-8 EMSE_Id",
+        ),
         (with(&certs, args(&["--rate", "0"])), "zero rate"),
         (with(&certs, args(&["--rate", "NaN"])), "NaN rate"),
         (with(&certs, args(&["--burst", "0"])), "zero burst"),
-        (with(&certs, args(&["--keys-per-ue", "0"])), "no keys per UE"),
-        (with(&certs, args(&["--metrics-listen", "anywhere"])), "bad metrics address"),
-        (with(&certs, args(&["--log-format", &big('j')])), "64 KiB log format"),
+        (
+            with(&certs, args(&["--keys-per-ue", "0"])),
+            "no keys per UE",
+        ),
+        (
+            with(&certs, args(&["--metrics-listen", "anywhere"])),
+            "bad metrics address",
+        ),
+        (
+            with(&certs, args(&["--log-format", &big('j')])),
+            "64 KiB log format",
+        ),
         (args(&["gen-pki"]), "gen-pki without --dir"),
-        (with(&["gen-pki", "--dir", "/nonexistent", "--emse"], vec![not_utf8()]), "non-UTF-8 EMSE_Id"),
-        (args(&["gen-pki", "--dir", "/nonexistent", "--listen", "127.0.0.1:1"]), "serve flag with gen-pki"),
+        (
+            with(
+                &["gen-pki", "--dir", "/nonexistent", "--emse"],
+                vec![not_utf8()],
+            ),
+            "non-UTF-8 EMSE_Id",
+        ),
+        (
+            args(&[
+                "gen-pki",
+                "--dir",
+                "/nonexistent",
+                "--listen",
+                "127.0.0.1:1",
+            ]),
+            "serve flag with gen-pki",
+        ),
         (with(&certs, args(&["--bogus"])), "unknown flag"),
         (with(&certs, args(&["--listen"])), "missing value"),
     ];
@@ -272,8 +504,21 @@ fn e2m_demo_takes_no_arguments() {
 fn help_works_everywhere_and_shows_defaults() {
     let expectations: [(&str, &[&str], &[&str]); 7] = [
         ("derive", &["--help"], &["milenage", "ck-ik-prime"]),
-        ("derive", &["milenage", "--help"], &["--sqn", "--amf", "--op"]),
-        ("emks", &["--help"], &["[default: 127.0.0.1:8443]", "--metrics-listen", "--log-format", "gen-pki"]),
+        (
+            "derive",
+            &["milenage", "--help"],
+            &["--sqn", "--amf", "--op"],
+        ),
+        (
+            "emks",
+            &["--help"],
+            &[
+                "[default: 127.0.0.1:8443]",
+                "--metrics-listen",
+                "--log-format",
+                "gen-pki",
+            ],
+        ),
         ("hss", &["--help"], &["[default: 1]", "[default: rand]"]),
         ("emse", &["--help"], &["[default: 127.0.0.1:5684]"]),
         ("ue", &["--help"], &["[default: hello]", "[default: 10]"]),

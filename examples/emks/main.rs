@@ -161,10 +161,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("{PROGRAM}: {message}");
-            ExitCode::FAILURE
-        }
+        Err(message) => cli::failure(PROGRAM, message),
     }
 }
 

@@ -46,6 +46,14 @@ pub(crate) fn usage_error(program: &str, message: impl fmt::Display) -> ! {
     std::process::exit(2)
 }
 
+/// Reports a failure after the arguments were accepted (a peer refused, a file is missing):
+/// one clipped line on stderr (a path or URL in the message may be the user's, and long),
+/// exit status 1.
+pub(crate) fn failure(program: &str, message: impl fmt::Display) -> std::process::ExitCode {
+    eprintln!("{}", clip(&format!("{program}: {message}"), LINE_LIMIT));
+    std::process::ExitCode::FAILURE
+}
+
 /// Prints `error` as clap does for help and version, or as one short line for a real
 /// error, and exits.
 fn exit_with(program: &str, mut error: clap::Error) -> ! {

@@ -1,9 +1,6 @@
 //! Helpers shared by the tests that drive the examples as processes.
 
-#![allow(
-    dead_code,
-    reason = "each test file uses a part of the helpers"
-)]
+#![allow(dead_code, reason = "each test file uses a part of the helpers")]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output};
