@@ -94,7 +94,7 @@ fn expect_usage_error(example: &str, argv: &[OsString], what: &str) {
         support_clip(&stderr)
     );
     assert!(
-        stderr.starts_with(&format!("{example}")),
+        stderr.starts_with(example),
         "{example} ({what}): message does not name the example: {stderr:?}"
     );
 }
