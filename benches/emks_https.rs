@@ -25,12 +25,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2m_emks::{Emks, EmksConfig};
 use e2m_https::emks::{EmksServerOptions, start_emks};
+use e2m_https::pki::{GeneratedPki, PkiSpec, Role};
 use e2m_https::ratelimit::RateLimit;
 use e2m_https::server::{FixedBody, Limits, serve};
 use e2m_https::tls::{ExpectedServer, client_config, server_config};
-use e2m_https::pki::{GeneratedPki, PkiSpec, Role};
-use e2m_emks::{Emks, EmksConfig};
 use e2m_kdf::E2mIntKey;
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 use e2m_keystore::IdentityMap;
@@ -183,8 +183,8 @@ async fn bench(measure: Duration, concurrency: usize) {
     )
     .await
     .unwrap();
-    let hss = e2m_https::client::EmksClient::new(&emks.base_url(), &pki.hss().unwrap(), &ca)
-        .unwrap();
+    let hss =
+        e2m_https::client::EmksClient::new(&emks.base_url(), &pki.hss().unwrap(), &ca).unwrap();
     let key_id = KeyId::from_u32(0xae47_bf35);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -198,12 +198,9 @@ async fn bench(measure: Duration, concurrency: usize) {
     })
     .await
     .unwrap();
-    let emse = e2m_https::client::EmksClient::new(
-        &emks.base_url(),
-        &pki.emse(&emse_id).unwrap(),
-        &ca,
-    )
-    .unwrap();
+    let emse =
+        e2m_https::client::EmksClient::new(&emks.base_url(), &pki.emse(&emse_id).unwrap(), &ca)
+            .unwrap();
     let session = emse.register(None).await.unwrap();
     let request = KeyRequest {
         session_id: session.session_id,

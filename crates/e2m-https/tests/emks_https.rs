@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2m_https::pki::{Credentials, GeneratedPki, PeerIdentity, PkiDir, PkiSpec, Role};
 use e2m_https::ratelimit::RateLimit;
 use e2m_https::server::{Handler, HttpResponse, Limits, Request, ServerHandle, serve};
 use e2m_https::tls::{ExpectedServer, client_config, profile_provider, server_config};
-use e2m_https::pki::{Credentials, GeneratedPki, PeerIdentity, PkiDir, PkiSpec, Role};
 use e2m_keyid::EmseId;
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -554,11 +554,11 @@ mod in_process {
     use std::sync::{Arc, Mutex, OnceLock};
     use std::time::Duration;
 
+    use e2m_emks::{Emks, EmksConfig};
     use e2m_https::client::{ClientError, EmksClient};
     use e2m_https::emks::{EmksServerOptions, start_emks};
     use e2m_https::notify::start_notification_endpoint;
     use e2m_https::server::Limits;
-    use e2m_emks::{Emks, EmksConfig};
     use e2m_kdf::{E2mIntKey, E2mKeyDeriver, E2mProfile};
     use e2m_keyid::{AppIdentity, Imsi, KeyId};
     use e2m_keystore::IdentityMap;

@@ -239,7 +239,6 @@ impl GeneratedPki {
     }
 }
 
-
 fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), PkiError> {
     let io = |source| PkiError::Io {
         path: path.to_owned(),
