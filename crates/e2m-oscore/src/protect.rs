@@ -263,8 +263,10 @@ impl SecurityContext {
             if !answered {
                 return Ok(VerifiedRequest::EchoRequired { request });
             }
+            self.replay.initialize_at(piv.sequence());
+        } else {
+            self.replay.mark(piv.sequence());
         }
-        self.replay.mark(piv.sequence());
         Ok(VerifiedRequest::Fresh { message, request })
     }
 

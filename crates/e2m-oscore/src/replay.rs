@@ -130,6 +130,16 @@ impl ReplayWindow {
         }
     }
 
+    /// Initializes a lost window from the request that answered the Echo challenge
+    /// (Appendix B.1.2): it and every number below it count as seen, because the server
+    /// cannot know which of them it processed before it lost its state.
+    pub(crate) fn initialize_at(&mut self, sequence: u64) {
+        self.state = WindowState::Valid {
+            highest: sequence,
+            seen: u32::MAX,
+        };
+    }
+
     pub(crate) fn set_challenge(&mut self, echo: EchoValue) {
         if let WindowState::Uninitialized { challenge } = &mut self.state {
             *challenge = Some(echo);
