@@ -336,8 +336,9 @@ impl Default for FetchBudgetConfig {
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
-    /// Tokens in thousandths.
-    milli_tokens: u64,
+    /// Tokens in units of 1/60000: one millisecond at one token per minute, so that refills
+    /// are exact integers (`elapsed_ms × per_minute`).
+    units: u64,
     last_ms: u64,
 }
 
@@ -480,29 +481,32 @@ impl EmseGate {
     }
 
     fn take_token(&mut self, budget: &FetchBudgetConfig, source: &[u8], now_ms: u64) -> bool {
-        let full = u64::from(budget.burst) * 1000;
+        const TOKEN: u64 = 60_000;
+        let full = u64::from(budget.burst) * TOKEN;
         let refill = |b: &mut Bucket| {
-            let gained = now_ms.saturating_sub(b.last_ms) * u64::from(budget.per_minute) / 60;
-            b.milli_tokens = (b.milli_tokens + gained).min(full);
+            let gained = now_ms
+                .saturating_sub(b.last_ms)
+                .saturating_mul(u64::from(budget.per_minute));
+            b.units = b.units.saturating_add(gained).min(full);
             b.last_ms = now_ms.max(b.last_ms);
         };
         if !self.buckets.contains_key(source) && self.buckets.len() >= budget.max_sources {
             // Forget sources whose bucket has refilled: they are indistinguishable from new.
             self.buckets.retain(|_, b| {
                 refill(b);
-                b.milli_tokens < full
+                b.units < full
             });
             if self.buckets.len() >= budget.max_sources {
                 return false;
             }
         }
         let bucket = self.buckets.entry(source.to_vec()).or_insert(Bucket {
-            milli_tokens: full,
+            units: full,
             last_ms: now_ms,
         });
         refill(bucket);
-        if bucket.milli_tokens >= 1000 {
-            bucket.milli_tokens -= 1000;
+        if bucket.units >= TOKEN {
+            bucket.units -= TOKEN;
             true
         } else {
             false
