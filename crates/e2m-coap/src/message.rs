@@ -105,7 +105,7 @@ impl Message {
         self.options.remove(OptionNumber::URI_PATH);
         for segment in path.split('/').filter(|s| !s.is_empty()) {
             self.options
-                .push(OptionNumber::URI_PATH, segment.as_bytes().to_vec())?;
+                .push(OptionNumber::URI_PATH, segment.as_bytes())?;
         }
         Ok(())
     }

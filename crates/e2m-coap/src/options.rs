@@ -80,9 +80,46 @@ const MAX_VALUE_LEN: usize = 269 + 0xffff;
 
 /// The options of one message, kept in ascending number order; repeated options keep the
 /// order in which they were added (RFC 7252 §5.4.5).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+///
+/// All values live in one buffer, so a decoded message costs two allocations for its
+/// options however many it has.
+#[derive(Clone, Default)]
 pub struct Options {
-    entries: Vec<(OptionNumber, Vec<u8>)>,
+    entries: Vec<Entry>,
+    data: Vec<u8>,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    number: OptionNumber,
+    start: usize,
+    len: usize,
+}
+
+impl PartialEq for Options {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Options {}
+
+impl core::hash::Hash for Options {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(self.len());
+        for (number, value) in self.iter() {
+            number.hash(state);
+            value.hash(state);
+        }
+    }
+}
+
+impl core::fmt::Debug for Options {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(n, v)| (n.0, v)))
+            .finish()
+    }
 }
 
 impl Options {
@@ -90,6 +127,7 @@ impl Options {
     pub const fn new() -> Options {
         Options {
             entries: Vec::new(),
+            data: Vec::new(),
         }
     }
 
@@ -97,12 +135,18 @@ impl Options {
     ///
     /// # Errors
     /// [`CoapError::OptionTooLong`] for a value over 65804 octets.
-    pub fn push(&mut self, number: OptionNumber, value: Vec<u8>) -> Result<(), CoapError> {
+    pub fn push(&mut self, number: OptionNumber, value: &[u8]) -> Result<(), CoapError> {
         if value.len() > MAX_VALUE_LEN {
             return Err(CoapError::OptionTooLong);
         }
-        let at = self.entries.partition_point(|(n, _)| *n <= number);
-        self.entries.insert(at, (number, value));
+        let at = self.entries.partition_point(|e| e.number <= number);
+        let entry = Entry {
+            number,
+            start: self.data.len(),
+            len: value.len(),
+        };
+        self.data.extend_from_slice(value);
+        self.entries.insert(at, entry);
         Ok(())
     }
 
@@ -110,9 +154,16 @@ impl Options {
     ///
     /// # Errors
     /// [`CoapError::OptionTooLong`] for a value over 65804 octets.
-    pub fn set(&mut self, number: OptionNumber, value: Vec<u8>) -> Result<(), CoapError> {
+    pub fn set(&mut self, number: OptionNumber, value: &[u8]) -> Result<(), CoapError> {
+        if value.len() > MAX_VALUE_LEN {
+            return Err(CoapError::OptionTooLong);
+        }
         self.remove(number);
         self.push(number, value)
+    }
+
+    fn value(&self, entry: &Entry) -> &[u8] {
+        &self.data[entry.start..entry.start + entry.len]
     }
 
     /// The value of the first option `number`.
@@ -124,25 +175,42 @@ impl Options {
     pub fn get_all(&self, number: OptionNumber) -> impl Iterator<Item = &[u8]> {
         self.entries
             .iter()
-            .filter(move |(n, _)| *n == number)
-            .map(|(_, v)| v.as_slice())
+            .filter(move |e| e.number == number)
+            .map(|e| self.value(e))
     }
 
     /// Is there at least one option `number`?
     pub fn contains(&self, number: OptionNumber) -> bool {
-        self.entries.iter().any(|(n, _)| *n == number)
+        self.entries.iter().any(|e| e.number == number)
     }
 
     /// Removes every option `number`; returns how many there were.
     pub fn remove(&mut self, number: OptionNumber) -> usize {
         let before = self.entries.len();
-        self.entries.retain(|(n, _)| *n != number);
+        self.retain(|n| n != number);
         before - self.entries.len()
+    }
+
+    /// Keeps only the options whose number `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(OptionNumber) -> bool) {
+        if self.entries.iter().all(|e| keep(e.number)) {
+            return;
+        }
+        let mut kept = Options::new();
+        for (number, value) in self.iter().filter(|(n, _)| keep(*n)) {
+            kept.entries.push(Entry {
+                number,
+                start: kept.data.len(),
+                len: value.len(),
+            });
+            kept.data.extend_from_slice(value);
+        }
+        *self = kept;
     }
 
     /// Every option in wire order.
     pub fn iter(&self) -> impl Iterator<Item = (OptionNumber, &[u8])> {
-        self.entries.iter().map(|(n, v)| (*n, v.as_slice()))
+        self.entries.iter().map(|e| (e.number, self.value(e)))
     }
 
     /// The number of options.
@@ -159,8 +227,19 @@ impl Options {
     /// payload (RFC 7252 §3, §3.1). This is also the tail of an OSCORE plaintext (RFC 8613
     /// §5.3).
     pub fn encode_with_payload(&self, payload: &[u8], out: &mut Vec<u8>) {
+        self.encode_subset_with_payload(|_| true, payload, out);
+    }
+
+    /// As [`Self::encode_with_payload`], for only the options whose number `keep` accepts
+    /// (OSCORE writes its inner options this way, RFC 8613 §4.1, without copying them out).
+    pub fn encode_subset_with_payload(
+        &self,
+        keep: impl Fn(OptionNumber) -> bool,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         let mut last = 0u16;
-        for (number, value) in &self.entries {
+        for (number, value) in self.iter().filter(|(n, _)| keep(*n)) {
             // Sorted, so the delta never underflows.
             let (delta, delta_ext) = nibble(usize::from(number.0 - last));
             let (len, len_ext) = nibble(value.len());
@@ -184,6 +263,7 @@ impl Options {
     /// or [`CoapError::EmptyPayload`]; never panics.
     pub fn decode_with_payload(mut rest: &[u8]) -> Result<(Options, &[u8]), CoapError> {
         let mut options = Options::new();
+        options.data.reserve(rest.len());
         let mut number: u32 = 0;
         while let Some((&first, tail)) = rest.split_first() {
             if first == 0xff {
@@ -201,7 +281,12 @@ impl Options {
                 .split_at_checked(len as usize)
                 .ok_or(CoapError::Truncated)?;
             // Decoded in order, so appending keeps the list sorted.
-            options.entries.push((OptionNumber(number), value.to_vec()));
+            options.entries.push(Entry {
+                number: OptionNumber(number),
+                start: options.data.len(),
+                len: value.len(),
+            });
+            options.data.extend_from_slice(value);
             rest = tail;
         }
         Ok((options, &[]))
@@ -249,12 +334,9 @@ mod tests {
     #[test]
     fn repeated_options_keep_their_order() {
         let mut o = Options::new();
-        o.push(OptionNumber::URI_QUERY, b"b".to_vec())
-            .unwrap_or_default();
-        o.push(OptionNumber::URI_PATH, b"x".to_vec())
-            .unwrap_or_default();
-        o.push(OptionNumber::URI_PATH, b"y".to_vec())
-            .unwrap_or_default();
+        o.push(OptionNumber::URI_QUERY, b"b").unwrap_or_default();
+        o.push(OptionNumber::URI_PATH, b"x").unwrap_or_default();
+        o.push(OptionNumber::URI_PATH, b"y").unwrap_or_default();
         let order: Vec<_> = o.iter().map(|(n, v)| (n.0, v.to_vec())).collect();
         assert_eq!(
             order,
@@ -266,7 +348,7 @@ mod tests {
         );
         assert_eq!(o.remove(OptionNumber::URI_PATH), 2);
         assert_eq!(
-            o.push(OptionNumber::ETAG, alloc::vec![0; MAX_VALUE_LEN + 1]),
+            o.push(OptionNumber::ETAG, &alloc::vec![0; MAX_VALUE_LEN + 1]),
             Err(CoapError::OptionTooLong)
         );
     }
@@ -276,7 +358,7 @@ mod tests {
         for len in [0usize, 12, 13, 268, 269, 270, 1000, MAX_VALUE_LEN] {
             for number in [0u16, 12, 13, 268, 269, 65535] {
                 let mut o = Options::new();
-                o.push(OptionNumber(number), alloc::vec![7; len])
+                o.push(OptionNumber(number), &alloc::vec![7; len])
                     .unwrap_or_default();
                 let mut out = Vec::new();
                 o.encode_with_payload(b"p", &mut out);

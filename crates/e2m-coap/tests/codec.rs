@@ -82,7 +82,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 Token::new(&token).unwrap(),
             );
             for (n, v) in opts {
-                m.options.push(OptionNumber(n), v).unwrap();
+                m.options.push(OptionNumber(n), &v).unwrap();
             }
             m.payload = payload;
             m

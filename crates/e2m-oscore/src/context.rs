@@ -205,35 +205,81 @@ fn expand(hkdf: &Hkdf<Sha256>, id: &[u8], id_context: Option<&[u8]>, kind: &str,
     }
 }
 
+/// The longest AAD: 0x83, "Encrypt0" (9), 0x40, the external_aad's head (1) and at most
+/// 5 + 1 + 7 + 1 + 5 + 1 = 20 octets of external_aad.
+const MAX_AAD_LEN: usize = 32;
+
+/// The AAD of one message, on the stack.
+pub(crate) struct Aad {
+    bytes: [u8; MAX_AAD_LEN],
+    len: usize,
+}
+
+impl Aad {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// The AAD of an OSCORE message (RFC 8613 §5.4): the COSE `Enc_structure`
 /// `["Encrypt0", h'', external_aad]` with
 /// `external_aad = bstr .cbor [oscore_version: 1, [alg_aead], request_kid, request_piv, options: h'']`
-/// (no Class I options are defined).
-pub(crate) fn aad(request_kid: &[u8], request_piv: &PartialIv, out: &mut Vec<u8>) {
+/// (no Class I options are defined). `request_kid` is at most 7 octets (callers check).
+pub(crate) fn aad(request_kid: &[u8], request_piv: &PartialIv) -> Aad {
+    let kid = &request_kid[..request_kid.len().min(MAX_ID_LEN)];
     let piv = request_piv.as_bytes();
-    let mut external = [0u8; 32];
-    // 0x85 0x01 0x81 0x0a | bstr kid (≤ 7) | bstr piv (≤ 5) | 0x40: at most 21 octets.
-    let mut n = 0;
-    for b in [
+    let external_len = 5 + kid.len() + 1 + piv.len() + 1;
+    let mut aad = Aad {
+        bytes: [0; MAX_AAD_LEN],
+        len: 0,
+    };
+    let mut put = |octets: &[u8]| {
+        aad.bytes[aad.len..aad.len + octets.len()].copy_from_slice(octets);
+        aad.len += octets.len();
+    };
+    // ["Encrypt0", h'', bstr(external_aad)]: array(3), tstr(8), bstr(0), bstr head.
+    put(&[0x83, 0x68]);
+    put(b"Encrypt0");
+    put(&[0x40, 0x40 | external_len as u8]);
+    // [1, [10], bstr kid, bstr piv, h'']
+    put(&[
         0x85,
         0x01,
         0x81,
         ALG_AES_CCM_16_64_128 as u8,
-        0x40 | request_kid.len() as u8,
-    ] {
-        external[n] = b;
-        n += 1;
+        0x40 | kid.len() as u8,
+    ]);
+    put(kid);
+    put(&[0x40 | piv.len() as u8]);
+    put(piv);
+    put(&[0x40]);
+    aad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aad_matches_the_generic_cbor_encoding() {
+        for kid in [&[][..], &[1], &[1, 2, 3, 4, 5, 6, 7]] {
+            for seq in [0u64, 20, 0xff_ffff_ffff] {
+                let piv = PartialIv::from_sequence(seq).unwrap_or_else(|| unreachable!());
+                let mut external = Vec::new();
+                cbor::array(&mut external, 5);
+                cbor::uint(&mut external, 1);
+                cbor::array(&mut external, 1);
+                cbor::uint(&mut external, ALG_AES_CCM_16_64_128);
+                cbor::bstr(&mut external, kid);
+                cbor::bstr(&mut external, piv.as_bytes());
+                cbor::bstr(&mut external, &[]);
+                let mut want = Vec::new();
+                cbor::array(&mut want, 3);
+                cbor::tstr(&mut want, "Encrypt0");
+                cbor::bstr(&mut want, &[]);
+                cbor::bstr(&mut want, &external);
+                assert_eq!(aad(kid, &piv).as_bytes(), &want[..]);
+            }
+        }
     }
-    external[n..n + request_kid.len()].copy_from_slice(request_kid);
-    n += request_kid.len();
-    external[n] = 0x40 | piv.len() as u8;
-    n += 1;
-    external[n..n + piv.len()].copy_from_slice(piv);
-    n += piv.len();
-    external[n] = 0x40;
-    n += 1;
-    cbor::array(out, 3);
-    cbor::tstr(out, "Encrypt0");
-    cbor::bstr(out, &[]);
-    cbor::bstr(out, &external[..n]);
 }

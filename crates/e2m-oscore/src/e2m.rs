@@ -292,9 +292,7 @@ pub fn ue_action(response: &Message, request_had_id_context: bool) -> UeAction {
 pub fn add_outer_echo(protected_request: &mut Message, echo: &[u8]) {
     // 40 octets at most by construction of the challenge; a longer one is refused by the
     // codec and then simply absent.
-    let _ = protected_request
-        .options
-        .set(OptionNumber::ECHO, echo.to_vec());
+    let _ = protected_request.options.set(OptionNumber::ECHO, echo);
 }
 
 /// How an EMSE keeps a spoofed source from making it fetch keys (see README).
@@ -438,7 +436,7 @@ impl EmseGate {
             let wait_s = 60 / budget.per_minute.max(1) + 1;
             let _ = answer
                 .options
-                .push(OptionNumber::MAX_AGE, minimal_uint(wait_s));
+                .push(OptionNumber::MAX_AGE, &minimal_uint(wait_s));
             return Classified::Answer(answer);
         }
         Classified::Fetch {
@@ -475,7 +473,7 @@ impl EmseGate {
         answer.payload.clear();
         let _ = answer.options.push(
             OptionNumber::ECHO,
-            self.echo_value(self.slot(now_ms), source).to_vec(),
+            &self.echo_value(self.slot(now_ms), source),
         );
         answer
     }

@@ -106,13 +106,55 @@ const FLAG_K: u8 = 0x08;
 const FLAG_H: u8 = 0x10;
 const RESERVED: u8 = 0xe0;
 
-impl OscoreOption {
-    /// Encodes the option value: empty when no field is present (§6.1).
-    ///
-    /// A kid context over 255 octets cannot be expressed; callers only pass ones they
-    /// checked (the context derivation refuses longer ones), and a longer one is truncated
-    /// rather than panicking.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+/// An OSCORE option value parsed without copying (the verification hot path).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OptionView<'a> {
+    pub(crate) partial_iv: Option<PartialIv>,
+    pub(crate) kid_context: Option<&'a [u8]>,
+    pub(crate) kid: Option<&'a [u8]>,
+}
+
+impl<'a> OptionView<'a> {
+    pub(crate) fn parse(value: &'a [u8]) -> Result<OptionView<'a>, OptionError> {
+        let Some((&flags, mut rest)) = value.split_first() else {
+            return Ok(OptionView::default());
+        };
+        if flags & RESERVED != 0 {
+            return Err(OptionError::Reserved);
+        }
+        if flags == 0 {
+            return Err(OptionError::NonCanonical);
+        }
+        let n = usize::from(flags & 0x07);
+        if n > PartialIv::MAX_LEN {
+            return Err(OptionError::Reserved);
+        }
+        let mut view = OptionView::default();
+        if n > 0 {
+            let (piv, tail) = rest.split_at_checked(n).ok_or(OptionError::Truncated)?;
+            view.partial_iv = Some(PartialIv::from_bytes(piv)?);
+            rest = tail;
+        }
+        if flags & FLAG_H != 0 {
+            let (&s, tail) = rest.split_first().ok_or(OptionError::Truncated)?;
+            let (ctx, tail) = tail
+                .split_at_checked(usize::from(s))
+                .ok_or(OptionError::Truncated)?;
+            view.kid_context = Some(ctx);
+            rest = tail;
+        }
+        if flags & FLAG_K != 0 {
+            view.kid = Some(rest);
+        } else if !rest.is_empty() {
+            return Err(OptionError::Trailing);
+        }
+        Ok(view)
+    }
+
+    /// Encodes the option value: empty when no field is present (§6.1). A kid context over
+    /// 255 octets cannot be expressed; callers only pass checked ones (context derivation
+    /// refuses longer ones), and a longer one would be truncated rather than panic.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let piv = self
             .partial_iv
             .as_ref()
@@ -129,14 +171,27 @@ impl OscoreOption {
         }
         out.push(flags);
         out.extend_from_slice(piv);
-        if let Some(ctx) = &self.kid_context {
+        if let Some(ctx) = self.kid_context {
             let ctx = &ctx[..ctx.len().min(255)];
             out.push(ctx.len() as u8);
             out.extend_from_slice(ctx);
         }
-        if let Some(kid) = &self.kid {
+        if let Some(kid) = self.kid {
             out.extend_from_slice(kid);
         }
+    }
+}
+
+impl OscoreOption {
+    /// Encodes the option value: empty when no field is present (§6.1). A kid context over
+    /// 255 octets is truncated (it cannot be expressed).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        OptionView {
+            partial_iv: self.partial_iv,
+            kid_context: self.kid_context.as_deref(),
+            kid: self.kid.as_deref(),
+        }
+        .encode(out);
     }
 
     /// Decodes an option value.
@@ -144,39 +199,12 @@ impl OscoreOption {
     /// # Errors
     /// An [`OptionError`] naming the problem; never panics.
     pub fn decode(value: &[u8]) -> Result<OscoreOption, OptionError> {
-        let Some((&flags, mut rest)) = value.split_first() else {
-            return Ok(OscoreOption::default());
-        };
-        if flags & RESERVED != 0 {
-            return Err(OptionError::Reserved);
-        }
-        if flags == 0 {
-            return Err(OptionError::NonCanonical);
-        }
-        let n = usize::from(flags & 0x07);
-        if n > PartialIv::MAX_LEN {
-            return Err(OptionError::Reserved);
-        }
-        let mut option = OscoreOption::default();
-        if n > 0 {
-            let (piv, tail) = rest.split_at_checked(n).ok_or(OptionError::Truncated)?;
-            option.partial_iv = Some(PartialIv::from_bytes(piv)?);
-            rest = tail;
-        }
-        if flags & FLAG_H != 0 {
-            let (&s, tail) = rest.split_first().ok_or(OptionError::Truncated)?;
-            let (ctx, tail) = tail
-                .split_at_checked(usize::from(s))
-                .ok_or(OptionError::Truncated)?;
-            option.kid_context = Some(ctx.to_vec());
-            rest = tail;
-        }
-        if flags & FLAG_K != 0 {
-            option.kid = Some(rest.to_vec());
-        } else if !rest.is_empty() {
-            return Err(OptionError::Trailing);
-        }
-        Ok(option)
+        let view = OptionView::parse(value)?;
+        Ok(OscoreOption {
+            partial_iv: view.partial_iv,
+            kid_context: view.kid_context.map(<[u8]>::to_vec),
+            kid: view.kid.map(<[u8]>::to_vec),
+        })
     }
 }
 

@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 use e2m_coap::{Code, Message, MessageType, OptionNumber, Options};
 
 use crate::context::{MAX_ID_LEN, aad};
+use crate::option::OptionView;
 use crate::replay::{EchoValue, Freshness};
 use crate::{OscoreError, OscoreOption, PartialIv, SecurityContext};
 
@@ -82,29 +83,27 @@ fn is_class_u(number: OptionNumber) -> bool {
     )
 }
 
-/// Splits `message` into the plaintext (code, Class E options, payload; RFC 8613 §5.3) and
-/// the outer options.
+/// Splits `message` into the plaintext (code, Class E options, payload; RFC 8613 §5.3),
+/// with room for the tag, and the outer options.
 fn split_inner_outer(message: &Message) -> Result<(Vec<u8>, Options), OscoreError> {
     if message.options.contains(OptionNumber::PROXY_URI) {
         return Err(OscoreError::ProxyUri);
     }
-    let mut inner = Options::new();
     let mut outer = Options::new();
     for (number, value) in message.options.iter() {
-        // Values were accepted by `Options::push` once, so they are not too long.
-        let target = if is_class_u(number) {
-            &mut outer
-        } else {
-            &mut inner
-        };
-        let _ = target.push(number, value.to_vec());
-        if number == OptionNumber::OBSERVE {
-            let _ = outer.push(number, value.to_vec());
+        // Observe is both inner and outer (§4.1.3.5). Values were accepted by
+        // `Options::push` once, so they are not too long.
+        if is_class_u(number) || number == OptionNumber::OBSERVE {
+            let _ = outer.push(number, value);
         }
     }
-    let mut plaintext = Vec::with_capacity(1 + message.payload.len() + 32 + AEAD_TAG_LEN);
+    let mut plaintext = Vec::with_capacity(1 + message.payload.len() + 40 + AEAD_TAG_LEN);
     plaintext.push(message.code.0);
-    inner.encode_with_payload(&message.payload, &mut plaintext);
+    message.options.encode_subset_with_payload(
+        |n| !is_class_u(n),
+        &message.payload,
+        &mut plaintext,
+    );
     Ok((plaintext, outer))
 }
 
@@ -112,20 +111,17 @@ const AEAD_TAG_LEN: usize = 8;
 
 /// Rebuilds the message from the outer message and the decrypted plaintext (§8.2 step 7):
 /// outer Class U options plus the inner options; outer Class E options are discarded.
-fn join_inner_outer(outer: &Message, plaintext: &[u8]) -> Result<Message, OscoreError> {
+fn join_inner_outer(outer: &Message, mut plaintext: Vec<u8>) -> Result<Message, OscoreError> {
     let (&code, rest) = plaintext
         .split_first()
         .ok_or(OscoreError::Plaintext(e2m_coap::CoapError::Truncated))?;
-    let (inner, payload) = Options::decode_with_payload(rest).map_err(OscoreError::Plaintext)?;
-    let mut options = Options::new();
+    let (mut options, payload) =
+        Options::decode_with_payload(rest).map_err(OscoreError::Plaintext)?;
+    let payload_start = plaintext.len() - payload.len();
+    options.retain(|n| !is_class_u(n));
     for (number, value) in outer.options.iter() {
         if is_class_u(number) && number != OptionNumber::OSCORE {
-            let _ = options.push(number, value.to_vec());
-        }
-    }
-    for (number, value) in inner.iter() {
-        if !is_class_u(number) {
-            let _ = options.push(number, value.to_vec());
+            let _ = options.push(number, value);
         }
     }
     Ok(Message {
@@ -134,8 +130,21 @@ fn join_inner_outer(outer: &Message, plaintext: &[u8]) -> Result<Message, Oscore
         message_id: outer.message_id,
         token: outer.token,
         options,
-        payload: payload.to_vec(),
+        // The payload is the plaintext's tail: keep the buffer rather than copy it.
+        payload: {
+            plaintext.drain(..payload_start);
+            plaintext
+        },
     })
+}
+
+fn option_view(message: &Message) -> Result<OptionView<'_>, OscoreError> {
+    let mut values = message.options.get_all(OptionNumber::OSCORE);
+    let value = values.next().ok_or(OscoreError::NotOscore)?;
+    if values.next().is_some() {
+        return Err(OscoreError::RepeatedOption);
+    }
+    OptionView::parse(value).map_err(OscoreError::Option)
 }
 
 /// The one OSCORE option of a message, decoded.
@@ -144,25 +153,25 @@ fn join_inner_outer(outer: &Message, plaintext: &[u8]) -> Result<Message, Oscore
 /// [`OscoreError::NotOscore`], [`OscoreError::RepeatedOption`] or
 /// [`OscoreError::Option`].
 pub fn oscore_option(message: &Message) -> Result<OscoreOption, OscoreError> {
-    let mut values = message.options.get_all(OptionNumber::OSCORE);
-    let value = values.next().ok_or(OscoreError::NotOscore)?;
-    if values.next().is_some() {
-        return Err(OscoreError::RepeatedOption);
-    }
-    OscoreOption::decode(value).map_err(OscoreError::Option)
+    let view = option_view(message)?;
+    Ok(OscoreOption {
+        partial_iv: view.partial_iv,
+        kid_context: view.kid_context.map(<[u8]>::to_vec),
+        kid: view.kid.map(<[u8]>::to_vec),
+    })
 }
 
 fn outer_message(
     inner: &Message,
     code: Code,
     mut options: Options,
-    oscore: &OscoreOption,
+    oscore: &OptionView<'_>,
     ciphertext: Vec<u8>,
 ) -> Message {
-    let mut value = Vec::with_capacity(16);
+    let mut value = Vec::with_capacity(16 + oscore.kid_context.map_or(0, <[u8]>::len));
     oscore.encode(&mut value);
     // An OSCORE option value is at most 1 + 5 + 1 + 255 + 7 octets: never too long.
-    let _ = options.push(OptionNumber::OSCORE, value);
+    let _ = options.push(OptionNumber::OSCORE, &value);
     Message {
         mtype: inner.mtype,
         code,
@@ -195,18 +204,13 @@ impl SecurityContext {
         let (mut buffer, outer_options) = split_inner_outer(request)?;
         let piv = self.sequence.take()?;
         let request_id = RequestId::new(&self.sender_id, piv).ok_or(OscoreError::InvalidId)?;
-        let mut aad_bytes = Vec::with_capacity(40);
-        aad(&self.sender_id, &piv, &mut aad_bytes);
         let nonce = self.nonce(&self.sender_id, &piv);
-        self.sender_key.seal(&nonce, &aad_bytes, &mut buffer);
-        let option = OscoreOption {
+        self.sender_key
+            .seal(&nonce, aad(&self.sender_id, &piv).as_bytes(), &mut buffer);
+        let option = OptionView {
             partial_iv: Some(piv),
-            kid_context: if with_kid_context {
-                self.id_context.clone()
-            } else {
-                None
-            },
-            kid: Some(self.sender_id.clone()),
+            kid_context: self.id_context.as_deref().filter(|_| with_kid_context),
+            kid: Some(&self.sender_id),
         };
         let code = if request.options.contains(OptionNumber::OBSERVE) {
             Code::FETCH
@@ -229,15 +233,14 @@ impl SecurityContext {
         if !protected.code.is_request() {
             return Err(OscoreError::WrongKind);
         }
-        let option = oscore_option(protected)?;
-        let (Some(piv), Some(kid)) = (option.partial_iv, option.kid.as_deref()) else {
+        let option = option_view(protected)?;
+        let (Some(piv), Some(kid)) = (option.partial_iv, option.kid) else {
             return Err(OscoreError::MissingRequestFields);
         };
         if kid != self.recipient_id.as_slice()
             || option
                 .kid_context
-                .as_ref()
-                .is_some_and(|c| Some(c.as_slice()) != self.id_context.as_deref())
+                .is_some_and(|c| Some(c) != self.id_context.as_deref())
         {
             return Err(OscoreError::ContextNotFound);
         }
@@ -246,12 +249,11 @@ impl SecurityContext {
             return Err(OscoreError::Replay);
         }
         let request = RequestId::new(kid, piv).ok_or(OscoreError::ContextNotFound)?;
-        let mut aad_bytes = Vec::with_capacity(40);
-        aad(kid, &piv, &mut aad_bytes);
         let nonce = self.nonce(kid, &piv);
         let mut buffer = protected.payload.clone();
-        self.recipient_key.open(&nonce, &aad_bytes, &mut buffer)?;
-        let message = join_inner_outer(protected, &buffer)?;
+        self.recipient_key
+            .open(&nonce, aad(kid, &piv).as_bytes(), &mut buffer)?;
+        let message = join_inner_outer(protected, buffer)?;
         if !message.code.is_request() {
             return Err(OscoreError::WrongKind);
         }
@@ -290,20 +292,22 @@ impl SecurityContext {
         let (mut buffer, outer_options) = split_inner_outer(response)?;
         let (nonce, option) = if with_partial_iv {
             let piv = self.sequence.take()?;
-            let option = OscoreOption {
+            let option = OptionView {
                 partial_iv: Some(piv),
-                ..OscoreOption::default()
+                ..OptionView::default()
             };
             (self.nonce(&self.sender_id, &piv), option)
         } else {
             (
                 self.nonce(request.kid(), &request.piv),
-                OscoreOption::default(),
+                OptionView::default(),
             )
         };
-        let mut aad_bytes = Vec::with_capacity(40);
-        aad(request.kid(), &request.piv, &mut aad_bytes);
-        self.sender_key.seal(&nonce, &aad_bytes, &mut buffer);
+        self.sender_key.seal(
+            &nonce,
+            aad(request.kid(), &request.piv).as_bytes(),
+            &mut buffer,
+        );
         let code = if response.options.contains(OptionNumber::OBSERVE) {
             Code::CONTENT
         } else {
@@ -331,10 +335,9 @@ impl SecurityContext {
         protected: &Message,
         request: &RequestId,
     ) -> Result<Message, OscoreError> {
-        let option = oscore_option(protected)?;
+        let option = option_view(protected)?;
         if option
             .kid
-            .as_deref()
             .is_some_and(|kid| kid != self.recipient_id.as_slice())
         {
             return Err(OscoreError::ContextNotFound);
@@ -343,11 +346,13 @@ impl SecurityContext {
             Some(piv) => self.nonce(&self.recipient_id, piv),
             None => self.nonce(request.kid(), &request.piv),
         };
-        let mut aad_bytes = Vec::with_capacity(40);
-        aad(request.kid(), &request.piv, &mut aad_bytes);
         let mut buffer = protected.payload.clone();
-        self.recipient_key.open(&nonce, &aad_bytes, &mut buffer)?;
-        let message = join_inner_outer(protected, &buffer)?;
+        self.recipient_key.open(
+            &nonce,
+            aad(request.kid(), &request.piv).as_bytes(),
+            &mut buffer,
+        )?;
+        let message = join_inner_outer(protected, buffer)?;
         if !message.code.is_response() {
             return Err(OscoreError::WrongKind);
         }
@@ -373,7 +378,7 @@ impl SecurityContext {
             .filter(|_| !echo.is_empty())
             .ok_or(OscoreError::EchoMismatch)?;
         let mut inner = piggyback(protected_request, Code::UNAUTHORIZED);
-        let _ = inner.options.push(OptionNumber::ECHO, echo.to_vec());
+        let _ = inner.options.push(OptionNumber::ECHO, echo);
         let response = self.protect_response(&inner, request, true)?;
         self.replay.set_challenge(value);
         Ok(response)
@@ -396,7 +401,7 @@ pub(crate) fn piggyback(request: &Message, code: Code) -> Message {
 pub fn unprotected_error(request: &Message, error: OscoreError) -> Option<Message> {
     let code = error.response_code()?;
     let mut response = piggyback(request, code);
-    let _ = response.options.push(OptionNumber::MAX_AGE, Vec::new());
+    let _ = response.options.push(OptionNumber::MAX_AGE, &[]);
     response.payload = error.diagnostic().as_bytes().to_vec();
     Some(response)
 }

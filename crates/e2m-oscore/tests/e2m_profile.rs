@@ -210,7 +210,7 @@ fn gate_routes_known_unknown_and_evicted_contexts() {
     assert_eq!(ue_action(&evicted, true), UeAction::Reauthenticate);
     // Garbage in the OSCORE option: 4.02 without any fetch.
     let mut bad = with_ctx.clone();
-    bad.options.set(OptionNumber::OSCORE, vec![0xff]).unwrap();
+    bad.options.set(OptionNumber::OSCORE, &[0xff]).unwrap();
     let Classified::Answer(answer) = gate.classify(&bad, b"x", 0, |_| panic!("looked up")) else {
         panic!()
     };
@@ -219,7 +219,7 @@ fn gate_routes_known_unknown_and_evicted_contexts() {
     let mut other = with_ctx.clone();
     other
         .options
-        .set(OptionNumber::OSCORE, vec![0x09, 0x01, 0xaa])
+        .set(OptionNumber::OSCORE, &[0x09, 0x01, 0xaa])
         .unwrap();
     let Classified::Answer(answer) = gate.classify(&other, b"x", 0, |_| panic!("looked up")) else {
         panic!()

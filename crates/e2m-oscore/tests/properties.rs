@@ -72,7 +72,7 @@ fn message(code: impl Strategy<Value = Code>) -> impl Strategy<Value = Message> 
                 Token::new(&token).unwrap(),
             );
             for (n, v) in options {
-                m.options.push(n, v).unwrap();
+                m.options.push(n, &v).unwrap();
             }
             m.payload = payload;
             m
@@ -111,7 +111,7 @@ fn protected_ranges(octets: &[u8]) -> Vec<std::ops::Range<usize>> {
     // length octet when the value has 13 to 268 octets (RFC 7252 §3.1; delta ≤ 9 needs none).
     let mut before = e2m_coap::Options::new();
     for (n, v) in m.options.iter().filter(|(n, _)| n.0 < 9) {
-        before.push(n, v.to_vec()).unwrap();
+        before.push(n, v).unwrap();
     }
     let mut prefix = Vec::new();
     before.encode_with_payload(&[], &mut prefix);

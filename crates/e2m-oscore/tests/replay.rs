@@ -201,10 +201,7 @@ fn a_rebooted_server_recovers_its_window_with_echo() {
 
     // A wrong Echo is still challenged; the right one is processed and sets the window.
     let mut wrong = request.clone();
-    wrong
-        .options
-        .push(OptionNumber::ECHO, b"guess".to_vec())
-        .unwrap();
+    wrong.options.push(OptionNumber::ECHO, b"guess").unwrap();
     let (wrong, _) = client.protect_request(&wrong, false).unwrap();
     assert!(matches!(
         server.verify_request(&wrong),
@@ -212,7 +209,7 @@ fn a_rebooted_server_recovers_its_window_with_echo() {
     ));
 
     let mut retry = request.clone();
-    retry.options.push(OptionNumber::ECHO, echo).unwrap();
+    retry.options.push(OptionNumber::ECHO, &echo).unwrap();
     let (retry, _) = client.protect_request(&retry, false).unwrap();
     let (message, _) = fresh(&mut server, &retry);
     assert_eq!(message.uri_path(), "door/status");
