@@ -121,6 +121,7 @@ impl core::fmt::Display for Code {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
 mod tests {
     use super::*;
 

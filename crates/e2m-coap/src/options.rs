@@ -320,6 +320,7 @@ fn read_extended(nibble: u8, rest: &mut &[u8]) -> Result<u32, CoapError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
 mod tests {
     use super::*;
 

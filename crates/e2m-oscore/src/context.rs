@@ -257,6 +257,7 @@ pub(crate) fn aad(request_kid: &[u8], request_piv: &PartialIv) -> Aad {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
 mod tests {
     use super::*;
 

@@ -159,6 +159,7 @@ impl Default for ReplayWindow {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
 mod tests {
     use super::*;
 

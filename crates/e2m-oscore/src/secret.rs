@@ -171,6 +171,7 @@ impl core::fmt::Debug for CommonIv {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
 mod tests {
     use super::*;
 

@@ -88,7 +88,9 @@ fn response_code() -> impl Strategy<Value = Code> {
 }
 
 /// What OSCORE protects of a message: code, Class E options, payload.
-fn protected_content(m: &Message) -> (Code, Vec<(OptionNumber, Vec<u8>)>, Vec<u8>) {
+type ProtectedContent = (Code, Vec<(OptionNumber, Vec<u8>)>, Vec<u8>);
+
+fn protected_content(m: &Message) -> ProtectedContent {
     let class_u = [
         OptionNumber::URI_HOST,
         OptionNumber::URI_PORT,
