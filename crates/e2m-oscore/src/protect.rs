@@ -168,9 +168,10 @@ fn outer_message(
     oscore: &OptionView<'_>,
     ciphertext: Vec<u8>,
 ) -> Message {
+    // At most 1 + 5 + 1 + 255 + 7 octets (flags, Partial IV, s, kid context, kid).
     let mut value = Vec::with_capacity(16 + oscore.kid_context.map_or(0, <[u8]>::len));
     oscore.encode(&mut value);
-    // An OSCORE option value is at most 1 + 5 + 1 + 255 + 7 octets: never too long.
+    // Never too long for a CoAP option (see above).
     let _ = options.push(OptionNumber::OSCORE, &value);
     Message {
         mtype: inner.mtype,
