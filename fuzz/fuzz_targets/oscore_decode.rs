@@ -27,7 +27,12 @@ fn context(sender: &[u8], recipient: &[u8]) -> Option<SecurityContext> {
 }
 
 fn request_id(client: &mut SecurityContext) -> Option<RequestId> {
-    let request = Message::new(MessageType::Confirmable, Code::GET, 1, Token::new(&[1]).ok()?);
+    let request = Message::new(
+        MessageType::Confirmable,
+        Code::GET,
+        1,
+        Token::new(&[1]).ok()?,
+    );
     Some(client.protect_request(&request, true).ok()?.1)
 }
 
@@ -40,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(message) = Message::decode(data) else {
         return;
     };
-    assert_eq!(message.encode(), data, "non-canonical CoAP message accepted");
+    assert_eq!(
+        message.encode(),
+        data,
+        "non-canonical CoAP message accepted"
+    );
     if oscore_option(&message).is_err() {
         return;
     }
@@ -61,6 +70,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Some(id) = request_id(&mut client) {
-        assert!(client.verify_response(&message, &id).is_err(), "forged response verified");
+        assert!(
+            client.verify_response(&message, &id).is_err(),
+            "forged response verified"
+        );
     }
 });
