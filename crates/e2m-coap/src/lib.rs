@@ -7,8 +7,10 @@ mod code;
 mod error;
 mod message;
 mod options;
+mod view;
 
 pub use code::{Code, MessageType};
 pub use error::CoapError;
 pub use message::{Message, Token};
 pub use options::{OptionNumber, Options};
+pub use view::{MessageView, encode_parts};

@@ -76,7 +76,7 @@ impl OptionNumber {
 
 /// The largest option value the length field can express: nibble 14 + 2 octets (RFC 7252
 /// §3.1).
-const MAX_VALUE_LEN: usize = 269 + 0xffff;
+pub(crate) const MAX_VALUE_LEN: usize = 269 + 0xffff;
 
 /// The options of one message, kept in ascending number order; repeated options keep the
 /// order in which they were added (RFC 7252 §5.4.5).
@@ -209,7 +209,7 @@ impl Options {
     }
 
     /// Every option in wire order.
-    pub fn iter(&self) -> impl Iterator<Item = (OptionNumber, &[u8])> {
+    pub fn iter(&self) -> impl Iterator<Item = (OptionNumber, &[u8])> + Clone {
         self.entries.iter().map(|e| (e.number, self.value(e)))
     }
 
@@ -294,7 +294,7 @@ impl Options {
 }
 
 /// The nibble and extended octets for a delta or length (RFC 7252 §3.1).
-fn nibble(value: usize) -> (u8, ([u8; 2], usize)) {
+pub(crate) fn nibble(value: usize) -> (u8, ([u8; 2], usize)) {
     match value {
         0..=12 => (value as u8, ([0, 0], 0)),
         13..=268 => (13, ([(value - 13) as u8, 0], 1)),
@@ -302,7 +302,7 @@ fn nibble(value: usize) -> (u8, ([u8; 2], usize)) {
     }
 }
 
-fn read_extended(nibble: u8, rest: &mut &[u8]) -> Result<u32, CoapError> {
+pub(crate) fn read_extended(nibble: u8, rest: &mut &[u8]) -> Result<u32, CoapError> {
     match nibble {
         0..=12 => Ok(u32::from(nibble)),
         13 => {

@@ -1,7 +1,7 @@
 //! The codec against hand-checked RFC 7252 octets, every malformed shape, and properties.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-use e2m_coap::{CoapError, Code, Message, MessageType, OptionNumber, Options, Token};
+use e2m_coap::{CoapError, Code, Message, MessageType, MessageView, OptionNumber, Options, Token};
 use proptest::prelude::*;
 
 /// RFC 8613 Appendix C.4's unprotected request: CON GET, MID 0x5d1f, token 0x00003974,
@@ -100,6 +100,19 @@ proptest! {
     fn encode_decode_is_identity_on_valid_octets(octets in proptest::collection::vec(any::<u8>(), 0..80)) {
         if let Ok(m) = Message::decode(&octets) {
             prop_assert_eq!(m.encode(), octets);
+        }
+    }
+
+    #[test]
+    fn the_view_agrees_with_decode(octets in proptest::collection::vec(any::<u8>(), 0..80)) {
+        match (Message::decode(&octets), MessageView::parse(&octets)) {
+            (Ok(m), Ok(v)) => {
+                prop_assert_eq!((m.mtype, m.code, m.message_id, m.token), (v.mtype, v.code, v.message_id, v.token));
+                prop_assert!(m.options.iter().eq(v.options()));
+                prop_assert_eq!(&m.payload[..], v.payload);
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            (a, b) => prop_assert!(false, "decode {:?} vs view {:?}", a, b),
         }
     }
 

@@ -9,6 +9,10 @@ use e2m_coap::CoapError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OscoreError {
+    /// The datagram is not a CoAP message (RFC 7252 §3); a server ignores it or answers
+    /// with a Reset (RFC 7252 §4.2, §4.3).
+    #[error("not a CoAP message: {0}")]
+    Coap(CoapError),
     /// The message has no OSCORE option (RFC 8613 §2).
     #[error("not an OSCORE message")]
     NotOscore,

@@ -2,7 +2,9 @@
 
 use alloc::vec::Vec;
 
-use e2m_coap::{Code, Message, MessageType, OptionNumber, Options};
+use e2m_coap::{
+    Code, Message, MessageType, MessageView, OptionNumber, Options, Token, encode_parts,
+};
 
 use crate::context::{MAX_ID_LEN, aad};
 use crate::option::OptionView;
@@ -86,9 +88,7 @@ fn is_class_u(number: OptionNumber) -> bool {
 /// Splits `message` into the plaintext (code, Class E options, payload; RFC 8613 §5.3),
 /// with room for the tag, and the outer options.
 fn split_inner_outer(message: &Message) -> Result<(Vec<u8>, Options), OscoreError> {
-    if message.options.contains(OptionNumber::PROXY_URI) {
-        return Err(OscoreError::ProxyUri);
-    }
+    let plaintext = plaintext(message)?;
     let mut outer = Options::new();
     for (number, value) in message.options.iter() {
         // Observe is both inner and outer (§4.1.3.5). Values were accepted by
@@ -97,6 +97,15 @@ fn split_inner_outer(message: &Message) -> Result<(Vec<u8>, Options), OscoreErro
             let _ = outer.push(number, value);
         }
     }
+    Ok((plaintext, outer))
+}
+
+/// The plaintext of `message` (code, Class E options, payload; RFC 8613 §5.3), with room
+/// for the tag.
+fn plaintext(message: &Message) -> Result<Vec<u8>, OscoreError> {
+    if message.options.contains(OptionNumber::PROXY_URI) {
+        return Err(OscoreError::ProxyUri);
+    }
     let mut plaintext = Vec::with_capacity(1 + message.payload.len() + 40 + AEAD_TAG_LEN);
     plaintext.push(message.code.0);
     message.options.encode_subset_with_payload(
@@ -104,47 +113,130 @@ fn split_inner_outer(message: &Message) -> Result<(Vec<u8>, Options), OscoreErro
         &message.payload,
         &mut plaintext,
     );
-    Ok((plaintext, outer))
+    Ok(plaintext)
+}
+
+/// The outer code (RFC 8613 §4.2): POST/2.04, or FETCH/2.05 with Observe.
+fn outer_code(message: &Message) -> Code {
+    match (
+        message.code.is_request(),
+        message.options.contains(OptionNumber::OBSERVE),
+    ) {
+        (true, false) => Code::POST,
+        (true, true) => Code::FETCH,
+        (false, false) => Code::CHANGED,
+        (false, true) => Code::CONTENT,
+    }
 }
 
 const AEAD_TAG_LEN: usize = 8;
 
-/// Rebuilds the message from the outer message and the decrypted plaintext (§8.2 step 7):
-/// outer Class U options plus the inner options; outer Class E options are discarded.
-fn join_inner_outer(outer: &Message, mut plaintext: Vec<u8>) -> Result<Message, OscoreError> {
-    let (&code, rest) = plaintext
-        .split_first()
-        .ok_or(OscoreError::Plaintext(e2m_coap::CoapError::Truncated))?;
-    let (mut options, payload) =
-        Options::decode_with_payload(rest).map_err(OscoreError::Plaintext)?;
-    let payload_start = plaintext.len() - payload.len();
-    options.retain(|n| !is_class_u(n));
-    for (number, value) in outer.options.iter() {
-        if is_class_u(number) && number != OptionNumber::OSCORE {
-            let _ = options.push(number, value);
+/// The outer message as verification needs it, from a [`Message`] or a datagram.
+struct Outer<'a, I> {
+    mtype: MessageType,
+    code: Code,
+    message_id: u16,
+    token: Token,
+    options: I,
+    payload: &'a [u8],
+}
+
+impl<'a, I: Iterator<Item = (OptionNumber, &'a [u8])> + Clone> Outer<'a, I> {
+    fn oscore_option(&self) -> Result<OptionView<'a>, OscoreError> {
+        let mut values = self
+            .options
+            .clone()
+            .filter(|(n, _)| *n == OptionNumber::OSCORE);
+        let (_, value) = values.next().ok_or(OscoreError::NotOscore)?;
+        if values.next().is_some() {
+            return Err(OscoreError::RepeatedOption);
         }
+        OptionView::parse(value).map_err(OscoreError::Option)
     }
-    Ok(Message {
-        mtype: outer.mtype,
-        code: Code(code),
-        message_id: outer.message_id,
-        token: outer.token,
-        options,
-        // The payload is the plaintext's tail: keep the buffer rather than copy it.
-        payload: {
-            plaintext.drain(..payload_start);
-            plaintext
-        },
+
+    /// Rebuilds the message from the outer message and the decrypted plaintext (§8.2 step
+    /// 7): outer Class U options plus the inner options; outer Class E options are discarded.
+    fn join(self, mut plaintext: Vec<u8>) -> Result<Message, OscoreError> {
+        let (&code, rest) = plaintext
+            .split_first()
+            .ok_or(OscoreError::Plaintext(e2m_coap::CoapError::Truncated))?;
+        let (mut options, payload) =
+            Options::decode_with_payload(rest).map_err(OscoreError::Plaintext)?;
+        let payload_start = plaintext.len() - payload.len();
+        options.retain(|n| !is_class_u(n));
+        for (number, value) in self.options {
+            if is_class_u(number) && number != OptionNumber::OSCORE {
+                let _ = options.push(number, value);
+            }
+        }
+        Ok(Message {
+            mtype: self.mtype,
+            code: Code(code),
+            message_id: self.message_id,
+            token: self.token,
+            options,
+            // The payload is the plaintext's tail: keep the buffer rather than copy it.
+            payload: {
+                plaintext.drain(..payload_start);
+                plaintext
+            },
+        })
+    }
+}
+
+fn outer_of(message: &Message) -> Outer<'_, impl Iterator<Item = (OptionNumber, &[u8])> + Clone> {
+    Outer {
+        mtype: message.mtype,
+        code: message.code,
+        message_id: message.message_id,
+        token: message.token,
+        options: message.options.iter(),
+        payload: &message.payload,
+    }
+}
+
+fn outer_of_datagram(
+    datagram: &[u8],
+) -> Result<Outer<'_, impl Iterator<Item = (OptionNumber, &[u8])> + Clone>, OscoreError> {
+    let view = MessageView::parse(datagram).map_err(OscoreError::Coap)?;
+    Ok(Outer {
+        mtype: view.mtype,
+        code: view.code,
+        message_id: view.message_id,
+        token: view.token,
+        options: view.options(),
+        payload: view.payload,
     })
 }
 
-fn option_view(message: &Message) -> Result<OptionView<'_>, OscoreError> {
-    let mut values = message.options.get_all(OptionNumber::OSCORE);
-    let value = values.next().ok_or(OscoreError::NotOscore)?;
-    if values.next().is_some() {
-        return Err(OscoreError::RepeatedOption);
-    }
-    OptionView::parse(value).map_err(OscoreError::Option)
+/// Writes the outer message: header, Class U options and Observe with the OSCORE option in
+/// its place (number 9), and the ciphertext (RFC 8613 §4.1, §4.2).
+fn write_outer(message: &Message, code: Code, oscore: &[u8], ciphertext: &[u8], out: &mut Vec<u8>) {
+    let outer = |n: OptionNumber| {
+        n != OptionNumber::OSCORE && (is_class_u(n) || n == OptionNumber::OBSERVE)
+    };
+    let options = message
+        .options
+        .iter()
+        .filter(move |(n, _)| outer(*n) && *n < OptionNumber::OSCORE)
+        .chain(core::iter::once((OptionNumber::OSCORE, oscore)))
+        .chain(
+            message
+                .options
+                .iter()
+                .filter(move |(n, _)| outer(*n) && *n > OptionNumber::OSCORE),
+        );
+    // Sorted by construction, and every value passed `Options::push` or is an OSCORE
+    // option value (at most 269 octets), so this cannot fail.
+    let _ = encode_parts(
+        message.mtype,
+        code,
+        message.message_id,
+        &message.token,
+        options,
+        ciphertext,
+        out,
+    );
 }
 
 /// The one OSCORE option of a message, decoded.
@@ -153,7 +245,7 @@ fn option_view(message: &Message) -> Result<OptionView<'_>, OscoreError> {
 /// [`OscoreError::NotOscore`], [`OscoreError::RepeatedOption`] or
 /// [`OscoreError::Option`].
 pub fn oscore_option(message: &Message) -> Result<OscoreOption, OscoreError> {
-    let view = option_view(message)?;
+    let view = outer_of(message).oscore_option()?;
     Ok(OscoreOption {
         partial_iv: view.partial_iv,
         kid_context: view.kid_context.map(<[u8]>::to_vec),
@@ -224,6 +316,37 @@ impl SecurityContext {
         ))
     }
 
+    /// [`Self::protect_request`] straight into a datagram: appends the OSCORE message's
+    /// octets to `out` (the transport's hot path; no outer [`Message`] is built).
+    ///
+    /// # Errors
+    /// As [`Self::protect_request`]; `out` is then unchanged.
+    pub fn protect_request_datagram(
+        &mut self,
+        request: &Message,
+        with_kid_context: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<RequestId, OscoreError> {
+        if !request.code.is_request() {
+            return Err(OscoreError::WrongKind);
+        }
+        let mut buffer = plaintext(request)?;
+        let piv = self.sequence.take()?;
+        let request_id = RequestId::new(&self.sender_id, piv).ok_or(OscoreError::InvalidId)?;
+        let nonce = self.nonce(&self.sender_id, &piv);
+        self.sender_key
+            .seal(&nonce, aad(&self.sender_id, &piv).as_bytes(), &mut buffer);
+        let option = OptionView {
+            partial_iv: Some(piv),
+            kid_context: self.id_context.as_deref().filter(|_| with_kid_context),
+            kid: Some(&self.sender_id),
+        };
+        let mut value = Vec::with_capacity(16 + option.kid_context.map_or(0, <[u8]>::len));
+        option.encode(&mut value);
+        write_outer(request, outer_code(request), &value, &buffer, out);
+        Ok(request_id)
+    }
+
     /// Verifies a request (RFC 8613 §8.2): the kid (and kid context, if sent) must name this
     /// context, the Partial IV must be fresh (§7.4), and the AEAD must verify. Only then is
     /// the replay window moved.
@@ -231,10 +354,30 @@ impl SecurityContext {
     /// # Errors
     /// An [`OscoreError`]; [`OscoreError::response_code`] says how to answer it.
     pub fn verify_request(&mut self, protected: &Message) -> Result<VerifiedRequest, OscoreError> {
+        self.verify_request_outer(outer_of(protected))
+    }
+
+    /// [`Self::verify_request`] straight from a received datagram, without building the outer
+    /// [`Message`] (the transport's hot path).
+    ///
+    /// # Errors
+    /// [`OscoreError::Coap`] if the datagram is not a CoAP message; else as
+    /// [`Self::verify_request`].
+    pub fn verify_request_datagram(
+        &mut self,
+        datagram: &[u8],
+    ) -> Result<VerifiedRequest, OscoreError> {
+        self.verify_request_outer(outer_of_datagram(datagram)?)
+    }
+
+    fn verify_request_outer<'a>(
+        &mut self,
+        protected: Outer<'a, impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone>,
+    ) -> Result<VerifiedRequest, OscoreError> {
         if !protected.code.is_request() {
             return Err(OscoreError::WrongKind);
         }
-        let option = option_view(protected)?;
+        let option = protected.oscore_option()?;
         let (Some(piv), Some(kid)) = (option.partial_iv, option.kid) else {
             return Err(OscoreError::MissingRequestFields);
         };
@@ -251,10 +394,10 @@ impl SecurityContext {
         }
         let request = RequestId::new(kid, piv).ok_or(OscoreError::ContextNotFound)?;
         let nonce = self.nonce(kid, &piv);
-        let mut buffer = protected.payload.clone();
+        let mut buffer = protected.payload.to_vec();
         self.recipient_key
             .open(&nonce, aad(kid, &piv).as_bytes(), &mut buffer)?;
-        let message = join_inner_outer(protected, buffer)?;
+        let message = protected.join(buffer)?;
         if !message.code.is_request() {
             return Err(OscoreError::WrongKind);
         }
@@ -323,6 +466,47 @@ impl SecurityContext {
         ))
     }
 
+    /// [`Self::protect_response`] straight into a datagram appended to `out`.
+    ///
+    /// # Errors
+    /// As [`Self::protect_response`]; `out` is then unchanged.
+    pub fn protect_response_datagram(
+        &mut self,
+        response: &Message,
+        request: &RequestId,
+        with_partial_iv: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), OscoreError> {
+        if !response.code.is_response() {
+            return Err(OscoreError::WrongKind);
+        }
+        let mut buffer = plaintext(response)?;
+        let (nonce, piv) = if with_partial_iv {
+            let piv = self.sequence.take()?;
+            (self.nonce(&self.sender_id, &piv), Some(piv))
+        } else {
+            (self.nonce(request.kid(), &request.piv), None)
+        };
+        self.sender_key.seal(
+            &nonce,
+            aad(request.kid(), &request.piv).as_bytes(),
+            &mut buffer,
+        );
+        // Flags and at most 5 octets of Partial IV.
+        let mut value = [0u8; 6];
+        let len = match piv {
+            Some(piv) => {
+                let bytes = piv.as_bytes();
+                value[0] = bytes.len() as u8;
+                value[1..=bytes.len()].copy_from_slice(bytes);
+                1 + bytes.len()
+            }
+            None => 0,
+        };
+        write_outer(response, outer_code(response), &value[..len], &buffer, out);
+        Ok(())
+    }
+
     /// Verifies a response to the request identified by `request` (RFC 8613 §8.4).
     ///
     /// Observe notifications are not ordered here (a client that observes must compare their
@@ -336,7 +520,28 @@ impl SecurityContext {
         protected: &Message,
         request: &RequestId,
     ) -> Result<Message, OscoreError> {
-        let option = option_view(protected)?;
+        self.verify_response_outer(outer_of(protected), request)
+    }
+
+    /// [`Self::verify_response`] straight from a received datagram.
+    ///
+    /// # Errors
+    /// [`OscoreError::Coap`] if the datagram is not a CoAP message; else as
+    /// [`Self::verify_response`].
+    pub fn verify_response_datagram(
+        &self,
+        datagram: &[u8],
+        request: &RequestId,
+    ) -> Result<Message, OscoreError> {
+        self.verify_response_outer(outer_of_datagram(datagram)?, request)
+    }
+
+    fn verify_response_outer<'a>(
+        &self,
+        protected: Outer<'a, impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone>,
+        request: &RequestId,
+    ) -> Result<Message, OscoreError> {
+        let option = protected.oscore_option()?;
         if option
             .kid
             .is_some_and(|kid| kid != self.recipient_id.as_slice())
@@ -347,13 +552,13 @@ impl SecurityContext {
             Some(piv) => self.nonce(&self.recipient_id, piv),
             None => self.nonce(request.kid(), &request.piv),
         };
-        let mut buffer = protected.payload.clone();
+        let mut buffer = protected.payload.to_vec();
         self.recipient_key.open(
             &nonce,
             aad(request.kid(), &request.piv).as_bytes(),
             &mut buffer,
         )?;
-        let message = join_inner_outer(protected, buffer)?;
+        let message = protected.join(buffer)?;
         if !message.code.is_response() {
             return Err(OscoreError::WrongKind);
         }

@@ -142,7 +142,18 @@ proptest! {
         prop_assert_eq!(&message, &request);
         let protected = server.protect_response(&response, &server_id, with_piv).unwrap();
         let wire = Message::decode(&protected.encode()).unwrap();
-        prop_assert_eq!(client.verify_response(&wire, &request_id).unwrap(), response);
+        prop_assert_eq!(&client.verify_response(&wire, &request_id).unwrap(), &response);
+
+        // The datagram paths agree with the message paths.
+        let mut datagram = Vec::new();
+        let request_id = client.protect_request_datagram(&request, with_ctx, &mut datagram).unwrap();
+        let VerifiedRequest::Fresh { message, request: server_id } = server.verify_request_datagram(&datagram).unwrap() else {
+            panic!("not fresh");
+        };
+        prop_assert_eq!(&message, &request);
+        let mut datagram = Vec::new();
+        server.protect_response_datagram(&response, &server_id, with_piv, &mut datagram).unwrap();
+        prop_assert_eq!(client.verify_response_datagram(&datagram, &request_id).unwrap(), response);
     }
 
     #[test]

@@ -97,6 +97,25 @@ fn requests_match_appendix_c4_to_c6() {
         );
         assert_eq!(request_id.partial_iv().sequence(), c.number("ssn"));
 
+        // The datagram path gives the same octets (from the same sequence number).
+        let mut again = context(c, SenderSequence::volatile_from(c.number("ssn")));
+        let mut datagram = Vec::new();
+        let id = again
+            .protect_request_datagram(&unprotected, c.flag("with_kid_context"), &mut datagram)
+            .unwrap();
+        assert_eq!(hex::encode(&datagram), c.text("protected"), "{c:?}");
+        assert_eq!(id, request_id);
+        let mut server = peer_context(c);
+        match server
+            .verify_request_datagram(&c.bytes("protected"))
+            .unwrap()
+        {
+            VerifiedRequest::Fresh { message, .. } => {
+                assert_eq!(message.encode(), c.bytes("unprotected"), "{c:?}")
+            }
+            other => panic!("{c:?}{other:?}"),
+        }
+
         // The server side: the RFC's octets verify to the unprotected request.
         let mut server = peer_context(c);
         let on_wire = Message::decode(&c.bytes("protected")).unwrap();
@@ -136,6 +155,23 @@ fn responses_match_appendix_c7_and_c8() {
             c.text("protected"),
             "{c:?}"
         );
+
+        let mut again = context(c, SenderSequence::volatile_from(c.number("ssn")));
+        let mut datagram = Vec::new();
+        again
+            .protect_response_datagram(
+                &unprotected,
+                &request_id,
+                c.flag("with_partial_iv"),
+                &mut datagram,
+            )
+            .unwrap();
+        assert_eq!(hex::encode(&datagram), c.text("protected"), "{c:?}");
+        let client = peer_context(c);
+        let message = client
+            .verify_response_datagram(&c.bytes("protected"), &request_id)
+            .unwrap();
+        assert_eq!(message.encode(), c.bytes("unprotected"), "{c:?}");
 
         // The client side verifies the RFC's octets.
         let client = peer_context(c);
