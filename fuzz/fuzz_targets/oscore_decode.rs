@@ -1,12 +1,14 @@
 //! CoAP and OSCORE decoding on arbitrary octets: typed errors or values, never a panic.
-//! * CoAP: decode → encode is the identity (one encoding per message).
+//! * CoAP: decode → encode is the identity (one encoding per message); the borrowed
+//!   `MessageView` accepts exactly the same inputs.
+//! * The datagram entry points (`verify_*_datagram`) refuse everything, never panic.
 //! * The OSCORE option value: decode → encode is the identity.
 //! * Any CoAP message with an OSCORE option goes through the EMSE's request hint, request
 //!   verification and the client's response verification of real contexts: everything must
 //!   be refused (the fuzzer cannot forge the AEAD) without a panic.
 #![no_main]
 
-use e2m_coap::{Code, Message, MessageType, Token};
+use e2m_coap::{Code, Message, MessageType, MessageView, Token};
 use e2m_oscore::e2m::{RequestHint, ue_action};
 use e2m_oscore::{
     ContextInput, MasterSecret, OscoreOption, RequestId, SecurityContext, SenderSequence,
@@ -37,6 +39,24 @@ fn request_id(client: &mut SecurityContext) -> Option<RequestId> {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // The borrowed view accepts exactly what the owned decoder accepts.
+    assert_eq!(
+        MessageView::parse(data).is_ok(),
+        Message::decode(data).is_ok(),
+        "view and decoder disagree"
+    );
+    if let (Some(mut server), Some(mut client)) = (
+        context(b"", b"\xae\x47\xbf\x35"),
+        context(b"\xae\x47\xbf\x35", b""),
+    ) {
+        assert!(
+            server.verify_request_datagram(data).is_err(),
+            "forged datagram verified"
+        );
+        if let Some(id) = request_id(&mut client) {
+            assert!(client.verify_response_datagram(data, &id).is_err());
+        }
+    }
     if let Ok(option) = OscoreOption::decode(data) {
         let mut out = Vec::new();
         option.encode(&mut out);
