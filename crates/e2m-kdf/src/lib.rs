@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), no_std)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -23,5 +24,6 @@ pub use secret::{
     Ck, CkPrime, E2mIntKey, E2mKey, Ik, IkPrime, Kaf, Kakma, Kasme, Kausf, KdfOutput, Ks, KsNaf,
 };
 #[cfg(feature = "nfkc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nfkc")))]
 pub use text::normalize_text;
 pub use text::text_param;
