@@ -26,6 +26,25 @@ const IV: [u32; 8] = [
 
 const BLOCK: usize = 64;
 
+/// The HMAC pads (RFC 2104 §2).
+const IPAD: u8 = 0x36;
+const OPAD: u8 = 0x5c;
+
+/// K0 ⊕ ipad (RFC 2104 §2), K0 being `key` (at most one block) zero-padded to one block.
+///
+/// Written as a copy into a zeroed block and one XOR over the whole block, so that the
+/// block ends in full-width stores that the compression's 16-octet loads can forward from
+/// (a block assembled from narrower stores costs a store-forwarding stall, see
+/// [`one_block_s`]).
+fn key_block(key: &[u8]) -> [u8; BLOCK] {
+    let mut block = [0u8; BLOCK];
+    block[..key.len()].copy_from_slice(key);
+    for b in &mut block {
+        *b ^= IPAD;
+    }
+    block
+}
+
 // Zeroization note: buffers are wiped as slices (`buf.as_mut_slice().zeroize()`), which
 // zeroize 1.9 implements as one bulk fill behind an optimisation barrier; wiping an array
 // directly goes element by element with a volatile write each, which cost more than a
@@ -73,8 +92,8 @@ impl Sha256Stream {
         self.fill = rest.len();
     }
 
-    /// FIPS 180-4 §5.1.1 padding, then the digest.
-    fn finish(&mut self) -> [u8; 32] {
+    /// FIPS 180-4 §5.1.1 padding, then the final chaining state (the digest as words).
+    fn finish_state(&mut self) -> [u32; 8] {
         let bit_len = self.total.wrapping_mul(8);
         self.block[self.fill] = 0x80;
         self.block[self.fill + 1..].fill(0);
@@ -84,7 +103,7 @@ impl Sha256Stream {
         }
         self.block[BLOCK - 8..].copy_from_slice(&bit_len.to_be_bytes());
         compress256(&mut self.state, core::slice::from_ref(&self.block));
-        state_bytes(&self.state)
+        self.state
     }
 }
 
@@ -128,28 +147,28 @@ pub struct KdfKey {
 impl KdfKey {
     /// Precomputes the HMAC states of `key` (RFC 2104: a key over one block is hashed first).
     pub fn new(key: &[u8]) -> Self {
-        // block = K0 ^ ipad, where K0 is the key (or its digest) zero-padded to one block.
-        let mut block = [0x36u8; BLOCK];
-        if key.len() > BLOCK {
-            let mut hasher = Sha256Stream::resume(IV, 0);
-            hasher.update(key);
-            // The stream's buffer held key octets: wipe it too, not only its state.
-            let mut digest = hasher.finish();
-            hasher.block.as_mut_slice().zeroize();
-            for (b, k) in block.iter_mut().zip(&digest) {
-                *b ^= k;
-            }
-            digest.as_mut_slice().zeroize();
-        } else {
-            for (b, k) in block.iter_mut().zip(key) {
-                *b ^= k;
-            }
+        if key.len() <= BLOCK {
+            return Self::from_block_key(key);
         }
+        let mut hasher = Sha256Stream::resume(IV, 0);
+        hasher.update(key);
+        let mut words = hasher.finish_state();
+        // The stream's buffer held key octets: wipe it too, not only its state.
+        hasher.block.as_mut_slice().zeroize();
+        let mut digest = state_bytes(&words);
+        words.as_mut_slice().zeroize();
+        let this = Self::from_block_key(&digest);
+        digest.as_mut_slice().zeroize();
+        this
+    }
+
+    /// The states of a key of at most one block (K0 = the key, zero-padded).
+    fn from_block_key(key: &[u8]) -> Self {
+        let mut block = key_block(key);
         let mut inner = IV;
         compress256(&mut inner, core::slice::from_ref(&block));
-        // K0 ^ opad = (K0 ^ ipad) ^ (ipad ^ opad).
-        for b in block.iter_mut() {
-            *b ^= 0x36 ^ 0x5c;
+        for b in &mut block {
+            *b ^= IPAD ^ OPAD;
         }
         let mut outer = IV;
         compress256(&mut outer, core::slice::from_ref(&block));
@@ -165,8 +184,8 @@ impl KdfKey {
         for piece in message {
             inner.update(piece);
         }
-        let digest = inner.finish();
-        self.finish(digest)
+        let mut digest = inner.finish_state();
+        self.outer_hash(&mut digest)
     }
 
     /// The TS 33.220 B.2 KDF: `HMAC-SHA-256(Key, FC || P0 || L0 || … || Pn || Ln)`.
@@ -179,75 +198,111 @@ impl KdfKey {
     /// [`KdfError::ParameterTooLong`] if a parameter exceeds 65535 octets; nothing is
     /// hashed then.
     pub fn derive(&self, fc: Fc, params: &[&[u8]]) -> Result<KdfOutput, KdfError> {
-        for (index, p) in params.iter().enumerate() {
-            if u16::try_from(p.len()).is_err() {
-                return Err(KdfError::ParameterTooLong {
-                    index,
-                    len: p.len(),
-                });
-            }
-        }
-        Ok(self.derive_checked(fc, params))
+        let s_len = s_len(fc, params)?;
+        Ok(self.derive_sized(fc, params, s_len))
     }
 
     /// [`derive`](Self::derive) for parameters whose lengths the caller has checked (or
     /// that are fixed by their types) to be at most 65535 octets.
     pub(crate) fn derive_checked(&self, fc: Fc, params: &[&[u8]]) -> KdfOutput {
-        let s_len = fc.as_bytes().len() + params.iter().map(|p| p.len() + 2).sum::<usize>();
-        if s_len <= BLOCK - 9 {
-            return self.derive_one_block(fc, params, s_len);
-        }
-        let mut inner = Sha256Stream::resume(self.inner, BLOCK as u64);
-        inner.update(fc.as_bytes());
-        for p in params {
-            inner.update(p);
-            // Lengths are at most 65535 (checked by the caller), so the cast is exact.
-            inner.update(&(p.len() as u16).to_be_bytes());
-        }
-        let digest = inner.finish();
-        self.finish(digest)
+        let s_len = params
+            .iter()
+            .fold(fc.as_bytes().len(), |len, p| len.saturating_add(p.len() + 2));
+        self.derive_sized(fc, params, s_len)
     }
 
-    /// The common case: S and its padding fit one block (S ≤ 55 octets, every 3GPP
-    /// derivation of this crate), so the inner hash is one compression of a block laid out
-    /// directly, with no streaming buffer.
-    fn derive_one_block(&self, fc: Fc, params: &[&[u8]], s_len: usize) -> KdfOutput {
-        let mut block = [0u8; BLOCK];
-        let mut at = 0;
-        let mut put = |bytes: &[u8]| {
-            block[at..at + bytes.len()].copy_from_slice(bytes);
-            at += bytes.len();
-        };
-        put(fc.as_bytes());
-        for p in params {
-            put(p);
-            put(&(p.len() as u16).to_be_bytes());
+    /// The derivation, once S is known to be `s_len` octets with every Li in range.
+    fn derive_sized(&self, fc: Fc, params: &[&[u8]], s_len: usize) -> KdfOutput {
+        let mut inner = self.inner;
+        if s_len <= MAX_ONE_BLOCK_S {
+            // The common case (every 3GPP derivation of this crate): S and its padding fit
+            // one block, laid out directly, so the inner hash is a single compression.
+            compress256(&mut inner, core::slice::from_ref(&one_block_s(fc, params, s_len)));
+        } else {
+            let mut stream = Sha256Stream::resume(inner, BLOCK as u64);
+            stream.update(fc.as_bytes());
+            for p in params {
+                stream.update(p);
+                // Lengths are at most 65535 (checked by the caller), so the cast is exact.
+                stream.update(&(p.len() as u16).to_be_bytes());
+            }
+            inner = stream.finish_state();
         }
-        // FIPS 180-4 §5.1.1: 0x80, zeros, then the bit length of key block + S.
-        block[s_len] = 0x80;
-        block[BLOCK - 8..].copy_from_slice(&(((BLOCK + s_len) * 8) as u64).to_be_bytes());
-        let mut state = self.inner;
-        compress256(&mut state, core::slice::from_ref(&block));
-        let out = self.finish(state_bytes(&state));
-        state.as_mut_slice().zeroize();
-        out
+        self.outer_hash(&mut inner)
     }
 
-    /// The outer hash over the inner digest: one block, built directly.
-    fn finish(&self, mut digest: [u8; 32]) -> KdfOutput {
-        let mut block = [0u8; BLOCK];
-        block[..32].copy_from_slice(&digest);
-        block[32] = 0x80;
-        // Outer message = one key block (64 octets) + the 32-octet inner digest.
-        block[BLOCK - 8..].copy_from_slice(&(((BLOCK + 32) * 8) as u64).to_be_bytes());
+    /// The outer hash over the inner digest `inner` (one block, built directly from the
+    /// state words), which it wipes.
+    fn outer_hash(&self, inner: &mut [u32; 8]) -> KdfOutput {
+        let mut block = digest_block(inner);
+        inner.as_mut_slice().zeroize();
         let mut state = self.outer;
         compress256(&mut state, core::slice::from_ref(&block));
-        let out = KdfOutput::from_array(state_bytes(&state));
-        digest.as_mut_slice().zeroize();
+        // The block held the inner digest; the rest of it is the constant padding.
         block[..32].zeroize();
-        state.as_mut_slice().zeroize();
-        out
+        output(&mut state)
     }
+}
+
+/// The longest S whose inner hash is one compression after the key block: the block also
+/// holds the 0x80 octet and the 8-octet bit length (FIPS 180-4 §5.1.1).
+const MAX_ONE_BLOCK_S: usize = BLOCK - 9;
+
+/// The outer hash's only block: 32 octets of inner digest (filled in per derivation), then
+/// the FIPS 180-4 §5.1.1 padding of a 96-octet message (the key block and the digest).
+const OUTER_BLOCK: [u8; BLOCK] = {
+    let mut block = [0u8; BLOCK];
+    block[32] = 0x80;
+    let bits = ((BLOCK + 32) * 8) as u64;
+    let len = bits.to_be_bytes();
+    let mut i = 0;
+    while i < 8 {
+        block[BLOCK - 8 + i] = len[i];
+        i += 1;
+    }
+    block
+};
+
+/// S = FC || P0 || L0 || … (TS 33.220 B.2.1.1) with its FIPS 180-4 §5.1.1 padding, as the
+/// second block of an inner hash whose first block was the key: `s_len` (the length of S,
+/// every Li in range) is at most [`MAX_ONE_BLOCK_S`].
+///
+/// The block holds only the parameters, which are public inputs in every derivation this
+/// crate makes (identities, labels, SQN ⊕ AK), so it is not wiped.
+fn one_block_s(fc: Fc, params: &[&[u8]], s_len: usize) -> [u8; BLOCK] {
+    let mut block = [0u8; BLOCK];
+    // Both FC octets at once; for a one-octet FC the second is overwritten by what follows
+    // (or by the 0x80 below when S is the FC alone).
+    let (fc_octets, mut at) = fc.padded();
+    block[..2].copy_from_slice(&fc_octets);
+    for p in params {
+        block[at..at + p.len()].copy_from_slice(p);
+        at += p.len();
+        // Lengths are at most 65535 (checked by the caller), so the cast is exact.
+        block[at..at + 2].copy_from_slice(&(p.len() as u16).to_be_bytes());
+        at += 2;
+    }
+    block[s_len] = 0x80;
+    block[BLOCK - 8..].copy_from_slice(&(((BLOCK + s_len) * 8) as u64).to_be_bytes());
+    block
+}
+
+/// Length of S = FC || P0 || L0 || … || Pn || Ln.
+///
+/// # Errors
+/// [`KdfError::ParameterTooLong`] for the first parameter over 65535 octets.
+fn s_len(fc: Fc, params: &[&[u8]]) -> Result<usize, KdfError> {
+    let mut len = fc.as_bytes().len();
+    for (index, p) in params.iter().enumerate() {
+        if p.len() > usize::from(u16::MAX) {
+            return Err(KdfError::ParameterTooLong {
+                index,
+                len: p.len(),
+            });
+        }
+        len = len.saturating_add(p.len() + 2);
+    }
+    Ok(len)
 }
 
 impl Drop for KdfKey {
@@ -273,5 +328,45 @@ impl zeroize::ZeroizeOnDrop for KdfKey {}
 /// # Errors
 /// [`KdfError::ParameterTooLong`] if a parameter exceeds 65535 octets.
 pub fn kdf(key: &[u8], fc: Fc, params: &[&[u8]]) -> Result<KdfOutput, KdfError> {
-    KdfKey::new(key).derive(fc, params)
+    let s_len = s_len(fc, params)?;
+    if key.len() > BLOCK || s_len > MAX_ONE_BLOCK_S {
+        return Ok(KdfKey::new(key).derive_sized(fc, params, s_len));
+    }
+    // The common case (a key of at most one block, S of at most 55 octets): no key state
+    // is kept, so each hash is one call over its two blocks and the chaining state between
+    // them stays in registers. S is laid out first: its narrow stores then retire while
+    // the key block is built, instead of stalling the compression that reads them.
+    let mut blocks = [[0u8; BLOCK]; 2];
+    blocks[1] = one_block_s(fc, params, s_len);
+    blocks[0] = key_block(key);
+    let mut inner = IV;
+    compress256(&mut inner, &blocks);
+    for b in &mut blocks[0] {
+        *b ^= IPAD ^ OPAD;
+    }
+    blocks[1] = digest_block(&inner);
+    inner.as_mut_slice().zeroize();
+    let mut outer = IV;
+    compress256(&mut outer, &blocks);
+    // The key block and the inner digest are secret; the rest of the second block is
+    // the constant padding.
+    blocks[0].as_mut_slice().zeroize();
+    blocks[1][..32].zeroize();
+    Ok(output(&mut outer))
+}
+
+/// The outer hash's block for the inner digest `inner` (as state words).
+fn digest_block(inner: &[u32; 8]) -> [u8; BLOCK] {
+    let mut block = OUTER_BLOCK;
+    for (chunk, word) in block[..32].chunks_exact_mut(4).zip(inner) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    block
+}
+
+/// The KDF output from the final outer state, which it wipes.
+fn output(outer: &mut [u32; 8]) -> KdfOutput {
+    let out = KdfOutput::from_array(state_bytes(outer));
+    outer.as_mut_slice().zeroize();
+    out
 }
