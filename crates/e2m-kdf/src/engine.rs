@@ -202,12 +202,41 @@ impl KdfKey {
         Ok(self.derive_sized(fc, params, s_len))
     }
 
+    /// The KDF for an S laid out in advance ([`KdfInput`]): two SHA-256 compressions.
+    ///
+    /// Equal to [`derive`](Self::derive) with the FC and parameters the input was built
+    /// from; nothing can fail, as the input was checked when it was built.
+    pub fn derive_input(&self, input: &KdfInput) -> KdfOutput {
+        let [out] = hmac_interleaved([self], [input]);
+        out
+    }
+
+    /// Several inputs under this key (one key, many S: e.g. one `e2m_int_key`, many
+    /// EMSE_Ids), with the compressions of the `N` derivations interleaved.
+    ///
+    /// `out[i]` is `self.derive_input(inputs[i])`.
+    ///
+    /// ```
+    /// use e2m_kdf::{Fc, KdfInput, KdfKey};
+    /// let fc = Fc::E2M_KEY_PROVISIONAL;
+    /// let a = KdfInput::new(fc, &[b"emse-a.example.com"])?;
+    /// let b = KdfInput::new(fc, &[b"emse-b.example.com"])?;
+    /// let key = KdfKey::new(&[7; 32]);
+    /// let [for_a, for_b] = key.derive_inputs([&a, &b]);
+    /// assert!(for_a == key.derive(fc, &[b"emse-a.example.com"])?);
+    /// assert!(for_b == key.derive(fc, &[b"emse-b.example.com"])?);
+    /// # Ok::<(), e2m_kdf::KdfError>(())
+    /// ```
+    pub fn derive_inputs<const N: usize>(&self, inputs: [&KdfInput; N]) -> [KdfOutput; N] {
+        hmac_interleaved([self; N], inputs)
+    }
+
     /// [`derive`](Self::derive) for parameters whose lengths the caller has checked (or
     /// that are fixed by their types) to be at most 65535 octets.
     pub(crate) fn derive_checked(&self, fc: Fc, params: &[&[u8]]) -> KdfOutput {
-        let s_len = params
-            .iter()
-            .fold(fc.as_bytes().len(), |len, p| len.saturating_add(p.len() + 2));
+        let s_len = params.iter().fold(fc.as_bytes().len(), |len, p| {
+            len.saturating_add(p.len() + 2)
+        });
         self.derive_sized(fc, params, s_len)
     }
 
@@ -217,7 +246,10 @@ impl KdfKey {
         if s_len <= MAX_ONE_BLOCK_S {
             // The common case (every 3GPP derivation of this crate): S and its padding fit
             // one block, laid out directly, so the inner hash is a single compression.
-            compress256(&mut inner, core::slice::from_ref(&one_block_s(fc, params, s_len)));
+            compress256(
+                &mut inner,
+                core::slice::from_ref(&one_block_s(fc, params, s_len)),
+            );
         } else {
             let mut stream = Sha256Stream::resume(inner, BLOCK as u64);
             stream.update(fc.as_bytes());
@@ -268,23 +300,172 @@ const OUTER_BLOCK: [u8; BLOCK] = {
 /// every Li in range) is at most [`MAX_ONE_BLOCK_S`].
 ///
 /// The block holds only the parameters, which are public inputs in every derivation this
-/// crate makes (identities, labels, SQN ⊕ AK), so it is not wiped.
+/// crate makes (identities, labels, RAND, SQN ⊕ AK), so it is not wiped.
+///
+/// It is assembled from narrow stores (one per piece), and the compression then reads it
+/// with 16-octet loads, which the CPU cannot forward from several smaller stores: the load
+/// waits until those stores have retired and reached the cache. In a derivation that
+/// starts with S (a precomputed key) that wait is on the critical path; [`KdfInput`] lays
+/// S out once, ahead of time, and [`kdf`] lays it out before its key block.
 fn one_block_s(fc: Fc, params: &[&[u8]], s_len: usize) -> [u8; BLOCK] {
     let mut block = [0u8; BLOCK];
+    lay_out_s(&mut block, fc, params, s_len);
+    block
+}
+
+/// Writes S (`s_len` octets, every Li in range) at the start of `out` (zeroed, whole
+/// blocks, at least `s_len + 9` octets), then the FIPS 180-4 §5.1.1 padding of a message
+/// made of one key block and S: 0x80, zeros, and the bit length in the last 8 octets.
+fn lay_out_s(out: &mut [u8], fc: Fc, params: &[&[u8]], s_len: usize) {
     // Both FC octets at once; for a one-octet FC the second is overwritten by what follows
     // (or by the 0x80 below when S is the FC alone).
     let (fc_octets, mut at) = fc.padded();
-    block[..2].copy_from_slice(&fc_octets);
+    out[..2].copy_from_slice(&fc_octets);
     for p in params {
-        block[at..at + p.len()].copy_from_slice(p);
+        out[at..at + p.len()].copy_from_slice(p);
         at += p.len();
         // Lengths are at most 65535 (checked by the caller), so the cast is exact.
-        block[at..at + 2].copy_from_slice(&(p.len() as u16).to_be_bytes());
+        out[at..at + 2].copy_from_slice(&(p.len() as u16).to_be_bytes());
         at += 2;
     }
-    block[s_len] = 0x80;
-    block[BLOCK - 8..].copy_from_slice(&(((BLOCK + s_len) * 8) as u64).to_be_bytes());
-    block
+    out[s_len] = 0x80;
+    let end = out.len();
+    out[end - 8..].copy_from_slice(&(((BLOCK + s_len) * 8) as u64).to_be_bytes());
+}
+
+/// Blocks a [`KdfInput`] holds.
+const INPUT_BLOCKS: usize = 5;
+
+/// A KDF input string S = FC || P0 || L0 || … || Pn || Ln, laid out once with its SHA-256
+/// padding, for derivations under many keys.
+///
+/// The EMKS answers each key fetch of an EMSE session with
+/// `e2m_key = KDF(e2m_int_key, FC, EMSE_Id)`: the key changes with the UE, S does not
+/// change for the session. Laying S out once, when the session is registered, takes its
+/// assembly out of every derivation; with a [`KdfKey`] kept beside each stored
+/// `e2m_int_key`, a derivation is then two SHA-256 compressions and little else
+/// ([`KdfKey::derive_input`]). [`KdfKey::derive_inputs`] and [`KdfInput::derive_for_keys`]
+/// run several derivations with their compressions interleaved, which the CPU overlaps.
+///
+/// S holds up to [`KdfInput::MAX_LEN`] octets: an FC, a 253-octet FQDN and a label fit.
+/// Parameters are public in every 3GPP derivation; the copy is wiped on drop all the same,
+/// and `Debug` shows only the length.
+///
+/// ```
+/// use e2m_kdf::{Fc, KdfInput, KdfKey, kdf};
+/// let emse_id = b"iot-platform.example.com";
+/// let input = KdfInput::new(Fc::E2M_KEY_PROVISIONAL, &[emse_id])?;
+/// let key = KdfKey::new(&[7; 32]);
+/// let psk = key.derive_input(&input);
+/// assert!(psk == kdf(&[7; 32], Fc::E2M_KEY_PROVISIONAL, &[emse_id])?);
+/// # Ok::<(), e2m_kdf::KdfError>(())
+/// ```
+#[derive(Clone)]
+pub struct KdfInput {
+    blocks: [[u8; BLOCK]; INPUT_BLOCKS],
+    /// Blocks in use (1 ..= `INPUT_BLOCKS`).
+    used: usize,
+    /// Length of S in octets.
+    len: usize,
+}
+
+impl KdfInput {
+    /// The longest S a `KdfInput` holds, in octets (five blocks, less the padding).
+    pub const MAX_LEN: usize = INPUT_BLOCKS * BLOCK - 9;
+
+    /// Lays out S = FC || P0 || L0 || … || Pn || Ln (TS 33.220 B.2.1.1); an empty
+    /// parameter contributes `L = 0x0000` and keeps its place.
+    ///
+    /// # Errors
+    /// [`KdfError::ParameterTooLong`] if a parameter exceeds 65535 octets,
+    /// [`KdfError::InputTooLong`] if S exceeds [`KdfInput::MAX_LEN`] octets (use
+    /// [`KdfKey::derive`] for longer ones).
+    pub fn new(fc: Fc, params: &[&[u8]]) -> Result<Self, KdfError> {
+        let len = s_len(fc, params)?;
+        if len > Self::MAX_LEN {
+            return Err(KdfError::InputTooLong {
+                len,
+                max: Self::MAX_LEN,
+            });
+        }
+        let used = (len + 9).div_ceil(BLOCK);
+        let mut blocks = [[0u8; BLOCK]; INPUT_BLOCKS];
+        lay_out_s(
+            &mut blocks.as_flattened_mut()[..used * BLOCK],
+            fc,
+            params,
+            len,
+        );
+        Ok(KdfInput { blocks, used, len })
+    }
+
+    /// Length of S in octets.
+    pub fn s_len(&self) -> usize {
+        self.len
+    }
+
+    /// S and its padding, as whole blocks.
+    fn blocks(&self) -> &[[u8; BLOCK]] {
+        &self.blocks[..self.used]
+    }
+
+    /// This input under each of `keys` (many keys, one S: the EMKS answering the fetches
+    /// of one EMSE session), with the compressions of the `N` derivations interleaved.
+    ///
+    /// `out[i]` is `keys[i].derive_input(self)`. Two or four at a time is where the
+    /// gain is (see the crate's Performance section).
+    ///
+    /// ```
+    /// use e2m_kdf::{Fc, KdfInput, KdfKey};
+    /// let input = KdfInput::new(Fc::E2M_KEY_PROVISIONAL, &[b"iot-platform.example.com"])?;
+    /// let (a, b) = (KdfKey::new(&[1; 32]), KdfKey::new(&[2; 32]));
+    /// let [for_a, for_b] = input.derive_for_keys([&a, &b]);
+    /// assert!(for_a == a.derive_input(&input) && for_b == b.derive_input(&input));
+    /// # Ok::<(), e2m_kdf::KdfError>(())
+    /// ```
+    pub fn derive_for_keys<const N: usize>(&self, keys: [&KdfKey; N]) -> [KdfOutput; N] {
+        hmac_interleaved(keys, [self; N])
+    }
+}
+
+impl Drop for KdfInput {
+    fn drop(&mut self) {
+        // Off the derivation path (an input lives as long as its session), so the copy
+        // is wiped even though 3GPP parameters are public.
+        self.blocks.as_flattened_mut().zeroize();
+    }
+}
+
+impl core::fmt::Debug for KdfInput {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("KdfInput")
+            .field("s_len", &self.len)
+            .finish()
+    }
+}
+
+/// HMAC-SHA-256 of `inputs[i]` under `keys[i]` for every i, each compression step done for
+/// all `N` before the next: the derivations are independent, so the CPU overlaps their
+/// compressions, which a single derivation (inner hash, then outer) cannot.
+fn hmac_interleaved<const N: usize>(keys: [&KdfKey; N], inputs: [&KdfInput; N]) -> [KdfOutput; N] {
+    let mut states: [[u32; 8]; N] = core::array::from_fn(|i| keys[i].inner);
+    for (state, input) in states.iter_mut().zip(inputs) {
+        compress256(state, input.blocks());
+    }
+    let mut blocks: [[u8; BLOCK]; N] = core::array::from_fn(|i| digest_block(&states[i]));
+    for (state, key) in states.iter_mut().zip(keys) {
+        *state = key.outer;
+    }
+    for (state, block) in states.iter_mut().zip(&blocks) {
+        compress256(state, core::slice::from_ref(block));
+    }
+    // The blocks held the inner digests; the rest of each is the constant padding.
+    for block in &mut blocks {
+        block[..32].zeroize();
+    }
+    let out = core::array::from_fn(|i| KdfOutput::from_array(state_bytes(&states[i])));
+    states.as_flattened_mut().zeroize();
+    out
 }
 
 /// Length of S = FC || P0 || L0 || … || Pn || Ln.
