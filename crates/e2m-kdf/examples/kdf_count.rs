@@ -13,7 +13,7 @@
 
 use std::hint::black_box;
 
-use e2m_kdf::{Fc, KdfKey, KdfOutput, kdf};
+use e2m_kdf::{Fc, KdfInput, KdfKey, KdfOutput, kdf};
 use sha2::block_api::compress256;
 
 const N: usize = 10_000;
@@ -54,6 +54,16 @@ fn precomputed(key: &KdfKey, emse_id: &[u8]) -> KdfOutput {
     key.derive(Fc::E2M_KEY_PROVISIONAL, &[emse_id]).unwrap()
 }
 
+#[inline(never)]
+fn precomputed_input(key: &KdfKey, input: &KdfInput) -> KdfOutput {
+    key.derive_input(input)
+}
+
+#[inline(never)]
+fn inputs_x2(key: &KdfKey, inputs: [&KdfInput; 2]) -> [KdfOutput; 2] {
+    key.derive_inputs(inputs)
+}
+
 fn main() {
     let blocks = [[0x36u8; 64]; 4];
     for _ in 0..N {
@@ -64,7 +74,10 @@ fn main() {
         black_box(one_shot(black_box(&KEY), black_box(EMSE_ID)));
     }
     let key = KdfKey::new(&KEY);
+    let input = KdfInput::new(Fc::E2M_KEY_PROVISIONAL, &[EMSE_ID]).unwrap();
     for _ in 0..N {
         black_box(precomputed(black_box(&key), black_box(EMSE_ID)));
+        black_box(precomputed_input(black_box(&key), black_box(&input)));
+        black_box(inputs_x2(black_box(&key), black_box([&input, &input])));
     }
 }

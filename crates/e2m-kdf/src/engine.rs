@@ -116,6 +116,7 @@ impl Drop for Sha256Stream {
     }
 }
 
+#[inline(always)]
 fn state_bytes(state: &[u32; 8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
@@ -537,6 +538,7 @@ pub fn kdf(key: &[u8], fc: Fc, params: &[&[u8]]) -> Result<KdfOutput, KdfError> 
 }
 
 /// The outer hash's block for the inner digest `inner` (as state words).
+#[inline(always)]
 fn digest_block(inner: &[u32; 8]) -> [u8; BLOCK] {
     let mut block = OUTER_BLOCK;
     for (chunk, word) in block[..32].chunks_exact_mut(4).zip(inner) {
