@@ -3,9 +3,33 @@
 //! Why not the `hmac` crate: a KDF input S is short (about 40 octets for every 3GPP
 //! derivation), so HMAC costs four SHA-256 compressions and the generic `Mac` plumbing
 //! (block buffers, trait objects of the `digest` stack, re-keying) is a large share of the
-//! time. Here the compression function comes from `sha2` (`compress256`, which picks SHA-NI
-//! or AVX2 at run time); this module only feeds it blocks. It is proven equal to the `hmac`
-//! crate by the RFC 4231 vectors and by a differential property test (tests/differential.rs).
+//! time. Here the compression function comes from `sha2` (`compress256`: SHA-NI, else the
+//! portable code, picked by a CPUID result cached in a static and tested at each call);
+//! this module only feeds it blocks. It is proven equal to the `hmac` crate by the RFC 4231
+//! vectors and by differential property tests (tests/differential.rs).
+//!
+//! Where the time goes besides the compressions (issue #12; `cargo bench --bench kdf` and
+//! `examples/kdf_count.rs` under callgrind):
+//! * A block assembled from narrow stores (S: one store per piece) and read at once by the
+//!   compression's 16-octet loads cannot be store-forwarded: the loads wait until the
+//!   stores have retired and reached the cache, which serialises a derivation behind the
+//!   previous one's last compression. Every block here therefore ends in full-width stores
+//!   (whole-block copies and XORs, 16-octet digest lanes, a constant padding template),
+//!   except S itself: [`kdf`] lays S out before its key block, so the stores have retired
+//!   by the time they are read, and [`KdfInput`] lays it out once, ahead of the derivation.
+//!   [`KdfKey::derive`] still pays that wait, as S is known only when it is called.
+//! * A derivation is two dependent hashes (the outer one hashes the inner digest), and the
+//!   digest goes through memory between them (`compress256` returns words, takes octets).
+//!   Independent derivations overlap in the CPU, so the batches ([`KdfKey::derive_inputs`],
+//!   [`KdfInput::derive_for_keys`]) run each compression step for all of them in turn.
+//!   `sha2` has no multi-buffer entry point (its SHA-NI code is private, behind
+//!   `compress256`), and interleaving the SHA-NI instructions of two blocks here would take
+//!   `unsafe` (`#[target_feature]` dispatch, raw-pointer loads), which this crate forbids.
+//! * The CPU-feature test in `compress256` is three instructions per call (load, compare,
+//!   predicted branch) beside about 190 of a SHA-NI block: two one-block calls measure the
+//!   same as one two-block call (the `floor/` rows).
+//! * Wipes are bulk stores (a few per derivation); only buffers that held key-derived
+//!   octets are wiped, S (public parameters) is not.
 
 use sha2::block_api::compress256;
 use zeroize::Zeroize;
@@ -130,7 +154,10 @@ fn state_bytes(state: &[u32; 8]) -> [u8; 32] {
 /// Building it costs two SHA-256 compressions (three for a key over 64 octets); each
 /// [`derive`](Self::derive) then costs two compressions for an S of up to 55 octets instead
 /// of four. This is the API for an EMKS that derives `e2m_key` for many EMSEs from one
-/// `e2m_int_key`. The states are secret (they key the HMAC) and are zeroized on drop.
+/// `e2m_int_key`, or that keeps one beside each stored `e2m_int_key`. With S laid out in
+/// advance in a [`KdfInput`], [`derive_input`](Self::derive_input) is the fastest single
+/// derivation, and [`derive_inputs`](Self::derive_inputs) runs several interleaved. The
+/// states are secret (they key the HMAC) and are zeroized on drop.
 ///
 /// ```
 /// use e2m_kdf::{Fc, KdfKey, kdf};
