@@ -538,8 +538,22 @@ impl zeroize::ZeroizeOnDrop for KdfKey {}
 /// [`KdfError::ParameterTooLong`] if a parameter exceeds 65535 octets.
 pub fn kdf(key: &[u8], fc: Fc, params: &[&[u8]]) -> Result<KdfOutput, KdfError> {
     let s_len = s_len(fc, params)?;
+    Ok(kdf_sized(key, fc, params, s_len))
+}
+
+/// [`kdf`] for parameters whose lengths the caller has checked (or that are fixed by their
+/// types) to be at most 65535 octets.
+pub(crate) fn kdf_checked(key: &[u8], fc: Fc, params: &[&[u8]]) -> KdfOutput {
+    let s_len = params.iter().fold(fc.as_bytes().len(), |len, p| {
+        len.saturating_add(p.len() + 2)
+    });
+    kdf_sized(key, fc, params, s_len)
+}
+
+/// The one-shot KDF, once S is known to be `s_len` octets with every Li in range.
+fn kdf_sized(key: &[u8], fc: Fc, params: &[&[u8]], s_len: usize) -> KdfOutput {
     if key.len() > BLOCK || s_len > MAX_ONE_BLOCK_S {
-        return Ok(KdfKey::new(key).derive_sized(fc, params, s_len));
+        return KdfKey::new(key).derive_sized(fc, params, s_len);
     }
     // The common case (a key of at most one block, S of at most 55 octets): no key state
     // is kept, so each hash is one call over its two blocks and the chaining state between
@@ -561,7 +575,7 @@ pub fn kdf(key: &[u8], fc: Fc, params: &[&[u8]]) -> Result<KdfOutput, KdfError> 
     // the constant padding.
     blocks[0].as_mut_slice().zeroize();
     blocks[1][..32].zeroize();
-    Ok(output(&mut outer))
+    output(&mut outer)
 }
 
 /// The outer hash's block for the inner digest `inner` (as state words).
