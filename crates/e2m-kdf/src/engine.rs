@@ -59,7 +59,7 @@ const OPAD: u8 = 0x5c;
 /// Written as a copy into a zeroed block and one XOR over the whole block, so that the
 /// block ends in full-width stores that the compression's 16-octet loads can forward from
 /// (a block assembled from narrower stores costs a store-forwarding stall, see
-/// [`one_block_s`]).
+/// [`lay_out_s`]).
 fn key_block(key: &[u8]) -> [u8; BLOCK] {
     let mut block = [0u8; BLOCK];
     block[..key.len()].copy_from_slice(key);
@@ -274,10 +274,9 @@ impl KdfKey {
         if s_len <= MAX_ONE_BLOCK_S {
             // The common case (every 3GPP derivation of this crate): S and its padding fit
             // one block, laid out directly, so the inner hash is a single compression.
-            compress256(
-                &mut inner,
-                core::slice::from_ref(&one_block_s(fc, params, s_len)),
-            );
+            let mut block = [0u8; BLOCK];
+            lay_out_s(&mut block, fc, params, s_len);
+            compress256(&mut inner, core::slice::from_ref(&block));
         } else {
             let mut stream = Sha256Stream::resume(inner, BLOCK as u64);
             stream.update(fc.as_bytes());
@@ -323,27 +322,22 @@ const OUTER_BLOCK: [u8; BLOCK] = {
     block
 };
 
-/// S = FC || P0 || L0 || … (TS 33.220 B.2.1.1) with its FIPS 180-4 §5.1.1 padding, as the
-/// second block of an inner hash whose first block was the key: `s_len` (the length of S,
-/// every Li in range) is at most [`MAX_ONE_BLOCK_S`].
+/// Writes S = FC || P0 || L0 || … (TS 33.220 B.2.1.1; `s_len` octets, every Li in range)
+/// at the start of `out` (zeroed, whole blocks, at least `s_len + 9` octets), then the
+/// FIPS 180-4 §5.1.1 padding of a message made of one key block and S: 0x80, zeros, and
+/// the bit length in the last 8 octets.
 ///
-/// The block holds only the parameters, which are public inputs in every derivation this
-/// crate makes (identities, labels, RAND, SQN ⊕ AK), so it is not wiped.
+/// S holds only the parameters, which are public inputs in every derivation this crate
+/// makes (identities, labels, RAND, SQN ⊕ AK), so the blocks of a derivation that holds S
+/// are not wiped.
 ///
-/// It is assembled from narrow stores (one per piece), and the compression then reads it
-/// with 16-octet loads, which the CPU cannot forward from several smaller stores: the load
-/// waits until those stores have retired and reached the cache. In a derivation that
-/// starts with S (a precomputed key) that wait is on the critical path; [`KdfInput`] lays
-/// S out once, ahead of time, and [`kdf`] lays it out before its key block.
-fn one_block_s(fc: Fc, params: &[&[u8]], s_len: usize) -> [u8; BLOCK] {
-    let mut block = [0u8; BLOCK];
-    lay_out_s(&mut block, fc, params, s_len);
-    block
-}
-
-/// Writes S (`s_len` octets, every Li in range) at the start of `out` (zeroed, whole
-/// blocks, at least `s_len + 9` octets), then the FIPS 180-4 §5.1.1 padding of a message
-/// made of one key block and S: 0x80, zeros, and the bit length in the last 8 octets.
+/// S is written piece by piece, with narrow stores, and the compression reads its block
+/// with 16-octet loads, which the CPU cannot forward from several smaller stores: each
+/// such load waits until the stores have retired and reached the cache. In a derivation
+/// that starts with S (a precomputed key) that wait is on the critical path; [`KdfInput`]
+/// lays S out once, ahead of the derivation, and [`kdf`] before its key block. Callers
+/// write S in place, in the block that is compressed: a copy of the block would add a
+/// second such wait.
 fn lay_out_s(out: &mut [u8], fc: Fc, params: &[&[u8]], s_len: usize) {
     // Both FC octets at once; for a one-octet FC the second is overwritten by what follows
     // (or by the 0x80 below when S is the FC alone).
@@ -560,7 +554,7 @@ fn kdf_sized(key: &[u8], fc: Fc, params: &[&[u8]], s_len: usize) -> KdfOutput {
     // them stays in registers. S is laid out first: its narrow stores then retire while
     // the key block is built, instead of stalling the compression that reads them.
     let mut blocks = [[0u8; BLOCK]; 2];
-    blocks[1] = one_block_s(fc, params, s_len);
+    lay_out_s(&mut blocks[1], fc, params, s_len);
     blocks[0] = key_block(key);
     let mut inner = IV;
     compress256(&mut inner, &blocks);
