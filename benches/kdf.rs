@@ -4,7 +4,9 @@
 //! of an `e2m_key` derivation. Baselines:
 //! * `floor/compress256 x4` and `x2`: the bare SHA-256 compression function, the least
 //!   work an HMAC can do for one-shot (4 blocks) and precomputed-key (2 blocks) use, and
-//!   `x1 twice`: two separate one-block calls, as HMAC's two chains need;
+//!   `x1 twice`: two separate one-block calls, as HMAC's two chains need; `x1, then x1
+//!   over its digest`: the same two calls with the outer one hashing the inner digest, as
+//!   in one derivation (the dependency the other floors do not have);
 //! * `hmac crate/naive`: S concatenated into a Vec, then `Hmac<Sha256>` keyed per call;
 //! * `hmac crate/precomputed key`: a keyed `Hmac<Sha256>` cloned per call;
 //! * `ring`: `ring::hmac::sign` with a prepared key, and keyed per call.
@@ -90,6 +92,23 @@ fn benches(c: &mut Criterion) {
             compress256(&mut inner, black_box(&blocks[..1]));
             compress256(&mut outer, black_box(&blocks[1..2]));
             (inner, outer)
+        })
+    });
+
+    // A single derivation's own floor: the outer compression hashes the inner one's digest,
+    // which `compress256` hands back as words and takes as octets, through memory. Nothing
+    // else (no S to lay out, no wipes): the least one derivation can cost on this API.
+    group.bench_function("floor/compress256 x1, then x1 over its digest", |b| {
+        b.iter(|| {
+            let mut inner = [0x6a09_e667u32; 8];
+            compress256(&mut inner, black_box(&blocks[..1]));
+            let mut block = blocks[1];
+            for (chunk, word) in block[..32].chunks_exact_mut(4).zip(&inner) {
+                chunk.copy_from_slice(&word.to_be_bytes());
+            }
+            let mut outer = [0xbb67_ae85u32; 8];
+            compress256(&mut outer, core::slice::from_ref(&block));
+            outer
         })
     });
 
