@@ -84,7 +84,11 @@ impl Default for Limits {
 }
 
 /// One complete, authenticated request.
-#[derive(Debug)]
+///
+/// Its `Debug` is redacted (issue 9 item 9): the target's path may carry a session id and
+/// its query an application identity, and the body may carry key material, so `{:?}`
+/// shows the peer, the method, the path with every segment after `sessions/` replaced,
+/// the header names and the body's length only.
 pub struct Request {
     /// Who sent it, from the verified client certificate.
     pub peer: PeerIdentity,
@@ -96,6 +100,44 @@ pub struct Request {
     pub headers: HeaderMap,
     /// The whole body (at most [`Limits::max_body`] octets).
     pub body: Bytes,
+}
+
+impl core::fmt::Debug for Request {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        struct Path<'a>(&'a str);
+        impl core::fmt::Debug for Path<'_> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                let mut after_sessions = false;
+                for (i, segment) in self.0.split('/').enumerate() {
+                    if i > 0 {
+                        f.write_str("/")?;
+                    }
+                    if after_sessions && !segment.is_empty() {
+                        f.write_str("<redacted>")?;
+                        after_sessions = false;
+                    } else {
+                        f.write_str(segment)?;
+                        after_sessions = segment == "sessions";
+                    }
+                }
+                Ok(())
+            }
+        }
+        struct Names<'a>(&'a HeaderMap);
+        impl core::fmt::Debug for Names<'_> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_list().entries(self.0.keys()).finish()
+            }
+        }
+        f.debug_struct("Request")
+            .field("peer", &self.peer)
+            .field("method", &self.method)
+            .field("path", &Path(self.uri.path()))
+            .field("query", &self.uri.query().map(|_| "<redacted>"))
+            .field("header_names", &Names(&self.headers))
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 /// Why the stack answered a request without asking the handler.

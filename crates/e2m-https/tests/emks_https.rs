@@ -801,6 +801,29 @@ mod in_process {
         a_notes.handle.shutdown().await;
         b_notes.handle.shutdown().await;
 
+        // A request as the server stack holds it, logged with `{:?}` (issue 9 item 9): the
+        // session id in its path and the key in its body must not reach the log.
+        let logged = e2m_https::server::Request {
+            peer: e2m_https::pki::PeerIdentity::Hss(e2m_https::pki::NodeName::new("hss").unwrap()),
+            method: hyper::Method::POST,
+            uri: format!("/e2m/v1/sessions/{session_text}/keys?appIdentity=a%40b&keyId=00000001")
+                .parse()
+                .unwrap(),
+            headers: hyper::HeaderMap::new(),
+            body: hyper::body::Bytes::from(
+                e2m_msg::XmlMessage::encode(&IntermediateKeyPush {
+                    imsi: imsi.clone(),
+                    key_id: KeyIdSource::RandLsb32(id1),
+                    int_key: E2mIntKey::from_array(k1),
+                    created: now(),
+                })
+                .as_bytes()
+                .to_vec(),
+            ),
+        };
+        tracing::trace!("a request: {logged:?}");
+        assert!(format!("{logged:?}").contains("/e2m/v1/sessions/<redacted>/keys"));
+
         // The logs: audit records are there; no key and no session id in any form.
         let logs = capture.0.lock().unwrap().clone();
         let text = String::from_utf8_lossy(&logs).to_string();
