@@ -4,10 +4,13 @@
 //!
 //! Every connection goes through the same steps, each bounded:
 //!
-//! 1. a connection slot (at most [`Limits::max_connections`] at once; the accept loop waits
-//!    when they are all taken, leaving further clients in the kernel's backlog);
+//! 1. admission before any TLS work: at most [`Limits::max_handshaking`] connections in the
+//!    handshake at once, and at most [`Limits::max_handshaking_per_source`] from one source
+//!    address; a connection over either bound is closed at once, so idle or stalled
+//!    connections from one source cannot take the slots of everyone else (issue 9 item 2);
 //! 2. the TLS handshake, under [`Limits::handshake_timeout`] (a client that stalls or dribbles
-//!    its handshake is dropped);
+//!    its handshake is dropped), then an authenticated connection slot (at most
+//!    [`Limits::max_connections`] at once; over it, the connection is closed);
 //! 3. the peer's identity from its **verified** certificate (the handshake already refused
 //!    anyone else, see [`super::tls`]);
 //! 4. HTTP/1.1 with hyper's `header_read_timeout` (= [`Limits::header_timeout`]): the whole
@@ -54,13 +57,18 @@ pub struct Limits {
     pub max_body: usize,
     /// Largest request head (start line + headers) accepted (larger → 431).
     pub max_header_bytes: usize,
-    /// Time allowed for the TLS handshake.
+    /// Time allowed for the TLS handshake (short: an unauthenticated client holds a
+    /// pre-handshake slot until it completes or this runs out).
     pub handshake_timeout: Duration,
+    /// Connections in the TLS handshake at once, from all sources.
+    pub max_handshaking: usize,
+    /// Connections in the TLS handshake at once from one source address.
+    pub max_handshaking_per_source: usize,
     /// Time allowed for a request head to arrive, and for a keep-alive connection to idle.
     pub header_timeout: Duration,
     /// Time allowed for a request body to arrive once its head has.
     pub body_timeout: Duration,
-    /// Connections handled at once (including those still in the handshake).
+    /// Authenticated connections (handshake done) handled at once.
     pub max_connections: usize,
     /// Each peer's request budget.
     pub rate: RateLimit,
@@ -73,7 +81,9 @@ impl Default for Limits {
         Limits {
             max_body: 64 * 1024,
             max_header_bytes: 16 * 1024,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(3),
+            max_handshaking: 256,
+            max_handshaking_per_source: 32,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             max_connections: 1024,
@@ -272,17 +282,14 @@ async fn accept_loop<H: Handler>(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let gate = Arc::new(HandshakeGate::new(
+        limits.max_handshaking.max(1),
+        limits.max_handshaking_per_source.max(1),
+    ));
     let limiter = Arc::new(RateLimiter::new(limits.rate));
     let graceful = GracefulShutdown::new();
     let limits = Arc::new(limits);
     loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break, // The semaphore is never closed; stop if it is.
-            },
-            _ = stop.changed() => break,
-        };
         let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -295,26 +302,37 @@ async fn accept_loop<H: Handler>(
             },
             _ = stop.changed() => break,
         };
+        // Admission before any TLS work: refusing costs one accept and one close.
+        let Some(ticket) = gate.admit(remote.ip()) else {
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let handler = handler.clone();
         let limiter = limiter.clone();
         let limits = limits.clone();
+        let slots = slots.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _permit = permit;
-            let tls =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%remote, %error, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let handshake =
+                tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await;
+            drop(ticket);
+            let tls = match handshake {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
+                    tracing::debug!(%remote, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let Ok(_permit) = slots.try_acquire_owned() else {
+                tracing::info!(%remote, "authenticated connection limit reached; connection closed");
+                return;
+            };
             let Some(peer) = peer_identity(tls.get_ref().1) else {
                 // Unreachable with our verifier (it requires an identity); refuse anyway.
                 tracing::warn!(%remote, "verified peer without an e2m identity");
@@ -351,6 +369,80 @@ async fn accept_loop<H: Handler>(
         .is_err()
     {
         tracing::debug!("shutdown grace period over; dropping open connections");
+    }
+}
+
+/// Bounds the connections that have not finished their TLS handshake, globally and per
+/// source address: nothing is known about such a client yet, so it gets little.
+struct HandshakeGate {
+    max_total: usize,
+    max_per_source: usize,
+    state: std::sync::Mutex<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    total: usize,
+    per_source: std::collections::HashMap<std::net::IpAddr, usize>,
+    refused: u64,
+}
+
+impl HandshakeGate {
+    fn new(max_total: usize, max_per_source: usize) -> Self {
+        HandshakeGate {
+            max_total,
+            max_per_source,
+            state: std::sync::Mutex::new(GateState::default()),
+        }
+    }
+
+    /// A ticket for one handshake from `source`, or `None` over either bound.
+    fn admit(self: &Arc<Self>, source: std::net::IpAddr) -> Option<HandshakeTicket> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let from_source = state.per_source.get(&source).copied().unwrap_or(0);
+        if state.total >= self.max_total || from_source >= self.max_per_source {
+            state.refused += 1;
+            // One line per power of two refused: visible, yet a flood cannot flood the log.
+            if state.refused.is_power_of_two() {
+                tracing::info!(
+                    refused = state.refused,
+                    "connections refused before the TLS handshake (per-source or global bound)"
+                );
+            }
+            return None;
+        }
+        state.total += 1;
+        *state.per_source.entry(source).or_insert(0) += 1;
+        Some(HandshakeTicket {
+            gate: Arc::clone(self),
+            source,
+        })
+    }
+}
+
+/// One admitted handshake; its slot is released when dropped.
+struct HandshakeTicket {
+    gate: Arc<HandshakeGate>,
+    source: std::net::IpAddr,
+}
+
+impl Drop for HandshakeTicket {
+    fn drop(&mut self) {
+        let mut state = self
+            .gate
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.total = state.total.saturating_sub(1);
+        if let Some(n) = state.per_source.get_mut(&self.source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                state.per_source.remove(&self.source);
+            }
+        }
     }
 }
 

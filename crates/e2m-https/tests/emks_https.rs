@@ -512,6 +512,68 @@ async fn a_dribbled_body_is_dropped_within_the_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_one_source_do_not_lock_out_another() {
+    // Issue 9 item 2: 3,000 idle TCP connections from one source (127.0.0.1) used to take
+    // every connection slot for the length of the handshake timeout; a legitimate EMSE on
+    // another address (127.0.0.2) must still be served within 1 s.
+    let pki = TestPki::new();
+    let server = start_echo(&pki, Limits::default()).await;
+    let addr = server.local_addr();
+    // All at once, as a flood arrives (each connect bounded; a refused one is fine).
+    let mut connects = tokio::task::JoinSet::new();
+    for _ in 0..3000 {
+        connects.spawn(async move {
+            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await
+        });
+    }
+    let mut idle = Vec::new();
+    while let Some(connected) = connects.join_next().await {
+        if let Ok(Ok(Ok(tcp))) = connected {
+            idle.push(tcp);
+        }
+    }
+    let tls = client_config(
+        &pki.emse("emse-a"),
+        &pki.ca(),
+        ExpectedServer::AnyOfRole(Role::Emks),
+    )
+    .unwrap();
+    let legitimate = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .http1_only()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(1),
+        legitimate
+            .post(format!("https://{addr}/"))
+            .body("registration")
+            .send(),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let status = answer
+        .unwrap_or_else(|_| {
+            panic!(
+                "no answer within 1 s behind {} idle connections",
+                idle.len()
+            )
+        })
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    println!(
+        "served in {elapsed:?} behind {} idle connections from one source",
+        idle.len()
+    );
+    drop(idle);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_peer_has_its_own_rate_limit() {
     let pki = TestPki::new();
     let limits = Limits {
