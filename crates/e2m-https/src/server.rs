@@ -70,8 +70,11 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Authenticated connections (handshake done) handled at once.
     pub max_connections: usize,
-    /// Each peer's request budget.
+    /// Each EMSE's request budget (and any role without its own).
     pub rate: RateLimit,
+    /// The HSS's own budget (issue 9 item 12): key pushes come in bursts after AKA storms
+    /// and must not share the EMSEs' budget; each HSS identity has this one.
+    pub hss_rate: RateLimit,
     /// How long [`ServerHandle::shutdown`] lets open connections finish.
     pub shutdown_grace: Duration,
 }
@@ -88,6 +91,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(10),
             max_connections: 1024,
             rate: RateLimit::DEFAULT,
+            hss_rate: RateLimit::HSS_DEFAULT,
             shutdown_grace: Duration::from_secs(5),
         }
     }
@@ -286,7 +290,10 @@ async fn accept_loop<H: Handler>(
         limits.max_handshaking.max(1),
         limits.max_handshaking_per_source.max(1),
     ));
-    let limiter = Arc::new(RateLimiter::new(limits.rate));
+    let limiter = Arc::new(RoleLimiters {
+        hss: RateLimiter::new(limits.hss_rate),
+        others: RateLimiter::new(limits.rate),
+    });
     let graceful = GracefulShutdown::new();
     let limits = Arc::new(limits);
     loop {
@@ -446,9 +453,24 @@ impl Drop for HandshakeTicket {
     }
 }
 
+/// One request budget per role: the HSS's pushes never compete with the EMSEs' fetches.
+struct RoleLimiters {
+    hss: RateLimiter,
+    others: RateLimiter,
+}
+
+impl RoleLimiters {
+    fn check(&self, peer: &PeerIdentity) -> Result<(), Duration> {
+        match peer {
+            PeerIdentity::Hss(_) => self.hss.check(peer),
+            _ => self.others.check(peer),
+        }
+    }
+}
+
 async fn handle_request<H: Handler>(
     handler: &H,
-    limiter: &RateLimiter,
+    limiter: &RoleLimiters,
     limits: &Limits,
     peer: PeerIdentity,
     request: hyper::Request<Incoming>,
@@ -483,7 +505,7 @@ async fn handle_request<H: Handler>(
 }
 
 async fn read_request(
-    limiter: &RateLimiter,
+    limiter: &RoleLimiters,
     limits: &Limits,
     peer: PeerIdentity,
     request: hyper::Request<Incoming>,
