@@ -480,6 +480,7 @@ async fn handle_request<H: Handler>(
     let response = match read_request(limiter, limits, peer.clone(), request).await {
         Ok(request) => handler.handle(request).await,
         Err(rejection) => {
+            audit_rejection(&peer, rejection);
             let mut response = handler.reject(rejection);
             if let Rejection::RateLimited { retry_after_secs } = rejection {
                 response
@@ -502,6 +503,24 @@ async fn handle_request<H: Handler>(
         "request"
     );
     response
+}
+
+/// Every refusal by the stack is visible at info level with its cause and the peer (an
+/// identity from its certificate, not a secret), aggregated so that a flood cannot flood
+/// the log (issue 9 item 13): a line for the 1st, 2nd, 4th, 8th, … refusal of each cause.
+fn audit_rejection(peer: &PeerIdentity, rejection: Rejection) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+    let (index, cause) = match rejection {
+        Rejection::RateLimited { .. } => (0, "rate-limited"),
+        Rejection::PayloadTooLarge => (1, "payload-too-large"),
+        Rejection::BodyTimeout => (2, "body-timeout"),
+        _ => (3, "malformed"),
+    };
+    let n = COUNTS[index].fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        tracing::info!(target: "e2m::audit", %peer, cause, refused_so_far = n, "request refused by the transport");
+    }
 }
 
 async fn read_request(
@@ -547,4 +566,61 @@ async fn read_request(
         headers: parts.headers,
         body,
     })
+}
+
+#[cfg(test)]
+mod refusal_audit_tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::pki::NodeName;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn refusals_are_audited_at_info_and_aggregated() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let peer = PeerIdentity::Hss(NodeName::new("hss-1").unwrap());
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..1000 {
+                audit_rejection(
+                    &peer,
+                    Rejection::RateLimited {
+                        retry_after_secs: 1,
+                    },
+                );
+            }
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("rate-limited"))
+            .collect();
+        // 1, 2, 4, …, 512: ten lines for a thousand refusals, each at INFO with the peer.
+        assert_eq!(lines.len(), 10, "{text}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.contains("INFO") && l.contains("hss-1"))
+        );
+    }
 }
