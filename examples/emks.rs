@@ -31,7 +31,7 @@ use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
 use e2m_https::ratelimit::RateLimit;
 use e2m_https::server::Limits;
 use e2m_keyid::{AppIdentity, EmseId, Imsi};
-use e2m_keystore::{IdentityMap, RetentionPolicy, SessionPolicy, SubscriptionPolicy};
+use e2m_keystore::{IdentityMap, RetentionPolicy, SessionPolicy, SubscriptionPolicy, block_on};
 
 const USAGE: &str = "usage:
   emks gen-pki --dir DIR [--emse EMSE_ID]...
@@ -181,8 +181,7 @@ fn serve(args: &[String]) -> Result<(), String> {
         SubscriptionPolicy::DEFAULT,
     ));
     for (emse, app, imsi) in &args.provision {
-        core.identities()
-            .provision(emse, app, imsi)
+        block_on(core.identities().provision(emse, app, imsi))
             .map_err(|e| format!("provisioning: {e}"))?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

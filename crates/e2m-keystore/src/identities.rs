@@ -2,6 +2,7 @@
 //! (6.x.2.1, "Considerations on the user identity": the EMSE sends the UE's application
 //! layer identity and the EMKS translates it to an IMSI).
 
+use core::future::{Future, ready};
 use std::collections::HashMap;
 
 use e2m_keyid::{AppIdentity, EmseId, Imsi};
@@ -43,25 +44,33 @@ pub trait IdentityMap: Send + Sync {
         emse: &EmseId,
         app: &AppIdentity,
         imsi: &Imsi,
-    ) -> Result<Provisioned, StoreError>;
+    ) -> impl Future<Output = Result<Provisioned, StoreError>> + Send;
 
     /// The IMSI `app` names for `emse`, if provisioned.
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails.
-    fn resolve(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError>;
+    fn resolve(
+        &self,
+        emse: &EmseId,
+        app: &AppIdentity,
+    ) -> impl Future<Output = Result<Option<Imsi>, StoreError>> + Send;
 
     /// Removes the mapping of `app` for `emse`; returns the IMSI it named.
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails.
-    fn remove(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError>;
+    fn remove(
+        &self,
+        emse: &EmseId,
+        app: &AppIdentity,
+    ) -> impl Future<Output = Result<Option<Imsi>, StoreError>> + Send;
 
     /// Removes every mapping of `emse` (an EMSE taken out of service); returns how many.
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails.
-    fn remove_emse(&self, emse: &EmseId) -> Result<usize, StoreError>;
+    fn remove_emse(&self, emse: &EmseId) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
 /// Identities of one EMSE within one shard.
@@ -117,8 +126,9 @@ impl core::fmt::Debug for MemoryIdentityMap {
     }
 }
 
-impl IdentityMap for MemoryIdentityMap {
-    fn provision(
+/// The synchronous work behind the trait methods: the in-memory store never waits.
+impl MemoryIdentityMap {
+    fn provision_now(
         &self,
         emse: &EmseId,
         app: &AppIdentity,
@@ -143,7 +153,7 @@ impl IdentityMap for MemoryIdentityMap {
         })
     }
 
-    fn resolve(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError> {
+    fn resolve_now(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError> {
         let shard = self.map.read(&Self::shard_key(emse, app));
         Ok(shard
             .get(emse.as_str())
@@ -151,7 +161,7 @@ impl IdentityMap for MemoryIdentityMap {
             .and_then(|p| p.unpack()))
     }
 
-    fn remove(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError> {
+    fn remove_now(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError> {
         let mut shard = self.map.write(&Self::shard_key(emse, app));
         let Some(per_emse) = shard.get_mut(emse.as_str()) else {
             return Ok(None);
@@ -163,7 +173,7 @@ impl IdentityMap for MemoryIdentityMap {
         Ok(removed.and_then(PackedImsi::unpack))
     }
 
-    fn remove_emse(&self, emse: &EmseId) -> Result<usize, StoreError> {
+    fn remove_emse_now(&self, emse: &EmseId) -> Result<usize, StoreError> {
         let mut removed = 0;
         self.map.for_each_shard_mut(|m| {
             if let Some(per_emse) = m.remove(emse.as_str()) {
@@ -171,5 +181,36 @@ impl IdentityMap for MemoryIdentityMap {
             }
         });
         Ok(removed)
+    }
+}
+
+impl IdentityMap for MemoryIdentityMap {
+    fn provision(
+        &self,
+        emse: &EmseId,
+        app: &AppIdentity,
+        imsi: &Imsi,
+    ) -> impl Future<Output = Result<Provisioned, StoreError>> + Send {
+        ready(self.provision_now(emse, app, imsi))
+    }
+
+    fn resolve(
+        &self,
+        emse: &EmseId,
+        app: &AppIdentity,
+    ) -> impl Future<Output = Result<Option<Imsi>, StoreError>> + Send {
+        ready(self.resolve_now(emse, app))
+    }
+
+    fn remove(
+        &self,
+        emse: &EmseId,
+        app: &AppIdentity,
+    ) -> impl Future<Output = Result<Option<Imsi>, StoreError>> + Send {
+        ready(self.remove_now(emse, app))
+    }
+
+    fn remove_emse(&self, emse: &EmseId) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        ready(self.remove_emse_now(emse))
     }
 }

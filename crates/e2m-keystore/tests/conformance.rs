@@ -7,17 +7,17 @@ use std::time::Duration;
 use e2m_keystore::conformance::{self, StressConfig};
 use e2m_keystore::{
     MemoryIdentityMap, MemoryIntKeyStore, MemorySessionStore, MemorySubscriptionStore,
-    RetentionPolicy,
+    RetentionPolicy, block_on,
 };
 
 #[test]
 fn memory_stores_pass_the_conformance_suite() {
-    let report = conformance::run_all(&conformance::Factories {
+    let report = block_on(conformance::run_all(&conformance::Factories {
         int_keys: &MemoryIntKeyStore::new,
         identities: &MemoryIdentityMap::new,
         sessions: &MemorySessionStore::new,
         subscriptions: &MemorySubscriptionStore::new,
-    });
+    }));
     assert!(report.is_ok(), "{report}");
     assert!(
         report.results.len() >= 35,
@@ -29,7 +29,9 @@ fn memory_stores_pass_the_conformance_suite() {
 #[test]
 fn single_shard_store_passes_too() {
     // One shard: every operation contends on one lock; the promises must not change.
-    let report = conformance::int_keys(&|p| MemoryIntKeyStore::with_shards(p, 1));
+    let report = block_on(conformance::int_keys(&|p| {
+        MemoryIntKeyStore::with_shards(p, 1)
+    }));
     assert!(report.is_ok(), "{report}");
 }
 
