@@ -206,6 +206,20 @@ fn main() {
             })
         })
     });
+    // What holding the stores as `Arc<dyn …>` would add: the same lookup through a boxed
+    // `dyn Future` (an async method behind `dyn` cannot return an unnamed future).
+    type Held = Result<Option<e2m_keystore::HeldKey>, e2m_keystore::StoreError>;
+    let mut i = 0usize;
+    g.bench_function("part: key store lookup, boxed dyn future", |b| {
+        b.iter_custom(|iters| {
+            cpu_iters(iters, || {
+                i = (i + 1) & (REQUESTS - 1);
+                let boxed: std::pin::Pin<Box<dyn Future<Output = Held> + Send + '_>> =
+                    Box::pin(emks.keys().get(&imsis[i], requests[i].1.key_id, now));
+                block_on(boxed).unwrap()
+            })
+        })
+    });
     let int_key = E2mIntKey::from_array([7; 32]);
     g.bench_function("part: e2m_key KDF (key schedule + derive)", |b| {
         b.iter_custom(|iters| {

@@ -12,7 +12,9 @@ use e2m_msg::{
 };
 use e2m_types::{EventSet, EventType, SessionId, SubscriptionId, Timestamp, UeRef};
 
-use crate::audit::{Action, AuditRecord, Effects, OutboundNotification, Outcome, Verdict};
+use crate::audit::{
+    Action, AuditRecord, AuditRecords, Effects, OutboundNotification, Outcome, Verdict,
+};
 use crate::{EmksConfig, Peer};
 
 /// A refusal: the cause the peer is told, and the reason the audit records.
@@ -58,7 +60,8 @@ fn finish<T>(
             Err(Problem::new(r.cause))
         }
     };
-    effects.audit.push(record);
+    // A decision's effects hold notifications only: its one audit record is this.
+    effects.audit = AuditRecords::one(record);
     Outcome { result, effects }
 }
 

@@ -55,6 +55,16 @@ thread_local! {
 /// more poll, which a future must tolerate.
 pub fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
+    // The first poll needs no waker: a ready future (every in-memory store's) completes
+    // without touching this thread's waker. A future that is pending has registered the
+    // no-op waker, so it is polled again at once with the real one (a future must wake the
+    // waker of its latest poll; an extra poll is always allowed).
+    if let Poll::Ready(output) = future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        return output;
+    }
     WAKER.with(|waker| {
         let mut cx = Context::from_waker(waker);
         loop {
