@@ -2,7 +2,7 @@
 //! (6.x.2.1, "Considerations on the user identity": the EMSE sends the UE's application
 //! layer identity and the EMKS translates it to an IMSI).
 
-use core::future::{Future, ready};
+use core::future::Future;
 use std::collections::HashMap;
 
 use e2m_keyid::{AppIdentity, EmseId, Imsi};
@@ -128,7 +128,9 @@ impl core::fmt::Debug for MemoryIdentityMap {
     }
 }
 
-/// The synchronous work behind the trait methods: the in-memory store never waits.
+/// The synchronous work behind the trait methods: the in-memory store never waits, so
+/// each trait method is an `async fn` that does this work at its first poll (computing
+/// in `poll` rather than at the call keeps the result from being copied through a `Ready`).
 impl MemoryIdentityMap {
     fn provision_now(
         &self,
@@ -187,32 +189,24 @@ impl MemoryIdentityMap {
 }
 
 impl IdentityMap for MemoryIdentityMap {
-    fn provision(
+    async fn provision(
         &self,
         emse: &EmseId,
         app: &AppIdentity,
         imsi: &Imsi,
-    ) -> impl Future<Output = Result<Provisioned, StoreError>> + Send {
-        ready(self.provision_now(emse, app, imsi))
+    ) -> Result<Provisioned, StoreError> {
+        self.provision_now(emse, app, imsi)
     }
 
-    fn resolve(
-        &self,
-        emse: &EmseId,
-        app: &AppIdentity,
-    ) -> impl Future<Output = Result<Option<Imsi>, StoreError>> + Send {
-        ready(self.resolve_now(emse, app))
+    async fn resolve(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError> {
+        self.resolve_now(emse, app)
     }
 
-    fn remove(
-        &self,
-        emse: &EmseId,
-        app: &AppIdentity,
-    ) -> impl Future<Output = Result<Option<Imsi>, StoreError>> + Send {
-        ready(self.remove_now(emse, app))
+    async fn remove(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError> {
+        self.remove_now(emse, app)
     }
 
-    fn remove_emse(&self, emse: &EmseId) -> impl Future<Output = Result<usize, StoreError>> + Send {
-        ready(self.remove_emse_now(emse))
+    async fn remove_emse(&self, emse: &EmseId) -> Result<usize, StoreError> {
+        self.remove_emse_now(emse)
     }
 }

@@ -1,7 +1,7 @@
 //! Intermediate keys: what the HSS pushes and the EMKS keeps (seed 6.x.2.1, "Considerations
 //! on the key identifier", and the derivation step 1).
 
-use core::future::{Future, ready};
+use core::future::Future;
 use core::time::Duration;
 
 use e2m_kdf::E2mIntKey;
@@ -369,7 +369,9 @@ fn build(old: &[Slot], new: &Slot, plan: &[Src]) -> Box<[Slot]> {
     slots.into_boxed_slice()
 }
 
-/// The synchronous work behind the trait methods: the in-memory store never waits.
+/// The synchronous work behind the trait methods: the in-memory store never waits, so
+/// each trait method is an `async fn` that does this work at its first poll (computing
+/// in `poll` rather than at the call keeps the result from being copied through a `Ready`).
 impl MemoryIntKeyStore {
     fn push_now(
         &self,
@@ -523,51 +525,40 @@ impl IntKeyStore for MemoryIntKeyStore {
         self.policy
     }
 
-    fn push(
+    async fn push(
         &self,
         imsi: &Imsi,
         key_id: KeyId,
         key: E2mIntKey,
         created: Timestamp,
         now: Timestamp,
-    ) -> impl Future<Output = Result<PushOutcome, StoreError>> + Send {
-        ready(self.push_now(imsi, key_id, key, created, now))
+    ) -> Result<PushOutcome, StoreError> {
+        self.push_now(imsi, key_id, key, created, now)
     }
 
-    fn get(
+    async fn get(
         &self,
         imsi: &Imsi,
         key_id: KeyId,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Option<HeldKey>, StoreError>> + Send {
-        ready(self.get_now(imsi, key_id, now))
+    ) -> Result<Option<HeldKey>, StoreError> {
+        self.get_now(imsi, key_id, now)
     }
 
-    fn latest(
-        &self,
-        imsi: &Imsi,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Option<HeldKey>, StoreError>> + Send {
-        ready(self.latest_now(imsi, now))
+    async fn latest(&self, imsi: &Imsi, now: Timestamp) -> Result<Option<HeldKey>, StoreError> {
+        self.latest_now(imsi, now)
     }
 
-    fn held(
-        &self,
-        imsi: &Imsi,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<KeyInfo>, StoreError>> + Send {
-        ready(self.held_now(imsi, now))
+    async fn held(&self, imsi: &Imsi, now: Timestamp) -> Result<Vec<KeyInfo>, StoreError> {
+        self.held_now(imsi, now)
     }
 
-    fn remove_ue(&self, imsi: &Imsi) -> impl Future<Output = Result<usize, StoreError>> + Send {
-        ready(self.remove_ue_now(imsi))
+    async fn remove_ue(&self, imsi: &Imsi) -> Result<usize, StoreError> {
+        self.remove_ue_now(imsi)
     }
 
-    fn sweep(
-        &self,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<(Imsi, KeyInfo)>, StoreError>> + Send {
-        ready(Ok(self.sweep_now(now)))
+    async fn sweep(&self, now: Timestamp) -> Result<Vec<(Imsi, KeyInfo)>, StoreError> {
+        Ok(self.sweep_now(now))
     }
 }
 
