@@ -114,7 +114,8 @@ fn main() {
     println!("fetches: {FETCHES}");
 }
 
-#[allow(dead_code, reason = "size probe")]
+/// Prints the sizes that the decision's future moves around (a fetch future is moved into
+/// `block_on`, its output out of it).
 fn sizes(emks: &Emks, emse: &Peer, r: &KeyRequest, now: Timestamp) {
     let f = emks.fetch_key(emse, r, now);
     println!(
