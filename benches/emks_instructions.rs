@@ -9,7 +9,8 @@
 //! and divide the reported `Collected` instructions by the fetches it prints. With
 //! `--toggle-collect='*measured_key_gets*'` and `'*measured_boxed_key_gets*'` it counts a key
 //! store lookup awaited inline (as the generic core does) and through a boxed `dyn Future`
-//! (what holding the stores as `Arc<dyn …>` would cost), the same number of times.
+//! (what holding the stores as `Arc<dyn …>` would cost), the same number of times;
+//! `'*measured_pushes*'` counts HSS push decisions.
 #![allow(missing_docs, reason = "a benchmark binary")]
 #![allow(clippy::unwrap_used, reason = "benchmark set-up")]
 
@@ -30,6 +31,22 @@ fn imsi(n: u32) -> Imsi {
 
 fn app(n: u32) -> AppIdentity {
     AppIdentity::new(&format!("sensor-{n}@iot.example.com")).unwrap()
+}
+
+/// HSS push decisions (each UE receives keys 2, 3, …, so most pushes evict the oldest).
+#[inline(never)]
+fn measured_pushes(
+    emks: &Emks,
+    hss: &Peer,
+    pushes: Vec<IntermediateKeyPush>,
+    now: Timestamp,
+) -> usize {
+    let mut stored = 0;
+    for push in pushes {
+        let out = block_on(emks.push_intermediate_key(hss, black_box(push), now));
+        stored += usize::from(black_box(out).result.is_ok());
+    }
+    stored
 }
 
 /// Key store lookups awaited as the generic core awaits them (the future inline).
@@ -111,6 +128,15 @@ fn main() {
         .collect();
     assert_eq!(measured_key_gets(&emks, &imsis, now), FETCHES);
     assert_eq!(measured_boxed_key_gets(&emks, &imsis, now), FETCHES);
+    let pushes: Vec<IntermediateKeyPush> = (0..FETCHES as u32)
+        .map(|i| IntermediateKeyPush {
+            imsi: imsi(i % UES),
+            key_id: KeyIdSource::RandLsb32(KeyId::from_u32(2 + i / UES)),
+            int_key: E2mIntKey::from_array([i as u8; 32]),
+            created: now,
+        })
+        .collect();
+    assert_eq!(measured_pushes(&emks, &hss, pushes, now), FETCHES);
     println!("fetches: {FETCHES}");
 }
 
