@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The checks are `async`, as the store traits are: a backend whose futures need a runtime
-//! awaits them from its own async test (`#[tokio::test]`); [`block_on`](crate::block_on)
+//! awaits them from its own async test (`#[tokio::test]`); [`block_on`]
 //! serves a backend whose futures are ready at once.
 //!
 //! Each check gets a fresh store from the factory, so checks never depend on one another.
@@ -133,7 +133,7 @@ where
 /// `new_test!`. Each section is optional; each makes a module of tests named after the
 /// suite, and a `CHECKS` list of the check names it covers.
 ///
-/// `run` waits for a future: [`block_on`](crate::block_on) for stores whose futures are
+/// `run` waits for a future: [`block_on`] for stores whose futures are
 /// ready at once or driven elsewhere; a backend needing its runtime passes a function
 /// such as `fn run<F: Future>(f: F) -> F::Output { runtime().block_on(f) }`.
 ///
@@ -1248,7 +1248,7 @@ impl Default for StressConfig {
 ///
 /// Threads, not concurrent futures on one task, so that an in-memory backend meets real
 /// parallel contention on its locks. Each thread drives its store calls with
-/// [`block_on`](crate::block_on), which parks the thread while a future is pending: right
+/// [`block_on`], which parks the thread while a future is pending: right
 /// for a backend whose I/O is driven elsewhere (a `tokio-postgres` client whose connection
 /// task runs on a multi-threaded runtime; call this function from
 /// `tokio::task::spawn_blocking`), and for one whose futures are ready at once (in-memory,
