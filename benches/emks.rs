@@ -119,7 +119,7 @@ fn main() {
         let msgs: Vec<IntermediateKeyPush> = (0..UES).map(|n| push_msg(n, id, now)).collect();
         let start = cpu_now();
         for m in msgs {
-            let out = block_on(emks.push_intermediate_key(&hss, m, now));
+            let out = block_on(emks.push_intermediate_key(&hss, &m, now));
             assert!(out.result.is_ok());
         }
         pushing += cpu_now().saturating_sub(start);
@@ -260,7 +260,7 @@ fn main() {
                 let start = cpu_now();
                 for m in msgs {
                     black_box(
-                        block_on(emks.push_intermediate_key(&hss, m, now))
+                        block_on(emks.push_intermediate_key(&hss, &m, now))
                             .result
                             .is_ok(),
                     );

@@ -43,7 +43,7 @@ fn measured_pushes(
 ) -> usize {
     let mut stored = 0;
     for push in pushes {
-        let out = block_on(emks.push_intermediate_key(hss, black_box(push), now));
+        let out = block_on(emks.push_intermediate_key(hss, black_box(&push), now));
         stored += usize::from(black_box(out).result.is_ok());
     }
     stored
@@ -100,7 +100,7 @@ fn main() {
             created: now,
         };
         assert!(
-            block_on(emks.push_intermediate_key(&hss, push, now))
+            block_on(emks.push_intermediate_key(&hss, &push, now))
                 .result
                 .is_ok()
         );

@@ -552,10 +552,14 @@ where
     /// short hash (alternative 2). A creation time in the future is taken as `now`, so that
     /// no push can stretch a key's life past the maximum age. A key that is already expired
     /// or older than every retained key is acknowledged but not stored (the audit says so).
+    ///
+    /// The push is borrowed: its key stays where the transport decoded it and is zeroized
+    /// once, when the transport drops the message, rather than being moved through (and
+    /// left behind in) the decision's future.
     pub async fn push_intermediate_key(
         &self,
         peer: &Peer,
-        push: IntermediateKeyPush,
+        push: &IntermediateKeyPush,
         now: Timestamp,
     ) -> Outcome<()> {
         let mut record = AuditRecord::new(now, Action::PushIntermediateKey, Some(peer));
@@ -570,7 +574,7 @@ where
     async fn try_push_intermediate_key(
         &self,
         peer: &Peer,
-        push: IntermediateKeyPush,
+        push: &IntermediateKeyPush,
         now: Timestamp,
         record: &mut AuditRecord,
         effects: &mut Effects,
@@ -597,7 +601,7 @@ where
         let created = push.created.min(now);
         let outcome = self
             .keys
-            .push(&push.imsi, key_id, push.int_key, created, now)
+            .push(&push.imsi, key_id, &push.int_key, created, now)
             .await
             .map_err(store_failed)?;
         record.reason = match outcome {

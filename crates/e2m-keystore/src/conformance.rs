@@ -339,7 +339,7 @@ async fn push<S: IntKeyStore + ?Sized>(
     now: u64,
 ) -> Result<PushOutcome, String> {
     ok(
-        s.push(&imsi(ue), kid(id), key(ue, id), at(created), at(now))
+        s.push(&imsi(ue), kid(id), &key(ue, id), at(created), at(now))
             .await,
     )
 }
@@ -510,7 +510,7 @@ async fn int_keys_selected<S: IntKeyStore>(
         push(&s, 1, 7, 0, 0).await?;
         push(&s, 1, 8, 1, 1).await?;
         // Same id, other octets: built under another UE number so the bytes differ.
-        let out = ok(s.push(&imsi(1), kid(7), key(99, 7), at(2), at(2)).await)?;
+        let out = ok(s.push(&imsi(1), kid(7), &key(99, 7), at(2), at(2)).await)?;
         ensure!(out == PushOutcome::Replaced, "replacing push: {out:?}");
         let got = ok(s.get(&imsi(1), kid(7), at(3)).await)?;
         ensure!(

@@ -159,7 +159,12 @@ pub trait IntKeyStore: Send + Sync {
     /// The retention policy this store applies.
     fn retention(&self) -> RetentionPolicy;
 
-    /// Stores `key` with id `key_id`, created at `created`, for `imsi` (the HSS push).
+    /// Stores a copy of `key` with id `key_id`, created at `created`, for `imsi` (the HSS
+    /// push).
+    ///
+    /// The key is borrowed, not moved: a future holding a moved key would leave copies of
+    /// its octets wherever the future was moved (an async task's state is freed without
+    /// being zeroized), while a borrowed key stays in one place, zeroized once by its owner.
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails; the in-memory store never fails.
@@ -167,7 +172,7 @@ pub trait IntKeyStore: Send + Sync {
         &self,
         imsi: &Imsi,
         key_id: KeyId,
-        key: E2mIntKey,
+        key: &E2mIntKey,
         created: Timestamp,
         now: Timestamp,
     ) -> impl Future<Output = Result<PushOutcome, StoreError>> + Send;
@@ -377,7 +382,7 @@ impl MemoryIntKeyStore {
         &self,
         imsi: &Imsi,
         key_id: KeyId,
-        key: E2mIntKey,
+        key: &E2mIntKey,
         created: Timestamp,
         now: Timestamp,
     ) -> Result<PushOutcome, StoreError> {
@@ -385,8 +390,7 @@ impl MemoryIntKeyStore {
         if now >= policy.expires_at(created) {
             return Ok(PushOutcome::Expired);
         }
-        let new = Slot::new(&key, key_id, created);
-        drop(key);
+        let new = Slot::new(key, key_id, created);
         let packed = PackedImsi::new(imsi);
         let mut shard = self.map.write(&packed);
         let old: &[Slot] = shard.get(&packed).map_or(&[], |r| r);
@@ -529,7 +533,7 @@ impl IntKeyStore for MemoryIntKeyStore {
         &self,
         imsi: &Imsi,
         key_id: KeyId,
-        key: E2mIntKey,
+        key: &E2mIntKey,
         created: Timestamp,
         now: Timestamp,
     ) -> Result<PushOutcome, StoreError> {
@@ -581,7 +585,7 @@ mod tests {
         block_on(store.push(
             &imsi,
             KeyId::from_u32(1),
-            E2mIntKey::from_array([0xab; 32]),
+            &E2mIntKey::from_array([0xab; 32]),
             t,
             t,
         ))

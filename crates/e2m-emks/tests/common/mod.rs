@@ -170,7 +170,7 @@ impl World {
             int_key: E2mIntKey::from_array(bytes),
             created,
         };
-        let out = block_on(self.emks.push_intermediate_key(&self.hss, push, now));
+        let out = block_on(self.emks.push_intermediate_key(&self.hss, &push, now));
         self.record(out)
     }
 
