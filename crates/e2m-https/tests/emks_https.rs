@@ -793,6 +793,7 @@ mod in_process {
         let core = Arc::new(Emks::in_memory(EmksConfig::default()));
         core.identities()
             .provision(&emse("emse-a"), &app, &imsi)
+            .await
             .unwrap();
         let server = start_emks(core, &pki.dir, EmksServerOptions::default())
             .await
