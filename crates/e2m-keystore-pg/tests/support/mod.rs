@@ -169,10 +169,10 @@ impl Cluster {
         cluster
     }
 
-    /// A streaming standby of this cluster made with `pg_basebackup -R`, started; its
-    /// `application_name` is `standby<port>`.
-    pub(crate) fn start_standby(&self) -> Cluster {
-        let standby = Self::init(self.bin.clone(), &self.extra_conf, Some(self));
+    /// A streaming standby of this cluster made with `pg_basebackup -R` (which copies the
+    /// primary's settings; `extra_conf` lines are appended after them), started.
+    pub(crate) fn start_standby(&self, extra_conf: &str) -> Cluster {
+        let standby = Self::init(self.bin.clone(), extra_conf, Some(self));
         standby.pg_ctl_start();
         standby
     }
@@ -248,27 +248,44 @@ impl Cluster {
         );
     }
 
-    /// Kills the postmaster with SIGKILL (a machine loss), and waits for it to be gone.
+    /// Kills the server with SIGKILL, the postmaster and every process it started (a
+    /// machine loss: no process gets to finish anything), and waits until they are gone.
     pub(crate) fn kill(&self) {
         let pid_file = self.data.join("postmaster.pid");
         let text = std::fs::read_to_string(&pid_file).expect("postmaster.pid");
         let pid = text.lines().next().expect("pid line").trim().to_owned();
+        let mut pids = vec![pid.clone()];
+        // Its children, by parent pid from /proc (taken before the kill reparents them).
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid …`; comm may hold spaces, so split after the last ')'.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            if rest.split_whitespace().nth(1) == Some(pid.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
         let status = Command::new("kill")
-            .args(["-KILL", &pid])
+            .arg("-KILL")
+            .args(&pids)
             .status()
             .expect("kill");
-        assert!(status.success(), "kill -KILL {pid}");
-        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-        for _ in 0..200 {
-            let zombie_or_gone = std::fs::read_to_string(proc_dir.join("stat"))
-                .map(|s| s.contains(") Z "))
-                .unwrap_or(true);
-            if zombie_or_gone {
-                break;
+        assert!(status.success(), "kill -KILL {pids:?}");
+        for p in &pids {
+            let stat = PathBuf::from(format!("/proc/{p}/stat"));
+            for _ in 0..200 {
+                let gone_or_zombie = std::fs::read_to_string(&stat)
+                    .map(|s| s.contains(") Z "))
+                    .unwrap_or(true);
+                if gone_or_zombie {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
             }
-            std::thread::sleep(std::time::Duration::from_millis(25));
         }
-        // Its backends notice the postmaster's death and exit by themselves.
     }
 
     /// Promotes a standby and waits until it accepts writes.
