@@ -9,9 +9,10 @@ use e2m_keystore::{
     StoreError, Timestamp,
 };
 use e2m_seal::{IntKeyRecord, SealNonce, SealedKey};
-use tokio_postgres::IsolationLevel;
+use futures_util::future::{try_join, try_join3};
+use tokio_postgres::types::ToSql;
 
-use crate::backend::{Shared, db_secs, from_db_secs};
+use crate::backend::{Conn, Shared, db_secs, from_db_secs};
 use crate::{BackendError, schema};
 
 /// The [`IntKeyStore`] over PostgreSQL. Made by
@@ -39,6 +40,47 @@ struct KeyRow {
     created: Timestamp,
     expires: Timestamp,
     sealed: Vec<u8>,
+}
+
+/// A pooled connection inside a transaction begun by hand, so that BEGIN can be pipelined
+/// with the statements after it. Unless [`finish`](Self::finish)ed (after COMMIT or
+/// ROLLBACK), dropping it takes the connection out of the pool and closes it: an error or
+/// a dropped push future never returns a connection with an open transaction to the pool
+/// (the server rolls the transaction back when the connection closes).
+struct PipelinedTx {
+    conn: Option<Conn>,
+}
+
+impl PipelinedTx {
+    fn new(conn: Conn) -> Self {
+        PipelinedTx { conn: Some(conn) }
+    }
+
+    fn client(&self) -> &deadpool_postgres::ClientWrapper {
+        match &self.conn {
+            Some(conn) => conn,
+            // `conn` is only taken by `finish` and `drop`, which consume the guard.
+            None => unreachable_taken(),
+        }
+    }
+
+    /// The transaction ended: the connection goes back to the pool.
+    fn finish(mut self) {
+        drop(self.conn.take());
+    }
+}
+
+#[allow(clippy::panic, reason = "unreachable: the connection is taken only when the guard is consumed")]
+fn unreachable_taken() -> ! {
+    panic!("pipelined transaction used after its end")
+}
+
+impl Drop for PipelinedTx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(Conn::take(conn));
+        }
+    }
 }
 
 /// What a push will do, decided from the UE's rows under its lock.
@@ -154,21 +196,30 @@ impl PgIntKeyStore {
             .seal(&record, &key, nonce)
             .map_err(BackendError::Seal)?;
         let sql = &self.shared.sql;
-        let mut conn = self.shared.conn().await?;
-        // READ COMMITTED on purpose: every statement takes a fresh snapshot, so the SELECT
-        // after the lock sees whatever the previous holder of the lock committed. (Under
-        // REPEATABLE READ the snapshot would date from the lock statement, taken before the
-        // lock was granted, and two pushers could both miss each other's rows.)
-        let tx = conn
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
-            .await?;
-        let lock = tx.prepare_cached(schema::ADVISORY_XACT_LOCK).await?;
-        tx.execute(&lock, &[&ue_lock_key(imsi)]).await?;
-        let select = tx.prepare_cached(&sql.key_rows_of_ue).await?;
-        let mut rows = Vec::new();
-        for row in tx.query(&select, &[&imsi.as_str()]).await? {
+        let tx = PipelinedTx::new(self.shared.conn().await?);
+        let c = tx.client();
+        // Every statement is prepared once per connection; the first push on a connection
+        // prepares its statements in one pipelined round trip.
+        let (begin, lock, select) = try_join3(
+            c.prepare_cached(schema::BEGIN_READ_COMMITTED),
+            c.prepare_cached(schema::ADVISORY_XACT_LOCK),
+            c.prepare_cached(&sql.key_rows_of_ue),
+        )
+        .await?;
+        // One round trip: BEGIN, the UE's lock, and its rows, pipelined. READ COMMITTED on
+        // purpose: every statement takes a fresh snapshot, so the SELECT, which the server
+        // runs only after the lock was granted, sees whatever the previous holder of the
+        // lock committed. (Under REPEATABLE READ the snapshot would date from the lock
+        // statement, taken before the lock was granted, and two pushers could both miss
+        // each other's rows.)
+        let (_, _, found) = try_join3(
+            c.execute(&begin, &[]),
+            c.execute(&lock, &[&ue_lock_key(imsi)]),
+            c.query(&select, &[&imsi.as_str()]),
+        )
+        .await?;
+        let mut rows = Vec::with_capacity(found.len());
+        for row in &found {
             rows.push(KeyRow {
                 key_id: key_id_from_db(row.try_get(0)?)?,
                 created: from_db_secs(row.try_get(1)?)?,
@@ -178,32 +229,49 @@ impl PgIntKeyStore {
         }
         let (delete, outcome) = match self.plan(imsi, &rows, key_id, &key, created, now)? {
             Plan::Answer(outcome) => {
-                tx.rollback().await?;
+                let rollback = c.prepare_cached(schema::ROLLBACK).await?;
+                c.execute(&rollback, &[]).await?;
+                tx.finish();
                 return Ok(outcome);
             }
             Plan::Write { delete, outcome } => (delete, outcome),
         };
         drop(key);
-        if !delete.is_empty() {
-            let statement = tx.prepare_cached(&sql.key_delete_ids).await?;
-            tx.execute(&statement, &[&imsi.as_str(), &delete]).await?;
-        }
-        let insert = tx.prepare_cached(&sql.key_insert).await?;
-        tx.execute(
-            &insert,
-            &[
-                &imsi.as_str(),
-                &key_id_param(key_id),
-                &db_secs(created),
-                &db_secs(expires),
-                &i64::from(sealed.kek_version().get()),
-                &sealed.as_bytes().as_slice(),
-            ],
+        let (remove, insert, commit) = try_join3(
+            c.prepare_cached(&sql.key_delete_ids),
+            c.prepare_cached(&sql.key_insert),
+            c.prepare_cached(schema::COMMIT),
         )
         .await?;
-        // With synchronous_commit=on this returns once the commit is durable (and, with a
-        // synchronous standby named, flushed there too): only then is the push acknowledged.
-        tx.commit().await?;
+        let kek_version = i64::from(sealed.kek_version().get());
+        let insert_params: [&(dyn ToSql + Sync); 6] = [
+            &imsi.as_str(),
+            &key_id_param(key_id),
+            &db_secs(created),
+            &db_secs(expires),
+            &kek_version,
+            &sealed.as_bytes().as_slice(),
+        ];
+        // One round trip: the deletions, the insertion and the COMMIT, pipelined. With
+        // synchronous_commit=on the COMMIT answers once the commit is durable (and, with a
+        // synchronous standby named, flushed there too): only then is the push
+        // acknowledged. If the DELETE or INSERT failed, the join returns that error (the
+        // server turns the COMMIT of a failed transaction into a rollback).
+        if delete.is_empty() {
+            try_join(
+                c.execute(&insert, &insert_params),
+                c.execute(&commit, &[]),
+            )
+            .await?;
+        } else {
+            try_join3(
+                c.execute(&remove, &[&imsi.as_str(), &delete]),
+                c.execute(&insert, &insert_params),
+                c.execute(&commit, &[]),
+            )
+            .await?;
+        }
+        tx.finish();
         Ok(outcome)
     }
 

@@ -112,6 +112,11 @@ pub(crate) struct Sql {
     pub(crate) sub_matching: String,
 }
 
+/// Transaction control as prepared statements, so that they can be pipelined.
+pub(crate) const BEGIN_READ_COMMITTED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+pub(crate) const COMMIT: &str = "COMMIT";
+pub(crate) const ROLLBACK: &str = "ROLLBACK";
+
 /// `SELECT pg_advisory_xact_lock($1)`: held until the transaction ends.
 pub(crate) const ADVISORY_XACT_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 
