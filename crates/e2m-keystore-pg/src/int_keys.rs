@@ -9,11 +9,8 @@ use e2m_keystore::{
     StoreError, Timestamp,
 };
 use e2m_seal::{IntKeyRecord, SealNonce, SealedKey};
-use futures_util::future::{try_join, try_join3};
-use tokio_postgres::types::ToSql;
-
-use crate::backend::{Conn, Shared, db_secs, from_db_secs};
-use crate::{BackendError, schema};
+use crate::BackendError;
+use crate::backend::{Shared, db_secs, from_db_secs};
 
 /// The [`IntKeyStore`] over PostgreSQL. Made by
 /// [`PgBackend::int_keys`](crate::PgBackend::int_keys).
@@ -40,58 +37,6 @@ struct KeyRow {
     created: Timestamp,
     expires: Timestamp,
     sealed: Vec<u8>,
-}
-
-/// A pooled connection inside a transaction begun by hand, so that BEGIN can be pipelined
-/// with the statements after it. Unless [`finish`](Self::finish)ed (after COMMIT or
-/// ROLLBACK), dropping it takes the connection out of the pool and closes it: an error or
-/// a dropped push future never returns a connection with an open transaction to the pool
-/// (the server rolls the transaction back when the connection closes).
-struct PipelinedTx {
-    conn: Option<Conn>,
-}
-
-impl PipelinedTx {
-    fn new(conn: Conn) -> Self {
-        PipelinedTx { conn: Some(conn) }
-    }
-
-    fn client(&self) -> &deadpool_postgres::ClientWrapper {
-        match &self.conn {
-            Some(conn) => conn,
-            // `conn` is only taken by `finish` and `drop`, which consume the guard.
-            None => unreachable_taken(),
-        }
-    }
-
-    /// The transaction ended: the connection goes back to the pool.
-    fn finish(mut self) {
-        drop(self.conn.take());
-    }
-}
-
-#[allow(clippy::panic, reason = "unreachable: the connection is taken only when the guard is consumed")]
-fn unreachable_taken() -> ! {
-    panic!("pipelined transaction used after its end")
-}
-
-impl Drop for PipelinedTx {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            drop(Conn::take(conn));
-        }
-    }
-}
-
-/// What a push will do, decided from the UE's rows under its lock.
-enum Plan {
-    /// Answer without writing.
-    Answer(PushOutcome),
-    /// Delete these key ids (expired, replaced or evicted), then insert the new key.
-    Write {
-        delete: Vec<i64>,
-        outcome: PushOutcome,
-    },
 }
 
 /// The advisory lock key of a UE: its IMSI read as a decimal number. IMSIs are 6 to 15
@@ -128,53 +73,6 @@ impl PgIntKeyStore {
             .map_err(BackendError::Open)
     }
 
-    /// Decides the push from the UE's rows (oldest first), like the in-memory store: drop
-    /// expired rows, replace a live key of the same id (or answer `Unchanged` for the very
-    /// same key), then evict the oldest live keys down to N, or answer `Stale` if the new
-    /// key would be the one evicted.
-    fn plan(
-        &self,
-        imsi: &Imsi,
-        rows: &[KeyRow],
-        key_id: KeyId,
-        key: &E2mIntKey,
-        created: Timestamp,
-        now: Timestamp,
-    ) -> Result<Plan, BackendError> {
-        let mut delete = Vec::new();
-        let mut others: Vec<&KeyRow> = Vec::with_capacity(rows.len());
-        let mut replaced = false;
-        for row in rows {
-            if now >= row.expires {
-                delete.push(key_id_param(row.key_id));
-            } else if row.key_id == key_id {
-                if row.created == created && self.open(imsi, row)? == *key {
-                    return Ok(Plan::Answer(PushOutcome::Unchanged));
-                }
-                replaced = true;
-                delete.push(key_id_param(row.key_id));
-            } else {
-                others.push(row);
-            }
-        }
-        // Where the new key goes in creation order: after every key created at the same
-        // time (ties are broken by arrival, and this push arrives last).
-        let pos = others.partition_point(|r| r.created <= created);
-        let excess = (others.len() + 1).saturating_sub(self.policy.keys_per_ue());
-        if excess > pos {
-            // The new key is among the oldest N + excess: storing it would evict it at once.
-            return Ok(Plan::Answer(PushOutcome::Stale));
-        }
-        let evicted = others.first().filter(|_| excess > 0).map(|r| r.key_id);
-        delete.extend(others[..excess].iter().map(|r| key_id_param(r.key_id)));
-        let outcome = if replaced {
-            PushOutcome::Replaced
-        } else {
-            PushOutcome::Stored { evicted }
-        };
-        Ok(Plan::Write { delete, outcome })
-    }
-
     async fn push_now(
         &self,
         imsi: &Imsi,
@@ -195,84 +93,65 @@ impl PgIntKeyStore {
             .keyring
             .seal(&record, &key, nonce)
             .map_err(BackendError::Seal)?;
-        let sql = &self.shared.sql;
-        let tx = PipelinedTx::new(self.shared.conn().await?);
-        let c = tx.client();
-        // Every statement is prepared once per connection; the first push on a connection
-        // prepares its statements in one pipelined round trip.
-        let (begin, lock, select) = try_join3(
-            c.prepare_cached(schema::BEGIN_READ_COMMITTED),
-            c.prepare_cached(schema::ADVISORY_XACT_LOCK),
-            c.prepare_cached(&sql.key_rows_of_ue),
-        )
-        .await?;
-        // One round trip: BEGIN, the UE's lock, and its rows, pipelined. READ COMMITTED on
-        // purpose: every statement takes a fresh snapshot, so the SELECT, which the server
-        // runs only after the lock was granted, sees whatever the previous holder of the
-        // lock committed. (Under REPEATABLE READ the snapshot would date from the lock
-        // statement, taken before the lock was granted, and two pushers could both miss
-        // each other's rows.)
-        let (_, _, found) = try_join3(
-            c.execute(&begin, &[]),
-            c.execute(&lock, &[&ue_lock_key(imsi)]),
-            c.query(&select, &[&imsi.as_str()]),
-        )
-        .await?;
-        let mut rows = Vec::with_capacity(found.len());
-        for row in &found {
-            rows.push(KeyRow {
-                key_id: key_id_from_db(row.try_get(0)?)?,
-                created: from_db_secs(row.try_get(1)?)?,
-                expires: from_db_secs(row.try_get(2)?)?,
-                sealed: row.try_get(3)?,
-            });
-        }
-        let (delete, outcome) = match self.plan(imsi, &rows, key_id, &key, created, now)? {
-            Plan::Answer(outcome) => {
-                let rollback = c.prepare_cached(schema::ROLLBACK).await?;
-                c.execute(&rollback, &[]).await?;
-                tx.finish();
-                return Ok(outcome);
-            }
-            Plan::Write { delete, outcome } => (delete, outcome),
-        };
-        drop(key);
-        let (remove, insert, commit) = try_join3(
-            c.prepare_cached(&sql.key_delete_ids),
-            c.prepare_cached(&sql.key_insert),
-            c.prepare_cached(schema::COMMIT),
-        )
-        .await?;
+        let lock = ue_lock_key(imsi);
+        let id = key_id_param(key_id);
+        let (created_secs, expires_secs) = (db_secs(created), db_secs(expires));
         let kek_version = i64::from(sealed.kek_version().get());
-        let insert_params: [&(dyn ToSql + Sync); 6] = [
-            &imsi.as_str(),
-            &key_id_param(key_id),
-            &db_secs(created),
-            &db_secs(expires),
-            &kek_version,
-            &sealed.as_bytes().as_slice(),
-        ];
-        // One round trip: the deletions, the insertion and the COMMIT, pipelined. With
-        // synchronous_commit=on the COMMIT answers once the commit is durable (and, with a
-        // synchronous standby named, flushed there too): only then is the push
-        // acknowledged. If the DELETE or INSERT failed, the join returns that error (the
-        // server turns the COMMIT of a failed transaction into a rollback).
-        if delete.is_empty() {
-            try_join(
-                c.execute(&insert, &insert_params),
-                c.execute(&commit, &[]),
-            )
-            .await?;
-        } else {
-            try_join3(
-                c.execute(&remove, &[&imsi.as_str(), &delete]),
-                c.execute(&insert, &insert_params),
-                c.execute(&commit, &[]),
-            )
-            .await?;
+        let keep = i32::try_from(self.policy.keys_per_ue()).unwrap_or(i32::MAX);
+        let now_secs = db_secs(now);
+        let conn = self.shared.conn().await?;
+        let push = conn.prepare_cached(&self.shared.sql.key_push).await?;
+        let mut same_id_differs = false;
+        // At most two calls: the second only when a row with this id and creation time holds
+        // a different key (see `schema::push_function`).
+        for _ in 0..2 {
+            // One statement, one round trip, in its own READ COMMITTED transaction; with
+            // synchronous_commit=on the answer comes once the commit is durable (and, with
+            // a synchronous standby named, flushed there too): only then is the push
+            // acknowledged.
+            let row = conn
+                .query_one(
+                    &push,
+                    &[
+                        &imsi.as_str(),
+                        &lock,
+                        &id,
+                        &created_secs,
+                        &expires_secs,
+                        &kek_version,
+                        &sealed.as_bytes().as_slice(),
+                        &now_secs,
+                        &keep,
+                        &same_id_differs,
+                    ],
+                )
+                .await?;
+            let outcome: &str = row.try_get(0)?;
+            match outcome {
+                "stored" => {
+                    let evicted: Option<i64> = row.try_get(1)?;
+                    let evicted = evicted.map(key_id_from_db).transpose()?;
+                    return Ok(PushOutcome::Stored { evicted });
+                }
+                "replaced" => return Ok(PushOutcome::Replaced),
+                "stale" => return Ok(PushOutcome::Stale),
+                "compare" => {
+                    let held = KeyRow {
+                        key_id,
+                        created,
+                        expires: from_db_secs(row.try_get(2)?)?,
+                        sealed: row.try_get(3)?,
+                    };
+                    // Constant-time comparison of the two keys.
+                    if self.open(imsi, &held)? == key {
+                        return Ok(PushOutcome::Unchanged);
+                    }
+                    same_id_differs = true;
+                }
+                _ => return Err(BackendError::CorruptRow("unknown push outcome")),
+            }
         }
-        tx.finish();
-        Ok(outcome)
+        Err(BackendError::CorruptRow("push_key asked to compare twice"))
     }
 
     async fn get_now(

@@ -16,8 +16,78 @@ pub(crate) mod lock {
     pub(crate) const SUBSCRIPTIONS: i64 = -0x6532_6d02;
 }
 
+/// The push, as one server-side function so that a push is one statement and one round
+/// trip (its implicit transaction commits before the answer is sent).
+///
+/// Under the UE's advisory lock (`p_lock`) it reads the UE's rows oldest first and decides
+/// as the in-memory store does: expired rows go; a live row with the pushed id is replaced,
+/// unless it has the same creation time, in which case the function answers `compare` with
+/// that row's expiry and sealed bytes and changes nothing (sealed bytes differ at every
+/// seal, so only the caller, holding the KEK, can tell an identical key; it calls again
+/// with `p_same_id_differs` if the keys differ); then the oldest live keys are evicted
+/// down to `p_keep`, unless the new key would be among them (`stale`, nothing written).
+/// VOLATILE, and called at READ COMMITTED, so each statement in it takes a fresh snapshot:
+/// the SELECT, run after the lock was granted, sees what the previous holder committed.
+fn push_function(s: &str) -> String {
+    format!(
+        "
+CREATE OR REPLACE FUNCTION {s}.push_key(
+    p_imsi text, p_lock bigint, p_key_id bigint, p_created bigint, p_expires bigint,
+    p_kek_version bigint, p_sealed bytea, p_now bigint, p_keep integer,
+    p_same_id_differs boolean)
+RETURNS TABLE (outcome text, evicted bigint, held_expires bigint, held_sealed bytea)
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    r record;
+    live_ids bigint[] := '{{}}';
+    gone bigint[] := '{{}}';
+    replaced boolean := false;
+    n integer := 0;
+    pos integer := 0;
+    excess integer;
+BEGIN
+    PERFORM pg_advisory_xact_lock(p_lock);
+    FOR r IN SELECT k.key_id, k.created, k.expires, k.sealed FROM {s}.int_keys k
+             WHERE k.imsi = p_imsi ORDER BY k.created, k.arrival LOOP
+        IF p_now >= r.expires THEN
+            gone := gone || r.key_id;
+        ELSIF r.key_id = p_key_id THEN
+            IF r.created = p_created AND NOT p_same_id_differs THEN
+                RETURN QUERY SELECT 'compare'::text, NULL::bigint, r.expires, r.sealed;
+                RETURN;
+            END IF;
+            replaced := true;
+            gone := gone || r.key_id;
+        ELSE
+            n := n + 1;
+            live_ids := live_ids || r.key_id;
+            IF r.created <= p_created THEN
+                pos := pos + 1;
+            END IF;
+        END IF;
+    END LOOP;
+    excess := greatest(n + 1 - p_keep, 0);
+    IF excess > pos THEN
+        RETURN QUERY SELECT 'stale'::text, NULL::bigint, NULL::bigint, NULL::bytea;
+        RETURN;
+    END IF;
+    gone := gone || live_ids[1:excess];
+    IF cardinality(gone) > 0 THEN
+        DELETE FROM {s}.int_keys k WHERE k.imsi = p_imsi AND k.key_id = ANY(gone);
+    END IF;
+    INSERT INTO {s}.int_keys (imsi, key_id, created, expires, kek_version, sealed)
+        VALUES (p_imsi, p_key_id, p_created, p_expires, p_kek_version, p_sealed);
+    RETURN QUERY SELECT CASE WHEN replaced THEN 'replaced' ELSE 'stored' END,
+        CASE WHEN excess > 0 AND NOT replaced THEN live_ids[1] END, NULL::bigint, NULL::bytea;
+END
+$fn$;
+"
+    )
+}
+
 /// The schema's DDL, idempotent, for schema `s`.
 pub(crate) fn ddl(s: &str) -> String {
+    let push_fn = push_function(s);
     format!(
         "
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -41,6 +111,7 @@ CREATE TABLE IF NOT EXISTS {s}.int_keys (
     PRIMARY KEY (imsi, key_id)
 );
 CREATE INDEX IF NOT EXISTS int_keys_expires ON {s}.int_keys (expires);
+{push_fn}
 CREATE TABLE IF NOT EXISTS {s}.identities (
     emse text NOT NULL,
     app  text NOT NULL,
@@ -83,9 +154,7 @@ pub(crate) struct Sql {
     pub(crate) checks_get: String,
     pub(crate) checks_add: String,
 
-    pub(crate) key_rows_of_ue: String,
-    pub(crate) key_delete_ids: String,
-    pub(crate) key_insert: String,
+    pub(crate) key_push: String,
     pub(crate) key_get: String,
     pub(crate) key_latest: String,
     pub(crate) key_held: String,
@@ -112,11 +181,6 @@ pub(crate) struct Sql {
     pub(crate) sub_matching: String,
 }
 
-/// Transaction control as prepared statements, so that they can be pipelined.
-pub(crate) const BEGIN_READ_COMMITTED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
-pub(crate) const COMMIT: &str = "COMMIT";
-pub(crate) const ROLLBACK: &str = "ROLLBACK";
-
 /// `SELECT pg_advisory_xact_lock($1)`: held until the transaction ends.
 pub(crate) const ADVISORY_XACT_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 
@@ -137,16 +201,9 @@ impl Sql {
                  ON CONFLICT (kek_version) DO NOTHING"
             ),
 
-            key_rows_of_ue: format!(
-                "SELECT key_id, created, expires, sealed FROM {s}.int_keys \
-                 WHERE imsi = $1 ORDER BY created, arrival"
-            ),
-            key_delete_ids: format!(
-                "DELETE FROM {s}.int_keys WHERE imsi = $1 AND key_id = ANY($2)"
-            ),
-            key_insert: format!(
-                "INSERT INTO {s}.int_keys (imsi, key_id, created, expires, kek_version, sealed) \
-                 VALUES ($1, $2, $3, $4, $5, $6)"
+            key_push: format!(
+                "SELECT outcome, evicted, held_expires, held_sealed \
+                 FROM {s}.push_key($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ),
             key_get: format!(
                 "SELECT created, expires, sealed FROM {s}.int_keys \
