@@ -41,7 +41,7 @@ pub(crate) fn encode_slots(slots: &[Slot]) -> Vec<u8> {
 
 /// The slots of a stored UE record.
 pub(crate) fn decode_slots(bytes: &[u8]) -> DbResult<Vec<Slot>> {
-    if bytes.len() % SLOT_LEN != 0 {
+    if !bytes.len().is_multiple_of(SLOT_LEN) {
         return Err(RedbStoreError::Corrupt("key record"));
     }
     bytes

@@ -20,6 +20,18 @@ pub enum RedbStoreError {
     /// The file is not a redb database, or redb found it damaged (checksums, structure).
     #[error("the database file is damaged or not a redb database: {0}")]
     Damaged(#[source] redb::Error),
+    /// redb could not read the file's structure at all (it stopped with a panic while
+    /// opening it, which the store contained): the file is damaged.
+    #[error("the database file is damaged: redb could not read its structure")]
+    Unreadable,
+    /// The file failed its integrity check at open and redb repaired it back to its last
+    /// intact commit: data acknowledged before the damage may be missing. The store refused
+    /// to start; the file now opens, so an operator who accepts the loss (or has restored a
+    /// backup) starts again.
+    #[error(
+        "the database file failed its integrity check and was repaired to its last intact commit; acknowledged data may be lost (starting again accepts the repaired file)"
+    )]
+    Repaired,
     /// redb failed (I/O, a transaction or a commit). Nothing of the failed operation was
     /// committed.
     #[error("redb failed: {0}")]

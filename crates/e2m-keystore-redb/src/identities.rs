@@ -7,7 +7,7 @@ use redb::{ReadableTable, WriteTransaction};
 
 use crate::error::{DbResult, redb_err};
 use crate::tables::IDENTITIES;
-use crate::{RedbStore, RedbStoreError};
+use crate::{RedbIdentityMap, RedbStore, RedbStoreError};
 
 fn parse_imsi(text: &str) -> DbResult<Imsi> {
     Imsi::new(text).map_err(|_| RedbStoreError::Corrupt("identity map IMSI"))
@@ -73,7 +73,7 @@ impl RedbStore {
     }
 }
 
-impl IdentityMap for RedbStore {
+impl IdentityMap for RedbIdentityMap {
     fn provision(
         &self,
         emse: &EmseId,
@@ -85,7 +85,8 @@ impl IdentityMap for RedbStore {
             app.as_str().to_owned(),
             imsi.clone(),
         );
-        self.inner
+        self.0
+            .inner
             .writer
             .write(move |txn| provision_in(txn, &emse, &app, &imsi).map(Ok))
     }
@@ -95,7 +96,7 @@ impl IdentityMap for RedbStore {
         emse: &EmseId,
         app: &AppIdentity,
     ) -> impl Future<Output = Result<Option<Imsi>, StoreError>> + Send {
-        ready(self.resolve_now(emse, app).map_err(StoreError::from))
+        ready(self.0.resolve_now(emse, app).map_err(StoreError::from))
     }
 
     fn remove(
@@ -104,14 +105,16 @@ impl IdentityMap for RedbStore {
         app: &AppIdentity,
     ) -> impl Future<Output = Result<Option<Imsi>, StoreError>> + Send {
         let (emse, app) = (emse.as_str().to_owned(), app.as_str().to_owned());
-        self.inner
+        self.0
+            .inner
             .writer
             .write(move |txn| remove_in(txn, &emse, &app).map(Ok))
     }
 
     fn remove_emse(&self, emse: &EmseId) -> impl Future<Output = Result<usize, StoreError>> + Send {
         let emse = emse.as_str().to_owned();
-        self.inner
+        self.0
+            .inner
             .writer
             .write(move |txn| remove_emse_in(txn, &emse).map(Ok))
     }

@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use crate::codec::{Slot, decode_slots, encode_slots};
 use crate::error::{DbResult, redb_err};
 use crate::tables::{INT_KEY_EXPIRY, INT_KEYS};
-use crate::{RedbStore, RedbStoreError};
+use crate::{RedbIntKeyStore, RedbStore, RedbStoreError};
 
 /// When a stored key stops being served: its sealed expiry, or the current policy's
 /// `created + max_age` if that is earlier (a policy shortened since the push).
@@ -83,16 +83,29 @@ fn read_slots_in(txn: &WriteTransaction, imsi: &str) -> DbResult<Vec<Slot>> {
 /// to the UE's row in the same transaction, so a committed push and its evictions are one
 /// atomic change. Mirrors the in-memory store's rules exactly (the conformance suite
 /// checks both).
+/// One push as queued for the writer.
+struct Push {
+    imsi: Imsi,
+    key_id: KeyId,
+    key: E2mIntKey,
+    created: Timestamp,
+    now: Timestamp,
+}
+
 fn push_in(
     txn: &WriteTransaction,
     keyring: &Keyring,
     policy: &RetentionPolicy,
-    imsi: &Imsi,
-    key_id: KeyId,
-    key: &E2mIntKey,
-    created: Timestamp,
-    now: Timestamp,
+    push: &Push,
 ) -> DbResult<Result<PushOutcome, StoreError>> {
+    let Push {
+        imsi,
+        key_id,
+        key,
+        created,
+        now,
+    } = push;
+    let (key_id, created, now) = (*key_id, *created, *now);
     let old = read_slots_in(txn, imsi.as_str())?;
     let mut kept: Vec<&Slot> = Vec::with_capacity(old.len() + 1);
     let mut replaced = false;
@@ -248,9 +261,9 @@ impl RedbStore {
     }
 }
 
-impl IntKeyStore for RedbStore {
+impl IntKeyStore for RedbIntKeyStore {
     fn retention(&self) -> RetentionPolicy {
-        self.inner.config.retention
+        self.0.inner.config.retention
     }
 
     /// Acknowledged (the future resolves) only after the group commit holding the push is
@@ -263,18 +276,23 @@ impl IntKeyStore for RedbStore {
         created: Timestamp,
         now: Timestamp,
     ) -> impl Future<Output = Result<PushOutcome, StoreError>> + Send {
-        let policy = self.inner.config.retention;
-        let keyring = self.inner.keyring.clone();
-        let imsi = imsi.clone();
+        let policy = self.0.inner.config.retention;
+        let keyring = self.0.inner.keyring.clone();
+        let push = Push {
+            imsi: imsi.clone(),
+            key_id,
+            key,
+            created,
+            now,
+        };
         async move {
             if now >= policy.expires_at(created) {
                 return Ok(PushOutcome::Expired);
             }
-            self.inner
+            self.0
+                .inner
                 .writer
-                .write(move |txn| {
-                    push_in(txn, &keyring, &policy, &imsi, key_id, &key, created, now)
-                })
+                .write(move |txn| push_in(txn, &keyring, &policy, &push))
                 .await
         }
     }
@@ -285,7 +303,7 @@ impl IntKeyStore for RedbStore {
         key_id: KeyId,
         now: Timestamp,
     ) -> impl Future<Output = Result<Option<HeldKey>, StoreError>> + Send {
-        ready(self.get_now(imsi, key_id, now).map_err(StoreError::from))
+        ready(self.0.get_now(imsi, key_id, now).map_err(StoreError::from))
     }
 
     fn latest(
@@ -293,7 +311,7 @@ impl IntKeyStore for RedbStore {
         imsi: &Imsi,
         now: Timestamp,
     ) -> impl Future<Output = Result<Option<HeldKey>, StoreError>> + Send {
-        ready(self.latest_now(imsi, now).map_err(StoreError::from))
+        ready(self.0.latest_now(imsi, now).map_err(StoreError::from))
     }
 
     fn held(
@@ -301,12 +319,13 @@ impl IntKeyStore for RedbStore {
         imsi: &Imsi,
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<KeyInfo>, StoreError>> + Send {
-        ready(self.held_now(imsi, now).map_err(StoreError::from))
+        ready(self.0.held_now(imsi, now).map_err(StoreError::from))
     }
 
     fn remove_ue(&self, imsi: &Imsi) -> impl Future<Output = Result<usize, StoreError>> + Send {
         let imsi = imsi.as_str().to_owned();
-        self.inner
+        self.0
+            .inner
             .writer
             .write(move |txn| remove_ue_in(txn, &imsi).map(Ok))
     }
@@ -315,8 +334,9 @@ impl IntKeyStore for RedbStore {
         &self,
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<(Imsi, KeyInfo)>, StoreError>> + Send {
-        let policy = self.inner.config.retention;
-        self.inner
+        let policy = self.0.inner.config.retention;
+        self.0
+            .inner
             .writer
             .write(move |txn| sweep_in(txn, &policy, now).map(Ok))
     }

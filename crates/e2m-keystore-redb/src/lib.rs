@@ -12,7 +12,10 @@ mod tables;
 mod writer;
 
 pub use error::RedbStoreError;
-pub use store::{DATABASE_FILE, RedbStore, RedbStoreConfig};
+pub use store::{
+    DATABASE_FILE, RedbIdentityMap, RedbIntKeyStore, RedbSessionStore, RedbStore, RedbStoreConfig,
+    RedbSubscriptionStore,
+};
 // What a caller names to open a store, so that it needs no other import.
 pub use e2m_keystore;
 pub use e2m_seal::{self, Keyring};

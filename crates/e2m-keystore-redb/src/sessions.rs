@@ -12,7 +12,7 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use crate::codec::{decode_session, encode_session};
 use crate::error::{DbResult, redb_err};
 use crate::tables::{META, META_NEXT_SESSION_REF, SESSIONS, SESSIONS_BY_EMSE, SESSIONS_BY_EXPIRY};
-use crate::{RedbStore, RedbStoreError};
+use crate::{RedbSessionStore, RedbStore, RedbStoreError};
 
 /// The number at `name` in the meta table, incremented: a counter that never goes back,
 /// even across restarts (it is committed with what it numbers).
@@ -160,9 +160,9 @@ impl RedbStore {
     }
 }
 
-impl SessionStore for RedbStore {
+impl SessionStore for RedbSessionStore {
     fn session_policy(&self) -> SessionPolicy {
-        self.inner.config.sessions
+        self.0.inner.config.sessions
     }
 
     /// The id is drawn here, from the operating system's generator; only its digest goes
@@ -172,12 +172,13 @@ impl SessionStore for RedbStore {
         emse: &EmseId,
         now: Timestamp,
     ) -> impl Future<Output = Result<(SessionId, SessionInfo), StoreError>> + Send {
-        let policy = self.inner.config.sessions;
+        let policy = self.0.inner.config.sessions;
         let emse = emse.clone();
         async move {
             let id = generate_session_id()?;
             let digest = SessionDigest::of(&id);
             let info = self
+                .0
                 .inner
                 .writer
                 .write(move |txn| create_in(txn, &policy, &emse, &digest, now))
@@ -191,7 +192,7 @@ impl SessionStore for RedbStore {
         id: &SessionId,
         now: Timestamp,
     ) -> impl Future<Output = Result<Option<SessionInfo>, StoreError>> + Send {
-        ready(self.session_now(id, now).map_err(StoreError::from))
+        ready(self.0.session_now(id, now).map_err(StoreError::from))
     }
 
     fn remove(
@@ -199,7 +200,8 @@ impl SessionStore for RedbStore {
         id: &SessionId,
     ) -> impl Future<Output = Result<Option<SessionInfo>, StoreError>> + Send {
         let digest = *SessionDigest::of(id).as_bytes();
-        self.inner
+        self.0
+            .inner
             .writer
             .write(move |txn| remove_in(txn, &digest).map(Ok))
     }
@@ -209,14 +211,15 @@ impl SessionStore for RedbStore {
         emse: &EmseId,
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send {
-        ready(self.of_emse_now(emse, now).map_err(StoreError::from))
+        ready(self.0.of_emse_now(emse, now).map_err(StoreError::from))
     }
 
     fn sweep(
         &self,
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send {
-        self.inner
+        self.0
+            .inner
             .writer
             .write(move |txn| sweep_in(txn, now).map(Ok))
     }

@@ -1,5 +1,6 @@
 //! Opening the store: the file, its tables, the schema version and the KEK start-up check.
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,8 +23,9 @@ use crate::writer::Writer;
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "e2m-emks.redb";
 
-/// The policies the store applies (the same values the in-memory stores take).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The policies the store applies (the same values the in-memory stores take), and how
+/// carefully it opens its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RedbStoreConfig {
     /// Intermediate keys kept per UE, and for how long.
     pub retention: RetentionPolicy,
@@ -31,17 +33,59 @@ pub struct RedbStoreConfig {
     pub sessions: SessionPolicy,
     /// Subscription limits.
     pub subscriptions: SubscriptionPolicy,
+    /// Verify every page checksum of the file at open (redb's `check_integrity`), on by
+    /// default. redb verifies checksums when it repairs a file that was not closed cleanly,
+    /// but not when it reads a page later, and a damaged page read later can make redb
+    /// panic (seen: an out-of-range slice index in its B-tree code). With the check, damage
+    /// done to the file while the store was closed is refused at open with
+    /// [`RedbStoreError::Damaged`]. It reads the whole file once (see the crate's restart
+    /// figures); turning it off trades that protection for a faster start.
+    pub verify_at_open: bool,
+}
+
+impl Default for RedbStoreConfig {
+    fn default() -> Self {
+        RedbStoreConfig {
+            retention: RetentionPolicy::DEFAULT,
+            sessions: SessionPolicy::DEFAULT,
+            subscriptions: SubscriptionPolicy::DEFAULT,
+            verify_at_open: true,
+        }
+    }
 }
 
 /// The embedded durable EMKS store: all four e2m-keystore traits over one redb file.
 ///
-/// Cheap to clone (one `Arc`): hand a clone to each place that needs one of the traits
-/// (the EMKS core takes its four stores by value). The file is closed, and the writer
+/// Each trait is served by a view: [`int_keys`](Self::int_keys),
+/// [`identities`](Self::identities), [`sessions`](Self::sessions),
+/// [`subscriptions`](Self::subscriptions), all cheap handles (one `Arc`) on the same file,
+/// to hand to the EMKS core (which takes its four stores by value). The file is closed, and the writer
 /// thread stopped after committing what was queued, when the last clone is dropped.
 #[derive(Clone)]
 pub struct RedbStore {
     pub(crate) inner: Arc<Inner>,
 }
+
+/// The store's intermediate keys, as an [`IntKeyStore`](e2m_keystore::IntKeyStore)
+/// (from [`RedbStore::int_keys`]). Each trait has its own view type, as each in-memory
+/// store is its own type, so that method names (`get`, `remove`, `sweep`) never clash.
+#[derive(Clone, Debug)]
+pub struct RedbIntKeyStore(pub(crate) RedbStore);
+
+/// The store's identity map, as an [`IdentityMap`](e2m_keystore::IdentityMap) (from
+/// [`RedbStore::identities`]).
+#[derive(Clone, Debug)]
+pub struct RedbIdentityMap(pub(crate) RedbStore);
+
+/// The store's EMSE sessions, as a [`SessionStore`](e2m_keystore::SessionStore) (from
+/// [`RedbStore::sessions`]).
+#[derive(Clone, Debug)]
+pub struct RedbSessionStore(pub(crate) RedbStore);
+
+/// The store's subscriptions, as a [`SubscriptionStore`](e2m_keystore::SubscriptionStore)
+/// (from [`RedbStore::subscriptions`]).
+#[derive(Clone, Debug)]
+pub struct RedbSubscriptionStore(pub(crate) RedbStore);
 
 pub(crate) struct Inner {
     // Declared first so that it drops first: the writer thread commits what is queued and
@@ -68,7 +112,8 @@ impl RedbStore {
     /// directory if needed.
     ///
     /// Start-up checks, in this order: the file is a redb database and not damaged (a file
-    /// that was not closed cleanly is repaired by redb first); its schema version is this
+    /// that was not closed cleanly is repaired by redb first; an existing file is never
+    /// re-created, so one truncated to nothing is refused, not taken for a new store); its schema version is this
     /// build's; the KEKs of `keyring` open every stored check record (e2m-seal), so a
     /// missing or wrong KEK file is refused here with [`RedbStoreError::Kek`], never found
     /// later as keys that do not open. A check record for the newest KEK is stored before
@@ -86,7 +131,7 @@ impl RedbStore {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(RedbStoreError::DataDir)?;
         let path = dir.join(DATABASE_FILE);
-        let db = Database::builder().create(&path).map_err(classify)?;
+        let db = open_file(&path, config.verify_at_open)?;
         prepare(&db, &keyring).map_err(|e| match e {
             RedbStoreError::Redb(e) => classify(e),
             other => other,
@@ -102,6 +147,26 @@ impl RedbStore {
                 path,
             }),
         })
+    }
+
+    /// The intermediate key store (a cheap handle on this store).
+    pub fn int_keys(&self) -> RedbIntKeyStore {
+        RedbIntKeyStore(self.clone())
+    }
+
+    /// The identity map (a cheap handle on this store).
+    pub fn identities(&self) -> RedbIdentityMap {
+        RedbIdentityMap(self.clone())
+    }
+
+    /// The session store (a cheap handle on this store).
+    pub fn sessions(&self) -> RedbSessionStore {
+        RedbSessionStore(self.clone())
+    }
+
+    /// The subscription store (a cheap handle on this store).
+    pub fn subscriptions(&self) -> RedbSubscriptionStore {
+        RedbSubscriptionStore(self.clone())
     }
 
     /// The path of the database file.
@@ -121,6 +186,33 @@ impl RedbStore {
     }
 }
 
+/// Opens (or creates) the file and, if asked, verifies it.
+///
+/// redb 4.6 panics on some damaged files while opening them (seen: an out-of-range slice
+/// index reading the saved allocator state of a file whose pages were garbled). Nothing of
+/// the database exists yet at that point (the half-built handle and its file lock are
+/// dropped while unwinding), so the panic is contained here and reported as
+/// [`RedbStoreError::Unreadable`] instead of taking the process down with a backtrace.
+fn open_file(path: &Path, verify: bool) -> DbResult<Database> {
+    let attempt = std::panic::catch_unwind(AssertUnwindSafe(|| -> DbResult<Database> {
+        // `create` would turn an existing empty file (a store truncated to nothing) into a
+        // new, empty store without a word: an existing file is only ever opened.
+        let mut db = if path.exists() {
+            Database::builder().open(path)
+        } else {
+            Database::builder().create(path)
+        }
+        .map_err(classify)?;
+        // `Ok(false)`: redb found damage and repaired the file back to its last intact
+        // commit, which may have dropped acknowledged data: refuse, loudly, once.
+        if verify && !db.check_integrity().map_err(classify)? {
+            return Err(RedbStoreError::Repaired);
+        }
+        Ok(db)
+    }));
+    attempt.unwrap_or(Err(RedbStoreError::Unreadable))
+}
+
 /// Sorts a redb error met while opening: a lock held elsewhere, a damaged or foreign file,
 /// or anything else.
 fn classify(e: impl Into<redb::Error>) -> RedbStoreError {
@@ -128,7 +220,13 @@ fn classify(e: impl Into<redb::Error>) -> RedbStoreError {
     match e {
         redb::Error::DatabaseAlreadyOpen => RedbStoreError::AlreadyOpen,
         redb::Error::Corrupted(_) | redb::Error::UpgradeRequired(_) => RedbStoreError::Damaged(e),
-        redb::Error::Io(ref io) if io.kind() == std::io::ErrorKind::InvalidData => {
+        // Not a database (redb's own "InvalidData"), or shorter than its header says.
+        redb::Error::Io(ref io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
             RedbStoreError::Damaged(e)
         }
         other => RedbStoreError::Redb(other),

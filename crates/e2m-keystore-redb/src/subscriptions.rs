@@ -8,13 +8,13 @@ use e2m_keystore::{
 };
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
-use crate::RedbStore;
 use crate::codec::{decode_subscription, encode_subscription};
 use crate::error::{DbResult, redb_err};
 use crate::sessions::next_number;
 use crate::tables::{
     META_NEXT_SUBSCRIPTION_ID, SUBS_BY_SESSION, SUBS_BY_UE, SUBSCRIPTIONS, UNFILTERED,
 };
+use crate::{RedbStore, RedbSubscriptionStore};
 
 fn ue_key(sub: &SubscriptionRecord) -> &str {
     sub.ue.as_ref().map_or(UNFILTERED, |f| f.imsi.as_str())
@@ -140,17 +140,18 @@ impl RedbStore {
     }
 }
 
-impl SubscriptionStore for RedbStore {
+impl SubscriptionStore for RedbSubscriptionStore {
     fn add(
         &self,
         sub: SubscriptionRecord,
     ) -> impl Future<Output = Result<SubscriptionId, StoreError>> + Send {
-        let policy = self.inner.config.subscriptions;
+        let policy = self.0.inner.config.subscriptions;
         async move {
             if sub.callback.is_empty() || sub.callback.len() > policy.max_callback_len {
                 return Err(StoreError::InvalidInput("callback empty or too long"));
             }
-            self.inner
+            self.0
+                .inner
                 .writer
                 .write(move |txn| add_in(txn, &policy, &sub))
                 .await
@@ -162,7 +163,7 @@ impl SubscriptionStore for RedbStore {
         owner: SessionRef,
         id: SubscriptionId,
     ) -> impl Future<Output = Result<Option<SubscriptionRecord>, StoreError>> + Send {
-        ready(self.subscription_now(owner, id).map_err(StoreError::from))
+        ready(self.0.subscription_now(owner, id).map_err(StoreError::from))
     }
 
     fn remove(
@@ -170,7 +171,8 @@ impl SubscriptionStore for RedbStore {
         owner: SessionRef,
         id: SubscriptionId,
     ) -> impl Future<Output = Result<Option<SubscriptionRecord>, StoreError>> + Send {
-        self.inner
+        self.0
+            .inner
             .writer
             .write(move |txn| remove_in(txn, Some(owner), id.as_u64()).map(Ok))
     }
@@ -179,7 +181,8 @@ impl SubscriptionStore for RedbStore {
         &self,
         owner: SessionRef,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send {
-        self.inner
+        self.0
+            .inner
             .writer
             .write(move |txn| remove_session_in(txn, owner).map(Ok))
     }
@@ -190,6 +193,6 @@ impl SubscriptionStore for RedbStore {
         event: EventSet,
     ) -> impl Future<Output = Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError>> + Send
     {
-        ready(self.matching_now(imsi, event).map_err(StoreError::from))
+        ready(self.0.matching_now(imsi, event).map_err(StoreError::from))
     }
 }

@@ -26,8 +26,9 @@ fn redb_store_passes_the_conformance_suite() {
                     ..Default::default()
                 },
             )
+            .int_keys()
         },
-        identities: &|| common::fresh(base.path(), RedbStoreConfig::default()),
+        identities: &|| common::fresh(base.path(), RedbStoreConfig::default()).identities(),
         sessions: &|sessions| {
             common::fresh(
                 base.path(),
@@ -36,6 +37,7 @@ fn redb_store_passes_the_conformance_suite() {
                     ..Default::default()
                 },
             )
+            .sessions()
         },
         subscriptions: &|subscriptions| {
             common::fresh(
@@ -45,6 +47,7 @@ fn redb_store_passes_the_conformance_suite() {
                     ..Default::default()
                 },
             )
+            .subscriptions()
         },
     }));
     assert!(report.is_ok(), "{report}");
@@ -61,13 +64,16 @@ fn stress_pushers_and_fetchers_with_durable_commits() {
     // pushers through group commit).
     let base = tempfile::tempdir().unwrap();
     let retention = RetentionPolicy::new(4, Duration::from_secs(3600)).unwrap();
-    let store = Arc::new(common::fresh(
-        base.path(),
-        RedbStoreConfig {
-            retention,
-            ..Default::default()
-        },
-    ));
+    let store = Arc::new(
+        common::fresh(
+            base.path(),
+            RedbStoreConfig {
+                retention,
+                ..Default::default()
+            },
+        )
+        .int_keys(),
+    );
     let config = StressConfig {
         ues: 200,
         pushers: 4,
