@@ -2,6 +2,9 @@
 
 use core::future::{Future, ready};
 
+use std::collections::HashMap;
+
+use e2m_keystore::import::{IdentityRow, ImportSummary};
 use e2m_keystore::{AppIdentity, EmseId, IdentityMap, Imsi, Provisioned, StoreError};
 use redb::{ReadableTable, WriteTransaction};
 
@@ -61,6 +64,43 @@ fn remove_emse_in(txn: &WriteTransaction, emse: &str) -> DbResult<usize> {
     Ok(apps.len())
 }
 
+/// All rows or none, in the batch's transaction: every row is checked (against the table
+/// and the rows before it) before the first is written, so a conflict writes nothing and
+/// leaves the rest of the group commit untouched.
+fn provision_all_in(
+    txn: &WriteTransaction,
+    rows: &[IdentityRow],
+) -> DbResult<Result<ImportSummary, StoreError>> {
+    let mut map = txn.open_table(IDENTITIES).map_err(redb_err)?;
+    let mut in_call: HashMap<(&str, &str), &str> = HashMap::with_capacity(rows.len());
+    let mut fresh = Vec::with_capacity(rows.len());
+    let mut unchanged = 0;
+    for row in rows {
+        let key = (row.emse.as_str(), row.app.as_str());
+        let imsi = row.imsi.as_str();
+        if let Some(earlier) = in_call.get(&key) {
+            if *earlier != imsi {
+                return Ok(Err(StoreError::ImportConflict { line: row.line }));
+            }
+            unchanged += 1;
+            continue;
+        }
+        in_call.insert(key, imsi);
+        match map.get(key).map_err(redb_err)? {
+            Some(stored) if stored.value() != imsi => {
+                return Ok(Err(StoreError::ImportConflict { line: row.line }));
+            }
+            Some(_) => unchanged += 1,
+            None => fresh.push(row),
+        }
+    }
+    for row in &fresh {
+        map.insert((row.emse.as_str(), row.app.as_str()), row.imsi.as_str())
+            .map_err(redb_err)?;
+    }
+    Ok(Ok(ImportSummary::new(fresh.len(), unchanged)))
+}
+
 impl RedbStore {
     fn resolve_now(&self, emse: &EmseId, app: &AppIdentity) -> DbResult<Option<Imsi>> {
         let txn = self.read()?;
@@ -117,5 +157,17 @@ impl IdentityMap for RedbIdentityMap {
             .inner
             .writer
             .write(move |txn| remove_emse_in(txn, &emse).map(Ok))
+    }
+
+    /// One write transaction for the whole call (inside a group commit), durable when the
+    /// future resolves.
+    fn provision_all(
+        &self,
+        rows: Vec<IdentityRow>,
+    ) -> impl Future<Output = Result<ImportSummary, StoreError>> + Send {
+        self.0
+            .inner
+            .writer
+            .write(move |txn| provision_all_in(txn, &rows))
     }
 }
