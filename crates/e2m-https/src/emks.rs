@@ -242,7 +242,10 @@ where
             Err(error) => return (None, route_problem(error)),
         };
         let operation = route.operation();
-        (Some(operation), self.answer(route, request, &peer, now).await)
+        (
+            Some(operation),
+            self.answer(route, request, &peer, now).await,
+        )
     }
 
     async fn answer(
@@ -255,34 +258,36 @@ where
         let has_body = !request.body.is_empty();
         match route {
             Route::Register => match decode::<Registration>(request) {
-                Ok(registration) => {
-                    self.finish(self.core.register(peer, &registration, now).await, |result| {
+                Ok(registration) => self.finish(
+                    self.core.register(peer, &registration, now).await,
+                    |result| {
                         let mut response = respond::message(201, &result, false);
                         set_location(&mut response, &rest::session_path(&result.session_id));
                         response
-                    })
-                }
+                    },
+                ),
                 Err(cause) => respond::cause(cause),
             },
             Route::FetchKey(key_request) if !has_body => self
                 .finish(self.core.fetch_key(peer, &key_request, now).await, |key| {
                     respond::message(200, &key, true)
                 }),
-            Route::Deregister(deregistration) if !has_body => self
-                .finish(self.core.deregister(peer, &deregistration, now).await, |()| {
-                    respond::empty(204)
-                }),
+            Route::Deregister(deregistration) if !has_body => self.finish(
+                self.core.deregister(peer, &deregistration, now).await,
+                |()| respond::empty(204),
+            ),
             Route::Subscribe => match decode::<Subscription>(request) {
-                Ok(subscription) => {
-                    self.finish(self.core.subscribe(peer, &subscription, now).await, |result| {
+                Ok(subscription) => self.finish(
+                    self.core.subscribe(peer, &subscription, now).await,
+                    |result| {
                         let mut response = respond::message(201, &result, false);
                         set_location(
                             &mut response,
                             &rest::subscription_path(&result.subscription_id),
                         );
                         response
-                    })
-                }
+                    },
+                ),
                 Err(cause) => respond::cause(cause),
             },
             Route::Unsubscribe(id) if !has_body => self
@@ -290,15 +295,17 @@ where
                     respond::empty(204)
                 }),
             Route::Notify => match decode::<Notification>(request) {
-                Ok(notification) => self.finish(self.core.notify(peer, &notification, now).await, |()| {
-                    respond::empty(204)
-                }),
+                Ok(notification) => self
+                    .finish(self.core.notify(peer, &notification, now).await, |()| {
+                        respond::empty(204)
+                    }),
                 Err(cause) => respond::cause(cause),
             },
             Route::PushIntermediateKey => match decode::<IntermediateKeyPush>(request) {
-                Ok(push) => self.finish(self.core.push_intermediate_key(peer, push, now).await, |()| {
-                    respond::empty(204)
-                }),
+                Ok(push) => self.finish(
+                    self.core.push_intermediate_key(peer, push, now).await,
+                    |()| respond::empty(204),
+                ),
                 Err(cause) => respond::cause(cause),
             },
             // GET and DELETE carry everything in the target: a body is a malformed request.
