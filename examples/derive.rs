@@ -1,10 +1,14 @@
-//! A derivation calculator for interop work: every typed derivation of `e2m-kdf` and the raw
-//! TS 33.220 B.2 KDF, inputs in hex (text where the spec uses text), one `name = hex` line
-//! per output. Bad input: a message on stderr and exit status 2.
+//! A derivation calculator for interop work: every typed derivation of `e2m-kdf`, the raw
+//! TS 33.220 B.2 KDF and MILENAGE (TS 35.206 f1–f5, f1*, f5*), inputs in hex (text where the
+//! spec uses text), one `name = hex` line per output. `derive --help` lists the commands,
+//! `derive <command> --help` their flags. Bad input: one line on stderr and exit status 2.
 //!
 //! ```text
 //! cargo run --example derive -- ck-ik-prime --ck 5349fbe098649f948f5d2e973a81c00f \
 //!     --ik 9744871ad32bf9bbd1dd5ce54e3e2e5a --network-name WLAN --sqn-xor-ak bb52e91c747a
+//! cargo run --example derive -- milenage --k 465b5ce8b199b49faa5f0a2ee238a6bc \
+//!     --op cdc202d5123e20f62b6d676ac72cb318 --rand 23553cbe9637a89d218ae64dae47bf35 \
+//!     --sqn ff9bb4d0b607 --amf b9b9
 //! ```
 //!
 //! This tool prints key material by design (it is a calculator); never point it at
@@ -12,335 +16,495 @@
 
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
+use e2m_aka::{Milenage, Opc, SubscriberKey};
 use e2m_kdf::{
     Ck, E2mIntKey, E2mKeyDeriver, E2mProfile, Fc, Ik, Kakma, Kausf, Ks, a_tid, ck_ik_prime,
     e2m_int_key, kaf, kakma, kasme, kausf, kdf, ks_naf,
 };
 use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
 
-const USAGE: &str = "\
-usage: derive <command> [--flag value]...
+#[path = "support/cli.rs"]
+#[allow(dead_code, reason = "shared by all examples; each uses a part")]
+mod cli;
 
-commands (all binary values in hex):
-  kdf           --key K --fc FC [--p HEX | --p-text TEXT]...   raw TS 33.220 B.2 KDF;
-                FC is one octet (20) or two (ff01); parameters in order P0, P1, ...
-  ck-ik-prime   --ck --ik --network-name TEXT --sqn-xor-ak     TS 33.402 A.2
-  kasme         --ck --ik --sn-id --sqn-xor-ak                 TS 33.401 A.2
-  kausf         --ck --ik --serving-network-name TEXT --sqn-xor-ak   TS 33.501 A.2
-  ks-naf        (--ks | --ck --ik) --rand --impi TEXT --naf-id  TS 33.220 B.3
-  kakma         --kausf --supi TEXT                           TS 33.535 A.2
-  a-tid         --kausf --supi TEXT                           TS 33.535 A.3
-  kaf           --kakma --af-id                               TS 33.535 A.4
-  e2m-int-key   --ck --ik [profile flags]                     Solution #10 step 1
-  e2m-key       --int-key --emse-id TEXT [--emse-id TEXT]... [profile flags]   step 2
-  key-id        (--rand | --int-key [profile flags])          RAND-LSB32 or short hash
-  psk-identity  --identity TEXT --key-id 8HEX                 format a psk_identity
-  parse-psk-identity --psk-identity TEXT                      parse one
-profile flags (default: the provisional e2m profile):
-  --int-fc FC --int-label TEXT --key-fc FC --key-label TEXT --key-id-fc FC --key-id-label TEXT";
+use cli::{Hex, HexBytes, hex_array, hex_bytes, to_hex};
 
-/// Flags in command-line order (the raw KDF's parameters are ordered).
-struct Args {
-    flags: Vec<(String, String)>,
+const PROGRAM: &str = "derive";
+
+/// Derivation calculator for e2m interop work (all binary values in hex, either case).
+#[derive(Parser, Debug)]
+#[command(name = "derive", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-impl Args {
-    fn parse(raw: &[String]) -> Result<Self, String> {
-        let mut flags = Vec::new();
-        let mut it = raw.iter();
-        while let Some(flag) = it.next() {
-            let name = flag
-                .strip_prefix("--")
-                .ok_or_else(|| format!("expected a --flag, got {flag:?}"))?;
-            let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
-            flags.push((name.to_owned(), value.clone()));
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Raw TS 33.220 B.2 KDF; --p and --p-text give P0, P1, … in command-line order.
+    Kdf {
+        /// The key (any length).
+        #[arg(long, value_name = "HEX", value_parser = hex_bytes)]
+        key: HexBytes,
+        /// FC: one octet (`20`) or 0xFF and one octet (`ff01`).
+        #[arg(long, value_name = "FC", value_parser = parse_fc)]
+        fc: Fc,
+        /// A binary parameter.
+        #[arg(long, value_name = "HEX", value_parser = hex_bytes)]
+        p: Vec<HexBytes>,
+        /// A text parameter (UTF-8, NFKC).
+        #[arg(long = "p-text", value_name = "TEXT")]
+        p_text: Vec<String>,
+    },
+    /// CK'/IK' (TS 33.402 A.2).
+    CkIkPrime {
+        #[command(flatten)]
+        ck_ik: CkIk,
+        /// Access network identity (e.g. WLAN).
+        #[arg(long, value_name = "TEXT")]
+        network_name: String,
+        /// SQN ⊕ AK (6 octets).
+        #[arg(long, value_name = "HEX12", value_parser = hex_array::<6>)]
+        sqn_xor_ak: Hex<6>,
+    },
+    /// K_ASME (TS 33.401 A.2).
+    Kasme {
+        #[command(flatten)]
+        ck_ik: CkIk,
+        /// Serving network id (PLMN id, 3 octets).
+        #[arg(long, value_name = "HEX6", value_parser = hex_array::<3>)]
+        sn_id: Hex<3>,
+        /// SQN ⊕ AK (6 octets).
+        #[arg(long, value_name = "HEX12", value_parser = hex_array::<6>)]
+        sqn_xor_ak: Hex<6>,
+    },
+    /// K_AUSF (TS 33.501 A.2).
+    Kausf {
+        #[command(flatten)]
+        ck_ik: CkIk,
+        /// Serving network name (e.g. 5G:mnc001.mcc001.3gppnetwork.org).
+        #[arg(long, value_name = "TEXT")]
+        serving_network_name: String,
+        /// SQN ⊕ AK (6 octets).
+        #[arg(long, value_name = "HEX12", value_parser = hex_array::<6>)]
+        sqn_xor_ak: Hex<6>,
+    },
+    /// Ks_NAF (TS 33.220 B.3), from --ks or from --ck and --ik.
+    KsNaf {
+        /// Ks (32 octets).
+        #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>,
+              conflicts_with_all = ["ck", "ik"], required_unless_present_all = ["ck", "ik"])]
+        ks: Option<Hex<32>>,
+        /// CK (16 octets).
+        #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>, requires = "ik")]
+        ck: Option<Hex<16>>,
+        /// IK (16 octets).
+        #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>, requires = "ck")]
+        ik: Option<Hex<16>>,
+        /// RAND (16 octets).
+        #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>)]
+        rand: Hex<16>,
+        /// IMPI.
+        #[arg(long, value_name = "TEXT")]
+        impi: String,
+        /// NAF_Id (FQDN ‖ Ua security protocol id), binary.
+        #[arg(long, value_name = "HEX", value_parser = hex_bytes)]
+        naf_id: HexBytes,
+    },
+    /// K_AKMA (TS 33.535 A.2).
+    Kakma(KausfSupi),
+    /// A-TID (TS 33.535 A.3).
+    ATid(KausfSupi),
+    /// K_AF (TS 33.535 A.4).
+    Kaf {
+        /// K_AKMA (32 octets).
+        #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>)]
+        kakma: Hex<32>,
+        /// AF_ID, binary.
+        #[arg(long, value_name = "HEX", value_parser = hex_bytes)]
+        af_id: HexBytes,
+    },
+    /// e2m_int_key = KDF(CK ‖ IK, FC, "e2m_CIoT") (Solution #10, step 1).
+    E2mIntKey {
+        #[command(flatten)]
+        ck_ik: CkIk,
+        #[command(flatten)]
+        profile: ProfileArgs,
+    },
+    /// e2m_key = KDF(e2m_int_key, FC, EMSE_Id) for each --emse-id (Solution #10, step 2).
+    E2mKey {
+        /// e2m_int_key (32 octets).
+        #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>)]
+        int_key: Hex<32>,
+        /// EMSE_Id (repeatable).
+        #[arg(long, value_name = "TEXT", required = true)]
+        emse_id: Vec<String>,
+        #[command(flatten)]
+        profile: ProfileArgs,
+    },
+    /// The key id: RAND-LSB32 from --rand, or the short hash of --int-key.
+    KeyId {
+        /// RAND (16 octets): key id = its last 4 octets.
+        #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>,
+              conflicts_with = "int_key", required_unless_present = "int_key")]
+        rand: Option<Hex<16>>,
+        /// e2m_int_key (32 octets): key id = the profile's short hash.
+        #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>)]
+        int_key: Option<Hex<32>>,
+        #[command(flatten)]
+        profile: ProfileArgs,
+    },
+    /// Formats a psk_identity from an application identity and a key id.
+    PskIdentity {
+        /// Application identity (e.g. an NAI).
+        #[arg(long, value_name = "TEXT")]
+        identity: AppIdentity,
+        /// Key id (8 lower-case hex digits).
+        #[arg(long, value_name = "HEX8")]
+        key_id: KeyId,
+    },
+    /// Parses a psk_identity.
+    ParsePskIdentity {
+        /// The psk_identity.
+        #[arg(long, value_name = "TEXT", value_parser = parse_psk_identity)]
+        psk_identity: PskIdentity,
+    },
+    /// MILENAGE (TS 35.206): RES, CK, IK, AK, AK* for RAND; with --sqn and --amf also
+    /// MAC-A (f1), MAC-S (f1*) and AUTN. To check a USIM's outputs directly.
+    Milenage {
+        /// K, the subscriber key (16 octets).
+        #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>)]
+        k: Hex<16>,
+        /// OPc (16 octets).
+        #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>,
+              conflicts_with = "op", required_unless_present = "op")]
+        opc: Option<Hex<16>>,
+        /// OP (16 octets): OPc = OP ⊕ E_K(OP) is computed and printed.
+        #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>)]
+        op: Option<Hex<16>>,
+        /// RAND (16 octets).
+        #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>)]
+        rand: Hex<16>,
+        /// SQN (6 octets), for f1 and f1*.
+        #[arg(long, value_name = "HEX12", value_parser = hex_array::<6>, requires = "amf")]
+        sqn: Option<Hex<6>>,
+        /// AMF (2 octets), for f1 and f1*.
+        #[arg(long, value_name = "HEX4", value_parser = hex_array::<2>, requires = "sqn")]
+        amf: Option<Hex<2>>,
+    },
+}
+
+/// CK and IK.
+#[derive(Args, Debug)]
+struct CkIk {
+    /// CK (16 octets).
+    #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>)]
+    ck: Hex<16>,
+    /// IK (16 octets).
+    #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>)]
+    ik: Hex<16>,
+}
+
+impl CkIk {
+    fn keys(&self) -> (Ck, Ik) {
+        (
+            Ck::from_array(*self.ck.expose()),
+            Ik::from_array(*self.ik.expose()),
+        )
+    }
+}
+
+/// K_AUSF and SUPI.
+#[derive(Args, Debug)]
+struct KausfSupi {
+    /// K_AUSF (32 octets).
+    #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>)]
+    kausf: Hex<32>,
+    /// SUPI (e.g. an IMSI).
+    #[arg(long, value_name = "TEXT")]
+    supi: String,
+}
+
+/// The e2m profile (default: the provisional profile; the e2m FCs are not allocated by
+/// 3GPP).
+#[derive(Args, Debug)]
+struct ProfileArgs {
+    /// FC of e2m_int_key.
+    #[arg(long, value_name = "FC", value_parser = parse_fc)]
+    int_fc: Option<Fc>,
+    /// Label of e2m_int_key.
+    #[arg(long, value_name = "TEXT")]
+    int_label: Option<String>,
+    /// FC of e2m_key.
+    #[arg(long, value_name = "FC", value_parser = parse_fc)]
+    key_fc: Option<Fc>,
+    /// Optional string of e2m_key.
+    #[arg(long, value_name = "TEXT")]
+    key_label: Option<String>,
+    /// FC of the short-hash key id.
+    #[arg(long, value_name = "FC", value_parser = parse_fc)]
+    key_id_fc: Option<Fc>,
+    /// Label of the short-hash key id.
+    #[arg(long, value_name = "TEXT")]
+    key_id_label: Option<String>,
+}
+
+impl ProfileArgs {
+    fn profile(&self) -> Result<E2mProfile<'_>, String> {
+        let mut p = E2mProfile::PROVISIONAL;
+        if let Some(fc) = self.int_fc {
+            p.int_key_fc = fc;
         }
-        Ok(Args { flags })
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.flags
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self, name: &str) -> Result<&str, String> {
-        self.get(name).ok_or_else(|| format!("missing --{name}"))
-    }
-
-    fn all(&self, name: &str) -> Vec<&str> {
-        self.flags
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    fn hex(&self, name: &str) -> Result<Vec<u8>, String> {
-        hex_bytes(name, self.text(name)?)
-    }
-
-    fn array<const N: usize>(&self, name: &str) -> Result<[u8; N], String> {
-        let bytes = self.hex(name)?;
-        bytes.as_slice().try_into().map_err(|_| {
-            format!(
-                "--{name} must be {N} octets ({} hex digits), got {}",
-                2 * N,
-                bytes.len()
-            )
-        })
-    }
-
-    /// Rejects flags the command does not know, so a typo is not silently ignored.
-    fn only(&self, known: &[&str]) -> Result<(), String> {
-        match self
-            .flags
-            .iter()
-            .find(|(n, _)| !known.contains(&n.as_str()))
-        {
-            Some((n, _)) => Err(format!("unknown flag --{n} for this command")),
-            None => Ok(()),
+        if let Some(fc) = self.key_fc {
+            p.key_fc = fc;
         }
+        if let Some(fc) = self.key_id_fc {
+            p.key_id_fc = fc;
+        }
+        if let Some(v) = &self.int_label {
+            p.int_key_label = v;
+        }
+        if let Some(v) = &self.key_label {
+            p.key_label = Some(v);
+        }
+        if let Some(v) = &self.key_id_label {
+            p.key_id_label = v;
+        }
+        p.validate().map_err(|e| format!("profile: {e}"))?;
+        Ok(p)
     }
 }
 
-fn hex_bytes(name: &str, text: &str) -> Result<Vec<u8>, String> {
-    let mut out = vec![0u8; text.len() / 2];
-    if !text.len().is_multiple_of(2) {
-        return Err(format!("--{name}: odd number of hex digits"));
-    }
-    for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
-        let s = std::str::from_utf8(pair).map_err(|_| format!("--{name}: not hex"))?;
-        out[i] = u8::from_str_radix(s, 16).map_err(|_| format!("--{name}: not hex: {s:?}"))?;
-    }
-    Ok(out)
-}
-
-fn fc(name: &str, text: &str) -> Result<Fc, String> {
-    match hex_bytes(name, text)?.as_slice() {
+/// FC: one octet, or 0xFF followed by one octet (TS 33.220 B.2.2).
+fn parse_fc(text: &str) -> Result<Fc, String> {
+    match hex_bytes(text).map_err(|e| e.to_string())?.expose() {
         [0xFF, two] => Ok(Fc::extended(*two)),
-        [one] => Fc::new(*one).map_err(|e| format!("--{name}: {e}")),
-        _ => Err(format!("--{name}: FC is one octet or 0xFF plus one octet")),
+        [one] => Fc::new(*one).map_err(|e| e.to_string()),
+        _ => Err("FC is one octet or 0xFF plus one octet".into()),
     }
+}
+
+fn parse_psk_identity(text: &str) -> Result<PskIdentity, String> {
+    PskIdentity::parse(text.as_bytes()).map_err(|e| e.to_string())
 }
 
 fn out(name: &str, bytes: &[u8]) {
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    println!("{name} = {hex}");
+    println!("{name} = {}", to_hex(bytes));
 }
 
-const PROFILE_FLAGS: [&str; 6] = [
-    "int-fc",
-    "int-label",
-    "key-fc",
-    "key-label",
-    "key-id-fc",
-    "key-id-label",
-];
-
-fn profile(args: &Args) -> Result<E2mProfile<'_>, String> {
-    let mut p = E2mProfile::PROVISIONAL;
-    if let Some(v) = args.get("int-fc") {
-        p.int_key_fc = fc("int-fc", v)?;
+/// The parameters of `kdf` in command-line order, --p and --p-text interleaved.
+fn kdf_params(matches: &clap::ArgMatches) -> Result<Vec<Vec<u8>>, String> {
+    let Some(("kdf", sub)) = matches.subcommand() else {
+        return Ok(Vec::new());
+    };
+    let mut ordered: Vec<(usize, Vec<u8>)> = Vec::new();
+    if let (Some(indices), Some(values)) = (sub.indices_of("p"), sub.get_many::<HexBytes>("p")) {
+        for (i, v) in indices.zip(values) {
+            ordered.push((i, v.expose().to_vec()));
+        }
     }
-    if let Some(v) = args.get("key-fc") {
-        p.key_fc = fc("key-fc", v)?;
+    if let (Some(indices), Some(values)) =
+        (sub.indices_of("p_text"), sub.get_many::<String>("p_text"))
+    {
+        for (i, v) in indices.zip(values) {
+            let bytes = e2m_kdf::text_param(v).map_err(|e| format!("--p-text: {e}"))?;
+            ordered.push((i, bytes.to_vec()));
+        }
     }
-    if let Some(v) = args.get("key-id-fc") {
-        p.key_id_fc = fc("key-id-fc", v)?;
-    }
-    if let Some(v) = args.get("int-label") {
-        p.int_key_label = v;
-    }
-    if let Some(v) = args.get("key-label") {
-        p.key_label = Some(v);
-    }
-    if let Some(v) = args.get("key-id-label") {
-        p.key_id_label = v;
-    }
-    p.validate().map_err(|e| format!("profile: {e}"))?;
-    Ok(p)
+    ordered.sort_by_key(|(i, _)| *i);
+    Ok(ordered.into_iter().map(|(_, v)| v).collect())
 }
 
-fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
-    base.iter().chain(extra).copied().collect()
-}
-
-fn run(command: &str, args: &Args) -> Result<(), String> {
+fn run(command: &Command, matches: &clap::ArgMatches) -> Result<(), String> {
     let e = |err: &dyn std::fmt::Display| err.to_string();
-    let ck = || Ck::from_hex(args.text("ck")?).map_err(|err| format!("--ck: {err}"));
-    let ik = || Ik::from_hex(args.text("ik")?).map_err(|err| format!("--ik: {err}"));
     match command {
-        "kdf" => {
-            args.only(&["key", "fc", "p", "p-text"])?;
-            let key = args.hex("key")?;
-            let fc = fc("fc", args.text("fc")?)?;
-            let mut params = Vec::new();
-            for (name, value) in &args.flags {
-                match name.as_str() {
-                    "p" => params.push(hex_bytes("p", value)?),
-                    "p-text" => {
-                        params.push(e2m_kdf::text_param(value).map_err(|x| e(&x))?.to_vec())
-                    }
-                    _ => {}
-                }
-            }
+        Command::Kdf { key, fc, .. } => {
+            let params = kdf_params(matches)?;
             let refs: Vec<&[u8]> = params.iter().map(Vec::as_slice).collect();
             out(
                 "derived",
-                kdf(&key, fc, &refs).map_err(|x| e(&x))?.expose_secret(),
-            );
-        }
-        "ck-ik-prime" => {
-            args.only(&["ck", "ik", "network-name", "sqn-xor-ak"])?;
-            let (ckp, ikp) = ck_ik_prime(
-                &ck()?,
-                &ik()?,
-                args.text("network-name")?,
-                &args.array("sqn-xor-ak")?,
-            )
-            .map_err(|x| e(&x))?;
-            out("ck_prime", ckp.expose_secret());
-            out("ik_prime", ikp.expose_secret());
-        }
-        "kasme" => {
-            args.only(&["ck", "ik", "sn-id", "sqn-xor-ak"])?;
-            let k = kasme(
-                &ck()?,
-                &ik()?,
-                &args.array("sn-id")?,
-                &args.array("sqn-xor-ak")?,
-            );
-            out("kasme", k.expose_secret());
-        }
-        "kausf" => {
-            args.only(&["ck", "ik", "serving-network-name", "sqn-xor-ak"])?;
-            let k = kausf(
-                &ck()?,
-                &ik()?,
-                args.text("serving-network-name")?,
-                &args.array("sqn-xor-ak")?,
-            )
-            .map_err(|x| e(&x))?;
-            out("kausf", k.expose_secret());
-        }
-        "ks-naf" => {
-            args.only(&["ks", "ck", "ik", "rand", "impi", "naf-id"])?;
-            let ks = match args.get("ks") {
-                Some(v) => Ks::from_hex(v).map_err(|err| format!("--ks: {err}"))?,
-                None => Ks::from_ck_ik(&ck()?, &ik()?),
-            };
-            let k = ks_naf(
-                &ks,
-                &args.array("rand")?,
-                args.text("impi")?,
-                &args.hex("naf-id")?,
-            )
-            .map_err(|x| e(&x))?;
-            out("ks_naf", k.expose_secret());
-        }
-        "kakma" | "a-tid" => {
-            args.only(&["kausf", "supi"])?;
-            let k =
-                Kausf::from_hex(args.text("kausf")?).map_err(|err| format!("--kausf: {err}"))?;
-            if command == "kakma" {
-                out(
-                    "kakma",
-                    kakma(&k, args.text("supi")?)
-                        .map_err(|x| e(&x))?
-                        .expose_secret(),
-                );
-            } else {
-                out(
-                    "a_tid",
-                    &a_tid(&k, args.text("supi")?).map_err(|x| e(&x))?.0,
-                );
-            }
-        }
-        "kaf" => {
-            args.only(&["kakma", "af-id"])?;
-            let k =
-                Kakma::from_hex(args.text("kakma")?).map_err(|err| format!("--kakma: {err}"))?;
-            out(
-                "kaf",
-                kaf(&k, &args.hex("af-id")?)
+                kdf(key.expose(), *fc, &refs)
                     .map_err(|x| e(&x))?
                     .expose_secret(),
             );
         }
-        "e2m-int-key" => {
-            args.only(&with(&["ck", "ik"], &PROFILE_FLAGS))?;
-            let k = e2m_int_key(&ck()?, &ik()?, &profile(args)?).map_err(|x| e(&x))?;
+        Command::CkIkPrime {
+            ck_ik,
+            network_name,
+            sqn_xor_ak,
+        } => {
+            let (ck, ik) = ck_ik.keys();
+            let (ckp, ikp) =
+                ck_ik_prime(&ck, &ik, network_name, sqn_xor_ak.expose()).map_err(|x| e(&x))?;
+            out("ck_prime", ckp.expose_secret());
+            out("ik_prime", ikp.expose_secret());
+        }
+        Command::Kasme {
+            ck_ik,
+            sn_id,
+            sqn_xor_ak,
+        } => {
+            let (ck, ik) = ck_ik.keys();
+            let k = kasme(&ck, &ik, sn_id.expose(), sqn_xor_ak.expose());
+            out("kasme", k.expose_secret());
+        }
+        Command::Kausf {
+            ck_ik,
+            serving_network_name,
+            sqn_xor_ak,
+        } => {
+            let (ck, ik) = ck_ik.keys();
+            let k =
+                kausf(&ck, &ik, serving_network_name, sqn_xor_ak.expose()).map_err(|x| e(&x))?;
+            out("kausf", k.expose_secret());
+        }
+        Command::KsNaf {
+            ks,
+            ck,
+            ik,
+            rand,
+            impi,
+            naf_id,
+        } => {
+            let ks = match (ks, ck, ik) {
+                (Some(ks), _, _) => Ks::from_array(*ks.expose()),
+                (None, Some(ck), Some(ik)) => {
+                    Ks::from_ck_ik(&Ck::from_array(*ck.expose()), &Ik::from_array(*ik.expose()))
+                }
+                _ => return Err("give --ks, or --ck and --ik".into()),
+            };
+            let k = ks_naf(&ks, rand.expose(), impi, naf_id.expose()).map_err(|x| e(&x))?;
+            out("ks_naf", k.expose_secret());
+        }
+        Command::Kakma(KausfSupi { kausf, supi }) => {
+            let k = Kausf::from_array(*kausf.expose());
+            out("kakma", kakma(&k, supi).map_err(|x| e(&x))?.expose_secret());
+        }
+        Command::ATid(KausfSupi { kausf, supi }) => {
+            let k = Kausf::from_array(*kausf.expose());
+            out("a_tid", &a_tid(&k, supi).map_err(|x| e(&x))?.0);
+        }
+        Command::Kaf { kakma, af_id } => {
+            let k = Kakma::from_array(*kakma.expose());
+            out(
+                "kaf",
+                kaf(&k, af_id.expose()).map_err(|x| e(&x))?.expose_secret(),
+            );
+        }
+        Command::E2mIntKey { ck_ik, profile } => {
+            let (ck, ik) = ck_ik.keys();
+            let k = e2m_int_key(&ck, &ik, &profile.profile()?).map_err(|x| e(&x))?;
             out("e2m_int_key", k.expose_secret());
         }
-        "e2m-key" => {
-            args.only(&with(&["int-key", "emse-id"], &PROFILE_FLAGS))?;
-            let int_key = E2mIntKey::from_hex(args.text("int-key")?)
-                .map_err(|err| format!("--int-key: {err}"))?;
-            let deriver = E2mKeyDeriver::new(&int_key, profile(args)?).map_err(|x| e(&x))?;
-            let emses = args.all("emse-id");
-            if emses.is_empty() {
-                return Err("missing --emse-id".into());
-            }
-            for emse in emses {
-                let k = deriver
-                    .derive(emse)
-                    .map_err(|x| format!("--emse-id {emse:?}: {x}"))?;
+        Command::E2mKey {
+            int_key,
+            emse_id,
+            profile,
+        } => {
+            let int_key = E2mIntKey::from_array(*int_key.expose());
+            let deriver = E2mKeyDeriver::new(&int_key, profile.profile()?).map_err(|x| e(&x))?;
+            for emse in emse_id {
+                let k = deriver.derive(emse).map_err(|x| {
+                    format!("--emse-id {:?}: {x}", cli::clip(emse, cli::ECHO_LIMIT))
+                })?;
                 out(&format!("e2m_key[{emse}]"), k.expose_secret());
             }
         }
-        "key-id" => {
-            args.only(&with(&["rand", "int-key"], &PROFILE_FLAGS))?;
-            if args.get("rand").is_some() {
-                println!("key_id = {}", KeyId::from_rand_lsb32(&args.array("rand")?));
-            } else {
-                let int_key = E2mIntKey::from_hex(args.text("int-key")?)
-                    .map_err(|err| format!("--int-key: {err}"))?;
+        Command::KeyId {
+            rand,
+            int_key,
+            profile,
+        } => match (rand, int_key) {
+            (Some(rand), _) => {
+                println!("key_id = {}", KeyId::from_rand_lsb32(rand.expose()));
+            }
+            (None, Some(int_key)) => {
+                let int_key = E2mIntKey::from_array(*int_key.expose());
                 println!(
                     "key_id = {}",
-                    KeyId::short_hash(&int_key, &profile(args)?).map_err(|x| e(&x))?
+                    KeyId::short_hash(&int_key, &profile.profile()?).map_err(|x| e(&x))?
                 );
             }
+            (None, None) => return Err("give --rand or --int-key".into()),
+        },
+        Command::PskIdentity { identity, key_id } => {
+            println!(
+                "psk_identity = {}",
+                PskIdentity::new(identity.clone(), *key_id)
+            );
         }
-        "psk-identity" => {
-            args.only(&["identity", "key-id"])?;
-            let identity = AppIdentity::new(args.text("identity")?)
-                .map_err(|err| format!("--identity: {err}"))?;
-            let key_id: KeyId = args
-                .text("key-id")?
-                .parse()
-                .map_err(|err| format!("--key-id: {err}"))?;
-            println!("psk_identity = {}", PskIdentity::new(identity, key_id));
+        Command::ParsePskIdentity { psk_identity } => {
+            println!("identity = {}", psk_identity.identity);
+            println!("key_id = {}", psk_identity.key_id);
         }
-        "parse-psk-identity" => {
-            args.only(&["psk-identity"])?;
-            let parsed =
-                PskIdentity::parse(args.text("psk-identity")?.as_bytes()).map_err(|x| e(&x))?;
-            println!("identity = {}", parsed.identity);
-            println!("key_id = {}", parsed.key_id);
-        }
-        other => return Err(format!("unknown command {other:?}")),
+        Command::Milenage {
+            k,
+            opc,
+            op,
+            rand,
+            sqn,
+            amf,
+        } => milenage(
+            k,
+            opc.as_ref(),
+            op.as_ref(),
+            rand,
+            sqn.as_ref().zip(amf.as_ref()),
+        ),
     }
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    let Some((command, rest)) = raw.split_first() else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
+/// TS 35.206 §4.1 for one RAND (and SQN/AMF when given): every output a USIM computes.
+fn milenage(
+    k: &Hex<16>,
+    opc: Option<&Hex<16>>,
+    op: Option<&Hex<16>>,
+    rand: &Hex<16>,
+    sqn_amf: Option<(&Hex<6>, &Hex<2>)>,
+) {
+    let k = SubscriberKey::from_array(*k.expose());
+    let opc = match (opc, op) {
+        (Some(opc), _) => Opc::from_array(*opc.expose()),
+        (None, Some(op)) => {
+            let opc = Milenage::opc_from_op(&k, op.expose());
+            out("opc", opc.expose_secret());
+            opc
+        }
+        // clap requires one of the two.
+        (None, None) => return,
     };
-    if command == "-h" || command == "--help" || command == "help" {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
+    let m = Milenage::new(&k, &opc);
+    let rand = rand.expose();
+    let outputs = m.f2345(rand);
+    if let Some((sqn, amf)) = sqn_amf {
+        let mac_a = m.f1(rand, sqn.expose(), amf.expose());
+        out("mac_a", &mac_a);
+        out("mac_s", &m.f1_star(rand, sqn.expose(), amf.expose()));
+        // AUTN = SQN ⊕ AK ‖ AMF ‖ MAC-A (TS 33.102 §6.3.2).
+        let mut autn = [0u8; 16];
+        for (i, slot) in autn[..6].iter_mut().enumerate() {
+            *slot = sqn.expose()[i] ^ outputs.ak[i];
+        }
+        autn[6..8].copy_from_slice(amf.expose());
+        autn[8..].copy_from_slice(&mac_a);
+        out("autn", &autn);
     }
-    match Args::parse(rest).and_then(|args| run(command, &args)) {
+    out("res", outputs.res.expose());
+    out("ck", outputs.ck.expose_secret());
+    out("ik", outputs.ik.expose_secret());
+    out("ak", &outputs.ak);
+    out("ak_star", &m.f5_star(rand));
+}
+
+fn main() -> ExitCode {
+    let (cli, matches): (Cli, _) = cli::parse_or_exit(PROGRAM);
+    match run(&cli.command, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("derive {command}: {message}");
-            eprintln!("(run `derive --help` for usage)");
-            ExitCode::from(2)
+            let name = matches.subcommand_name().unwrap_or_default();
+            cli::usage_error(&format!("{PROGRAM} {name}"), message)
         }
     }
 }

@@ -39,6 +39,18 @@ use e2m_msg::{
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+#[path = "support/cli.rs"]
+#[allow(dead_code, reason = "shared by all examples; each uses a part")]
+mod cli;
+
+/// The whole of Solution #10 in one process on 127.0.0.1: MILENAGE AKA, the EMKS over HTTPS
+/// with mutual TLS, two EMSEs and UEs over DTLS 1.2 PSK, then the seed's edge cases. Exits
+/// non-zero if any expected outcome does not happen. Takes no arguments; set RUST_LOG
+/// (e.g. RUST_LOG=info) to also see the EMKS's audit records.
+#[derive(clap::Parser, Debug)]
+#[command(name = "e2m_demo", version)]
+struct Args {}
+
 const EMSE_A: &str = "iot-platform-a.example.com";
 const EMSE_B: &str = "grid-platform-b.example.org";
 /// An EMSE whose certificate names it, but which claims to be EMSE A when registering.
@@ -634,6 +646,7 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    let (_, _): (Args, _) = cli::parse_or_exit("e2m_demo");
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

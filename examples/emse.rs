@@ -20,17 +20,19 @@
 //! `--emks URL --certs DIR --emse-id ID` (register with the EMKS over mutual TLS with the
 //! EMSE's certificate from DIR, then fetch each UE's key by application identity and key
 //! id; deregister on exit); `--max-peers N`, `--run-for SECS` (exit after that long;
-//! default: until Ctrl-C).
+//! default: until Ctrl-C). `emse --help` lists the flags and defaults; bad input: one line
+//! on stderr, exit status 2.
 //!
 //! The server asks a `PskResolver` for each `psk_identity`; here that is `KeySource`, whose
 //! EMKS variant calls `EmksClient::fetch_key` on the peer's own task, so other UEs'
 //! handshakes carry on while one fetch waits. Prints short narrated lines; never key bytes.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
 use e2m_dtls::emks_source::EmksKeySource;
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, default_handler};
 use e2m_dtls::{PskResolver, ResolveError, StaticPsk};
@@ -39,9 +41,41 @@ use e2m_https::pki::PkiDir;
 use e2m_kdf::E2mKey;
 use e2m_keyid::{EmseId, PskIdentity};
 
-const USAGE: &str = "usage: emse [--listen ADDR]
-            (--psk-hex HEX | --emks URL --certs DIR --emse-id ID)
-            [--max-peers N] [--run-for SECS]";
+#[path = "support/cli.rs"]
+#[allow(dead_code, reason = "shared by all examples; each uses a part")]
+mod cli;
+
+use cli::{Hex, hex_array};
+
+/// The EMSE's DTLS side alone: a DTLS 1.2 PSK server (TLS_PSK_WITH_AES_128_CCM_8) answering
+/// CoAP GETs, with one static PSK or keys fetched from the EMKS.
+#[derive(Parser, Debug)]
+#[command(name = "emse", version)]
+struct Args {
+    /// Where to listen (UDP).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5684")]
+    listen: SocketAddr,
+    /// Static-key mode: one e2m_key (32 octets) for every identity.
+    #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>,
+          conflicts_with_all = ["emks", "certs", "emse_id"],
+          required_unless_present_all = ["emks", "certs", "emse_id"])]
+    psk_hex: Option<Hex<32>>,
+    /// The EMKS's base URL (keys from the EMKS; with --certs and --emse-id).
+    #[arg(long, value_name = "URL")]
+    emks: Option<String>,
+    /// The PKI directory (from `emks gen-pki`).
+    #[arg(long, value_name = "DIR")]
+    certs: Option<PathBuf>,
+    /// This EMSE's EMSE_Id (its certificate must name it).
+    #[arg(long, value_name = "ID")]
+    emse_id: Option<EmseId>,
+    /// Peers handled at once (default: the server's default).
+    #[arg(long, value_name = "N")]
+    max_peers: Option<usize>,
+    /// Exit after this many seconds (default: until Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    run_for: Option<u64>,
+}
 
 /// Where the EMSE's keys come from.
 enum KeySource {
@@ -64,10 +98,9 @@ impl PskResolver for KeySource {
 }
 
 /// Registers with the EMKS as `emse_id` (seed 6.x.2.2.2.1: POST, 201 and a session).
-async fn emks_source(url: &str, certs: &str, emse_id: &str) -> Result<KeySource, String> {
-    let emse_id = EmseId::new(emse_id).map_err(|e| format!("--emse-id: {e}"))?;
-    let pki = PkiDir::open(Path::new(certs)).map_err(|e| format!("--certs: {e}"))?;
-    let client = EmksClient::for_emse(url, &pki, &emse_id).map_err(|e| format!("--emks: {e}"))?;
+async fn emks_source(url: &str, certs: &Path, emse_id: &EmseId) -> Result<KeySource, String> {
+    let pki = PkiDir::open(certs).map_err(|e| format!("--certs: {e}"))?;
+    let client = EmksClient::for_emse(url, &pki, emse_id).map_err(|e| format!("--emks: {e}"))?;
     let registration = client
         .register(None)
         .await
@@ -82,37 +115,6 @@ async fn emks_source(url: &str, certs: &str, emse_id: &str) -> Result<KeySource,
 
 /// Keys the EMSE caches (bounded by each key's expiry; see `e2m_dtls::emks_source`).
 const KEY_CACHE_CAPACITY: usize = 1024;
-
-#[derive(Default)]
-struct Args {
-    listen: Option<String>,
-    psk_hex: Option<String>,
-    emks: Option<String>,
-    certs: Option<String>,
-    emse_id: Option<String>,
-    max_peers: Option<String>,
-    run_for: Option<String>,
-}
-
-fn parse_args(args: &[String]) -> Result<Args, String> {
-    let mut out = Args::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let slot = match flag.as_str() {
-            "--listen" => &mut out.listen,
-            "--psk-hex" => &mut out.psk_hex,
-            "--emks" => &mut out.emks,
-            "--certs" => &mut out.certs,
-            "--emse-id" => &mut out.emse_id,
-            "--max-peers" => &mut out.max_peers,
-            "--run-for" => &mut out.run_for,
-            "-h" | "--help" => return Err("help".into()),
-            other => return Err(format!("unknown flag {other}")),
-        };
-        *slot = Some(it.next().ok_or(format!("{flag} needs a value"))?.clone());
-    }
-    Ok(out)
-}
 
 fn narrate(event: &ServerEvent) {
     match event {
@@ -154,15 +156,10 @@ fn narrate(event: &ServerEvent) {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let listen: SocketAddr = args
-        .listen
-        .as_deref()
-        .unwrap_or("127.0.0.1:5684")
-        .parse()
-        .map_err(|e| format!("--listen: {e}"))?;
+    let listen = args.listen;
     let (source, mode) = match (&args.psk_hex, &args.emks, &args.certs, &args.emse_id) {
         (Some(hex), None, None, None) => {
-            let key = E2mKey::from_hex(hex).map_err(|e| format!("--psk-hex: {e}"))?;
+            let key = E2mKey::from_array(*hex.expose());
             (KeySource::Static(StaticPsk(key)), "static key mode")
         }
         (None, Some(url), Some(certs), Some(emse_id)) => (
@@ -172,15 +169,10 @@ async fn run(args: Args) -> Result<(), String> {
         _ => return Err("give --psk-hex, or --emks, --certs and --emse-id".into()),
     };
     let mut config = ServerConfig::default();
-    if let Some(n) = &args.max_peers {
-        config.max_peers = n.parse().map_err(|e| format!("--max-peers: {e}"))?;
+    if let Some(n) = args.max_peers {
+        config.max_peers = n;
     }
-    let run_for = match &args.run_for {
-        Some(s) => Some(Duration::from_secs(
-            s.parse().map_err(|e| format!("--run-for: {e}"))?,
-        )),
-        None => None,
-    };
+    let run_for = args.run_for.map(Duration::from_secs);
     let source = std::sync::Arc::new(source);
     let mut server = DtlsServer::bind(
         listen,
@@ -230,29 +222,16 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse_args(&raw) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("emse: {message}\n{USAGE}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let (args, _): (Args, _) = cli::parse_or_exit("emse");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("emse: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::failure("emse", format!("runtime: {e}")),
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("emse: {message}");
-            ExitCode::FAILURE
-        }
+        Err(message) => cli::failure("emse", message),
     }
 }

@@ -12,11 +12,14 @@
 //! the OS; `--sqn N`, default 1) or `--ck HEX --ik HEX --rand HEX` (the AKA already ran).
 //! `--key-id rand` (default: RAND-LSB32, the seed's preferred alternative 1) or `hash` (the
 //! EMKS computes the short hash). Output: RAND and AUTN (public: the UE needs them for its
-//! side of AKA) and the key id; never K, OPc, CK, IK or the keys.
+//! side of AKA) and the key id; never K, OPc, CK, IK or the keys. `hss --help` lists the
+//! flags and defaults; bad input: one line on stderr, exit status 2.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
+use clap::{Parser, ValueEnum};
 use e2m_aka::{Aka, Opc, Sqn, SubscriberKey};
 use e2m_https::client::EmksClient;
 use e2m_https::pki::PkiDir;
@@ -24,106 +27,89 @@ use e2m_kdf::{Ck, E2mProfile, Ik, e2m_int_key};
 use e2m_keyid::{Imsi, KeyId};
 use e2m_msg::{IntermediateKeyPush, KeyIdSource, Timestamp};
 
-const USAGE: &str = "usage: hss --emks https://HOST:PORT --certs DIR --imsi IMSI
-           (--k HEX --opc HEX [--rand HEX] [--sqn N] | --ck HEX --ik HEX --rand HEX)
-           [--key-id rand|hash]";
+#[path = "support/cli.rs"]
+#[allow(dead_code, reason = "shared by all examples; each uses a part")]
+mod cli;
+
+use cli::{Hex, hex_array, to_hex as hex};
+
+/// The HSS alone: runs AKA (MILENAGE) or takes CK/IK, derives e2m_int_key and its key id,
+/// and pushes both to the EMKS over HTTPS with the HSS client certificate.
+#[derive(Parser, Debug)]
+#[command(name = "hss", version)]
+struct Args {
+    /// The EMKS's base URL.
+    #[arg(long, value_name = "https://HOST:PORT")]
+    emks: String,
+    /// The PKI directory (from `emks gen-pki`).
+    #[arg(long, value_name = "DIR")]
+    certs: PathBuf,
+    /// The subscriber's IMSI.
+    #[arg(long, value_name = "IMSI")]
+    imsi: Imsi,
+    /// K, the subscriber key (runs AKA; with --opc).
+    #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>, requires = "opc",
+          conflicts_with_all = ["ck", "ik"], required_unless_present = "ck")]
+    k: Option<Hex<16>>,
+    /// OPc (with --k).
+    #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>, requires = "k")]
+    opc: Option<Hex<16>>,
+    /// CK, when the AKA already ran (with --ik and --rand).
+    #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>, requires_all = ["ik", "rand"])]
+    ck: Option<Hex<16>>,
+    /// IK (with --ck).
+    #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>, requires = "ck")]
+    ik: Option<Hex<16>>,
+    /// RAND (16 octets); with --k, fresh from the OS when absent.
+    #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>)]
+    rand: Option<Hex<16>>,
+    /// SQN for the AKA run (48 bits).
+    #[arg(long, value_name = "N", default_value = "1", value_parser = parse_sqn)]
+    sqn: Sqn,
+    /// Key id scheme: RAND-LSB32 (the seed's preferred alternative 1) or the short hash
+    /// (the EMKS computes it).
+    #[arg(long = "key-id", value_enum, default_value_t = KeyIdScheme::Rand)]
+    key_id: KeyIdScheme,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum KeyIdScheme {
+    /// RAND-LSB32: the last 4 octets of RAND.
+    Rand,
+    /// The short hash of e2m_int_key.
+    Hash,
+}
+
+fn parse_sqn(text: &str) -> Result<Sqn, String> {
+    let value: u64 = text
+        .parse()
+        .map_err(|_| "want a decimal number".to_owned())?;
+    Sqn::new(value).map_err(|e| e.to_string())
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    let (args, _): (Args, _) = cli::parse_or_exit("hss");
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("hss: {message}\n{USAGE}");
-            ExitCode::FAILURE
-        }
+        Err(message) => cli::failure("hss", message),
     }
 }
 
-fn hex16(text: &str, flag: &str) -> Result<[u8; 16], String> {
-    let mut out = [0u8; 16];
-    if text.len() != 32 {
-        return Err(format!("{flag}: want 32 hex digits"));
-    }
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-            .map_err(|_| format!("{flag}: not hex"))?;
-    }
-    Ok(out)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[derive(Default)]
-struct Args {
-    emks: Option<String>,
-    certs: Option<String>,
-    imsi: Option<String>,
-    k: Option<String>,
-    opc: Option<String>,
-    ck: Option<String>,
-    ik: Option<String>,
-    rand: Option<String>,
-    sqn: u64,
-    short_hash: bool,
-}
-
-fn parse_args(args: &[String]) -> Result<Args, String> {
-    let mut out = Args {
-        sqn: 1,
-        ..Args::default()
-    };
-    let mut i = 0;
-    while i < args.len() {
-        let flag = args[i].as_str();
-        i += 1;
-        let value = args
-            .get(i)
-            .cloned()
-            .ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag {
-            "--emks" => out.emks = Some(value),
-            "--certs" => out.certs = Some(value),
-            "--imsi" => out.imsi = Some(value),
-            "--k" => out.k = Some(value),
-            "--opc" => out.opc = Some(value),
-            "--ck" => out.ck = Some(value),
-            "--ik" => out.ik = Some(value),
-            "--rand" => out.rand = Some(value),
-            "--sqn" => out.sqn = value.parse().map_err(|_| "--sqn: not a number")?,
-            "--key-id" => {
-                out.short_hash = match value.as_str() {
-                    "rand" => false,
-                    "hash" => true,
-                    _ => return Err("--key-id: rand or hash".into()),
-                }
-            }
-            other => return Err(format!("unknown flag {other}")),
-        }
-        i += 1;
-    }
-    Ok(out)
-}
-
-fn run(args: &[String]) -> Result<(), String> {
-    let args = parse_args(args)?;
-    let emks = args.emks.as_deref().ok_or("--emks is required")?;
-    let certs = args.certs.as_deref().ok_or("--certs is required")?;
-    let imsi = Imsi::new(args.imsi.as_deref().ok_or("--imsi is required")?)
-        .map_err(|e| format!("--imsi: {e}"))?;
+fn run(args: Args) -> Result<(), String> {
+    let imsi = args.imsi;
 
     // 1. AKA (TS 33.102 §6.3.2) or given CK/IK.
     let (rand, ck, ik) = match (&args.k, &args.opc, &args.ck, &args.ik) {
         (Some(k), Some(opc), None, None) => {
-            let k = SubscriberKey::from_hex(k).map_err(|e| format!("--k: {e}"))?;
-            let opc = Opc::from_hex(opc).map_err(|e| format!("--opc: {e}"))?;
+            let k = SubscriberKey::from_array(*k.expose());
+            let opc = Opc::from_array(*opc.expose());
             // AMF with the separation bit set (TS 33.401 §6.1.1).
             let auc = Aka::new(&k, &opc, [0x80, 0x00]);
-            let sqn = Sqn::new(args.sqn).map_err(|e| format!("--sqn: {e}"))?;
             let vector = match &args.rand {
-                Some(r) => auc.make_vector(&hex16(r, "--rand")?, sqn),
-                None => auc.make_vector_random(sqn).map_err(|e| e.to_string())?,
+                Some(r) => auc.make_vector(r.expose(), args.sqn),
+                None => auc
+                    .make_vector_random(args.sqn)
+                    .map_err(|e| e.to_string())?,
             };
             println!(
                 "HSS: AKA vector for IMSI {imsi}: RAND={} AUTN={}",
@@ -133,15 +119,16 @@ fn run(args: &[String]) -> Result<(), String> {
             (vector.rand, vector.ck, vector.ik)
         }
         (None, None, Some(ck), Some(ik)) => {
-            let rand = hex16(
-                args.rand
-                    .as_deref()
-                    .ok_or("--rand is required with --ck/--ik")?,
-                "--rand",
-            )?;
-            let ck = Ck::from_hex(ck).map_err(|e| format!("--ck: {e}"))?;
-            let ik = Ik::from_hex(ik).map_err(|e| format!("--ik: {e}"))?;
-            (rand, ck, ik)
+            let rand = *args
+                .rand
+                .as_ref()
+                .ok_or("--rand is required with --ck/--ik")?
+                .expose();
+            (
+                rand,
+                Ck::from_array(*ck.expose()),
+                Ik::from_array(*ik.expose()),
+            )
         }
         _ => return Err("give either --k and --opc, or --ck, --ik and --rand".into()),
     };
@@ -149,10 +136,9 @@ fn run(args: &[String]) -> Result<(), String> {
     // 2. e2m_int_key and the key id (seed 6.x.2.1, "Key derivation rules" step 1 and
     //    "Considerations on the key identifier").
     let int_key = e2m_int_key(&ck, &ik, &E2mProfile::PROVISIONAL).map_err(|e| e.to_string())?;
-    let key_id = if args.short_hash {
-        KeyIdSource::ShortHash
-    } else {
-        KeyIdSource::RandLsb32(KeyId::from_rand_lsb32(&rand))
+    let key_id = match args.key_id {
+        KeyIdScheme::Hash => KeyIdSource::ShortHash,
+        KeyIdScheme::Rand => KeyIdSource::RandLsb32(KeyId::from_rand_lsb32(&rand)),
     };
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -166,10 +152,10 @@ fn run(args: &[String]) -> Result<(), String> {
     };
 
     // 3. Push over HTTPS with the HSS certificate.
-    let pki = PkiDir::open(std::path::Path::new(certs)).map_err(|e| e.to_string())?;
+    let pki = PkiDir::open(&args.certs).map_err(|e| e.to_string())?;
     let credentials = pki.hss().map_err(|e| e.to_string())?;
     let ca = pki.ca_certificates().map_err(|e| e.to_string())?;
-    let client = EmksClient::new(emks, &credentials, &ca).map_err(|e| e.to_string())?;
+    let client = EmksClient::new(&args.emks, &credentials, &ca).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -16,12 +16,14 @@
 //! `--identity APP_ID` with `--key-id HEX8` (default with `--rand`: RAND-LSB32); the PSK as
 //! `--psk-hex HEX` or from `--k HEX --opc HEX --rand HEX --emse-id ID` (add `--autn HEX` to
 //! have the USIM check AUTN first); `--path P` (default `hello`), `--timeout SECS`
-//! (default 10). Prints short narrated lines; never key bytes.
+//! (default 10). Prints short narrated lines; never key bytes. `ue --help` lists the flags
+//! and defaults; bad input: one line on stderr, exit status 2.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
 use e2m_aka::{Aka, Milenage, Opc, SubscriberKey};
 use e2m_dtls::DtlsLimits;
 use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
@@ -29,68 +31,66 @@ use e2m_dtls::coap::CoapMessage;
 use e2m_kdf::{E2mKey, E2mProfile, e2m_int_key, e2m_key};
 use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
 
-const USAGE: &str = "usage: ue --connect ADDR
-          (--psk-identity TEXT | --identity APP_ID [--key-id HEX8])
-          (--psk-hex HEX | --k HEX --opc HEX --rand HEX --emse-id ID [--autn HEX])
-          [--path P] [--timeout SECS]";
+#[path = "support/cli.rs"]
+#[allow(dead_code, reason = "shared by all examples; each uses a part")]
+mod cli;
 
-#[derive(Default)]
+use cli::{Hex, hex_array};
+
+/// The UE alone: derives (or is given) e2m_key for one EMSE, opens DTLS 1.2 PSK
+/// (TLS_PSK_WITH_AES_128_CCM_8) and sends one CoAP GET.
+#[derive(Parser, Debug)]
+#[command(name = "ue", version)]
 struct Args {
-    connect: Option<String>,
-    psk_identity: Option<String>,
-    identity: Option<String>,
-    key_id: Option<String>,
-    psk_hex: Option<String>,
-    k: Option<String>,
-    opc: Option<String>,
-    rand: Option<String>,
-    autn: Option<String>,
+    /// The EMSE's DTLS address.
+    #[arg(long, value_name = "ADDR")]
+    connect: SocketAddr,
+    /// The whole psk_identity (instead of --identity and --key-id).
+    #[arg(long, value_name = "TEXT", value_parser = parse_psk_identity,
+          conflicts_with_all = ["identity", "key_id"], required_unless_present = "identity")]
+    psk_identity: Option<PskIdentity>,
+    /// The application identity.
+    #[arg(long, value_name = "APP_ID")]
+    identity: Option<AppIdentity>,
+    /// The key id (8 lower-case hex digits; default with --rand: RAND-LSB32).
+    #[arg(long, value_name = "HEX8")]
+    key_id: Option<KeyId>,
+    /// The PSK (e2m_key, 32 octets) given directly.
+    #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>,
+          conflicts_with_all = ["k", "opc", "autn", "emse_id"],
+          required_unless_present_all = ["k", "opc", "rand", "emse_id"])]
+    psk_hex: Option<Hex<32>>,
+    /// K, the subscriber key (the USIM's; with --opc, --rand, --emse-id).
+    #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>)]
+    k: Option<Hex<16>>,
+    /// OPc.
+    #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>)]
+    opc: Option<Hex<16>>,
+    /// RAND of the AKA run.
+    #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>)]
+    rand: Option<Hex<16>>,
+    /// AUTN: have the USIM check it first.
+    #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>)]
+    autn: Option<Hex<16>>,
+    /// The EMSE_Id the PSK is derived for.
+    #[arg(long, value_name = "ID")]
     emse_id: Option<String>,
-    path: Option<String>,
-    timeout: Option<String>,
+    /// The CoAP path to GET.
+    #[arg(long, value_name = "P", default_value = "hello")]
+    path: String,
+    /// Handshake and request timeout, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    timeout: u64,
 }
 
-fn parse_args(args: &[String]) -> Result<Args, String> {
-    let mut out = Args::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let slot = match flag.as_str() {
-            "--connect" => &mut out.connect,
-            "--psk-identity" => &mut out.psk_identity,
-            "--identity" => &mut out.identity,
-            "--key-id" => &mut out.key_id,
-            "--psk-hex" => &mut out.psk_hex,
-            "--k" => &mut out.k,
-            "--opc" => &mut out.opc,
-            "--rand" => &mut out.rand,
-            "--autn" => &mut out.autn,
-            "--emse-id" => &mut out.emse_id,
-            "--path" => &mut out.path,
-            "--timeout" => &mut out.timeout,
-            "-h" | "--help" => return Err("help".into()),
-            other => return Err(format!("unknown flag {other}")),
-        };
-        *slot = Some(it.next().ok_or(format!("{flag} needs a value"))?.clone());
-    }
-    Ok(out)
-}
-
-fn hex16(text: &str, flag: &str) -> Result<[u8; 16], String> {
-    let mut out = [0u8; 16];
-    if text.len() != 32 || !text.is_ascii() {
-        return Err(format!("{flag}: want 32 hex digits"));
-    }
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-            .map_err(|_| format!("{flag}: not hex"))?;
-    }
-    Ok(out)
+fn parse_psk_identity(text: &str) -> Result<PskIdentity, String> {
+    PskIdentity::parse(text.as_bytes()).map_err(|e| e.to_string())
 }
 
 /// The PSK and, when it came from AKA, the RAND it came from.
 fn psk_from_args(args: &Args) -> Result<(E2mKey, Option<[u8; 16]>), String> {
     if let Some(hex) = &args.psk_hex {
-        let key = E2mKey::from_hex(hex).map_err(|e| format!("--psk-hex: {e}"))?;
+        let key = E2mKey::from_array(*hex.expose());
         println!("UE: PSK given on the command line (32 octets, not shown)");
         return Ok((key, None));
     }
@@ -99,14 +99,13 @@ fn psk_from_args(args: &Args) -> Result<(E2mKey, Option<[u8; 16]>), String> {
     else {
         return Err("give --psk-hex, or --k, --opc, --rand and --emse-id".into());
     };
-    let k = SubscriberKey::from_hex(k).map_err(|e| format!("--k: {e}"))?;
-    let opc = Opc::from_hex(opc).map_err(|e| format!("--opc: {e}"))?;
-    let rand = hex16(rand, "--rand")?;
+    let k = SubscriberKey::from_array(*k.expose());
+    let opc = Opc::from_array(*opc.expose());
+    let rand = *rand.expose();
     let (ck, ik) = match &args.autn {
         Some(autn) => {
-            let autn = hex16(autn, "--autn")?;
             let answer = Aka::new(&k, &opc, [0, 0])
-                .respond(&rand, &autn, None)
+                .respond(&rand, autn.expose(), None)
                 .map_err(|e| format!("USIM refused the challenge: {e}"))?;
             println!(
                 "UE: USIM accepted AUTN (SQN {}), computed RES, CK, IK",
@@ -129,18 +128,15 @@ fn psk_from_args(args: &Args) -> Result<(E2mKey, Option<[u8; 16]>), String> {
 }
 
 fn identity_from_args(args: &Args, rand: Option<[u8; 16]>) -> Result<PskIdentity, String> {
-    if let Some(text) = &args.psk_identity {
-        return PskIdentity::parse(text.as_bytes()).map_err(|e| format!("--psk-identity: {e}"));
+    if let Some(identity) = &args.psk_identity {
+        return Ok(identity.clone());
     }
-    let app = args
+    let app: AppIdentity = args
         .identity
-        .as_deref()
+        .clone()
         .ok_or("give --psk-identity or --identity")?;
-    let app = AppIdentity::new(app).map_err(|e| format!("--identity: {e}"))?;
-    let key_id = match (&args.key_id, rand) {
-        (Some(text), _) => text
-            .parse::<KeyId>()
-            .map_err(|e| format!("--key-id: {e}"))?,
+    let key_id = match (args.key_id, rand) {
+        (Some(key_id), _) => key_id,
         (None, Some(rand)) => KeyId::from_rand_lsb32(&rand),
         (None, None) => return Err("give --key-id (or --rand for RAND-LSB32)".into()),
     };
@@ -148,19 +144,8 @@ fn identity_from_args(args: &Args, rand: Option<[u8; 16]>) -> Result<PskIdentity
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let connect: SocketAddr = args
-        .connect
-        .as_deref()
-        .ok_or("--connect is required")?
-        .parse()
-        .map_err(|e| format!("--connect: {e}"))?;
-    let timeout = Duration::from_secs(
-        args.timeout
-            .as_deref()
-            .unwrap_or("10")
-            .parse()
-            .map_err(|e| format!("--timeout: {e}"))?,
-    );
+    let connect = args.connect;
+    let timeout = Duration::from_secs(args.timeout);
     let (psk, rand) = psk_from_args(&args)?;
     let identity = identity_from_args(&args, rand)?;
     println!(
@@ -180,7 +165,7 @@ async fn run(args: Args) -> Result<(), String> {
         )
     })?;
     println!("UE: handshake complete; fresh DTLS session keys from the PSK (steps 3, 4, 8)");
-    let path = args.path.as_deref().unwrap_or("hello");
+    let path = args.path.as_str();
     let request = CoapMessage::get(path, 0x0e2e, b"e2m");
     println!("UE: CoAP GET /{path}");
     let answer = ue
@@ -198,29 +183,16 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    let args = match parse_args(&raw) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("ue: {message}\n{USAGE}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let (args, _): (Args, _) = cli::parse_or_exit("ue");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ue: runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::failure("ue", format!("runtime: {e}")),
     };
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ue: {message}");
-            ExitCode::FAILURE
-        }
+        Err(message) => cli::failure("ue", message),
     }
 }

@@ -17,12 +17,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use e2m_emks::{Action, Effects, Emks, OutboundNotification, Outcome, Peer, Timestamp, Verdict};
 use e2m_keyid::EmseId;
 use e2m_keystore::{IdentityMap, IntKeyStore, SessionRef, SessionStore, SubscriptionStore};
-use e2m_msg::rest::{self, Route, RouteError};
+use e2m_msg::rest::{self, Operation, Route, RouteError};
 use e2m_msg::{
     IntermediateKeyPush, Notification, ProblemCause, Registration, Subscription, XmlMessage,
 };
@@ -32,6 +32,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::client::{ClientOptions, Notifier};
+use super::metrics::{EmksObserver, NotificationEvent};
 use super::respond;
 use super::server::{Handler, HttpResponse, Limits, Rejection, Request, ServerHandle, serve};
 use super::tls::{TlsSetupError, server_config};
@@ -94,6 +95,7 @@ struct EffectRunner {
     notifier: Option<Arc<Notifier>>,
     owners: SessionOwners,
     deliveries: Arc<Semaphore>,
+    observer: Option<Arc<dyn EmksObserver>>,
 }
 
 impl EffectRunner {
@@ -109,27 +111,46 @@ impl EffectRunner {
         }
     }
 
+    fn observe(&self, event: NotificationEvent) {
+        if let Some(observer) = &self.observer {
+            observer.notification(event);
+        }
+    }
+
     fn deliver(&self, outbound: OutboundNotification) {
         let Some(notifier) = self.notifier.clone() else {
             return;
         };
         let Some(emse) = self.owners.owner(outbound.session) else {
             tracing::warn!(session = %outbound.session, "notification for a session with no known owner dropped");
+            self.observe(NotificationEvent::Dropped);
             return;
         };
         let Ok(permit) = self.deliveries.clone().try_acquire_owned() else {
             tracing::warn!(%emse, "too many notifications in flight; one dropped");
+            self.observe(NotificationEvent::Dropped);
             return;
         };
+        self.observe(NotificationEvent::Started);
+        let observer = self.observer.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let event = outbound.notification.event;
-            match notifier
+            let delivered = match notifier
                 .notify(&emse, &outbound.callback, &outbound.notification)
                 .await
             {
-                Ok(()) => tracing::debug!(%emse, %event, "notification delivered"),
-                Err(error) => tracing::warn!(%emse, %event, %error, "notification not delivered"),
+                Ok(()) => {
+                    tracing::debug!(%emse, %event, "notification delivered");
+                    NotificationEvent::Delivered
+                }
+                Err(error) => {
+                    tracing::warn!(%emse, %event, %error, "notification not delivered");
+                    NotificationEvent::Failed
+                }
+            };
+            if let Some(observer) = observer {
+                observer.notification(delivered);
             }
         });
     }
@@ -162,7 +183,26 @@ where
                 notifier,
                 owners: SessionOwners::default(),
                 deliveries: Arc::new(Semaphore::new(MAX_DELIVERIES_IN_FLIGHT)),
+                observer: None,
             },
+        }
+    }
+
+    /// This service, reporting its requests, refusals and notifications to `observer`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn EmksObserver>) -> Self {
+        self.effects.observer = Some(observer);
+        self
+    }
+
+    /// Tells the observer (if any) about an answer.
+    fn observe(&self, operation: Option<Operation>, response: &HttpResponse, started: Instant) {
+        let Some(observer) = &self.effects.observer else {
+            return;
+        };
+        observer.request(operation, response.status().as_u16(), started.elapsed());
+        if let Some(cause) = response.extensions().get::<ProblemCause>() {
+            observer.refused(*cause);
         }
     }
 
@@ -188,7 +228,8 @@ where
         }
     }
 
-    async fn dispatch(&self, request: &Request) -> HttpResponse {
+    /// Routes and answers `request`; returns its operation (if it matched one) as well.
+    async fn dispatch(&self, request: &Request) -> (Option<Operation>, HttpResponse) {
         let peer = core_peer(&request.peer);
         let now = Timestamp::now_from_system_clock();
         let target = request
@@ -198,13 +239,27 @@ where
             .unwrap_or("");
         let route = match Route::parse(request.method.as_str(), target) {
             Ok(route) => route,
-            Err(error) => return route_problem(error),
+            Err(error) => return (None, route_problem(error)),
         };
+        let operation = route.operation();
+        (
+            Some(operation),
+            self.answer(route, request, &peer, now).await,
+        )
+    }
+
+    async fn answer(
+        &self,
+        route: Route,
+        request: &Request,
+        peer: &Peer,
+        now: Timestamp,
+    ) -> HttpResponse {
         let has_body = !request.body.is_empty();
         match route {
             Route::Register => match decode::<Registration>(request) {
                 Ok(registration) => self.finish(
-                    self.core.register(&peer, &registration, now).await,
+                    self.core.register(peer, &registration, now).await,
                     |result| {
                         let mut response = respond::message(201, &result, false);
                         set_location(&mut response, &rest::session_path(&result.session_id));
@@ -214,16 +269,16 @@ where
                 Err(cause) => respond::cause(cause),
             },
             Route::FetchKey(key_request) if !has_body => self
-                .finish(self.core.fetch_key(&peer, &key_request, now).await, |key| {
+                .finish(self.core.fetch_key(peer, &key_request, now).await, |key| {
                     respond::message(200, &key, true)
                 }),
             Route::Deregister(deregistration) if !has_body => self.finish(
-                self.core.deregister(&peer, &deregistration, now).await,
+                self.core.deregister(peer, &deregistration, now).await,
                 |()| respond::empty(204),
             ),
             Route::Subscribe => match decode::<Subscription>(request) {
                 Ok(subscription) => self.finish(
-                    self.core.subscribe(&peer, &subscription, now).await,
+                    self.core.subscribe(peer, &subscription, now).await,
                     |result| {
                         let mut response = respond::message(201, &result, false);
                         set_location(
@@ -236,19 +291,19 @@ where
                 Err(cause) => respond::cause(cause),
             },
             Route::Unsubscribe(id) if !has_body => self
-                .finish(self.core.unsubscribe(&peer, &id, now).await, |()| {
+                .finish(self.core.unsubscribe(peer, &id, now).await, |()| {
                     respond::empty(204)
                 }),
             Route::Notify => match decode::<Notification>(request) {
                 Ok(notification) => self
-                    .finish(self.core.notify(&peer, &notification, now).await, |()| {
+                    .finish(self.core.notify(peer, &notification, now).await, |()| {
                         respond::empty(204)
                     }),
                 Err(cause) => respond::cause(cause),
             },
             Route::PushIntermediateKey => match decode::<IntermediateKeyPush>(request) {
                 Ok(push) => self.finish(
-                    self.core.push_intermediate_key(&peer, push, now).await,
+                    self.core.push_intermediate_key(peer, push, now).await,
                     |()| respond::empty(204),
                 ),
                 Err(cause) => respond::cause(cause),
@@ -295,11 +350,16 @@ where
     B: SubscriptionStore + 'static,
 {
     async fn handle(&self, request: Request) -> HttpResponse {
-        self.dispatch(&request).await
+        let started = Instant::now();
+        let (operation, response) = self.dispatch(&request).await;
+        self.observe(operation, &response, started);
+        response
     }
 
     fn reject(&self, rejection: Rejection) -> HttpResponse {
-        respond::rejection(rejection)
+        let response = respond::rejection(rejection);
+        self.observe(None, &response, Instant::now());
+        response
     }
 }
 
@@ -329,6 +389,8 @@ pub struct EmksServerOptions {
     pub expire_every: Duration,
     /// Send notifications to subscribers (needs the EMKS certificate's `clientAuth`).
     pub notifications: bool,
+    /// Who is told about requests, refusals and notifications (metrics; none by default).
+    pub observer: Option<Arc<dyn EmksObserver>>,
 }
 
 impl Default for EmksServerOptions {
@@ -338,6 +400,7 @@ impl Default for EmksServerOptions {
             limits: Limits::default(),
             expire_every: Duration::from_secs(30),
             notifications: true,
+            observer: None,
         }
     }
 }
@@ -408,7 +471,11 @@ where
     let notifier = options
         .notifications
         .then(|| Arc::new(Notifier::new(credentials, ca, ClientOptions::default())));
-    let service = Arc::new(EmksService::new(core, notifier));
+    let mut service = EmksService::new(core, notifier);
+    if let Some(observer) = options.observer {
+        service = service.with_observer(observer);
+    }
+    let service = Arc::new(service);
     let listener = TcpListener::bind(options.listen).await?;
     let handle = serve(listener, tls, options.limits, service.clone())?;
     let sweeper = {

@@ -7,6 +7,7 @@
 //!   identity checks of both ends;
 //! - [`server`]: the hardened HTTPS server stack, generic over a [`server::Handler`];
 //! - [`ratelimit`]: the per-peer request budget;
+//! - [`metrics`]: the events an operator's metrics observe ([`metrics::EmksObserver`]);
 //! - [`emks`]: the EMKS itself ([`emks::start_emks`]): routes, core calls, effects;
 //! - [`client`]: the EMSE's and HSS's client ([`client::EmksClient`]) and the EMKS's
 //!   notifier;
@@ -39,6 +40,7 @@
 
 pub mod client;
 pub mod emks;
+pub mod metrics;
 pub mod notify;
 pub mod pki;
 pub mod ratelimit;

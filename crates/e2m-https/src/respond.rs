@@ -24,6 +24,8 @@ pub fn problem(problem: &Problem) -> HttpResponse {
         header::CONTENT_TYPE,
         HeaderValue::from_static(MEDIA_TYPE_PROBLEM_XML),
     );
+    // For observers (crate::metrics): the cause travels with the response, not on the wire.
+    response.extensions_mut().insert(problem.cause);
     response
 }
 

@@ -354,7 +354,7 @@ async fn read_request(
     peer: PeerIdentity,
     request: hyper::Request<Incoming>,
 ) -> Result<Request, Rejection> {
-    if let Err(wait) = limiter.check(&peer, Instant::now()) {
+    if let Err(wait) = limiter.check(&peer) {
         return Err(Rejection::RateLimited {
             retry_after_secs: wait.as_secs().max(1),
         });

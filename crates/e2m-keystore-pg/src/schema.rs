@@ -165,6 +165,9 @@ pub(crate) struct Sql {
     pub(crate) id_resolve: String,
     pub(crate) id_remove: String,
     pub(crate) id_remove_emse: String,
+    pub(crate) id_import_lock: String,
+    pub(crate) id_import_conflict: String,
+    pub(crate) id_import_insert: String,
 
     pub(crate) session_counts: String,
     pub(crate) session_insert: String,
@@ -180,6 +183,13 @@ pub(crate) struct Sql {
     pub(crate) sub_remove_session: String,
     pub(crate) sub_matching: String,
 }
+
+/// The staging table of an import: private to the connection, gone at the transaction's end.
+pub(crate) const IMPORT_STAGING: &str = "CREATE TEMP TABLE e2m_import \
+     (line bigint NOT NULL, emse text NOT NULL, app text NOT NULL, imsi text NOT NULL) \
+     ON COMMIT DROP";
+pub(crate) const IMPORT_COPY: &str =
+    "COPY pg_temp.e2m_import (line, emse, app, imsi) FROM STDIN (FORMAT binary)";
 
 /// `SELECT pg_advisory_xact_lock($1)`: held until the transaction ends.
 pub(crate) const ADVISORY_XACT_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
@@ -237,6 +247,18 @@ impl Sql {
                 "DELETE FROM {s}.identities WHERE emse = $1 AND app = $2 RETURNING imsi"
             ),
             id_remove_emse: format!("DELETE FROM {s}.identities WHERE emse = $1"),
+            // Blocks other writers of the map (single provisionings, other imports) for the
+            // import's transaction, not readers: they see the map before or after it.
+            id_import_lock: format!("LOCK TABLE {s}.identities IN SHARE ROW EXCLUSIVE MODE"),
+            id_import_conflict: format!(
+                "SELECT min(n.line) FROM pg_temp.e2m_import n JOIN {s}.identities i \
+                 ON i.emse = n.emse AND i.app = n.app WHERE i.imsi <> n.imsi"
+            ),
+            id_import_insert: format!(
+                "INSERT INTO {s}.identities (emse, app, imsi) \
+                 SELECT emse, app, imsi FROM pg_temp.e2m_import \
+                 ON CONFLICT (emse, app) DO NOTHING"
+            ),
 
             session_counts: format!(
                 "SELECT count(*), count(*) FILTER (WHERE emse = $1) FROM {s}.sessions \

@@ -1,0 +1,304 @@
+//! The EMKS alone: HTTPS with mutual TLS on the REST binding of e2m-msg (seed 6.x.2.2),
+//! around the sans-IO core e2m-emks with in-memory stores; health, readiness and Prometheus
+//! metrics on a separate plain-HTTP listener. Also the PKI helper that writes the
+//! certificate directory every role reads.
+//!
+//! ```text
+//! # 1. certificates (a CA, the EMKS, the HSS, one per EMSE; the CA key is not kept)
+//! cargo run --example emks -- gen-pki --dir /tmp/e2m-pki --emse emse-a --emse emse-b
+//! # 2. the server, with its operations endpoint on 127.0.0.1:9464
+//! cargo run --example emks -- --listen 127.0.0.1:8443 --certs /tmp/e2m-pki \
+//!     --provision emse-a,sensor-17@iot.example.com,001010123456789 --keys-per-ue 4 \
+//!     --metrics-listen 127.0.0.1:9464
+//! curl http://127.0.0.1:9464/metrics
+//! ```
+//!
+//! `emks --help` lists every flag with its default; `examples/README.md` describes the
+//! operations endpoint (`/healthz`, `/readyz`, `/metrics`) and the logs. The first line on
+//! stdout is `EMKS listening on https://ADDR`; with `--metrics-listen`, the second is
+//! `metrics listening on http://ADDR`. Bad input: one line on stderr, exit status 2.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use e2m_emks::{Emks, EmksConfig};
+use e2m_https::emks::{EmksServerOptions, start_emks};
+use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
+use e2m_https::ratelimit::RateLimit;
+use e2m_https::server::Limits;
+use e2m_keyid::{AppIdentity, EmseId, Imsi};
+use e2m_keystore::{IdentityMap, RetentionPolicy, SessionPolicy, SubscriptionPolicy, block_on};
+
+#[path = "../support/cli.rs"]
+#[allow(dead_code, reason = "shared by all examples; each uses a part")]
+mod cli;
+mod metrics;
+
+use metrics::{EmksMetrics, Operations, OperationsServer};
+
+const PROGRAM: &str = "emks";
+
+/// The EMKS alone: HTTPS with mutual TLS over the e2m-emks core (in-memory stores), with an
+/// optional operations endpoint (health, readiness, Prometheus metrics). Log level from
+/// RUST_LOG (default info; audit records at target e2m::audit).
+#[derive(Parser, Debug)]
+#[command(
+    name = "emks",
+    version,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Writes a PKI directory: a CA, the EMKS, the HSS and one certificate per EMSE (the CA
+    /// key is not kept).
+    GenPki {
+        /// Where to write it.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// An EMSE_Id to issue a certificate for (repeatable).
+        #[arg(long, value_name = "EMSE_ID")]
+        emse: Vec<EmseId>,
+    },
+}
+
+/// Serving (the default command).
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Where to listen for HTTPS (port 0 picks one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// The PKI directory (from `emks gen-pki`).
+    #[arg(long, value_name = "DIR", required = true)]
+    certs: Option<PathBuf>,
+    /// Intermediate keys kept per UE.
+    #[arg(long, value_name = "N", default_value_t = RetentionPolicy::DEFAULT.keys_per_ue())]
+    keys_per_ue: usize,
+    /// Oldest intermediate key kept, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = RetentionPolicy::DEFAULT.max_age().as_secs())]
+    max_age: u64,
+    /// EMSE session lifetime, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = SessionPolicy::DEFAULT.ttl().as_secs())]
+    session_ttl: u64,
+    /// Identity map entry (EMSE_Id, application identity) → IMSI (the seed's case 2;
+    /// repeatable).
+    #[arg(long, value_name = "EMSE_ID,APP_ID,IMSI", value_parser = parse_provision)]
+    provision: Vec<Provision>,
+    /// Let this EMSE name UEs by IMSI (the seed's case 1; repeatable).
+    #[arg(long, value_name = "EMSE_ID")]
+    allow_imsi: Vec<EmseId>,
+    /// Requests per second per peer (sustained).
+    #[arg(long, value_name = "PER_SEC", default_value_t = RateLimit::DEFAULT.per_second,
+          value_parser = parse_rate)]
+    rate: f64,
+    /// Requests per peer at once after a quiet period.
+    #[arg(long, value_name = "N", default_value_t = RateLimit::DEFAULT.burst,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    burst: u32,
+    /// Serve /healthz, /readyz and /metrics (plain HTTP, no authentication) on ADDR; off
+    /// unless given; without a value 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9464")]
+    metrics_listen: Option<SocketAddr>,
+    /// Log format on stderr: plain text (colour only on a terminal) or one JSON object per
+    /// line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON format).
+    Json,
+}
+
+/// One `--provision` entry.
+#[derive(Clone, Debug)]
+struct Provision {
+    emse: EmseId,
+    app: AppIdentity,
+    imsi: Imsi,
+}
+
+fn parse_provision(text: &str) -> Result<Provision, String> {
+    let parts: Vec<&str> = text.split(',').collect();
+    let [emse, app, imsi] = parts[..] else {
+        return Err("want EMSE_ID,APP_ID,IMSI".into());
+    };
+    Ok(Provision {
+        emse: EmseId::new(emse).map_err(|e| format!("EMSE_Id: {e}"))?,
+        app: AppIdentity::new(app).map_err(|e| format!("application identity: {e}"))?,
+        imsi: Imsi::new(imsi).map_err(|e| format!("IMSI: {e}"))?,
+    })
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err("want a positive number".into()),
+    }
+}
+
+fn main() -> ExitCode {
+    let (cli, _): (Cli, _) = cli::parse_or_exit(PROGRAM);
+    let result = match cli.command {
+        Some(Command::GenPki { dir, emse }) => gen_pki(&dir, emse),
+        None => serve(cli.serve),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => cli::failure(PROGRAM, message),
+    }
+}
+
+fn gen_pki(dir: &std::path::Path, emses: Vec<EmseId>) -> Result<(), String> {
+    let spec = PkiSpec::new(emses).map_err(|e| e.to_string())?;
+    let pki = GeneratedPki::generate(&spec).map_err(|e| e.to_string())?;
+    pki.write_to(dir).map_err(|e| e.to_string())?;
+    println!("PKI written to {} ({pki:?})", dir.display());
+    Ok(())
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        // Colour codes only for a person at a terminal, never into a file or a collector.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// Waits for Ctrl-C or, on Unix, SIGTERM (what a service manager sends).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    // Checks that span several flags, reported like every other input error (exit 2).
+    let retention = RetentionPolicy::new(args.keys_per_ue, Duration::from_secs(args.max_age))
+        .unwrap_or_else(|e| cli::usage_error(PROGRAM, format!("--keys-per-ue/--max-age: {e}")));
+    let sessions = SessionPolicy::new(
+        Duration::from_secs(args.session_ttl),
+        SessionPolicy::DEFAULT.max_per_emse(),
+        SessionPolicy::DEFAULT.max_total(),
+    )
+    .unwrap_or_else(|e| cli::usage_error(PROGRAM, format!("--session-ttl: {e}")));
+    let Some(certs) = args.certs else {
+        cli::usage_error(PROGRAM, "--certs is required");
+    };
+    init_logs(args.log_format);
+
+    let pki = PkiDir::open(&certs).map_err(|e| e.to_string())?;
+    let mut config = EmksConfig::default();
+    for emse in &args.allow_imsi {
+        config = config.allow_imsi(emse);
+    }
+    let core = Arc::new(Emks::in_memory_with(
+        config,
+        retention,
+        sessions,
+        SubscriptionPolicy::DEFAULT,
+    ));
+    for p in &args.provision {
+        block_on(core.identities().provision(&p.emse, &p.app, &p.imsi))
+            .map_err(|e| format!("provisioning: {e}"))?;
+    }
+    let metrics = Arc::new(EmksMetrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let operations = match args.metrics_listen {
+            Some(addr) => {
+                if !addr.ip().is_loopback() {
+                    tracing::warn!(%addr, "the operations endpoint has no authentication; keep it on a management network");
+                }
+                let store = core.clone();
+                let operations = Operations {
+                    metrics: metrics.clone(),
+                    ready: ready.clone(),
+                    refresh: Box::new(move |m: &EmksMetrics| {
+                        m.keys_held
+                            .set(i64::try_from(store.keys().key_count()).unwrap_or(i64::MAX));
+                        m.sessions
+                            .set(i64::try_from(store.sessions().len()).unwrap_or(i64::MAX));
+                    }),
+                };
+                Some(
+                    OperationsServer::start(addr, operations)
+                        .await
+                        .map_err(|e| format!("--metrics-listen {addr}: {e}"))?,
+                )
+            }
+            None => None,
+        };
+        let options = EmksServerOptions {
+            listen: args.listen,
+            limits: Limits {
+                rate: RateLimit {
+                    per_second: args.rate,
+                    burst: args.burst,
+                },
+                ..Limits::default()
+            },
+            observer: operations.is_some().then(|| {
+                let observer: Arc<dyn e2m_https::metrics::EmksObserver> = metrics.clone();
+                observer
+            }),
+            ..EmksServerOptions::default()
+        };
+        let server = start_emks(core, &pki, options)
+            .await
+            .map_err(|e| e.to_string())?;
+        ready.store(true, Ordering::Release);
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(stdout, "EMKS listening on {}", server.base_url());
+        if let Some(operations) = &operations {
+            let _ = writeln!(
+                stdout,
+                "metrics listening on http://{}",
+                operations.local_addr()
+            );
+        }
+        let _ = stdout.flush();
+        stop_signal().await;
+        ready.store(false, Ordering::Release);
+        tracing::info!("stopping");
+        server.shutdown().await;
+        if let Some(operations) = operations {
+            operations.shutdown().await;
+        }
+        Ok(())
+    })
+}
