@@ -56,12 +56,21 @@ fn main() {
     let file = csv(rows);
     let t = Instant::now();
     let parsed = parse_identity_csv(&file).expect("valid file");
-    println!("parse {rows} rows ({} MB): {:.2} s", file.len() / 1_000_000, t.elapsed().as_secs_f64());
+    println!(
+        "parse {rows} rows ({} MB): {:.2} s",
+        file.len() / 1_000_000,
+        t.elapsed().as_secs_f64()
+    );
 
     let memory = MemoryIdentityMap::new();
     let t = Instant::now();
-    let summary = runtime.block_on(memory.provision_all(parsed.clone())).unwrap();
-    println!("memory provision_all: {:.2} s ({summary:?})", t.elapsed().as_secs_f64());
+    let summary = runtime
+        .block_on(memory.provision_all(parsed.clone()))
+        .unwrap();
+    println!(
+        "memory provision_all: {:.2} s ({summary:?})",
+        t.elapsed().as_secs_f64()
+    );
 
     let config = PgConfig::from_conninfo(&cluster.conninfo()).unwrap();
     let backend = runtime
@@ -72,7 +81,10 @@ fn main() {
     let summary = runtime.block_on(map.provision_all(parsed.clone())).unwrap();
     let first = t.elapsed().as_secs_f64();
     assert_eq!(summary.added, rows);
-    println!("postgres provision_all, empty map: {first:.2} s ({summary:?}, {:.0} rows/s)", rows as f64 / first);
+    println!(
+        "postgres provision_all, empty map: {first:.2} s ({summary:?}, {:.0} rows/s)",
+        rows as f64 / first
+    );
     let t = Instant::now();
     let summary = runtime.block_on(map.provision_all(parsed)).unwrap();
     let again = t.elapsed().as_secs_f64();

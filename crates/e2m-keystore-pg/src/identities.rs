@@ -1,6 +1,5 @@
 //! The identity map `(EMSE_Id, application identity) → IMSI` in PostgreSQL.
 
-use core::future::Future;
 use std::sync::Arc;
 
 use std::collections::HashMap;
@@ -68,7 +67,10 @@ impl PgIdentityMap {
     ) -> Result<Option<Imsi>, BackendError> {
         let rows = self
             .shared
-            .query(&self.shared.sql.id_resolve, &[&emse.as_str(), &app.as_str()])
+            .query(
+                &self.shared.sql.id_resolve,
+                &[&emse.as_str(), &app.as_str()],
+            )
             .await?;
         rows.first()
             .map(|row| imsi_from_db(row.try_get(0)?))
@@ -128,13 +130,19 @@ impl PgIdentityMap {
             ))
             .await?;
             let sink = tx.copy_in(schema::IMPORT_COPY).await?;
-            let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT]);
+            let writer =
+                BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT]);
             let mut writer = std::pin::pin!(writer);
             for row in &unique {
                 let line = i64::try_from(row.line).unwrap_or(i64::MAX);
                 writer
                     .as_mut()
-                    .write(&[&line, &row.emse.as_str(), &row.app.as_str(), &row.imsi.as_str()])
+                    .write(&[
+                        &line,
+                        &row.emse.as_str(),
+                        &row.app.as_str(),
+                        &row.imsi.as_str(),
+                    ])
                     .await?;
             }
             writer.finish().await?;
@@ -175,39 +183,28 @@ impl PgIdentityMap {
 }
 
 impl IdentityMap for PgIdentityMap {
-    fn provision(
+    async fn provision(
         &self,
         emse: &EmseId,
         app: &AppIdentity,
         imsi: &Imsi,
-    ) -> impl Future<Output = Result<Provisioned, StoreError>> + Send {
-        async move { Ok(self.provision_now(emse, app, imsi).await?) }
+    ) -> Result<Provisioned, StoreError> {
+        Ok(self.provision_now(emse, app, imsi).await?)
     }
 
-    fn resolve(
-        &self,
-        emse: &EmseId,
-        app: &AppIdentity,
-    ) -> impl Future<Output = Result<Option<Imsi>, StoreError>> + Send {
-        async move { Ok(self.resolve_now(emse, app).await?) }
+    async fn resolve(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError> {
+        Ok(self.resolve_now(emse, app).await?)
     }
 
-    fn remove(
-        &self,
-        emse: &EmseId,
-        app: &AppIdentity,
-    ) -> impl Future<Output = Result<Option<Imsi>, StoreError>> + Send {
-        async move { Ok(self.remove_now(emse, app).await?) }
+    async fn remove(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError> {
+        Ok(self.remove_now(emse, app).await?)
     }
 
-    fn remove_emse(&self, emse: &EmseId) -> impl Future<Output = Result<usize, StoreError>> + Send {
-        async move { Ok(self.remove_emse_now(emse).await?) }
+    async fn remove_emse(&self, emse: &EmseId) -> Result<usize, StoreError> {
+        Ok(self.remove_emse_now(emse).await?)
     }
 
-    fn provision_all(
-        &self,
-        rows: Vec<IdentityRow>,
-    ) -> impl Future<Output = Result<ImportSummary, StoreError>> + Send {
-        async move { self.provision_all_now(&rows).await }
+    async fn provision_all(&self, rows: Vec<IdentityRow>) -> Result<ImportSummary, StoreError> {
+        self.provision_all_now(&rows).await
     }
 }

@@ -1,16 +1,15 @@
 //! Intermediate keys in PostgreSQL, sealed at rest, with retention enforced in the push's
 //! own transaction.
 
-use core::future::Future;
 use std::sync::Arc;
 
+use crate::BackendError;
+use crate::backend::{Shared, db_secs, from_db_secs};
 use e2m_keystore::{
     E2mIntKey, HeldKey, Imsi, IntKeyStore, KeyId, KeyInfo, PushOutcome, RetentionPolicy,
     StoreError, Timestamp,
 };
 use e2m_seal::{IntKeyRecord, SealNonce, SealedKey};
-use crate::BackendError;
-use crate::backend::{Shared, db_secs, from_db_secs};
 
 /// The [`IntKeyStore`] over PostgreSQL. Made by
 /// [`PgBackend::int_keys`](crate::PgBackend::int_keys).
@@ -190,10 +189,17 @@ impl PgIntKeyStore {
         })
     }
 
-    async fn latest_now(&self, imsi: &Imsi, now: Timestamp) -> Result<Option<HeldKey>, BackendError> {
+    async fn latest_now(
+        &self,
+        imsi: &Imsi,
+        now: Timestamp,
+    ) -> Result<Option<HeldKey>, BackendError> {
         let rows = self
             .shared
-            .query(&self.shared.sql.key_latest, &[&imsi.as_str(), &db_secs(now)])
+            .query(
+                &self.shared.sql.key_latest,
+                &[&imsi.as_str(), &db_secs(now)],
+            )
             .await?;
         let Some(row) = rows.first() else {
             return Ok(None);
@@ -239,8 +245,7 @@ impl PgIntKeyStore {
         rows.iter()
             .map(|row| {
                 let imsi: &str = row.try_get(0)?;
-                let imsi =
-                    Imsi::new(imsi).map_err(|_| BackendError::CorruptRow("invalid IMSI"))?;
+                let imsi = Imsi::new(imsi).map_err(|_| BackendError::CorruptRow("invalid IMSI"))?;
                 let info = KeyInfo {
                     key_id: key_id_from_db(row.try_get(1)?)?,
                     created: from_db_secs(row.try_get(2)?)?,
@@ -257,50 +262,39 @@ impl IntKeyStore for PgIntKeyStore {
         self.policy
     }
 
-    fn push(
+    async fn push(
         &self,
         imsi: &Imsi,
         key_id: KeyId,
         key: E2mIntKey,
         created: Timestamp,
         now: Timestamp,
-    ) -> impl Future<Output = Result<PushOutcome, StoreError>> + Send {
-        async move { Ok(self.push_now(imsi, key_id, key, created, now).await?) }
+    ) -> Result<PushOutcome, StoreError> {
+        Ok(self.push_now(imsi, key_id, key, created, now).await?)
     }
 
-    fn get(
+    async fn get(
         &self,
         imsi: &Imsi,
         key_id: KeyId,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Option<HeldKey>, StoreError>> + Send {
-        async move { Ok(self.get_now(imsi, key_id, now).await?) }
+    ) -> Result<Option<HeldKey>, StoreError> {
+        Ok(self.get_now(imsi, key_id, now).await?)
     }
 
-    fn latest(
-        &self,
-        imsi: &Imsi,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Option<HeldKey>, StoreError>> + Send {
-        async move { Ok(self.latest_now(imsi, now).await?) }
+    async fn latest(&self, imsi: &Imsi, now: Timestamp) -> Result<Option<HeldKey>, StoreError> {
+        Ok(self.latest_now(imsi, now).await?)
     }
 
-    fn held(
-        &self,
-        imsi: &Imsi,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<KeyInfo>, StoreError>> + Send {
-        async move { Ok(self.held_now(imsi, now).await?) }
+    async fn held(&self, imsi: &Imsi, now: Timestamp) -> Result<Vec<KeyInfo>, StoreError> {
+        Ok(self.held_now(imsi, now).await?)
     }
 
-    fn remove_ue(&self, imsi: &Imsi) -> impl Future<Output = Result<usize, StoreError>> + Send {
-        async move { Ok(self.remove_ue_now(imsi).await?) }
+    async fn remove_ue(&self, imsi: &Imsi) -> Result<usize, StoreError> {
+        Ok(self.remove_ue_now(imsi).await?)
     }
 
-    fn sweep(
-        &self,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<(Imsi, KeyInfo)>, StoreError>> + Send {
-        async move { Ok(self.sweep_now(now).await?) }
+    async fn sweep(&self, now: Timestamp) -> Result<Vec<(Imsi, KeyInfo)>, StoreError> {
+        Ok(self.sweep_now(now).await?)
     }
 }

@@ -1,11 +1,10 @@
 //! EMSE sessions in PostgreSQL, stored by [`SessionDigest`] (never the id).
 
-use core::future::Future;
 use std::sync::Arc;
 
 use e2m_keystore::{
-    EmseId, Limit, SessionDigest, SessionId, SessionInfo, SessionPolicy, SessionRef,
-    SessionStore, StoreError, Timestamp, generate_session_id,
+    EmseId, Limit, SessionDigest, SessionId, SessionInfo, SessionPolicy, SessionRef, SessionStore,
+    StoreError, Timestamp, generate_session_id,
 };
 use tokio_postgres::{IsolationLevel, Row};
 
@@ -77,7 +76,10 @@ impl PgSessionStore {
             tx.execute(schema::ADVISORY_XACT_LOCK, &[&schema::lock::SESSIONS])
                 .await
                 .map_err(BackendError::from)?;
-            let counts = tx.prepare_cached(&sql.session_counts).await.map_err(BackendError::from)?;
+            let counts = tx
+                .prepare_cached(&sql.session_counts)
+                .await
+                .map_err(BackendError::from)?;
             let row = tx
                 .query_one(&counts, &[&emse.as_str(), &db_secs(now)])
                 .await
@@ -90,7 +92,10 @@ impl PgSessionStore {
             if count(of_emse) >= self.policy.max_per_emse() {
                 return Err(StoreError::LimitReached(Limit::SessionsPerEmse));
             }
-            let insert = tx.prepare_cached(&sql.session_insert).await.map_err(BackendError::from)?;
+            let insert = tx
+                .prepare_cached(&sql.session_insert)
+                .await
+                .map_err(BackendError::from)?;
             // A digest collision of two 128-bit random ids is not expected; it is still
             // checked (the insert does nothing on a taken digest), because overwriting
             // another EMSE's session would hand it over.
@@ -186,7 +191,10 @@ impl PgSessionStore {
             .shared
             .query(&self.shared.sql.session_sweep, &[&db_secs(now)])
             .await?;
-        let mut swept = rows.iter().map(session_info).collect::<Result<Vec<_>, _>>()?;
+        let mut swept = rows
+            .iter()
+            .map(session_info)
+            .collect::<Result<Vec<_>, _>>()?;
         swept.sort_by_key(|s| s.session);
         Ok(swept)
     }
@@ -197,41 +205,27 @@ impl SessionStore for PgSessionStore {
         self.policy
     }
 
-    fn create(
+    async fn create(
         &self,
         emse: &EmseId,
         now: Timestamp,
-    ) -> impl Future<Output = Result<(SessionId, SessionInfo), StoreError>> + Send {
-        self.create_now(emse, now)
+    ) -> Result<(SessionId, SessionInfo), StoreError> {
+        self.create_now(emse, now).await
     }
 
-    fn get(
-        &self,
-        id: &SessionId,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Option<SessionInfo>, StoreError>> + Send {
-        async move { Ok(self.get_now(id, now).await?) }
+    async fn get(&self, id: &SessionId, now: Timestamp) -> Result<Option<SessionInfo>, StoreError> {
+        Ok(self.get_now(id, now).await?)
     }
 
-    fn remove(
-        &self,
-        id: &SessionId,
-    ) -> impl Future<Output = Result<Option<SessionInfo>, StoreError>> + Send {
-        async move { Ok(self.remove_now(id).await?) }
+    async fn remove(&self, id: &SessionId) -> Result<Option<SessionInfo>, StoreError> {
+        Ok(self.remove_now(id).await?)
     }
 
-    fn of_emse(
-        &self,
-        emse: &EmseId,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send {
-        async move { Ok(self.of_emse_now(emse, now).await?) }
+    async fn of_emse(&self, emse: &EmseId, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
+        Ok(self.of_emse_now(emse, now).await?)
     }
 
-    fn sweep(
-        &self,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send {
-        async move { Ok(self.sweep_now(now).await?) }
+    async fn sweep(&self, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
+        Ok(self.sweep_now(now).await?)
     }
 }

@@ -1,6 +1,5 @@
 //! Subscriptions in PostgreSQL.
 
-use core::future::Future;
 use std::sync::Arc;
 
 use e2m_keystore::{
@@ -196,7 +195,10 @@ impl PgSubscriptionStore {
     async fn remove_session_now(&self, owner: SessionRef) -> Result<usize, BackendError> {
         let n = self
             .shared
-            .execute(&self.shared.sql.sub_remove_session, &[&session_param(owner)?])
+            .execute(
+                &self.shared.sql.sub_remove_session,
+                &[&session_param(owner)?],
+            )
             .await?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
@@ -218,42 +220,35 @@ impl PgSubscriptionStore {
 }
 
 impl SubscriptionStore for PgSubscriptionStore {
-    fn add(
-        &self,
-        sub: SubscriptionRecord,
-    ) -> impl Future<Output = Result<SubscriptionId, StoreError>> + Send {
-        self.add_now(sub)
+    async fn add(&self, sub: SubscriptionRecord) -> Result<SubscriptionId, StoreError> {
+        self.add_now(sub).await
     }
 
-    fn get(
+    async fn get(
         &self,
         owner: SessionRef,
         id: SubscriptionId,
-    ) -> impl Future<Output = Result<Option<SubscriptionRecord>, StoreError>> + Send {
-        async move { Ok(self.get_now(owner, id).await?) }
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
+        Ok(self.get_now(owner, id).await?)
     }
 
-    fn remove(
+    async fn remove(
         &self,
         owner: SessionRef,
         id: SubscriptionId,
-    ) -> impl Future<Output = Result<Option<SubscriptionRecord>, StoreError>> + Send {
-        async move { Ok(self.remove_now(owner, id).await?) }
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
+        Ok(self.remove_now(owner, id).await?)
     }
 
-    fn remove_session(
-        &self,
-        owner: SessionRef,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
-        async move { Ok(self.remove_session_now(owner).await?) }
+    async fn remove_session(&self, owner: SessionRef) -> Result<usize, StoreError> {
+        Ok(self.remove_session_now(owner).await?)
     }
 
-    fn matching(
+    async fn matching(
         &self,
         imsi: &Imsi,
         event: EventSet,
-    ) -> impl Future<Output = Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError>> + Send
-    {
-        async move { Ok(self.matching_now(imsi, event).await?) }
+    ) -> Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError> {
+        Ok(self.matching_now(imsi, event).await?)
     }
 }

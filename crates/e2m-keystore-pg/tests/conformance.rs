@@ -1,5 +1,8 @@
 //! The public conformance suite, against a real PostgreSQL started for this test.
-#![allow(clippy::expect_used, reason = "a test fails loudly on a broken fixture")]
+#![allow(
+    clippy::expect_used,
+    reason = "a test fails loudly on a broken fixture"
+)]
 
 mod support;
 

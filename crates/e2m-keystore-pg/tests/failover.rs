@@ -108,7 +108,11 @@ async fn every_acknowledged_push_survives_the_loss_of_the_primary() {
         acknowledged.extend(p.await.unwrap());
     }
     backend.close();
-    assert!(acknowledged.len() >= 400, "{} acknowledged", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 400,
+        "{} acknowledged",
+        acknowledged.len()
+    );
 
     let promote_started = Instant::now();
     standby.promote();
@@ -123,7 +127,11 @@ async fn every_acknowledged_push_survives_the_loss_of_the_primary() {
     );
     let mut missing = Vec::new();
     for (ue, id) in &acknowledged {
-        match store.get(&imsi(*ue), KeyId::from_u32(*id), at(1)).await.unwrap() {
+        match store
+            .get(&imsi(*ue), KeyId::from_u32(*id), at(1))
+            .await
+            .unwrap()
+        {
             Some(held) => assert!(held.key == E2mIntKey::from_array(test_key_bytes(*ue, *id))),
             None => missing.push((*ue, *id)),
         }
@@ -137,7 +145,13 @@ async fn every_acknowledged_push_survives_the_loss_of_the_primary() {
     );
     // The promoted primary takes new pushes.
     let out = store
-        .push(&imsi(9), KeyId::from_u32(1), E2mIntKey::from_array([9; 32]), at(1), at(1))
+        .push(
+            &imsi(9),
+            KeyId::from_u32(1),
+            E2mIntKey::from_array([9; 32]),
+            at(1),
+            at(1),
+        )
         .await
         .unwrap();
     assert_eq!(out, PushOutcome::Stored { evicted: None });

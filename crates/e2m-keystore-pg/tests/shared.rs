@@ -68,19 +68,28 @@ async fn two_instances_see_each_others_writes_at_once() {
             .unwrap();
         assert_eq!(pushed, PushOutcome::Stored { evicted: None });
         // Acknowledged through A: served through B at once (no cache in front of B).
-        let held = keys_b.get(&imsi(ue), KeyId::from_u32(7), at(1)).await.unwrap();
+        let held = keys_b
+            .get(&imsi(ue), KeyId::from_u32(7), at(1))
+            .await
+            .unwrap();
         assert_eq!(held.map(|h| h.key), Some(key(ue, 7)), "UE {ue}");
         // Retired through B: gone for A at once.
         if ue % 2 == 0 {
             assert_eq!(keys_b.remove_ue(&imsi(ue)).await.unwrap(), 1);
-            let gone = keys_a.get(&imsi(ue), KeyId::from_u32(7), at(1)).await.unwrap();
+            let gone = keys_a
+                .get(&imsi(ue), KeyId::from_u32(7), at(1))
+                .await
+                .unwrap();
             assert!(gone.is_none(), "UE {ue} served after removal");
         }
     }
 
     let emse = EmseId::new("emse-a.example.com").unwrap();
     let app = AppIdentity::new("sensor-1@iot.example.com").unwrap();
-    a.identities().provision(&emse, &app, &imsi(1)).await.unwrap();
+    a.identities()
+        .provision(&emse, &app, &imsi(1))
+        .await
+        .unwrap();
     assert_eq!(
         b.identities().resolve(&emse, &app).await.unwrap(),
         Some(imsi(1))
@@ -91,7 +100,11 @@ async fn two_instances_see_each_others_writes_at_once() {
         .create(&emse, at(0))
         .await
         .unwrap();
-    let seen = b.sessions(SessionPolicy::DEFAULT).get(&id, at(1)).await.unwrap();
+    let seen = b
+        .sessions(SessionPolicy::DEFAULT)
+        .get(&id, at(1))
+        .await
+        .unwrap();
     assert_eq!(seen, Some(info.clone()));
     // Session refs come from one sequence: B's next session never reuses A's ref.
     let (_, other) = b
@@ -160,7 +173,13 @@ async fn sixteen_concurrent_pushers_on_one_ue_keep_at_most_n_and_the_newest() {
                 let id = u32::try_from(p * 1000 + i).unwrap();
                 let created = clock.fetch_add(1, Ordering::SeqCst);
                 let out = store
-                    .push(&imsi(1), KeyId::from_u32(id), key(1, id), at(created), at(created))
+                    .push(
+                        &imsi(1),
+                        KeyId::from_u32(id),
+                        key(1, id),
+                        at(created),
+                        at(created),
+                    )
                     .await
                     .unwrap();
                 assert!(
@@ -221,7 +240,13 @@ async fn pg_dump_holds_no_pushed_key_in_any_encoding() {
     for ue in 0..20 {
         for id in 1..=3u32 {
             store
-                .push(&imsi(ue), KeyId::from_u32(id), key(ue, id), at(u64::from(id)), at(3))
+                .push(
+                    &imsi(ue),
+                    KeyId::from_u32(id),
+                    key(ue, id),
+                    at(u64::from(id)),
+                    at(3),
+                )
                 .await
                 .unwrap();
             keys.push(test_key_bytes(ue, id));
@@ -230,25 +255,42 @@ async fn pg_dump_holds_no_pushed_key_in_any_encoding() {
     let dump = cluster.pg_dump();
     let text = String::from_utf8_lossy(&dump);
     // The dump does hold the table's data: the IMSIs and the sealed bytes (as bytea hex).
-    assert!(text.contains(imsi(19).as_str()), "dump lacks the int_keys rows");
+    assert!(
+        text.contains(imsi(19).as_str()),
+        "dump lacks the int_keys rows"
+    );
     let sealed_hex = cluster.psql("SELECT encode(sealed, 'hex') FROM e2m.int_keys LIMIT 1");
-    assert!(text.contains(sealed_hex.trim()), "dump lacks the sealed column");
+    assert!(
+        text.contains(sealed_hex.trim()),
+        "dump lacks the sealed column"
+    );
     let find = |needle: &[u8]| dump.windows(needle.len()).any(|w| w == needle);
     for k in &keys {
         let encodings = [
             k.to_vec(),
             hex::encode(k).into_bytes(),
             hex::encode_upper(k).into_bytes(),
-            base64::engine::general_purpose::STANDARD.encode(k).into_bytes(),
-            base64::engine::general_purpose::STANDARD_NO_PAD.encode(k).into_bytes(),
-            base64::engine::general_purpose::URL_SAFE.encode(k).into_bytes(),
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k).into_bytes(),
+            base64::engine::general_purpose::STANDARD
+                .encode(k)
+                .into_bytes(),
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .encode(k)
+                .into_bytes(),
+            base64::engine::general_purpose::URL_SAFE
+                .encode(k)
+                .into_bytes(),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(k)
+                .into_bytes(),
         ];
         for e in &encodings {
             assert!(!find(e), "a pushed key is in the dump");
         }
         // Not even a 12-octet run of the key in hex (a partial leak).
-        assert!(!find(hex::encode(&k[..12]).as_bytes()), "a key prefix is in the dump");
+        assert!(
+            !find(hex::encode(&k[..12]).as_bytes()),
+            "a key prefix is in the dump"
+        );
     }
     // The check is able to fail: the same search finds a key the dump does hold in clear
     // (a value written into the identity map as an application identity).
@@ -371,9 +413,7 @@ async fn database_gone_gives_typed_errors_and_the_store_recovers() {
 
     // The database goes away (a crash: no checkpoint, connections cut).
     cluster.stop_immediate();
-    let is_backend_error = |e: &StoreError| {
-        matches!(e, StoreError::Backend(s) if s.downcast_ref::<BackendError>().is_some())
-    };
+    let is_backend_error = |e: &StoreError| matches!(e, StoreError::Backend(s) if s.downcast_ref::<BackendError>().is_some());
     for _ in 0..3 {
         let err = store
             .get(&imsi(1), KeyId::from_u32(1), at(1))
@@ -385,7 +425,10 @@ async fn database_gone_gives_typed_errors_and_the_store_recovers() {
             .await
             .expect_err("no database");
         assert!(is_backend_error(&err), "{err:?}");
-        let err = sessions.create(&emse, at(1)).await.expect_err("no database");
+        let err = sessions
+            .create(&emse, at(1))
+            .await
+            .expect_err("no database");
         assert!(is_backend_error(&err), "{err:?}");
     }
     println!(
