@@ -1,6 +1,7 @@
 //! Acknowledged pushes per second with 16 concurrent pushers (16 HSS connections), on a
 //! throwaway PostgreSQL (fsync and synchronous_commit on: every push waits for its durable
-//! commit) beside the in-memory backend, in the same run.
+//! commit) beside the in-memory backend, in the same run; then PostgreSQL alone with 64
+//! pushers, to show what bounds the rate (WAL flushes shared by concurrent commits).
 //!
 //! `cargo bench -p e2m-keystore-pg --bench pushes`; criterion reports elements/s, one
 //! element being one acknowledged push. Quote `uptime` beside the figures.
@@ -28,18 +29,19 @@ const PUSHERS: u64 = 16;
 /// holds N keys, so most pushes also evict one.
 const UES_PER_PUSHER: u64 = 2_000;
 
-/// Runs `iters` pushes spread over 16 concurrent tasks; returns the wall time.
+/// Runs `iters` pushes spread over `pushers` concurrent tasks; returns the wall time.
 async fn push_concurrently<S: IntKeyStore + 'static>(
     store: Arc<S>,
+    pushers: u64,
     iters: u64,
     clock: Arc<AtomicU64>,
 ) -> Duration {
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for p in 0..PUSHERS {
+    for p in 0..pushers {
         let store = store.clone();
         let clock = clock.clone();
-        let n = iters / PUSHERS + u64::from(p < iters % PUSHERS);
+        let n = iters / pushers + u64::from(p < iters % pushers);
         tasks.push(tokio::spawn(async move {
             for _ in 0..n {
                 let t = clock.fetch_add(1, Ordering::Relaxed);
@@ -81,11 +83,29 @@ fn bench_pushes(c: &mut Criterion, runtime: &tokio::runtime::Runtime, conninfo: 
     group.measurement_time(Duration::from_secs(10));
     group.bench_function("memory", |b| {
         b.to_async(runtime)
-            .iter_custom(|iters| push_concurrently(memory.clone(), iters, clock.clone()));
+            .iter_custom(|iters| push_concurrently(memory.clone(), PUSHERS, iters, clock.clone()));
     });
     group.bench_function("postgres", |b| {
+        b.to_async(runtime).iter_custom(|iters| {
+            push_concurrently(postgres.clone(), PUSHERS, iters, clock.clone())
+        });
+    });
+    group.finish();
+
+    // Each push waits for a WAL flush, and concurrent commits share one (group commit), so
+    // the rate is bounded by pushers / flush time: more HSS connections, more per flush.
+    let config = config.with_pool_size(64).unwrap();
+    let backend = runtime
+        .block_on(PgBackend::connect(&config, support::keyring(1, 0x42)))
+        .expect("connect");
+    let postgres = Arc::new(backend.int_keys(policy));
+    let mut group = c.benchmark_group("push_64_concurrent");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("postgres", |b| {
         b.to_async(runtime)
-            .iter_custom(|iters| push_concurrently(postgres.clone(), iters, clock.clone()));
+            .iter_custom(|iters| push_concurrently(postgres.clone(), 64, iters, clock.clone()));
     });
     group.finish();
 }
