@@ -230,7 +230,7 @@ async fn sixteen_concurrent_pushers_on_one_ue_keep_at_most_n_and_the_newest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_dump_holds_no_pushed_key_in_any_encoding() {
+async fn pg_dump_holds_no_pushed_key_nor_session_id_in_any_encoding() {
     let Some(cluster) = support::Cluster::start() else {
         return;
     };
@@ -252,8 +252,26 @@ async fn pg_dump_holds_no_pushed_key_in_any_encoding() {
             keys.push(test_key_bytes(ue, id));
         }
     }
+    // A session too: the store keeps its digest, never the id.
+    let (session_id, _) = backend
+        .sessions(SessionPolicy::DEFAULT)
+        .create(&EmseId::new("emse-a.example.com").unwrap(), at(0))
+        .await
+        .unwrap();
     let dump = cluster.pg_dump();
     let text = String::from_utf8_lossy(&dump);
+    let raw_id = session_id.expose_secret();
+    for e in [
+        raw_id.to_vec(),
+        hex::encode(raw_id).into_bytes(),
+        hex::encode_upper(raw_id).into_bytes(),
+        session_id.to_text().as_bytes().to_vec(),
+    ] {
+        assert!(
+            !dump.windows(e.len()).any(|w| w == e),
+            "a session id is in the dump"
+        );
+    }
     // The dump does hold the table's data: the IMSIs and the sealed bytes (as bytea hex).
     assert!(
         text.contains(imsi(19).as_str()),
