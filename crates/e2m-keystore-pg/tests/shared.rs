@@ -480,3 +480,33 @@ async fn database_gone_gives_typed_errors_and_the_store_recovers() {
         .unwrap();
     assert_eq!(out, PushOutcome::Stored { evicted: None });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_limits_hold_across_instances_creating_at_once() {
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let policy = SessionPolicy::new(Duration::from_secs(100), 5, 1000).unwrap();
+    let a = connect(&cluster).await.sessions(policy);
+    let b = connect(&cluster).await.sessions(policy);
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let emse = EmseId::new("emse-a.example.com").unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let emse = emse.clone();
+        tasks.push(tokio::spawn(async move {
+            SessionStore::create(&*store, &emse, at(0)).await
+        }));
+    }
+    let (mut created, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::LimitReached(e2m_keystore::Limit::SessionsPerEmse)) => refused += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!((created, refused), (5, 15));
+    assert_eq!(a.of_emse(&emse, at(1)).await.unwrap().len(), 5);
+}
