@@ -131,3 +131,39 @@ impl PgConfig {
         pg
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_has_no_password() {
+        let config =
+            PgConfig::from_conninfo("host=db.example port=5432 user=emks password=s3cr3t-pw")
+                .unwrap();
+        let text = format!("{config:?} {:?}", config.connection_config());
+        assert!(!text.contains("s3cr3t-pw"), "{text}");
+        assert!(text.contains("db.example"), "{text}");
+    }
+
+    #[test]
+    fn schema_names_are_checked() {
+        let config = PgConfig::from_conninfo("host=localhost").unwrap();
+        for bad in ["", "1abc", "pg_x", "E2m", "a-b", "a;drop", &"a".repeat(64)] {
+            assert!(config.clone().with_schema(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["e2m", "site_a", "_x9"] {
+            assert_eq!(config.clone().with_schema(good).unwrap().schema(), good);
+        }
+        assert!(config.clone().with_pool_size(0).is_err());
+        assert!(config.with_timeout(Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn every_connection_forces_synchronous_commit() {
+        let config = PgConfig::from_conninfo("host=localhost options='-c work_mem=4MB'").unwrap();
+        let options = config.connection_config().get_options().unwrap().to_owned();
+        assert_eq!(options, "-c work_mem=4MB -c synchronous_commit=on");
+    }
+}
