@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::codec::{Slot, decode_slots, encode_slots};
 use crate::error::{DbResult, redb_err};
-use crate::tables::{INT_KEY_EXPIRY, INT_KEYS};
+use crate::tables::{INT_KEY_EXPIRY, INT_KEYS, META, META_KEYS_HELD};
 use crate::{RedbIntKeyStore, RedbStore, RedbStoreError};
 
 /// When a stored key stops being served: its sealed expiry, or the current policy's
@@ -69,6 +69,17 @@ fn write_record(txn: &WriteTransaction, imsi: &str, old: &[Slot], slots: &[Slot]
         None => {
             rows.remove(imsi).map_err(redb_err)?;
         }
+    }
+    drop((rows, index));
+    let delta = slots.len() as i64 - old.len() as i64;
+    if delta != 0 {
+        let mut meta = txn.open_table(META).map_err(redb_err)?;
+        let held = meta
+            .get(META_KEYS_HELD)
+            .map_err(redb_err)?
+            .map_or(0, |v| v.value());
+        meta.insert(META_KEYS_HELD, held.saturating_add_signed(delta))
+            .map_err(redb_err)?;
     }
     Ok(())
 }
@@ -222,6 +233,20 @@ impl Slot {
 /// waits for the writer, and a lookup is one B-tree descent (plus an AES-GCM-SIV open,
 /// ~0.5 µs), short enough not to need `spawn_blocking`.
 impl RedbStore {
+    /// Intermediate keys held over all UEs (expired ones count until swept): a counter
+    /// kept in the same transactions as the keys, so reading it costs one lookup.
+    ///
+    /// # Errors
+    /// [`RedbStoreError`] if redb fails.
+    pub fn key_count(&self) -> Result<u64, RedbStoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META).map_err(redb_err)?;
+        Ok(meta
+            .get(META_KEYS_HELD)
+            .map_err(redb_err)?
+            .map_or(0, |v| v.value()))
+    }
+
     fn live_slots(&self, imsi: &Imsi, now: Timestamp) -> DbResult<Vec<Slot>> {
         let txn = self.read()?;
         let rows = txn.open_table(INT_KEYS).map_err(redb_err)?;
