@@ -191,7 +191,7 @@ fn acknowledged_pushes_sessions_and_subscriptions_survive_kill_9() {
         .enable_all()
         .build()
         .unwrap();
-    let pki = PkiDir::open(dir.join("pki")).unwrap();
+    let pki = PkiDir::open(&dir.join("pki")).unwrap();
     let emse_id = EmseId::new("emse-a").unwrap();
 
     // The EMSE registers and subscribes once, before the first kill.
