@@ -48,7 +48,9 @@ async fn push_concurrently<S: IntKeyStore + 'static>(
                 let pushed = store
                     .push(&imsi(n), KeyId::from_u32(n as u32), key, created, created)
                     .await;
-                assert!(pushed.is_ok_and(|o| o.is_held()));
+                // `Stale` is possible (and answered durably too): a task preempted between
+                // taking `n` and pushing can find its UE already holding N newer keys.
+                assert!(pushed.is_ok());
             }
         }));
     }
