@@ -257,3 +257,75 @@ fn acknowledged_pushes_sessions_and_subscriptions_survive_kill_9() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs the example to completion (it must refuse to start) and returns its stderr.
+fn refused_start(dir: &Path, extra: &[&std::ffi::OsStr]) -> String {
+    let mut command = Command::new(example_binary("emks"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--certs"])
+        .arg(dir.join("pki"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(extra)
+        .env("RUST_LOG", "warn");
+    let out = support::run_bounded(&mut command, Duration::from_secs(30));
+    assert!(!out.status.success(), "started: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_wrong_kek_or_a_bad_provisioning_file_stops_the_start_with_a_clear_message() {
+    let dir: PathBuf = temp_dir("redb-refusals");
+    std::fs::create_dir_all(&dir).unwrap();
+    prepare(&dir);
+    // A first start creates the store under KEK version 1.
+    drop(start(&dir));
+    let emks = example_binary("emks");
+    let other = dir.join("kek-other");
+    let out = Command::new(&emks)
+        .args(["gen-kek", "--out"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "gen-kek: {out:?}");
+    let stderr = refused_start(&dir, &["--kek-file".as_ref(), other.as_os_str()]);
+    assert!(
+        stderr.contains("KEK file of version 1 does not match"),
+        "wrong KEK: {stderr}"
+    );
+    // Bad rows: every one named by its line, nothing imported, the start refused.
+    let bad = dir.join("bad.csv");
+    std::fs::write(
+        &bad,
+        "emse_id,app_identity,imsi\nemse-a,ok@x,001010000000001\nemse-a,bad id,001010000000002\nemse-a,x@y,12ab\n",
+    )
+    .unwrap();
+    let kek = dir.join("kek-1");
+    let stderr = refused_start(
+        &dir,
+        &[
+            "--kek-file".as_ref(),
+            kek.as_os_str(),
+            "--provision-file".as_ref(),
+            bad.as_os_str(),
+        ],
+    );
+    assert!(
+        stderr.contains("line 3") && stderr.contains("line 4") && stderr.contains("2 bad row"),
+        "bad rows: {stderr}"
+    );
+    // A row conflicting with what is stored (same EMSE and identity, other IMSI).
+    let conflict = dir.join("conflict.csv");
+    std::fs::write(&conflict, format!("emse-a,{},001019999999999\n", app(5))).unwrap();
+    let stderr = refused_start(
+        &dir,
+        &[
+            "--kek-file".as_ref(),
+            kek.as_os_str(),
+            "--provision-file".as_ref(),
+            conflict.as_os_str(),
+        ],
+    );
+    assert!(stderr.contains("line 1"), "conflict: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -197,14 +197,14 @@ impl MemoryIdentityMap {
     /// none; checks every row before changing anything.
     fn provision_all_now(&self, rows: &[IdentityRow]) -> Result<ImportSummary, StoreError> {
         let mut shards = self.map.lock_all();
-        // (EMSE_Id, identity) → (IMSI, line) of the rows met so far in this call.
-        let mut in_call: HashMap<(&str, &str), (PackedImsi, usize), RandomState> =
+        // (EMSE_Id, identity) → IMSI of the rows met so far in this call.
+        let mut in_call: HashMap<(&str, &str), PackedImsi, RandomState> =
             HashMap::with_capacity_and_hasher(rows.len(), RandomState::default());
         let mut unchanged = 0;
         for row in rows {
             let packed = PackedImsi::new(&row.imsi);
             let key = (row.emse.as_str(), row.app.as_str());
-            if let Some(&(earlier, _)) = in_call.get(&key) {
+            if let Some(&earlier) = in_call.get(&key) {
                 if earlier != packed {
                     return Err(StoreError::ImportConflict { line: row.line });
                 }
@@ -222,7 +222,7 @@ impl MemoryIdentityMap {
                 Some(_) => unchanged += 1,
                 None => {}
             }
-            in_call.insert(key, (packed, row.line));
+            in_call.insert(key, packed);
         }
         let mut added = 0;
         for row in rows {
