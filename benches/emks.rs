@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use cap::Cap;
 use criterion::{Criterion, Throughput};
 use e2m_emks::{Emks, EmksConfig, Peer, Timestamp};
-use e2m_kdf::{E2mIntKey, E2mKeyDeriver, E2mProfile};
+use e2m_kdf::{E2mIntKey, E2mProfile};
+use e2m_keyid::E2mKeyDeriver;
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 use e2m_keystore::{
     IdentityMap, IntKeyStore, RetentionPolicy, SessionPolicy, SubscriptionPolicy, block_on,
@@ -119,7 +120,7 @@ fn main() {
         let msgs: Vec<IntermediateKeyPush> = (0..UES).map(|n| push_msg(n, id, now)).collect();
         let start = cpu_now();
         for m in msgs {
-            let out = block_on(emks.push_intermediate_key(&hss, m, now));
+            let out = block_on(emks.push_intermediate_key(&hss, &m, now));
             assert!(out.result.is_ok());
         }
         pushing += cpu_now().saturating_sub(start);
@@ -206,12 +207,26 @@ fn main() {
             })
         })
     });
+    // What holding the stores as `Arc<dyn …>` would add: the same lookup through a boxed
+    // `dyn Future` (an async method behind `dyn` cannot return an unnamed future).
+    type Held = Result<Option<e2m_keystore::HeldKey>, e2m_keystore::StoreError>;
+    let mut i = 0usize;
+    g.bench_function("part: key store lookup, boxed dyn future", |b| {
+        b.iter_custom(|iters| {
+            cpu_iters(iters, || {
+                i = (i + 1) & (REQUESTS - 1);
+                let boxed: std::pin::Pin<Box<dyn Future<Output = Held> + Send + '_>> =
+                    Box::pin(emks.keys().get(&imsis[i], requests[i].1.key_id, now));
+                block_on(boxed).unwrap()
+            })
+        })
+    });
     let int_key = E2mIntKey::from_array([7; 32]);
     g.bench_function("part: e2m_key KDF (key schedule + derive)", |b| {
         b.iter_custom(|iters| {
             cpu_iters(iters, || {
                 let d = E2mKeyDeriver::new(black_box(&int_key), E2mProfile::PROVISIONAL).unwrap();
-                d.derive(emse_id.as_str()).unwrap()
+                d.derive(&emse_id).unwrap()
             })
         })
     });
@@ -246,7 +261,7 @@ fn main() {
                 let start = cpu_now();
                 for m in msgs {
                     black_box(
-                        block_on(emks.push_intermediate_key(&hss, m, now))
+                        block_on(emks.push_intermediate_key(&hss, &m, now))
                             .result
                             .is_ok(),
                     );

@@ -94,7 +94,7 @@ fn fill() -> Fixture {
         for (ue, imsi) in imsis.iter().enumerate() {
             let key = E2mIntKey::from_array(key_bytes(ue as u32, id));
             let created = Timestamp::from_unix_secs(now.as_unix_secs() - 100 + u64::from(id));
-            block_on(ours.push(imsi, KeyId::from_u32(id), key, created, now)).unwrap();
+            block_on(ours.push(imsi, KeyId::from_u32(id), &key, created, now)).unwrap();
         }
     }
     let fill_time = cpu_now().saturating_sub(start);
@@ -329,7 +329,7 @@ fn main() {
                 let key = E2mIntKey::from_array(key_bytes(ue, next));
                 block_on(
                     f.ours
-                        .push(&f.imsis[ue as usize], KeyId::from_u32(next), key, now, now),
+                        .push(&f.imsis[ue as usize], KeyId::from_u32(next), &key, now, now),
                 )
                 .unwrap()
             })

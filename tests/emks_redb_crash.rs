@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use e2m_https::client::EmksClient;
 use e2m_https::pki::PkiDir;
-use e2m_kdf::{E2mIntKey, E2mKeyDeriver, E2mProfile};
-use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
+use e2m_kdf::{E2mIntKey, E2mProfile};
+use e2m_keyid::{AppIdentity, E2mKeyDeriver, EmseId, Imsi, KeyId};
 use e2m_keystore::conformance::test_key_bytes;
 use e2m_msg::{
     CallbackUri, EventSet, EventType, IntermediateKeyPush, KeyIdSource, KeyRequest, SessionId,
@@ -135,7 +135,7 @@ async fn check_key(emse: &EmksClient, session: &SessionId, ue: u64, must: bool) 
         Ok(key) => {
             let expected = E2mKeyDeriver::new(&int_key(ue), E2mProfile::PROVISIONAL)
                 .unwrap()
-                .derive("emse-a")
+                .derive(&EmseId::new("emse-a").unwrap())
                 .unwrap();
             assert!(
                 key.key == expected,

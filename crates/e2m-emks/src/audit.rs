@@ -198,6 +198,11 @@ impl AuditRecords {
         AuditRecords(Records::None)
     }
 
+    /// Exactly `record` (the one record of a request's decision).
+    pub fn one(record: AuditRecord) -> Self {
+        AuditRecords(Records::One(record))
+    }
+
     /// Appends `record`.
     pub fn push(&mut self, record: AuditRecord) {
         self.0 = match core::mem::take(&mut self.0) {

@@ -12,7 +12,9 @@ use e2m_msg::{
 };
 use e2m_types::{EventSet, EventType, SessionId, SubscriptionId, Timestamp, UeRef};
 
-use crate::audit::{Action, AuditRecord, Effects, OutboundNotification, Outcome, Verdict};
+use crate::audit::{
+    Action, AuditRecord, AuditRecords, Effects, OutboundNotification, Outcome, Verdict,
+};
 use crate::{EmksConfig, Peer};
 
 /// A refusal: the cause the peer is told, and the reason the audit records.
@@ -58,7 +60,8 @@ fn finish<T>(
             Err(Problem::new(r.cause))
         }
     };
-    effects.audit.push(record);
+    // A decision's effects hold notifications only: its one audit record is this.
+    effects.audit = AuditRecords::one(record);
     Outcome { result, effects }
 }
 
@@ -320,7 +323,7 @@ where
             .map_err(store_failed)?
             .ok_or_else(|| refuse(ProblemCause::KeyNotAvailable, "key id not held"))?;
         // The profile was validated when the configuration was built.
-        let key = e2m_kdf::e2m_key(&held.key, session.emse.as_str(), self.config.profile())
+        let key = e2m_keyid::e2m_key(&held.key, &session.emse, self.config.profile())
             .map_err(|_| refuse(ProblemCause::Internal, "derivation failed"))?;
         Ok(KeyResponse {
             ue: request.ue.clone(),
@@ -549,10 +552,14 @@ where
     /// short hash (alternative 2). A creation time in the future is taken as `now`, so that
     /// no push can stretch a key's life past the maximum age. A key that is already expired
     /// or older than every retained key is acknowledged but not stored (the audit says so).
+    ///
+    /// The push is borrowed: its key stays where the transport decoded it and is zeroized
+    /// once, when the transport drops the message, rather than being moved through (and
+    /// left behind in) the decision's future.
     pub async fn push_intermediate_key(
         &self,
         peer: &Peer,
-        push: IntermediateKeyPush,
+        push: &IntermediateKeyPush,
         now: Timestamp,
     ) -> Outcome<()> {
         let mut record = AuditRecord::new(now, Action::PushIntermediateKey, Some(peer));
@@ -567,7 +574,7 @@ where
     async fn try_push_intermediate_key(
         &self,
         peer: &Peer,
-        push: IntermediateKeyPush,
+        push: &IntermediateKeyPush,
         now: Timestamp,
         record: &mut AuditRecord,
         effects: &mut Effects,
@@ -594,7 +601,7 @@ where
         let created = push.created.min(now);
         let outcome = self
             .keys
-            .push(&push.imsi, key_id, push.int_key, created, now)
+            .push(&push.imsi, key_id, &push.int_key, created, now)
             .await
             .map_err(store_failed)?;
         record.reason = match outcome {

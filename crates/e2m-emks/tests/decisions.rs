@@ -81,7 +81,7 @@ fn roles_are_enforced() {
         int_key: e2m_kdf::E2mIntKey::from_array([9; 32]),
         created: at(0),
     };
-    let out = block_on(w.emks.push_intermediate_key(&w.a, push, at(1)));
+    let out = block_on(w.emks.push_intermediate_key(&w.a, &push, at(1)));
     assert_eq!(w.record(out).err(), Some(ProblemCause::EmseNotAuthorized));
     // The HSS and other peers may not register or fetch.
     for peer in [w.hss.clone(), Peer::Other("monitor".into())] {
@@ -299,7 +299,7 @@ fn a_new_key_notifies_matching_subscribers() {
 
     let out = block_on(w.emks.push_intermediate_key(
         &w.hss,
-        IntermediateKeyPush {
+        &IntermediateKeyPush {
             imsi: imsi(1),
             key_id: KeyIdSource::RandLsb32(KeyId::from_u32(0x21)),
             int_key: e2m_kdf::E2mIntKey::from_array([1; 32]),
@@ -342,7 +342,7 @@ fn a_new_key_notifies_matching_subscribers() {
         };
         let out = block_on(
             w.emks
-                .push_intermediate_key(&w.hss, push, at(u64::from(id))),
+                .push_intermediate_key(&w.hss, &push, at(u64::from(id))),
         );
         retired.extend(
             out.effects
@@ -434,7 +434,7 @@ fn deregistration_ends_subscriptions() {
     w.record(out).unwrap();
     let out = block_on(w.emks.push_intermediate_key(
         &w.hss,
-        IntermediateKeyPush {
+        &IntermediateKeyPush {
             imsi: imsi(0),
             key_id: KeyIdSource::RandLsb32(KeyId::from_u32(1)),
             int_key: e2m_kdf::E2mIntKey::from_array([3; 32]),
@@ -495,7 +495,7 @@ fn short_hash_key_ids_are_computed_at_push() {
     let id = KeyId::short_hash(&int_key, &w.profile).unwrap();
     let out = block_on(w.emks.push_intermediate_key(
         &w.hss,
-        IntermediateKeyPush {
+        &IntermediateKeyPush {
             imsi: imsi(0),
             key_id: KeyIdSource::ShortHash,
             int_key,

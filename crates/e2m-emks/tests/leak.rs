@@ -88,7 +88,7 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
     w.record(out).unwrap();
     let out = block_on(w.emks.push_intermediate_key(
         &w.a,
-        e2m_msg::IntermediateKeyPush {
+        &e2m_msg::IntermediateKeyPush {
             imsi: imsi(0),
             key_id: KeyIdSource::ShortHash,
             int_key: e2m_kdf::E2mIntKey::from_array(World::int_key_bytes(9, 9, 9)),

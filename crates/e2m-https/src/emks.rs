@@ -303,7 +303,7 @@ where
             },
             Route::PushIntermediateKey => match decode::<IntermediateKeyPush>(request) {
                 Ok(push) => self.finish(
-                    self.core.push_intermediate_key(peer, push, now).await,
+                    self.core.push_intermediate_key(peer, &push, now).await,
                     |()| respond::empty(204),
                 ),
                 Err(cause) => respond::cause(cause),

@@ -125,7 +125,7 @@ fn fill<S: IntKeyStore + 'static>(store: Arc<S>, ues: u64) -> f64 {
                     let created = Timestamp::from_unix_secs(T0 + u64::from(id));
                     let key = E2mIntKey::from_array([n as u8; 32]);
                     let out = store
-                        .push(&imsi(ue), KeyId::from_u32(id), key, created, created)
+                        .push(&imsi(ue), KeyId::from_u32(id), &key, created, created)
                         .await;
                     assert!(out.unwrap().is_held());
                 }
@@ -237,7 +237,7 @@ fn child(dir: &str, ues: u64) {
     let created = Timestamp::from_unix_secs(T0 + u64::from(N) + 1);
     for ue in 0..1000.min(ues) {
         let key = E2mIntKey::from_array([0x5a; 32]);
-        let out = block_on(keys.push(&imsi(ue), KeyId::from_u32(N + 1), key, created, created));
+        let out = block_on(keys.push(&imsi(ue), KeyId::from_u32(N + 1), &key, created, created));
         assert!(out.unwrap().is_held());
     }
     println!("pushed");

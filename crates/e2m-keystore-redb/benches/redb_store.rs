@@ -46,7 +46,7 @@ async fn push_concurrently<S: IntKeyStore + 'static>(
                 let created = Timestamp::from_unix_secs(T0 + n / UES);
                 let key = E2mIntKey::from_array([n as u8; 32]);
                 let pushed = store
-                    .push(&imsi(n), KeyId::from_u32(n as u32), key, created, created)
+                    .push(&imsi(n), KeyId::from_u32(n as u32), &key, created, created)
                     .await;
                 // `Stale` is possible (and answered durably too): a task preempted between
                 // taking `n` and pushing can find its UE already holding N newer keys.

@@ -40,7 +40,7 @@ fn push_keys(store: &RedbStore, ues: u64) {
         for id in 1..=5u32 {
             let key = E2mIntKey::from_array(test_key_bytes(ue, id));
             let out =
-                block_on(store.push(&imsi(ue), KeyId::from_u32(id), key, at(id.into()), at(5)));
+                block_on(store.push(&imsi(ue), KeyId::from_u32(id), &key, at(id.into()), at(5)));
             assert!(out.unwrap().is_held());
         }
     }
@@ -178,7 +178,7 @@ fn a_wrong_or_missing_kek_is_refused_at_open() {
         block_on(
             store
                 .int_keys()
-                .push(&imsi(1), KeyId::from_u32(9), key, at(6), at(6)),
+                .push(&imsi(1), KeyId::from_u32(9), &key, at(6), at(6)),
         )
         .unwrap();
     }

@@ -1,11 +1,11 @@
 //! A minimal executor: runs one future to completion on the calling thread.
 //!
 //! The store traits are async so that a networked backend does not block an async
-//! runtime's workers, yet the in-memory stores answer at once (their futures are
-//! `core::future::ready`). Synchronous callers — tests, benchmarks, the conformance
-//! suite's stress threads, a command-line tool provisioning the identity map — need a way
-//! to wait for such a future without depending on an async runtime; this is it, in a few
-//! lines of `std` (`std::task::Wake`, no `unsafe`).
+//! runtime's workers, yet the in-memory stores answer at once (their futures complete at
+//! their first poll). Synchronous callers — tests, benchmarks, the conformance suite's
+//! stress threads, a command-line tool provisioning the identity map — need a way to wait
+//! for such a future without depending on an async runtime; this is it, in a few lines of
+//! `std` (`std::task::Wake`, no `unsafe`).
 //!
 //! It parks the thread while the future is pending and unparks it when the future's waker
 //! is woken. That is enough for any future whose I/O is driven elsewhere (for example a
@@ -55,6 +55,16 @@ thread_local! {
 /// more poll, which a future must tolerate.
 pub fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
+    // The first poll needs no waker: a ready future (every in-memory store's) completes
+    // without touching this thread's waker. A future that is pending has registered the
+    // no-op waker, so it is polled again at once with the real one (a future must wake the
+    // waker of its latest poll; an extra poll is always allowed).
+    if let Poll::Ready(output) = future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        return output;
+    }
     WAKER.with(|waker| {
         let mut cx = Context::from_waker(waker);
         loop {

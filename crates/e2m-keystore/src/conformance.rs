@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The checks are `async`, as the store traits are: a backend whose futures need a runtime
-//! awaits them from its own async test (`#[tokio::test]`); [`block_on`](crate::block_on)
+//! awaits them from its own async test (`#[tokio::test]`); [`block_on`]
 //! serves a backend whose futures are ready at once.
 //!
 //! Each check gets a fresh store from the factory, so checks never depend on one another.
@@ -47,6 +47,8 @@ pub struct CheckResult {
 pub struct Report {
     /// Every check run, in order.
     pub results: Vec<CheckResult>,
+    /// Run only the check of this name (see [`conformance_tests!`](crate::conformance_tests)).
+    only: Option<&'static str>,
 }
 
 impl Report {
@@ -71,6 +73,9 @@ impl Report {
         check: &'static str,
         f: impl Future<Output = Check>,
     ) {
+        if self.only.is_some_and(|only| only != check) {
+            return;
+        }
         let failure = f.await.err();
         self.results.push(CheckResult {
             suite,
@@ -122,6 +127,116 @@ where
     report.merge(sessions(f.sessions).await);
     report.merge(subscriptions(f.subscriptions).await);
     report
+}
+
+/// One `#[test]` per conformance check, so that a backend's failing check is named by the
+/// test harness (`int_keys::sweep_removes_only_expired_keys FAILED`), like hkdf's
+/// `new_test!`. Each section is optional; each makes a module of tests named after the
+/// suite, and a `CHECKS` list of the check names it covers.
+///
+/// `run` waits for a future: [`block_on`] for stores whose futures are
+/// ready at once or driven elsewhere; a backend needing its runtime passes a function
+/// such as `fn run<F: Future>(f: F) -> F::Output { runtime().block_on(f) }`.
+///
+/// ```
+/// mod memory {
+///     use e2m_keystore::{MemoryIdentityMap, MemoryIntKeyStore, MemorySessionStore,
+///         MemorySubscriptionStore};
+///
+///     e2m_keystore::conformance_tests! {
+///         run: e2m_keystore::block_on,
+///         int_keys: MemoryIntKeyStore::new,
+///         identities: MemoryIdentityMap::new,
+///         sessions: MemorySessionStore::new,
+///         subscriptions: MemorySubscriptionStore::new,
+///     }
+/// }
+/// assert_eq!(memory::int_keys::CHECKS.len(), 18);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    (
+        run: $run:expr
+        $(, int_keys: $int_keys:expr)?
+        $(, identities: $identities:expr)?
+        $(, sessions: $sessions:expr)?
+        $(, subscriptions: $subscriptions:expr)?
+        $(,)?
+    ) => {
+        $($crate::__conformance_suite_tests!(int_keys, int_keys_only, $run, $int_keys, [
+            reports_its_policy,
+            push_then_get_returns_the_same_key,
+            unknown_ue_or_key_id_is_none,
+            a_push_as_old_as_the_oldest_key_evicts_that_key,
+            keeps_the_last_n_and_evicts_the_oldest,
+            latest_is_the_newest_by_creation_time,
+            equal_creation_times_order_by_arrival,
+            same_key_id_replaces,
+            identical_push_is_idempotent,
+            same_id_new_creation_time_is_a_replacement,
+            keys_expire_at_max_age,
+            expired_push_is_refused,
+            stale_push_is_not_stored,
+            expired_keys_do_not_take_a_place,
+            ues_are_independent,
+            remove_ue_forgets_every_key,
+            sweep_removes_only_expired_keys,
+            a_policy_of_one_keeps_only_the_latest
+        ]);)?
+        $($crate::__conformance_suite_tests!(identities, identities_only, $run, $identities, [
+            provision_then_resolve,
+            an_identity_means_nothing_to_another_emse,
+            no_normalisation,
+            reprovision_replaces_and_repeat_is_unchanged,
+            remove,
+            remove_emse,
+            provision_all_is_idempotent,
+            provision_all_is_all_or_nothing
+        ]);)?
+        $($crate::__conformance_suite_tests!(sessions, sessions_only, $run, $sessions, [
+            reports_its_policy,
+            create_binds_the_emse_and_get_finds_it,
+            ids_are_fresh_and_random,
+            a_session_ref_is_never_reused,
+            only_the_exact_id_finds_a_session,
+            sessions_expire,
+            of_emse_lists_live_sessions_of_that_emse,
+            remove_ends_a_session,
+            limit_per_emse,
+            limit_in_total_and_expired_sessions_free_places
+        ]);)?
+        $($crate::__conformance_suite_tests!(subscriptions, subscriptions_only, $run, $subscriptions, [
+            add_get_remove_by_owner_only,
+            matching_by_ue_and_event,
+            remove_session_removes_only_its_own,
+            limits_and_invalid_input
+        ]);)?
+    };
+}
+
+/// One suite's tests for [`conformance_tests!`](crate::conformance_tests).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_suite_tests {
+    ($suite:ident, $only:ident, $run:expr, $make:expr, [$($check:ident),* $(,)?]) => {
+        /// The conformance checks of this suite, one test each.
+        pub mod $suite {
+            #[allow(unused_imports, reason = "the factory may name items of the enclosing module")]
+            use super::*;
+
+            /// The checks these tests cover.
+            pub const CHECKS: &[&str] = &[$(stringify!($check)),*];
+
+            $(
+                #[test]
+                fn $check() {
+                    let report = ($run)($crate::conformance::$only(&$make, stringify!($check)));
+                    assert_eq!(report.results.len(), 1, "the suite has no check of this name");
+                    assert!(report.is_ok(), "{report}");
+                }
+            )*
+        }
+    };
 }
 
 type Check = Result<(), String>;
@@ -227,7 +342,7 @@ async fn push<S: IntKeyStore + ?Sized>(
     now: u64,
 ) -> Result<PushOutcome, String> {
     ok(
-        s.push(&imsi(ue), kid(id), key(ue, id), at(created), at(now))
+        s.push(&imsi(ue), kid(id), &key(ue, id), at(created), at(now))
             .await,
     )
 }
@@ -260,8 +375,27 @@ async fn not_served<S: IntKeyStore + ?Sized>(s: &S, ue: u64, id: u32, now: u64) 
 
 /// The [`IntKeyStore`] checks. `make` builds an empty store applying the policy it is given.
 pub async fn int_keys<S: IntKeyStore>(make: &dyn Fn(RetentionPolicy) -> S) -> Report {
+    int_keys_selected(make, None).await
+}
+
+/// Only the check of [`int_keys`] named `check` (an empty report if there is none): what
+/// [`conformance_tests!`](crate::conformance_tests) runs in each of its tests.
+pub async fn int_keys_only<S: IntKeyStore>(
+    make: &dyn Fn(RetentionPolicy) -> S,
+    check: &'static str,
+) -> Report {
+    int_keys_selected(make, Some(check)).await
+}
+
+async fn int_keys_selected<S: IntKeyStore>(
+    make: &dyn Fn(RetentionPolicy) -> S,
+    only: Option<&'static str>,
+) -> Report {
     const S: &str = "int_keys";
-    let mut r = Report::default();
+    let mut r = Report {
+        only,
+        ..Report::default()
+    };
     let fresh = || make(policy(4, 1000));
 
     r.run(S, "reports_its_policy", async {
@@ -379,7 +513,7 @@ pub async fn int_keys<S: IntKeyStore>(make: &dyn Fn(RetentionPolicy) -> S) -> Re
         push(&s, 1, 7, 0, 0).await?;
         push(&s, 1, 8, 1, 1).await?;
         // Same id, other octets: built under another UE number so the bytes differ.
-        let out = ok(s.push(&imsi(1), kid(7), key(99, 7), at(2), at(2)).await)?;
+        let out = ok(s.push(&imsi(1), kid(7), &key(99, 7), at(2), at(2)).await)?;
         ensure!(out == PushOutcome::Replaced, "replacing push: {out:?}");
         let got = ok(s.get(&imsi(1), kid(7), at(3)).await)?;
         ensure!(
@@ -551,8 +685,24 @@ fn row(line: usize, emse: &EmseId, name: &str, ue: u64) -> IdentityRow {
 
 /// The [`IdentityMap`] checks.
 pub async fn identities<M: IdentityMap>(make: &dyn Fn() -> M) -> Report {
+    identities_selected(make, None).await
+}
+
+/// Only the check of [`identities`] named `check` (an empty report if there is none): what
+/// [`conformance_tests!`](crate::conformance_tests) runs in each of its tests.
+pub async fn identities_only<M: IdentityMap>(make: &dyn Fn() -> M, check: &'static str) -> Report {
+    identities_selected(make, Some(check)).await
+}
+
+async fn identities_selected<M: IdentityMap>(
+    make: &dyn Fn() -> M,
+    only: Option<&'static str>,
+) -> Report {
     const S: &str = "identities";
-    let mut r = Report::default();
+    let mut r = Report {
+        only,
+        ..Report::default()
+    };
     let a = || emse("emse-a.example.com");
     let b = || emse("emse-b.example.com");
     let ue = || app("sensor-17@iot.example.com");
@@ -709,8 +859,27 @@ pub async fn identities<M: IdentityMap>(make: &dyn Fn() -> M) -> Report {
 
 /// The [`SessionStore`] checks. `make` builds an empty store applying the policy given.
 pub async fn sessions<S: SessionStore>(make: &dyn Fn(SessionPolicy) -> S) -> Report {
+    sessions_selected(make, None).await
+}
+
+/// Only the check of [`sessions`] named `check` (an empty report if there is none): what
+/// [`conformance_tests!`](crate::conformance_tests) runs in each of its tests.
+pub async fn sessions_only<S: SessionStore>(
+    make: &dyn Fn(SessionPolicy) -> S,
+    check: &'static str,
+) -> Report {
+    sessions_selected(make, Some(check)).await
+}
+
+async fn sessions_selected<S: SessionStore>(
+    make: &dyn Fn(SessionPolicy) -> S,
+    only: Option<&'static str>,
+) -> Report {
     const SUITE: &str = "sessions";
-    let mut r = Report::default();
+    let mut r = Report {
+        only,
+        ..Report::default()
+    };
     let small =
         || SessionPolicy::new(Duration::from_secs(100), 3, 5).unwrap_or(SessionPolicy::DEFAULT);
     let a = || emse("emse-a.example.com");
@@ -910,8 +1079,27 @@ pub async fn sessions<S: SessionStore>(make: &dyn Fn(SessionPolicy) -> S) -> Rep
 
 /// The [`SubscriptionStore`] checks.
 pub async fn subscriptions<B: SubscriptionStore>(make: &dyn Fn(SubscriptionPolicy) -> B) -> Report {
+    subscriptions_selected(make, None).await
+}
+
+/// Only the check of [`subscriptions`] named `check` (an empty report if there is none): what
+/// [`conformance_tests!`](crate::conformance_tests) runs in each of its tests.
+pub async fn subscriptions_only<B: SubscriptionStore>(
+    make: &dyn Fn(SubscriptionPolicy) -> B,
+    check: &'static str,
+) -> Report {
+    subscriptions_selected(make, Some(check)).await
+}
+
+async fn subscriptions_selected<B: SubscriptionStore>(
+    make: &dyn Fn(SubscriptionPolicy) -> B,
+    only: Option<&'static str>,
+) -> Report {
     const S: &str = "subscriptions";
-    let mut r = Report::default();
+    let mut r = Report {
+        only,
+        ..Report::default()
+    };
     let policy = SubscriptionPolicy {
         max_per_session: 3,
         max_total: 5,
@@ -1127,7 +1315,7 @@ impl Default for StressConfig {
 ///
 /// Threads, not concurrent futures on one task, so that an in-memory backend meets real
 /// parallel contention on its locks. Each thread drives its store calls with
-/// [`block_on`](crate::block_on), which parks the thread while a future is pending: right
+/// [`block_on`], which parks the thread while a future is pending: right
 /// for a backend whose I/O is driven elsewhere (a `tokio-postgres` client whose connection
 /// task runs on a multi-threaded runtime; call this function from
 /// `tokio::task::spawn_blocking`), and for one whose futures are ready at once (in-memory,

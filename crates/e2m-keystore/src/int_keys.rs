@@ -1,7 +1,7 @@
 //! Intermediate keys: what the HSS pushes and the EMKS keeps (seed 6.x.2.1, "Considerations
 //! on the key identifier", and the derivation step 1).
 
-use core::future::{Future, ready};
+use core::future::Future;
 use core::time::Duration;
 
 use e2m_kdf::E2mIntKey;
@@ -159,7 +159,12 @@ pub trait IntKeyStore: Send + Sync {
     /// The retention policy this store applies.
     fn retention(&self) -> RetentionPolicy;
 
-    /// Stores `key` with id `key_id`, created at `created`, for `imsi` (the HSS push).
+    /// Stores a copy of `key` with id `key_id`, created at `created`, for `imsi` (the HSS
+    /// push).
+    ///
+    /// The key is borrowed, not moved: a future holding a moved key would leave copies of
+    /// its octets wherever the future was moved (an async task's state is freed without
+    /// being zeroized), while a borrowed key stays in one place, zeroized once by its owner.
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails; the in-memory store never fails.
@@ -167,7 +172,7 @@ pub trait IntKeyStore: Send + Sync {
         &self,
         imsi: &Imsi,
         key_id: KeyId,
-        key: E2mIntKey,
+        key: &E2mIntKey,
         created: Timestamp,
         now: Timestamp,
     ) -> impl Future<Output = Result<PushOutcome, StoreError>> + Send;
@@ -369,13 +374,15 @@ fn build(old: &[Slot], new: &Slot, plan: &[Src]) -> Box<[Slot]> {
     slots.into_boxed_slice()
 }
 
-/// The synchronous work behind the trait methods: the in-memory store never waits.
+/// The synchronous work behind the trait methods: the in-memory store never waits, so
+/// each trait method is an `async fn` that does this work at its first poll (computing
+/// in `poll` rather than at the call keeps the result from being copied through a `Ready`).
 impl MemoryIntKeyStore {
     fn push_now(
         &self,
         imsi: &Imsi,
         key_id: KeyId,
-        key: E2mIntKey,
+        key: &E2mIntKey,
         created: Timestamp,
         now: Timestamp,
     ) -> Result<PushOutcome, StoreError> {
@@ -383,8 +390,7 @@ impl MemoryIntKeyStore {
         if now >= policy.expires_at(created) {
             return Ok(PushOutcome::Expired);
         }
-        let new = Slot::new(&key, key_id, created);
-        drop(key);
+        let new = Slot::new(key, key_id, created);
         let packed = PackedImsi::new(imsi);
         let mut shard = self.map.write(&packed);
         let old: &[Slot] = shard.get(&packed).map_or(&[], |r| r);
@@ -523,51 +529,40 @@ impl IntKeyStore for MemoryIntKeyStore {
         self.policy
     }
 
-    fn push(
+    async fn push(
         &self,
         imsi: &Imsi,
         key_id: KeyId,
-        key: E2mIntKey,
+        key: &E2mIntKey,
         created: Timestamp,
         now: Timestamp,
-    ) -> impl Future<Output = Result<PushOutcome, StoreError>> + Send {
-        ready(self.push_now(imsi, key_id, key, created, now))
+    ) -> Result<PushOutcome, StoreError> {
+        self.push_now(imsi, key_id, key, created, now)
     }
 
-    fn get(
+    async fn get(
         &self,
         imsi: &Imsi,
         key_id: KeyId,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Option<HeldKey>, StoreError>> + Send {
-        ready(self.get_now(imsi, key_id, now))
+    ) -> Result<Option<HeldKey>, StoreError> {
+        self.get_now(imsi, key_id, now)
     }
 
-    fn latest(
-        &self,
-        imsi: &Imsi,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Option<HeldKey>, StoreError>> + Send {
-        ready(self.latest_now(imsi, now))
+    async fn latest(&self, imsi: &Imsi, now: Timestamp) -> Result<Option<HeldKey>, StoreError> {
+        self.latest_now(imsi, now)
     }
 
-    fn held(
-        &self,
-        imsi: &Imsi,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<KeyInfo>, StoreError>> + Send {
-        ready(self.held_now(imsi, now))
+    async fn held(&self, imsi: &Imsi, now: Timestamp) -> Result<Vec<KeyInfo>, StoreError> {
+        self.held_now(imsi, now)
     }
 
-    fn remove_ue(&self, imsi: &Imsi) -> impl Future<Output = Result<usize, StoreError>> + Send {
-        ready(self.remove_ue_now(imsi))
+    async fn remove_ue(&self, imsi: &Imsi) -> Result<usize, StoreError> {
+        self.remove_ue_now(imsi)
     }
 
-    fn sweep(
-        &self,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<(Imsi, KeyInfo)>, StoreError>> + Send {
-        ready(Ok(self.sweep_now(now)))
+    async fn sweep(&self, now: Timestamp) -> Result<Vec<(Imsi, KeyInfo)>, StoreError> {
+        Ok(self.sweep_now(now))
     }
 }
 
@@ -590,7 +585,7 @@ mod tests {
         block_on(store.push(
             &imsi,
             KeyId::from_u32(1),
-            E2mIntKey::from_array([0xab; 32]),
+            &E2mIntKey::from_array([0xab; 32]),
             t,
             t,
         ))

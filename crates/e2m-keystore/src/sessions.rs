@@ -1,7 +1,7 @@
 //! EMSE sessions (seed 6.x.2.2.2.1 "Initial registration by EMSE": the EMKS establishes a
 //! session context for the EMSE and returns a session id; 6.x.2.2.2.3 "Deregistration").
 
-use core::future::{Future, ready};
+use core::future::Future;
 use core::time::Duration;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -335,7 +335,9 @@ impl core::fmt::Debug for MemorySessionStore {
     }
 }
 
-/// The synchronous work behind the trait methods: the in-memory store never waits.
+/// The synchronous work behind the trait methods: the in-memory store never waits, so
+/// each trait method is an `async fn` that does this work at its first poll (computing
+/// in `poll` rather than at the call keeps the result from being copied through a `Ready`).
 impl MemorySessionStore {
     fn create_now(
         &self,
@@ -431,42 +433,28 @@ impl SessionStore for MemorySessionStore {
         self.policy
     }
 
-    fn create(
+    async fn create(
         &self,
         emse: &EmseId,
         now: Timestamp,
-    ) -> impl Future<Output = Result<(SessionId, SessionInfo), StoreError>> + Send {
-        ready(self.create_now(emse, now))
+    ) -> Result<(SessionId, SessionInfo), StoreError> {
+        self.create_now(emse, now)
     }
 
-    fn get(
-        &self,
-        id: &SessionId,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Option<SessionInfo>, StoreError>> + Send {
-        ready(self.get_now(id, now))
+    async fn get(&self, id: &SessionId, now: Timestamp) -> Result<Option<SessionInfo>, StoreError> {
+        self.get_now(id, now)
     }
 
-    fn remove(
-        &self,
-        id: &SessionId,
-    ) -> impl Future<Output = Result<Option<SessionInfo>, StoreError>> + Send {
-        ready(self.remove_now(id))
+    async fn remove(&self, id: &SessionId) -> Result<Option<SessionInfo>, StoreError> {
+        self.remove_now(id)
     }
 
-    fn of_emse(
-        &self,
-        emse: &EmseId,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send {
-        ready(self.of_emse_now(emse, now))
+    async fn of_emse(&self, emse: &EmseId, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
+        self.of_emse_now(emse, now)
     }
 
-    fn sweep(
-        &self,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send {
-        ready(self.sweep_now(now))
+    async fn sweep(&self, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
+        self.sweep_now(now)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Subscriptions of EMSE sessions to EMKS events (seed 6.x.2.2.2 "Subscription to
 //! Notification by EMKS"; its editor's note leaves the events ffs, so the set is open).
 
-use core::future::{Future, ready};
+use core::future::Future;
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 
@@ -207,7 +207,9 @@ impl core::fmt::Debug for MemorySubscriptionStore {
     }
 }
 
-/// The synchronous work behind the trait methods: the in-memory store never waits.
+/// The synchronous work behind the trait methods: the in-memory store never waits, so
+/// each trait method is an `async fn` that does this work at its first poll (computing
+/// in `poll` rather than at the call keeps the result from being copied through a `Ready`).
 impl MemorySubscriptionStore {
     fn add_now(&self, sub: SubscriptionRecord) -> Result<SubscriptionId, StoreError> {
         if sub.callback.is_empty() || sub.callback.len() > self.policy.max_callback_len {
@@ -308,42 +310,35 @@ impl MemorySubscriptionStore {
 }
 
 impl SubscriptionStore for MemorySubscriptionStore {
-    fn add(
-        &self,
-        sub: SubscriptionRecord,
-    ) -> impl Future<Output = Result<SubscriptionId, StoreError>> + Send {
-        ready(self.add_now(sub))
+    async fn add(&self, sub: SubscriptionRecord) -> Result<SubscriptionId, StoreError> {
+        self.add_now(sub)
     }
 
-    fn get(
+    async fn get(
         &self,
         owner: SessionRef,
         id: SubscriptionId,
-    ) -> impl Future<Output = Result<Option<SubscriptionRecord>, StoreError>> + Send {
-        ready(self.get_now(owner, id))
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
+        self.get_now(owner, id)
     }
 
-    fn remove(
+    async fn remove(
         &self,
         owner: SessionRef,
         id: SubscriptionId,
-    ) -> impl Future<Output = Result<Option<SubscriptionRecord>, StoreError>> + Send {
-        ready(self.remove_now(owner, id))
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
+        self.remove_now(owner, id)
     }
 
-    fn remove_session(
-        &self,
-        owner: SessionRef,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
-        ready(self.remove_session_now(owner))
+    async fn remove_session(&self, owner: SessionRef) -> Result<usize, StoreError> {
+        self.remove_session_now(owner)
     }
 
-    fn matching(
+    async fn matching(
         &self,
         imsi: &Imsi,
         event: EventSet,
-    ) -> impl Future<Output = Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError>> + Send
-    {
-        ready(self.matching_now(imsi, event))
+    ) -> Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError> {
+        self.matching_now(imsi, event)
     }
 }

@@ -58,3 +58,41 @@ fn stress_pushers_and_fetchers_over_1000_ues() {
         );
     }
 }
+
+/// The same suite, one test per check (what a backend's tests look like).
+mod memory {
+    use e2m_keystore::{
+        MemoryIdentityMap, MemoryIntKeyStore, MemorySessionStore, MemorySubscriptionStore,
+    };
+
+    e2m_keystore::conformance_tests! {
+        run: e2m_keystore::block_on,
+        int_keys: MemoryIntKeyStore::new,
+        identities: MemoryIdentityMap::new,
+        sessions: MemorySessionStore::new,
+        subscriptions: MemorySubscriptionStore::new,
+    }
+}
+
+#[test]
+fn the_macro_covers_every_check_of_the_suite() {
+    let report = block_on(conformance::run_all(&conformance::Factories {
+        int_keys: &MemoryIntKeyStore::new,
+        identities: &MemoryIdentityMap::new,
+        sessions: &MemorySessionStore::new,
+        subscriptions: &MemorySubscriptionStore::new,
+    }));
+    let mut suite: Vec<(&str, &str)> = report.results.iter().map(|r| (r.suite, r.check)).collect();
+    let mut covered: Vec<(&str, &str)> = [
+        ("int_keys", memory::int_keys::CHECKS),
+        ("identities", memory::identities::CHECKS),
+        ("sessions", memory::sessions::CHECKS),
+        ("subscriptions", memory::subscriptions::CHECKS),
+    ]
+    .into_iter()
+    .flat_map(|(s, checks)| checks.iter().map(move |c| (s, *c)))
+    .collect();
+    suite.sort_unstable();
+    covered.sort_unstable();
+    assert_eq!(suite, covered);
+}

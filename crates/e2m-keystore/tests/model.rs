@@ -180,7 +180,7 @@ impl StateMachineTest for StoreTest {
             Op::Push { ue, id, seed, age } => {
                 let created = at((m.now as i64 - age).max(0) as u64);
                 let key = E2mIntKey::from_array(test_key_bytes(seed, id));
-                let got = block_on(store.push(&imsi(ue), KeyId::from_u32(id), key, created, now))
+                let got = block_on(store.push(&imsi(ue), KeyId::from_u32(id), &key, created, now))
                     .unwrap();
                 assert_eq!(Some(got), m.expect, "push outcome; model {m:?}");
             }
