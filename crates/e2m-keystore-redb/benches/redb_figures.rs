@@ -149,7 +149,7 @@ fn keys_and_restart(ues: u64) {
         per_sec(total, memory)
     );
     let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path(), keyring(), RedbStoreConfig::default()).unwrap();
+    let store = RedbStore::open(dir.path(), keyring(), config_from_env()).unwrap();
     let redb = fill(Arc::new(store.int_keys()), ues);
     println!(
         "fill: redb durable, {total} pushes from 256 tasks: {redb:.1} s ({}), {:.1}x memory",
@@ -232,7 +232,7 @@ fn restart_after_kill(dir: &std::path::Path, ues: u64) {
 
 /// The child of [`restart_after_kill`]: push, say so, wait to be killed.
 fn child(dir: &str, ues: u64) {
-    let store = RedbStore::open(dir, keyring(), RedbStoreConfig::default()).unwrap();
+    let store = RedbStore::open(dir, keyring(), config_from_env()).unwrap();
     let keys = store.int_keys();
     let created = Timestamp::from_unix_secs(T0 + u64::from(N) + 1);
     for ue in 0..1000.min(ues) {
@@ -247,6 +247,17 @@ fn child(dir: &str, ues: u64) {
 }
 
 const CHILD_DIR: &str = "E2M_BENCH_CHILD_DIR";
+
+/// The store's settings; `E2M_BENCH_QUICK_REPAIR=0` commits without redb's quick repair
+/// (the child inherits the variable).
+fn config_from_env() -> RedbStoreConfig {
+    let quick_repair = std::env::var("E2M_BENCH_QUICK_REPAIR").map_or(true, |v| v != "0");
+    eprintln!("(quick_repair = {quick_repair})");
+    RedbStoreConfig {
+        quick_repair,
+        ..RedbStoreConfig::default()
+    }
+}
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken from the command line.

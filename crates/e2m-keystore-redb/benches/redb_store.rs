@@ -72,6 +72,16 @@ fn pushes(c: &mut Criterion) {
             .unwrap()
             .int_keys(),
     );
+    let plain_dir = tempfile::tempdir().unwrap();
+    let without_quick_repair = RedbStoreConfig {
+        quick_repair: false,
+        ..RedbStoreConfig::default()
+    };
+    let redb_plain = Arc::new(
+        RedbStore::open(plain_dir.path(), keyring(), without_quick_repair)
+            .unwrap()
+            .int_keys(),
+    );
     let memory = Arc::new(MemoryIntKeyStore::new(RetentionPolicy::DEFAULT));
     let next = Arc::new(AtomicU64::new(0));
     let mut group = c.benchmark_group("push_16_concurrent");
@@ -83,6 +93,9 @@ fn pushes(c: &mut Criterion) {
     });
     group.bench_function("redb_durable", |b| {
         b.iter_custom(|iters| runtime.block_on(push_concurrently(&redb, &next, iters)));
+    });
+    group.bench_function("redb_durable_without_quick_repair", |b| {
+        b.iter_custom(|iters| runtime.block_on(push_concurrently(&redb_plain, &next, iters)));
     });
     group.finish();
 
