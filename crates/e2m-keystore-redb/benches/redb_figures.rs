@@ -208,26 +208,22 @@ fn restart_after_kill(dir: &std::path::Path, ues: u64) {
     assert_eq!(line.trim(), "pushed", "child: {line:?}");
     child.kill().unwrap();
     child.wait().unwrap();
+    // Only the first open after the kill meets the unclean file (it repairs it), so only
+    // one open is timed here, with the default settings.
     let now = Timestamp::from_unix_secs(T0 + u64::from(N) + 2);
-    for verify_at_open in [true, false] {
-        let t = Instant::now();
-        let config = RedbStoreConfig {
-            verify_at_open,
-            ..RedbStoreConfig::default()
-        };
-        let store = RedbStore::open(dir, keyring(), config).unwrap();
-        let opened = t.elapsed().as_secs_f64();
-        // One of the keys the killed process had acknowledged.
-        let key = block_on(store.int_keys().get(&imsi(7), KeyId::from_u32(N + 1), now)).unwrap();
-        assert!(
-            key.is_some(),
-            "a key acknowledged before the kill is missing"
-        );
-        println!(
-            "restart after kill -9: verify_at_open = {verify_at_open}: open {opened:.2} s, first served fetch at {:.2} s",
-            t.elapsed().as_secs_f64()
-        );
-    }
+    let t = Instant::now();
+    let store = RedbStore::open(dir, keyring(), config_from_env()).unwrap();
+    let opened = t.elapsed().as_secs_f64();
+    // One of the keys the killed process had acknowledged.
+    let key = block_on(store.int_keys().get(&imsi(7), KeyId::from_u32(N + 1), now)).unwrap();
+    assert!(
+        key.is_some(),
+        "a key acknowledged before the kill is missing"
+    );
+    println!(
+        "restart after kill -9 (repair, then verify_at_open): open {opened:.2} s, first served fetch at {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 /// The child of [`restart_after_kill`]: push, say so, wait to be killed.
