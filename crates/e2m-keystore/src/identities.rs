@@ -201,14 +201,14 @@ impl MemoryIdentityMap {
     /// none; checks every row before changing anything.
     fn provision_all_now(&self, rows: &[IdentityRow]) -> Result<ImportSummary, StoreError> {
         let mut shards = self.map.lock_all();
-        // (EMSE_Id, identity) → IMSI of the rows met so far in this call.
-        let mut in_call: HashMap<(&[u8], &[u8]), PackedImsi, RandomState> =
+        // (EMSE_Id, identity) → (IMSI, line) of the rows met so far in this call.
+        let mut in_call: HashMap<RowKey<'_>, (PackedImsi, usize), RandomState> =
             HashMap::with_capacity_and_hasher(rows.len(), RandomState::default());
         let mut unchanged = 0;
         for row in rows {
             let packed = PackedImsi::new(&row.imsi);
-            let key = Self::shard_key(&row.emse, &row.app);
-            if let Some(&earlier) = in_call.get(&key) {
+            let key = (row.emse.as_bytes(), row.app.as_bytes());
+            if let Some(&(earlier, _)) = in_call.get(&key) {
                 if earlier != packed {
                     return Err(StoreError::ImportConflict { line: row.line });
                 }
@@ -226,7 +226,7 @@ impl MemoryIdentityMap {
                 Some(_) => unchanged += 1,
                 None => {}
             }
-            in_call.insert(key, packed);
+            in_call.insert(key, (packed, row.line));
         }
         let mut added = 0;
         for row in rows {
@@ -255,6 +255,9 @@ impl MemoryIdentityMap {
         Ok(removed)
     }
 }
+
+/// (EMSE_Id, application identity) octets of one import row.
+type RowKey<'a> = (&'a [u8], &'a [u8]);
 
 impl IdentityMap for MemoryIdentityMap {
     async fn provision(
