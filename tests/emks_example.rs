@@ -88,7 +88,7 @@ mod against_the_example {
             .unwrap();
         assert!(out.status.success(), "gen-pki failed: {out:?}");
         let mut child = Command::new(&emks)
-            .args(["--listen", "127.0.0.1:0", "--certs"])
+            .args(["--store", "memory", "--listen", "127.0.0.1:0", "--certs"])
             .arg(&dir)
             .args([
                 "--provision",

@@ -482,6 +482,20 @@ fn emks_refuses_hostile_arguments_with_one_short_line() {
         ),
         (with(&certs, args(&["--bogus"])), "unknown flag"),
         (with(&certs, args(&["--listen"])), "missing value"),
+        (with(&certs, args(&["--store", "nosuch"])), "unknown store"),
+        (
+            with(&certs, args(&["--kek-file", "/nonexistent"])),
+            "redb store without --data-dir",
+        ),
+        (
+            with(&certs, args(&["--data-dir", "/nonexistent"])),
+            "redb store without --kek-file",
+        ),
+        (args(&["gen-kek"]), "gen-kek without --out"),
+        (
+            args(&["gen-kek", "--out", "/nonexistent/k", "--version", "0"]),
+            "KEK version 0",
+        ),
     ];
     for (argv, what) in &cases {
         expect_usage_error("emks", argv, what);
@@ -517,6 +531,9 @@ fn help_works_everywhere_and_shows_defaults() {
                 "--metrics-listen",
                 "--log-format",
                 "gen-pki",
+                "gen-kek",
+                "--data-dir",
+                "[default: redb]",
             ],
         ),
         ("hss", &["--help"], &["[default: 1]", "[default: rand]"]),

@@ -1,13 +1,18 @@
 //! The EMKS alone: HTTPS with mutual TLS on the REST binding of e2m-msg (seed 6.x.2.2),
-//! around the sans-IO core e2m-emks with in-memory stores; health, readiness and Prometheus
-//! metrics on a separate plain-HTTP listener. Also the PKI helper that writes the
-//! certificate directory every role reads.
+//! around the sans-IO core e2m-emks, over the embedded durable store (redb, keys sealed
+//! under the operator's KEK files; survives restarts and `kill -9`) or, with
+//! `--store memory`, the in-memory stores; health, readiness and Prometheus metrics on a
+//! separate plain-HTTP listener. Also the helpers that write the certificate directory
+//! every role reads and a KEK file.
 //!
 //! ```text
 //! # 1. certificates (a CA, the EMKS, the HSS, one per EMSE; the CA key is not kept)
 //! cargo run --example emks -- gen-pki --dir /tmp/e2m-pki --emse emse-a --emse emse-b
-//! # 2. the server, with its operations endpoint on 127.0.0.1:9464
+//! # 2. a KEK file (version 1; mode 0600), which seals the intermediate keys at rest
+//! cargo run --example emks -- gen-kek --out /tmp/e2m-kek-1
+//! # 3. the server on a data directory, with its operations endpoint on 127.0.0.1:9464
 //! cargo run --example emks -- --listen 127.0.0.1:8443 --certs /tmp/e2m-pki \
+//!     --data-dir /tmp/e2m-emks-data --kek-file /tmp/e2m-kek-1 \
 //!     --provision emse-a,sensor-17@iot.example.com,001010123456789 --keys-per-ue 4 \
 //!     --metrics-listen 127.0.0.1:9464
 //! curl http://127.0.0.1:9464/metrics
@@ -33,7 +38,13 @@ use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
 use e2m_https::ratelimit::RateLimit;
 use e2m_https::server::Limits;
 use e2m_keyid::{AppIdentity, EmseId, Imsi};
-use e2m_keystore::{IdentityMap, RetentionPolicy, SessionPolicy, SubscriptionPolicy, block_on};
+use e2m_keystore::import::{IdentityRow, parse_identity_csv};
+use e2m_keystore::{
+    IdentityMap, IntKeyStore, RetentionPolicy, SessionPolicy, SessionStore, SubscriptionPolicy,
+    SubscriptionStore, block_on,
+};
+use e2m_keystore_redb::e2m_seal::{KekVersion, write_new_kek_file};
+use e2m_keystore_redb::{Keyring, RedbStore, RedbStoreConfig};
 
 #[path = "../support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
@@ -44,8 +55,8 @@ use metrics::{EmksMetrics, Operations, OperationsServer};
 
 const PROGRAM: &str = "emks";
 
-/// The EMKS alone: HTTPS with mutual TLS over the e2m-emks core (in-memory stores), with an
-/// optional operations endpoint (health, readiness, Prometheus metrics). Log level from
+/// The EMKS alone: HTTPS with mutual TLS over the e2m-emks core (durable redb store in a
+/// data directory, or in-memory stores), with an optional operations endpoint (health, readiness, Prometheus metrics). Log level from
 /// RUST_LOG (default info; audit records at target e2m::audit).
 #[derive(Parser, Debug)]
 #[command(
@@ -73,6 +84,26 @@ enum Command {
         #[arg(long, value_name = "EMSE_ID")]
         emse: Vec<EmseId>,
     },
+    /// Writes a new KEK file (`e2m-kek v1 <version> <64 hex digits>`, mode 0600) with a
+    /// random key; never overwrites an existing file.
+    GenKek {
+        /// The file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Its KEK version (1 to 4294967295; a rotation adds a higher one).
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        version: u32,
+    },
+}
+
+/// Where the EMKS keeps its state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    /// redb in `--data-dir`, keys sealed under `--kek-file`: survives restarts.
+    Redb,
+    /// In memory: lost when the process ends.
+    Memory,
 }
 
 /// Serving (the default command).
@@ -84,6 +115,20 @@ struct ServeArgs {
     /// The PKI directory (from `emks gen-pki`).
     #[arg(long, value_name = "DIR", required = true)]
     certs: Option<PathBuf>,
+    /// Where the state lives: `redb` (durable, in --data-dir) or `memory`.
+    #[arg(long, value_enum, default_value_t = StoreKind::Redb)]
+    store: StoreKind,
+    /// The data directory of the redb store (created if missing).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A KEK file (from `emks gen-kek`; repeatable, one per version): the newest seals new
+    /// keys, every one opens what it sealed. Required with the redb store.
+    #[arg(long, value_name = "FILE")]
+    kek_file: Vec<PathBuf>,
+    /// A CSV file of identity map entries (`emse_id,app_identity,imsi` per line, header
+    /// optional), imported all or nothing at start-up; re-importing changes nothing.
+    #[arg(long, value_name = "FILE")]
+    provision_file: Option<PathBuf>,
     /// Intermediate keys kept per UE.
     #[arg(long, value_name = "N", default_value_t = RetentionPolicy::DEFAULT.keys_per_ue())]
     keys_per_ue: usize,
@@ -157,6 +202,7 @@ fn main() -> ExitCode {
     let (cli, _): (Cli, _) = cli::parse_or_exit(PROGRAM);
     let result = match cli.command {
         Some(Command::GenPki { dir, emse }) => gen_pki(&dir, emse),
+        Some(Command::GenKek { out, version }) => gen_kek(&out, version),
         None => serve(cli.serve),
     };
     match result {
@@ -170,6 +216,13 @@ fn gen_pki(dir: &std::path::Path, emses: Vec<EmseId>) -> Result<(), String> {
     let pki = GeneratedPki::generate(&spec).map_err(|e| e.to_string())?;
     pki.write_to(dir).map_err(|e| e.to_string())?;
     println!("PKI written to {} ({pki:?})", dir.display());
+    Ok(())
+}
+
+fn gen_kek(out: &std::path::Path, version: u32) -> Result<(), String> {
+    let version = KekVersion::new(version).ok_or("--version must be at least 1")?;
+    write_new_kek_file(out, version).map_err(|e| e.to_string())?;
+    println!("KEK version {} written to {}", version.get(), out.display());
     Ok(())
 }
 
@@ -212,9 +265,23 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         SessionPolicy::DEFAULT.max_total(),
     )
     .unwrap_or_else(|e| cli::usage_error(PROGRAM, format!("--session-ttl: {e}")));
-    let Some(certs) = args.certs else {
+    let Some(certs) = args.certs.clone() else {
         cli::usage_error(PROGRAM, "--certs is required");
     };
+    if args.store == StoreKind::Redb {
+        if args.data_dir.is_none() {
+            cli::usage_error(
+                PROGRAM,
+                "--data-dir is required with --store redb (or use --store memory)",
+            );
+        }
+        if args.kek_file.is_empty() {
+            cli::usage_error(
+                PROGRAM,
+                "--kek-file is required with --store redb (write one with `emks gen-kek`)",
+            );
+        }
+    }
     init_logs(args.log_format);
 
     let pki = PkiDir::open(&certs).map_err(|e| e.to_string())?;
@@ -222,15 +289,88 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     for emse in &args.allow_imsi {
         config = config.allow_imsi(emse);
     }
-    let core = Arc::new(Emks::in_memory_with(
-        config,
-        retention,
-        sessions,
-        SubscriptionPolicy::DEFAULT,
-    ));
+    let rows = match &args.provision_file {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("--provision-file {}: {e}", path.display()))?;
+            parse_identity_csv(&bytes)
+                .map_err(|e| format!("--provision-file {}: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    match args.store {
+        StoreKind::Memory => {
+            let core =
+                Emks::in_memory_with(config, retention, sessions, SubscriptionPolicy::DEFAULT);
+            let core = Arc::new(core);
+            let probe = core.clone();
+            let refresh = move |m: &EmksMetrics| {
+                m.keys_held
+                    .set(i64::try_from(probe.keys().key_count()).unwrap_or(i64::MAX));
+                m.sessions
+                    .set(i64::try_from(probe.sessions().len()).unwrap_or(i64::MAX));
+            };
+            run(core, &args, rows, &pki, Box::new(refresh))
+        }
+        StoreKind::Redb => {
+            let Some(data_dir) = &args.data_dir else {
+                return Err("--data-dir is required with --store redb".into());
+            };
+            let keyring = Keyring::from_kek_files(&args.kek_file).map_err(|e| e.to_string())?;
+            let store_config = RedbStoreConfig {
+                retention,
+                sessions,
+                subscriptions: SubscriptionPolicy::DEFAULT,
+                ..RedbStoreConfig::default()
+            };
+            let store = RedbStore::open(data_dir, keyring, store_config)
+                .map_err(|e| format!("--data-dir {}: {e}", data_dir.display()))?;
+            let core = Arc::new(Emks::new(
+                config,
+                store.int_keys(),
+                store.identities(),
+                store.sessions(),
+                store.subscriptions(),
+            ));
+            let refresh = move |m: &EmksMetrics| {
+                if let Ok(n) = store.key_count() {
+                    m.keys_held.set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+                if let Ok(n) = store.session_count() {
+                    m.sessions.set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+            };
+            run(core, &args, rows, &pki, Box::new(refresh))
+        }
+    }
+}
+
+/// Provisions, then serves until a stop signal, over any stores.
+fn run<K, M, S, B>(
+    core: Arc<Emks<K, M, S, B>>,
+    args: &ServeArgs,
+    rows: Vec<IdentityRow>,
+    pki: &PkiDir,
+    refresh: Box<dyn Fn(&EmksMetrics) + Send + Sync>,
+) -> Result<(), String>
+where
+    K: IntKeyStore + 'static,
+    M: IdentityMap + 'static,
+    S: SessionStore + 'static,
+    B: SubscriptionStore + 'static,
+{
     for p in &args.provision {
         block_on(core.identities().provision(&p.emse, &p.app, &p.imsi))
             .map_err(|e| format!("provisioning: {e}"))?;
+    }
+    if !rows.is_empty() {
+        let summary = block_on(core.identities().provision_all(rows))
+            .map_err(|e| format!("--provision-file: {e}; nothing was imported"))?;
+        tracing::info!(
+            added = summary.added,
+            unchanged = summary.unchanged,
+            "provisioning file imported"
+        );
     }
     let metrics = Arc::new(EmksMetrics::new());
     let ready = Arc::new(AtomicBool::new(false));
@@ -244,16 +384,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 if !addr.ip().is_loopback() {
                     tracing::warn!(%addr, "the operations endpoint has no authentication; keep it on a management network");
                 }
-                let store = core.clone();
                 let operations = Operations {
                     metrics: metrics.clone(),
                     ready: ready.clone(),
-                    refresh: Box::new(move |m: &EmksMetrics| {
-                        m.keys_held
-                            .set(i64::try_from(store.keys().key_count()).unwrap_or(i64::MAX));
-                        m.sessions
-                            .set(i64::try_from(store.sessions().len()).unwrap_or(i64::MAX));
-                    }),
+                    refresh,
                 };
                 Some(
                     OperationsServer::start(addr, operations)
@@ -278,7 +412,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             }),
             ..EmksServerOptions::default()
         };
-        let server = start_emks(core, &pki, options)
+        let server = start_emks(core, pki, options)
             .await
             .map_err(|e| e.to_string())?;
         ready.store(true, Ordering::Release);

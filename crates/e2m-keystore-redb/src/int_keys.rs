@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::codec::{Slot, decode_slots, encode_slots};
 use crate::error::{DbResult, redb_err};
-use crate::tables::{INT_KEY_EXPIRY, INT_KEYS};
+use crate::tables::{INT_KEY_EXPIRY, INT_KEYS, META, META_KEYS_HELD};
 use crate::{RedbIntKeyStore, RedbStore, RedbStoreError};
 
 /// When a stored key stops being served: its sealed expiry, or the current policy's
@@ -70,6 +70,17 @@ fn write_record(txn: &WriteTransaction, imsi: &str, old: &[Slot], slots: &[Slot]
             rows.remove(imsi).map_err(redb_err)?;
         }
     }
+    drop((rows, index));
+    let delta = slots.len() as i64 - old.len() as i64;
+    if delta != 0 {
+        let mut meta = txn.open_table(META).map_err(redb_err)?;
+        let held = meta
+            .get(META_KEYS_HELD)
+            .map_err(redb_err)?
+            .map_or(0, |v| v.value());
+        meta.insert(META_KEYS_HELD, held.saturating_add_signed(delta))
+            .map_err(redb_err)?;
+    }
     Ok(())
 }
 
@@ -83,13 +94,39 @@ fn read_slots_in(txn: &WriteTransaction, imsi: &str) -> DbResult<Vec<Slot>> {
 /// to the UE's row in the same transaction, so a committed push and its evictions are one
 /// atomic change. Mirrors the in-memory store's rules exactly (the conformance suite
 /// checks both).
-/// One push as queued for the writer.
+/// One push as queued for the writer: the key already sealed by the caller (so that no
+/// copy of its octets travels through futures, channels or closures; the caller's borrowed
+/// key is the only plaintext), and the clear fields it is bound to.
 struct Push {
     imsi: Imsi,
     key_id: KeyId,
-    key: E2mIntKey,
     created: Timestamp,
     now: Timestamp,
+    /// Sealed for (IMSI, key id, created, `policy.expires_at(created)`).
+    slot: Slot,
+}
+
+/// Seals `key` for its place; the expiry bound is the policy's `created + max_age`.
+fn seal(
+    keyring: &Keyring,
+    policy: &RetentionPolicy,
+    imsi: &Imsi,
+    key_id: KeyId,
+    key: &E2mIntKey,
+    created: Timestamp,
+) -> Result<Slot, RedbStoreError> {
+    let expires = policy.expires_at(created);
+    let nonce = SealNonce::random().map_err(RedbStoreError::Seal)?;
+    let record = IntKeyRecord::new(imsi, key_id, created, expires);
+    let sealed = keyring
+        .seal(&record, key, nonce)
+        .map_err(RedbStoreError::Seal)?;
+    Ok(Slot {
+        key_id,
+        created,
+        expires,
+        sealed: *sealed.as_bytes(),
+    })
 }
 
 fn push_in(
@@ -101,9 +138,9 @@ fn push_in(
     let Push {
         imsi,
         key_id,
-        key,
         created,
         now,
+        slot: new,
     } = push;
     let (key_id, created, now) = (*key_id, *created, *now);
     let old = read_slots_in(txn, imsi.as_str())?;
@@ -111,13 +148,15 @@ fn push_in(
     let mut replaced = false;
     for slot in old.iter().filter(|s| now < expiry(s, policy)) {
         if slot.key_id == key_id {
-            let held = match open(keyring, imsi, slot) {
-                Ok(held) => held,
-                Err(e) => return Ok(Err(e.into())),
+            // Sealed bytes differ at every seal (random nonce): compare the keys, both
+            // opened here and zeroized when dropped.
+            let same = match (open(keyring, imsi, slot), open(keyring, imsi, new)) {
+                (Ok(held), Ok(pushed)) => {
+                    bool::from(held.expose_secret().ct_eq(pushed.expose_secret()))
+                }
+                (Err(e), _) | (_, Err(e)) => return Ok(Err(e.into())),
             };
-            if bool::from(held.expose_secret().ct_eq(key.expose_secret()))
-                && slot.created == created
-            {
+            if same && slot.created == created {
                 return Ok(Ok(PushOutcome::Unchanged));
             }
             replaced = true;
@@ -136,22 +175,6 @@ fn push_in(
             pos -= 1;
         }
     }
-    let expires = policy.expires_at(created);
-    let nonce = match SealNonce::random() {
-        Ok(n) => n,
-        Err(e) => return Ok(Err(RedbStoreError::Seal(e).into())),
-    };
-    let record = IntKeyRecord::new(imsi, key_id, created, expires);
-    let sealed = match keyring.seal(&record, key, nonce) {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(RedbStoreError::Seal(e).into())),
-    };
-    let new = Slot {
-        key_id,
-        created,
-        expires,
-        sealed: *sealed.as_bytes(),
-    };
     let mut slots: Vec<Slot> = Vec::with_capacity(kept.len() + 1);
     for (i, s) in kept.iter().enumerate() {
         if i == pos {
@@ -160,7 +183,7 @@ fn push_in(
         slots.push(s.duplicate());
     }
     if pos == kept.len() {
-        slots.push(new);
+        slots.push(new.duplicate());
     }
     write_record(txn, imsi.as_str(), &old, &slots)?;
     Ok(Ok(if replaced {
@@ -222,6 +245,20 @@ impl Slot {
 /// waits for the writer, and a lookup is one B-tree descent (plus an AES-GCM-SIV open,
 /// ~0.5 µs), short enough not to need `spawn_blocking`.
 impl RedbStore {
+    /// Intermediate keys held over all UEs (expired ones count until swept): a counter
+    /// kept in the same transactions as the keys, so reading it costs one lookup.
+    ///
+    /// # Errors
+    /// [`RedbStoreError`] if redb fails.
+    pub fn key_count(&self) -> Result<u64, RedbStoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META).map_err(redb_err)?;
+        Ok(meta
+            .get(META_KEYS_HELD)
+            .map_err(redb_err)?
+            .map_or(0, |v| v.value()))
+    }
+
     fn live_slots(&self, imsi: &Imsi, now: Timestamp) -> DbResult<Vec<Slot>> {
         let txn = self.read()?;
         let rows = txn.open_table(INT_KEYS).map_err(redb_err)?;
@@ -267,7 +304,7 @@ impl IntKeyStore for RedbIntKeyStore {
     }
 
     /// Acknowledged (the future resolves) only after the group commit holding the push is
-    /// durable. The key is sealed on the writer thread, inside that transaction.
+    /// durable. The key is sealed here, from the caller's borrow, before it is queued.
     fn push(
         &self,
         imsi: &Imsi,
@@ -278,18 +315,18 @@ impl IntKeyStore for RedbIntKeyStore {
     ) -> impl Future<Output = Result<PushOutcome, StoreError>> + Send {
         let policy = self.0.inner.config.retention;
         let keyring = self.0.inner.keyring.clone();
-        // The writer thread needs its own copy; it is zeroized when the push is dropped.
-        let push = Push {
-            imsi: imsi.clone(),
-            key_id,
-            key: key.copy_secret(),
-            created,
-            now,
-        };
         async move {
             if now >= policy.expires_at(created) {
                 return Ok(PushOutcome::Expired);
             }
+            let slot = seal(&keyring, &policy, imsi, key_id, key, created)?;
+            let push = Push {
+                imsi: imsi.clone(),
+                key_id,
+                created,
+                now,
+                slot,
+            };
             self.0
                 .inner
                 .writer

@@ -129,6 +129,16 @@ fn sweep_in(txn: &WriteTransaction, now: Timestamp) -> DbResult<Vec<SessionInfo>
 }
 
 impl RedbStore {
+    /// Sessions held (expired ones count until swept); one lookup.
+    ///
+    /// # Errors
+    /// [`RedbStoreError`] if redb fails.
+    pub fn session_count(&self) -> Result<u64, RedbStoreError> {
+        let txn = self.read()?;
+        let sessions = txn.open_table(SESSIONS).map_err(redb_err)?;
+        sessions.len().map_err(redb_err)
+    }
+
     fn session_now(&self, id: &SessionId, now: Timestamp) -> DbResult<Option<SessionInfo>> {
         let digest = SessionDigest::of(id);
         let txn = self.read()?;

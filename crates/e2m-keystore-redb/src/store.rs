@@ -41,6 +41,12 @@ pub struct RedbStoreConfig {
     /// [`RedbStoreError::Damaged`]. It reads the whole file once (see the crate's restart
     /// figures); turning it off trades that protection for a faster start.
     pub verify_at_open: bool,
+    /// Commit with redb's quick repair, on by default: each commit also saves the
+    /// allocator state and commits in two phases, so that opening after a crash takes
+    /// moments instead of a walk over the whole file. It costs a second disk flush per
+    /// commit, which halves the commits per second when the disk's flush latency is what
+    /// limits them (see the crate's performance figures for both settings).
+    pub quick_repair: bool,
 }
 
 impl Default for RedbStoreConfig {
@@ -50,6 +56,7 @@ impl Default for RedbStoreConfig {
             sessions: SessionPolicy::DEFAULT,
             subscriptions: SubscriptionPolicy::DEFAULT,
             verify_at_open: true,
+            quick_repair: true,
         }
     }
 }
@@ -137,7 +144,7 @@ impl RedbStore {
             other => other,
         })?;
         let db = Arc::new(db);
-        let writer = Writer::start(Arc::clone(&db))?;
+        let writer = Writer::start(Arc::clone(&db), config.quick_repair)?;
         Ok(RedbStore {
             inner: Arc::new(Inner {
                 writer,

@@ -13,6 +13,8 @@ pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("me
 pub(crate) const META_SCHEMA: &str = "schema";
 pub(crate) const META_NEXT_SESSION_REF: &str = "next_session_ref";
 pub(crate) const META_NEXT_SUBSCRIPTION_ID: &str = "next_subscription_id";
+/// `"keys_held"` → intermediate keys held (changed in the transactions that change them).
+pub(crate) const META_KEYS_HELD: &str = "keys_held";
 
 /// KEK version → its e2m-seal check record (65 octets), verified at every start.
 pub(crate) const KEK_CHECKS: TableDefinition<'_, u32, &[u8]> = TableDefinition::new("kek_checks");

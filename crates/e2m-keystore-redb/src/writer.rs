@@ -50,11 +50,11 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer thread over `db`.
-    pub(crate) fn start(db: Arc<Database>) -> DbResult<Writer> {
+    pub(crate) fn start(db: Arc<Database>, quick_repair: bool) -> DbResult<Writer> {
         let (jobs, queue) = channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("e2m-redb-writer".into())
-            .spawn(move || run(&db, &queue))
+            .spawn(move || run(&db, &queue, quick_repair))
             .map_err(RedbStoreError::DataDir)?;
         Ok(Writer {
             jobs: Some(jobs),
@@ -129,7 +129,7 @@ fn batch_error(outcome: Outcome<'_>) -> StoreError {
 }
 
 /// The writer thread: batch, apply, commit, answer; until the queue closes.
-fn run(db: &Database, queue: &Receiver<Job>) {
+fn run(db: &Database, queue: &Receiver<Job>, quick_repair: bool) {
     while let Ok(first) = queue.recv() {
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
@@ -148,9 +148,8 @@ fn run(db: &Database, queue: &Receiver<Job>) {
                 Err(Arc::new(redb_err(e)))
             }
             Ok(mut txn) => {
-                // Commits save the allocator state, so that a restart after a crash opens in
-                // moments instead of walking the whole file (redb's quick repair).
-                txn.set_quick_repair(true);
+                // See `RedbStoreConfig::quick_repair`.
+                txn.set_quick_repair(quick_repair);
                 let mut failure = None;
                 for job in batch {
                     let step = job(if failure.is_none() { Some(&txn) } else { None });

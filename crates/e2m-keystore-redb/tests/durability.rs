@@ -97,6 +97,9 @@ fn everything_acknowledged_is_back_after_a_restart() {
         block_on(store.subscriptions().get(session.session, sub_id)).unwrap(),
         Some(sub)
     );
+    // N = 4 of the 5 keys pushed per UE are held, and the count survived too.
+    assert_eq!(store.key_count().unwrap(), 20 * 4);
+    assert_eq!(store.session_count().unwrap(), 1);
     // Counters continue: a new session never takes an old ref.
     let (_, next) = block_on(store.sessions().create(&emse, at(6))).unwrap();
     assert!(next.session > session.session);

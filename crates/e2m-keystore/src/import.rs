@@ -366,6 +366,56 @@ mod tests {
         assert_eq!(e.errors[2].problem, RowProblem::NotUtf8);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_give_rows_or_typed_errors(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            match parse_identity_csv(&bytes) {
+                Ok(rows) => {
+                    let lines = bytes.split(|b| *b == b'\n').count();
+                    proptest::prop_assert!(rows.iter().all(|r| (1..=lines).contains(&r.line)));
+                }
+                Err(e) => {
+                    proptest::prop_assert!(e.total >= 1 && e.errors.len() == e.total.min(ImportErrors::MAX_REPORTED));
+                    for r in &e.errors {
+                        let shown = r.value_prefix.as_deref().unwrap_or("");
+                        proptest::prop_assert!(shown.chars().count() <= VALUE_PREFIX_CHARS);
+                        proptest::prop_assert!(!shown.chars().any(char::is_control));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn written_rows_parse_back(
+            rows in proptest::collection::btree_map(
+                ("[a-z0-9][a-z0-9.-]{0,15}", "[a-z0-9][a-z0-9@._-]{0,15}"),
+                "[0-9]{6,15}",
+                1..20,
+            ),
+            header in proptest::bool::ANY,
+            crlf in proptest::bool::ANY,
+        ) {
+            let end = if crlf { "\r\n" } else { "\n" };
+            let mut file = String::new();
+            if header {
+                file.push_str(HEADER);
+                file.push_str(end);
+            }
+            for ((emse, app), imsi) in &rows {
+                file.push_str(&format!("{emse},{app},{imsi}{end}"));
+            }
+            let parsed = parse_identity_csv(file.as_bytes());
+            proptest::prop_assert!(parsed.is_ok(), "{:?}", parsed.err());
+            let parsed = parsed.unwrap_or_default();
+            proptest::prop_assert_eq!(parsed.len(), rows.len());
+            for (row, ((emse, app), imsi)) in parsed.iter().zip(&rows) {
+                proptest::prop_assert_eq!(row.emse.as_str(), emse.as_str());
+                proptest::prop_assert_eq!(row.app.as_str(), app.as_str());
+                proptest::prop_assert_eq!(row.imsi.as_str(), imsi.as_str());
+            }
+        }
+    }
+
     #[test]
     fn a_repeated_identical_row_is_kept_once_and_a_bom_is_skipped() {
         let rows = parse_identity_csv(
