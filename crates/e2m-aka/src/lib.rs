@@ -21,6 +21,10 @@ use e2m_kdf::{Ck, Ik};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+/// The KDF crate whose `Ck` and `Ik` this crate's outputs are, so that a UE can go on to
+/// `e2m_int_key` without a second dependency.
+pub use e2m_kdf;
+
 /// A 128-bit secret that is not a session key: the subscriber key K or OPc.
 macro_rules! secret128 {
     ($(#[$doc:meta])* $name:ident) => {

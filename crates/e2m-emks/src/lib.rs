@@ -14,4 +14,4 @@ pub use config::EmksConfig;
 pub use e2m_types::Timestamp;
 pub use emks::Emks;
 pub use peer::Peer;
-pub use {e2m_keystore, e2m_msg, e2m_types};
+pub use {e2m_kdf, e2m_keyid, e2m_keystore, e2m_msg, e2m_types};

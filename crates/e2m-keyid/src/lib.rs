@@ -11,3 +11,7 @@ pub use derive::{E2mKeyDeriver, e2m_key};
 pub use identity::{AppIdentity, EmseId, IdentityError, Imsi};
 pub use key_id::{KeyId, KeyIdError, KeyIdScheme};
 pub use psk_identity::{PskIdentity, PskIdentityError};
+
+/// The KDF crate whose types (`E2mIntKey`, `E2mKey`, `E2mProfile`, `KdfError`) this crate's
+/// signatures expose.
+pub use e2m_kdf;

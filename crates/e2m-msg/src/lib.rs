@@ -20,7 +20,7 @@ pub use values::{CallbackUri, KeyIdSource, ProblemDetail, ValueError};
 // What the messages' fields are made of, so that a user of this crate alone can name every
 // type its signatures expose (the hkdf `pub use hmac` / rustls `pki_types` pattern).
 pub use e2m_kdf::{E2mIntKey, E2mKey};
-pub use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
+pub use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId, PskIdentity};
 pub use e2m_types::{EventSet, EventType, SessionId, SubscriptionId, Timestamp, UeRef};
 pub use {e2m_kdf, e2m_keyid, e2m_types};
 

@@ -206,6 +206,12 @@ impl Problem {
         self
     }
 
+    /// What went wrong. An inherent method, so that `problem.cause()` names this and not
+    /// the deprecated `std::error::Error::cause` that `Problem` also has as an `Error`.
+    pub const fn cause(&self) -> ProblemCause {
+        self.cause
+    }
+
     /// The HTTP status to send it with.
     pub const fn status(&self) -> u16 {
         self.cause.status()

@@ -22,3 +22,7 @@ pub use protect::{RequestId, VerifiedRequest, oscore_option, unprotected_error};
 pub use replay::{Freshness, ReplayWindow};
 pub use secret::{AeadKey, CommonIv, MasterSecret};
 pub use sequence::SenderSequence;
+
+// The crates whose types this crate's signatures expose (CoAP messages, `E2mKey`,
+// `AppIdentity`, `KeyId`), so that a user needs no second dependency to name them.
+pub use {e2m_coap, e2m_kdf, e2m_keyid};
