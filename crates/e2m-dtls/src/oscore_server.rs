@@ -91,6 +91,10 @@ pub struct OscoreServerConfig {
     pub resolve_timeout: Duration,
     /// Contexts held at most; the least recently used goes first.
     pub max_contexts: usize,
+    /// How long a derived context is used before its key is resolved again (the EMSE's
+    /// key cache bounds a key's life the same way, `KeyCache::MAX_TTL`): a key the EMKS
+    /// stops holding stops being accepted within this time even without a notification.
+    pub context_lifetime: Duration,
     /// Answers kept for retransmitted requests (RFC 7252 §4.5 deduplication).
     pub dedup_entries: usize,
     /// How long a kept answer serves retransmissions (RFC 7252 EXCHANGE_LIFETIME is 247 s;
@@ -107,6 +111,7 @@ impl Default for OscoreServerConfig {
             max_waiting_per_fetch: 8,
             resolve_timeout: Duration::from_secs(5),
             max_contexts: 100_000,
+            context_lifetime: Duration::from_secs(300),
             dedup_entries: 4096,
             dedup_lifetime: Duration::from_secs(60),
         }
@@ -180,6 +185,7 @@ pub enum OscoreEvent {
 /// A running OSCORE endpoint. Dropping it stops it.
 pub struct OscoreServerHandle {
     local_addr: SocketAddr,
+    state: Arc<Mutex<State>>,
     events: Option<mpsc::Receiver<OscoreEvent>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -199,6 +205,22 @@ impl OscoreServerHandle {
     pub fn shutdown(self) {
         self.task.abort();
     }
+
+    /// Drops every context of `identity` (on an EMKS notification about the UE: a new key,
+    /// a retired key), so that its next request resolves the key again. Returns how many.
+    pub fn forget_ue(&self, identity: &AppIdentity) -> usize {
+        lock(&self.state).contexts.forget_ue(identity)
+    }
+
+    /// Contexts held now.
+    pub fn contexts(&self) -> usize {
+        lock(&self.state).contexts.len
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Every state of the maps is valid; a panic elsewhere must not stop the endpoint.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for OscoreServerHandle {
@@ -233,24 +255,26 @@ impl OscoreServer {
         let wait = sequence.wait_until_usable(SystemTime::now());
         tokio::time::sleep(wait).await;
         let (events_tx, events_rx) = mpsc::channel(1024);
+        let state = Arc::new(Mutex::new(State {
+            gate,
+            contexts: ContextStore::default(),
+            in_flight: HashMap::new(),
+            sequence,
+            dedup: Dedup::default(),
+        }));
         let shared = Arc::new(Shared {
             socket,
             resolver,
             handler,
             started: Instant::now(),
-            state: Mutex::new(State {
-                gate,
-                contexts: ContextStore::default(),
-                in_flight: HashMap::new(),
-                sequence,
-                dedup: Dedup::default(),
-            }),
+            state: Arc::clone(&state),
             config,
             events: events_tx,
         });
         let task = tokio::spawn(dispatch(shared));
         Ok(OscoreServerHandle {
             local_addr,
+            state,
             events: Some(events_rx),
             task,
         })
@@ -309,6 +333,7 @@ struct HeldContext {
     identity: AppIdentity,
     context: SecurityContext,
     last_used: u64,
+    derived_at: Instant,
 }
 
 /// The held contexts, indexed by key id (key ids of different UEs may collide, so a key id
@@ -321,12 +346,31 @@ struct ContextStore {
 }
 
 impl ContextStore {
-    fn has(&self, hint: &RequestHint) -> bool {
-        self.by_key_id.get(&hint.key_id).is_some_and(|list| {
-            hint.identity
-                .as_ref()
-                .is_none_or(|id| list.iter().any(|c| &c.identity == id))
-        })
+    /// Whether a live context matches `hint` (expired ones are dropped here).
+    fn has(&mut self, hint: &RequestHint, lifetime: Duration) -> bool {
+        let Some(list) = self.by_key_id.get_mut(&hint.key_id) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|c| c.derived_at.elapsed() < lifetime);
+        self.len -= before - list.len();
+        let found = hint.identity.as_ref().map_or(!list.is_empty(), |id| {
+            list.iter().any(|c| &c.identity == id)
+        });
+        if list.is_empty() {
+            self.by_key_id.remove(&hint.key_id);
+        }
+        found
+    }
+
+    fn forget_ue(&mut self, identity: &AppIdentity) -> usize {
+        let before = self.len;
+        self.by_key_id.retain(|_, list| {
+            list.retain(|c| &c.identity != identity);
+            !list.is_empty()
+        });
+        self.len = self.by_key_id.values().map(Vec::len).sum();
+        before - self.len
     }
 
     fn insert(
@@ -347,6 +391,7 @@ impl ContextStore {
             identity,
             context,
             last_used: self.clock,
+            derived_at: Instant::now(),
         });
         self.len += 1;
         if self.len > max {
@@ -434,7 +479,7 @@ struct Shared<R> {
     resolver: R,
     handler: OscoreHandler,
     started: Instant,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     config: OscoreServerConfig,
     events: mpsc::Sender<OscoreEvent>,
 }
@@ -445,8 +490,7 @@ impl<R> Shared<R> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Every state of the maps is valid; a panic elsewhere must not stop the endpoint.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     fn now_ms(&self) -> u64 {
@@ -509,11 +553,12 @@ fn decide<R: PskResolver>(shared: &Shared<R>, request: Message, from: SocketAddr
     {
         return Step::Send(answer.clone());
     }
-    let contexts = &state.contexts;
+    let contexts = &mut state.contexts;
+    let lifetime = shared.config.context_lifetime;
     let classified = state
         .gate
         .classify(&request, &budget_source(from), now_ms, |hint| {
-            contexts.has(hint)
+            contexts.has(hint, lifetime)
         });
     match classified {
         Classified::Answer(answer) => {

@@ -152,7 +152,7 @@ async fn ue_and_emse_exchange_coap_over_oscore() {
         seen.iter()
             .filter(|e| matches!(e, OscoreEvent::Exchanged { .. }))
             .count(),
-        2
+        3
     );
 }
 
