@@ -136,6 +136,18 @@ async fn ue_and_emse_exchange_coap_over_oscore() {
         "one fetch for the context"
     );
 
+    // A notification about the UE drops its context: the next request, sent without the
+    // ID Context, gets "context not found"; the UE sends it again with the ID Context and
+    // the EMSE resolves the key again.
+    assert_eq!(server.forget_ue(&app("sensor-17@iot.example.com")), 1);
+    let answer = ue
+        .request(&get("temperature", 3, b"t3"), WAIT)
+        .await
+        .expect("third");
+    assert_eq!(answer.code, Code::CONTENT);
+    assert_eq!(resolver.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(server.contexts(), 1);
+
     let mut seen = Vec::new();
     while let Ok(event) = events.try_recv() {
         seen.push(event);
