@@ -179,15 +179,15 @@ impl OscoreClient {
             let answer = self.exchange(&datagram, &request, deadline).await?;
             match self.context.verify_response_datagram(&answer, &id) {
                 Ok(response) => {
-                    let echo = response.options.get(OptionNumber::ECHO);
-                    if response.code == Code::UNAUTHORIZED && !echo_answered {
-                        if let Some(echo) = echo {
-                            // Appendix B.1.2: repeat the request with the Echo value
-                            // (encrypted, Class E).
-                            let _ = request.options.set(OptionNumber::ECHO, echo);
-                            echo_answered = true;
-                            continue;
-                        }
+                    if response.code == Code::UNAUTHORIZED
+                        && !echo_answered
+                        && let Some(echo) = response.options.get(OptionNumber::ECHO)
+                    {
+                        // Appendix B.1.2: repeat the request with the Echo value
+                        // (encrypted, Class E).
+                        let _ = request.options.set(OptionNumber::ECHO, echo);
+                        echo_answered = true;
+                        continue;
                     }
                     self.confirmed = true;
                     return Ok(response);

@@ -1,6 +1,6 @@
 //! The EMSE's OSCORE endpoint: CoAP protected with OSCORE (RFC 8613, e2m profile of
 //! `e2m-oscore`) over UDP, beside the DTLS-PSK server, on the same keys and the same
-//! [`PskResolver`] (in the EMSE: [`crate::emks_source::EmksKeySource`] with its cache).
+//! [`PskResolver`] (in the EMSE: `emks_source::EmksKeySource` with its cache, feature `emks`).
 //!
 //! The decisions are the sans-IO crate's; this module owns the socket, the clock and the
 //! tasks:
