@@ -17,7 +17,9 @@ use criterion::{Criterion, Throughput};
 use e2m_emks::{Emks, EmksConfig, Peer, Timestamp};
 use e2m_kdf::{E2mIntKey, E2mKeyDeriver, E2mProfile};
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
-use e2m_keystore::{IdentityMap, IntKeyStore, RetentionPolicy, SessionPolicy, SubscriptionPolicy};
+use e2m_keystore::{
+    IdentityMap, IntKeyStore, RetentionPolicy, SessionPolicy, SubscriptionPolicy, block_on,
+};
 use e2m_msg::{IntermediateKeyPush, KeyIdSource, KeyRequest, Registration, UeRef};
 
 #[global_allocator]
@@ -107,9 +109,7 @@ fn main() {
         SubscriptionPolicy::DEFAULT,
     );
     for n in 0..UES {
-        emks.identities()
-            .provision(&emse_id, &app(n), &imsi(n))
-            .unwrap();
+        block_on(emks.identities().provision(&emse_id, &app(n), &imsi(n))).unwrap();
     }
     let a1 = ALLOCATOR.allocated();
     // Build the push messages outside the timed loop: decoding is e2m-msg's cost.
@@ -119,7 +119,7 @@ fn main() {
         let msgs: Vec<IntermediateKeyPush> = (0..UES).map(|n| push_msg(n, id, now)).collect();
         let start = cpu_now();
         for m in msgs {
-            let out = emks.push_intermediate_key(&hss, m, now);
+            let out = block_on(emks.push_intermediate_key(&hss, &m, now));
             assert!(out.result.is_ok());
         }
         pushing += cpu_now().saturating_sub(start);
@@ -145,8 +145,7 @@ fn main() {
         emse_id: emse_id.clone(),
         callback: None,
     };
-    let session_id = emks
-        .register(&emse, &registration, now)
+    let session_id = block_on(emks.register(&emse, &registration, now))
         .result
         .unwrap()
         .session_id;
@@ -179,7 +178,7 @@ fn main() {
         b.iter_custom(|iters| {
             cpu_iters(iters, || {
                 i = (i + 1) & (REQUESTS - 1);
-                let out = emks.fetch_key(&emse, &requests[i].1, now);
+                let out = block_on(emks.fetch_key(&emse, &requests[i].1, now));
                 out.result.is_ok()
             })
         })
@@ -193,7 +192,7 @@ fn main() {
                 let UeRef::AppIdentity(a) = &requests[i].1.ue else {
                     unreachable!()
                 };
-                emks.identities().resolve(&emse_id, a).unwrap()
+                block_on(emks.identities().resolve(&emse_id, a)).unwrap()
             })
         })
     });
@@ -203,9 +202,21 @@ fn main() {
         b.iter_custom(|iters| {
             cpu_iters(iters, || {
                 i = (i + 1) & (REQUESTS - 1);
-                emks.keys()
-                    .get(&imsis[i], requests[i].1.key_id, now)
-                    .unwrap()
+                block_on(emks.keys().get(&imsis[i], requests[i].1.key_id, now)).unwrap()
+            })
+        })
+    });
+    // What holding the stores as `Arc<dyn …>` would add: the same lookup through a boxed
+    // `dyn Future` (an async method behind `dyn` cannot return an unnamed future).
+    type Held = Result<Option<e2m_keystore::HeldKey>, e2m_keystore::StoreError>;
+    let mut i = 0usize;
+    g.bench_function("part: key store lookup, boxed dyn future", |b| {
+        b.iter_custom(|iters| {
+            cpu_iters(iters, || {
+                i = (i + 1) & (REQUESTS - 1);
+                let boxed: std::pin::Pin<Box<dyn Future<Output = Held> + Send + '_>> =
+                    Box::pin(emks.keys().get(&imsis[i], requests[i].1.key_id, now));
+                block_on(boxed).unwrap()
             })
         })
     });
@@ -222,7 +233,7 @@ fn main() {
         use e2m_keystore::SessionStore;
         b.iter_custom(|iters| {
             cpu_iters(iters, || {
-                emks.sessions().get(black_box(&session), now).unwrap()
+                block_on(emks.sessions().get(black_box(&session), now)).unwrap()
             })
         })
     });
@@ -248,7 +259,11 @@ fn main() {
                     .collect();
                 let start = cpu_now();
                 for m in msgs {
-                    black_box(emks.push_intermediate_key(&hss, m, now).result.is_ok());
+                    black_box(
+                        block_on(emks.push_intermediate_key(&hss, &m, now))
+                            .result
+                            .is_ok(),
+                    );
                 }
                 spent += cpu_now().saturating_sub(start);
             }

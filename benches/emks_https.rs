@@ -171,7 +171,10 @@ async fn bench(measure: Duration, concurrency: usize) {
     let app = AppIdentity::new("sensor-17@iot.example.com").unwrap();
     let imsi = Imsi::new("001010123456789").unwrap();
     let core = Arc::new(Emks::in_memory(EmksConfig::default()));
-    core.identities().provision(&emse_id, &app, &imsi).unwrap();
+    core.identities()
+        .provision(&emse_id, &app, &imsi)
+        .await
+        .unwrap();
     let emks = start_emks(
         core,
         &pki,

@@ -4,24 +4,53 @@
 //! of an `e2m_key` derivation. Baselines:
 //! * `floor/compress256 x4` and `x2`: the bare SHA-256 compression function, the least
 //!   work an HMAC can do for one-shot (4 blocks) and precomputed-key (2 blocks) use, and
-//!   `x1 twice`: two separate one-block calls, as HMAC's two chains need;
+//!   `x1 twice`: two separate one-block calls, as HMAC's two chains need; `x1, then x1
+//!   over its digest`: the same two calls with the outer one hashing the inner digest, as
+//!   in one derivation (the dependency the other floors do not have);
 //! * `hmac crate/naive`: S concatenated into a Vec, then `Hmac<Sha256>` keyed per call;
 //! * `hmac crate/precomputed key`: a keyed `Hmac<Sha256>` cloned per call;
 //! * `ring`: `ring::hmac::sign` with a prepared key, and keyed per call.
 //!
-//! `cargo bench --bench kdf`; the ratios to report are ours / floor and ours / baselines.
+//! Ours: `one-shot` (`kdf`), `precomputed key` (`KdfKey::derive`, S laid out per call),
+//! `precomputed key + input` (`KdfKey::derive_input`, S laid out once in a `KdfInput`), and
+//! the interleaved batches `inputs xN` (one key, N EMSE_Ids) and `keys xN` (N keys, one
+//! EMSE_Id). A batch row's time is per derivation (the batch time divided by N), so that
+//! every row compares with the same floor.
+//!
+//! `cargo bench --bench kdf -- --warm-up-time 1 --measurement-time 3`; the ratios to report
+//! are ours / floor and ours / baselines, all from the one run.
 #![allow(missing_docs, reason = "criterion macros generate undocumented items")]
 #![allow(clippy::unwrap_used, reason = "benchmark set-up")]
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use e2m_kdf::{Fc, KdfKey, kdf};
+use e2m_kdf::{Fc, KdfInput, KdfKey, KdfOutput, kdf};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::block_api::compress256;
 
 const KEY: [u8; 32] = [0x5a; 32];
 const EMSE_ID: &[u8] = b"iot-platform-eu-west-1.example.com:1"; // 36 octets
+/// More EMSE_Ids of the same length, for the batches.
+const EMSE_IDS: [&[u8]; 4] = [
+    EMSE_ID,
+    b"iot-platform-eu-west-2.example.com:1",
+    b"iot-platform-us-east-1.example.com:1",
+    b"iot-platform-ap-south-1.example.com:",
+];
+
+/// Time per derivation of a batch of `N`: runs `batch` about `iters / N` times.
+fn per_derivation<const N: usize>(
+    iters: u64,
+    mut batch: impl FnMut() -> [KdfOutput; N],
+) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters.div_ceil(N as u64) {
+        black_box(batch());
+    }
+    start.elapsed()
+}
 
 fn naive_hmac(key: &[u8], fc: u8, p0: &[u8]) -> [u8; 32] {
     let mut s = Vec::with_capacity(1 + p0.len() + 2);
@@ -66,12 +95,56 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // A single derivation's own floor: the outer compression hashes the inner one's digest,
+    // which `compress256` hands back as words and takes as octets, through memory. Nothing
+    // else (no S to lay out, no wipes): the least one derivation can cost on this API.
+    group.bench_function("floor/compress256 x1, then x1 over its digest", |b| {
+        b.iter(|| {
+            let mut inner = [0x6a09_e667u32; 8];
+            compress256(&mut inner, black_box(&blocks[..1]));
+            let mut block = blocks[1];
+            for (chunk, word) in block[..32].chunks_exact_mut(4).zip(&inner) {
+                chunk.copy_from_slice(&word.to_be_bytes());
+            }
+            let mut outer = [0xbb67_ae85u32; 8];
+            compress256(&mut outer, core::slice::from_ref(&block));
+            outer
+        })
+    });
+
     group.bench_function("e2m-kdf/one-shot", |b| {
         b.iter(|| kdf(black_box(&KEY), fc, &[black_box(EMSE_ID)]).unwrap())
     });
     let prepared = KdfKey::new(&KEY);
     group.bench_function("e2m-kdf/precomputed key", |b| {
         b.iter(|| prepared.derive(fc, &[black_box(EMSE_ID)]).unwrap())
+    });
+
+    let input = KdfInput::new(fc, &[EMSE_ID]).unwrap();
+    group.bench_function("e2m-kdf/precomputed key + input", |b| {
+        b.iter(|| prepared.derive_input(black_box(&input)))
+    });
+    let inputs = EMSE_IDS.map(|id| KdfInput::new(fc, &[id]).unwrap());
+    let [i0, i1, i2, i3] = &inputs;
+    group.bench_function("e2m-kdf/inputs x2 (per derivation)", |b| {
+        b.iter_custom(|iters| per_derivation(iters, || prepared.derive_inputs(black_box([i0, i1]))))
+    });
+    group.bench_function("e2m-kdf/inputs x4 (per derivation)", |b| {
+        b.iter_custom(|iters| {
+            per_derivation(iters, || {
+                prepared.derive_inputs(black_box([i0, i1, i2, i3]))
+            })
+        })
+    });
+    let keys: [KdfKey; 4] = core::array::from_fn(|i| KdfKey::new(&[i as u8; 32]));
+    let [k0, k1, k2, k3] = &keys;
+    group.bench_function("e2m-kdf/keys x2 (per derivation)", |b| {
+        b.iter_custom(|iters| per_derivation(iters, || input.derive_for_keys(black_box([k0, k1]))))
+    });
+    group.bench_function("e2m-kdf/keys x4 (per derivation)", |b| {
+        b.iter_custom(|iters| {
+            per_derivation(iters, || input.derive_for_keys(black_box([k0, k1, k2, k3])))
+        })
     });
 
     group.bench_function("hmac crate/naive", |b| {

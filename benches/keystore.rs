@@ -20,7 +20,7 @@ use cap::Cap;
 use criterion::{Criterion, Throughput};
 use e2m_kdf::E2mIntKey;
 use e2m_keyid::{Imsi, KeyId};
-use e2m_keystore::{IntKeyStore, MemoryIntKeyStore, RetentionPolicy, Timestamp};
+use e2m_keystore::{IntKeyStore, MemoryIntKeyStore, RetentionPolicy, Timestamp, block_on};
 
 #[global_allocator]
 static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
@@ -94,8 +94,7 @@ fn fill() -> Fixture {
         for (ue, imsi) in imsis.iter().enumerate() {
             let key = E2mIntKey::from_array(key_bytes(ue as u32, id));
             let created = Timestamp::from_unix_secs(now.as_unix_secs() - 100 + u64::from(id));
-            ours.push(imsi, KeyId::from_u32(id), key, created, now)
-                .unwrap();
+            block_on(ours.push(imsi, KeyId::from_u32(id), &key, created, now)).unwrap();
         }
     }
     let fill_time = cpu_now().saturating_sub(start);
@@ -204,10 +203,12 @@ impl Rng {
 fn ours_lookup(f: &Fixture, rng: &mut Rng) -> bool {
     let ue = rng.next() % UES;
     let id = rng.next() % N + 1;
-    f.ours
-        .get(&f.imsis[ue as usize], KeyId::from_u32(id), f.now)
-        .unwrap()
-        .is_some()
+    block_on(
+        f.ours
+            .get(&f.imsis[ue as usize], KeyId::from_u32(id), f.now),
+    )
+    .unwrap()
+    .is_some()
 }
 
 fn naive_lookup(f: &Fixture, rng: &mut Rng) -> bool {
@@ -326,9 +327,11 @@ fn main() {
                     next += 1;
                 }
                 let key = E2mIntKey::from_array(key_bytes(ue, next));
-                f.ours
-                    .push(&f.imsis[ue as usize], KeyId::from_u32(next), key, now, now)
-                    .unwrap()
+                block_on(
+                    f.ours
+                        .push(&f.imsis[ue as usize], KeyId::from_u32(next), &key, now, now),
+                )
+                .unwrap()
             })
         })
     });

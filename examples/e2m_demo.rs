@@ -450,7 +450,7 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
     let retention = RetentionPolicy::new(KEYS_PER_UE, Duration::from_secs(24 * 3600))
         .map_err(|e| e.to_string())?;
     let core = Arc::new(Emks::in_memory_with(
-        EmksConfig::new(profile),
+        EmksConfig::new(profile).map_err(|e| e.to_string())?,
         retention,
         SessionPolicy::DEFAULT,
         SubscriptionPolicy::DEFAULT,
@@ -487,9 +487,16 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
     let emse_a = EmseId::new(EMSE_A).map_err(|e| e.to_string())?;
     let emse_b = EmseId::new(EMSE_B).map_err(|e| e.to_string())?;
     let identities = emks.core().identities();
-    let provisioned = identities
+    let provisioned = match identities
         .provision(&emse_a, &sensor.app, &sensor.imsi)
-        .and_then(|_| identities.provision(&emse_b, &meter.app, &meter.imsi));
+        .await
+    {
+        Ok(_) => identities
+            .provision(&emse_b, &meter.app, &meter.imsi)
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e),
+    };
     checks.check(
         provisioned.is_ok(),
         "operator provisions sensor-17 for EMSE A and meter-9 for EMSE B (identity → IMSI)",

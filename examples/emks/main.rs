@@ -33,7 +33,7 @@ use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
 use e2m_https::ratelimit::RateLimit;
 use e2m_https::server::Limits;
 use e2m_keyid::{AppIdentity, EmseId, Imsi};
-use e2m_keystore::{IdentityMap, RetentionPolicy, SessionPolicy, SubscriptionPolicy};
+use e2m_keystore::{IdentityMap, RetentionPolicy, SessionPolicy, SubscriptionPolicy, block_on};
 
 #[path = "../support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
@@ -229,8 +229,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         SubscriptionPolicy::DEFAULT,
     ));
     for p in &args.provision {
-        core.identities()
-            .provision(&p.emse, &p.app, &p.imsi)
+        block_on(core.identities().provision(&p.emse, &p.app, &p.imsi))
             .map_err(|e| format!("provisioning: {e}"))?;
     }
     let metrics = Arc::new(EmksMetrics::new());

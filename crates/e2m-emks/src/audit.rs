@@ -171,7 +171,96 @@ pub struct Effects {
     /// Notifications to deliver.
     pub notifications: Vec<OutboundNotification>,
     /// Audit records to write.
-    pub audit: Vec<AuditRecord>,
+    pub audit: AuditRecords,
+}
+
+/// The audit records of one decision, in order: a slice (it dereferences to
+/// `[AuditRecord]`). A request's decision makes exactly one record, held inline, so the
+/// fetch path allocates nothing for its audit; only the expiry sweep makes several.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditRecords(Records);
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the one record is inline on purpose: boxing it would allocate on every decision"
+)]
+enum Records {
+    #[default]
+    None,
+    One(AuditRecord),
+    Many(Vec<AuditRecord>),
+}
+
+impl AuditRecords {
+    /// No records.
+    pub const fn new() -> Self {
+        AuditRecords(Records::None)
+    }
+
+    /// Exactly `record` (the one record of a request's decision).
+    pub fn one(record: AuditRecord) -> Self {
+        AuditRecords(Records::One(record))
+    }
+
+    /// Appends `record`.
+    pub fn push(&mut self, record: AuditRecord) {
+        self.0 = match core::mem::take(&mut self.0) {
+            Records::None => Records::One(record),
+            Records::One(first) => Records::Many(vec![first, record]),
+            Records::Many(mut all) => {
+                all.push(record);
+                Records::Many(all)
+            }
+        };
+    }
+
+    /// Keeps only the records for which `keep` is true, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&AuditRecord) -> bool) {
+        match &mut self.0 {
+            Records::None => {}
+            Records::One(record) => {
+                if !keep(record) {
+                    self.0 = Records::None;
+                }
+            }
+            Records::Many(all) => all.retain(keep),
+        }
+    }
+}
+
+impl core::ops::Deref for AuditRecords {
+    type Target = [AuditRecord];
+
+    fn deref(&self) -> &[AuditRecord] {
+        match &self.0 {
+            Records::None => &[],
+            Records::One(record) => core::slice::from_ref(record),
+            Records::Many(all) => all,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a AuditRecords {
+    type Item = &'a AuditRecord;
+    type IntoIter = core::slice::Iter<'a, AuditRecord>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl IntoIterator for AuditRecords {
+    type Item = AuditRecord;
+    type IntoIter = std::vec::IntoIter<AuditRecord>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self.0 {
+            Records::None => Vec::new().into_iter(),
+            Records::One(record) => vec![record].into_iter(),
+            Records::Many(all) => all.into_iter(),
+        }
+    }
 }
 
 /// The result of one entry point: the answer for the peer and the side effects.

@@ -2,26 +2,38 @@
 
 use std::collections::HashSet;
 
-use e2m_kdf::E2mProfile;
+use e2m_kdf::{E2mProfile, KdfError};
 use e2m_keyid::EmseId;
 use foldhash::fast::RandomState;
 
 /// How the EMKS derives keys and what each EMSE may do beyond the default.
+///
+/// Valid once built: the profile is checked in [`EmksConfig::new`], so no decision
+/// re-validates it (a key fetch derives with it directly).
 #[derive(Clone, Debug)]
 pub struct EmksConfig {
-    /// The FCs and labels of the derivations (seed 6.x.2.1, "Key derivation rules"; 3GPP
-    /// has allocated none, so UE and EMKS must agree on a profile).
-    pub profile: E2mProfile<'static>,
+    profile: E2mProfile<'static>,
     imsi_allowed: HashSet<Box<str>, RandomState>,
 }
 
 impl EmksConfig {
-    /// The provisional profile; no EMSE may name UEs by IMSI.
-    pub fn new(profile: E2mProfile<'static>) -> Self {
-        EmksConfig {
+    /// A configuration deriving with `profile` (the FCs and labels of the derivations, seed
+    /// 6.x.2.1 "Key derivation rules": 3GPP has allocated none, so UE and EMKS must agree on
+    /// a profile); no EMSE may name UEs by IMSI.
+    ///
+    /// # Errors
+    /// [`KdfError`] if `profile` fails [`E2mProfile::validate`].
+    pub fn new(profile: E2mProfile<'static>) -> Result<Self, KdfError> {
+        profile.validate()?;
+        Ok(EmksConfig {
             profile,
             imsi_allowed: HashSet::default(),
-        }
+        })
+    }
+
+    /// The derivation profile (valid: checked when the configuration was built).
+    pub fn profile(&self) -> &E2mProfile<'static> {
+        &self.profile
     }
 
     /// Lets `emse` name UEs by IMSI (the seed's case 1: "there may be privacy implications
@@ -40,7 +52,29 @@ impl EmksConfig {
 }
 
 impl Default for EmksConfig {
+    /// The provisional profile ([`E2mProfile::PROVISIONAL`], valid: a test checks it).
     fn default() -> Self {
-        Self::new(E2mProfile::PROVISIONAL)
+        EmksConfig {
+            profile: E2mProfile::PROVISIONAL,
+            imsi_allowed: HashSet::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_profile_is_valid() {
+        assert_eq!(EmksConfig::default().profile().validate(), Ok(()));
+        assert!(EmksConfig::new(E2mProfile::PROVISIONAL).is_ok());
+    }
+
+    #[test]
+    fn an_invalid_profile_is_refused_once_at_construction() {
+        let mut profile = E2mProfile::PROVISIONAL;
+        profile.key_fc = profile.int_key_fc;
+        assert!(EmksConfig::new(profile).is_err());
     }
 }

@@ -1,6 +1,5 @@
 //! The EMKS's decisions: one entry point per operation of the seed's interface.
 
-use e2m_kdf::E2mKeyDeriver;
 use e2m_keyid::{EmseId, Imsi, KeyId};
 use e2m_keystore::{
     self as ks, IdentityMap, IntKeyStore, MemoryIdentityMap, MemoryIntKeyStore, MemorySessionStore,
@@ -13,7 +12,9 @@ use e2m_msg::{
 };
 use e2m_types::{EventSet, EventType, SessionId, SubscriptionId, Timestamp, UeRef};
 
-use crate::audit::{Action, AuditRecord, Effects, OutboundNotification, Outcome, Verdict};
+use crate::audit::{
+    Action, AuditRecord, AuditRecords, Effects, OutboundNotification, Outcome, Verdict,
+};
 use crate::{EmksConfig, Peer};
 
 /// A refusal: the cause the peer is told, and the reason the audit records.
@@ -39,7 +40,8 @@ fn store_failed(e: StoreError) -> Refusal {
     }
 }
 
-/// Builds the [`Outcome`] of a decision, recording it in `record`.
+/// Builds the [`Outcome`] of a decision: its one audit record, completed with the verdict,
+/// the effects, and the answer for the peer.
 fn finish<T>(
     mut record: AuditRecord,
     mut effects: Effects,
@@ -58,7 +60,8 @@ fn finish<T>(
             Err(Problem::new(r.cause))
         }
     };
-    effects.audit.push(record);
+    // A decision's effects hold notifications only: its one audit record is this.
+    effects.audit = AuditRecords::one(record);
     Outcome { result, effects }
 }
 
@@ -67,7 +70,16 @@ fn finish<T>(
 /// Every entry point takes the decoded message, the [`Peer`] the transport authenticated
 /// and `now`, and returns an [`Outcome`]: the response or problem to send, notifications
 /// to deliver and audit records to write. It is `Sync`: call it from any number of
-/// threads.
+/// threads or tasks.
+///
+/// The entry points are `async fn`s because the stores are (a networked backend awaits
+/// its I/O); the core itself has no I/O, no runtime and no clock. Over the in-memory stores
+/// every future is ready at once: await it in an async transport, or wait for it with
+/// [`block_on`](e2m_keystore::block_on) in synchronous code.
+///
+/// The stores are type parameters, not `Arc<dyn …>`: an async trait method behind `dyn`
+/// would need a boxed future (one allocation per store call, three on a key fetch), while
+/// generics keep every call statically dispatched and inlined.
 pub struct Emks<
     K = MemoryIntKeyStore,
     M = MemoryIdentityMap,
@@ -173,7 +185,7 @@ where
     }
 
     /// The live session named by `id`, which must be bound to the peer's identity.
-    fn session_of(
+    async fn session_of(
         &self,
         emse: &EmseId,
         id: &SessionId,
@@ -183,6 +195,7 @@ where
         let info = self
             .sessions
             .get(id, now)
+            .await
             .map_err(store_failed)?
             .ok_or_else(|| refuse(ProblemCause::UnknownSession, "no such session"))?;
         record.session = Some(info.session);
@@ -199,11 +212,12 @@ where
 
     /// Resolves how the EMSE named the UE to an IMSI (seed 6.x.2.1, "Considerations on the
     /// user identity": case 2 through the identity map; case 1 only where allowed).
-    fn resolve_ue(&self, emse: &EmseId, ue: &UeRef) -> Result<Imsi, Refusal> {
+    async fn resolve_ue(&self, emse: &EmseId, ue: &UeRef) -> Result<Imsi, Refusal> {
         match ue {
             UeRef::AppIdentity(app) => self
                 .identities
                 .resolve(emse, app)
+                .await
                 .map_err(store_failed)?
                 // Unknown, and known but not provisioned for this EMSE: one answer, so that
                 // an EMSE cannot probe which identities exist elsewhere.
@@ -229,29 +243,43 @@ where
     ///
     /// The transport answers 201 Created with `Location:
     /// e2m_msg::rest::session_path(&result.session_id)` and the result as the body.
-    pub fn register(
+    pub async fn register(
         &self,
         peer: &Peer,
         registration: &Registration,
         now: Timestamp,
     ) -> Outcome<RegistrationResult> {
         let mut record = AuditRecord::new(now, Action::Register, Some(peer));
-        let result = (|| {
-            let emse = Self::emse_peer(peer)?;
-            if registration.emse_id.as_bytes() != emse.as_bytes() {
-                return Err(refuse(
-                    ProblemCause::EmseNotAuthorized,
-                    "EMSE_Id differs from the certificate identity",
-                ));
-            }
-            let (id, info) = self.sessions.create(emse, now).map_err(store_failed)?;
-            record.session = Some(info.session);
-            Ok(RegistrationResult {
-                session_id: id,
-                expires: info.expires,
-            })
-        })();
+        let result = self
+            .try_register(peer, registration, now, &mut record)
+            .await;
         finish(record, Effects::default(), result)
+    }
+
+    async fn try_register(
+        &self,
+        peer: &Peer,
+        registration: &Registration,
+        now: Timestamp,
+        record: &mut AuditRecord,
+    ) -> Result<RegistrationResult, Refusal> {
+        let emse = Self::emse_peer(peer)?;
+        if registration.emse_id.as_bytes() != emse.as_bytes() {
+            return Err(refuse(
+                ProblemCause::EmseNotAuthorized,
+                "EMSE_Id differs from the certificate identity",
+            ));
+        }
+        let (id, info) = self
+            .sessions
+            .create(emse, now)
+            .await
+            .map_err(store_failed)?;
+        record.session = Some(info.session);
+        Ok(RegistrationResult {
+            session_id: id,
+            expires: info.expires,
+        })
     }
 
     /// Obtaining a UE-specific `e2m_key` (seed 6.x.2.2.2.2; 6.x.2.3 steps 5 and 6):
@@ -264,7 +292,7 @@ where
     /// the intermediate key's: a derived key never outlives the key it came from.
     ///
     /// The transport answers 200 with `Cache-Control: no-store`.
-    pub fn fetch_key(
+    pub async fn fetch_key(
         &self,
         peer: &Peer,
         request: &KeyRequest,
@@ -273,47 +301,82 @@ where
         let mut record = AuditRecord::new(now, Action::FetchKey, Some(peer));
         record.ue = Some(request.ue.clone());
         record.key_id = Some(request.key_id);
-        let result = (|| {
-            let emse = Self::emse_peer(peer)?;
-            let session = self.session_of(emse, &request.session_id, now, &mut record)?;
-            let imsi = self.resolve_ue(&session.emse, &request.ue)?;
-            record.imsi = Some(imsi.clone());
-            let held = self
-                .keys
-                .get(&imsi, request.key_id, now)
-                .map_err(store_failed)?
-                .ok_or_else(|| refuse(ProblemCause::KeyNotAvailable, "key id not held"))?;
-            let key = E2mKeyDeriver::new(&held.key, self.config.profile)
-                .and_then(|d| d.derive(session.emse.as_str()))
-                .map_err(|_| refuse(ProblemCause::Internal, "derivation failed"))?;
-            Ok(KeyResponse {
-                ue: request.ue.clone(),
-                key_id: request.key_id,
-                key,
-                expires: held.info.expires,
-            })
-        })();
+        let result = self.try_fetch_key(peer, request, now, &mut record).await;
         finish(record, Effects::default(), result)
+    }
+
+    async fn try_fetch_key(
+        &self,
+        peer: &Peer,
+        request: &KeyRequest,
+        now: Timestamp,
+        record: &mut AuditRecord,
+    ) -> Result<KeyResponse, Refusal> {
+        let emse = Self::emse_peer(peer)?;
+        let session = self
+            .session_of(emse, &request.session_id, now, record)
+            .await?;
+        let imsi = self.resolve_ue(&session.emse, &request.ue).await?;
+        let held = self.keys.get(&imsi, request.key_id, now).await;
+        record.imsi = Some(imsi);
+        let held = held
+            .map_err(store_failed)?
+            .ok_or_else(|| refuse(ProblemCause::KeyNotAvailable, "key id not held"))?;
+        // The profile was validated when the configuration was built.
+        let key = e2m_kdf::e2m_key(&held.key, session.emse.as_str(), self.config.profile())
+            .map_err(|_| refuse(ProblemCause::Internal, "derivation failed"))?;
+        Ok(KeyResponse {
+            ue: request.ue.clone(),
+            key_id: request.key_id,
+            key,
+            expires: held.info.expires,
+        })
     }
 
     /// Deregistration by EMSE (seed 6.x.2.2.2.3): `DELETE /e2m/v1/sessions/{session}`.
     /// Ends the session and its subscriptions. The transport answers 204.
-    pub fn deregister(&self, peer: &Peer, request: &Deregistration, now: Timestamp) -> Outcome<()> {
+    pub async fn deregister(
+        &self,
+        peer: &Peer,
+        request: &Deregistration,
+        now: Timestamp,
+    ) -> Outcome<()> {
         let mut record = AuditRecord::new(now, Action::Deregister, Some(peer));
-        let result = (|| {
-            let emse = Self::emse_peer(peer)?;
-            self.session_of(emse, &request.session_id, now, &mut record)?;
-            let info = self
-                .sessions
-                .remove(&request.session_id)
-                .map_err(store_failed)?
-                .ok_or_else(|| refuse(ProblemCause::UnknownSession, "no such session"))?;
-            self.subscriptions
-                .remove_session(info.session)
-                .map_err(store_failed)?;
-            Ok(())
-        })();
+        let result = self.try_deregister(peer, request, now, &mut record).await;
         finish(record, Effects::default(), result)
+    }
+
+    async fn try_deregister(
+        &self,
+        peer: &Peer,
+        request: &Deregistration,
+        now: Timestamp,
+        record: &mut AuditRecord,
+    ) -> Result<(), Refusal> {
+        let emse = Self::emse_peer(peer)?;
+        self.session_of(emse, &request.session_id, now, record)
+            .await?;
+        let info = self
+            .sessions
+            .remove(&request.session_id)
+            .await
+            .map_err(store_failed)?
+            .ok_or_else(|| refuse(ProblemCause::UnknownSession, "no such session"))?;
+        self.subscriptions
+            .remove_session(info.session)
+            .await
+            .map_err(store_failed)?;
+        Ok(())
+    }
+
+    /// The subscriber's newest live session (subscriptions and notifications name none).
+    async fn newest_session(&self, emse: &EmseId, now: Timestamp) -> Result<SessionInfo, Refusal> {
+        self.sessions
+            .of_emse(emse, now)
+            .await
+            .map_err(store_failed)?
+            .pop()
+            .ok_or_else(|| refuse(ProblemCause::UnknownSession, "EMSE has no live session"))
     }
 
     /// Subscription to notification by the EMKS (seed 6.x.2.2.2, its editor's note leaves
@@ -327,7 +390,7 @@ where
     /// `key-in-use` is an EMSE → EMKS event and cannot be subscribed to here.
     ///
     /// The transport answers 201 with `Location: e2m_msg::rest::subscription_path(&id)`.
-    pub fn subscribe(
+    pub async fn subscribe(
         &self,
         peer: &Peer,
         subscription: &Subscription,
@@ -335,82 +398,106 @@ where
     ) -> Outcome<SubscriptionResult> {
         let mut record = AuditRecord::new(now, Action::Subscribe, Some(peer));
         record.ue = subscription.ue.clone();
-        let result = (|| {
-            let emse = Self::emse_peer(peer)?;
-            if subscription.events.contains(EventType::KeyInUse) {
+        let result = self
+            .try_subscribe(peer, subscription, now, &mut record)
+            .await;
+        finish(record, Effects::default(), result)
+    }
+
+    async fn try_subscribe(
+        &self,
+        peer: &Peer,
+        subscription: &Subscription,
+        now: Timestamp,
+        record: &mut AuditRecord,
+    ) -> Result<SubscriptionResult, Refusal> {
+        let emse = Self::emse_peer(peer)?;
+        if subscription.events.contains(EventType::KeyInUse) {
+            return Err(refuse(
+                ProblemCause::Malformed,
+                "key-in-use is reported by EMSEs, not subscribed to",
+            ));
+        }
+        let session = self.newest_session(emse, now).await?;
+        record.session = Some(session.session);
+        let ue = match &subscription.ue {
+            Some(ue) => {
+                let imsi = self.resolve_ue(emse, ue).await?;
+                record.imsi = Some(imsi.clone());
+                Some(UeFilter {
+                    imsi,
+                    name: ue.clone(),
+                })
+            }
+            None if self.config.imsi_allowed(emse) => None,
+            None => {
                 return Err(refuse(
-                    ProblemCause::Malformed,
-                    "key-in-use is reported by EMSEs, not subscribed to",
+                    ProblemCause::EmseNotAuthorized,
+                    "a subscription to every UE needs IMSI permission",
                 ));
             }
-            let session = self
-                .sessions
-                .of_emse(emse, now)
-                .map_err(store_failed)?
-                .pop()
-                .ok_or_else(|| refuse(ProblemCause::UnknownSession, "EMSE has no live session"))?;
-            record.session = Some(session.session);
-            let ue = match &subscription.ue {
-                Some(ue) => {
-                    let imsi = self.resolve_ue(emse, ue)?;
-                    record.imsi = Some(imsi.clone());
-                    Some(UeFilter {
-                        imsi,
-                        name: ue.clone(),
-                    })
-                }
-                None if self.config.imsi_allowed(emse) => None,
-                None => {
-                    return Err(refuse(
-                        ProblemCause::EmseNotAuthorized,
-                        "a subscription to every UE needs IMSI permission",
-                    ));
-                }
-            };
-            let id = self
-                .subscriptions
-                .add(SubscriptionRecord {
-                    session: session.session,
-                    emse: emse.clone(),
-                    events: subscription.events,
-                    ue,
-                    callback: subscription.callback.as_str().to_owned(),
-                })
-                .map_err(store_failed)?;
-            record.subscription = Some(id);
-            Ok(SubscriptionResult {
-                subscription_id: id,
-                expires: session.expires,
+        };
+        let id = self
+            .subscriptions
+            .add(SubscriptionRecord {
+                session: session.session,
+                emse: emse.clone(),
+                events: subscription.events,
+                ue,
+                callback: subscription.callback.as_str().to_owned(),
             })
-        })();
-        finish(record, Effects::default(), result)
+            .await
+            .map_err(store_failed)?;
+        record.subscription = Some(id);
+        Ok(SubscriptionResult {
+            subscription_id: id,
+            expires: session.expires,
+        })
     }
 
     /// Removes a subscription: `DELETE /e2m/v1/subscriptions/{id}`. Only a session of the
     /// EMSE that made it may; to anyone else it does not exist. The transport answers 204.
-    pub fn unsubscribe(&self, peer: &Peer, id: &SubscriptionId, now: Timestamp) -> Outcome<()> {
+    pub async fn unsubscribe(
+        &self,
+        peer: &Peer,
+        id: &SubscriptionId,
+        now: Timestamp,
+    ) -> Outcome<()> {
         let mut record = AuditRecord::new(now, Action::Unsubscribe, Some(peer));
-        let result = (|| {
-            let emse = Self::emse_peer(peer)?;
-            let id = *id;
-            record.subscription = Some(id);
-            for session in self.sessions.of_emse(emse, now).map_err(store_failed)? {
-                if self
-                    .subscriptions
-                    .remove(session.session, id)
-                    .map_err(store_failed)?
-                    .is_some()
-                {
-                    record.session = Some(session.session);
-                    return Ok(());
-                }
-            }
-            Err(refuse(
-                ProblemCause::UnknownSubscription,
-                "no such subscription",
-            ))
-        })();
+        record.subscription = Some(*id);
+        let result = self.try_unsubscribe(peer, *id, now, &mut record).await;
         finish(record, Effects::default(), result)
+    }
+
+    async fn try_unsubscribe(
+        &self,
+        peer: &Peer,
+        id: SubscriptionId,
+        now: Timestamp,
+        record: &mut AuditRecord,
+    ) -> Result<(), Refusal> {
+        let emse = Self::emse_peer(peer)?;
+        let sessions = self
+            .sessions
+            .of_emse(emse, now)
+            .await
+            .map_err(store_failed)?;
+        for session in sessions {
+            if self
+                .subscriptions
+                .remove(session.session, id)
+                .await
+                .map_err(store_failed)?
+                .is_some()
+            {
+                record.session = Some(session.session);
+                return Ok(());
+            }
+        }
+        Err(refuse(
+            ProblemCause::UnknownSubscription,
+            "no such subscription",
+        ))
     }
 
     /// A notification from an EMSE (seed 6.x.2.2.2, "Notification by EMSE"): `POST
@@ -421,31 +508,39 @@ where
     /// about a UE that EMSE may name; it is recorded in the audit (the EMKS keeps its
     /// retention unchanged: a later push or the maximum age retires older keys). The
     /// transport answers 204.
-    pub fn notify(&self, peer: &Peer, notification: &Notification, now: Timestamp) -> Outcome<()> {
+    pub async fn notify(
+        &self,
+        peer: &Peer,
+        notification: &Notification,
+        now: Timestamp,
+    ) -> Outcome<()> {
         let mut record = AuditRecord::new(now, Action::Notify, Some(peer));
         record.ue = Some(notification.ue.clone());
         record.key_id = Some(notification.key_id);
-        let result = (|| {
-            let emse = Self::emse_peer(peer)?;
-            let session = self
-                .sessions
-                .of_emse(emse, now)
-                .map_err(store_failed)?
-                .pop()
-                .ok_or_else(|| refuse(ProblemCause::UnknownSession, "EMSE has no live session"))?;
-            record.session = Some(session.session);
-            if notification.event != EventType::KeyInUse {
-                return Err(refuse(
-                    ProblemCause::Malformed,
-                    "an EMSE may only report key-in-use",
-                ));
-            }
-            let imsi = self.resolve_ue(emse, &notification.ue)?;
-            record.imsi = Some(imsi);
-            record.reason = "key in use reported";
-            Ok(())
-        })();
+        let result = self.try_notify(peer, notification, now, &mut record).await;
         finish(record, Effects::default(), result)
+    }
+
+    async fn try_notify(
+        &self,
+        peer: &Peer,
+        notification: &Notification,
+        now: Timestamp,
+        record: &mut AuditRecord,
+    ) -> Result<(), Refusal> {
+        let emse = Self::emse_peer(peer)?;
+        let session = self.newest_session(emse, now).await?;
+        record.session = Some(session.session);
+        if notification.event != EventType::KeyInUse {
+            return Err(refuse(
+                ProblemCause::Malformed,
+                "an EMSE may only report key-in-use",
+            ));
+        }
+        let imsi = self.resolve_ue(emse, &notification.ue).await?;
+        record.imsi = Some(imsi);
+        record.reason = "key in use reported";
+        Ok(())
     }
 
     /// The HSS pushes an intermediate key (seed 6.x.2.1 step 1: "The HSS then pushes the
@@ -457,83 +552,101 @@ where
     /// short hash (alternative 2). A creation time in the future is taken as `now`, so that
     /// no push can stretch a key's life past the maximum age. A key that is already expired
     /// or older than every retained key is acknowledged but not stored (the audit says so).
-    pub fn push_intermediate_key(
+    ///
+    /// The push is borrowed: its key stays where the transport decoded it and is zeroized
+    /// once, when the transport drops the message, rather than being moved through (and
+    /// left behind in) the decision's future.
+    pub async fn push_intermediate_key(
         &self,
         peer: &Peer,
-        push: IntermediateKeyPush,
+        push: &IntermediateKeyPush,
         now: Timestamp,
     ) -> Outcome<()> {
         let mut record = AuditRecord::new(now, Action::PushIntermediateKey, Some(peer));
         record.imsi = Some(push.imsi.clone());
         let mut effects = Effects::default();
-        let result = (|| {
-            if !matches!(peer, Peer::Hss(_)) {
+        let result = self
+            .try_push_intermediate_key(peer, push, now, &mut record, &mut effects)
+            .await;
+        finish(record, effects, result)
+    }
+
+    async fn try_push_intermediate_key(
+        &self,
+        peer: &Peer,
+        push: &IntermediateKeyPush,
+        now: Timestamp,
+        record: &mut AuditRecord,
+        effects: &mut Effects,
+    ) -> Result<(), Refusal> {
+        if !matches!(peer, Peer::Hss(_)) {
+            return Err(refuse(
+                ProblemCause::EmseNotAuthorized,
+                "peer is not the HSS",
+            ));
+        }
+        let key_id = match push.key_id {
+            KeyIdSource::RandLsb32(id) => id,
+            KeyIdSource::ShortHash => KeyId::short_hash(&push.int_key, self.config.profile())
+                .map_err(|_| refuse(ProblemCause::Internal, "short hash failed"))?,
+            // A key id scheme a later e2m-msg defines and this core does not implement.
+            _ => {
                 return Err(refuse(
-                    ProblemCause::EmseNotAuthorized,
-                    "peer is not the HSS",
+                    ProblemCause::Malformed,
+                    "key id scheme not supported",
                 ));
             }
-            let key_id = match push.key_id {
-                KeyIdSource::RandLsb32(id) => id,
-                KeyIdSource::ShortHash => KeyId::short_hash(&push.int_key, &self.config.profile)
-                    .map_err(|_| refuse(ProblemCause::Internal, "short hash failed"))?,
-                // A key id scheme a later e2m-msg defines and this core does not implement.
-                _ => {
-                    return Err(refuse(
-                        ProblemCause::Malformed,
-                        "key id scheme not supported",
-                    ));
-                }
-            };
-            record.key_id = Some(key_id);
-            let created = push.created.min(now);
-            let outcome = self
-                .keys
-                .push(&push.imsi, key_id, push.int_key, created, now)
-                .map_err(store_failed)?;
-            record.reason = match outcome {
-                PushOutcome::Stored { evicted: None } => "stored",
-                PushOutcome::Stored { evicted: Some(_) } => "stored, oldest evicted",
-                PushOutcome::Replaced => "replaced the key with this id",
-                PushOutcome::Unchanged => "already held",
-                PushOutcome::Stale => "older than every retained key: not stored",
-                PushOutcome::Expired => "already expired: not stored",
-                _ => "not stored",
-            };
-            let retired = match outcome {
-                PushOutcome::Stored { evicted } => evicted,
-                PushOutcome::Replaced => Some(key_id),
-                _ => None,
-            };
-            if let Some(old) = retired {
-                self.notify_subscribers(&push.imsi, EventType::KeyRetired, old, now, &mut effects)?;
-            }
-            if matches!(outcome, PushOutcome::Stored { .. } | PushOutcome::Replaced) {
-                self.notify_subscribers(
-                    &push.imsi,
-                    EventType::KeyAvailable,
-                    key_id,
-                    now,
-                    &mut effects,
-                )?;
-            }
-            Ok(())
-        })();
-        finish(record, effects, result)
+        };
+        record.key_id = Some(key_id);
+        let created = push.created.min(now);
+        let outcome = self
+            .keys
+            .push(&push.imsi, key_id, &push.int_key, created, now)
+            .await
+            .map_err(store_failed)?;
+        record.reason = match outcome {
+            PushOutcome::Stored { evicted: None } => "stored",
+            PushOutcome::Stored { evicted: Some(_) } => "stored, oldest evicted",
+            PushOutcome::Replaced => "replaced the key with this id",
+            PushOutcome::Unchanged => "already held",
+            PushOutcome::Stale => "older than every retained key: not stored",
+            PushOutcome::Expired => "already expired: not stored",
+            _ => "not stored",
+        };
+        let retired = match outcome {
+            PushOutcome::Stored { evicted } => evicted,
+            PushOutcome::Replaced => Some(key_id),
+            _ => None,
+        };
+        if let Some(old) = retired {
+            self.notify_subscribers(&push.imsi, EventType::KeyRetired, old, now, effects)
+                .await?;
+        }
+        if matches!(outcome, PushOutcome::Stored { .. } | PushOutcome::Replaced) {
+            self.notify_subscribers(&push.imsi, EventType::KeyAvailable, key_id, now, effects)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Time-driven upkeep: ends expired sessions (and their subscriptions) and removes
     /// expired intermediate keys, notifying `key-retired` subscribers. The transport calls it
     /// periodically (e.g. every minute); correctness does not depend on it (nothing expired
     /// is ever served), only memory does.
-    pub fn expire(&self, now: Timestamp) -> Effects {
+    pub async fn expire(&self, now: Timestamp) -> Effects {
         let mut effects = Effects::default();
-        match self.sessions.sweep(now) {
+        self.expire_sessions(now, &mut effects).await;
+        self.expire_keys(now, &mut effects).await;
+        effects
+    }
+
+    async fn expire_sessions(&self, now: Timestamp, effects: &mut Effects) {
+        match self.sessions.sweep(now).await {
             Ok(expired) => {
                 for s in expired {
                     let mut record = AuditRecord::new(now, Action::SessionExpired, None);
                     record.session = Some(s.session);
-                    if self.subscriptions.remove_session(s.session).is_err() {
+                    if self.subscriptions.remove_session(s.session).await.is_err() {
                         record.verdict = Verdict::Refused(ProblemCause::Unavailable);
                         record.reason = "subscriptions not removed: store unavailable";
                     }
@@ -547,34 +660,37 @@ where
                 effects.audit.push(record);
             }
         }
-        let mut retired = Vec::new();
-        let swept = self.keys.sweep(now, &mut |imsi, info| {
-            retired.push((imsi.clone(), info.key_id))
-        });
+    }
+
+    async fn expire_keys(&self, now: Timestamp, effects: &mut Effects) {
         let mut record = AuditRecord::new(now, Action::KeysExpired, None);
-        match swept {
-            Ok(n) => record.count = n,
+        let retired = match self.keys.sweep(now).await {
+            Ok(retired) => {
+                record.count = retired.len();
+                retired
+            }
             Err(_) => {
                 record.verdict = Verdict::Refused(ProblemCause::Unavailable);
                 record.reason = "key sweep failed: store unavailable";
+                Vec::new()
             }
-        }
-        for (imsi, key_id) in retired {
+        };
+        for (imsi, info) in retired {
             if self
-                .notify_subscribers(&imsi, EventType::KeyRetired, key_id, now, &mut effects)
+                .notify_subscribers(&imsi, EventType::KeyRetired, info.key_id, now, effects)
+                .await
                 .is_err()
             {
                 record.reason = "some key-retired notifications not built: store unavailable";
             }
         }
         effects.audit.push(record);
-        effects
     }
 
     /// Adds a notification of `event` about `imsi` for every matching subscription, naming
     /// the UE as that subscriber named it (unfiltered subscriptions exist only for EMSEs
     /// allowed to use IMSIs, checked again here in case the permission was withdrawn).
-    fn notify_subscribers(
+    async fn notify_subscribers(
         &self,
         imsi: &Imsi,
         event: EventType,
@@ -591,6 +707,7 @@ where
         for (id, sub) in self
             .subscriptions
             .matching(imsi, bits)
+            .await
             .map_err(store_failed)?
         {
             let ue = match &sub.ue {

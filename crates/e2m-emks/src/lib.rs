@@ -5,7 +5,9 @@ mod config;
 mod emks;
 mod peer;
 
-pub use audit::{Action, AuditRecord, Effects, OutboundNotification, Outcome, Verdict};
+pub use audit::{
+    Action, AuditRecord, AuditRecords, Effects, OutboundNotification, Outcome, Verdict,
+};
 pub use config::EmksConfig;
 // The crates whose types the core's signatures expose, so that a user of this crate names
 // them without adding dependencies (the hkdf `pub use hmac` / rustls `pki_types` pattern).

@@ -38,14 +38,14 @@ fn registration_emse_id_must_equal_the_certificate_identity() {
             assert!(!text.is_ascii(), "{text}");
             continue;
         };
-        let out = w.emks.register(
+        let out = block_on(w.emks.register(
             &w.a,
             &Registration {
                 emse_id: claimed_id,
                 callback: None,
             },
             at(0),
-        );
+        ));
         let audit = out.effects.audit.clone();
         assert_eq!(
             w.record(out).err(),
@@ -81,18 +81,18 @@ fn roles_are_enforced() {
         int_key: e2m_kdf::E2mIntKey::from_array([9; 32]),
         created: at(0),
     };
-    let out = w.emks.push_intermediate_key(&w.a, push, at(1));
+    let out = block_on(w.emks.push_intermediate_key(&w.a, &push, at(1)));
     assert_eq!(w.record(out).err(), Some(ProblemCause::EmseNotAuthorized));
     // The HSS and other peers may not register or fetch.
     for peer in [w.hss.clone(), Peer::Other("monitor".into())] {
-        let out = w.emks.register(
+        let out = block_on(w.emks.register(
             &peer,
             &Registration {
                 emse_id: emse_id(A),
                 callback: None,
             },
             at(1),
-        );
+        ));
         assert_eq!(w.record(out).err(), Some(ProblemCause::EmseNotAuthorized));
         assert_eq!(
             w.fetch(&peer, &session, app_ue(0, A), 1, at(1)).err(),
@@ -133,13 +133,13 @@ fn a_session_presented_by_another_certificate_is_refused() {
         Some(ProblemCause::EmseNotAuthorized)
     );
     // Nor can B end A's session.
-    let out = w.emks.deregister(
+    let out = block_on(w.emks.deregister(
         &w.b,
         &Deregistration {
             session_id: sa.copy_secret(),
         },
         at(1),
-    );
+    ));
     assert_eq!(w.record(out).err(), Some(ProblemCause::EmseNotAuthorized));
     assert!(w.fetch(&w.a, &sa, app_ue(0, A), 1, at(1)).is_ok());
 }
@@ -242,26 +242,26 @@ fn unknown_expired_and_ended_sessions() {
         "expired"
     );
     let s = w.register(&w.a, at(1)).unwrap();
-    let out = w.emks.deregister(
+    let out = block_on(w.emks.deregister(
         &w.a,
         &Deregistration {
             session_id: s.copy_secret(),
         },
         at(2),
-    );
+    ));
     assert!(w.record(out).is_ok());
     assert_eq!(
         w.fetch(&w.a, &s, app_ue(0, A), 1, at(3)).err(),
         Some(ProblemCause::UnknownSession),
         "deregistered"
     );
-    let out = w.emks.deregister(
+    let out = block_on(w.emks.deregister(
         &w.a,
         &Deregistration {
             session_id: s.copy_secret(),
         },
         at(3),
-    );
+    ));
     assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSession));
 }
 
@@ -276,7 +276,7 @@ fn subscribe(
         Peer::Emse(id) => id.as_str().to_owned(),
         _ => "other.example.com".to_owned(),
     };
-    let out = w.emks.subscribe(
+    let out = block_on(w.emks.subscribe(
         peer,
         &Subscription {
             events,
@@ -284,7 +284,7 @@ fn subscribe(
             callback: callback(&name),
         },
         at(now),
-    );
+    ));
     w.record(out).map(|r| r.subscription_id)
 }
 
@@ -297,16 +297,16 @@ fn a_new_key_notifies_matching_subscribers() {
     let sa = subscribe(&w, &w.a, Some(app_ue(1, A)), both, 0).unwrap();
     let sb = subscribe(&w, &w.b, None, EventSet::single(EventType::KeyAvailable), 0).unwrap();
 
-    let out = w.emks.push_intermediate_key(
+    let out = block_on(w.emks.push_intermediate_key(
         &w.hss,
-        IntermediateKeyPush {
+        &IntermediateKeyPush {
             imsi: imsi(1),
             key_id: KeyIdSource::RandLsb32(KeyId::from_u32(0x21)),
             int_key: e2m_kdf::E2mIntKey::from_array([1; 32]),
             created: at(1),
         },
         at(1),
-    );
+    ));
     let sent = out.effects.notifications.clone();
     w.record(out).unwrap();
     assert_eq!(sent.len(), 2);
@@ -340,9 +340,10 @@ fn a_new_key_notifies_matching_subscribers() {
             int_key: e2m_kdf::E2mIntKey::from_array([id as u8; 32]),
             created: at(u64::from(id)),
         };
-        let out = w
-            .emks
-            .push_intermediate_key(&w.hss, push, at(u64::from(id)));
+        let out = block_on(
+            w.emks
+                .push_intermediate_key(&w.hss, &push, at(u64::from(id))),
+        );
         retired.extend(
             out.effects
                 .notifications
@@ -400,14 +401,14 @@ fn subscription_rules() {
 
     let id = subscribe(&w, &w.a, Some(app_ue(0, A)), all, 0).unwrap();
     // Only A may remove it; to B it does not exist.
-    let out = w.emks.unsubscribe(&w.b, &id, at(1));
+    let out = block_on(w.emks.unsubscribe(&w.b, &id, at(1)));
     assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSubscription));
-    let out = w.emks.unsubscribe(&w.a, &id, at(1));
+    let out = block_on(w.emks.unsubscribe(&w.a, &id, at(1)));
     assert!(w.record(out).is_ok());
-    let out = w.emks.unsubscribe(&w.a, &id, at(1));
+    let out = block_on(w.emks.unsubscribe(&w.a, &id, at(1)));
     assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSubscription));
     let bogus = SubscriptionId::from_u64(7);
-    let out = w.emks.unsubscribe(&w.a, &bogus, at(1));
+    let out = block_on(w.emks.unsubscribe(&w.a, &bogus, at(1)));
     assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSubscription));
 }
 
@@ -423,24 +424,24 @@ fn deregistration_ends_subscriptions() {
         0,
     )
     .unwrap();
-    let out = w.emks.deregister(
+    let out = block_on(w.emks.deregister(
         &w.a,
         &Deregistration {
             session_id: s.copy_secret(),
         },
         at(1),
-    );
+    ));
     w.record(out).unwrap();
-    let out = w.emks.push_intermediate_key(
+    let out = block_on(w.emks.push_intermediate_key(
         &w.hss,
-        IntermediateKeyPush {
+        &IntermediateKeyPush {
             imsi: imsi(0),
             key_id: KeyIdSource::RandLsb32(KeyId::from_u32(1)),
             int_key: e2m_kdf::E2mIntKey::from_array([3; 32]),
             created: at(2),
         },
         at(2),
-    );
+    ));
     assert!(out.effects.notifications.is_empty());
     w.record(out).unwrap();
 }
@@ -459,10 +460,10 @@ fn key_in_use(ue: UeRef, id: u32) -> Notification {
 fn emse_notifications_are_accepted_from_its_session_only() {
     let w = world();
     // Without a session: refused.
-    let out = w.emks.notify(&w.a, &key_in_use(app_ue(0, A), 1), at(5));
+    let out = block_on(w.emks.notify(&w.a, &key_in_use(app_ue(0, A), 1), at(5)));
     assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSession));
     w.register(&w.a, at(0)).unwrap();
-    let out = w.emks.notify(&w.a, &key_in_use(app_ue(0, A), 1), at(5));
+    let out = block_on(w.emks.notify(&w.a, &key_in_use(app_ue(0, A), 1), at(5)));
     let audit = out.effects.audit.clone();
     assert!(w.record(out).is_ok());
     assert_eq!(audit[0].action, Action::Notify);
@@ -474,16 +475,16 @@ fn emse_notifications_are_accepted_from_its_session_only() {
     assert_eq!(audit[0].imsi, Some(imsi(0)));
     assert_eq!(audit[0].key_id, Some(KeyId::from_u32(1)));
     // About a UE it does not know; from the HSS; an event it may not send.
-    let out = w.emks.notify(&w.a, &key_in_use(app_ue(0, B), 1), at(5));
+    let out = block_on(w.emks.notify(&w.a, &key_in_use(app_ue(0, B), 1), at(5)));
     assert_eq!(w.record(out).err(), Some(ProblemCause::UeUnknown));
-    let out = w.emks.notify(&w.hss, &key_in_use(app_ue(0, A), 1), at(5));
+    let out = block_on(w.emks.notify(&w.hss, &key_in_use(app_ue(0, A), 1), at(5)));
     assert_eq!(w.record(out).err(), Some(ProblemCause::EmseNotAuthorized));
     let mut n = key_in_use(app_ue(0, A), 1);
     n.event = EventType::KeyAvailable;
-    let out = w.emks.notify(&w.a, &n, at(5));
+    let out = block_on(w.emks.notify(&w.a, &n, at(5)));
     assert_eq!(w.record(out).err(), Some(ProblemCause::Malformed));
     // B has no session, even though A has.
-    let out = w.emks.notify(&w.b, &key_in_use(app_ue(0, B), 1), at(5));
+    let out = block_on(w.emks.notify(&w.b, &key_in_use(app_ue(0, B), 1), at(5)));
     assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSession));
 }
 
@@ -492,16 +493,16 @@ fn short_hash_key_ids_are_computed_at_push() {
     let w = world();
     let int_key = e2m_kdf::E2mIntKey::from_array([0x42; 32]);
     let id = KeyId::short_hash(&int_key, &w.profile).unwrap();
-    let out = w.emks.push_intermediate_key(
+    let out = block_on(w.emks.push_intermediate_key(
         &w.hss,
-        IntermediateKeyPush {
+        &IntermediateKeyPush {
             imsi: imsi(0),
             key_id: KeyIdSource::ShortHash,
             int_key,
             created: at(0),
         },
         at(0),
-    );
+    ));
     w.record(out).unwrap();
     let s = w.register(&w.a, at(0)).unwrap();
     assert!(w.fetch(&w.a, &s, app_ue(0, A), id.as_u32(), at(1)).is_ok());
@@ -524,7 +525,7 @@ fn expiry_ends_sessions_and_retires_keys() {
     )
     .unwrap();
     w.push(0, 1, at(0), at(0)).unwrap();
-    let effects = w.emks.expire(at(MAX_AGE + 1));
+    let effects = block_on(w.emks.expire(at(MAX_AGE + 1)));
     w.record_effects(&effects);
     let expired: Vec<_> = effects
         .audit

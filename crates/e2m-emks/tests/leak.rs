@@ -20,7 +20,7 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
     let sa = w.register(&w.a, at(0)).unwrap();
     let sb = w.register(&w.b, at(0)).unwrap();
     let sub = |peer: &e2m_emks::Peer, ue: Option<UeRef>| {
-        let out = w.emks.subscribe(
+        let out = block_on(w.emks.subscribe(
             peer,
             &Subscription {
                 events: EventSet::single(EventType::KeyAvailable).with(EventType::KeyRetired),
@@ -28,7 +28,7 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
                 callback: callback("emse.example.com"),
             },
             at(1),
-        );
+        ));
         w.record(out)
     };
     sub(&w.a, Some(app_ue(0, A))).unwrap();
@@ -66,42 +66,42 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
         key_id: e2m_keyid::KeyId::from_u32(6),
         time: at(10),
     };
-    let out = w.emks.notify(&w.a, &n, at(10));
+    let out = block_on(w.emks.notify(&w.a, &n, at(10)));
     w.record(out).unwrap();
-    let out = w.emks.notify(&w.hss, &n, at(10));
+    let out = block_on(w.emks.notify(&w.hss, &n, at(10)));
     w.record(out).unwrap_err();
-    let out = w.emks.deregister(
+    let out = block_on(w.emks.deregister(
         &w.b,
         &Deregistration {
             session_id: sa.copy_secret(),
         },
         at(11),
-    );
+    ));
     w.record(out).unwrap_err();
-    let out = w.emks.deregister(
+    let out = block_on(w.emks.deregister(
         &w.a,
         &Deregistration {
             session_id: sa.copy_secret(),
         },
         at(11),
-    );
+    ));
     w.record(out).unwrap();
-    let out = w.emks.push_intermediate_key(
+    let out = block_on(w.emks.push_intermediate_key(
         &w.a,
-        e2m_msg::IntermediateKeyPush {
+        &e2m_msg::IntermediateKeyPush {
             imsi: imsi(0),
             key_id: KeyIdSource::ShortHash,
             int_key: e2m_kdf::E2mIntKey::from_array(World::int_key_bytes(9, 9, 9)),
             created: at(12),
         },
         at(12),
-    );
+    ));
     w.ledger
         .borrow_mut()
         .int_keys
         .push(World::int_key_bytes(9, 9, 9));
     w.record(out).unwrap_err();
-    let effects = w.emks.expire(at(MAX_AGE + 100));
+    let effects = block_on(w.emks.expire(at(MAX_AGE + 100)));
     w.record_effects(&effects);
 
     let hits = w.leaks();

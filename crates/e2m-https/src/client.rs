@@ -106,6 +106,12 @@ pub struct ClientOptions {
     /// How long an idle pooled connection is kept. Below the server's idle (header) timeout,
     /// so that the client never reuses a connection the server is about to close.
     pub pool_idle_timeout: Duration,
+    /// How many times a key push answered 429 is sent again, each after the server's
+    /// `Retry-After` (issue 9 item 12: a refused push is a lost key); after the last one
+    /// the 429 is returned as the error, so a finally refused push is visible to the caller.
+    pub push_retries: u32,
+    /// The longest `Retry-After` honoured; a longer one is cut to this.
+    pub max_retry_wait: Duration,
 }
 
 impl Default for ClientOptions {
@@ -114,6 +120,8 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
             pool_idle_timeout: Duration::from_secs(5),
+            push_retries: 5,
+            max_retry_wait: Duration::from_secs(10),
         }
     }
 }
@@ -198,6 +206,13 @@ async fn expect_status(
     Err(ClientError::UnexpectedStatus(status))
 }
 
+/// `Retry-After` in delay-seconds form (RFC 9110 §10.2.3); the HTTP-date form is not used
+/// by e2m's server and is read as absent.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
 /// The last segment of a `Location` header under `collection` (e.g. the session id).
 fn location_id<'h>(headers: &'h reqwest::header::HeaderMap, collection: &str) -> Option<&'h str> {
     let location = headers.get(reqwest::header::LOCATION)?.to_str().ok()?;
@@ -218,6 +233,8 @@ pub struct EmksClient {
     http: reqwest::Client,
     base: String,
     identity: PeerIdentity,
+    push_retries: u32,
+    max_retry_wait: Duration,
 }
 
 impl EmksClient {
@@ -259,6 +276,8 @@ impl EmksClient {
             http,
             base,
             identity,
+            push_retries: options.push_retries,
+            max_retry_wait: options.max_retry_wait,
         })
     }
 
@@ -444,8 +463,26 @@ impl EmksClient {
                 actual: self.identity.role(),
             });
         }
-        let response = self.post(rest::INTERMEDIATE_KEYS_PATH, push).await?;
-        expect_status(response, 204).await.map(|_| ())
+        let mut retries = 0;
+        loop {
+            let response = self.post(rest::INTERMEDIATE_KEYS_PATH, push).await?;
+            if response.status().as_u16() == 429 && retries < self.push_retries {
+                let wait = retry_after(response.headers())
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(self.max_retry_wait);
+                // Read the problem body so that the connection can be reused.
+                let _ = read_body(response).await;
+                tracing::info!(
+                    retry = retries + 1,
+                    wait_ms = wait.as_millis() as u64,
+                    "key push rate-limited by the EMKS; retrying after Retry-After"
+                );
+                tokio::time::sleep(wait).await;
+                retries += 1;
+                continue;
+            }
+            return expect_status(response, 204).await.map(|_| ());
+        }
     }
 }
 

@@ -9,9 +9,10 @@
 //! their `Display` form, which holds no key bytes and no session ids — the core guarantees
 //! it and the tests check it), notifications POSTed to the subscribers' callbacks.
 //!
-//! The core's calls are synchronous and short (a hash lookup and one HMAC-SHA-256 for a key
-//! fetch, around a microsecond), so they run inline on the async worker; a backend store
-//! that blocks on I/O would need `spawn_blocking` here.
+//! The core's decisions are `async fn`s over the async store traits, awaited inline on the
+//! worker: over the in-memory stores they are ready at once (a hash lookup and one
+//! HMAC-SHA-256 for a key fetch, around a microsecond), and a networked store awaits its
+//! I/O without blocking the worker.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -211,8 +212,8 @@ where
     }
 
     /// Runs the core's expiry sweep at `now` and carries out its effects.
-    pub fn expire(&self, now: Timestamp) {
-        let mut effects = self.core.expire(now);
+    pub async fn expire(&self, now: Timestamp) {
+        let mut effects = self.core.expire(now).await;
         // A sweep that removed nothing is not worth a log line every few seconds.
         effects.audit.retain(|record| record.count > 0);
         self.effects.run(effects);
@@ -228,7 +229,7 @@ where
     }
 
     /// Routes and answers `request`; returns its operation (if it matched one) as well.
-    fn dispatch(&self, request: &Request) -> (Option<Operation>, HttpResponse) {
+    async fn dispatch(&self, request: &Request) -> (Option<Operation>, HttpResponse) {
         let peer = core_peer(&request.peer);
         let now = Timestamp::now_from_system_clock();
         let target = request
@@ -241,57 +242,70 @@ where
             Err(error) => return (None, route_problem(error)),
         };
         let operation = route.operation();
-        (Some(operation), self.answer(route, request, &peer, now))
+        (
+            Some(operation),
+            self.answer(route, request, &peer, now).await,
+        )
     }
 
-    fn answer(&self, route: Route, request: &Request, peer: &Peer, now: Timestamp) -> HttpResponse {
+    async fn answer(
+        &self,
+        route: Route,
+        request: &Request,
+        peer: &Peer,
+        now: Timestamp,
+    ) -> HttpResponse {
         let has_body = !request.body.is_empty();
         match route {
             Route::Register => match decode::<Registration>(request) {
-                Ok(registration) => {
-                    self.finish(self.core.register(peer, &registration, now), |result| {
+                Ok(registration) => self.finish(
+                    self.core.register(peer, &registration, now).await,
+                    |result| {
                         let mut response = respond::message(201, &result, false);
                         set_location(&mut response, &rest::session_path(&result.session_id));
                         response
-                    })
-                }
+                    },
+                ),
                 Err(cause) => respond::cause(cause),
             },
             Route::FetchKey(key_request) if !has_body => self
-                .finish(self.core.fetch_key(peer, &key_request, now), |key| {
+                .finish(self.core.fetch_key(peer, &key_request, now).await, |key| {
                     respond::message(200, &key, true)
                 }),
-            Route::Deregister(deregistration) if !has_body => self
-                .finish(self.core.deregister(peer, &deregistration, now), |()| {
-                    respond::empty(204)
-                }),
+            Route::Deregister(deregistration) if !has_body => self.finish(
+                self.core.deregister(peer, &deregistration, now).await,
+                |()| respond::empty(204),
+            ),
             Route::Subscribe => match decode::<Subscription>(request) {
-                Ok(subscription) => {
-                    self.finish(self.core.subscribe(peer, &subscription, now), |result| {
+                Ok(subscription) => self.finish(
+                    self.core.subscribe(peer, &subscription, now).await,
+                    |result| {
                         let mut response = respond::message(201, &result, false);
                         set_location(
                             &mut response,
                             &rest::subscription_path(&result.subscription_id),
                         );
                         response
-                    })
-                }
+                    },
+                ),
                 Err(cause) => respond::cause(cause),
             },
             Route::Unsubscribe(id) if !has_body => self
-                .finish(self.core.unsubscribe(peer, &id, now), |()| {
+                .finish(self.core.unsubscribe(peer, &id, now).await, |()| {
                     respond::empty(204)
                 }),
             Route::Notify => match decode::<Notification>(request) {
-                Ok(notification) => self.finish(self.core.notify(peer, &notification, now), |()| {
-                    respond::empty(204)
-                }),
+                Ok(notification) => self
+                    .finish(self.core.notify(peer, &notification, now).await, |()| {
+                        respond::empty(204)
+                    }),
                 Err(cause) => respond::cause(cause),
             },
             Route::PushIntermediateKey => match decode::<IntermediateKeyPush>(request) {
-                Ok(push) => self.finish(self.core.push_intermediate_key(peer, push, now), |()| {
-                    respond::empty(204)
-                }),
+                Ok(push) => self.finish(
+                    self.core.push_intermediate_key(peer, &push, now).await,
+                    |()| respond::empty(204),
+                ),
                 Err(cause) => respond::cause(cause),
             },
             // GET and DELETE carry everything in the target: a body is a malformed request.
@@ -337,7 +351,7 @@ where
 {
     async fn handle(&self, request: Request) -> HttpResponse {
         let started = Instant::now();
-        let (operation, response) = self.dispatch(&request);
+        let (operation, response) = self.dispatch(&request).await;
         self.observe(operation, &response, started);
         response
     }
@@ -472,7 +486,7 @@ where
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                service.expire(Timestamp::now_from_system_clock());
+                service.expire(Timestamp::now_from_system_clock()).await;
             }
         })
     };

@@ -53,6 +53,7 @@ use zeroize::Zeroizing;
 #[cfg_attr(docsrs, doc(cfg(feature = "pki-gen")))]
 mod generate;
 #[cfg(feature = "pki-gen")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pki-gen")))]
 pub use generate::{GeneratedPki, PkiSpec};
 
 /// The URN prefix of every e2m identity in a certificate.

@@ -38,6 +38,14 @@ impl RateLimit {
         burst: 1000,
     };
 
+    /// The HSS's budget: 20,000 pushes per second, bursts of 50,000 (an AKA storm after a
+    /// network outage re-authenticates many UEs at once; the HSS is one trusted, mutually
+    /// authenticated peer, and its client retries after `Retry-After` when over it).
+    pub const HSS_DEFAULT: RateLimit = RateLimit {
+        per_second: 20_000.0,
+        burst: 50_000,
+    };
+
     /// The GCRA quota for this budget; out-of-range values fall back to the default rate and
     /// a burst of 1, as documented on the fields.
     fn quota(self) -> Quota {

@@ -4,10 +4,13 @@
 //!
 //! Every connection goes through the same steps, each bounded:
 //!
-//! 1. a connection slot (at most [`Limits::max_connections`] at once; the accept loop waits
-//!    when they are all taken, leaving further clients in the kernel's backlog);
+//! 1. admission before any TLS work: at most [`Limits::max_handshaking`] connections in the
+//!    handshake at once, and at most [`Limits::max_handshaking_per_source`] from one source
+//!    address; a connection over either bound is closed at once, so idle or stalled
+//!    connections from one source cannot take the slots of everyone else (issue 9 item 2);
 //! 2. the TLS handshake, under [`Limits::handshake_timeout`] (a client that stalls or dribbles
-//!    its handshake is dropped);
+//!    its handshake is dropped), then an authenticated connection slot (at most
+//!    [`Limits::max_connections`] at once; over it, the connection is closed);
 //! 3. the peer's identity from its **verified** certificate (the handshake already refused
 //!    anyone else, see [`super::tls`]);
 //! 4. HTTP/1.1 with hyper's `header_read_timeout` (= [`Limits::header_timeout`]): the whole
@@ -54,16 +57,24 @@ pub struct Limits {
     pub max_body: usize,
     /// Largest request head (start line + headers) accepted (larger → 431).
     pub max_header_bytes: usize,
-    /// Time allowed for the TLS handshake.
+    /// Time allowed for the TLS handshake (short: an unauthenticated client holds a
+    /// pre-handshake slot until it completes or this runs out).
     pub handshake_timeout: Duration,
+    /// Connections in the TLS handshake at once, from all sources.
+    pub max_handshaking: usize,
+    /// Connections in the TLS handshake at once from one source address.
+    pub max_handshaking_per_source: usize,
     /// Time allowed for a request head to arrive, and for a keep-alive connection to idle.
     pub header_timeout: Duration,
     /// Time allowed for a request body to arrive once its head has.
     pub body_timeout: Duration,
-    /// Connections handled at once (including those still in the handshake).
+    /// Authenticated connections (handshake done) handled at once.
     pub max_connections: usize,
-    /// Each peer's request budget.
+    /// Each EMSE's request budget (and any role without its own).
     pub rate: RateLimit,
+    /// The HSS's own budget (issue 9 item 12): key pushes come in bursts after AKA storms
+    /// and must not share the EMSEs' budget; each HSS identity has this one.
+    pub hss_rate: RateLimit,
     /// How long [`ServerHandle::shutdown`] lets open connections finish.
     pub shutdown_grace: Duration,
 }
@@ -73,18 +84,25 @@ impl Default for Limits {
         Limits {
             max_body: 64 * 1024,
             max_header_bytes: 16 * 1024,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(3),
+            max_handshaking: 256,
+            max_handshaking_per_source: 32,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             max_connections: 1024,
             rate: RateLimit::DEFAULT,
+            hss_rate: RateLimit::HSS_DEFAULT,
             shutdown_grace: Duration::from_secs(5),
         }
     }
 }
 
 /// One complete, authenticated request.
-#[derive(Debug)]
+///
+/// Its `Debug` is redacted (issue 9 item 9): the target's path may carry a session id and
+/// its query an application identity, and the body may carry key material, so `{:?}`
+/// shows the peer, the method, the path with every segment after `sessions/` replaced,
+/// the header names and the body's length only.
 pub struct Request {
     /// Who sent it, from the verified client certificate.
     pub peer: PeerIdentity,
@@ -96,6 +114,44 @@ pub struct Request {
     pub headers: HeaderMap,
     /// The whole body (at most [`Limits::max_body`] octets).
     pub body: Bytes,
+}
+
+impl core::fmt::Debug for Request {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        struct Path<'a>(&'a str);
+        impl core::fmt::Debug for Path<'_> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                let mut after_sessions = false;
+                for (i, segment) in self.0.split('/').enumerate() {
+                    if i > 0 {
+                        f.write_str("/")?;
+                    }
+                    if after_sessions && !segment.is_empty() {
+                        f.write_str("<redacted>")?;
+                        after_sessions = false;
+                    } else {
+                        f.write_str(segment)?;
+                        after_sessions = segment == "sessions";
+                    }
+                }
+                Ok(())
+            }
+        }
+        struct Names<'a>(&'a HeaderMap);
+        impl core::fmt::Debug for Names<'_> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_list().entries(self.0.keys()).finish()
+            }
+        }
+        f.debug_struct("Request")
+            .field("peer", &self.peer)
+            .field("method", &self.method)
+            .field("path", &Path(self.uri.path()))
+            .field("query", &self.uri.query().map(|_| "<redacted>"))
+            .field("header_names", &Names(&self.headers))
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 /// Why the stack answered a request without asking the handler.
@@ -230,17 +286,17 @@ async fn accept_loop<H: Handler>(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let limiter = Arc::new(RateLimiter::new(limits.rate));
+    let gate = Arc::new(HandshakeGate::new(
+        limits.max_handshaking.max(1),
+        limits.max_handshaking_per_source.max(1),
+    ));
+    let limiter = Arc::new(RoleLimiters {
+        hss: RateLimiter::new(limits.hss_rate),
+        others: RateLimiter::new(limits.rate),
+    });
     let graceful = GracefulShutdown::new();
     let limits = Arc::new(limits);
     loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break, // The semaphore is never closed; stop if it is.
-            },
-            _ = stop.changed() => break,
-        };
         let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -253,26 +309,37 @@ async fn accept_loop<H: Handler>(
             },
             _ = stop.changed() => break,
         };
+        // Admission before any TLS work: refusing costs one accept and one close.
+        let Some(ticket) = gate.admit(remote.ip()) else {
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let handler = handler.clone();
         let limiter = limiter.clone();
         let limits = limits.clone();
+        let slots = slots.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _permit = permit;
-            let tls =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%remote, %error, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let handshake =
+                tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await;
+            drop(ticket);
+            let tls = match handshake {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
+                    tracing::debug!(%remote, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let Ok(_permit) = slots.try_acquire_owned() else {
+                tracing::info!(%remote, "authenticated connection limit reached; connection closed");
+                return;
+            };
             let Some(peer) = peer_identity(tls.get_ref().1) else {
                 // Unreachable with our verifier (it requires an identity); refuse anyway.
                 tracing::warn!(%remote, "verified peer without an e2m identity");
@@ -312,9 +379,98 @@ async fn accept_loop<H: Handler>(
     }
 }
 
+/// Bounds the connections that have not finished their TLS handshake, globally and per
+/// source address: nothing is known about such a client yet, so it gets little.
+struct HandshakeGate {
+    max_total: usize,
+    max_per_source: usize,
+    state: std::sync::Mutex<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    total: usize,
+    per_source: std::collections::HashMap<std::net::IpAddr, usize>,
+    refused: u64,
+}
+
+impl HandshakeGate {
+    fn new(max_total: usize, max_per_source: usize) -> Self {
+        HandshakeGate {
+            max_total,
+            max_per_source,
+            state: std::sync::Mutex::new(GateState::default()),
+        }
+    }
+
+    /// A ticket for one handshake from `source`, or `None` over either bound.
+    fn admit(self: &Arc<Self>, source: std::net::IpAddr) -> Option<HandshakeTicket> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let from_source = state.per_source.get(&source).copied().unwrap_or(0);
+        if state.total >= self.max_total || from_source >= self.max_per_source {
+            state.refused += 1;
+            // One line per power of two refused: visible, yet a flood cannot flood the log.
+            if state.refused.is_power_of_two() {
+                tracing::info!(
+                    refused = state.refused,
+                    "connections refused before the TLS handshake (per-source or global bound)"
+                );
+            }
+            return None;
+        }
+        state.total += 1;
+        *state.per_source.entry(source).or_insert(0) += 1;
+        Some(HandshakeTicket {
+            gate: Arc::clone(self),
+            source,
+        })
+    }
+}
+
+/// One admitted handshake; its slot is released when dropped.
+struct HandshakeTicket {
+    gate: Arc<HandshakeGate>,
+    source: std::net::IpAddr,
+}
+
+impl Drop for HandshakeTicket {
+    fn drop(&mut self) {
+        let mut state = self
+            .gate
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.total = state.total.saturating_sub(1);
+        if let Some(n) = state.per_source.get_mut(&self.source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                state.per_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// One request budget per role: the HSS's pushes never compete with the EMSEs' fetches.
+struct RoleLimiters {
+    hss: RateLimiter,
+    others: RateLimiter,
+}
+
+impl RoleLimiters {
+    fn check(&self, peer: &PeerIdentity) -> Result<(), Duration> {
+        match peer {
+            PeerIdentity::Hss(_) => self.hss.check(peer),
+            _ => self.others.check(peer),
+        }
+    }
+}
+
 async fn handle_request<H: Handler>(
     handler: &H,
-    limiter: &RateLimiter,
+    limiter: &RoleLimiters,
     limits: &Limits,
     peer: PeerIdentity,
     request: hyper::Request<Incoming>,
@@ -324,6 +480,7 @@ async fn handle_request<H: Handler>(
     let response = match read_request(limiter, limits, peer.clone(), request).await {
         Ok(request) => handler.handle(request).await,
         Err(rejection) => {
+            audit_rejection(&peer, rejection);
             let mut response = handler.reject(rejection);
             if let Rejection::RateLimited { retry_after_secs } = rejection {
                 response
@@ -348,8 +505,26 @@ async fn handle_request<H: Handler>(
     response
 }
 
+/// Every refusal by the stack is visible at info level with its cause and the peer (an
+/// identity from its certificate, not a secret), aggregated so that a flood cannot flood
+/// the log (issue 9 item 13): a line for the 1st, 2nd, 4th, 8th, … refusal of each cause.
+fn audit_rejection(peer: &PeerIdentity, rejection: Rejection) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+    let (index, cause) = match rejection {
+        Rejection::RateLimited { .. } => (0, "rate-limited"),
+        Rejection::PayloadTooLarge => (1, "payload-too-large"),
+        Rejection::BodyTimeout => (2, "body-timeout"),
+        _ => (3, "malformed"),
+    };
+    let n = COUNTS[index].fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        tracing::info!(target: "e2m::audit", %peer, cause, refused_so_far = n, "request refused by the transport");
+    }
+}
+
 async fn read_request(
-    limiter: &RateLimiter,
+    limiter: &RoleLimiters,
     limits: &Limits,
     peer: PeerIdentity,
     request: hyper::Request<Incoming>,
@@ -391,4 +566,61 @@ async fn read_request(
         headers: parts.headers,
         body,
     })
+}
+
+#[cfg(test)]
+mod refusal_audit_tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::pki::NodeName;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn refusals_are_audited_at_info_and_aggregated() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let peer = PeerIdentity::Hss(NodeName::new("hss-1").unwrap());
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..1000 {
+                audit_rejection(
+                    &peer,
+                    Rejection::RateLimited {
+                        retry_after_secs: 1,
+                    },
+                );
+            }
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("rate-limited"))
+            .collect();
+        // 1, 2, 4, …, 512: ten lines for a thousand refusals, each at INFO with the peer.
+        assert_eq!(lines.len(), 10, "{text}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.contains("INFO") && l.contains("hss-1"))
+        );
+    }
 }

@@ -512,6 +512,152 @@ async fn a_dribbled_body_is_dropped_within_the_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_one_source_do_not_lock_out_another() {
+    // Issue 9 item 2: 3,000 idle TCP connections from one source (127.0.0.1) used to take
+    // every connection slot for the length of the handshake timeout; a legitimate EMSE on
+    // another address (127.0.0.2) must still be served within 1 s.
+    let pki = TestPki::new();
+    let server = start_echo(&pki, Limits::default()).await;
+    let addr = server.local_addr();
+    // All at once, as a flood arrives (each connect bounded; a refused one is fine).
+    let mut connects = tokio::task::JoinSet::new();
+    for _ in 0..3000 {
+        connects.spawn(async move {
+            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await
+        });
+    }
+    let mut idle = Vec::new();
+    while let Some(connected) = connects.join_next().await {
+        if let Ok(Ok(Ok(tcp))) = connected {
+            idle.push(tcp);
+        }
+    }
+    let tls = client_config(
+        &pki.emse("emse-a"),
+        &pki.ca(),
+        ExpectedServer::AnyOfRole(Role::Emks),
+    )
+    .unwrap();
+    let legitimate = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .http1_only()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(1),
+        legitimate
+            .post(format!("https://{addr}/"))
+            .body("registration")
+            .send(),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let status = answer
+        .unwrap_or_else(|_| {
+            panic!(
+                "no answer within 1 s behind {} idle connections",
+                idle.len()
+            )
+        })
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    println!(
+        "served in {elapsed:?} behind {} idle connections from one source",
+        idle.len()
+    );
+    drop(idle);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hss_has_its_own_budget_and_its_client_honours_retry_after() {
+    // Issue 9 item 12: the HSS shared the EMSEs' budget, and neither the client nor the
+    // `hss` example retried, so a push burst lost keys. Now the HSS role has its own budget,
+    // and a rate-limited push is sent again after `Retry-After`, a bounded number of times.
+    struct Accept;
+    impl Handler for Accept {
+        async fn handle(&self, _request: Request) -> HttpResponse {
+            let mut response = hyper::Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = hyper::StatusCode::NO_CONTENT;
+            response
+        }
+    }
+    let pki = TestPki::new();
+    let tight = RateLimit {
+        per_second: 1.0,
+        burst: 1,
+    };
+    let limits = Limits {
+        rate: tight,
+        hss_rate: RateLimit {
+            per_second: 1.0,
+            burst: 2,
+        },
+        ..Limits::default()
+    };
+    let tls = server_config(
+        &pki.dir.emks().unwrap(),
+        &pki.ca(),
+        &[Role::Emse, Role::Hss],
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = serve(listener, tls, limits, Arc::new(Accept)).unwrap();
+    let base = format!("https://{}", server.local_addr());
+    let push = e2m_msg::IntermediateKeyPush {
+        imsi: e2m_keyid::Imsi::new("001010123456789").unwrap(),
+        key_id: e2m_msg::KeyIdSource::RandLsb32(e2m_keyid::KeyId::from_u32(1)),
+        int_key: e2m_kdf::E2mIntKey::from_array([9; 32]),
+        created: e2m_msg::Timestamp::from_unix_secs(1_800_000_000),
+    };
+    let hss = pki.dir.hss().unwrap();
+    // The EMSE's budget (burst 1) is spent; the HSS's (burst 2) is its own.
+    let emse = http_client(&pki.emse("emse-a"), &pki);
+    assert_eq!(
+        emse.get(format!("{base}/")).send().await.unwrap().status(),
+        204
+    );
+    assert_eq!(
+        emse.get(format!("{base}/")).send().await.unwrap().status(),
+        429
+    );
+    let client = e2m_https::client::EmksClient::new(&base, &hss, &pki.ca()).unwrap();
+    let started = Instant::now();
+    for _ in 0..3 {
+        // The third is over the HSS's burst: answered 429, then sent again after
+        // Retry-After (1 s) and accepted.
+        client.push_intermediate_key(&push).await.unwrap();
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the third push was not held back by the budget"
+    );
+    // Without retries, a refused push is an error the caller sees (never silently lost).
+    let no_retry = e2m_https::client::EmksClient::with_options(
+        &base,
+        &hss,
+        &pki.ca(),
+        &e2m_https::client::ClientOptions {
+            push_retries: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let refused = no_retry.push_intermediate_key(&push).await.unwrap_err();
+    assert_eq!(
+        refused.problem_cause(),
+        None,
+        "the generic handler answers a bare problem: {refused}"
+    );
+    assert!(refused.to_string().contains("429"), "{refused}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_peer_has_its_own_rate_limit() {
     let pki = TestPki::new();
     let limits = Limits {
@@ -647,6 +793,7 @@ mod in_process {
         let core = Arc::new(Emks::in_memory(EmksConfig::default()));
         core.identities()
             .provision(&emse("emse-a"), &app, &imsi)
+            .await
             .unwrap();
         let server = start_emks(core, &pki.dir, EmksServerOptions::default())
             .await
@@ -800,6 +947,29 @@ mod in_process {
         server.shutdown().await;
         a_notes.handle.shutdown().await;
         b_notes.handle.shutdown().await;
+
+        // A request as the server stack holds it, logged with `{:?}` (issue 9 item 9): the
+        // session id in its path and the key in its body must not reach the log.
+        let logged = e2m_https::server::Request {
+            peer: e2m_https::pki::PeerIdentity::Hss(e2m_https::pki::NodeName::new("hss").unwrap()),
+            method: hyper::Method::POST,
+            uri: format!("/e2m/v1/sessions/{session_text}/keys?appIdentity=a%40b&keyId=00000001")
+                .parse()
+                .unwrap(),
+            headers: hyper::HeaderMap::new(),
+            body: hyper::body::Bytes::from(
+                e2m_msg::XmlMessage::encode(&IntermediateKeyPush {
+                    imsi: imsi.clone(),
+                    key_id: KeyIdSource::RandLsb32(id1),
+                    int_key: E2mIntKey::from_array(k1),
+                    created: now(),
+                })
+                .as_bytes()
+                .to_vec(),
+            ),
+        };
+        tracing::trace!("a request: {logged:?}");
+        assert!(format!("{logged:?}").contains("/e2m/v1/sessions/<redacted>/keys"));
 
         // The logs: audit records are there; no key and no session id in any form.
         let logs = capture.0.lock().unwrap().clone();

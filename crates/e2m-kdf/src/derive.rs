@@ -1,5 +1,6 @@
 //! Typed derivations: each names its keys by kind and cites the clause it implements.
 
+use crate::engine::kdf_checked;
 use crate::{
     Ck, CkPrime, E2mIntKey, E2mKey, E2mProfile, Fc, Ik, IkPrime, Kaf, Kakma, Kasme, Kausf,
     KdfError, KdfKey, KdfOutput, Ks, KsNaf, text_param,
@@ -24,8 +25,9 @@ fn octets(index: usize, bytes: &[u8]) -> Result<&[u8], KdfError> {
     Ok(bytes)
 }
 
-fn ck_ik_key(ck: &Ck, ik: &Ik) -> KdfKey {
-    KdfKey::new(Ks::from_ck_ik(ck, ik).expose_secret())
+/// The one-shot KDF under Key = CK || IK (the Ks copy is wiped when it drops).
+fn kdf_ck_ik(ck: &Ck, ik: &Ik, fc: Fc, params: &[&[u8]]) -> KdfOutput {
+    kdf_checked(Ks::from_ck_ik(ck, ik).expose_secret(), fc, params)
 }
 
 fn split_halves(out: &KdfOutput) -> ([u8; 16], [u8; 16]) {
@@ -54,7 +56,7 @@ pub fn ck_ik_prime(
     sqn_xor_ak: &[u8; 6],
 ) -> Result<(CkPrime, IkPrime), KdfError> {
     let network = octets(0, non_empty_text(access_network_identity)?)?;
-    let out = ck_ik_key(ck, ik).derive_checked(Fc::CK_IK_PRIME, &[network, sqn_xor_ak]);
+    let out = kdf_ck_ik(ck, ik, Fc::CK_IK_PRIME, &[network, sqn_xor_ak]);
     let (ck_prime, ik_prime) = split_halves(&out);
     Ok((CkPrime::from_array(ck_prime), IkPrime::from_array(ik_prime)))
 }
@@ -62,7 +64,7 @@ pub fn ck_ik_prime(
 /// K_ASME (TS 33.401 A.2): `Key = CK || IK`, `FC = 0x10`, `P0` = serving network identity
 /// (PLMN id, 3 octets as in TS 24.301), `P1 = SQN ⊕ AK` (6 octets).
 pub fn kasme(ck: &Ck, ik: &Ik, serving_network_id: &[u8; 3], sqn_xor_ak: &[u8; 6]) -> Kasme {
-    let out = ck_ik_key(ck, ik).derive_checked(Fc::KASME, &[serving_network_id, sqn_xor_ak]);
+    let out = kdf_ck_ik(ck, ik, Fc::KASME, &[serving_network_id, sqn_xor_ak]);
     Kasme::from_array(*out.expose_secret())
 }
 
@@ -75,8 +77,11 @@ pub fn kasme(ck: &Ck, ik: &Ik, serving_network_id: &[u8; 3], sqn_xor_ak: &[u8; 6
 pub fn ks_naf(ks: &Ks, rand: &[u8; 16], impi: &str, naf_id: &[u8]) -> Result<KsNaf, KdfError> {
     let impi = octets(2, non_empty_text(impi)?)?;
     let naf_id = octets(3, naf_id)?;
-    let out = KdfKey::new(ks.expose_secret())
-        .derive_checked(Fc::KS_NAF, &[b"gba-me", rand, impi, naf_id]);
+    let out = kdf_checked(
+        ks.expose_secret(),
+        Fc::KS_NAF,
+        &[b"gba-me", rand, impi, naf_id],
+    );
     Ok(KsNaf::from_array(*out.expose_secret()))
 }
 
@@ -93,7 +98,7 @@ pub fn kausf(
     sqn_xor_ak: &[u8; 6],
 ) -> Result<Kausf, KdfError> {
     let name = octets(0, non_empty_text(serving_network_name)?)?;
-    let out = ck_ik_key(ck, ik).derive_checked(Fc::KAUSF, &[name, sqn_xor_ak]);
+    let out = kdf_ck_ik(ck, ik, Fc::KAUSF, &[name, sqn_xor_ak]);
     Ok(Kausf::from_array(*out.expose_secret()))
 }
 
@@ -103,7 +108,7 @@ pub fn kausf(
 /// [`KdfError`] for an empty or non-NFKC SUPI, or one over 65535 octets.
 pub fn kakma(kausf: &Kausf, supi: &str) -> Result<Kakma, KdfError> {
     let supi = octets(1, non_empty_text(supi)?)?;
-    let out = KdfKey::new(kausf.expose_secret()).derive_checked(Fc::KAKMA, &[b"AKMA", supi]);
+    let out = kdf_checked(kausf.expose_secret(), Fc::KAKMA, &[b"AKMA", supi]);
     Ok(Kakma::from_array(*out.expose_secret()))
 }
 
@@ -114,7 +119,7 @@ pub fn kakma(kausf: &Kausf, supi: &str) -> Result<Kakma, KdfError> {
 /// [`KdfError`] for an empty or non-NFKC SUPI, or one over 65535 octets.
 pub fn a_tid(kausf: &Kausf, supi: &str) -> Result<ATid, KdfError> {
     let supi = octets(1, non_empty_text(supi)?)?;
-    let out = KdfKey::new(kausf.expose_secret()).derive_checked(Fc::A_TID, &[b"A-TID", supi]);
+    let out = kdf_checked(kausf.expose_secret(), Fc::A_TID, &[b"A-TID", supi]);
     Ok(ATid(*out.expose_secret()))
 }
 
@@ -125,7 +130,7 @@ pub fn a_tid(kausf: &Kausf, supi: &str) -> Result<ATid, KdfError> {
 /// [`KdfError::ParameterTooLong`] for an AF_ID over 65535 octets.
 pub fn kaf(kakma: &Kakma, af_id: &[u8]) -> Result<Kaf, KdfError> {
     let af_id = octets(0, af_id)?;
-    let out = KdfKey::new(kakma.expose_secret()).derive_checked(Fc::KAF, &[af_id]);
+    let out = kdf_checked(kakma.expose_secret(), Fc::KAF, &[af_id]);
     Ok(Kaf::from_array(*out.expose_secret()))
 }
 
@@ -161,7 +166,7 @@ impl core::fmt::Debug for ATid {
 /// [`KdfError`] if the profile's label is not a valid text parameter.
 pub fn e2m_int_key(ck: &Ck, ik: &Ik, profile: &E2mProfile<'_>) -> Result<E2mIntKey, KdfError> {
     let label = octets(0, non_empty_text(profile.int_key_label)?)?;
-    let out = ck_ik_key(ck, ik).derive_checked(profile.int_key_fc, &[label]);
+    let out = kdf_ck_ik(ck, ik, profile.int_key_fc, &[label]);
     Ok(E2mIntKey::from_array(*out.expose_secret()))
 }
 
@@ -176,18 +181,23 @@ pub fn e2m_key(
     emse_id: &str,
     profile: &E2mProfile<'_>,
 ) -> Result<E2mKey, KdfError> {
-    derive_e2m_key(&KdfKey::new(int_key.expose_secret()), emse_id, profile)
+    derive_e2m_key(
+        |fc, params| kdf_checked(int_key.expose_secret(), fc, params),
+        emse_id,
+        profile,
+    )
 }
 
+/// `e2m_key` with `kdf` as the KDF under the `e2m_int_key` (one-shot or precomputed).
 fn derive_e2m_key(
-    key: &KdfKey,
+    kdf: impl Fn(Fc, &[&[u8]]) -> KdfOutput,
     emse_id: &str,
     profile: &E2mProfile<'_>,
 ) -> Result<E2mKey, KdfError> {
     let emse = octets(0, non_empty_text(emse_id)?)?;
     let out = match profile.key_label {
-        None => key.derive_checked(profile.key_fc, &[emse]),
-        Some(label) => key.derive_checked(profile.key_fc, &[emse, octets(1, text_param(label)?)?]),
+        None => kdf(profile.key_fc, &[emse]),
+        Some(label) => kdf(profile.key_fc, &[emse, octets(1, text_param(label)?)?]),
     };
     Ok(E2mKey::from_array(*out.expose_secret()))
 }
@@ -227,6 +237,10 @@ impl<'p> E2mKeyDeriver<'p> {
     /// # Errors
     /// [`KdfError`] for an empty or non-NFKC EMSE_Id, or one over 65535 octets.
     pub fn derive(&self, emse_id: &str) -> Result<E2mKey, KdfError> {
-        derive_e2m_key(&self.key, emse_id, &self.profile)
+        derive_e2m_key(
+            |fc, params| self.key.derive_checked(fc, params),
+            emse_id,
+            &self.profile,
+        )
     }
 }

@@ -13,6 +13,14 @@ pub enum KdfError {
         /// Its length in octets.
         len: usize,
     },
+    /// The whole input string S is longer than a [`KdfInput`](crate::KdfInput) holds.
+    #[error("KDF input string S is {len} octets; a KdfInput holds at most {max}")]
+    InputTooLong {
+        /// Length of S in octets.
+        len: usize,
+        /// The most a `KdfInput` holds ([`KdfInput::MAX_LEN`](crate::KdfInput::MAX_LEN)).
+        max: usize,
+    },
     /// A text parameter is not in Unicode Normalization Form KC, which TS 33.220 B.2.1.2
     /// requires of character strings (without the `nfkc` feature only ASCII, which NFKC
     /// always leaves unchanged, is accepted).

@@ -76,6 +76,13 @@ impl Fc {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
+
+    /// Both octets of the FC's storage (the second is zero for a one-octet FC) and the
+    /// number of them that belong to S: lets the engine write the FC with one fixed-size
+    /// copy instead of a variable-length one.
+    pub(crate) const fn padded(&self) -> ([u8; 2], usize) {
+        (self.bytes, self.len as usize)
+    }
 }
 
 impl core::fmt::Debug for Fc {

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), no_std)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -15,7 +16,7 @@ mod text;
 pub use derive::{
     ATid, E2mKeyDeriver, a_tid, ck_ik_prime, e2m_int_key, e2m_key, kaf, kakma, kasme, kausf, ks_naf,
 };
-pub use engine::{KdfKey, kdf};
+pub use engine::{KdfInput, KdfKey, kdf};
 pub use error::{KdfError, KeyError};
 pub use fc::Fc;
 pub use profile::E2mProfile;
@@ -23,5 +24,6 @@ pub use secret::{
     Ck, CkPrime, E2mIntKey, E2mKey, Ik, IkPrime, Kaf, Kakma, Kasme, Kausf, KdfOutput, Ks, KsNaf,
 };
 #[cfg(feature = "nfkc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nfkc")))]
 pub use text::normalize_text;
 pub use text::text_param;

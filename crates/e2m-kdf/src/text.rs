@@ -41,6 +41,7 @@ fn is_nfkc(_text: &str) -> bool {
 
 /// The NFKC form of `text` (TS 33.220 B.2.1.2), to pass to a derivation.
 #[cfg(feature = "nfkc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nfkc")))]
 pub fn normalize_text(text: &str) -> alloc::string::String {
     use unicode_normalization::UnicodeNormalization;
     text.nfkc().collect()

@@ -190,13 +190,34 @@ fn raw_kdf_edge_cases_match_independent_reference() {
             })
             .collect();
         let refs: Vec<&[u8]> = params.iter().map(Vec::as_slice).collect();
-        let got = kdf(&c.bytes("key"), fc, &refs).unwrap();
+        let key = c.bytes("key");
+        let got = kdf(&key, fc, &refs).unwrap();
         assert_eq!(
             hex::encode(got.expose_secret()),
             c.text("out"),
             "{}",
             c.name
         );
+        // Every other path to the same derivation: precomputed key, S laid out in
+        // advance, and the interleaved batches.
+        let keyed = KdfKey::new(&key);
+        assert!(
+            keyed.derive(fc, &refs).unwrap() == got,
+            "{} (keyed)",
+            c.name
+        );
+        let input = match KdfInput::new(fc, &refs) {
+            Err(KdfError::InputTooLong { len, max }) => {
+                assert!(len > max, "{}", c.name);
+                continue;
+            }
+            other => other.unwrap(),
+        };
+        assert!(keyed.derive_input(&input) == got, "{} (input)", c.name);
+        let [a, b] = keyed.derive_inputs([&input, &input]);
+        assert!(a == got && b == got, "{} (inputs)", c.name);
+        let [a, b] = input.derive_for_keys([&keyed, &keyed]);
+        assert!(a == got && b == got, "{} (keys)", c.name);
     }
 }
 

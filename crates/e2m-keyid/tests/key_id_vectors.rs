@@ -1,14 +1,15 @@
-//! Key ids against the independent Python reference (crates/e2m-kdf/vectors/generate.py,
-//! data in crates/e2m-kdf/tests/data/derived.txt, inputs from TS 35.208 test set 1).
+//! Key ids against the independent Python reference (e2m-kdf's vectors/generate.py writes
+//! tests/data/key_id.txt, the same case as its own derived.txt; inputs from TS 35.208 test
+//! set 1). The file lives in this crate so that the tests run from the published package.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use e2m_kdf::{E2mIntKey, E2mProfile};
 use e2m_keyid::KeyId;
 
-const DERIVED: &str = include_str!("../../e2m-kdf/tests/data/derived.txt");
+const KEY_ID: &str = include_str!("data/key_id.txt");
 
 fn field(case: &str, key: &str) -> String {
-    let section = DERIVED.split(&format!("[{case}]")).nth(1).unwrap();
+    let section = KEY_ID.split(&format!("[{case}]")).nth(1).unwrap();
     section
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{key} = ")))

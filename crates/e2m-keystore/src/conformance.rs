@@ -2,15 +2,20 @@
 //! tests run against fresh stores.
 //!
 //! ```
-//! use e2m_keystore::{conformance, MemoryIntKeyStore};
-//! let report = conformance::int_keys(&MemoryIntKeyStore::new);
+//! use e2m_keystore::{block_on, conformance, MemoryIntKeyStore};
+//! let report = block_on(conformance::int_keys(&MemoryIntKeyStore::new));
 //! assert!(report.is_ok(), "{report}");
 //! ```
+//!
+//! The checks are `async`, as the store traits are: a backend whose futures need a runtime
+//! awaits them from its own async test (`#[tokio::test]`); [`block_on`]
+//! serves a backend whose futures are ready at once.
 //!
 //! Each check gets a fresh store from the factory, so checks never depend on one another.
 //! The suite returns a [`Report`] rather than panicking, so a backend can print every
 //! failure at once.
 
+use core::future::Future;
 use core::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -22,6 +27,7 @@ use crate::{
     EventSet, EventType, IdentityMap, IntKeyStore, Limit, Provisioned, PushOutcome,
     RetentionPolicy, SessionId, SessionPolicy, SessionRef, SessionStore, StoreError,
     SubscriptionPolicy, SubscriptionRecord, SubscriptionStore, Timestamp, UeFilter, UeRef,
+    block_on,
 };
 
 /// The outcome of one check.
@@ -40,6 +46,8 @@ pub struct CheckResult {
 pub struct Report {
     /// Every check run, in order.
     pub results: Vec<CheckResult>,
+    /// Run only the check of this name (see [`conformance_tests!`](crate::conformance_tests)).
+    only: Option<&'static str>,
 }
 
 impl Report {
@@ -58,11 +66,20 @@ impl Report {
         self.results.extend(other.results);
     }
 
-    fn run(&mut self, suite: &'static str, check: &'static str, f: impl FnOnce() -> Check) {
+    async fn run(
+        &mut self,
+        suite: &'static str,
+        check: &'static str,
+        f: impl Future<Output = Check>,
+    ) {
+        if self.only.is_some_and(|only| only != check) {
+            return;
+        }
+        let failure = f.await.err();
         self.results.push(CheckResult {
             suite,
             check,
-            failure: f().err(),
+            failure,
         });
     }
 }
@@ -97,18 +114,126 @@ pub struct Factories<'a, I, M, S, B> {
 }
 
 /// Runs all four suites.
-pub fn run_all<I, M, S, B>(f: &Factories<'_, I, M, S, B>) -> Report
+pub async fn run_all<I, M, S, B>(f: &Factories<'_, I, M, S, B>) -> Report
 where
     I: IntKeyStore,
     M: IdentityMap,
     S: SessionStore,
     B: SubscriptionStore,
 {
-    let mut report = int_keys(f.int_keys);
-    report.merge(identities(f.identities));
-    report.merge(sessions(f.sessions));
-    report.merge(subscriptions(f.subscriptions));
+    let mut report = int_keys(f.int_keys).await;
+    report.merge(identities(f.identities).await);
+    report.merge(sessions(f.sessions).await);
+    report.merge(subscriptions(f.subscriptions).await);
     report
+}
+
+/// One `#[test]` per conformance check, so that a backend's failing check is named by the
+/// test harness (`int_keys::sweep_removes_only_expired_keys FAILED`), like hkdf's
+/// `new_test!`. Each section is optional; each makes a module of tests named after the
+/// suite, and a `CHECKS` list of the check names it covers.
+///
+/// `run` waits for a future: [`block_on`] for stores whose futures are
+/// ready at once or driven elsewhere; a backend needing its runtime passes a function
+/// such as `fn run<F: Future>(f: F) -> F::Output { runtime().block_on(f) }`.
+///
+/// ```
+/// mod memory {
+///     use e2m_keystore::{MemoryIdentityMap, MemoryIntKeyStore, MemorySessionStore,
+///         MemorySubscriptionStore};
+///
+///     e2m_keystore::conformance_tests! {
+///         run: e2m_keystore::block_on,
+///         int_keys: MemoryIntKeyStore::new,
+///         identities: MemoryIdentityMap::new,
+///         sessions: MemorySessionStore::new,
+///         subscriptions: MemorySubscriptionStore::new,
+///     }
+/// }
+/// assert_eq!(memory::int_keys::CHECKS.len(), 18);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    (
+        run: $run:expr
+        $(, int_keys: $int_keys:expr)?
+        $(, identities: $identities:expr)?
+        $(, sessions: $sessions:expr)?
+        $(, subscriptions: $subscriptions:expr)?
+        $(,)?
+    ) => {
+        $($crate::__conformance_suite_tests!(int_keys, int_keys_only, $run, $int_keys, [
+            reports_its_policy,
+            push_then_get_returns_the_same_key,
+            unknown_ue_or_key_id_is_none,
+            a_push_as_old_as_the_oldest_key_evicts_that_key,
+            keeps_the_last_n_and_evicts_the_oldest,
+            latest_is_the_newest_by_creation_time,
+            equal_creation_times_order_by_arrival,
+            same_key_id_replaces,
+            identical_push_is_idempotent,
+            same_id_new_creation_time_is_a_replacement,
+            keys_expire_at_max_age,
+            expired_push_is_refused,
+            stale_push_is_not_stored,
+            expired_keys_do_not_take_a_place,
+            ues_are_independent,
+            remove_ue_forgets_every_key,
+            sweep_removes_only_expired_keys,
+            a_policy_of_one_keeps_only_the_latest
+        ]);)?
+        $($crate::__conformance_suite_tests!(identities, identities_only, $run, $identities, [
+            provision_then_resolve,
+            an_identity_means_nothing_to_another_emse,
+            no_normalisation,
+            reprovision_replaces_and_repeat_is_unchanged,
+            remove,
+            remove_emse
+        ]);)?
+        $($crate::__conformance_suite_tests!(sessions, sessions_only, $run, $sessions, [
+            reports_its_policy,
+            create_binds_the_emse_and_get_finds_it,
+            ids_are_fresh_and_random,
+            a_session_ref_is_never_reused,
+            only_the_exact_id_finds_a_session,
+            sessions_expire,
+            of_emse_lists_live_sessions_of_that_emse,
+            remove_ends_a_session,
+            limit_per_emse,
+            limit_in_total_and_expired_sessions_free_places
+        ]);)?
+        $($crate::__conformance_suite_tests!(subscriptions, subscriptions_only, $run, $subscriptions, [
+            add_get_remove_by_owner_only,
+            matching_by_ue_and_event,
+            remove_session_removes_only_its_own,
+            limits_and_invalid_input
+        ]);)?
+    };
+}
+
+/// One suite's tests for [`conformance_tests!`](crate::conformance_tests).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_suite_tests {
+    ($suite:ident, $only:ident, $run:expr, $make:expr, [$($check:ident),* $(,)?]) => {
+        /// The conformance checks of this suite, one test each.
+        pub mod $suite {
+            #[allow(unused_imports, reason = "the factory may name items of the enclosing module")]
+            use super::*;
+
+            /// The checks these tests cover.
+            pub const CHECKS: &[&str] = &[$(stringify!($check)),*];
+
+            $(
+                #[test]
+                fn $check() {
+                    let report = ($run)($crate::conformance::$only(&$make, stringify!($check)));
+                    assert_eq!(report.results.len(), 1, "the suite has no check of this name");
+                    assert!(report.is_ok(), "{report}");
+                }
+            )*
+        }
+    };
 }
 
 type Check = Result<(), String>;
@@ -195,25 +320,32 @@ fn policy(n: usize, max_age_secs: u64) -> RetentionPolicy {
     RetentionPolicy::new(n, Duration::from_secs(max_age_secs)).unwrap_or(RetentionPolicy::DEFAULT)
 }
 
-fn ids_held<S: IntKeyStore + ?Sized>(s: &S, ue: u64, now: Timestamp) -> Result<Vec<u32>, String> {
-    Ok(ok(s.held(&imsi(ue), now))?
+async fn ids_held<S: IntKeyStore + ?Sized>(
+    s: &S,
+    ue: u64,
+    now: Timestamp,
+) -> Result<Vec<u32>, String> {
+    Ok(ok(s.held(&imsi(ue), now).await)?
         .iter()
         .map(|k| k.key_id.as_u32())
         .collect())
 }
 
-fn push<S: IntKeyStore + ?Sized>(
+async fn push<S: IntKeyStore + ?Sized>(
     s: &S,
     ue: u64,
     id: u32,
     created: u64,
     now: u64,
 ) -> Result<PushOutcome, String> {
-    ok(s.push(&imsi(ue), kid(id), key(ue, id), at(created), at(now)))
+    ok(
+        s.push(&imsi(ue), kid(id), &key(ue, id), at(created), at(now))
+            .await,
+    )
 }
 
-fn served_is<S: IntKeyStore + ?Sized>(s: &S, ue: u64, id: u32, now: u64) -> Check {
-    match ok(s.get(&imsi(ue), kid(id), at(now)))? {
+async fn served_is<S: IntKeyStore + ?Sized>(s: &S, ue: u64, id: u32, now: u64) -> Check {
+    match ok(s.get(&imsi(ue), kid(id), at(now)).await)? {
         Some(k) => {
             ensure!(
                 k.info.key_id == kid(id),
@@ -230,397 +362,483 @@ fn served_is<S: IntKeyStore + ?Sized>(s: &S, ue: u64, id: u32, now: u64) -> Chec
     }
 }
 
-fn not_served<S: IntKeyStore + ?Sized>(s: &S, ue: u64, id: u32, now: u64) -> Check {
+async fn not_served<S: IntKeyStore + ?Sized>(s: &S, ue: u64, id: u32, now: u64) -> Check {
     ensure!(
-        ok(s.get(&imsi(ue), kid(id), at(now)))?.is_none(),
+        ok(s.get(&imsi(ue), kid(id), at(now)).await)?.is_none(),
         "key {id:x} of UE {ue} still served at +{now}"
     );
     Ok(())
 }
 
 /// The [`IntKeyStore`] checks. `make` builds an empty store applying the policy it is given.
-pub fn int_keys<S: IntKeyStore>(make: &dyn Fn(RetentionPolicy) -> S) -> Report {
+pub async fn int_keys<S: IntKeyStore>(make: &dyn Fn(RetentionPolicy) -> S) -> Report {
+    int_keys_selected(make, None).await
+}
+
+/// Only the check of [`int_keys`] named `check` (an empty report if there is none): what
+/// [`conformance_tests!`](crate::conformance_tests) runs in each of its tests.
+pub async fn int_keys_only<S: IntKeyStore>(
+    make: &dyn Fn(RetentionPolicy) -> S,
+    check: &'static str,
+) -> Report {
+    int_keys_selected(make, Some(check)).await
+}
+
+async fn int_keys_selected<S: IntKeyStore>(
+    make: &dyn Fn(RetentionPolicy) -> S,
+    only: Option<&'static str>,
+) -> Report {
     const S: &str = "int_keys";
-    let mut r = Report::default();
+    let mut r = Report {
+        only,
+        ..Report::default()
+    };
     let fresh = || make(policy(4, 1000));
 
-    r.run(S, "reports_its_policy", || {
+    r.run(S, "reports_its_policy", async {
         let p = policy(3, 77);
         ensure!(
             make(p).retention() == p,
             "retention() differs from the policy given"
         );
         Ok(())
-    });
-    r.run(S, "push_then_get_returns_the_same_key", || {
+    })
+    .await;
+    r.run(S, "push_then_get_returns_the_same_key", async {
         let s = fresh();
-        let out = push(&s, 1, 0xa1, 0, 0)?;
+        let out = push(&s, 1, 0xa1, 0, 0).await?;
         ensure!(
             out == PushOutcome::Stored { evicted: None },
             "first push: {out:?}"
         );
-        served_is(&s, 1, 0xa1, 1)?;
-        let k = ok(s.get(&imsi(1), kid(0xa1), at(1)))?;
+        served_is(&s, 1, 0xa1, 1).await?;
+        let k = ok(s.get(&imsi(1), kid(0xa1), at(1)).await)?;
         let info = k.map(|k| k.info);
         ensure!(
             info.map(|i| (i.created, i.expires)) == Some((at(0), at(1000))),
             "created/expires wrong: {info:?}"
         );
         Ok(())
-    });
-    r.run(S, "unknown_ue_or_key_id_is_none", || {
+    })
+    .await;
+    r.run(S, "unknown_ue_or_key_id_is_none", async {
         let s = fresh();
-        push(&s, 1, 0xa1, 0, 0)?;
-        not_served(&s, 2, 0xa1, 1)?;
-        not_served(&s, 1, 0xa2, 1)?;
+        push(&s, 1, 0xa1, 0, 0).await?;
+        not_served(&s, 2, 0xa1, 1).await?;
+        not_served(&s, 1, 0xa2, 1).await?;
         ensure!(
-            ok(s.latest(&imsi(2), at(1)))?.is_none(),
+            ok(s.latest(&imsi(2), at(1)).await)?.is_none(),
             "latest of unknown UE"
         );
-        ensure!(ids_held(&s, 2, at(1))?.is_empty(), "held of unknown UE");
-        Ok(())
-    });
-    r.run(S, "a_push_as_old_as_the_oldest_key_evicts_that_key", || {
-        // Retention is creation order with ties broken by arrival: a full UE receiving a key
-        // created at the same instant as its oldest one keeps the newcomer (it arrived
-        // later), evicts the oldest, and is not `Stale` (it is not older than every key).
-        let s = fresh();
-        for (t, id) in (1..=4).enumerate() {
-            push(&s, 1, id, t as u64, t as u64)?;
-        }
-        let out = push(&s, 1, 9, 0, 10)?;
         ensure!(
-            out == PushOutcome::Stored {
-                evicted: Some(kid(1))
-            },
-            "push created with the oldest key's time: {out:?}"
+            ids_held(&s, 2, at(1)).await?.is_empty(),
+            "held of unknown UE"
         );
-        not_served(&s, 1, 1, 11)?;
-        for id in [2, 3, 4, 9] {
-            served_is(&s, 1, id, 11)?;
-        }
         Ok(())
-    });
-    r.run(S, "keeps_the_last_n_and_evicts_the_oldest", || {
+    })
+    .await;
+    r.run(
+        S,
+        "a_push_as_old_as_the_oldest_key_evicts_that_key",
+        async {
+            // Retention is creation order with ties broken by arrival: a full UE receiving a key
+            // created at the same instant as its oldest one keeps the newcomer (it arrived
+            // later), evicts the oldest, and is not `Stale` (it is not older than every key).
+            let s = fresh();
+            for (t, id) in (1..=4).enumerate() {
+                push(&s, 1, id, t as u64, t as u64).await?;
+            }
+            let out = push(&s, 1, 9, 0, 10).await?;
+            ensure!(
+                out == PushOutcome::Stored {
+                    evicted: Some(kid(1))
+                },
+                "push created with the oldest key's time: {out:?}"
+            );
+            not_served(&s, 1, 1, 11).await?;
+            for id in [2, 3, 4, 9] {
+                served_is(&s, 1, id, 11).await?;
+            }
+            Ok(())
+        },
+    )
+    .await;
+    r.run(S, "keeps_the_last_n_and_evicts_the_oldest", async {
         let s = fresh();
         for (t, id) in (1..=4).enumerate() {
-            push(&s, 1, id, t as u64, t as u64)?;
+            push(&s, 1, id, t as u64, t as u64).await?;
         }
-        let out = push(&s, 1, 5, 10, 10)?;
+        let out = push(&s, 1, 5, 10, 10).await?;
         ensure!(
             out == PushOutcome::Stored {
                 evicted: Some(kid(1))
             },
             "fifth push: {out:?}"
         );
-        not_served(&s, 1, 1, 11)?;
+        not_served(&s, 1, 1, 11).await?;
         for id in 2..=5 {
-            served_is(&s, 1, id, 11)?;
+            served_is(&s, 1, id, 11).await?;
         }
-        let held = ids_held(&s, 1, at(11))?;
+        let held = ids_held(&s, 1, at(11)).await?;
         ensure!(held == [2, 3, 4, 5], "held oldest first: {held:?}");
         Ok(())
-    });
-    r.run(S, "latest_is_the_newest_by_creation_time", || {
+    })
+    .await;
+    r.run(S, "latest_is_the_newest_by_creation_time", async {
         let s = fresh();
-        push(&s, 1, 0x30, 30, 40)?;
-        push(&s, 1, 0x10, 10, 40)?;
-        push(&s, 1, 0x20, 20, 40)?;
-        let held = ids_held(&s, 1, at(41))?;
+        push(&s, 1, 0x30, 30, 40).await?;
+        push(&s, 1, 0x10, 10, 40).await?;
+        push(&s, 1, 0x20, 20, 40).await?;
+        let held = ids_held(&s, 1, at(41)).await?;
         ensure!(held == [0x10, 0x20, 0x30], "creation order: {held:?}");
-        let latest = ok(s.latest(&imsi(1), at(41)))?.map(|k| k.info.key_id);
+        let latest = ok(s.latest(&imsi(1), at(41)).await)?.map(|k| k.info.key_id);
         ensure!(latest == Some(kid(0x30)), "latest: {latest:?}");
         Ok(())
-    });
-    r.run(S, "equal_creation_times_order_by_arrival", || {
+    })
+    .await;
+    r.run(S, "equal_creation_times_order_by_arrival", async {
         let s = fresh();
-        push(&s, 1, 0xb, 5, 5)?;
-        push(&s, 1, 0xa, 5, 5)?;
-        let latest = ok(s.latest(&imsi(1), at(6)))?.map(|k| k.info.key_id);
+        push(&s, 1, 0xb, 5, 5).await?;
+        push(&s, 1, 0xa, 5, 5).await?;
+        let latest = ok(s.latest(&imsi(1), at(6)).await)?.map(|k| k.info.key_id);
         ensure!(latest == Some(kid(0xa)), "latest of a tie: {latest:?}");
         Ok(())
-    });
-    r.run(S, "same_key_id_replaces", || {
+    })
+    .await;
+    r.run(S, "same_key_id_replaces", async {
         let s = fresh();
-        push(&s, 1, 7, 0, 0)?;
-        push(&s, 1, 8, 1, 1)?;
+        push(&s, 1, 7, 0, 0).await?;
+        push(&s, 1, 8, 1, 1).await?;
         // Same id, other octets: built under another UE number so the bytes differ.
-        let out = ok(s.push(&imsi(1), kid(7), key(99, 7), at(2), at(2)))?;
+        let out = ok(s.push(&imsi(1), kid(7), &key(99, 7), at(2), at(2)).await)?;
         ensure!(out == PushOutcome::Replaced, "replacing push: {out:?}");
-        let got = ok(s.get(&imsi(1), kid(7), at(3)))?;
+        let got = ok(s.get(&imsi(1), kid(7), at(3)).await)?;
         ensure!(
             got.as_ref()
                 .map(|k| k.key.expose_secret() == &test_key_bytes(99, 7))
                 == Some(true),
             "old octets still served after replacement"
         );
-        let held = ids_held(&s, 1, at(3))?;
+        let held = ids_held(&s, 1, at(3)).await?;
         ensure!(
             held == [8, 7],
             "replacement re-ordered by creation: {held:?}"
         );
         Ok(())
-    });
-    r.run(S, "identical_push_is_idempotent", || {
+    })
+    .await;
+    r.run(S, "identical_push_is_idempotent", async {
         let s = fresh();
         for t in 0..4 {
-            push(&s, 1, t + 1, u64::from(t), u64::from(t))?;
+            push(&s, 1, t + 1, u64::from(t), u64::from(t)).await?;
         }
-        let out = push(&s, 1, 1, 0, 5)?;
+        let out = push(&s, 1, 1, 0, 5).await?;
         ensure!(out == PushOutcome::Unchanged, "repeated push: {out:?}");
-        let held = ids_held(&s, 1, at(5))?;
+        let held = ids_held(&s, 1, at(5)).await?;
         ensure!(
             held == [1, 2, 3, 4],
             "a repeated push changed the store: {held:?}"
         );
         Ok(())
-    });
-    r.run(S, "same_id_new_creation_time_is_a_replacement", || {
+    })
+    .await;
+    r.run(S, "same_id_new_creation_time_is_a_replacement", async {
         let s = fresh();
-        push(&s, 1, 1, 0, 0)?;
-        let out = push(&s, 1, 1, 3, 3)?;
+        push(&s, 1, 1, 0, 0).await?;
+        let out = push(&s, 1, 1, 3, 3).await?;
         ensure!(out == PushOutcome::Replaced, "{out:?}");
-        let info = ok(s.get(&imsi(1), kid(1), at(4)))?.map(|k| k.info.created);
+        let info = ok(s.get(&imsi(1), kid(1), at(4)).await)?.map(|k| k.info.created);
         ensure!(info == Some(at(3)), "creation time not updated: {info:?}");
         Ok(())
-    });
-    r.run(S, "keys_expire_at_max_age", || {
+    })
+    .await;
+    r.run(S, "keys_expire_at_max_age", async {
         let s = fresh();
-        push(&s, 1, 1, 100, 100)?;
-        served_is(&s, 1, 1, 1099)?;
-        not_served(&s, 1, 1, 1100)?;
+        push(&s, 1, 1, 100, 100).await?;
+        served_is(&s, 1, 1, 1099).await?;
+        not_served(&s, 1, 1, 1100).await?;
         ensure!(
-            ok(s.latest(&imsi(1), at(1100)))?.is_none(),
+            ok(s.latest(&imsi(1), at(1100)).await)?.is_none(),
             "latest served an expired key"
         );
         ensure!(
-            ids_held(&s, 1, at(1100))?.is_empty(),
+            ids_held(&s, 1, at(1100)).await?.is_empty(),
             "held lists an expired key"
         );
         Ok(())
-    });
-    r.run(S, "expired_push_is_refused", || {
+    })
+    .await;
+    r.run(S, "expired_push_is_refused", async {
         let s = fresh();
-        let out = push(&s, 1, 1, 0, 1000)?;
+        let out = push(&s, 1, 1, 0, 1000).await?;
         ensure!(out == PushOutcome::Expired, "{out:?}");
-        not_served(&s, 1, 1, 1000)?;
-        not_served(&s, 1, 1, 0)?;
+        not_served(&s, 1, 1, 1000).await?;
+        not_served(&s, 1, 1, 0).await?;
         Ok(())
-    });
-    r.run(S, "stale_push_is_not_stored", || {
+    })
+    .await;
+    r.run(S, "stale_push_is_not_stored", async {
         let s = fresh();
         for id in 1..=4 {
-            push(&s, 1, id, 10 + u64::from(id), 20)?;
+            push(&s, 1, id, 10 + u64::from(id), 20).await?;
         }
-        let out = push(&s, 1, 9, 5, 20)?;
+        let out = push(&s, 1, 9, 5, 20).await?;
         ensure!(out == PushOutcome::Stale, "{out:?}");
-        not_served(&s, 1, 9, 21)?;
-        let held = ids_held(&s, 1, at(21))?;
+        not_served(&s, 1, 9, 21).await?;
+        let held = ids_held(&s, 1, at(21)).await?;
         ensure!(
             held == [1, 2, 3, 4],
             "a stale push changed the store: {held:?}"
         );
         Ok(())
-    });
-    r.run(S, "expired_keys_do_not_take_a_place", || {
+    })
+    .await;
+    r.run(S, "expired_keys_do_not_take_a_place", async {
         let s = fresh();
         for id in 1..=4 {
-            push(&s, 1, id, 0, 0)?;
+            push(&s, 1, id, 0, 0).await?;
         }
-        let out = push(&s, 1, 5, 1000, 1000)?;
+        let out = push(&s, 1, 5, 1000, 1000).await?;
         ensure!(out.is_held(), "{out:?}");
-        let held = ids_held(&s, 1, at(1000))?;
+        let held = ids_held(&s, 1, at(1000)).await?;
         ensure!(held == [5], "{held:?}");
         // And a push older than the expired keys but still live is stored, not stale.
         Ok(())
-    });
-    r.run(S, "ues_are_independent", || {
+    })
+    .await;
+    r.run(S, "ues_are_independent", async {
         let s = fresh();
-        push(&s, 1, 1, 0, 0)?;
-        push(&s, 2, 1, 0, 0)?;
-        served_is(&s, 1, 1, 1)?;
-        served_is(&s, 2, 1, 1)?;
-        ok(s.remove_ue(&imsi(1)))?;
-        not_served(&s, 1, 1, 1)?;
-        served_is(&s, 2, 1, 1)?;
+        push(&s, 1, 1, 0, 0).await?;
+        push(&s, 2, 1, 0, 0).await?;
+        served_is(&s, 1, 1, 1).await?;
+        served_is(&s, 2, 1, 1).await?;
+        ok(s.remove_ue(&imsi(1)).await)?;
+        not_served(&s, 1, 1, 1).await?;
+        served_is(&s, 2, 1, 1).await?;
         Ok(())
-    });
-    r.run(S, "remove_ue_forgets_every_key", || {
+    })
+    .await;
+    r.run(S, "remove_ue_forgets_every_key", async {
         let s = fresh();
         for id in 1..=3 {
-            push(&s, 1, id, 0, 0)?;
+            push(&s, 1, id, 0, 0).await?;
         }
-        let n = ok(s.remove_ue(&imsi(1)))?;
+        let n = ok(s.remove_ue(&imsi(1)).await)?;
         ensure!(n == 3, "remove_ue returned {n}");
         for id in 1..=3 {
-            not_served(&s, 1, id, 1)?;
+            not_served(&s, 1, id, 1).await?;
         }
-        let n = ok(s.remove_ue(&imsi(1)))?;
+        let n = ok(s.remove_ue(&imsi(1)).await)?;
         ensure!(n == 0, "second remove_ue returned {n}");
         Ok(())
-    });
-    r.run(S, "sweep_removes_only_expired_keys", || {
+    })
+    .await;
+    r.run(S, "sweep_removes_only_expired_keys", async {
         let s = fresh();
-        push(&s, 1, 1, 0, 0)?;
-        push(&s, 1, 2, 500, 500)?;
-        push(&s, 2, 1, 0, 0)?;
-        let mut retired = Vec::new();
-        let n = ok(s.sweep(at(1000), &mut |imsi, info| {
-            retired.push((imsi.clone(), info.key_id, info.created));
-        }))?;
-        ensure!(n == 2, "sweep removed {n}");
+        push(&s, 1, 1, 0, 0).await?;
+        push(&s, 1, 2, 500, 500).await?;
+        push(&s, 2, 1, 0, 0).await?;
+        let mut retired: Vec<_> = ok(s.sweep(at(1000)).await)?
+            .into_iter()
+            .map(|(imsi, info)| (imsi, info.key_id, info.created))
+            .collect();
         retired.sort_by(|a, b| a.0.cmp(&b.0));
         ensure!(
             retired == [(imsi(1), kid(1), at(0)), (imsi(2), kid(1), at(0))],
             "sweep reported {retired:?}"
         );
-        served_is(&s, 1, 2, 1000)?;
-        let n = ok(s.sweep(at(1000), &mut |_, _| {}))?;
-        ensure!(n == 0, "second sweep removed {n}");
+        served_is(&s, 1, 2, 1000).await?;
+        let again = ok(s.sweep(at(1000)).await)?;
+        ensure!(again.is_empty(), "second sweep removed {again:?}");
         Ok(())
-    });
-    r.run(S, "a_policy_of_one_keeps_only_the_latest", || {
+    })
+    .await;
+    r.run(S, "a_policy_of_one_keeps_only_the_latest", async {
         let s = make(policy(1, 1000));
-        push(&s, 1, 1, 0, 0)?;
-        let out = push(&s, 1, 2, 1, 1)?;
+        push(&s, 1, 1, 0, 0).await?;
+        let out = push(&s, 1, 2, 1, 1).await?;
         ensure!(
             out == PushOutcome::Stored {
                 evicted: Some(kid(1))
             },
             "{out:?}"
         );
-        not_served(&s, 1, 1, 2)?;
-        served_is(&s, 1, 2, 2)?;
+        not_served(&s, 1, 1, 2).await?;
+        served_is(&s, 1, 2, 2).await?;
         Ok(())
-    });
+    })
+    .await;
     r
 }
 
 /// The [`IdentityMap`] checks.
-pub fn identities<M: IdentityMap>(make: &dyn Fn() -> M) -> Report {
+pub async fn identities<M: IdentityMap>(make: &dyn Fn() -> M) -> Report {
+    identities_selected(make, None).await
+}
+
+/// Only the check of [`identities`] named `check` (an empty report if there is none): what
+/// [`conformance_tests!`](crate::conformance_tests) runs in each of its tests.
+pub async fn identities_only<M: IdentityMap>(make: &dyn Fn() -> M, check: &'static str) -> Report {
+    identities_selected(make, Some(check)).await
+}
+
+async fn identities_selected<M: IdentityMap>(
+    make: &dyn Fn() -> M,
+    only: Option<&'static str>,
+) -> Report {
     const S: &str = "identities";
-    let mut r = Report::default();
+    let mut r = Report {
+        only,
+        ..Report::default()
+    };
     let a = || emse("emse-a.example.com");
     let b = || emse("emse-b.example.com");
     let ue = || app("sensor-17@iot.example.com");
 
-    r.run(S, "provision_then_resolve", || {
+    r.run(S, "provision_then_resolve", async {
         let m = make();
-        let out = ok(m.provision(&a(), &ue(), &imsi(1)))?;
+        let out = ok(m.provision(&a(), &ue(), &imsi(1)).await)?;
         ensure!(out == Provisioned::New, "{out:?}");
-        let got = ok(m.resolve(&a(), &ue()))?;
+        let got = ok(m.resolve(&a(), &ue()).await)?;
         ensure!(got == Some(imsi(1)), "{got:?}");
         Ok(())
-    });
-    r.run(S, "an_identity_means_nothing_to_another_emse", || {
+    })
+    .await;
+    r.run(S, "an_identity_means_nothing_to_another_emse", async {
         let m = make();
-        ok(m.provision(&a(), &ue(), &imsi(1)))?;
-        let got = ok(m.resolve(&b(), &ue()))?;
+        ok(m.provision(&a(), &ue(), &imsi(1)).await)?;
+        let got = ok(m.resolve(&b(), &ue()).await)?;
         ensure!(
             got.is_none(),
             "resolved for an EMSE it was not provisioned for"
         );
         Ok(())
-    });
-    r.run(S, "no_normalisation", || {
+    })
+    .await;
+    r.run(S, "no_normalisation", async {
         let m = make();
-        ok(m.provision(&a(), &ue(), &imsi(1)))?;
+        ok(m.provision(&a(), &ue(), &imsi(1)).await)?;
         for other in [
             "Sensor-17@iot.example.com",
             "sensor-17@IOT.example.com",
             "sensor-17@iot.example.com.",
         ] {
             ensure!(
-                ok(m.resolve(&a(), &app(other)))?.is_none(),
+                ok(m.resolve(&a(), &app(other)).await)?.is_none(),
                 "{other} resolved"
             );
         }
         ensure!(
-            ok(m.resolve(&emse("EMSE-A.example.com"), &ue()))?.is_none(),
+            ok(m.resolve(&emse("EMSE-A.example.com"), &ue()).await)?.is_none(),
             "EMSE_Id compared without case"
         );
         Ok(())
-    });
-    r.run(S, "reprovision_replaces_and_repeat_is_unchanged", || {
+    })
+    .await;
+    r.run(S, "reprovision_replaces_and_repeat_is_unchanged", async {
         let m = make();
-        ok(m.provision(&a(), &ue(), &imsi(1)))?;
-        let out = ok(m.provision(&a(), &ue(), &imsi(1)))?;
+        ok(m.provision(&a(), &ue(), &imsi(1)).await)?;
+        let out = ok(m.provision(&a(), &ue(), &imsi(1)).await)?;
         ensure!(out == Provisioned::Unchanged, "{out:?}");
-        let out = ok(m.provision(&a(), &ue(), &imsi(2)))?;
+        let out = ok(m.provision(&a(), &ue(), &imsi(2)).await)?;
         ensure!(
             out == Provisioned::Replaced { previous: imsi(1) },
             "{out:?}"
         );
-        let got = ok(m.resolve(&a(), &ue()))?;
+        let got = ok(m.resolve(&a(), &ue()).await)?;
         ensure!(got == Some(imsi(2)), "{got:?}");
         Ok(())
-    });
-    r.run(S, "remove", || {
+    })
+    .await;
+    r.run(S, "remove", async {
         let m = make();
-        ok(m.provision(&a(), &ue(), &imsi(1)))?;
-        ok(m.provision(&b(), &ue(), &imsi(1)))?;
-        let got = ok(m.remove(&a(), &ue()))?;
+        ok(m.provision(&a(), &ue(), &imsi(1)).await)?;
+        ok(m.provision(&b(), &ue(), &imsi(1)).await)?;
+        let got = ok(m.remove(&a(), &ue()).await)?;
         ensure!(got == Some(imsi(1)), "{got:?}");
         ensure!(
-            ok(m.resolve(&a(), &ue()))?.is_none(),
+            ok(m.resolve(&a(), &ue()).await)?.is_none(),
             "still resolved after remove"
         );
         ensure!(
-            ok(m.resolve(&b(), &ue()))?.is_some(),
+            ok(m.resolve(&b(), &ue()).await)?.is_some(),
             "remove touched another EMSE"
         );
-        ensure!(ok(m.remove(&a(), &ue()))?.is_none(), "second remove");
+        ensure!(ok(m.remove(&a(), &ue()).await)?.is_none(), "second remove");
         Ok(())
-    });
-    r.run(S, "remove_emse", || {
+    })
+    .await;
+    r.run(S, "remove_emse", async {
         let m = make();
         for n in 0..10u64 {
-            ok(m.provision(&a(), &app(&format!("ue-{n}")), &imsi(n)))?;
+            ok(m.provision(&a(), &app(&format!("ue-{n}")), &imsi(n)).await)?;
         }
-        ok(m.provision(&b(), &app("ue-0"), &imsi(0)))?;
-        let n = ok(m.remove_emse(&a()))?;
+        ok(m.provision(&b(), &app("ue-0"), &imsi(0)).await)?;
+        let n = ok(m.remove_emse(&a()).await)?;
         ensure!(n == 10, "remove_emse returned {n}");
         ensure!(
-            ok(m.resolve(&a(), &app("ue-3")))?.is_none(),
+            ok(m.resolve(&a(), &app("ue-3")).await)?.is_none(),
             "still resolved"
         );
         ensure!(
-            ok(m.resolve(&b(), &app("ue-0")))?.is_some(),
+            ok(m.resolve(&b(), &app("ue-0")).await)?.is_some(),
             "other EMSE lost its map"
         );
         Ok(())
-    });
+    })
+    .await;
     r
 }
 
 /// The [`SessionStore`] checks. `make` builds an empty store applying the policy given.
-pub fn sessions<S: SessionStore>(make: &dyn Fn(SessionPolicy) -> S) -> Report {
+pub async fn sessions<S: SessionStore>(make: &dyn Fn(SessionPolicy) -> S) -> Report {
+    sessions_selected(make, None).await
+}
+
+/// Only the check of [`sessions`] named `check` (an empty report if there is none): what
+/// [`conformance_tests!`](crate::conformance_tests) runs in each of its tests.
+pub async fn sessions_only<S: SessionStore>(
+    make: &dyn Fn(SessionPolicy) -> S,
+    check: &'static str,
+) -> Report {
+    sessions_selected(make, Some(check)).await
+}
+
+async fn sessions_selected<S: SessionStore>(
+    make: &dyn Fn(SessionPolicy) -> S,
+    only: Option<&'static str>,
+) -> Report {
     const SUITE: &str = "sessions";
-    let mut r = Report::default();
+    let mut r = Report {
+        only,
+        ..Report::default()
+    };
     let small =
         || SessionPolicy::new(Duration::from_secs(100), 3, 5).unwrap_or(SessionPolicy::DEFAULT);
     let a = || emse("emse-a.example.com");
     let b = || emse("emse-b.example.com");
 
-    r.run(SUITE, "reports_its_policy", || {
+    r.run(SUITE, "reports_its_policy", async {
         ensure!(make(small()).session_policy() == small(), "policy differs");
         Ok(())
-    });
-    r.run(SUITE, "create_binds_the_emse_and_get_finds_it", || {
+    })
+    .await;
+    r.run(SUITE, "create_binds_the_emse_and_get_finds_it", async {
         let s = make(small());
-        let (id, info) = ok(s.create(&a(), at(0)))?;
+        let (id, info) = ok(s.create(&a(), at(0)).await)?;
         ensure!(info.emse == a(), "bound to {:?}", info.emse);
         ensure!(info.created == at(0) && info.expires == at(100), "{info:?}");
-        let got = ok(s.get(&id, at(1)))?;
+        let got = ok(s.get(&id, at(1)).await)?;
         ensure!(got.as_ref() == Some(&info), "{got:?}");
         Ok(())
-    });
-    r.run(SUITE, "ids_are_fresh_and_random", || {
+    })
+    .await;
+    r.run(SUITE, "ids_are_fresh_and_random", async {
         let s = make(SessionPolicy::DEFAULT);
         let mut seen: Vec<[u8; 16]> = Vec::new();
         let mut refs = Vec::new();
         for n in 0..40 {
-            let (id, info) = ok(s.create(&emse(&format!("emse-{}", n % 8)), at(0)))?;
+            let (id, info) = ok(s.create(&emse(&format!("emse-{}", n % 8)), at(0)).await)?;
             seen.push(*id.expose_secret());
             refs.push(info.session);
         }
@@ -643,20 +861,21 @@ pub fn sessions<S: SessionStore>(make: &dyn Fn(SessionPolicy) -> S) -> Report {
         refs.dedup();
         ensure!(refs.len() == 40, "duplicate session refs");
         Ok(())
-    });
-    r.run(SUITE, "a_session_ref_is_never_reused", || {
+    })
+    .await;
+    r.run(SUITE, "a_session_ref_is_never_reused", async {
         // Audit records and subscriptions name sessions by `SessionRef`: a new session must
         // never take the ref of one that ended (removed or swept), or a stale subscription
         // or audit trail would point at the wrong EMSE session.
         let s = make(small());
         let mut refs = Vec::new();
         for round in 0..4u64 {
-            let (id, info) = ok(s.create(&a(), at(round * 200)))?;
+            let (id, info) = ok(s.create(&a(), at(round * 200)).await)?;
             refs.push(info.session);
-            ok(s.remove(&id))?;
-            let (_, swept) = ok(s.create(&b(), at(round * 200)))?;
+            ok(s.remove(&id).await)?;
+            let (_, swept) = ok(s.create(&b(), at(round * 200)).await)?;
             refs.push(swept.session);
-            ok(s.sweep(at(round * 200 + 150)))?;
+            ok(s.sweep(at(round * 200 + 150)).await)?;
         }
         let n = refs.len();
         refs.sort_unstable();
@@ -666,75 +885,86 @@ pub fn sessions<S: SessionStore>(make: &dyn Fn(SessionPolicy) -> S) -> Report {
             "a session ref was reused after removal or expiry"
         );
         Ok(())
-    });
-    r.run(SUITE, "only_the_exact_id_finds_a_session", || {
+    })
+    .await;
+    r.run(SUITE, "only_the_exact_id_finds_a_session", async {
         let s = make(small());
-        let (id, _) = ok(s.create(&a(), at(0)))?;
+        let (id, _) = ok(s.create(&a(), at(0)).await)?;
         let mut bytes = *id.expose_secret();
         for bit in [0usize, 7, 64, 127] {
             bytes[bit / 8] ^= 1 << (bit % 8);
             let other = SessionId::from_array(bytes);
             ensure!(
-                ok(s.get(&other, at(1)))?.is_none(),
+                ok(s.get(&other, at(1)).await)?.is_none(),
                 "id with bit {bit} flipped found"
             );
             bytes[bit / 8] ^= 1 << (bit % 8);
         }
         ensure!(
-            ok(s.get(&SessionId::from_array([0; 16]), at(1)))?.is_none(),
+            ok(s.get(&SessionId::from_array([0; 16]), at(1)).await)?.is_none(),
             "zero id found"
         );
         Ok(())
-    });
-    r.run(SUITE, "sessions_expire", || {
+    })
+    .await;
+    r.run(SUITE, "sessions_expire", async {
         let s = make(small());
-        let (id, _) = ok(s.create(&a(), at(0)))?;
-        ensure!(ok(s.get(&id, at(99)))?.is_some(), "gone before expiry");
-        ensure!(ok(s.get(&id, at(100)))?.is_none(), "served at expiry");
-        let swept = ok(s.sweep(at(100)))?;
+        let (id, _) = ok(s.create(&a(), at(0)).await)?;
+        ensure!(
+            ok(s.get(&id, at(99)).await)?.is_some(),
+            "gone before expiry"
+        );
+        ensure!(ok(s.get(&id, at(100)).await)?.is_none(), "served at expiry");
+        let swept = ok(s.sweep(at(100)).await)?;
         ensure!(
             swept.len() == 1 && swept[0].emse == a(),
             "sweep returned {swept:?}"
         );
-        ensure!(ok(s.sweep(at(100)))?.is_empty(), "second sweep not empty");
+        ensure!(
+            ok(s.sweep(at(100)).await)?.is_empty(),
+            "second sweep not empty"
+        );
         Ok(())
-    });
-    r.run(SUITE, "of_emse_lists_live_sessions_of_that_emse", || {
+    })
+    .await;
+    r.run(SUITE, "of_emse_lists_live_sessions_of_that_emse", async {
         let s = make(small());
-        let (_, first) = ok(s.create(&a(), at(0)))?;
-        let (_, second) = ok(s.create(&a(), at(50)))?;
-        ok(s.create(&b(), at(0)))?;
-        let got = ok(s.of_emse(&a(), at(60)))?;
+        let (_, first) = ok(s.create(&a(), at(0)).await)?;
+        let (_, second) = ok(s.create(&a(), at(50)).await)?;
+        ok(s.create(&b(), at(0)).await)?;
+        let got = ok(s.of_emse(&a(), at(60)).await)?;
         ensure!(got == [first, second.clone()], "of_emse: {got:?}");
-        let got = ok(s.of_emse(&a(), at(100)))?;
+        let got = ok(s.of_emse(&a(), at(100)).await)?;
         ensure!(got == [second], "expired session listed: {got:?}");
         ensure!(
-            ok(s.of_emse(&emse("emse-c"), at(0)))?.is_empty(),
+            ok(s.of_emse(&emse("emse-c"), at(0)).await)?.is_empty(),
             "unknown EMSE"
         );
         Ok(())
-    });
-    r.run(SUITE, "remove_ends_a_session", || {
+    })
+    .await;
+    r.run(SUITE, "remove_ends_a_session", async {
         let s = make(small());
-        let (id, info) = ok(s.create(&a(), at(0)))?;
-        let (other, _) = ok(s.create(&a(), at(0)))?;
-        let got = ok(s.remove(&id))?;
+        let (id, info) = ok(s.create(&a(), at(0)).await)?;
+        let (other, _) = ok(s.create(&a(), at(0)).await)?;
+        let got = ok(s.remove(&id).await)?;
         ensure!(got == Some(info), "remove returned {got:?}");
-        ensure!(ok(s.get(&id, at(1)))?.is_none(), "found after remove");
-        ensure!(ok(s.remove(&id))?.is_none(), "second remove");
+        ensure!(ok(s.get(&id, at(1)).await)?.is_none(), "found after remove");
+        ensure!(ok(s.remove(&id).await)?.is_none(), "second remove");
         ensure!(
-            ok(s.get(&other, at(1)))?.is_some(),
+            ok(s.get(&other, at(1)).await)?.is_some(),
             "remove ended another session"
         );
         Ok(())
-    });
-    r.run(SUITE, "limit_per_emse", || {
+    })
+    .await;
+    r.run(SUITE, "limit_per_emse", async {
         let s = make(small());
         let mut ids = Vec::new();
         for _ in 0..3 {
-            ids.push(ok(s.create(&a(), at(0)))?.0);
+            ids.push(ok(s.create(&a(), at(0)).await)?.0);
         }
-        match s.create(&a(), at(0)) {
+        match s.create(&a(), at(0)).await {
             Err(StoreError::LimitReached(Limit::SessionsPerEmse)) => {}
             other => {
                 return Err(format!(
@@ -743,42 +973,66 @@ pub fn sessions<S: SessionStore>(make: &dyn Fn(SessionPolicy) -> S) -> Report {
                 ));
             }
         }
-        ensure!(ok(s.create(&b(), at(0))).is_ok(), "another EMSE refused");
+        ensure!(
+            ok(s.create(&b(), at(0)).await).is_ok(),
+            "another EMSE refused"
+        );
         if let Some(first) = ids.first() {
-            ok(s.remove(first))?;
+            ok(s.remove(first).await)?;
         }
         ensure!(
-            ok(s.create(&a(), at(0))).is_ok(),
+            ok(s.create(&a(), at(0)).await).is_ok(),
             "a removed session still holds a place"
         );
         Ok(())
-    });
+    })
+    .await;
     r.run(
         SUITE,
         "limit_in_total_and_expired_sessions_free_places",
-        || {
+        async {
             let s = make(small());
             for n in 0..5 {
-                ok(s.create(&emse(&format!("emse-{n}")), at(0)))?;
+                ok(s.create(&emse(&format!("emse-{n}")), at(0)).await)?;
             }
-            match s.create(&emse("emse-x"), at(1)) {
+            match s.create(&emse("emse-x"), at(1)).await {
                 Err(StoreError::LimitReached(Limit::SessionsTotal)) => {}
                 other => return Err(format!("sixth session: {:?}", other.map(|x| x.1))),
             }
             ensure!(
-                ok(s.create(&emse("emse-x"), at(100))).is_ok(),
+                ok(s.create(&emse("emse-x"), at(100)).await).is_ok(),
                 "expired sessions still hold places"
             );
             Ok(())
         },
-    );
+    )
+    .await;
     r
 }
 
 /// The [`SubscriptionStore`] checks.
-pub fn subscriptions<B: SubscriptionStore>(make: &dyn Fn(SubscriptionPolicy) -> B) -> Report {
+pub async fn subscriptions<B: SubscriptionStore>(make: &dyn Fn(SubscriptionPolicy) -> B) -> Report {
+    subscriptions_selected(make, None).await
+}
+
+/// Only the check of [`subscriptions`] named `check` (an empty report if there is none): what
+/// [`conformance_tests!`](crate::conformance_tests) runs in each of its tests.
+pub async fn subscriptions_only<B: SubscriptionStore>(
+    make: &dyn Fn(SubscriptionPolicy) -> B,
+    check: &'static str,
+) -> Report {
+    subscriptions_selected(make, Some(check)).await
+}
+
+async fn subscriptions_selected<B: SubscriptionStore>(
+    make: &dyn Fn(SubscriptionPolicy) -> B,
+    only: Option<&'static str>,
+) -> Report {
     const S: &str = "subscriptions";
-    let mut r = Report::default();
+    let mut r = Report {
+        only,
+        ..Report::default()
+    };
     let policy = SubscriptionPolicy {
         max_per_session: 3,
         max_total: 5,
@@ -797,85 +1051,123 @@ pub fn subscriptions<B: SubscriptionStore>(make: &dyn Fn(SubscriptionPolicy) -> 
     let s1 = SessionRef::from_u64(1);
     let s2 = SessionRef::from_u64(2);
 
-    r.run(S, "add_get_remove_by_owner_only", || {
+    r.run(S, "add_get_remove_by_owner_only", async {
         let b = make(policy);
         let x = sub(1, Some(7), EventSet::single(EventType::KeyAvailable));
-        let id = ok(b.add(x.clone()))?;
+        let id = ok(b.add(x.clone()).await)?;
         ensure!(
-            ok(b.get(s1, id))? == Some(x.clone()),
+            ok(b.get(s1, id).await)? == Some(x.clone()),
             "owner cannot read it"
         );
-        ensure!(ok(b.get(s2, id))?.is_none(), "another session can read it");
         ensure!(
-            ok(b.remove(s2, id))?.is_none(),
+            ok(b.get(s2, id).await)?.is_none(),
+            "another session can read it"
+        );
+        ensure!(
+            ok(b.remove(s2, id).await)?.is_none(),
             "another session removed it"
         );
-        ensure!(ok(b.get(s1, id))?.is_some(), "gone after a refused remove");
-        ensure!(ok(b.remove(s1, id))? == Some(x), "owner's remove");
-        ensure!(ok(b.get(s1, id))?.is_none(), "still there after remove");
+        ensure!(
+            ok(b.get(s1, id).await)?.is_some(),
+            "gone after a refused remove"
+        );
+        ensure!(ok(b.remove(s1, id).await)? == Some(x), "owner's remove");
+        ensure!(
+            ok(b.get(s1, id).await)?.is_none(),
+            "still there after remove"
+        );
         Ok(())
-    });
-    r.run(S, "matching_by_ue_and_event", || {
+    })
+    .await;
+    r.run(S, "matching_by_ue_and_event", async {
         let b = make(policy);
-        let only7 = ok(b.add(sub(1, Some(7), EventSet::single(EventType::KeyAvailable))))?;
-        let all = ok(b.add(sub(2, None, EventSet::single(EventType::KeyAvailable))))?;
-        let removed = ok(b.add(sub(2, Some(7), EventSet::single(EventType::KeyRetired))))?;
-        let ids = |imsi_n: u64, ev: EventSet| -> Result<Vec<_>, String> {
-            Ok(ok(b.matching(&imsi(imsi_n), ev))?
+        let only7 = ok(b
+            .add(sub(1, Some(7), EventSet::single(EventType::KeyAvailable)))
+            .await)?;
+        let all = ok(b
+            .add(sub(2, None, EventSet::single(EventType::KeyAvailable)))
+            .await)?;
+        let removed = ok(b
+            .add(sub(2, Some(7), EventSet::single(EventType::KeyRetired)))
+            .await)?;
+        let ids = async |imsi_n: u64, ev: EventSet| -> Result<Vec<_>, String> {
+            Ok(ok(b.matching(&imsi(imsi_n), ev).await)?
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect())
         };
         ensure!(
-            ids(7, EventSet::single(EventType::KeyAvailable))? == [only7, all],
+            ids(7, EventSet::single(EventType::KeyAvailable)).await? == [only7, all],
             "UE 7, key available"
         );
         ensure!(
-            ids(8, EventSet::single(EventType::KeyAvailable))? == [all],
+            ids(8, EventSet::single(EventType::KeyAvailable)).await? == [all],
             "UE 8, key available"
         );
         ensure!(
-            ids(7, EventSet::single(EventType::KeyRetired))? == [removed],
+            ids(7, EventSet::single(EventType::KeyRetired)).await? == [removed],
             "UE 7, keys removed"
         );
         ensure!(
-            ids(8, EventSet::single(EventType::KeyRetired))?.is_empty(),
+            ids(8, EventSet::single(EventType::KeyRetired))
+                .await?
+                .is_empty(),
             "UE 8, keys removed"
         );
         Ok(())
-    });
-    r.run(S, "remove_session_removes_only_its_own", || {
+    })
+    .await;
+    r.run(S, "remove_session_removes_only_its_own", async {
         let b = make(policy);
-        ok(b.add(sub(1, Some(7), EventSet::single(EventType::KeyAvailable))))?;
-        ok(b.add(sub(1, None, EventSet::single(EventType::KeyAvailable))))?;
-        let keep = ok(b.add(sub(2, Some(7), EventSet::single(EventType::KeyAvailable))))?;
-        let n = ok(b.remove_session(s1))?;
+        ok(
+            b.add(sub(1, Some(7), EventSet::single(EventType::KeyAvailable)))
+                .await,
+        )?;
+        ok(
+            b.add(sub(1, None, EventSet::single(EventType::KeyAvailable)))
+                .await,
+        )?;
+        let keep = ok(b
+            .add(sub(2, Some(7), EventSet::single(EventType::KeyAvailable)))
+            .await)?;
+        let n = ok(b.remove_session(s1).await)?;
         ensure!(n == 2, "remove_session returned {n}");
-        let left: Vec<_> = ok(b.matching(&imsi(7), EventSet::single(EventType::KeyAvailable)))?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let left: Vec<_> = ok(b
+            .matching(&imsi(7), EventSet::single(EventType::KeyAvailable))
+            .await)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
         ensure!(left == [keep], "{left:?}");
         Ok(())
-    });
-    r.run(S, "limits_and_invalid_input", || {
+    })
+    .await;
+    r.run(S, "limits_and_invalid_input", async {
         let b = make(policy);
         for _ in 0..3 {
-            ok(b.add(sub(1, None, EventSet::single(EventType::KeyAvailable))))?;
+            ok(
+                b.add(sub(1, None, EventSet::single(EventType::KeyAvailable)))
+                    .await,
+            )?;
         }
         ensure!(
             matches!(
-                b.add(sub(1, None, EventSet::single(EventType::KeyAvailable))),
+                b.add(sub(1, None, EventSet::single(EventType::KeyAvailable)))
+                    .await,
                 Err(StoreError::LimitReached(Limit::SubscriptionsPerSession))
             ),
             "fourth subscription of one session accepted"
         );
         for _ in 0..2 {
-            ok(b.add(sub(2, None, EventSet::single(EventType::KeyAvailable))))?;
+            ok(
+                b.add(sub(2, None, EventSet::single(EventType::KeyAvailable)))
+                    .await,
+            )?;
         }
         ensure!(
             matches!(
-                b.add(sub(3, None, EventSet::single(EventType::KeyAvailable))),
+                b.add(sub(3, None, EventSet::single(EventType::KeyAvailable)))
+                    .await,
                 Err(StoreError::LimitReached(Limit::SubscriptionsTotal))
             ),
             "sixth subscription accepted"
@@ -885,18 +1177,20 @@ pub fn subscriptions<B: SubscriptionStore>(make: &dyn Fn(SubscriptionPolicy) -> 
         let mut long = sub(1, None, EventSet::single(EventType::KeyAvailable));
         long.callback = "x".repeat(65);
         ensure!(
-            matches!(b.add(long), Err(StoreError::InvalidInput(_))),
+            matches!(b.add(long).await, Err(StoreError::InvalidInput(_))),
             "over-long callback accepted"
         );
         ensure!(
             b.matching(&imsi(1), EventSet::single(EventType::KeyAvailable))
+                .await
                 .map(|v| v.len())
                 .ok()
                 == Some(0),
             "refused subscriptions were stored"
         );
         Ok(())
-    });
+    })
+    .await;
     r
 }
 
@@ -952,6 +1246,14 @@ impl Default for StressConfig {
 ///
 /// At the end every UE must hold exactly its last N keys.
 ///
+/// Threads, not concurrent futures on one task, so that an in-memory backend meets real
+/// parallel contention on its locks. Each thread drives its store calls with
+/// [`block_on`], which parks the thread while a future is pending: right
+/// for a backend whose I/O is driven elsewhere (a `tokio-postgres` client whose connection
+/// task runs on a multi-threaded runtime; call this function from
+/// `tokio::task::spawn_blocking`), and for one whose futures are ready at once (in-memory,
+/// or an embedded database called synchronously).
+///
 /// # Errors
 /// A description of the first violation seen.
 pub fn stress_int_keys<S: IntKeyStore + 'static>(
@@ -974,28 +1276,34 @@ pub fn stress_int_keys<S: IntKeyStore + 'static>(
         );
         let pushers = config.pushers.max(1);
         handles.push(std::thread::spawn(move || -> Result<(u64, u64), String> {
-            for id in 1..=config.keys_per_ue {
-                for ue in (p..ues).step_by(pushers as usize) {
-                    let out = push(&*store, ue.into(), id, id.into(), 0).and_then(|o| {
-                        if o.is_held() {
-                            Ok(o)
-                        } else {
-                            Err(format!("push {id} of UE {ue}: {o:?}"))
+            block_on(async {
+                for id in 1..=config.keys_per_ue {
+                    for ue in (p..ues).step_by(pushers as usize) {
+                        let out =
+                            push(&*store, ue.into(), id, id.into(), 0)
+                                .await
+                                .and_then(|o| {
+                                    if o.is_held() {
+                                        Ok(o)
+                                    } else {
+                                        Err(format!("push {id} of UE {ue}: {o:?}"))
+                                    }
+                                })?;
+                        if let PushOutcome::Stored { evicted: Some(e) } = out {
+                            evicted[ue as usize].store(e.as_u32(), Ordering::Release);
                         }
-                    })?;
-                    if let PushOutcome::Stored { evicted: Some(e) } = out {
-                        evicted[ue as usize].store(e.as_u32(), Ordering::Release);
+                        pushed[ue as usize].store(id, Ordering::Release);
+                        pushes.fetch_add(1, Ordering::Relaxed);
                     }
-                    pushed[ue as usize].store(id, Ordering::Release);
-                    pushes.fetch_add(1, Ordering::Relaxed);
                 }
-            }
-            Ok((0, 0))
+                Ok((0, 0))
+            })
         }));
     }
     for f in 0..config.fetchers {
         let (store, pushed, evicted) = (store.clone(), pushed.clone(), evicted.clone());
         handles.push(std::thread::spawn(move || -> Result<(u64, u64), String> {
+            block_on(async {
             let mut rng = 0x2545_F491_4F6C_DD1D_u64 ^ (u64::from(f) << 32 | 1);
             let mut hits = 0;
             for _ in 0..config.lookups_per_fetcher {
@@ -1007,7 +1315,7 @@ pub fn stress_int_keys<S: IntKeyStore + 'static>(
                 let before_pushed = pushed[ue as usize].load(Ordering::Acquire);
                 // Ask for a key around the newest: some held, some evicted, some not yet pushed.
                 let id = before_pushed.saturating_sub((rng >> 40) as u32 % (n as u32 + 2)) + 1;
-                if let Some(k) = ok(store.get(&imsi(ue.into()), kid(id), now))? {
+                if let Some(k) = ok(store.get(&imsi(ue.into()), kid(id), now).await)? {
                     hits += 1;
                     ensure!(
                         k.key.expose_secret() == &test_key_bytes(ue.into(), id) && k.info.key_id == kid(id),
@@ -1018,7 +1326,7 @@ pub fn stress_int_keys<S: IntKeyStore + 'static>(
                         "UE {ue} key {id} served after its eviction (evicted up to {before_evicted})"
                     );
                 }
-                let latest = ok(store.latest(&imsi(ue.into()), now))?.map(|k| k.info.key_id.as_u32());
+                let latest = ok(store.latest(&imsi(ue.into()), now).await)?.map(|k| k.info.key_id.as_u32());
                 if before_pushed > 0 {
                     ensure!(
                         latest.is_some_and(|l| l >= before_pushed),
@@ -1027,6 +1335,7 @@ pub fn stress_int_keys<S: IntKeyStore + 'static>(
                 }
             }
             Ok((u64::from(config.lookups_per_fetcher), hits))
+            })
         }));
     }
     let mut report = StressReport::default();
@@ -1040,15 +1349,17 @@ pub fn stress_int_keys<S: IntKeyStore + 'static>(
     report.pushes = pushes.load(Ordering::Relaxed);
     let last = config.keys_per_ue;
     let expect: Vec<u32> = (last.saturating_sub(n as u32) + 1..=last).collect();
-    for ue in 0..ues {
-        let held = ids_held(&*store, ue.into(), now)?;
-        ensure!(
-            held == expect,
-            "UE {ue} ends holding {held:?}, expected {expect:?}"
-        );
-        for id in &expect {
-            served_is(&*store, ue.into(), *id, now.as_unix_secs() - T0)?;
+    block_on(async {
+        for ue in 0..ues {
+            let held = ids_held(&*store, ue.into(), now).await?;
+            ensure!(
+                held == expect,
+                "UE {ue} ends holding {held:?}, expected {expect:?}"
+            );
+            for id in &expect {
+                served_is(&*store, ue.into(), *id, now.as_unix_secs() - T0).await?;
+            }
         }
-    }
-    Ok(report)
+        Ok(report)
+    })
 }

@@ -1,6 +1,7 @@
 //! Intermediate keys: what the HSS pushes and the EMKS keeps (seed 6.x.2.1, "Considerations
 //! on the key identifier", and the derivation step 1).
 
+use core::future::Future;
 use core::time::Duration;
 
 use e2m_kdf::E2mIntKey;
@@ -158,7 +159,12 @@ pub trait IntKeyStore: Send + Sync {
     /// The retention policy this store applies.
     fn retention(&self) -> RetentionPolicy;
 
-    /// Stores `key` with id `key_id`, created at `created`, for `imsi` (the HSS push).
+    /// Stores a copy of `key` with id `key_id`, created at `created`, for `imsi` (the HSS
+    /// push).
+    ///
+    /// The key is borrowed, not moved: a future holding a moved key would leave copies of
+    /// its octets wherever the future was moved (an async task's state is freed without
+    /// being zeroized), while a borrowed key stays in one place, zeroized once by its owner.
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails; the in-memory store never fails.
@@ -166,10 +172,10 @@ pub trait IntKeyStore: Send + Sync {
         &self,
         imsi: &Imsi,
         key_id: KeyId,
-        key: E2mIntKey,
+        key: &E2mIntKey,
         created: Timestamp,
         now: Timestamp,
-    ) -> Result<PushOutcome, StoreError>;
+    ) -> impl Future<Output = Result<PushOutcome, StoreError>> + Send;
 
     /// The live key of `imsi` with id `key_id`, if held.
     ///
@@ -180,40 +186,46 @@ pub trait IntKeyStore: Send + Sync {
         imsi: &Imsi,
         key_id: KeyId,
         now: Timestamp,
-    ) -> Result<Option<HeldKey>, StoreError>;
+    ) -> impl Future<Output = Result<Option<HeldKey>, StoreError>> + Send;
 
     /// The newest live key of `imsi`, if any.
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails.
-    fn latest(&self, imsi: &Imsi, now: Timestamp) -> Result<Option<HeldKey>, StoreError>;
+    fn latest(
+        &self,
+        imsi: &Imsi,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<HeldKey>, StoreError>> + Send;
 
     /// The live keys of `imsi`, oldest first, without key material.
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails.
-    fn held(&self, imsi: &Imsi, now: Timestamp) -> Result<Vec<KeyInfo>, StoreError>;
+    fn held(
+        &self,
+        imsi: &Imsi,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<KeyInfo>, StoreError>> + Send;
 
     /// Forgets every key of `imsi` (zeroizing them); returns how many were held, expired or
     /// not.
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails.
-    fn remove_ue(&self, imsi: &Imsi) -> Result<usize, StoreError>;
+    fn remove_ue(&self, imsi: &Imsi) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
-    /// Removes (and zeroizes) every key past its maximum age at `now`; returns how many.
-    /// Expired keys are never served even before a sweep; sweeping returns their memory.
-    ///
-    /// `retired` is called once per removed key (after the store's locks are released, so
-    /// it may call back into the store), for notifications and audit.
+    /// Removes (and zeroizes) every key past its maximum age at `now`; returns the UE and
+    /// what was known of each removed key (for notifications and audit), in no particular
+    /// order. Expired keys are never served even before a sweep; sweeping returns their
+    /// memory.
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails.
     fn sweep(
         &self,
         now: Timestamp,
-        retired: &mut dyn FnMut(&Imsi, KeyInfo),
-    ) -> Result<usize, StoreError>;
+    ) -> impl Future<Output = Result<Vec<(Imsi, KeyInfo)>, StoreError>> + Send;
 }
 
 /// One retained key, 44 octets: `created` is kept as two `u32` halves rather than a `u64`
@@ -362,16 +374,15 @@ fn build(old: &[Slot], new: &Slot, plan: &[Src]) -> Box<[Slot]> {
     slots.into_boxed_slice()
 }
 
-impl IntKeyStore for MemoryIntKeyStore {
-    fn retention(&self) -> RetentionPolicy {
-        self.policy
-    }
-
-    fn push(
+/// The synchronous work behind the trait methods: the in-memory store never waits, so
+/// each trait method is an `async fn` that does this work at its first poll (computing
+/// in `poll` rather than at the call keeps the result from being copied through a `Ready`).
+impl MemoryIntKeyStore {
+    fn push_now(
         &self,
         imsi: &Imsi,
         key_id: KeyId,
-        key: E2mIntKey,
+        key: &E2mIntKey,
         created: Timestamp,
         now: Timestamp,
     ) -> Result<PushOutcome, StoreError> {
@@ -379,8 +390,7 @@ impl IntKeyStore for MemoryIntKeyStore {
         if now >= policy.expires_at(created) {
             return Ok(PushOutcome::Expired);
         }
-        let new = Slot::new(&key, key_id, created);
-        drop(key);
+        let new = Slot::new(key, key_id, created);
         let packed = PackedImsi::new(imsi);
         let mut shard = self.map.write(&packed);
         let old: &[Slot] = shard.get(&packed).map_or(&[], |r| r);
@@ -437,7 +447,7 @@ impl IntKeyStore for MemoryIntKeyStore {
         })
     }
 
-    fn get(
+    fn get_now(
         &self,
         imsi: &Imsi,
         key_id: KeyId,
@@ -454,7 +464,7 @@ impl IntKeyStore for MemoryIntKeyStore {
         }))
     }
 
-    fn latest(&self, imsi: &Imsi, now: Timestamp) -> Result<Option<HeldKey>, StoreError> {
+    fn latest_now(&self, imsi: &Imsi, now: Timestamp) -> Result<Option<HeldKey>, StoreError> {
         let packed = PackedImsi::new(imsi);
         let shard = self.map.read(&packed);
         Ok(shard.get(&packed).and_then(|record| {
@@ -465,7 +475,7 @@ impl IntKeyStore for MemoryIntKeyStore {
         }))
     }
 
-    fn held(&self, imsi: &Imsi, now: Timestamp) -> Result<Vec<KeyInfo>, StoreError> {
+    fn held_now(&self, imsi: &Imsi, now: Timestamp) -> Result<Vec<KeyInfo>, StoreError> {
         let packed = PackedImsi::new(imsi);
         let shard = self.map.read(&packed);
         Ok(shard.get(&packed).map_or_else(Vec::new, |record| {
@@ -477,20 +487,14 @@ impl IntKeyStore for MemoryIntKeyStore {
         }))
     }
 
-    fn remove_ue(&self, imsi: &Imsi) -> Result<usize, StoreError> {
+    fn remove_ue_now(&self, imsi: &Imsi) -> Result<usize, StoreError> {
         let packed = PackedImsi::new(imsi);
         let removed = self.map.write(&packed).remove(&packed);
         Ok(removed.map_or(0, |r| r.len()))
     }
 
-    fn sweep(
-        &self,
-        now: Timestamp,
-        retired: &mut dyn FnMut(&Imsi, KeyInfo),
-    ) -> Result<usize, StoreError> {
+    fn sweep_now(&self, now: Timestamp) -> Vec<(Imsi, KeyInfo)> {
         let policy = &self.policy;
-        let mut removed = 0;
-        // Reported after the locks are released, so that the callback may use the store.
         let mut gone: Vec<(PackedImsi, KeyInfo)> = Vec::new();
         self.map.for_each_shard_mut(|map| {
             map.retain(|imsi, record| {
@@ -502,7 +506,6 @@ impl IntKeyStore for MemoryIntKeyStore {
                 if expired == 0 {
                     return true;
                 }
-                removed += expired;
                 gone.extend(record[..expired].iter().map(|s| (*imsi, s.info(policy))));
                 if expired == record.len() {
                     return false;
@@ -514,12 +517,52 @@ impl IntKeyStore for MemoryIntKeyStore {
                 true
             });
         });
-        for (imsi, info) in gone {
-            if let Some(imsi) = imsi.unpack() {
-                retired(&imsi, info);
-            }
-        }
-        Ok(removed)
+        // Unpacked after the locks are released.
+        gone.into_iter()
+            .filter_map(|(imsi, info)| Some((imsi.unpack()?, info)))
+            .collect()
+    }
+}
+
+impl IntKeyStore for MemoryIntKeyStore {
+    fn retention(&self) -> RetentionPolicy {
+        self.policy
+    }
+
+    async fn push(
+        &self,
+        imsi: &Imsi,
+        key_id: KeyId,
+        key: &E2mIntKey,
+        created: Timestamp,
+        now: Timestamp,
+    ) -> Result<PushOutcome, StoreError> {
+        self.push_now(imsi, key_id, key, created, now)
+    }
+
+    async fn get(
+        &self,
+        imsi: &Imsi,
+        key_id: KeyId,
+        now: Timestamp,
+    ) -> Result<Option<HeldKey>, StoreError> {
+        self.get_now(imsi, key_id, now)
+    }
+
+    async fn latest(&self, imsi: &Imsi, now: Timestamp) -> Result<Option<HeldKey>, StoreError> {
+        self.latest_now(imsi, now)
+    }
+
+    async fn held(&self, imsi: &Imsi, now: Timestamp) -> Result<Vec<KeyInfo>, StoreError> {
+        self.held_now(imsi, now)
+    }
+
+    async fn remove_ue(&self, imsi: &Imsi) -> Result<usize, StoreError> {
+        self.remove_ue_now(imsi)
+    }
+
+    async fn sweep(&self, now: Timestamp) -> Result<Vec<(Imsi, KeyInfo)>, StoreError> {
+        Ok(self.sweep_now(now))
     }
 }
 
@@ -527,6 +570,7 @@ impl IntKeyStore for MemoryIntKeyStore {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly on a broken fixture")]
 mod tests {
     use super::*;
+    use crate::block_on;
 
     #[test]
     fn slot_is_44_octets() {
@@ -538,16 +582,17 @@ mod tests {
         let store = MemoryIntKeyStore::default();
         let imsi = Imsi::new("001010000000001").unwrap();
         let t = Timestamp::from_unix_secs(10);
-        store
-            .push(
-                &imsi,
-                KeyId::from_u32(1),
-                E2mIntKey::from_array([0xab; 32]),
-                t,
-                t,
-            )
+        block_on(store.push(
+            &imsi,
+            KeyId::from_u32(1),
+            &E2mIntKey::from_array([0xab; 32]),
+            t,
+            t,
+        ))
+        .unwrap();
+        let held = block_on(store.get(&imsi, KeyId::from_u32(1), t))
+            .unwrap()
             .unwrap();
-        let held = store.get(&imsi, KeyId::from_u32(1), t).unwrap().unwrap();
         for text in [format!("{held:?}"), format!("{store:?}")] {
             assert!(!text.to_lowercase().contains("abab"), "{text}");
             assert!(!text.contains("171, 171"), "{text}");

@@ -5,6 +5,7 @@
     reason = "the README's conformance example needs `fn main` to hold a block gated on the feature"
 )]
 
+mod block_on;
 mod error;
 mod identities;
 mod int_keys;
@@ -17,6 +18,7 @@ mod subscriptions;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
+pub use block_on::block_on;
 pub use error::{Limit, PolicyError, StoreError};
 pub use identities::{IdentityMap, MemoryIdentityMap, Provisioned};
 pub use int_keys::{

@@ -1,6 +1,7 @@
 //! EMSE sessions (seed 6.x.2.2.2.1 "Initial registration by EMSE": the EMKS establishes a
 //! session context for the EMSE and returns a session id; 6.x.2.2.2.3 "Deregistration").
 
+use core::future::Future;
 use core::time::Duration;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -200,20 +201,30 @@ pub trait SessionStore: Send + Sync {
     /// # Errors
     /// [`StoreError::LimitReached`] when a policy limit is reached (after expired sessions
     /// were discounted); [`StoreError::RandomUnavailable`]; a backend error.
-    fn create(&self, emse: &EmseId, now: Timestamp)
-    -> Result<(SessionId, SessionInfo), StoreError>;
+    fn create(
+        &self,
+        emse: &EmseId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(SessionId, SessionInfo), StoreError>> + Send;
 
     /// The live session with this id, if any.
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails.
-    fn get(&self, id: &SessionId, now: Timestamp) -> Result<Option<SessionInfo>, StoreError>;
+    fn get(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<SessionInfo>, StoreError>> + Send;
 
     /// Ends the session with this id (expired or not); returns what it was.
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails.
-    fn remove(&self, id: &SessionId) -> Result<Option<SessionInfo>, StoreError>;
+    fn remove(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<Option<SessionInfo>, StoreError>> + Send;
 
     /// The live sessions bound to `emse`, oldest first. Used rarely (subscriptions name no
     /// session, so the EMKS finds the subscriber's sessions by its identity); the in-memory
@@ -221,14 +232,21 @@ pub trait SessionStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails.
-    fn of_emse(&self, emse: &EmseId, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError>;
+    fn of_emse(
+        &self,
+        emse: &EmseId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
 
     /// Removes every session expired at `now`; returns them (so that the caller can drop
     /// their subscriptions and audit the expiry).
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails.
-    fn sweep(&self, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError>;
+    fn sweep(
+        &self,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
 }
 
 struct Counts {
@@ -317,12 +335,11 @@ impl core::fmt::Debug for MemorySessionStore {
     }
 }
 
-impl SessionStore for MemorySessionStore {
-    fn session_policy(&self) -> SessionPolicy {
-        self.policy
-    }
-
-    fn create(
+/// The synchronous work behind the trait methods: the in-memory store never waits, so
+/// each trait method is an `async fn` that does this work at its first poll (computing
+/// in `poll` rather than at the call keeps the result from being copied through a `Ready`).
+impl MemorySessionStore {
+    fn create_now(
         &self,
         emse: &EmseId,
         now: Timestamp,
@@ -331,7 +348,7 @@ impl SessionStore for MemorySessionStore {
         if self.limit_hit(&counts, emse).is_some() {
             // Expired sessions must not hold a place: sweep, then look again.
             drop(counts);
-            self.sweep(now)?;
+            self.sweep_now(now)?;
             counts = self.counts();
             if let Some(limit) = self.limit_hit(&counts, emse) {
                 return Err(StoreError::LimitReached(limit));
@@ -361,13 +378,13 @@ impl SessionStore for MemorySessionStore {
         Err(StoreError::RandomUnavailable)
     }
 
-    fn get(&self, id: &SessionId, now: Timestamp) -> Result<Option<SessionInfo>, StoreError> {
+    fn get_now(&self, id: &SessionId, now: Timestamp) -> Result<Option<SessionInfo>, StoreError> {
         let digest = SessionDigest::of(id);
         let shard = self.map.read(&digest);
         Ok(shard.get(&digest).filter(|s| now < s.expires).cloned())
     }
 
-    fn remove(&self, id: &SessionId) -> Result<Option<SessionInfo>, StoreError> {
+    fn remove_now(&self, id: &SessionId) -> Result<Option<SessionInfo>, StoreError> {
         let digest = SessionDigest::of(id);
         let removed = self.map.write(&digest).remove(&digest);
         if let Some(info) = &removed {
@@ -376,7 +393,7 @@ impl SessionStore for MemorySessionStore {
         Ok(removed)
     }
 
-    fn of_emse(&self, emse: &EmseId, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
+    fn of_emse_now(&self, emse: &EmseId, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
         let mut found = Vec::new();
         self.map.for_each_shard(|m| {
             found.extend(
@@ -389,7 +406,7 @@ impl SessionStore for MemorySessionStore {
         Ok(found)
     }
 
-    fn sweep(&self, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
+    fn sweep_now(&self, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
         let mut removed = Vec::new();
         self.map.for_each_shard_mut(|m| {
             m.retain(|_, s| {
@@ -411,6 +428,36 @@ impl SessionStore for MemorySessionStore {
     }
 }
 
+impl SessionStore for MemorySessionStore {
+    fn session_policy(&self) -> SessionPolicy {
+        self.policy
+    }
+
+    async fn create(
+        &self,
+        emse: &EmseId,
+        now: Timestamp,
+    ) -> Result<(SessionId, SessionInfo), StoreError> {
+        self.create_now(emse, now)
+    }
+
+    async fn get(&self, id: &SessionId, now: Timestamp) -> Result<Option<SessionInfo>, StoreError> {
+        self.get_now(id, now)
+    }
+
+    async fn remove(&self, id: &SessionId) -> Result<Option<SessionInfo>, StoreError> {
+        self.remove_now(id)
+    }
+
+    async fn of_emse(&self, emse: &EmseId, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
+        self.of_emse_now(emse, now)
+    }
+
+    async fn sweep(&self, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
+        self.sweep_now(now)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests fail loudly on a broken fixture")]
 mod tests {
@@ -420,7 +467,7 @@ mod tests {
     fn store_keeps_no_usable_id() {
         let store = MemorySessionStore::default();
         let emse = EmseId::new("emse-a.example.com").unwrap();
-        let (id, _) = store.create(&emse, Timestamp::from_unix_secs(1)).unwrap();
+        let (id, _) = crate::block_on(store.create(&emse, Timestamp::from_unix_secs(1))).unwrap();
         let mut stored = Vec::new();
         store
             .map

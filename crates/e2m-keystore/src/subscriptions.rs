@@ -1,6 +1,7 @@
 //! Subscriptions of EMSE sessions to EMKS events (seed 6.x.2.2.2 "Subscription to
 //! Notification by EMKS"; its editor's note leaves the events ffs, so the set is open).
 
+use core::future::Future;
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 
@@ -75,7 +76,10 @@ pub trait SubscriptionStore: Send + Sync {
     /// # Errors
     /// [`StoreError::LimitReached`], [`StoreError::InvalidInput`] for an empty or over-long
     /// callback, or a backend error.
-    fn add(&self, sub: SubscriptionRecord) -> Result<SubscriptionId, StoreError>;
+    fn add(
+        &self,
+        sub: SubscriptionRecord,
+    ) -> impl Future<Output = Result<SubscriptionId, StoreError>> + Send;
 
     /// The subscription `id` if `owner` made it.
     ///
@@ -85,7 +89,7 @@ pub trait SubscriptionStore: Send + Sync {
         &self,
         owner: SessionRef,
         id: SubscriptionId,
-    ) -> Result<Option<SubscriptionRecord>, StoreError>;
+    ) -> impl Future<Output = Result<Option<SubscriptionRecord>, StoreError>> + Send;
 
     /// Removes subscription `id` if `owner` made it; returns it.
     ///
@@ -95,13 +99,16 @@ pub trait SubscriptionStore: Send + Sync {
         &self,
         owner: SessionRef,
         id: SubscriptionId,
-    ) -> Result<Option<SubscriptionRecord>, StoreError>;
+    ) -> impl Future<Output = Result<Option<SubscriptionRecord>, StoreError>> + Send;
 
     /// Removes every subscription of `owner` (its session ended); returns how many.
     ///
     /// # Errors
     /// [`StoreError`] if the backend fails.
-    fn remove_session(&self, owner: SessionRef) -> Result<usize, StoreError>;
+    fn remove_session(
+        &self,
+        owner: SessionRef,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
     /// The subscriptions that want an event of `event` about `imsi`, in id order.
     ///
@@ -111,7 +118,7 @@ pub trait SubscriptionStore: Send + Sync {
         &self,
         imsi: &Imsi,
         event: EventSet,
-    ) -> Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError>;
+    ) -> impl Future<Output = Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError>> + Send;
 }
 
 #[derive(Default)]
@@ -200,8 +207,11 @@ impl core::fmt::Debug for MemorySubscriptionStore {
     }
 }
 
-impl SubscriptionStore for MemorySubscriptionStore {
-    fn add(&self, sub: SubscriptionRecord) -> Result<SubscriptionId, StoreError> {
+/// The synchronous work behind the trait methods: the in-memory store never waits, so
+/// each trait method is an `async fn` that does this work at its first poll (computing
+/// in `poll` rather than at the call keeps the result from being copied through a `Ready`).
+impl MemorySubscriptionStore {
+    fn add_now(&self, sub: SubscriptionRecord) -> Result<SubscriptionId, StoreError> {
         if sub.callback.is_empty() || sub.callback.len() > self.policy.max_callback_len {
             return Err(StoreError::InvalidInput("callback empty or too long"));
         }
@@ -228,7 +238,7 @@ impl SubscriptionStore for MemorySubscriptionStore {
         Ok(SubscriptionId::from_u64(id))
     }
 
-    fn get(
+    fn get_now(
         &self,
         owner: SessionRef,
         id: SubscriptionId,
@@ -241,7 +251,7 @@ impl SubscriptionStore for MemorySubscriptionStore {
             .cloned())
     }
 
-    fn remove(
+    fn remove_now(
         &self,
         owner: SessionRef,
         id: SubscriptionId,
@@ -261,7 +271,7 @@ impl SubscriptionStore for MemorySubscriptionStore {
         Ok(Some(sub))
     }
 
-    fn remove_session(&self, owner: SessionRef) -> Result<usize, StoreError> {
+    fn remove_session_now(&self, owner: SessionRef) -> Result<usize, StoreError> {
         let mut inner = self.write();
         let ids = inner.by_session.get(&owner).cloned().unwrap_or_default();
         for id in &ids {
@@ -272,7 +282,7 @@ impl SubscriptionStore for MemorySubscriptionStore {
         Ok(ids.len())
     }
 
-    fn matching(
+    fn matching_now(
         &self,
         imsi: &Imsi,
         event: EventSet,
@@ -296,5 +306,39 @@ impl SubscriptionStore for MemorySubscriptionStore {
             .collect();
         out.sort_by_key(|(id, _)| *id);
         Ok(out)
+    }
+}
+
+impl SubscriptionStore for MemorySubscriptionStore {
+    async fn add(&self, sub: SubscriptionRecord) -> Result<SubscriptionId, StoreError> {
+        self.add_now(sub)
+    }
+
+    async fn get(
+        &self,
+        owner: SessionRef,
+        id: SubscriptionId,
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
+        self.get_now(owner, id)
+    }
+
+    async fn remove(
+        &self,
+        owner: SessionRef,
+        id: SubscriptionId,
+    ) -> Result<Option<SubscriptionRecord>, StoreError> {
+        self.remove_now(owner, id)
+    }
+
+    async fn remove_session(&self, owner: SessionRef) -> Result<usize, StoreError> {
+        self.remove_session_now(owner)
+    }
+
+    async fn matching(
+        &self,
+        imsi: &Imsi,
+        event: EventSet,
+    ) -> Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError> {
+        self.matching_now(imsi, event)
     }
 }

@@ -7,17 +7,17 @@ use std::time::Duration;
 use e2m_keystore::conformance::{self, StressConfig};
 use e2m_keystore::{
     MemoryIdentityMap, MemoryIntKeyStore, MemorySessionStore, MemorySubscriptionStore,
-    RetentionPolicy,
+    RetentionPolicy, block_on,
 };
 
 #[test]
 fn memory_stores_pass_the_conformance_suite() {
-    let report = conformance::run_all(&conformance::Factories {
+    let report = block_on(conformance::run_all(&conformance::Factories {
         int_keys: &MemoryIntKeyStore::new,
         identities: &MemoryIdentityMap::new,
         sessions: &MemorySessionStore::new,
         subscriptions: &MemorySubscriptionStore::new,
-    });
+    }));
     assert!(report.is_ok(), "{report}");
     assert!(
         report.results.len() >= 35,
@@ -29,7 +29,9 @@ fn memory_stores_pass_the_conformance_suite() {
 #[test]
 fn single_shard_store_passes_too() {
     // One shard: every operation contends on one lock; the promises must not change.
-    let report = conformance::int_keys(&|p| MemoryIntKeyStore::with_shards(p, 1));
+    let report = block_on(conformance::int_keys(&|p| {
+        MemoryIntKeyStore::with_shards(p, 1)
+    }));
     assert!(report.is_ok(), "{report}");
 }
 
@@ -55,4 +57,42 @@ fn stress_pushers_and_fetchers_over_1000_ues() {
             "no lookup ever hit: the test checks nothing"
         );
     }
+}
+
+/// The same suite, one test per check (what a backend's tests look like).
+mod memory {
+    use e2m_keystore::{
+        MemoryIdentityMap, MemoryIntKeyStore, MemorySessionStore, MemorySubscriptionStore,
+    };
+
+    e2m_keystore::conformance_tests! {
+        run: e2m_keystore::block_on,
+        int_keys: MemoryIntKeyStore::new,
+        identities: MemoryIdentityMap::new,
+        sessions: MemorySessionStore::new,
+        subscriptions: MemorySubscriptionStore::new,
+    }
+}
+
+#[test]
+fn the_macro_covers_every_check_of_the_suite() {
+    let report = block_on(conformance::run_all(&conformance::Factories {
+        int_keys: &MemoryIntKeyStore::new,
+        identities: &MemoryIdentityMap::new,
+        sessions: &MemorySessionStore::new,
+        subscriptions: &MemorySubscriptionStore::new,
+    }));
+    let mut suite: Vec<(&str, &str)> = report.results.iter().map(|r| (r.suite, r.check)).collect();
+    let mut covered: Vec<(&str, &str)> = [
+        ("int_keys", memory::int_keys::CHECKS),
+        ("identities", memory::identities::CHECKS),
+        ("sessions", memory::sessions::CHECKS),
+        ("subscriptions", memory::subscriptions::CHECKS),
+    ]
+    .into_iter()
+    .flat_map(|(s, checks)| checks.iter().map(move |c| (s, *c)))
+    .collect();
+    suite.sort_unstable();
+    covered.sort_unstable();
+    assert_eq!(suite, covered);
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use e2m_kdf::E2mIntKey;
 use e2m_keyid::{Imsi, KeyId};
 use e2m_keystore::conformance::test_key_bytes;
-use e2m_keystore::{IntKeyStore, MemoryIntKeyStore, PushOutcome, RetentionPolicy, Timestamp};
+use e2m_keystore::{
+    IntKeyStore, MemoryIntKeyStore, PushOutcome, RetentionPolicy, Timestamp, block_on,
+};
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 
@@ -178,14 +180,13 @@ impl StateMachineTest for StoreTest {
             Op::Push { ue, id, seed, age } => {
                 let created = at((m.now as i64 - age).max(0) as u64);
                 let key = E2mIntKey::from_array(test_key_bytes(seed, id));
-                let got = store
-                    .push(&imsi(ue), KeyId::from_u32(id), key, created, now)
+                let got = block_on(store.push(&imsi(ue), KeyId::from_u32(id), &key, created, now))
                     .unwrap();
                 assert_eq!(Some(got), m.expect, "push outcome; model {m:?}");
             }
             Op::Get { ue, id } => {
                 let want = m.live(ue).into_iter().find(|e| e.id == id);
-                let got = store.get(&imsi(ue), KeyId::from_u32(id), now).unwrap();
+                let got = block_on(store.get(&imsi(ue), KeyId::from_u32(id), now)).unwrap();
                 match (got, want) {
                     (None, None) => {}
                     (Some(k), Some(e)) => {
@@ -199,7 +200,7 @@ impl StateMachineTest for StoreTest {
             }
             Op::Latest { ue } => {
                 let want = m.live(ue).back().map(|e| (e.id, e.seed));
-                let got = store.latest(&imsi(ue), now).unwrap();
+                let got = block_on(store.latest(&imsi(ue), now)).unwrap();
                 let got_pair = got.as_ref().map(|k| k.info.key_id.as_u32());
                 assert_eq!(got_pair, want.map(|w| w.0), "latest");
                 if let (Some(k), Some((id, seed))) = (got, want) {
@@ -207,13 +208,13 @@ impl StateMachineTest for StoreTest {
                 }
             }
             Op::RemoveUe { ue } => {
-                let n = store.remove_ue(&imsi(ue)).unwrap();
+                let n = block_on(store.remove_ue(&imsi(ue))).unwrap();
                 // Expired keys not yet swept may be counted too, so at least the live ones.
                 let before = m.removed_live;
                 assert!(n >= before, "remove_ue returned {n}, {before} were live");
             }
             Op::Sweep => {
-                store.sweep(now, &mut |_, _| {}).unwrap();
+                block_on(store.sweep(now)).unwrap();
             }
             Op::Advance(_) => {}
         }
@@ -222,8 +223,7 @@ impl StateMachineTest for StoreTest {
 
     fn check_invariants(store: &MemoryIntKeyStore, m: &Model) {
         for ue in 0..3 {
-            let held: Vec<(u32, Timestamp)> = store
-                .held(&imsi(ue), at(m.now))
+            let held: Vec<(u32, Timestamp)> = block_on(store.held(&imsi(ue), at(m.now)))
                 .unwrap()
                 .iter()
                 .map(|k| (k.key_id.as_u32(), k.created))

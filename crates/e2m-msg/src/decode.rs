@@ -21,6 +21,12 @@
 //!    in identifiers, then the value's own validation. Key material is read in place from
 //!    the caller's buffer (references are refused there), so no copy of it is left behind.
 //! 6. Epilog: white space and comments only.
+//!
+//! Throughout, what quick-xml leaves unchecked is checked here so that only well-formed
+//! documents are read, even where content is skipped (problem extension members): element
+//! and attribute names are QNames (XML 1.0 §2.3, Namespaces in XML 1.0 §4); attribute
+//! values hold no `<` (XML 1.0 §3.1); text holds no `]]>` (§2.4); attribute prefixes are
+//! bound and no attribute appears twice, by name or by expanded name (Namespaces §5, §6.3).
 
 use std::borrow::Cow;
 
@@ -110,6 +116,10 @@ struct Binding {
     prefix: Option<(usize, usize)>,
     /// Whether it names the expected namespace (`false` also for `xmlns=""`).
     ours: bool,
+    /// The namespace name of a prefixed declaration (a range of `Scope::prefixes`), kept so
+    /// that two attributes with the same expanded name can be told apart (Namespaces in
+    /// XML 1.0 §6.3); default declarations never qualify attributes, so they keep none.
+    uri: Option<(usize, usize)>,
 }
 
 /// Namespace declarations in scope (Namespaces in XML 1.0 §5), resolved against the one
@@ -128,6 +138,7 @@ impl Scope {
                 depth: 0,
                 prefix: None,
                 ours: false,
+                uri: None,
             }; MAX_BINDINGS],
             len: 0,
             prefixes: String::new(),
@@ -138,6 +149,7 @@ impl Scope {
         &mut self,
         depth: usize,
         prefix: Option<&str>,
+        uri: &str,
         ours: bool,
     ) -> Result<(), DecodeError> {
         // The same prefix twice on one element is a duplicate attribute.
@@ -149,15 +161,21 @@ impl Scope {
         if self.len == MAX_BINDINGS {
             return Err(DecodeError::Namespace);
         }
-        let prefix = prefix.map(|p| {
-            let start = self.prefixes.len();
-            self.prefixes.push_str(p);
-            (start, self.prefixes.len())
-        });
+        let (prefix, uri) = match prefix {
+            Some(p) => {
+                let start = self.prefixes.len();
+                self.prefixes.push_str(p);
+                let middle = self.prefixes.len();
+                self.prefixes.push_str(uri);
+                (Some((start, middle)), Some((middle, self.prefixes.len())))
+            }
+            None => (None, None),
+        };
         self.bindings[self.len] = Binding {
             depth,
             prefix,
             ours,
+            uri,
         };
         self.len += 1;
         Ok(())
@@ -165,6 +183,16 @@ impl Scope {
 
     fn prefix_of(&self, b: &Binding) -> Option<&str> {
         b.prefix.map(|(start, end)| &self.prefixes[start..end])
+    }
+
+    /// The namespace name bound to `prefix` (for attributes: prefixed ones only), or `None`
+    /// if the prefix is not bound.
+    fn uri_of(&self, prefix: &str) -> Option<&str> {
+        self.bindings[..self.len]
+            .iter()
+            .rev()
+            .find(|b| self.prefix_of(b) == Some(prefix))
+            .and_then(|b| b.uri.map(|(start, end)| &self.prefixes[start..end]))
     }
 
     /// Whether an element with this prefix is in the expected namespace.
@@ -312,13 +340,21 @@ impl<'a> Parser<'a> {
         self.depth += 1;
         let mut other_attributes = false;
         // Duplicate namespace declarations are caught by `Scope::declare`; other attributes
-        // are refused or ignored, so quick-xml's duplicate check (which allocates) is off.
+        // (refused in e2m messages, skipped in problem extensions) are checked for
+        // well-formedness below, only when there are any, so quick-xml's duplicate check
+        // (which allocates) is off.
         let mut attributes = start.attributes();
         attributes.with_checks(false);
         for attribute in attributes {
             let attribute = attribute.map_err(|_| DecodeError::Syntax {
                 offset: self.position(),
             })?;
+            // XML 1.0 §3.1 [10] AttValue: no `<` (quick-xml does not check).
+            if attribute.value.as_bytes().contains(&b'<') {
+                return Err(DecodeError::Syntax {
+                    offset: self.position(),
+                });
+            }
             let value: Cow<'_, str> = if attribute.value.as_bytes().contains(&b'&') {
                 quick_xml::escape::unescape(&attribute.value)
                     .map_err(|_| DecodeError::UndefinedEntity)?
@@ -346,9 +382,17 @@ impl<'a> Parser<'a> {
                 }
             }
             let ours = value == self.namespace;
-            self.scope.declare(self.depth, prefix, ours)?;
+            self.scope.declare(self.depth, prefix, &value, ours)?;
+        }
+        if other_attributes {
+            self.check_other_attributes(start)?;
         }
         let name = start.name().into_inner();
+        if !is_qname(name) {
+            return Err(DecodeError::Syntax {
+                offset: self.position(),
+            });
+        }
         // Byte search: names are short, and this runs for every element.
         let (prefix, local) = match name.as_bytes().iter().position(|&b| b == b':') {
             Some(colon) => {
@@ -369,6 +413,45 @@ impl<'a> Parser<'a> {
             local,
             other_attributes,
         })
+    }
+
+    /// Well-formedness of the attributes other than namespace declarations, after the
+    /// element's own declarations are in scope: valid names (XML 1.0 §2.3, Namespaces in
+    /// XML 1.0 §4), bound prefixes (§5), no two with the same name (XML 1.0 §3.1 "Unique
+    /// Att Spec") or the same expanded name (Namespaces §6.3). Only problem extension
+    /// members reach here with content to skip; e2m messages refuse such attributes after.
+    fn check_other_attributes(&self, start: &BytesStart<'a>) -> Result<(), DecodeError> {
+        let malformed = || DecodeError::Syntax {
+            offset: self.position(),
+        };
+        // (prefix URI or raw prefix, local) of each attribute seen so far; the decoder's
+        // depth and size limits keep this small.
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        let mut attributes = start.attributes();
+        attributes.with_checks(false);
+        for attribute in attributes {
+            let attribute = attribute.map_err(|_| malformed())?;
+            let key: &str = attribute.key.into_inner();
+            if key == "xmlns" || key.starts_with("xmlns:") {
+                continue;
+            }
+            if !is_qname(key) {
+                return Err(malformed());
+            }
+            let (namespace, local) = match key.split_once(':') {
+                Some(("xml", local)) => ("http://www.w3.org/XML/1998/namespace", local),
+                Some((prefix, local)) => (
+                    self.scope.uri_of(prefix).ok_or(DecodeError::Namespace)?,
+                    local,
+                ),
+                None => ("", key),
+            };
+            if seen.contains(&(namespace, local)) {
+                return Err(malformed());
+            }
+            seen.push((namespace, local));
+        }
+        Ok(())
     }
 
     /// Closes the innermost element.
@@ -423,6 +506,7 @@ impl<'a> Parser<'a> {
             match event {
                 Event::Text(t) => {
                     let piece = t.into_inner();
+                    check_char_data(piece.as_bytes(), self.position())?;
                     if value.is_empty() {
                         value = piece;
                     } else {
@@ -525,7 +609,8 @@ impl<'a> Parser<'a> {
                         return Ok(());
                     }
                 }
-                Event::Text(_) | Event::Comment(_) => {}
+                Event::Text(t) => check_char_data(t.as_bytes(), self.position())?,
+                Event::Comment(_) => {}
                 Event::GeneralRef(r) => {
                     self.resolve_reference(&r)?;
                 }
@@ -538,6 +623,45 @@ impl<'a> Parser<'a> {
             }
         }
     }
+}
+
+/// XML 1.0 §2.4 [14] CharData: the literal `]]>` may not appear in text.
+fn check_char_data(text: &[u8], offset: usize) -> Result<(), DecodeError> {
+    if text.windows(3).any(|w| w == b"]]>") {
+        Err(DecodeError::Syntax { offset })
+    } else {
+        Ok(())
+    }
+}
+
+/// A `QName` (Namespaces in XML 1.0 §4): an NCName, or two joined by one colon.
+fn is_qname(name: &str) -> bool {
+    match name.split_once(':') {
+        Some((prefix, local)) => is_ncname(prefix) && is_ncname(local),
+        None => is_ncname(name),
+    }
+}
+
+/// An `NCName`: an XML 1.0 §2.3 [5] Name without colons.
+fn is_ncname(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(is_name_start_char) && chars.all(is_name_char)
+}
+
+/// XML 1.0 §2.3 [4] NameStartChar, without `:`.
+fn is_name_start_char(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
+        | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
+        | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
+        | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
+        | '\u{10000}'..='\u{EFFFF}')
+}
+
+/// XML 1.0 §2.3 [4a] NameChar, without `:`.
+fn is_name_char(c: char) -> bool {
+    is_name_start_char(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
 }
 
 /// Checks the XML declaration `raw` (from `<?xml` to `?>`) against XML 1.0 §2.8 and §4.3.3

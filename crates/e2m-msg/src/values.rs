@@ -169,8 +169,15 @@ fn check_authority(authority: &str) -> Result<(), ValueError> {
         let ok = !host.is_empty() && !host.contains(['@', '[', ']']);
         (ok, &authority[end..])
     };
+    // A port, if present, is a TCP port a connection can be made to: 1 to 65535 in
+    // decimal, one spelling (no leading zero, not empty).
     let port_ok = match after_host.strip_prefix(':') {
-        Some(port) => port.bytes().all(|b| b.is_ascii_digit()),
+        Some(port) => {
+            port.len() <= 5
+                && !port.starts_with('0')
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>().is_ok_and(|p| p >= 1)
+        }
         None => after_host.is_empty(),
     };
     if host_ok && port_ok {
@@ -309,6 +316,8 @@ mod tests {
             "https://emse.example:8443/e2m/v1/notifications?x=1&y=%2F",
             "https://[2001:db8::1]:443/n",
             "https://192.0.2.1/n",
+            "https://emse.example:1/n",
+            "https://emse.example:65535",
         ] {
             assert!(CallbackUri::new(ok).is_ok(), "{ok}");
         }
@@ -320,6 +329,16 @@ mod tests {
             ("https://user:pw@emse.example/n", ValueError::NotHttpsUri),
             ("https://emse.example/n#frag", ValueError::NotHttpsUri),
             ("https://emse.example:84x3/n", ValueError::NotHttpsUri),
+            // Issue 9 item 5: ports outside 1–65535 (or spelled two ways) are refused.
+            (
+                "https://emse.example:99999999999999999999/n",
+                ValueError::NotHttpsUri,
+            ),
+            ("https://emse.example:65536/n", ValueError::NotHttpsUri),
+            ("https://emse.example:0/n", ValueError::NotHttpsUri),
+            ("https://emse.example:0443/n", ValueError::NotHttpsUri),
+            ("https://emse.example:/n", ValueError::NotHttpsUri),
+            ("https://[::1]:70000/n", ValueError::NotHttpsUri),
             ("https://emse]example/n", ValueError::NotHttpsUri),
             ("https://emse.example/n]", ValueError::BadCharacter),
             ("https://emse.example/a b", ValueError::BadCharacter),

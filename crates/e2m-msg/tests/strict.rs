@@ -488,3 +488,73 @@ fn problem_details_follow_rfc_9457() {
         );
     }
 }
+
+/// Issue 9 item 7: documents that are not well-formed XML are refused, wherever the flaw is
+/// (XML 1.0 §2.3, §2.4, §3.1; Namespaces in XML 1.0 §4–§6), including inside problem
+/// extension members, which are skipped only once they are well-formed.
+#[test]
+fn documents_that_are_not_well_formed_are_refused() {
+    let is_malformed = |r: Result<(), DecodeError>| {
+        matches!(r, Err(DecodeError::Syntax { .. } | DecodeError::Namespace))
+    };
+    // `]]>` in character data (XML 1.0 §2.4).
+    let text = reg(&format!(
+        "<registration xmlns=\"{NS}\"><emseId>x]]></emseId></registration>"
+    ));
+    assert!(is_malformed(text.map(|_| ())), "]]> in text");
+    // `<` in an attribute value (XML 1.0 §3.1 [10]), on a namespace declaration too.
+    let lt = reg(&format!(
+        "<registration xmlns=\"{NS}\" xmlns:p=\"urn:a<b\"><emseId>e</emseId></registration>"
+    ));
+    assert!(is_malformed(lt.map(|_| ())), "< in xmlns value");
+
+    let problem = |inner: &str| {
+        Problem::decode(
+            format!(
+                "<problem xmlns=\"urn:ietf:rfc:7807\"><cause>ue-unknown</cause>{inner}</problem>"
+            )
+            .as_bytes(),
+        )
+        .map(|_| ())
+    };
+    // Well-formed extension members, with attributes and text, are skipped.
+    for ok in [
+        "<ext a=\"1\" b=\"2\"/>",
+        "<ext xmlns=\"urn:x\" xml:lang=\"en\" a=\"x&amp;y\">t <in p=\"q\"/> ]]&gt;</ext>",
+        "<p:ext xmlns:p=\"urn:p\" p:a=\"1\" a=\"2\"/>",
+        "<ext xmlns:p=\"urn:p\" xmlns:q=\"urn:q\" p:a=\"1\" q:a=\"2\"/>",
+        "<\u{e9}l\u{e9}ment \u{e4}\u{b7}=\"1\"/>",
+    ] {
+        assert_eq!(problem(ok), Ok(()), "{ok}");
+    }
+    for (bad, why) in [
+        ("<ext a=\"<\"/>", "< in an attribute value"),
+        ("<ext>x]]>y</ext>", "]]> in skipped text"),
+        ("<ext><in>]]></in></ext>", "]]> in nested skipped text"),
+        ("<ext a=\"1\" a=\"2\"/>", "duplicate attribute"),
+        (
+            "<ext xmlns:p=\"urn:u\" xmlns:q=\"urn:u\" p:a=\"1\" q:a=\"2\"/>",
+            "same expanded name",
+        ),
+        ("<ext p:a=\"1\"/>", "unbound attribute prefix"),
+        ("<p:ext/>", "unbound element prefix"),
+        ("<ext 1a=\"x\"/>", "attribute name starts with a digit"),
+        ("<ext a:b:c=\"x\"/>", "two colons in an attribute name"),
+        ("<1ext/>", "element name starts with a digit"),
+        ("<e\u{2000}xt/>", "element name with a space character"),
+        (
+            "<ext \u{b5}=\"1\"/>",
+            "U+00B5 is not a NameStartChar (XML 1.0 fifth edition)",
+        ),
+        (
+            "<ext><in a=\"1\" a=\"1\"/></ext>",
+            "duplicate attribute, nested",
+        ),
+    ] {
+        assert!(
+            is_malformed(problem(bad)),
+            "{why}: {bad} gave {:?}",
+            problem(bad)
+        );
+    }
+}

@@ -11,6 +11,7 @@ use std::time::Duration;
 use e2m_emks::{Effects, Emks, EmksConfig, Outcome, Peer, Timestamp};
 use e2m_kdf::{E2mIntKey, E2mKey, E2mProfile};
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
+pub use e2m_keystore::block_on;
 use e2m_keystore::{IdentityMap, RetentionPolicy, SessionPolicy, SubscriptionPolicy};
 use e2m_msg::{
     CallbackUri, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse, Problem, ProblemCause,
@@ -76,12 +77,18 @@ impl World {
             SubscriptionPolicy::DEFAULT,
         );
         for n in 0..4 {
-            emks.identities()
-                .provision(&emse_id(A), &app(&format!("ue-{n}@a")), &imsi(n))
-                .unwrap();
-            emks.identities()
-                .provision(&emse_id(B), &app(&format!("ue-{n}@b")), &imsi(n))
-                .unwrap();
+            block_on(emks.identities().provision(
+                &emse_id(A),
+                &app(&format!("ue-{n}@a")),
+                &imsi(n),
+            ))
+            .unwrap();
+            block_on(emks.identities().provision(
+                &emse_id(B),
+                &app(&format!("ue-{n}@b")),
+                &imsi(n),
+            ))
+            .unwrap();
         }
         World {
             emks,
@@ -163,7 +170,7 @@ impl World {
             int_key: E2mIntKey::from_array(bytes),
             created,
         };
-        let out = self.emks.push_intermediate_key(&self.hss, push, now);
+        let out = block_on(self.emks.push_intermediate_key(&self.hss, &push, now));
         self.record(out)
     }
 
@@ -172,14 +179,14 @@ impl World {
             Peer::Emse(id) => (**id).clone(),
             _ => emse_id(A),
         };
-        let out = self.emks.register(
+        let out = block_on(self.emks.register(
             peer,
             &Registration {
                 emse_id,
                 callback: None,
             },
             now,
-        );
+        ));
         let r = self.record(out)?;
         self.ledger
             .borrow_mut()
@@ -196,7 +203,7 @@ impl World {
         id: u32,
         now: Timestamp,
     ) -> Result<KeyResponse, ProblemCause> {
-        let out = self.emks.fetch_key(
+        let out = block_on(self.emks.fetch_key(
             peer,
             &KeyRequest {
                 session_id: session.copy_secret(),
@@ -204,7 +211,7 @@ impl World {
                 key_id: KeyId::from_u32(id),
             },
             now,
-        );
+        ));
         let r = self.record(out)?;
         self.ledger.borrow_mut().keys.push(*r.key.expose_secret());
         Ok(r)
