@@ -16,7 +16,7 @@
 //!    the same (identity, key id) wait behind the one fetch), the context is derived with
 //!    [`E2mOscoreProfile::emse_context`], and the waiting requests are verified with it. A
 //!    key the EMKS no longer holds is answered with
-//!    [`context_not_found`](e2m_oscore::e2m::context_not_found), which tells the UE to
+//!    [`context_not_found`], which tells the UE to
 //!    re-authenticate;
 //! 4. `Answer`: the unprotected answer is sent, nothing is fetched.
 //!
