@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use cap::Cap;
 use criterion::{Criterion, Throughput};
 use e2m_emks::{Emks, EmksConfig, Peer, Timestamp};
-use e2m_kdf::{E2mIntKey, E2mKeyDeriver, E2mProfile};
+use e2m_kdf::{E2mIntKey, E2mProfile};
+use e2m_keyid::E2mKeyDeriver;
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 use e2m_keystore::{
     IdentityMap, IntKeyStore, RetentionPolicy, SessionPolicy, SubscriptionPolicy, block_on,
@@ -225,7 +226,7 @@ fn main() {
         b.iter_custom(|iters| {
             cpu_iters(iters, || {
                 let d = E2mKeyDeriver::new(black_box(&int_key), E2mProfile::PROVISIONAL).unwrap();
-                d.derive(emse_id.as_str()).unwrap()
+                d.derive(&emse_id).unwrap()
             })
         })
     });

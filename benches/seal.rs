@@ -11,7 +11,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use e2m_kdf::{E2mIntKey, E2mKeyDeriver, E2mProfile};
+use e2m_kdf::{E2mIntKey, E2mProfile};
+use e2m_keyid::{E2mKeyDeriver, EmseId};
 use e2m_seal::{
     Imsi, IntKeyRecord, Kek, KekVersion, KeyId, Keyring, SealNonce, SealedKey, Timestamp,
 };
@@ -46,6 +47,7 @@ fn benches(c: &mut Criterion) {
             expires: Timestamp::from_unix_secs(1_700_086_400 + n),
         })
         .collect();
+    let emse = EmseId::new(EMSE_ID).unwrap();
     let keys: Vec<E2mIntKey> = (0..RECORDS)
         .map(|n| E2mIntKey::from_array([n as u8; 32]))
         .collect();
@@ -70,7 +72,7 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) & (RECORDS - 1);
                 let d = E2mKeyDeriver::new(black_box(&keys[i]), E2mProfile::PROVISIONAL).unwrap();
-                d.derive(black_box(EMSE_ID)).unwrap()
+                d.derive(black_box(&emse)).unwrap()
             })
         },
     );
@@ -116,7 +118,7 @@ fn benches(c: &mut Criterion) {
             let s = SealedKey::from_bytes(black_box(sealed[i].as_bytes())).unwrap();
             let key = keyring.open(&rows[i].record(), &s).unwrap();
             let d = E2mKeyDeriver::new(&key, E2mProfile::PROVISIONAL).unwrap();
-            d.derive(EMSE_ID).unwrap()
+            d.derive(&emse).unwrap()
         })
     });
     g.finish();

@@ -21,10 +21,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use e2m_aka::{Milenage, Opc, SubscriberKey};
 use e2m_kdf::{
-    Ck, E2mIntKey, E2mKey, E2mKeyDeriver, E2mProfile, Fc, Ik, Kakma, Kausf, Ks, a_tid, ck_ik_prime,
-    e2m_int_key, kaf, kakma, kasme, kausf, kdf, ks_naf,
+    Ck, E2mIntKey, E2mKey, E2mProfile, Fc, Ik, Kakma, Kausf, Ks, a_tid, ck_ik_prime, e2m_int_key,
+    kaf, kakma, kasme, kausf, kdf, ks_naf,
 };
-use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
+use e2m_keyid::{AppIdentity, E2mKeyDeriver, EmseId, KeyId, PskIdentity};
 use e2m_oscore::SenderSequence;
 use e2m_oscore::e2m::E2mOscoreProfile;
 
@@ -429,9 +429,14 @@ fn run(command: &Command, matches: &clap::ArgMatches) -> Result<(), String> {
             let int_key = E2mIntKey::from_array(*int_key.expose());
             let deriver = E2mKeyDeriver::new(&int_key, profile.profile()?).map_err(|x| e(&x))?;
             for emse in emse_id {
-                let k = deriver.derive(emse).map_err(|x| {
-                    format!("--emse-id {:?}: {x}", cli::clip(emse, cli::ECHO_LIMIT))
-                })?;
+                // Typed text is normalised to NFKC first (TS 33.220 B.2.1.2), so that a
+                // fullwidth or decomposed spelling derives what the EMKS derives.
+                let k = EmseId::new_normalized(emse)
+                    .map_err(|x| x.to_string())
+                    .and_then(|id| deriver.derive(&id).map_err(|x| x.to_string()))
+                    .map_err(|x| {
+                        format!("--emse-id {:?}: {x}", cli::clip(emse, cli::ECHO_LIMIT))
+                    })?;
                 out(&format!("e2m_key[{emse}]"), k.expose_secret());
             }
         }

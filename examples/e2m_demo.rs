@@ -31,8 +31,8 @@ use e2m_https::emks::{EmksServerOptions, start_emks};
 use e2m_https::notify::{ReceivedNotification, start_notification_endpoint};
 use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
 use e2m_https::server::Limits;
-use e2m_kdf::{E2mIntKey, E2mKey, E2mProfile, ck_ik_prime, e2m_int_key, e2m_key};
-use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId, PskIdentity};
+use e2m_kdf::{E2mIntKey, E2mKey, E2mProfile, ck_ik_prime, e2m_int_key};
+use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId, PskIdentity, e2m_key};
 use e2m_keystore::{IdentityMap, RetentionPolicy, SessionPolicy, SubscriptionPolicy};
 use e2m_msg::{
     EventSet, EventType, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse, ProblemCause,
@@ -531,7 +531,7 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
     );
 
     step("Steps 1–8: sensor-17 opens a DTLS-PSK session with EMSE A");
-    let psk1 = e2m_key(&run1.ue_int_key, EMSE_A, &profile).map_err(|e| e.to_string())?;
+    let psk1 = e2m_key(&run1.ue_int_key, &emse_id(EMSE_A)?, &profile).map_err(|e| e.to_string())?;
     println!(
         "UE: prerequisite b: e2m_key = KDF(e2m_int_key, \"{EMSE_A}\"); psk_identity \"{}\"",
         psk_identity(&sensor.app, run1.key_id)
@@ -546,7 +546,8 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
     );
     checks.check(a.keys.fetches() == 1, "EMSE A asked the EMKS exactly once");
     // The EMKS derived the key for the session's EMSE_Id: check it against the HSS's key.
-    let emks_side = e2m_key(&run1.hss_int_key, EMSE_A, &profile).map_err(|e| e.to_string())?;
+    let emks_side =
+        e2m_key(&run1.hss_int_key, &emse_id(EMSE_A)?, &profile).map_err(|e| e.to_string())?;
     checks.check(
         emks_side == psk1,
         "the EMKS's e2m_key for EMSE A equals the UE's",
@@ -615,7 +616,7 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
         old.is_ok() && a.keys.fetches() == 2,
         "the UE on the previous key id still connects: the EMKS retains that key (race cases a/b)",
     );
-    let psk2 = e2m_key(&run2.ue_int_key, EMSE_A, &profile).map_err(|e| e.to_string())?;
+    let psk2 = e2m_key(&run2.ue_int_key, &emse_id(EMSE_A)?, &profile).map_err(|e| e.to_string())?;
     let new = ue_session(a.addr(), &sensor.app, run2.key_id, &psk2, HANDSHAKE).await;
     checks.check(
         new.is_ok(),
@@ -678,7 +679,8 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
     );
 
     step("Key separation between EMSEs");
-    let meter_psk = e2m_key(&meter_run.ue_int_key, EMSE_B, &profile).map_err(|e| e.to_string())?;
+    let meter_psk =
+        e2m_key(&meter_run.ue_int_key, &emse_id(EMSE_B)?, &profile).map_err(|e| e.to_string())?;
     let meter_ok = ue_session(
         b.addr(),
         &meter.app,
@@ -691,8 +693,10 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
         meter_ok.is_ok(),
         "meter-9 connects to EMSE B with its own key",
     );
-    let psk3_a = e2m_key(&run3.ue_int_key, EMSE_A, &profile).map_err(|e| e.to_string())?;
-    let psk3_b = e2m_key(&run3.ue_int_key, EMSE_B, &profile).map_err(|e| e.to_string())?;
+    let psk3_a =
+        e2m_key(&run3.ue_int_key, &emse_id(EMSE_A)?, &profile).map_err(|e| e.to_string())?;
+    let psk3_b =
+        e2m_key(&run3.ue_int_key, &emse_id(EMSE_B)?, &profile).map_err(|e| e.to_string())?;
     checks.check(
         psk3_a != psk3_b,
         "from one e2m_int_key, EMSE B's e2m_key differs from EMSE A's (EMSE_Id is a KDF input)",
@@ -798,4 +802,9 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The demo's EMSE_Id constants as the typed identifier `e2m_key` takes.
+fn emse_id(text: &str) -> Result<EmseId, String> {
+    EmseId::new(text).map_err(|e| format!("EMSE_Id {text:?}: {e}"))
 }

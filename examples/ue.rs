@@ -37,8 +37,8 @@ use e2m_coap::{Code, Message, MessageType, Token};
 use e2m_dtls::DtlsLimits;
 use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
 use e2m_dtls::oscore_client::{OscoreClient, OscoreClientError};
-use e2m_kdf::{E2mKey, E2mProfile, e2m_int_key, e2m_key};
-use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
+use e2m_kdf::{E2mKey, E2mProfile, e2m_int_key};
+use e2m_keyid::{AppIdentity, EmseId, KeyId, PskIdentity, e2m_key};
 use e2m_oscore::SenderSequence;
 use e2m_oscore::e2m::E2mOscoreProfile;
 
@@ -145,8 +145,11 @@ fn psk_from_args(args: &Args) -> Result<(E2mKey, Option<[u8; 16]>), String> {
     let profile = E2mProfile::PROVISIONAL;
     let int_key = e2m_int_key(&ck, &ik, &profile).map_err(|e| format!("e2m_int_key: {e}"))?;
     println!("UE: ME derived e2m_int_key = KDF(CK||IK, \"e2m_CIoT\") (seed, step 1)");
-    let key = e2m_key(&int_key, emse_id, &profile).map_err(|e| format!("e2m_key: {e}"))?;
-    println!("UE: ME derived e2m_key = KDF(e2m_int_key, EMSE_Id \"{emse_id}\") (prerequisite b)");
+    // Typed input is normalised to NFKC (TS 33.220 B.2.1.2), so `ｉｏｔ.example.com` names the
+    // same EMSE as `iot.example.com`; identifiers from the wire stay strict.
+    let emse = EmseId::new_normalized(emse_id).map_err(|e| format!("--emse-id: {e}"))?;
+    let key = e2m_key(&int_key, &emse, &profile).map_err(|e| format!("e2m_key: {e}"))?;
+    println!("UE: ME derived e2m_key = KDF(e2m_int_key, EMSE_Id \"{emse}\") (prerequisite b)");
     Ok((key, Some(rand)))
 }
 

@@ -29,7 +29,8 @@ mod against_the_example {
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Stdio};
 
-    use e2m_kdf::{E2mIntKey, E2mKeyDeriver, E2mProfile};
+    use e2m_kdf::{E2mIntKey, E2mProfile};
+    use e2m_keyid::E2mKeyDeriver;
     use e2m_keyid::{EmseId, Imsi, KeyId};
     use e2m_msg::{
         IntermediateKeyPush, KeyIdSource, KeyResponse, Registration, RegistrationResult, Timestamp,
@@ -235,7 +236,7 @@ mod against_the_example {
         let key = KeyResponse::decode(&out.body).unwrap();
         let expected = E2mKeyDeriver::new(&int_key, E2mProfile::PROVISIONAL)
             .unwrap()
-            .derive("emse-a")
+            .derive(&EmseId::new("emse-a").unwrap())
             .unwrap();
         assert!(key.key == expected, "served key is not e2m_key for emse-a");
         assert_eq!(key.key_id, key_id);

@@ -12,8 +12,8 @@
 use core::panic::PanicInfo;
 
 use e2m_aka::{Aka, Opc, Sqn, SubscriberKey};
-use e2m_kdf::{Ck, E2mIntKey, E2mProfile, Ik, e2m_int_key};
-use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
+use e2m_kdf::{Ck, E2mIntKey, E2mKey, E2mProfile, Ik, e2m_int_key};
+use e2m_keyid::{AppIdentity, EmseId, KeyId, PskIdentity, e2m_key};
 
 // TS 35.208 §4.3 test set 1 (also `crates/e2m-aka/tests/data/milenage_ts35208.txt`).
 const K: &str = "465b5ce8b199b49faa5f0a2ee238a6bc";
@@ -32,6 +32,9 @@ const IK: &str = "f769bcd751044604127672711c6d3441";
 // e2m-kdf's tests/data/derived.txt (independent Python reference, provisional profile).
 const E2M_INT_KEY: &str = "ea67a9cfee1a177d9d9a5ac5d952e75a6afcdb85182bc344c1018350d7005545";
 const SHORT_HASH: u32 = 0x0fe4_e446;
+/// e2m_key for EMSE_Id "iot-platform.example.com" (e2m-kdf tests/data/derived.txt,
+/// written by the independent Python reference vectors/generate.py).
+const E2M_KEY: &str = "43f9e9070a6fd917f970649e08ff443f9a4f3d1d1d34ad810e46d48222cf0b39";
 // RAND octets 12..16 (seed alternative 1).
 const RAND_LSB32: u32 = 0xae47_bf35;
 const PSK_IDENTITY: &str = "e2m1.ae47bf35.sensor-17@iot.example.com";
@@ -49,6 +52,7 @@ enum Failure {
     RandLsb32 = 7,
     PskIdentityText = 8,
     PskIdentityParse = 9,
+    E2mKey = 10,
 }
 
 /// Runs the check; returns 0 when every result matched its vector, otherwise the number
@@ -95,6 +99,12 @@ fn check() -> Result<(), Failure> {
     let hashed = KeyId::short_hash(&int_key, &profile).map_err(|_| Failure::ShortHash)?;
     if hashed.as_u32() != SHORT_HASH {
         return Err(Failure::ShortHash);
+    }
+    // e2m_key for one EMSE, the pre-shared key the ME derives (typed on EmseId).
+    let emse = EmseId::new("iot-platform.example.com").map_err(|_| Failure::BadConstant)?;
+    let psk = e2m_key(&int_key, &emse, &profile).map_err(|_| Failure::E2mKey)?;
+    if psk != E2mKey::from_hex(E2M_KEY).map_err(|_| Failure::BadConstant)? {
+        return Err(Failure::E2mKey);
     }
     let key_id = KeyId::from_rand_lsb32(&RAND);
     if key_id.as_u32() != RAND_LSB32 {

@@ -323,7 +323,7 @@ where
             .map_err(store_failed)?
             .ok_or_else(|| refuse(ProblemCause::KeyNotAvailable, "key id not held"))?;
         // The profile was validated when the configuration was built.
-        let key = e2m_kdf::e2m_key(&held.key, session.emse.as_str(), self.config.profile())
+        let key = e2m_keyid::e2m_key(&held.key, &session.emse, self.config.profile())
             .map_err(|_| refuse(ProblemCause::Internal, "derivation failed"))?;
         Ok(KeyResponse {
             ue: request.ue.clone(),

@@ -705,7 +705,8 @@ mod in_process {
     use e2m_https::emks::{EmksServerOptions, start_emks};
     use e2m_https::notify::start_notification_endpoint;
     use e2m_https::server::Limits;
-    use e2m_kdf::{E2mIntKey, E2mKeyDeriver, E2mProfile};
+    use e2m_kdf::{E2mIntKey, E2mProfile};
+    use e2m_keyid::E2mKeyDeriver;
     use e2m_keyid::{AppIdentity, Imsi, KeyId};
     use e2m_keystore::IdentityMap;
     use e2m_msg::{
@@ -874,7 +875,7 @@ mod in_process {
         let key = a.fetch_key(&request).await.unwrap();
         let expected = E2mKeyDeriver::new(&E2mIntKey::from_array(k1), E2mProfile::PROVISIONAL)
             .unwrap()
-            .derive("emse-a")
+            .derive(&emse("emse-a"))
             .unwrap();
         assert!(key.key == expected);
         // A key id not held: the UE must re-authenticate.

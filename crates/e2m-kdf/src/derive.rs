@@ -2,8 +2,8 @@
 
 use crate::engine::kdf_checked;
 use crate::{
-    Ck, CkPrime, E2mIntKey, E2mKey, E2mProfile, Fc, Ik, IkPrime, Kaf, Kakma, Kasme, Kausf,
-    KdfError, KdfKey, KdfOutput, Ks, KsNaf, text_param,
+    Ck, CkPrime, E2mIntKey, E2mProfile, Fc, Ik, IkPrime, Kaf, Kakma, Kasme, Kausf, KdfError,
+    KdfOutput, Ks, KsNaf, text_param,
 };
 
 /// Checks a text parameter that must not be empty.
@@ -168,79 +168,4 @@ pub fn e2m_int_key(ck: &Ck, ik: &Ik, profile: &E2mProfile<'_>) -> Result<E2mIntK
     let label = octets(0, non_empty_text(profile.int_key_label)?)?;
     let out = kdf_ck_ik(ck, ik, profile.int_key_fc, &[label]);
     Ok(E2mIntKey::from_array(*out.expose_secret()))
-}
-
-/// `e2m_key = KDF(e2m_int_key, FC, EMSE_Id [, string])` (seed 6.x.2.1 step 2), with the FC
-/// and optional string of `profile`. Run by the EMKS for the EMSE of an authenticated
-/// session, and by the UE's ME for the EMSE it connects to.
-///
-/// # Errors
-/// [`KdfError`] for an empty or non-NFKC EMSE_Id or label, or one over 65535 octets.
-pub fn e2m_key(
-    int_key: &E2mIntKey,
-    emse_id: &str,
-    profile: &E2mProfile<'_>,
-) -> Result<E2mKey, KdfError> {
-    derive_e2m_key(
-        |fc, params| kdf_checked(int_key.expose_secret(), fc, params),
-        emse_id,
-        profile,
-    )
-}
-
-/// `e2m_key` with `kdf` as the KDF under the `e2m_int_key` (one-shot or precomputed).
-fn derive_e2m_key(
-    kdf: impl Fn(Fc, &[&[u8]]) -> KdfOutput,
-    emse_id: &str,
-    profile: &E2mProfile<'_>,
-) -> Result<E2mKey, KdfError> {
-    let emse = octets(0, non_empty_text(emse_id)?)?;
-    let out = match profile.key_label {
-        None => kdf(profile.key_fc, &[emse]),
-        Some(label) => kdf(profile.key_fc, &[emse, octets(1, text_param(label)?)?]),
-    };
-    Ok(E2mKey::from_array(*out.expose_secret()))
-}
-
-/// Derives `e2m_key` for many EMSEs from one `e2m_int_key`, paying the HMAC key schedule
-/// once (see [`KdfKey`]).
-///
-/// ```
-/// use e2m_kdf::{E2mIntKey, E2mKeyDeriver, E2mProfile, e2m_key};
-/// let int_key = E2mIntKey::from_array([7; 32]);
-/// let deriver = E2mKeyDeriver::new(&int_key, E2mProfile::PROVISIONAL)?;
-/// let for_a = deriver.derive("emse-a.example.com")?;
-/// assert!(for_a == e2m_key(&int_key, "emse-a.example.com", &E2mProfile::PROVISIONAL)?);
-/// assert!(for_a != deriver.derive("emse-b.example.com")?);
-/// # Ok::<(), e2m_kdf::KdfError>(())
-/// ```
-pub struct E2mKeyDeriver<'p> {
-    key: KdfKey,
-    profile: E2mProfile<'p>,
-}
-
-impl<'p> E2mKeyDeriver<'p> {
-    /// Precomputes the HMAC state of `int_key`.
-    ///
-    /// # Errors
-    /// [`KdfError`] if `profile` fails [`E2mProfile::validate`].
-    pub fn new(int_key: &E2mIntKey, profile: E2mProfile<'p>) -> Result<Self, KdfError> {
-        profile.validate()?;
-        Ok(E2mKeyDeriver {
-            key: KdfKey::new(int_key.expose_secret()),
-            profile,
-        })
-    }
-
-    /// `e2m_key` for `emse_id`.
-    ///
-    /// # Errors
-    /// [`KdfError`] for an empty or non-NFKC EMSE_Id, or one over 65535 octets.
-    pub fn derive(&self, emse_id: &str) -> Result<E2mKey, KdfError> {
-        derive_e2m_key(
-            |fc, params| self.key.derive_checked(fc, params),
-            emse_id,
-            &self.profile,
-        )
-    }
 }

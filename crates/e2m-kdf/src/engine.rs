@@ -259,15 +259,6 @@ impl KdfKey {
         hmac_interleaved([self; N], inputs)
     }
 
-    /// [`derive`](Self::derive) for parameters whose lengths the caller has checked (or
-    /// that are fixed by their types) to be at most 65535 octets.
-    pub(crate) fn derive_checked(&self, fc: Fc, params: &[&[u8]]) -> KdfOutput {
-        let s_len = params.iter().fold(fc.as_bytes().len(), |len, p| {
-            len.saturating_add(p.len() + 2)
-        });
-        self.derive_sized(fc, params, s_len)
-    }
-
     /// The derivation, once S is known to be `s_len` octets with every Li in range.
     fn derive_sized(&self, fc: Fc, params: &[&[u8]], s_len: usize) -> KdfOutput {
         let mut inner = self.inner;

@@ -13,9 +13,7 @@ mod profile;
 mod secret;
 mod text;
 
-pub use derive::{
-    ATid, E2mKeyDeriver, a_tid, ck_ik_prime, e2m_int_key, e2m_key, kaf, kakma, kasme, kausf, ks_naf,
-};
+pub use derive::{ATid, a_tid, ck_ik_prime, e2m_int_key, kaf, kakma, kasme, kausf, ks_naf};
 pub use engine::{KdfInput, KdfKey, kdf};
 pub use error::{KdfError, KeyError};
 pub use fc::Fc;

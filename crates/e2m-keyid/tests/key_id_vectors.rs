@@ -3,8 +3,8 @@
 //! set 1). The file lives in this crate so that the tests run from the published package.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
-use e2m_kdf::{E2mIntKey, E2mProfile};
-use e2m_keyid::KeyId;
+use e2m_kdf::{E2mIntKey, E2mKey, E2mProfile};
+use e2m_keyid::{E2mKeyDeriver, EmseId, KeyId, e2m_key};
 
 const KEY_ID: &str = include_str!("data/key_id.txt");
 
@@ -38,4 +38,40 @@ fn debug_shows_the_same_hex_as_display() {
     assert_eq!(id.to_string(), "0a0b0c0d");
     assert_eq!(format!("{id:?}"), "KeyId(0a0b0c0d)");
     assert_eq!(format!("{:?}", Some(id)), "Some(KeyId(0a0b0c0d))");
+}
+
+#[test]
+fn e2m_key_matches_reference() {
+    let mut names = vec![
+        "e2m_key iot-platform.example.com",
+        "e2m_key emse-b.example.org",
+        "e2m_key with string",
+        "e2m_key with empty string",
+    ];
+    // A non-ASCII EMSE_Id (already NFKC) needs the NFKC tables to be accepted.
+    if cfg!(feature = "nfkc") {
+        names.push("e2m_key non-ascii emse");
+    }
+    for name in names {
+        let int_key = E2mIntKey::from_hex(&field(name, "e2m_int_key")).unwrap();
+        let emse = EmseId::new(&field(name, "emse_id")).unwrap();
+        let want = E2mKey::from_hex(&field(name, "e2m_key")).unwrap();
+        let label = name.contains("string").then(|| field(name, "key_label"));
+        let profile = E2mProfile {
+            key_label: label.as_deref(),
+            ..E2mProfile::PROVISIONAL
+        };
+        assert!(
+            e2m_key(&int_key, &emse, &profile).unwrap() == want,
+            "{name}"
+        );
+        let deriver = E2mKeyDeriver::new(&int_key, profile).unwrap();
+        assert!(deriver.derive(&emse).unwrap() == want, "{name} (keyed)");
+    }
+    // A profile whose FCs collide is refused before any derivation.
+    let clash = E2mProfile {
+        key_fc: E2mProfile::PROVISIONAL.int_key_fc,
+        ..E2mProfile::PROVISIONAL
+    };
+    assert!(E2mKeyDeriver::new(&E2mIntKey::from_array([1; 32]), clash).is_err());
 }

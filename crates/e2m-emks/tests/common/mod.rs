@@ -220,7 +220,7 @@ impl World {
     /// The `e2m_key` the UE's ME would derive for `emse`.
     pub fn expected_key(&self, ue: u32, id: u32, variant: u8, emse: &str) -> E2mKey {
         let int_key = E2mIntKey::from_array(Self::int_key_bytes(ue, id, variant));
-        e2m_kdf::e2m_key(&int_key, emse, &self.profile).unwrap()
+        e2m_keyid::e2m_key(&int_key, &EmseId::new(emse).unwrap(), &self.profile).unwrap()
     }
 }
 
