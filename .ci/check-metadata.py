@@ -24,6 +24,7 @@ CATEGORIES = {
     "authentication",
     "cryptography",
     "data-structures",
+    "database",
     "embedded",
     "encoding",
     "network-programming",

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use e2m_kdf::E2mIntKey;
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 
+use crate::import::{IdentityRow, ImportSummary};
 use crate::{
     EventSet, EventType, IdentityMap, IntKeyStore, Limit, Provisioned, PushOutcome,
     RetentionPolicy, SessionId, SessionPolicy, SessionRef, SessionStore, StoreError,
@@ -188,7 +189,9 @@ macro_rules! conformance_tests {
             no_normalisation,
             reprovision_replaces_and_repeat_is_unchanged,
             remove,
-            remove_emse
+            remove_emse,
+            provision_all_is_idempotent,
+            provision_all_is_all_or_nothing
         ]);)?
         $($crate::__conformance_suite_tests!(sessions, sessions_only, $run, $sessions, [
             reports_its_policy,
@@ -671,6 +674,15 @@ async fn int_keys_selected<S: IntKeyStore>(
     r
 }
 
+fn row(line: usize, emse: &EmseId, name: &str, ue: u64) -> IdentityRow {
+    IdentityRow {
+        line,
+        emse: emse.clone(),
+        app: app(name),
+        imsi: imsi(ue),
+    }
+}
+
 /// The [`IdentityMap`] checks.
 pub async fn identities<M: IdentityMap>(make: &dyn Fn() -> M) -> Report {
     identities_selected(make, None).await
@@ -783,6 +795,61 @@ async fn identities_selected<M: IdentityMap>(
         ensure!(
             ok(m.resolve(&b(), &app("ue-0")).await)?.is_some(),
             "other EMSE lost its map"
+        );
+        Ok(())
+    })
+    .await;
+    r.run(S, "provision_all_is_idempotent", async {
+        let m = make();
+        let rows = || {
+            (0..3u64)
+                .map(|n| row(n as usize + 2, &a(), &format!("ue-{n}"), n))
+                .collect::<Vec<_>>()
+        };
+        let first = ok(m.provision_all(rows()).await)?;
+        ensure!(first == ImportSummary::new(3, 0), "first import: {first:?}");
+        let again = ok(m.provision_all(rows()).await)?;
+        ensure!(
+            again == ImportSummary::new(0, 3) && again.changed_nothing(),
+            "re-import: {again:?}"
+        );
+        for n in 0..3u64 {
+            let got = ok(m.resolve(&a(), &app(&format!("ue-{n}"))).await)?;
+            ensure!(got == Some(imsi(n)), "ue-{n}: {got:?}");
+        }
+        Ok(())
+    })
+    .await;
+    r.run(S, "provision_all_is_all_or_nothing", async {
+        let m = make();
+        ok(m.provision(&a(), &ue(), &imsi(1)).await)?;
+        // A new row, then one mapping the provisioned identity to another IMSI.
+        let rows = vec![row(2, &b(), "ue-new", 5), row(3, &a(), ue().as_str(), 2)];
+        match m.provision_all(rows).await {
+            Err(StoreError::ImportConflict { line: 3 }) => {}
+            other => return Err(format!("conflict with the store: {other:?}")),
+        }
+        ensure!(
+            ok(m.resolve(&b(), &app("ue-new")).await)?.is_none(),
+            "a row of a refused import was stored"
+        );
+        ensure!(
+            ok(m.resolve(&a(), &ue()).await)? == Some(imsi(1)),
+            "a refused import changed a mapping"
+        );
+        // Two rows of one call disagreeing.
+        let rows = vec![
+            row(7, &b(), "ue-x", 5),
+            row(8, &b(), "ue-y", 6),
+            row(9, &b(), "ue-x", 6),
+        ];
+        match m.provision_all(rows).await {
+            Err(StoreError::ImportConflict { line: 9 }) => {}
+            other => return Err(format!("conflict within the call: {other:?}")),
+        }
+        ensure!(
+            ok(m.resolve(&b(), &app("ue-y")).await)?.is_none(),
+            "a row of a refused import was stored"
         );
         Ok(())
     })

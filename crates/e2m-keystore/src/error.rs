@@ -14,6 +14,14 @@ pub enum StoreError {
     /// A value is outside what the store accepts (for example an empty callback).
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
+    /// A provisioning row (line `line` of its file) maps an EMSE_Id and application
+    /// identity that are already mapped to another IMSI, in the store or earlier in the
+    /// same call. Nothing of the call was stored.
+    #[error("provisioning row at line {line} conflicts with an existing mapping to another IMSI")]
+    ImportConflict {
+        /// The row's line ([`IdentityRow::line`](crate::import::IdentityRow::line)).
+        line: usize,
+    },
     /// The backend failed (I/O, connection, corruption). Persistent backends wrap their
     /// own error here; the in-memory stores never return it.
     #[error("store backend failed: {0}")]

@@ -9,6 +9,7 @@ use e2m_keyid::{AppIdentity, EmseId, Imsi};
 use foldhash::fast::RandomState;
 
 use crate::StoreError;
+use crate::import::{IdentityRow, ImportSummary};
 use crate::packed::PackedImsi;
 use crate::shard::Sharded;
 
@@ -71,6 +72,25 @@ pub trait IdentityMap: Send + Sync {
     /// # Errors
     /// [`StoreError`] if the backend fails.
     fn remove_emse(&self, emse: &EmseId) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Provisions every row, atomically: all of them or none (operator provisioning from a
+    /// file, parsed by [`parse_identity_csv`](crate::import::parse_identity_csv)).
+    ///
+    /// Idempotent: a row whose mapping is already there, identical, is counted as
+    /// unchanged, so importing the same file again changes nothing and says so
+    /// ([`ImportSummary::changed_nothing`]). An import never replaces a mapping: a row that
+    /// maps an EMSE_Id and identity already mapped to another IMSI (in the store, or by an
+    /// earlier row of `rows`) fails the whole call with [`StoreError::ImportConflict`]
+    /// naming that row's line, and nothing is stored (use
+    /// [`provision`](Self::provision) to change one mapping on purpose). Readers see the
+    /// map before or after the whole call, never part of it.
+    ///
+    /// # Errors
+    /// [`StoreError::ImportConflict`], or a backend error (then nothing was stored).
+    fn provision_all(
+        &self,
+        rows: Vec<IdentityRow>,
+    ) -> impl Future<Output = Result<ImportSummary, StoreError>> + Send;
 }
 
 /// Identities of one EMSE within one shard.
@@ -177,6 +197,54 @@ impl MemoryIdentityMap {
         Ok(removed.and_then(PackedImsi::unpack))
     }
 
+    /// Holds every shard's write lock for the whole call, so that readers see all rows or
+    /// none; checks every row before changing anything.
+    fn provision_all_now(&self, rows: &[IdentityRow]) -> Result<ImportSummary, StoreError> {
+        let mut shards = self.map.lock_all();
+        // (EMSE_Id, identity) → (IMSI, line) of the rows met so far in this call.
+        let mut in_call: HashMap<RowKey<'_>, (PackedImsi, usize), RandomState> =
+            HashMap::with_capacity_and_hasher(rows.len(), RandomState::default());
+        let mut unchanged = 0;
+        for row in rows {
+            let packed = PackedImsi::new(&row.imsi);
+            let key = (row.emse.as_bytes(), row.app.as_bytes());
+            if let Some(&(earlier, _)) = in_call.get(&key) {
+                if earlier != packed {
+                    return Err(StoreError::ImportConflict { line: row.line });
+                }
+                unchanged += 1;
+                continue;
+            }
+            let shard = &shards[self.map.shard_of(&Self::shard_key(&row.emse, &row.app))];
+            match shard
+                .get(row.emse.as_bytes())
+                .and_then(|m| m.get(row.app.as_bytes()))
+            {
+                Some(stored) if *stored != packed => {
+                    return Err(StoreError::ImportConflict { line: row.line });
+                }
+                Some(_) => unchanged += 1,
+                None => {}
+            }
+            in_call.insert(key, (packed, row.line));
+        }
+        let mut added = 0;
+        for row in rows {
+            let shard = &mut shards[self.map.shard_of(&Self::shard_key(&row.emse, &row.app))];
+            let per_emse = match shard.get_mut(row.emse.as_bytes()) {
+                Some(m) => m,
+                None => shard
+                    .entry(row.emse.as_bytes().into())
+                    .or_insert_with(|| HashMap::with_hasher(self.hasher.clone())),
+            };
+            if !per_emse.contains_key(row.app.as_bytes()) {
+                per_emse.insert(row.app.as_bytes().into(), PackedImsi::new(&row.imsi));
+                added += 1;
+            }
+        }
+        Ok(ImportSummary::new(added, unchanged))
+    }
+
     fn remove_emse_now(&self, emse: &EmseId) -> Result<usize, StoreError> {
         let mut removed = 0;
         self.map.for_each_shard_mut(|m| {
@@ -187,6 +255,9 @@ impl MemoryIdentityMap {
         Ok(removed)
     }
 }
+
+/// (EMSE_Id, application identity) octets of one import row.
+type RowKey<'a> = (&'a [u8], &'a [u8]);
 
 impl IdentityMap for MemoryIdentityMap {
     async fn provision(
@@ -208,5 +279,9 @@ impl IdentityMap for MemoryIdentityMap {
 
     async fn remove_emse(&self, emse: &EmseId) -> Result<usize, StoreError> {
         self.remove_emse_now(emse)
+    }
+
+    async fn provision_all(&self, rows: Vec<IdentityRow>) -> Result<ImportSummary, StoreError> {
+        self.provision_all_now(&rows)
     }
 }

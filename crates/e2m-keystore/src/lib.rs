@@ -8,6 +8,7 @@
 mod block_on;
 mod error;
 mod identities;
+pub mod import;
 mod int_keys;
 mod packed;
 mod sessions;

@@ -69,6 +69,20 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
         shard.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The index of the shard holding `key`, into [`lock_all`](Self::lock_all)'s guards.
+    pub(crate) fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
+        self.index(key)
+    }
+
+    /// Every shard locked for writing at once, in index order (one fixed order, so two
+    /// callers cannot deadlock), for a change that must be seen whole or not at all.
+    pub(crate) fn lock_all(&self) -> Vec<RwLockWriteGuard<'_, HashMap<K, V, RandomState>>> {
+        self.shards
+            .iter()
+            .map(|s| s.0.write().unwrap_or_else(PoisonError::into_inner))
+            .collect()
+    }
+
     /// Every shard in turn, locked for writing (for sweeps and counts).
     pub(crate) fn for_each_shard_mut(&self, mut f: impl FnMut(&mut HashMap<K, V, RandomState>)) {
         for shard in &*self.shards {

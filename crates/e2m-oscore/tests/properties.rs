@@ -91,10 +91,14 @@ fn response_code() -> impl Strategy<Value = Code> {
 type ProtectedContent = (Code, Vec<(OptionNumber, Vec<u8>)>, Vec<u8>);
 
 fn protected_content(m: &Message) -> ProtectedContent {
+    // RFC 8613 §4.1.3: Class U options stay outside, unprotected; a flipped outer bit may
+    // add or change one of them (Proxy-Uri included: §4.1.3.3 keeps its scheme and
+    // authority outer), which is allowed as long as the protected content is unchanged.
     let class_u = [
         OptionNumber::URI_HOST,
         OptionNumber::URI_PORT,
         OptionNumber::PROXY_SCHEME,
+        OptionNumber::PROXY_URI,
     ];
     let inner = m
         .options

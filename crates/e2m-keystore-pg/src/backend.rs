@@ -1,0 +1,218 @@
+//! The shared part of the four stores: the pool, the keyring and the statements.
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use e2m_keystore::{RetentionPolicy, SessionPolicy, SubscriptionPolicy, Timestamp};
+use e2m_seal::{CheckRecord, Keyring, SealNonce};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use crate::schema::{self, Sql};
+use crate::{
+    BackendError, ConnectError, PgConfig, PgIdentityMap, PgIntKeyStore, PgSessionStore,
+    PgSubscriptionStore,
+};
+
+/// What every store handle of one [`PgBackend`] shares.
+pub(crate) struct Shared {
+    pub(crate) pool: Pool,
+    pub(crate) keyring: Keyring,
+    pub(crate) sql: Sql,
+}
+
+/// A pooled connection.
+pub(crate) type Conn = deadpool_postgres::Object;
+
+impl Shared {
+    /// A connection from the pool (made if none is free, recycled if it broke).
+    pub(crate) async fn conn(&self) -> Result<Conn, BackendError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Runs one statement (prepared once per connection) and returns its rows.
+    pub(crate) async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, BackendError> {
+        let conn = self.conn().await?;
+        let statement = conn.prepare_cached(sql).await?;
+        Ok(conn.query(&statement, params).await?)
+    }
+
+    /// Runs one statement and returns how many rows it changed.
+    pub(crate) async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, BackendError> {
+        let conn = self.conn().await?;
+        let statement = conn.prepare_cached(sql).await?;
+        Ok(conn.execute(&statement, params).await?)
+    }
+}
+
+/// One EMKS instance's connection to the shared PostgreSQL store: a bounded pool, the
+/// operator's keyring, and the schema. The four store handles it makes share them.
+///
+/// Cloning is cheap (one `Arc`); every clone uses the same pool.
+#[derive(Clone)]
+pub struct PgBackend {
+    shared: Arc<Shared>,
+}
+
+impl core::fmt::Debug for PgBackend {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PgBackend")
+            .field("pool", &self.shared.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgBackend {
+    /// Connects, creates the schema if missing, and checks the keyring against the check
+    /// records stored in the database (storing one for the newest KEK if it has none).
+    ///
+    /// # Errors
+    /// [`ConnectError::Database`] if the database cannot be reached or the schema not made;
+    /// [`ConnectError::Kek`] if a KEK file is missing or holds another key than the one the
+    /// stored data was sealed under; [`ConnectError::SchemaTooNew`].
+    pub async fn connect(config: &PgConfig, keyring: Keyring) -> Result<PgBackend, ConnectError> {
+        let manager = Manager::from_config(
+            config.connection_config(),
+            NoTls,
+            ManagerConfig {
+                // A connection whose socket closed is dropped on return to the pool, so the
+                // pool heals by itself when the database comes back.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.timeout))
+            .create_timeout(Some(config.timeout))
+            .recycle_timeout(Some(config.timeout))
+            .build()
+            .map_err(|_| ConnectError::InvalidConfig("connection pool could not be built"))?;
+        let shared = Arc::new(Shared {
+            pool,
+            keyring,
+            sql: Sql::new(&config.schema),
+        });
+        create_schema(&shared).await?;
+        check_keyring(&shared).await?;
+        Ok(PgBackend { shared })
+    }
+
+    /// The intermediate key store, applying `policy` to the pushes it takes. Every
+    /// instance on one database should use the same policy (an instance with a smaller N
+    /// evicts down to its N at its next push for a UE).
+    pub fn int_keys(&self, policy: RetentionPolicy) -> PgIntKeyStore {
+        PgIntKeyStore::new(self.shared.clone(), policy)
+    }
+
+    /// The identity map.
+    pub fn identities(&self) -> PgIdentityMap {
+        PgIdentityMap::new(self.shared.clone())
+    }
+
+    /// The session store, applying `policy`.
+    pub fn sessions(&self, policy: SessionPolicy) -> PgSessionStore {
+        PgSessionStore::new(self.shared.clone(), policy)
+    }
+
+    /// The subscription store, applying `policy`.
+    pub fn subscriptions(&self, policy: SubscriptionPolicy) -> PgSubscriptionStore {
+        PgSubscriptionStore::new(self.shared.clone(), policy)
+    }
+
+    /// Closes the pool: every operation after this fails with a typed error, and the
+    /// connections are closed as they return.
+    pub fn close(&self) {
+        self.shared.pool.close();
+    }
+}
+
+/// Creates the schema (idempotent), serialised between instances that start at once, and
+/// refuses a schema of a newer format.
+async fn create_schema(shared: &Shared) -> Result<(), ConnectError> {
+    let mut conn = shared.conn().await?;
+    let tx = conn.transaction().await?;
+    tx.execute(schema::ADVISORY_XACT_LOCK, &[&schema::lock::SCHEMA])
+        .await?;
+    tx.batch_execute(&shared.sql.ddl).await?;
+    tx.execute(&shared.sql.format_set, &[&schema::FORMAT.to_string()])
+        .await?;
+    let row = tx.query_one(&shared.sql.format_get, &[]).await?;
+    let found: String = row.try_get(0)?;
+    let found: i32 = found
+        .parse()
+        .map_err(|_| BackendError::CorruptRow("meta.format is not a number"))?;
+    if found > schema::FORMAT {
+        return Err(ConnectError::SchemaTooNew {
+            found,
+            known: schema::FORMAT,
+        });
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Reads the check records, verifies the keyring against them, and records the newest KEK
+/// if the database has no record of it yet.
+async fn check_keyring(shared: &Shared) -> Result<(), ConnectError> {
+    let records = read_check_records(shared).await?;
+    let check = shared
+        .keyring
+        .startup_check(records.iter())
+        .map_err(ConnectError::Kek)?;
+    let Some(version) = check.newest_unrecorded else {
+        return Ok(());
+    };
+    let nonce = SealNonce::random().map_err(|e| ConnectError::Database(BackendError::Seal(e)))?;
+    let record = shared
+        .keyring
+        .make_check_record(version, nonce)
+        .map_err(|e| ConnectError::Database(BackendError::Seal(e)))?;
+    shared
+        .execute(
+            &shared.sql.checks_add,
+            &[&i64::from(version.get()), &record.as_bytes().as_slice()],
+        )
+        .await?;
+    // Another instance may have recorded the same version at the same moment (the insert
+    // above then did nothing): verify what is stored now.
+    let records = read_check_records(shared).await?;
+    shared
+        .keyring
+        .startup_check(records.iter())
+        .map_err(ConnectError::Kek)?;
+    Ok(())
+}
+
+async fn read_check_records(shared: &Shared) -> Result<Vec<CheckRecord>, ConnectError> {
+    let rows = shared.query(&shared.sql.checks_get, &[]).await?;
+    let mut records = Vec::with_capacity(rows.len());
+    for row in rows {
+        let bytes: &[u8] = row.try_get(0).map_err(BackendError::Database)?;
+        let record = CheckRecord::from_bytes(bytes)
+            .map_err(|e| ConnectError::Kek(e2m_seal::CheckError::Damaged(e)))?;
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// A timestamp as stored: Unix seconds in a `bigint` ([`Timestamp::MAX`] fits).
+pub(crate) fn db_secs(t: Timestamp) -> i64 {
+    i64::try_from(t.as_unix_secs()).unwrap_or(i64::MAX)
+}
+
+/// A stored timestamp.
+pub(crate) fn from_db_secs(secs: i64) -> Result<Timestamp, BackendError> {
+    u64::try_from(secs)
+        .ok()
+        .and_then(Timestamp::checked_from_unix_secs)
+        .ok_or(BackendError::CorruptRow("timestamp out of range"))
+}

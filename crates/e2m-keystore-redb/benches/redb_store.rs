@@ -1,0 +1,2 @@
+//! Benchmarks of the redb store (written below).
+fn main() {}

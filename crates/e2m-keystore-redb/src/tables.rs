@@ -1,0 +1,57 @@
+//! The tables of the database file, and what each key and value means.
+//!
+//! Every table is created when the store opens, so a read never meets a missing table.
+
+use redb::TableDefinition;
+
+/// The layout version this build reads and writes (`META["schema"]`).
+pub(crate) const SCHEMA_VERSION: u64 = 1;
+
+/// `"schema"` → [`SCHEMA_VERSION`]; `"next_session_ref"`, `"next_subscription_id"` → the
+/// next number to hand out (persisted, so that neither is ever reused, even across restarts).
+pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+pub(crate) const META_SCHEMA: &str = "schema";
+pub(crate) const META_NEXT_SESSION_REF: &str = "next_session_ref";
+pub(crate) const META_NEXT_SUBSCRIPTION_ID: &str = "next_subscription_id";
+
+/// KEK version → its e2m-seal check record (65 octets), verified at every start.
+pub(crate) const KEK_CHECKS: TableDefinition<'_, u32, &[u8]> = TableDefinition::new("kek_checks");
+
+/// IMSI (its digits) → the UE's retained keys, oldest first ([`crate::codec::Slot`]s).
+pub(crate) const INT_KEYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("int_keys");
+
+/// (earliest stored expiry of the UE's keys, IMSI) → (): what `sweep` visits, so that a
+/// sweep costs in proportion to what expired, not to the number of UEs.
+pub(crate) const INT_KEY_EXPIRY: TableDefinition<'_, (u64, &str), ()> =
+    TableDefinition::new("int_key_expiry");
+
+/// (EMSE_Id, application identity) → IMSI.
+pub(crate) const IDENTITIES: TableDefinition<'_, (&str, &str), &str> =
+    TableDefinition::new("identities");
+
+/// Session digest ([`e2m_keystore::SessionDigest`], never the id) → the session
+/// ([`crate::codec::encode_session`]).
+pub(crate) const SESSIONS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("sessions");
+
+/// (EMSE_Id, session ref) → session digest: `of_emse` and the per-EMSE limit.
+pub(crate) const SESSIONS_BY_EMSE: TableDefinition<'_, (&str, u64), &[u8; 32]> =
+    TableDefinition::new("sessions_by_emse");
+
+/// (expiry, session ref) → session digest: what `sweep` visits.
+pub(crate) const SESSIONS_BY_EXPIRY: TableDefinition<'_, (u64, u64), &[u8; 32]> =
+    TableDefinition::new("sessions_by_expiry");
+
+/// Subscription id → the subscription ([`crate::codec::encode_subscription`]).
+pub(crate) const SUBSCRIPTIONS: TableDefinition<'_, u64, &[u8]> =
+    TableDefinition::new("subscriptions");
+
+/// (IMSI of the UE filter, or [`UNFILTERED`] for none, subscription id) → (): `matching`.
+pub(crate) const SUBS_BY_UE: TableDefinition<'_, (&str, u64), ()> =
+    TableDefinition::new("subscriptions_by_ue");
+
+/// The `SUBS_BY_UE` key of a subscription without a UE filter (no IMSI is empty).
+pub(crate) const UNFILTERED: &str = "";
+
+/// (session ref, subscription id) → (): the per-session limit and `remove_session`.
+pub(crate) const SUBS_BY_SESSION: TableDefinition<'_, (u64, u64), ()> =
+    TableDefinition::new("subscriptions_by_session");
