@@ -9,6 +9,8 @@
 //! cargo run --example derive -- milenage --k 465b5ce8b199b49faa5f0a2ee238a6bc \
 //!     --op cdc202d5123e20f62b6d676ac72cb318 --rand 23553cbe9637a89d218ae64dae47bf35 \
 //!     --sqn ff9bb4d0b607 --amf b9b9
+//! cargo run --example derive -- oscore-context --app-identity sensor-17@iot.example.com \
+//!     --key-id ae47bf35 --e2m-key 43f9e9070a6fd917f970649e08ff443f9a4f3d1d1d34ad810e46d48222cf0b39
 //! ```
 //!
 //! This tool prints key material by design (it is a calculator); never point it at
@@ -19,10 +21,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use e2m_aka::{Milenage, Opc, SubscriberKey};
 use e2m_kdf::{
-    Ck, E2mIntKey, E2mProfile, Fc, Ik, Kakma, Kausf, Ks, a_tid, ck_ik_prime, e2m_int_key, kaf,
-    kakma, kasme, kausf, kdf, ks_naf,
+    Ck, E2mIntKey, E2mKey, E2mProfile, Fc, Ik, Kakma, Kausf, Ks, a_tid, ck_ik_prime, e2m_int_key,
+    kaf, kakma, kasme, kausf, kdf, ks_naf,
 };
 use e2m_keyid::{AppIdentity, E2mKeyDeriver, EmseId, KeyId, PskIdentity};
+use e2m_oscore::SenderSequence;
+use e2m_oscore::e2m::E2mOscoreProfile;
 
 #[path = "support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
@@ -169,6 +173,26 @@ enum Command {
         /// The psk_identity.
         #[arg(long, value_name = "TEXT", value_parser = parse_psk_identity)]
         psk_identity: PskIdentity,
+    },
+    /// The e2m OSCORE security context (RFC 8613 §3.2, e2m profile of e2m-oscore) for an
+    /// e2m_key, application identity and key id: every input and derived value an outside
+    /// OSCORE implementation needs to be keyed as the UE or as the EMSE.
+    OscoreContext {
+        /// e2m_key (32 octets).
+        #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>)]
+        e2m_key: Hex<32>,
+        /// The UE's application identity.
+        #[arg(long, value_name = "TEXT")]
+        app_identity: AppIdentity,
+        /// Key id (8 hex digits).
+        #[arg(long, value_name = "HEX8")]
+        key_id: KeyId,
+        /// FC of the Master Secret derivation (default: the provisional 0xE3).
+        #[arg(long, value_name = "FC", value_parser = parse_fc)]
+        master_secret_fc: Option<Fc>,
+        /// Label of the Master Secret derivation (default: e2m_OSCORE).
+        #[arg(long, value_name = "TEXT")]
+        master_secret_label: Option<String>,
     },
     /// MILENAGE (TS 35.206): RES, CK, IK, AK, AK* for RAND; with --sqn and --amf also
     /// MAC-A (f1), MAC-S (f1*) and AUTN. To check a USIM's outputs directly.
@@ -443,6 +467,19 @@ fn run(command: &Command, matches: &clap::ArgMatches) -> Result<(), String> {
             println!("identity = {}", psk_identity.identity);
             println!("key_id = {}", psk_identity.key_id);
         }
+        Command::OscoreContext {
+            e2m_key,
+            app_identity,
+            key_id,
+            master_secret_fc,
+            master_secret_label,
+        } => oscore_context(
+            &E2mKey::from_array(*e2m_key.expose()),
+            app_identity,
+            *key_id,
+            *master_secret_fc,
+            master_secret_label.as_deref(),
+        )?,
         Command::Milenage {
             k,
             opc,
@@ -458,6 +495,44 @@ fn run(command: &Command, matches: &clap::ArgMatches) -> Result<(), String> {
             sqn.as_ref().zip(amf.as_ref()),
         ),
     }
+    Ok(())
+}
+
+/// The e2m OSCORE context from both ends: the five RFC 8613 §3.2 inputs and what they
+/// derive. `ue_sender_key` is the EMSE's recipient key and `emse_sender_key` the UE's
+/// recipient key; an outside implementation keyed as the UE uses sender ID = `ue_sender_id`,
+/// recipient ID = `emse_sender_id`, and the reverse as the EMSE.
+fn oscore_context(
+    e2m_key: &E2mKey,
+    identity: &AppIdentity,
+    key_id: KeyId,
+    fc: Option<Fc>,
+    label: Option<&str>,
+) -> Result<(), String> {
+    let mut profile = E2mOscoreProfile::PROVISIONAL;
+    if let Some(fc) = fc {
+        profile.master_secret_fc = fc;
+    }
+    if let Some(label) = label {
+        profile.master_secret_label = label;
+    }
+    profile
+        .validate(&E2mProfile::PROVISIONAL)
+        .map_err(|x| format!("profile: {x}"))?;
+    let master_secret = profile.master_secret(e2m_key).map_err(|x| x.to_string())?;
+    let ue = profile
+        .ue_context(e2m_key, identity, key_id, SenderSequence::volatile())
+        .map_err(|x| x.to_string())?;
+    out("master_secret", master_secret.expose_secret());
+    out("master_salt", &[]);
+    out("id_context", &e2m_oscore::e2m::id_context(identity));
+    out("ue_sender_id", ue.sender_id());
+    out("emse_sender_id", ue.recipient_id());
+    println!("aead_algorithm = 10 (AES-CCM-16-64-128)");
+    println!("hkdf = SHA-256");
+    out("ue_sender_key", ue.sender_key().expose_secret());
+    out("emse_sender_key", ue.recipient_key().expose_secret());
+    out("common_iv", ue.common_iv().expose_secret());
     Ok(())
 }
 

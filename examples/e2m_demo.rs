@@ -1,7 +1,7 @@
 //! The whole of Solution #10 in one process, on 127.0.0.1, for real: MILENAGE AKA, the
 //! EMKS over HTTPS with mutual TLS, two EMSEs, UEs over DTLS 1.2 with
-//! TLS_PSK_WITH_AES_128_CCM_8 (seed clause 6.x.2.3, prerequisites a–c and steps 1–8), then
-//! the seed's edge cases. Every expected outcome is checked; the process exits non-zero if
+//! TLS_PSK_WITH_AES_128_CCM_8 (seed clause 6.x.2.3, prerequisites a–c and steps 1–8) and one
+//! over OSCORE (RFC 8613, e2m profile) on the same keys, then the seed's edge cases. Every expected outcome is checked; the process exits non-zero if
 //! any does not happen.
 //!
 //! ```text
@@ -18,9 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e2m_aka::{Aka, AuthVector, Milenage, Opc, Sqn, SubscriberKey};
+use e2m_coap::{Code, Message, MessageType, Token};
 use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
-use e2m_dtls::coap::CoapMessage;
 use e2m_dtls::emks_source::EmksKeySource;
+use e2m_dtls::oscore_client::{Direction, OscoreClient, OscoreClientError};
+use e2m_dtls::oscore_server::{self, OscoreServer, OscoreServerConfig, OscoreServerHandle};
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, ServerHandle, default_handler};
 use e2m_dtls::{DtlsLimits, PskResolver, ResolveError};
 use e2m_emks::{Emks, EmksConfig};
@@ -36,6 +38,8 @@ use e2m_msg::{
     EventSet, EventType, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse, ProblemCause,
     SessionId, Subscription, Timestamp, UeRef,
 };
+use e2m_oscore::SenderSequence;
+use e2m_oscore::e2m::E2mOscoreProfile;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -44,7 +48,7 @@ use tokio::sync::mpsc;
 mod cli;
 
 /// The whole of Solution #10 in one process on 127.0.0.1: MILENAGE AKA, the EMKS over HTTPS
-/// with mutual TLS, two EMSEs and UEs over DTLS 1.2 PSK, then the seed's edge cases. Exits
+/// with mutual TLS, two EMSEs and UEs over DTLS 1.2 PSK and OSCORE, then the seed's edge cases. Exits
 /// non-zero if any expected outcome does not happen. Takes no arguments; set RUST_LOG
 /// (e.g. RUST_LOG=info) to also see the EMKS's audit records.
 #[derive(clap::Parser, Debug)]
@@ -203,12 +207,14 @@ async fn run_aka(
     })
 }
 
-/// An EMSE: its EMKS client and resolver, its notification endpoint, its DTLS server.
+/// An EMSE: its EMKS client and resolver, its notification endpoint, its DTLS server and,
+/// beside it on the same resolver and cache, its OSCORE endpoint.
 struct Emse {
     id: EmseId,
     keys: Arc<EmksKeySource>,
     notifications: mpsc::Receiver<ReceivedNotification>,
     dtls: ServerHandle,
+    oscore: OscoreServerHandle,
     events: mpsc::Receiver<ServerEvent>,
     notify_server: e2m_https::server::ServerHandle,
 }
@@ -225,7 +231,12 @@ impl Emse {
             match tokio::time::timeout(Duration::from_secs(5), self.notifications.recv()).await {
                 Ok(Some(received)) => {
                     let n = &received.notification;
-                    let dropped = self.keys.on_notification(n);
+                    let mut dropped = self.keys.on_notification(n);
+                    if let UeRef::AppIdentity(identity) = &n.ue {
+                        // The OSCORE contexts of the UE go too: its next request resolves
+                        // the key again.
+                        dropped += self.oscore.forget_ue(identity);
+                    }
                     println!(
                         "{}: notification from {}: {} for {} key id {} (cached keys dropped: {dropped})",
                         self.id,
@@ -314,11 +325,24 @@ async fn start_emse(
         "{id}: DTLS 1.2 PSK server on {} (TLS_PSK_WITH_AES_128_CCM_8 only)",
         dtls.local_addr()
     );
+    let oscore = OscoreServer::bind(
+        "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+        keys.clone(),
+        oscore_server::default_handler(),
+        OscoreServerConfig::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    println!(
+        "{id}: OSCORE endpoint on {} (CoAP over OSCORE, e2m profile; same key source and cache)",
+        oscore.local_addr()
+    );
     Ok(Emse {
         id,
         keys,
         notifications: endpoint.notifications,
         dtls,
+        oscore,
         events,
         notify_server: endpoint.handle,
     })
@@ -342,13 +366,49 @@ async fn ue_session(
     let mut ue = DtlsClient::connect(emse, &config)
         .await
         .map_err(|e| e.to_string())?;
-    let request = CoapMessage::get("temperature", 0x0e2e, b"e2m");
+    let request = coap_get("temperature")?;
     let answer = ue
         .request(&request, Duration::from_secs(10))
         .await
         .map_err(|e| e.to_string())?;
     let _ = ue.close().await;
     Ok(String::from_utf8_lossy(&answer.payload).into_owned())
+}
+
+/// A confirmable CoAP GET.
+fn coap_get(path: &str) -> Result<Message, String> {
+    let mut request = Message::new(
+        MessageType::Confirmable,
+        Code::GET,
+        0x0e2e,
+        Token::new(b"e2m").map_err(|e| e.to_string())?,
+    );
+    request.set_uri_path(path).map_err(|e| e.to_string())?;
+    Ok(request)
+}
+
+/// The UE's OSCORE context for `e2m_key` of `key_id` (e2m profile) and a client to `emse`.
+async fn oscore_ue(
+    emse: SocketAddr,
+    app: &AppIdentity,
+    key_id: KeyId,
+    e2m_key: &E2mKey,
+) -> Result<OscoreClient, String> {
+    let context = E2mOscoreProfile::PROVISIONAL
+        .ue_context(e2m_key, app, key_id, SenderSequence::volatile())
+        .map_err(|e| e.to_string())?;
+    let mut ue = OscoreClient::connect(emse, context)
+        .await
+        .map_err(|e| e.to_string())?;
+    ue.set_retransmit(Duration::from_secs(1));
+    Ok(ue)
+}
+
+/// Round trips (datagrams sent) and octets both ways in `log` from entry `from` on.
+fn wire_since(log: &[(Direction, usize)], from: usize) -> (usize, usize) {
+    let tail = &log[from.min(log.len())..];
+    let sent = tail.iter().filter(|(d, _)| *d == Direction::Sent).count();
+    (sent, tail.iter().map(|(_, n)| n).sum())
 }
 
 /// A key fetch (seed step 5) sent directly, over `client`'s certificate, naming `session`.
@@ -500,6 +560,44 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
         "a new DTLS session (fresh session keys from the same PSK) needs no new fetch: EMSE A's cache answers",
     );
 
+    step("OSCORE: sensor-17 sends a protected CoAP GET to EMSE A's OSCORE endpoint (no handshake)");
+    let mut osc = oscore_ue(a.oscore.local_addr(), &sensor.app, run1.key_id, &psk1).await?;
+    println!(
+        "UE: OSCORE context from the same e2m_key: ID Context = application identity, Sender ID = key id {}",
+        run1.key_id
+    );
+    let first = osc.request(&coap_get("temperature")?, HANDSHAKE).await;
+    if let Ok(answer) = &first {
+        println!(
+            "UE: verified OSCORE response: CoAP {} \"{}\"",
+            answer.code,
+            String::from_utf8_lossy(&answer.payload)
+        );
+    }
+    let (trips, octets) = wire_since(osc.wire_log(), 0);
+    println!(
+        "UE: first exchange: {trips} round trips, {octets} octets of UDP payload (EMSE A challenged once with Echo, RFC 8613 B.1.2)"
+    );
+    checks.check(
+        first.as_ref().is_ok_and(|m| {
+            m.code == Code::CONTENT
+                && String::from_utf8_lossy(&m.payload).contains(sensor.app.as_str())
+        }),
+        "over OSCORE, EMSE A found the UE by (application identity, key id), derived the context and answered under it",
+    );
+    checks.check(
+        a.keys.fetches() == 1,
+        "the OSCORE endpoint got e2m_key from the same key source and cache as DTLS: no new EMKS fetch",
+    );
+    let mark = osc.wire_log().len();
+    let second = osc.request(&coap_get("temperature")?, HANDSHAKE).await;
+    let (trips, octets) = wire_since(osc.wire_log(), mark);
+    println!("UE: next exchange: {trips} round trip, {octets} octets (no ID Context any more)");
+    checks.check(
+        second.is_ok() && trips == 1,
+        "the next OSCORE request costs one round trip",
+    );
+
     step("Key refresh 2 and race case b: re-authentication while the UE is still on the old key");
     let run2 = run_aka(&mut sensor, &hss, &profile, checks).await?;
     let seen = a.take_notifications(1).await;
@@ -562,6 +660,22 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
                 })
             ),
         "the handshake fails: the EMKS no longer holds that key id and answers \"re-authenticate\"",
+    );
+
+    println!(
+        "UE: tries the evicted key id {} over OSCORE as well",
+        run1.key_id
+    );
+    let mut stale = oscore_ue(a.oscore.local_addr(), &sensor.app, run1.key_id, &psk1).await?;
+    let told = stale.request(&coap_get("temperature")?, HANDSHAKE).await;
+    if matches!(told, Err(OscoreClientError::Reauthenticate)) {
+        println!(
+            "UE: EMSE A answered 4.01 \"Security context not found\" to a request with the ID Context: re-authenticate"
+        );
+    }
+    checks.check(
+        matches!(told, Err(OscoreClientError::Reauthenticate)),
+        "over OSCORE, the EMSE answers a request under the evicted key id so that the UE knows to re-authenticate",
     );
 
     step("Key separation between EMSEs");
@@ -642,6 +756,7 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
 
     for emse in [a, b] {
         emse.dtls.shutdown();
+        emse.oscore.shutdown();
         emse.notify_server.shutdown().await;
     }
     emks.shutdown().await;

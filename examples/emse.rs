@@ -1,6 +1,7 @@
-//! The EMSE's DTLS side alone: a DTLS 1.2 PSK server with TLS_PSK_WITH_AES_128_CCM_8 only,
-//! answering CoAP GETs (and plain text lines, for `openssl s_client`) from many UEs at once
-//! (seed 6.x.2.3 steps 2, 5–8).
+//! The EMSE alone: a DTLS 1.2 PSK server with TLS_PSK_WITH_AES_128_CCM_8 only, answering
+//! CoAP GETs (and plain text lines, for `openssl s_client`) from many UEs at once (seed
+//! 6.x.2.3 steps 2, 5–8), and with `--oscore-listen ADDR` beside it an OSCORE endpoint
+//! (RFC 8613, e2m profile) on the same keys.
 //!
 //! ```text
 //! cargo run --example emse -- --listen 127.0.0.1:5684 --psk-hex 0f1e...
@@ -15,7 +16,8 @@
 //!     --certs /tmp/e2m-pki --emse-id emse-a
 //! ```
 //!
-//! Flags: `--listen ADDR` (default 127.0.0.1:5684); the key source, either `--psk-hex HEX`
+//! Flags: `--listen ADDR` (default 127.0.0.1:5684); `--oscore-listen ADDR` (CoAP over
+//! OSCORE on UDP, e.g. 127.0.0.1:5683; off by default); the key source, either `--psk-hex HEX`
 //! (static-key mode: one `e2m_key` for every identity, for interop and benchmarks) or
 //! `--emks URL --certs DIR --emse-id ID` (register with the EMKS over mutual TLS with the
 //! EMSE's certificate from DIR, then fetch each UE's key by application identity and key
@@ -23,9 +25,14 @@
 //! default: until Ctrl-C). `emse --help` lists the flags and defaults; bad input: one line
 //! on stderr, exit status 2.
 //!
-//! The server asks a `PskResolver` for each `psk_identity`; here that is `KeySource`, whose
-//! EMKS variant calls `EmksClient::fetch_key` on the peer's own task, so other UEs'
-//! handshakes carry on while one fetch waits. Prints short narrated lines; never key bytes.
+//! Both servers ask one `PskResolver` for each (application identity, key id); here that is
+//! `KeySource`, whose EMKS variant calls `EmksClient::fetch_key` on the peer's own task (the
+//! OSCORE endpoint: on a task per fetch), so other UEs carry on while one fetch waits, and
+//! whose cache serves both protocols. In static-key mode every UE's OSCORE context is
+//! derived from the one given e2m_key. The OSCORE endpoint lets each source address cause
+//! at most 4 key fetches at once and 4 per minute (spoofed requests cannot make the EMSE
+//! load its EMKS beyond that; see `e2m_dtls::oscore_server`). Prints short narrated lines;
+//! never key bytes.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +41,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use e2m_dtls::emks_source::EmksKeySource;
+use e2m_dtls::oscore_server::{self, OscoreEvent, OscoreServer, OscoreServerConfig};
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, default_handler};
 use e2m_dtls::{PskResolver, ResolveError, StaticPsk};
 use e2m_https::client::EmksClient;
@@ -55,6 +63,9 @@ struct Args {
     /// Where to listen (UDP).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5684")]
     listen: SocketAddr,
+    /// Also serve CoAP over OSCORE (RFC 8613, e2m profile) on this UDP address.
+    #[arg(long, value_name = "ADDR")]
+    oscore_listen: Option<SocketAddr>,
     /// Static-key mode: one e2m_key (32 octets) for every identity.
     #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>,
           conflicts_with_all = ["emks", "certs", "emse_id"],
@@ -155,6 +166,40 @@ fn narrate(event: &ServerEvent) {
     }
 }
 
+fn narrate_oscore(event: &OscoreEvent) {
+    match event {
+        OscoreEvent::Fetching { peer, identity } => println!(
+            "EMSE: OSCORE request from {peer} names application identity {}, key id {}; fetching its key (step 5)",
+            identity.identity, identity.key_id
+        ),
+        OscoreEvent::KeyUnavailable {
+            identity, error, ..
+        } => println!(
+            "EMSE: no key for {} key id {}: {error}; answered so that the UE re-authenticates",
+            identity.identity, identity.key_id
+        ),
+        OscoreEvent::ContextDerived { identity } => println!(
+            "EMSE: OSCORE context for {} key id {} derived from e2m_key",
+            identity.identity, identity.key_id
+        ),
+        OscoreEvent::EchoChallenge { peer } => println!(
+            "EMSE: {peer}: first request in a new context, answered with an Echo challenge (RFC 8613 B.1.2)"
+        ),
+        OscoreEvent::Exchanged {
+            peer,
+            identity,
+            code,
+        } => println!(
+            "EMSE: {peer}: verified OSCORE request from {}, answered {code}",
+            identity.identity
+        ),
+        OscoreEvent::Refused { peer, code } => {
+            println!("EMSE: {peer}: unprotected answer {code}")
+        }
+        _ => {}
+    }
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let listen = args.listen;
     let (source, mode) = match (&args.psk_hex, &args.emks, &args.certs, &args.emse_id) {
@@ -187,6 +232,25 @@ async fn run(args: Args) -> Result<(), String> {
         server.local_addr()
     );
     let mut events = server.take_events().ok_or("no event stream")?;
+    let mut oscore = match args.oscore_listen {
+        Some(addr) => {
+            let mut endpoint = OscoreServer::bind(
+                addr,
+                std::sync::Arc::clone(&source),
+                oscore_server::default_handler(),
+                OscoreServerConfig::default(),
+            )
+            .await
+            .map_err(|e| format!("--oscore-listen: {e}"))?;
+            println!(
+                "EMSE: OSCORE endpoint on {} (CoAP over OSCORE, e2m profile, {mode})",
+                endpoint.local_addr()
+            );
+            let events = endpoint.take_events().ok_or("no event stream")?;
+            Some((endpoint, events))
+        }
+        None => None,
+    };
     let until = async {
         match run_for {
             Some(d) => tokio::time::sleep(d).await,
@@ -202,11 +266,20 @@ async fn run(args: Args) -> Result<(), String> {
                 Some(event) => narrate(&event),
                 None => break,
             },
+            Some(event) = async {
+                match oscore.as_mut() {
+                    Some((_, events)) => events.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => narrate_oscore(&event),
             _ = &mut until => break,
         }
     }
     println!("EMSE: stopping");
     server.shutdown();
+    if let Some((endpoint, _)) = oscore {
+        endpoint.shutdown();
+    }
     if let KeySource::Emks(keys) = &*source {
         // Seed 6.x.2.2.2.3: DELETE the session.
         match keys

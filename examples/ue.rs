@@ -1,12 +1,18 @@
-//! The UE alone: derives (or is given) `e2m_key` for one EMSE, opens DTLS 1.2 with
-//! TLS_PSK_WITH_AES_128_CCM_8 and psk_identity = (application identity, key id), and sends
-//! one CoAP GET (seed 6.x.2.3 prerequisite b and steps 1, 3, 4, 8).
+//! The UE alone: derives (or is given) `e2m_key` for one EMSE and sends one CoAP GET
+//! secured with it (seed 6.x.2.3 prerequisite b and steps 1, 3, 4, 8), over
+//! `--protocol dtls` (the default: DTLS 1.2 with TLS_PSK_WITH_AES_128_CCM_8 and
+//! psk_identity = (application identity, key id)) or `--protocol oscore` (CoAP protected with
+//! OSCORE, RFC 8613, in the e2m profile: no handshake; the request names the application
+//! identity and key id in its OSCORE option).
 //!
 //! ```text
 //! # PSK from the AKA run (the ME derives it; seed "Key derivation rules"):
 //! cargo run --example ue -- --connect 127.0.0.1:5684 --identity sensor-17@iot.example.com \
 //!     --k 465b5ce8b199b49faa5f0a2ee238a6bc --opc cd63cb71954a9f4e48a5994e37a02baf \
 //!     --rand 23553cbe9637a89d218ae64dae47bf35 --emse-id emse-a.example.com
+//! # OSCORE to the EMSE's OSCORE endpoint (`emse --oscore-listen`):
+//! cargo run --example ue -- --protocol oscore --connect 127.0.0.1:5683 \
+//!     --identity sensor-17@iot.example.com --key-id ae47bf35 --psk-hex 0f1e...
 //! # PSK given directly (e.g. against `openssl s_server -psk HEX`):
 //! cargo run --example ue -- --connect 127.0.0.1:4433 --identity sensor-17@iot.example.com \
 //!     --key-id ae47bf35 --psk-hex 0f1e...
@@ -16,7 +22,9 @@
 //! `--identity APP_ID` with `--key-id HEX8` (default with `--rand`: RAND-LSB32); the PSK as
 //! `--psk-hex HEX` or from `--k HEX --opc HEX --rand HEX --emse-id ID` (add `--autn HEX` to
 //! have the USIM check AUTN first); `--path P` (default `hello`), `--timeout SECS`
-//! (default 10). Prints short narrated lines; never key bytes. `ue --help` lists the flags
+//! (default 10), `--protocol dtls|oscore` (default dtls). Over OSCORE, an EMSE that can no
+//! longer get the key id's key answers so that the UE prints "re-authenticate" and exits 1.
+//! Prints short narrated lines; never key bytes. `ue --help` lists the flags
 //! and defaults; bad input: one line on stderr, exit status 2.
 
 use std::net::SocketAddr;
@@ -25,11 +33,14 @@ use std::time::Duration;
 
 use clap::Parser;
 use e2m_aka::{Aka, Milenage, Opc, SubscriberKey};
+use e2m_coap::{Code, Message, MessageType, Token};
 use e2m_dtls::DtlsLimits;
 use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
-use e2m_dtls::coap::CoapMessage;
+use e2m_dtls::oscore_client::{OscoreClient, OscoreClientError};
 use e2m_kdf::{E2mKey, E2mProfile, e2m_int_key};
 use e2m_keyid::{AppIdentity, EmseId, KeyId, PskIdentity, e2m_key};
+use e2m_oscore::SenderSequence;
+use e2m_oscore::e2m::E2mOscoreProfile;
 
 #[path = "support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
@@ -37,14 +48,17 @@ mod cli;
 
 use cli::{Hex, hex_array};
 
-/// The UE alone: derives (or is given) e2m_key for one EMSE, opens DTLS 1.2 PSK
-/// (TLS_PSK_WITH_AES_128_CCM_8) and sends one CoAP GET.
+/// The UE alone: derives (or is given) e2m_key for one EMSE and sends one CoAP GET over
+/// DTLS 1.2 PSK (TLS_PSK_WITH_AES_128_CCM_8) or OSCORE.
 #[derive(Parser, Debug)]
 #[command(name = "ue", version)]
 struct Args {
-    /// The EMSE's DTLS address.
+    /// The EMSE's address (its DTLS or its OSCORE endpoint, per --protocol).
     #[arg(long, value_name = "ADDR")]
     connect: SocketAddr,
+    /// How the CoAP request is secured.
+    #[arg(long, value_enum, default_value_t = Protocol::Dtls)]
+    protocol: Protocol,
     /// The whole psk_identity (instead of --identity and --key-id).
     #[arg(long, value_name = "TEXT", value_parser = parse_psk_identity,
           conflicts_with_all = ["identity", "key_id"], required_unless_present = "identity")]
@@ -55,8 +69,8 @@ struct Args {
     /// The key id (8 lower-case hex digits; default with --rand: RAND-LSB32).
     #[arg(long, value_name = "HEX8")]
     key_id: Option<KeyId>,
-    /// The PSK (e2m_key, 32 octets) given directly.
-    #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>,
+    /// e2m_key (32 octets) given directly: the DTLS PSK, or the OSCORE profile's input.
+    #[arg(long, visible_alias = "e2m-key", value_name = "HEX64", value_parser = hex_array::<32>,
           conflicts_with_all = ["k", "opc", "autn", "emse_id"],
           required_unless_present_all = ["k", "opc", "rand", "emse_id"])]
     psk_hex: Option<Hex<32>>,
@@ -81,6 +95,15 @@ struct Args {
     /// Handshake and request timeout, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     timeout: u64,
+}
+
+/// The application protocol secured with e2m_key.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// DTLS 1.2 with TLS_PSK_WITH_AES_128_CCM_8.
+    Dtls,
+    /// OSCORE (RFC 8613), e2m profile.
+    Oscore,
 }
 
 fn parse_psk_identity(text: &str) -> Result<PskIdentity, String> {
@@ -155,11 +178,32 @@ async fn run(args: Args) -> Result<(), String> {
         "UE: psk_identity \"{identity}\" (application identity {}, key id {})",
         identity.identity, identity.key_id
     );
+    let path = args.path.as_str();
+    let mut request = Message::new(
+        MessageType::Confirmable,
+        Code::GET,
+        0x0e2e,
+        Token::new(b"e2m").map_err(|e| e.to_string())?,
+    );
+    request.set_uri_path(path).map_err(|e| e.to_string())?;
+    match args.protocol {
+        Protocol::Dtls => dtls_get(connect, &identity, &psk, &request, timeout).await,
+        Protocol::Oscore => oscore_get(connect, &identity, &psk, &request, timeout).await,
+    }
+}
+
+async fn dtls_get(
+    connect: SocketAddr,
+    identity: &PskIdentity,
+    psk: &E2mKey,
+    request: &Message,
+    timeout: Duration,
+) -> Result<(), String> {
     let limits = DtlsLimits {
         handshake_timeout: timeout,
         ..DtlsLimits::default()
     };
-    let config = UeDtlsConfig::new(&identity, &psk, limits).map_err(|e| e.to_string())?;
+    let config = UeDtlsConfig::new(identity, psk, limits).map_err(|e| e.to_string())?;
     println!("UE: ClientHello to {connect}, TLS_PSK_WITH_AES_128_CCM_8 only (step 1)");
     let mut ue = DtlsClient::connect(connect, &config).await.map_err(|e| {
         format!(
@@ -168,11 +212,9 @@ async fn run(args: Args) -> Result<(), String> {
         )
     })?;
     println!("UE: handshake complete; fresh DTLS session keys from the PSK (steps 3, 4, 8)");
-    let path = args.path.as_str();
-    let request = CoapMessage::get(path, 0x0e2e, b"e2m");
-    println!("UE: CoAP GET /{path}");
+    println!("UE: CoAP GET /{}", request.uri_path());
     let answer = ue
-        .request(&request, timeout)
+        .request(request, timeout)
         .await
         .map_err(|e| format!("no answer: {e}"))?;
     println!(
@@ -183,6 +225,55 @@ async fn run(args: Args) -> Result<(), String> {
     ue.close().await.map_err(|e| e.to_string())?;
     println!("UE: close_notify sent");
     Ok(())
+}
+
+async fn oscore_get(
+    connect: SocketAddr,
+    identity: &PskIdentity,
+    e2m_key: &E2mKey,
+    request: &Message,
+    timeout: Duration,
+) -> Result<(), String> {
+    let context = E2mOscoreProfile::PROVISIONAL
+        .ue_context(
+            e2m_key,
+            &identity.identity,
+            identity.key_id,
+            SenderSequence::volatile(),
+        )
+        .map_err(|e| format!("OSCORE context: {e}"))?;
+    println!(
+        "UE: OSCORE context from e2m_key (ID Context = application identity, Sender ID = key id {})",
+        identity.key_id
+    );
+    let mut ue = OscoreClient::connect(connect, context)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "UE: OSCORE-protected CoAP GET /{} to {connect} (no handshake)",
+        request.uri_path()
+    );
+    match ue.request(request, timeout).await {
+        Ok(answer) => {
+            println!(
+                "UE: verified OSCORE response: CoAP {} \"{}\"",
+                answer.code,
+                String::from_utf8_lossy(&answer.payload)
+            );
+            Ok(())
+        }
+        Err(OscoreClientError::Reauthenticate) => {
+            println!(
+                "UE: re-authenticate: the EMSE cannot get the key of key id {} (no longer held); run AKA again for a new key id",
+                identity.key_id
+            );
+            Err(format!(
+                "re-authenticate: key id {} is no longer held",
+                identity.key_id
+            ))
+        }
+        Err(e) => Err(format!("no verified answer: {e}")),
+    }
 }
 
 fn main() -> ExitCode {

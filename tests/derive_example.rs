@@ -162,3 +162,44 @@ fn derive_kdf_keeps_the_command_line_order_of_parameters() {
     ]);
     assert_eq!(first["derived"], hex::encode(mac.finalize().into_bytes()));
 }
+
+/// `derive oscore-context` against the e2m OSCORE profile vector of
+/// `crates/e2m-oscore/tests/data/e2m_profile.txt` (computed by that crate's independent
+/// Python reference, `vectors/generate.py`).
+#[test]
+fn oscore_context_matches_the_independent_e2m_profile_vector() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/e2m-oscore/tests/data/e2m_profile.txt"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let section = text
+        .split("\n[")
+        .find(|s| s.starts_with("e2m profile context]"))
+        .unwrap();
+    let vector: BTreeMap<&str, &str> = section
+        .lines()
+        .filter_map(|line| line.split_once(" = "))
+        .collect();
+    let out = derive(&[
+        "oscore-context",
+        "--e2m-key",
+        vector["e2m_key"],
+        "--app-identity",
+        vector["identity"],
+        "--key-id",
+        vector["key_id"],
+    ]);
+    for name in [
+        "master_secret",
+        "id_context",
+        "ue_sender_key",
+        "emse_sender_key",
+        "common_iv",
+    ] {
+        assert_eq!(out[name], vector[name], "{name}");
+    }
+    assert_eq!(out["ue_sender_id"], vector["key_id"]);
+    assert_eq!(out["emse_sender_id"], "");
+    assert_eq!(out["master_salt"], "");
+}

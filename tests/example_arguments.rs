@@ -184,6 +184,38 @@ fn derive_refuses_hostile_arguments_with_one_short_line() {
         ),
         (
             with(
+                &[
+                    "oscore-context",
+                    "--e2m-key",
+                    KEY32,
+                    "--app-identity",
+                    "a@b",
+                    "--key-id",
+                    "ae47bf3",
+                ],
+                vec![],
+            ),
+            "7-digit key id for the OSCORE context",
+        ),
+        (
+            with(
+                &[
+                    "oscore-context",
+                    "--e2m-key",
+                    KEY32,
+                    "--app-identity",
+                    "a@b",
+                    "--key-id",
+                    "ae47bf35",
+                    "--master-secret-fc",
+                    "e0",
+                ],
+                vec![],
+            ),
+            "OSCORE master secret FC colliding with e2m_int_key's",
+        ),
+        (
+            with(
                 &["psk-identity", "--identity", "a@b", "--key-id", "+a0000bc"],
                 vec![],
             ),
@@ -362,6 +394,34 @@ fn ue_refuses_hostile_arguments_with_one_short_line() {
         ),
         (with(&base, args(&["--bogus"])), "unknown flag"),
         (with(&base, args(&["--psk-hex"])), "missing value"),
+        (
+            with(
+                &base,
+                args(&[
+                    "--psk-hex",
+                    KEY32,
+                    "--key-id",
+                    "ae47bf35",
+                    "--protocol",
+                    "tls",
+                ]),
+            ),
+            "unknown protocol",
+        ),
+        (
+            with(
+                &base,
+                args(&[
+                    "--psk-hex",
+                    KEY32,
+                    "--key-id",
+                    "ae47bf35",
+                    "--protocol",
+                    &big('o'),
+                ]),
+            ),
+            "64 KiB protocol",
+        ),
     ];
     for (argv, what) in &cases {
         expect_usage_error("ue", argv, what);
@@ -416,6 +476,14 @@ fn emse_refuses_hostile_arguments_with_one_short_line() {
         ),
         (args(&["--psk-hex", KEY32, "--bogus"]), "unknown flag"),
         (args(&["--psk-hex"]), "missing value"),
+        (
+            args(&["--psk-hex", KEY32, "--oscore-listen", "localhost"]),
+            "OSCORE address without a port",
+        ),
+        (
+            args(&["--psk-hex", KEY32, "--oscore-listen", &big('l')]),
+            "64 KiB OSCORE address",
+        ),
     ];
     for (argv, what) in &cases {
         expect_usage_error("emse", argv, what);

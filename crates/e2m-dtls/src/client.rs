@@ -3,7 +3,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), e2m_dtls::DtlsError> {
 //! use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
-//! use e2m_dtls::coap::CoapMessage;
+//! use e2m_coap::{Code, Message, MessageType, Token};
 //! use e2m_dtls::DtlsLimits;
 //! use e2m_kdf::E2mKey;
 //! use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
@@ -16,7 +16,10 @@
 //! let psk = E2mKey::from_array([0x42; 32]); // in the demo: e2m_kdf::e2m_key(...)
 //! let config = UeDtlsConfig::new(&identity, &psk, DtlsLimits::default())?;
 //! let mut ue = DtlsClient::connect("127.0.0.1:5684".parse().unwrap(), &config).await?;
-//! let answer = ue.request(&CoapMessage::get("/hello", 1, b"t1"), Duration::from_secs(2)).await?;
+//! let token = Token::new(b"t1").map_err(|e| e2m_dtls::DtlsError::Protocol(e.to_string()))?;
+//! let mut get = Message::new(MessageType::Confirmable, Code::GET, 1, token);
+//! get.set_uri_path("hello").map_err(|e| e2m_dtls::DtlsError::Protocol(e.to_string()))?;
+//! let answer = ue.request(&get, Duration::from_secs(2)).await?;
 //! ue.close().await?;
 //! # Ok(()) }
 //! ```
@@ -31,8 +34,8 @@ use e2m_kdf::E2mKey;
 use e2m_keyid::PskIdentity;
 use tokio::net::UdpSocket;
 
-use super::coap::{CoapError, CoapMessage};
 use super::{DtlsError, DtlsLimits, MAX_DATAGRAM, builder};
+use e2m_coap::{CoapError, Message};
 
 /// The client's key, handed to `dimpl` on request.
 struct ClientKey(E2mKey);
@@ -192,15 +195,15 @@ impl DtlsClient {
     /// CoAP.
     pub async fn request(
         &mut self,
-        request: &CoapMessage,
+        request: &Message,
         timeout: Duration,
-    ) -> Result<CoapMessage, DtlsError> {
-        let bytes = request.encode().map_err(coap_error)?;
+    ) -> Result<Message, DtlsError> {
+        let bytes = request.encode();
         self.send(&bytes).await?;
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let answer = CoapMessage::decode(&self.recv(left).await?).map_err(coap_error)?;
+            let answer = Message::decode(&self.recv(left).await?).map_err(coap_error)?;
             if answer.token == request.token {
                 return Ok(answer);
             }

@@ -1,5 +1,8 @@
-//! DTLS 1.2 with a pre-shared key between UE and EMSE (seed 6.x.2.3 steps 1–8), over tokio
-//! UDP, on the sans-IO `dimpl` state machine.
+//! The EMSE's and the UE's UDP endpoints on e2m keys: DTLS 1.2 with a pre-shared key
+//! (seed 6.x.2.3 steps 1–8, on the sans-IO `dimpl` state machine) and, beside it, CoAP
+//! protected with OSCORE (RFC 8613, the e2m profile of the sans-IO `e2m-oscore`), over tokio
+//! UDP. Both resolve a UE's key through the same [`PskResolver`] (in the EMSE: the EMKS key
+//! source with its cache, feature `emks`).
 //!
 //! - One cipher suite only: TLS_PSK_WITH_AES_128_CCM_8 (0xC0A8, RFC 6655), the suite CoAP
 //!   mandates for PSK mode (RFC 7252 §9.1.3.1) and the RFC 7925 §4.2 IoT profile uses.
@@ -8,7 +11,10 @@
 //! - [`client::DtlsClient`] is the UE side; [`server::DtlsServer`] the EMSE side, which asks
 //!   a [`PskResolver`] (in the demo: the EMKS client, seed steps 5–6) for the key of each
 //!   identity without blocking the runtime (see [`server`] for how).
-//! - [`coap`] is the tiny application protocol on top.
+//! - CoAP ([`e2m_coap`], re-exported) is the application protocol on top.
+//! - [`oscore_server::OscoreServer`] is the EMSE's OSCORE endpoint (keys through the same
+//!   resolver; spoofed sources bounded by a fetch budget per source address) and
+//!   [`oscore_client::OscoreClient`] the UE's. Their decisions are `e2m-oscore`'s.
 //!
 //! Secrets: the PSK is handed to `dimpl` as a `Vec<u8>` because that is its API; `dimpl`
 //! keeps it (and the master secret) in memory it does not zeroize. Our own copies are
@@ -17,10 +23,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
-pub mod coap;
 #[cfg(feature = "emks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "emks")))]
 pub mod emks_source;
+pub mod oscore_client;
+pub mod oscore_server;
 mod record;
 pub mod server;
 
@@ -30,8 +37,10 @@ use std::time::Duration;
 use dimpl::crypto::Dtls12CipherSuite;
 use e2m_keyid::PskIdentity;
 
+pub use e2m_coap;
 pub use e2m_kdf::E2mKey;
 pub use e2m_keyid;
+pub use e2m_oscore;
 
 /// Why the EMSE has no key for a `psk_identity`. The handshake then fails exactly as for a
 /// wrong PSK (RFC 4279 §2 lets a server abort with `unknown_psk_identity`, but answering

@@ -528,24 +528,24 @@ impl Drop for SlotState {
 /// identity and key id; anything that is not CoAP (e.g. a line typed into
 /// `openssl s_client`) → a one-line text answer.
 pub fn default_handler() -> AppHandler {
-    use super::coap::{CoapCode, CoapMessage};
+    use e2m_coap::{Code, Message};
     Arc::new(|peer: &PeerInfo, data: &[u8]| {
-        match CoapMessage::decode(data) {
+        match Message::decode(data) {
             Ok(req) if req.code.is_request() => {
-                let (code, body) = if req.code == CoapCode::GET {
+                let (code, body) = if req.code == Code::GET {
                     (
-                        CoapCode::CONTENT,
+                        Code::CONTENT,
                         format!(
                             "hello {} (key id {}), you asked for /{}",
                             peer.identity.identity,
                             peer.identity.key_id,
-                            req.path()
+                            req.uri_path()
                         ),
                     )
                 } else {
-                    (CoapCode::METHOD_NOT_ALLOWED, String::new())
+                    (Code::METHOD_NOT_ALLOWED, String::new())
                 };
-                req.response(code, body.as_bytes()).encode().ok()
+                Some(req.piggybacked_response(code, body.into_bytes()).encode())
             }
             // A CoAP response or empty message (classes 0, 2, 4, 5): nothing to answer.
             Ok(m) if matches!(m.code.0 >> 5, 0 | 2 | 4 | 5) => None,

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
+use e2m_coap::{Code as CoapCode, Message, MessageType, Token};
 use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
-use e2m_dtls::coap::{CoapCode, CoapMessage};
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, ServerHandle, default_handler};
 use e2m_dtls::{DtlsError, DtlsLimits, PskResolver, ResolveError, StaticPsk};
 use e2m_kdf::E2mKey;
@@ -31,6 +31,18 @@ use tokio::sync::{Notify, mpsc};
 const PSK_HEX: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0";
 /// Generous: debug builds of the RustCrypto primitives are slow, and CI shares two cores.
 const WAIT: Duration = Duration::from_secs(30);
+
+/// A confirmable CoAP GET for `path` with `token`.
+fn get(path: &str, message_id: u16, token: &[u8]) -> Message {
+    let mut m = Message::new(
+        MessageType::Confirmable,
+        CoapCode::GET,
+        message_id,
+        Token::new(token).expect("token"),
+    );
+    m.set_uri_path(path).expect("path");
+    m
+}
 
 fn psk() -> E2mKey {
     E2mKey::from_hex(PSK_HEX).expect("test PSK")
@@ -111,7 +123,7 @@ async fn ue_and_emse_exchange_coap_over_dtls_psk() {
     );
 
     let answer = ue
-        .request(&CoapMessage::get("/temperature", 7, b"tk"), WAIT)
+        .request(&get("/temperature", 7, b"tk"), WAIT)
         .await
         .expect("CoAP answer");
     assert_eq!(answer.code, CoapCode::CONTENT);
@@ -263,7 +275,7 @@ async fn a_pending_key_fetch_does_not_delay_other_ues() {
     let slow = tokio::spawn(async move {
         let config = slow_config;
         let mut ue = DtlsClient::connect(addr, &config).await?;
-        let answer = ue.request(&CoapMessage::get("/a", 1, b"a"), WAIT).await?;
+        let answer = ue.request(&get("/a", 1, b"a"), WAIT).await?;
         ue.close().await?;
         Ok::<_, DtlsError>(answer)
     });
@@ -277,7 +289,7 @@ async fn a_pending_key_fetch_does_not_delay_other_ues() {
         .await
         .expect("UE B handshake");
     let answer = fast
-        .request(&CoapMessage::get("/b", 2, b"b"), WAIT)
+        .request(&get("/b", 2, b"b"), WAIT)
         .await
         .expect("UE B exchange");
     assert_eq!(answer.code, CoapCode::CONTENT);
