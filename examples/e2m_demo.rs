@@ -717,8 +717,8 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
     )
     .await;
     checks.check(
-        matches!(&direct, Err(e) if e.problem_cause() == Some(ProblemCause::EmseNotAuthorized)),
-        "EMSE B presenting EMSE A's session id over its own certificate is refused (403): a session is bound to the certificate that registered it",
+        matches!(&direct, Err(e) if e.problem_cause() == Some(ProblemCause::UnknownSession)),
+        "EMSE B presenting EMSE A's session id over its own certificate is refused as an unknown session (404, as a made-up id): a session is bound to the certificate that registered it",
     );
     let cross = ue_session(
         b.addr(),

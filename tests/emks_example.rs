@@ -241,9 +241,10 @@ mod against_the_example {
         assert!(key.key == expected, "served key is not e2m_key for emse-a");
         assert_eq!(key.key_id, key_id);
 
-        // Another EMSE cannot use emse-a's session (bound to the certificate identity).
+        // Another EMSE cannot use emse-a's session (bound to the certificate identity); it
+        // gets what a made-up session id gets, 404 (no existence oracle).
         let out = curl(&dir, Some("emse-emse-b"), &[&url(&target)], None);
-        assert_eq!(out.status, Some(403), "{}", out.headers);
+        assert_eq!(out.status, Some(404), "{}", out.headers);
 
         // Without a client certificate: refused in the TLS handshake, no HTTP answer.
         let out = curl(&dir, None, &[&url(&target)], None);

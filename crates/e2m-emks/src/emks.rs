@@ -200,10 +200,12 @@ where
             .ok_or_else(|| refuse(ProblemCause::UnknownSession, "no such session"))?;
         record.session = Some(info.session);
         // A session id presented over another EMSE's certificate is refused, whatever the
-        // request says: the session is bound to the identity that registered it.
+        // request says: the session is bound to the identity that registered it. The peer
+        // gets the answer a made-up id gets (issue 9 item 6: no oracle of which ids exist);
+        // the audit record keeps the real reason and the session it named.
         if info.emse != *emse {
             return Err(refuse(
-                ProblemCause::EmseNotAuthorized,
+                ProblemCause::UnknownSession,
                 "session bound to another EMSE",
             ));
         }

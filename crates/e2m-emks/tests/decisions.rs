@@ -123,15 +123,13 @@ fn a_session_presented_by_another_certificate_is_refused() {
     w.push(0, 1, at(0), at(0)).unwrap();
     let sa = w.register(&w.a, at(0)).unwrap();
     w.register(&w.b, at(0)).unwrap();
-    // B presents A's session id, naming a UE B knows: refused, nothing derived.
-    assert_eq!(
-        w.fetch(&w.b, &sa, app_ue(0, B), 1, at(1)).err(),
-        Some(ProblemCause::EmseNotAuthorized)
-    );
-    assert_eq!(
-        w.fetch(&w.b, &sa, app_ue(0, A), 1, at(1)).err(),
-        Some(ProblemCause::EmseNotAuthorized)
-    );
+    // B presents A's session id, naming a UE B knows: refused, nothing derived, and with
+    // the very answer a made-up id gets (issue 9 item 6: no existence oracle).
+    let made_up = SessionId::from_array([0x5a; 16]);
+    let unknown = w.fetch(&w.b, &made_up, app_ue(0, B), 1, at(1)).err();
+    assert_eq!(unknown, Some(ProblemCause::UnknownSession));
+    assert_eq!(w.fetch(&w.b, &sa, app_ue(0, B), 1, at(1)).err(), unknown);
+    assert_eq!(w.fetch(&w.b, &sa, app_ue(0, A), 1, at(1)).err(), unknown);
     // Nor can B end A's session.
     let out = block_on(w.emks.deregister(
         &w.b,
@@ -140,7 +138,7 @@ fn a_session_presented_by_another_certificate_is_refused() {
         },
         at(1),
     ));
-    assert_eq!(w.record(out).err(), Some(ProblemCause::EmseNotAuthorized));
+    assert_eq!(w.record(out).err(), Some(ProblemCause::UnknownSession));
     assert!(w.fetch(&w.a, &sa, app_ue(0, A), 1, at(1)).is_ok());
 }
 
@@ -568,8 +566,10 @@ fn every_decision_is_audited() {
     );
     assert!(l.audit[2].contains("action=fetch-key") && l.audit[2].contains("key_id=00000001"));
     assert!(l.audit[3].contains("cause=key-not-available"));
+    // The peer is told "unknown session"; the audit keeps the real reason.
     assert!(
-        l.audit[4].contains("cause=emse-not-authorized")
+        l.audit[4].contains("cause=unknown-session")
+            && l.audit[4].contains("session bound to another EMSE")
             && l.audit[4].contains("peer=emse:emse-b.example.com")
     );
 }

@@ -887,10 +887,11 @@ mod in_process {
             .await
             .unwrap_err();
         assert_eq!(err.problem_cause(), Some(ProblemCause::KeyNotAvailable));
-        // B with A's session: refused; B with its own session asking for A's UE: unknown.
+        // B with A's session: refused as an unknown session (no existence oracle); B with
+        // its own session asking for A's UE: unknown UE.
         assert_eq!(
             b.fetch_key(&request).await.unwrap_err().problem_cause(),
-            Some(ProblemCause::EmseNotAuthorized)
+            Some(ProblemCause::UnknownSession)
         );
         assert_eq!(
             b.fetch_key(&KeyRequest {
