@@ -18,9 +18,11 @@
 //! Each client task issues GET after GET on one shared keep-alive pool (reqwest, HTTP/1.1,
 //! the EMSE's certificate), cycling through the UEs, and decodes every key response. The
 //! targets alternate (memory, PostgreSQL, memory, …) so that a change in the load of this
-//! shared machine hits both alike; each target's best round is reported. The CPU column is
-//! this process only (client, TLS, EMKS): the PostgreSQL server's own processes are not in
-//! it. Without PostgreSQL's server binaries the benchmark prints `SKIPPED` and exits.
+//! shared machine hits both alike; each target's best round is reported. Two CPU columns
+//! explain the wall-clock figures on a machine shared with other work: this process's
+//! (clients, TLS, the EMKS) and the PostgreSQL server's processes' (read from `/proc`),
+//! each per fetch. Without PostgreSQL's server binaries the benchmark prints `SKIPPED` and
+//! exits.
 
 #![allow(
     clippy::unwrap_used,
@@ -73,11 +75,39 @@ fn process_cpu() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// The CPU time of the PostgreSQL server whose data directory is `data`: its postmaster
+/// (from `postmaster.pid`) and every process it started (backends, WAL writer, …), read
+/// from `/proc` (Linux; USER_HZ = 100).
+fn postgres_cpu(data: &Path) -> Option<Duration> {
+    let pid_file = std::fs::read_to_string(data.join("postmaster.pid")).ok()?;
+    let postmaster = pid_file.lines().next()?.trim().to_owned();
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        // After the name: state, ppid, … utime (12th), stime (13th).
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if pid == postmaster || fields.get(1) == Some(&postmaster.as_str()) {
+            ticks += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        }
+    }
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// One measured round against one EMKS.
 struct Run {
     latencies: Vec<Duration>,
     elapsed: Duration,
+    /// CPU time of this process (client, TLS, EMKS) during the measurement.
     cpu: Option<Duration>,
+    /// CPU time of the PostgreSQL server during the measurement.
+    server_cpu: Option<Duration>,
 }
 
 impl Run {
@@ -92,8 +122,8 @@ impl Run {
         sorted[index.min(sorted.len() - 1)]
     }
 
-    fn cpu_micros_per_fetch(&self) -> Option<f64> {
-        let cpu = self.cpu?;
+    fn micros_per_fetch(&self, cpu: Option<Duration>) -> Option<f64> {
+        let cpu = cpu?;
         (!self.latencies.is_empty()).then(|| cpu.as_secs_f64() * 1e6 / self.latencies.len() as f64)
     }
 }
@@ -109,6 +139,7 @@ struct Target {
 async fn load(
     client: &reqwest::Client,
     target: &Target,
+    postgres_data: &Path,
     concurrency: usize,
     warmup: Duration,
     measure: Duration,
@@ -116,11 +147,14 @@ async fn load(
     let start = Instant::now();
     let measure_from = start + warmup;
     let stop_at = measure_from + measure;
+    let data = postgres_data.to_owned();
     let cpu_probe = tokio::spawn(async move {
         tokio::time::sleep_until(measure_from.into()).await;
-        let before = process_cpu();
+        let before = (process_cpu(), postgres_cpu(&data));
         tokio::time::sleep_until(stop_at.into()).await;
-        Some(process_cpu()?.saturating_sub(before?))
+        let after = (process_cpu(), postgres_cpu(&data));
+        let since = |a: Option<Duration>, b: Option<Duration>| Some(a?.saturating_sub(b?));
+        (since(after.0, before.0), since(after.1, before.1))
     });
     let mut tasks = Vec::new();
     for task in 0..concurrency {
@@ -152,10 +186,12 @@ async fn load(
     for task in tasks {
         latencies.extend(task.await.unwrap());
     }
+    let (cpu, server_cpu) = cpu_probe.await.unwrap_or((None, None));
     Run {
         latencies,
         elapsed: measure,
-        cpu: cpu_probe.await.ok().flatten(),
+        cpu,
+        server_cpu,
     }
 }
 
@@ -370,8 +406,9 @@ async fn bench(pg: &Postgres, measure: Duration, concurrency: usize, rounds: usi
     let mut best_memory: Option<Run> = None;
     let mut best_pg: Option<Run> = None;
     for round in 1..=rounds {
-        let m = load(&client, &memory_target, concurrency, warmup, measure).await;
-        let p = load(&client, &pg_target, concurrency, warmup, measure).await;
+        let data = pg.dir.join("data");
+        let m = load(&client, &memory_target, &data, concurrency, warmup, measure).await;
+        let p = load(&client, &pg_target, &data, concurrency, warmup, measure).await;
         println!(
             "  round {round}: memory {:>8.0} fetches/s (p99 {:>6} µs); PostgreSQL {:>8.0} fetches/s (p99 {:>6} µs)",
             m.per_second(),
@@ -394,20 +431,30 @@ async fn bench(pg: &Postgres, measure: Duration, concurrency: usize, rounds: usi
     }
     let (memory, postgres) = (best_memory.unwrap(), best_pg.unwrap());
     println!(
-        "\n{:<28} {:>10} {:>12} {:>10} {:>10} {:>14}",
-        "store (best round)", "fetches", "fetches/s", "p50 µs", "p99 µs", "CPU µs/fetch"
+        "\n{:<20} {:>9} {:>10} {:>8} {:>8} {:>16} {:>16}",
+        "store (best round)",
+        "fetches",
+        "fetches/s",
+        "p50 µs",
+        "p99 µs",
+        "CPU µs/fetch",
+        "server CPU µs/f"
     );
     for (name, run) in [("memory", &memory), ("PostgreSQL", &postgres)] {
         println!(
-            "{:<28} {:>10} {:>12.0} {:>10} {:>10} {:>14.1}",
+            "{:<20} {:>9} {:>10.0} {:>8} {:>8} {:>16.1} {:>16.1}",
             name,
             run.latencies.len(),
             run.per_second(),
             run.percentile(0.50).as_micros(),
             run.percentile(0.99).as_micros(),
-            run.cpu_micros_per_fetch().unwrap_or(f64::NAN)
+            run.micros_per_fetch(run.cpu).unwrap_or(f64::NAN),
+            run.micros_per_fetch(run.server_cpu).unwrap_or(f64::NAN)
         );
     }
+    println!(
+        "(CPU: this process, i.e. clients, TLS and the EMKS; server CPU: the PostgreSQL server's processes)"
+    );
     let ratio = postgres.per_second() / memory.per_second();
     let p99 = postgres.percentile(0.99);
     println!(
