@@ -11,9 +11,10 @@
 //!   with exactly the key pushed, and a push in flight at the kill is absent or exact, never
 //!   torn; rounds alternate which instance is killed, at random points.
 //! - A bad connection string, an unreachable database and a wrong KEK stop the start with
-//!   one line on stderr and exit status 2.
+//!   one line on stderr and exit status 2; so do flags that do not fit the store (no
+//!   connection string, `--data-dir` with PostgreSQL, `--database-url` with another store).
 //!
-//! Without PostgreSQL's server binaries the tests print `SKIPPED` and pass (as the
+//! Without PostgreSQL's server binaries the tests that need a server print `SKIPPED` and pass (as the
 //! e2m-keystore-pg tests do); `bash .ci/postgres install` installs them and `.ci/run` does
 //! so before the tests. Loopback only; every wait is bounded. The random kill points come
 //! from a seed printed at the start (`E2M_CRASH_SEED` replays one).
@@ -468,5 +469,69 @@ fn a_bad_connection_string_an_unreachable_database_or_a_wrong_kek_exit_2_with_on
         stderr.contains("KEK file of version 1 does not match"),
         "{stderr}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn postgres_flags_that_do_not_fit_together_exit_2_with_one_line() {
+    let dir = temp_dir("pg-flags");
+    prepare(&dir);
+    let pki = dir.join("pki");
+    let kek = dir.join("kek-1");
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--store", "postgres"],
+            "needs --database-url or $E2M_DATABASE_URL",
+        ),
+        (
+            &["--database-url", "host=127.0.0.1"],
+            "--database-url is for --store postgres",
+        ),
+        (
+            &[
+                "--store",
+                "postgres",
+                "--database-url",
+                "host=127.0.0.1",
+                "--data-dir",
+                "/nonexistent",
+            ],
+            "--data-dir is for --store redb",
+        ),
+        (
+            &[
+                "--store",
+                "postgres",
+                "--database-url",
+                "host=127.0.0.1",
+                "--pool-size",
+                "0",
+            ],
+            "want 1 to 1000",
+        ),
+        (
+            &["--store", "memory", "--database-url", "host=127.0.0.1"],
+            "--database-url is for --store postgres",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut command = Command::new(example_binary("emks"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--certs"])
+            .arg(&pki)
+            .arg("--kek-file")
+            .arg(&kek)
+            .args(flags)
+            .env_remove("E2M_DATABASE_URL");
+        let out = run_bounded(&mut command, Duration::from_secs(30));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{flags:?}: not one line: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
