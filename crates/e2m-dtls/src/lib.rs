@@ -11,6 +11,13 @@
 //! - [`client::DtlsClient`] is the UE side; [`server::DtlsServer`] the EMSE side, which asks
 //!   a [`PskResolver`] (in the demo: the EMKS client, seed steps 5–6) for the key of each
 //!   identity without blocking the runtime (see [`server`] for how).
+//! - Cookie first (RFC 6347 §4.2.1): [`server::DtlsServer`] answers a new source address
+//!   statelessly with a HelloVerifyRequest; only a returned cookie creates per-peer state,
+//!   and only such a peer can make the EMSE fetch a key. Peers are bounded globally and per
+//!   source IP ([`server::ServerConfig`]).
+//! - A failed handshake ends with a fatal alert ([`AlertDescription`]; which one for a PSK
+//!   failure: [`server::PskFailureAlert`]), which the client reports as
+//!   [`DtlsError::Alert`].
 //! - CoAP ([`e2m_coap`], re-exported) is the application protocol on top.
 //! - [`oscore_server::OscoreServer`] is the EMSE's OSCORE endpoint (keys through the same
 //!   resolver; spoofed sources bounded by a fetch budget per source address) and
