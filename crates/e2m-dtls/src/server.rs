@@ -491,114 +491,172 @@ async fn run_peer<R: PskResolver>(
     mut rx: mpsc::Receiver<Vec<u8>>,
     hello: VerifiedHello,
 ) {
-    let slot = Arc::new(Mutex::new(SlotState::default()));
     let started = Instant::now();
-    let mut dtls = Dtls::new_12_psk(Arc::clone(&shared.dimpl_config), started);
-    let mut identity: Option<PskIdentity> = None;
-    let mut connected: Option<PeerInfo> = None;
-    let mut peeked = false;
-    let mut next_timer: Option<Instant>;
-    let mut last_activity = started;
-    let mut pending: Option<Vec<u8>> = None;
-    let mut out = vec![0u8; MAX_DATAGRAM];
-    // The last epoch-0 record the client saw from us is at most the HelloVerifyRequest,
-    // which reused the sequence number of the client's first ClientHello (below this one).
-    let mut alerts = Alerter {
-        next_sequence: hello.record_sequence,
+    let mut task = PeerTask {
+        shared,
+        peer,
+        slot: Arc::new(Mutex::new(SlotState::default())),
+        dtls: Dtls::new_12_psk(Arc::clone(&shared.dimpl_config), started),
+        identity: None,
+        connected: None,
+        peeked: false,
+        started,
+        last_activity: started,
+        next_timer: None,
+        out: vec![0u8; MAX_DATAGRAM],
+        // The last epoch-0 record the client saw from us is at most the
+        // HelloVerifyRequest, which reused the sequence number of the client's first
+        // ClientHello (below this one).
+        alerts: Alerter {
+            next_sequence: hello.record_sequence,
+        },
     };
-    let fail = |identity: &Option<PskIdentity>, reason: String| {
-        shared.emit(ServerEvent::Failed {
-            peer,
-            identity: identity.clone(),
-            reason,
-        });
-    };
-
-    if let Err(e) = SLOT.sync_scope(Arc::clone(&slot), || {
-        start_after_cookie(&mut dtls, &hello, &mut out)
-    }) {
-        fail(&identity, handshake_failure(&slot, &e));
-        alerts.send_for_error(shared, peer, &e).await;
+    if task.start(&hello).await == Step::End {
         return;
     }
-
     loop {
-        if let Some(datagram) = pending.take() {
-            last_activity = Instant::now();
-            if !peeked {
-                let outcome = match peek_psk_identity(&datagram) {
-                    CkePeek::Absent => None,
-                    CkePeek::Fragmented => {
-                        fail(&None, "fragmented ClientKeyExchange".into());
-                        Some(KeyOutcome::NoKey)
-                    }
-                    CkePeek::Identity(octets) => {
-                        let (id, outcome) = resolve_into_slot(shared, peer, octets, &slot).await;
-                        identity = id;
-                        Some(outcome)
-                    }
-                };
-                if let Some(outcome) = outcome {
-                    peeked = true;
-                    if let Some(alert) = early_alert(shared.config.psk_failure_alert, outcome) {
-                        alerts.send(shared, peer, alert).await;
-                        return;
-                    }
-                }
-            }
-            let fed = SLOT.sync_scope(Arc::clone(&slot), || {
-                dtls.handle_timeout(Instant::now())?;
-                dtls.handle_packet(&datagram)
-            });
-            if let Err(e) = fed {
-                fail(&identity, handshake_failure(&slot, &e));
-                if connected.is_none() {
-                    alerts.send_for_error(shared, peer, &e).await;
-                }
-                return;
+        match task.drain().await {
+            Step::End => return,
+            // Replies were queued: send them before waiting.
+            Step::Again => continue,
+            Step::Wait => {}
+        }
+        let Some(datagram) = task.wait(&mut rx).await else {
+            return;
+        };
+        if let Some(datagram) = datagram
+            && task.receive(&datagram).await == Step::End
+        {
+            return;
+        }
+    }
+}
+
+/// What a peer task does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Drain the state machine again.
+    Again,
+    /// Wait for a datagram or a timer.
+    Wait,
+    /// The peer is done.
+    End,
+}
+
+/// The state of one peer's task.
+struct PeerTask<'s, R> {
+    shared: &'s Shared<R>,
+    peer: SocketAddr,
+    slot: Arc<Mutex<SlotState>>,
+    dtls: Dtls,
+    identity: Option<PskIdentity>,
+    connected: Option<PeerInfo>,
+    /// Whether the ClientKeyExchange has been peeked (and its key fetched).
+    peeked: bool,
+    started: Instant,
+    last_activity: Instant,
+    next_timer: Option<Instant>,
+    out: Vec<u8>,
+    alerts: Alerter,
+}
+
+impl<R: PskResolver> PeerTask<'_, R> {
+    fn fail(&self, reason: String) {
+        self.shared.emit(ServerEvent::Failed {
+            peer: self.peer,
+            identity: self.identity.clone(),
+            reason,
+        });
+    }
+
+    /// Reports a failed handshake and sends its alert.
+    async fn handshake_failed(&mut self, e: &dimpl::Error) -> Step {
+        self.fail(handshake_failure(&self.slot, e));
+        if self.connected.is_none() {
+            self.alerts.send_for_error(self.shared, self.peer, e).await;
+        }
+        Step::End
+    }
+
+    /// The verified ClientHello, handed to `dimpl` (see [`start_after_cookie`]).
+    async fn start(&mut self, hello: &VerifiedHello) -> Step {
+        let (dtls, out) = (&mut self.dtls, &mut self.out);
+        match SLOT.sync_scope(Arc::clone(&self.slot), || {
+            start_after_cookie(dtls, hello, out)
+        }) {
+            Ok(()) => Step::Wait,
+            Err(e) => self.handshake_failed(&e).await,
+        }
+    }
+
+    /// One datagram from the peer: first the ClientKeyExchange peek and key fetch (seed
+    /// steps 5–7), then the state machine.
+    async fn receive(&mut self, datagram: &[u8]) -> Step {
+        self.last_activity = Instant::now();
+        if !self.peeked
+            && let Some(outcome) = self.peek_and_resolve(datagram).await
+        {
+            self.peeked = true;
+            if let Some(alert) = early_alert(self.shared.config.psk_failure_alert, outcome) {
+                self.alerts.send(self.shared, self.peer, alert).await;
+                return Step::End;
             }
         }
+        let dtls = &mut self.dtls;
+        let fed = SLOT.sync_scope(Arc::clone(&self.slot), || {
+            dtls.handle_timeout(Instant::now())?;
+            dtls.handle_packet(datagram)
+        });
+        match fed {
+            Ok(()) => Step::Again,
+            Err(e) => self.handshake_failed(&e).await,
+        }
+    }
 
-        // Drain the state machine: records to send, events, application data.
+    /// The key outcome if `datagram` carries the ClientKeyExchange.
+    async fn peek_and_resolve(&mut self, datagram: &[u8]) -> Option<KeyOutcome> {
+        match peek_psk_identity(datagram) {
+            CkePeek::Absent => None,
+            CkePeek::Fragmented => {
+                self.fail("fragmented ClientKeyExchange".into());
+                Some(KeyOutcome::NoKey)
+            }
+            CkePeek::Identity(octets) => {
+                let (identity, outcome) =
+                    resolve_into_slot(self.shared, self.peer, octets, &self.slot).await;
+                self.identity = identity;
+                Some(outcome)
+            }
+        }
+    }
+
+    /// Drains the state machine: records to send, events, application data (answered by
+    /// the handler).
+    async fn drain(&mut self) -> Step {
         let mut replies: Vec<Vec<u8>> = Vec::new();
         let mut closed = false;
         loop {
-            match dtls.poll_output(&mut out) {
+            match self.dtls.poll_output(&mut self.out) {
                 Output::Packet(p) => {
-                    alerts.saw(p);
-                    let _ = shared.socket.send_to(p, peer).await;
+                    self.alerts.saw(p);
+                    let _ = self.shared.socket.send_to(p, self.peer).await;
                 }
-                Output::BufferTooSmall { needed } => out.resize(needed, 0),
+                Output::BufferTooSmall { needed } => self.out.resize(needed, 0),
                 Output::Timeout(t) => {
-                    next_timer = Some(t);
+                    self.next_timer = Some(t);
                     break;
                 }
                 Output::Connected => {
-                    let asked = slot.lock().map(|s| s.asked).unwrap_or(false);
-                    match (&identity, asked) {
-                        (Some(id), true) => {
-                            shared.emit(ServerEvent::Connected {
-                                peer,
-                                identity: id.clone(),
-                            });
-                            connected = Some(PeerInfo {
-                                addr: peer,
-                                identity: id.clone(),
-                            });
-                        }
-                        // Cannot happen with dimpl's PSK server (it must have asked), but
-                        // an unattributed connection must never serve the application.
-                        _ => {
-                            fail(&identity, "connected without a recorded identity".into());
-                            return;
-                        }
+                    match attribute(self.shared, self.peer, &self.slot, &self.identity) {
+                        Some(info) => self.connected = Some(info),
+                        None => return Step::End,
                     }
                 }
                 Output::ApplicationData(data) => {
-                    if let Some(info) = &connected {
-                        let reply = (shared.handler)(info, data);
-                        shared.emit(ServerEvent::Exchanged {
-                            peer,
+                    if let Some(info) = &self.connected {
+                        let reply = (self.shared.handler)(info, data);
+                        self.shared.emit(ServerEvent::Exchanged {
+                            peer: self.peer,
                             request_len: data.len(),
                             response_len: reply.as_ref().map_or(0, Vec::len),
                         });
@@ -610,45 +668,83 @@ async fn run_peer<R: PskResolver>(
             }
         }
         if closed {
-            shared.emit(ServerEvent::Closed { peer });
-            return;
+            self.shared.emit(ServerEvent::Closed { peer: self.peer });
+            return Step::End;
         }
-        if !replies.is_empty() {
-            for reply in &replies {
-                if let Err(e) = dtls.send_application_data(reply) {
-                    fail(&identity, format!("{e:?}"));
-                    return;
-                }
+        if replies.is_empty() {
+            return Step::Wait;
+        }
+        for reply in &replies {
+            if let Err(e) = self.dtls.send_application_data(reply) {
+                self.fail(format!("{e:?}"));
+                return Step::End;
             }
-            continue;
         }
+        Step::Again
+    }
 
-        let deadline = if connected.is_some() {
-            last_activity + shared.config.idle_timeout
+    /// Waits for the next datagram (`Some(Some(_))`) or the next timer (`Some(None)`,
+    /// already handled); `None` when the peer is done (deadline, idleness, error, or the
+    /// dispatcher gone).
+    async fn wait(&mut self, rx: &mut mpsc::Receiver<Vec<u8>>) -> Option<Option<Vec<u8>>> {
+        let deadline = if self.connected.is_some() {
+            self.last_activity + self.shared.config.idle_timeout
         } else {
-            started + shared.config.limits.handshake_timeout
+            self.started + self.shared.config.limits.handshake_timeout
         };
-        let timer = next_timer.unwrap_or(deadline).min(deadline);
+        let timer = self.next_timer.unwrap_or(deadline).min(deadline);
         tokio::select! {
-            datagram = rx.recv() => match datagram {
-                Some(d) => pending = Some(d),
-                None => return,
-            },
+            datagram = rx.recv() => datagram.map(Some),
             _ = tokio::time::sleep_until(tokio_deadline(timer)) => {
                 let now = Instant::now();
                 if now >= deadline {
-                    if connected.is_some() {
-                        shared.emit(ServerEvent::Closed { peer });
+                    if self.connected.is_some() {
+                        self.shared.emit(ServerEvent::Closed { peer: self.peer });
                     } else {
-                        fail(&identity, "handshake deadline".into());
+                        self.fail("handshake deadline".into());
                     }
-                    return;
+                    return None;
                 }
-                if let Err(e) = SLOT.sync_scope(Arc::clone(&slot), || dtls.handle_timeout(now)) {
-                    fail(&identity, handshake_failure(&slot, &e));
-                    return;
+                let dtls = &mut self.dtls;
+                if let Err(e) = SLOT.sync_scope(Arc::clone(&self.slot), || dtls.handle_timeout(now)) {
+                    self.fail(handshake_failure(&self.slot, &e));
+                    return None;
                 }
+                Some(None)
             }
+        }
+    }
+}
+
+/// Seed step 8: the handshake completed; attributes it to the identity whose key `dimpl`
+/// asked for. `None` (and a failure reported) if it cannot be attributed.
+fn attribute<R>(
+    shared: &Shared<R>,
+    peer: SocketAddr,
+    slot: &Mutex<SlotState>,
+    identity: &Option<PskIdentity>,
+) -> Option<PeerInfo> {
+    let asked = slot.lock().map(|s| s.asked).unwrap_or(false);
+    match (identity, asked) {
+        (Some(id), true) => {
+            shared.emit(ServerEvent::Connected {
+                peer,
+                identity: id.clone(),
+            });
+            Some(PeerInfo {
+                addr: peer,
+                identity: id.clone(),
+            })
+        }
+        // Cannot happen with dimpl's PSK server (it must have asked), but an unattributed
+        // connection must never serve the application.
+        _ => {
+            shared.emit(ServerEvent::Failed {
+                peer,
+                identity: identity.clone(),
+                reason: "connected without a recorded identity".into(),
+            });
+            None
         }
     }
 }
