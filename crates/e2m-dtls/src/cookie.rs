@@ -58,7 +58,9 @@ const LABEL: &[u8] = b"e2m-dtls cookie v1";
 /// The cookie length: the whole HMAC-SHA-256 output (dimpl's check also wants 32 octets).
 pub(crate) const COOKIE_LEN: usize = 32;
 
-/// The dispatcher's cookie secrets: the current one and the one before it.
+/// The dispatcher's cookie secrets: the current one and the one before it, kept only as
+/// keyed HMAC states (wiped on drop: `hmac`'s `zeroize` feature); the random octets they
+/// were keyed from are wiped at once.
 pub(crate) struct CookieJar {
     current: Hmac<Sha256>,
     previous: Option<Hmac<Sha256>>,

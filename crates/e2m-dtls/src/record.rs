@@ -341,6 +341,14 @@ mod tests {
         let body = hello_body(&[7; 32]);
         let dgram = record(CONTENT_HANDSHAKE, 0, &handshake(1, &body, 0, &body));
         let hello = parse_client_hello(&dgram).expect("a ClientHello");
+        // Every proper prefix is refused, without reading past it.
+        for cut in 0..dgram.len() {
+            assert!(parse_client_hello(&dgram[..cut]).is_none(), "cut at {cut}");
+            assert!(
+                as_first_client_hello(&dgram[..cut]).is_none(),
+                "cut at {cut}"
+            );
+        }
         assert_eq!(hello.message_seq, 2);
         assert_eq!(hello.record_sequence, [0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!(hello.client_version, [0xfe, 0xfd]);
