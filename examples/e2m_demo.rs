@@ -79,8 +79,9 @@ const SERVING_NETWORK: &str = "UTRAN";
 /// How long a handshake that is expected to succeed may take (debug builds of the DTLS
 /// crypto are slow; the EMSE also fetches the key from the EMKS inside the handshake).
 const HANDSHAKE: Duration = Duration::from_secs(15);
-/// How long a handshake that is expected to fail may take: the EMSE sends no alert when it
-/// has no key (it answers like a wrong PSK), so the UE gives up on its own deadline.
+/// How long a handshake that is expected to fail may take: the EMSE answers a key it does
+/// not have with a fatal alert (`decrypt_error`, as for a wrong PSK), so the UE fails at once;
+/// the bound only matters if that alert is lost.
 const FAILING_HANDSHAKE: Duration = Duration::from_secs(3);
 
 /// Records every expected outcome; the exit status is their conjunction.

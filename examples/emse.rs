@@ -162,6 +162,9 @@ fn narrate(event: &ServerEvent) {
             response_len,
         } => println!("EMSE: {peer}: {request_len}-octet request, {response_len}-octet answer"),
         ServerEvent::Closed { peer } => println!("EMSE: {peer} closed"),
+        ServerEvent::AlertSent { peer, alert } => {
+            println!("EMSE: sent the fatal alert {alert} to {peer}")
+        }
         _ => {}
     }
 }
