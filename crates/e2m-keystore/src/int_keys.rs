@@ -39,7 +39,7 @@ impl RetentionPolicy {
     };
 
     /// A policy keeping `keys_per_ue` keys per UE, each for at most `max_age` after it was
-    /// created (rounded down to whole seconds).
+    /// created (rounded down to whole milliseconds).
     ///
     /// # Errors
     /// [`PolicyError::KeysPerUe`] unless `1 <= keys_per_ue <= 16`;
