@@ -232,15 +232,12 @@ impl Timestamp {
     }
 }
 
-/// `d` in whole milliseconds, saturating at `u64::MAX`.
+/// `d` in whole milliseconds, saturating at `u64::MAX`. In 64-bit arithmetic rather than
+/// through `Duration::as_millis` (a `u128`): a store computes an expiry on every lookup.
 const fn duration_millis(d: Duration) -> u64 {
-    let ms = d.as_millis();
-    if ms > u64::MAX as u128 {
-        u64::MAX
-    } else {
-        // Checked above: fits.
-        ms as u64
-    }
+    d.as_secs()
+        .saturating_mul(MS_PER_SEC)
+        .saturating_add(d.subsec_millis() as u64)
 }
 
 /// The text form of a [`Timestamp`], on the stack: 20 to 24 ASCII characters.
