@@ -160,8 +160,8 @@ impl core::fmt::Debug for HeldKey {
 ///   replaces the held key;
 /// - a key is served only while `now < created + max_age`, and never after it was evicted,
 ///   replaced, removed or swept;
-/// - a push of a key id already held replaces that key; a repeated identical push changes
-///   nothing;
+/// - a push of a key id already held replaces that key unless the held one was created
+///   later; a repeated identical push changes nothing;
 /// - keys leaving the store are zeroized (for the in-memory store; a persistent backend
 ///   states what it does);
 /// - all of the above under concurrent use from many threads: no lost and no torn key.
@@ -316,11 +316,11 @@ enum Src {
 /// The in-memory [`IntKeyStore`], built for tens of millions of UEs.
 ///
 /// Layout: a lock-striped hash map (foldhash) from the IMSI, packed into one `u64`, to an
-/// exactly sized boxed slice of 44-octet slots, oldest first in retention order. The key octets live only in
-/// those boxes, which the map moves by pointer when it grows, so a rehash never leaves a
-/// stray copy of a key in freed memory; a record is rebuilt into a new box of the exact
-/// size on every change (never `realloc`ed, which would free the old bytes unzeroized) and
-/// the old box is zeroized as it drops. About 230 octets per UE at N = 4 (see the
+/// exactly sized boxed slice of 44-octet slots, oldest first in retention order. The key
+/// octets live only in those boxes, which the map moves by pointer when it grows, so a
+/// rehash never leaves a stray copy of a key in freed memory; a record is rebuilt into a
+/// new box of the exact size on every change (never `realloc`ed, which would free the old
+/// bytes unzeroized) and the old box is zeroized as it drops. About 230 octets per UE at N = 4 (see the
 /// `keystore` benchmark for the measured figure).
 pub struct MemoryIntKeyStore {
     map: Sharded<PackedImsi, Box<[Slot]>>,
