@@ -59,6 +59,27 @@ fn stress_pushers_and_fetchers_over_1000_ues() {
     }
 }
 
+#[test]
+fn concurrent_pushes_in_shuffled_order_keep_the_n_newest() {
+    // Issue 9 item 15: N + k pushes for one UE within one second, from 4 threads at once in
+    // 300 shuffled orders; the N newest (by millisecond, then key id) are always kept.
+    for shards in [1, 64] {
+        let policy = RetentionPolicy::new(4, Duration::from_secs(3600)).unwrap_or_default();
+        let store = MemoryIntKeyStore::with_shards(policy, shards);
+        let config = conformance::ShuffleConfig {
+            rounds: 300,
+            extra: 6,
+            threads: 4,
+        };
+        let report = conformance::shuffled_pushes(&store, &conformance::BlockOn, config)
+            .unwrap_or_else(|e| panic!("{shards} shards: {e}"));
+        assert_eq!(report.pushes, 300 * 10);
+        assert_eq!(report.stale + report.evictions, 300 * 6);
+        // Both ways of losing a place happen, so both paths were exercised.
+        assert!(report.stale > 0 && report.evictions > 0, "{report:?}");
+    }
+}
+
 /// The same suite, one test per check (what a backend's tests look like).
 mod memory {
     use e2m_keystore::{
