@@ -177,9 +177,15 @@ impl SecurityContext {
         // refused by the callers before this point (`.min` only keeps this function total).
         let id = &id[..id.len().min(MAX_ID_LEN)];
         nonce[0] = id.len() as u8;
-        nonce[1 + MAX_ID_LEN - id.len()..1 + MAX_ID_LEN].copy_from_slice(id);
+        // Octet loops, not `copy_from_slice`: for these few octets of variable length a
+        // call to `memcpy` costs more than the copy (this runs for every message).
+        for (to, from) in nonce[1 + MAX_ID_LEN - id.len()..].iter_mut().zip(id) {
+            *to = *from;
+        }
         let piv = piv.as_bytes();
-        nonce[NONCE_LEN - piv.len()..].copy_from_slice(piv);
+        for (to, from) in nonce[NONCE_LEN - piv.len()..].iter_mut().zip(piv) {
+            *to = *from;
+        }
         for (n, iv) in nonce.iter_mut().zip(self.common_iv.expose_secret()) {
             *n ^= iv;
         }
@@ -231,28 +237,43 @@ pub(crate) fn aad(request_kid: &[u8], request_piv: &PartialIv) -> Aad {
     let external_len = 5 + kid.len() + 1 + piv.len() + 1;
     let mut aad = Aad {
         bytes: [0; MAX_AAD_LEN],
-        len: 0,
+        len: 17,
     };
-    let mut put = |octets: &[u8]| {
-        aad.bytes[aad.len..aad.len + octets.len()].copy_from_slice(octets);
-        aad.len += octets.len();
-    };
-    // ["Encrypt0", h'', bstr(external_aad)]: array(3), tstr(8), bstr(0), bstr head.
-    put(&[0x83, 0x68]);
-    put(b"Encrypt0");
-    put(&[0x40, 0x40 | external_len as u8]);
-    // [1, [10], bstr kid, bstr piv, h'']
-    put(&[
+    // ["Encrypt0", h'', bstr(external_aad)]: array(3), tstr(8), bstr(0), bstr head; then
+    // external_aad = [1, [10], bstr kid, ...]: array(5), 1, array(1), 10, bstr head of kid.
+    // Fixed-size writes first, then the two variable fields octet by octet (see
+    // `SecurityContext::nonce`).
+    aad.bytes[..17].copy_from_slice(&[
+        0x83,
+        0x68,
+        b'E',
+        b'n',
+        b'c',
+        b'r',
+        b'y',
+        b'p',
+        b't',
+        b'0',
+        0x40,
+        0x40 | external_len as u8,
         0x85,
         0x01,
         0x81,
         ALG_AES_CCM_16_64_128 as u8,
         0x40 | kid.len() as u8,
     ]);
-    put(kid);
-    put(&[0x40 | piv.len() as u8]);
-    put(piv);
-    put(&[0x40]);
+    // At most MAX_AAD_LEN octets arrive in all (kid ≤ 7, Partial IV ≤ 5).
+    let mut put = |octet: u8| {
+        if let Some(to) = aad.bytes.get_mut(aad.len) {
+            *to = octet;
+            aad.len += 1;
+        }
+    };
+    kid.iter().for_each(|o| put(*o));
+    put(0x40 | piv.len() as u8);
+    piv.iter().for_each(|o| put(*o));
+    // options: h'' (no Class I options are defined).
+    put(0x40);
     aad
 }
 

@@ -155,6 +155,34 @@ impl<'a> OptionView<'a> {
     /// 255 octets cannot be expressed; callers only pass checked ones (context derivation
     /// refuses longer ones), and a longer one would be truncated rather than panic.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_with(|octets| out.extend_from_slice(octets));
+    }
+
+    /// The length of the encoded value.
+    pub(crate) fn encoded_len(&self) -> usize {
+        let mut len = 0;
+        self.encode_with(|octets| len += octets.len());
+        len
+    }
+
+    /// The encoded value on the stack (the message API's outer option).
+    pub(crate) fn to_value(self) -> OptionValue {
+        let mut value = OptionValue {
+            bytes: [0; OptionValue::MAX_LEN],
+            len: 0,
+        };
+        self.encode_with(|octets| {
+            // Protection passes its own Sender ID (≤ 7 octets) and a checked ID Context
+            // (≤ 255), so at most `MAX_LEN` octets arrive and this always fits.
+            if let Some(to) = value.bytes.get_mut(value.len..value.len + octets.len()) {
+                to.copy_from_slice(octets);
+                value.len += octets.len();
+            }
+        });
+        value
+    }
+
+    fn encode_with(&self, mut put: impl FnMut(&[u8])) {
         let piv = self
             .partial_iv
             .as_ref()
@@ -169,16 +197,31 @@ impl<'a> OptionView<'a> {
         if flags == 0 {
             return;
         }
-        out.push(flags);
-        out.extend_from_slice(piv);
+        put(&[flags]);
+        put(piv);
         if let Some(ctx) = self.kid_context {
             let ctx = &ctx[..ctx.len().min(255)];
-            out.push(ctx.len() as u8);
-            out.extend_from_slice(ctx);
+            put(&[ctx.len() as u8]);
+            put(ctx);
         }
         if let Some(kid) = self.kid {
-            out.extend_from_slice(kid);
+            put(kid);
         }
+    }
+}
+
+/// An encoded OSCORE option value on the stack.
+pub(crate) struct OptionValue {
+    bytes: [u8; OptionValue::MAX_LEN],
+    len: usize,
+}
+
+impl OptionValue {
+    /// Flags, Partial IV (5), s, kid context (255), kid (7).
+    const MAX_LEN: usize = 1 + PartialIv::MAX_LEN + 1 + 255 + crate::context::MAX_ID_LEN;
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
