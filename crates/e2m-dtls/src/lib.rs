@@ -23,6 +23,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
+pub mod derived_record;
 #[cfg(feature = "emks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "emks")))]
 pub mod emks_source;
