@@ -236,7 +236,9 @@ impl Rig {
             .unwrap();
         let wire = protected.encode();
         let received = Message::decode(black_box(&wire)).unwrap();
-        self.ue.verify_response(&received, &self.request_id).unwrap()
+        self.ue
+            .verify_response(&received, &self.request_id)
+            .unwrap()
     }
 
     fn response_oscore_datagram(&mut self) -> Message {
@@ -307,7 +309,9 @@ fn benches(c: &mut Criterion) {
         };
         let mut group = c.benchmark_group(group_name);
         for row in ROWS {
-            group.bench_function(row, |b| b.iter(|| run_row(&mut rig, group_name, row, &octets)));
+            group.bench_function(row, |b| {
+                b.iter(|| run_row(&mut rig, group_name, row, &octets))
+            });
         }
         group.finish();
     }
@@ -323,7 +327,9 @@ fn median_ns(dir: &Path, group: &str, row: &str) -> Option<f64> {
 /// The figure: OSCORE protect+verify over a DTLS record's encrypt+decrypt, for
 /// requests and responses, from the medians this run measured.
 fn print_ratios(dir: &Path) {
-    println!("\nOSCORE protect+verify / DTLS record encrypt+decrypt (goal <= 1.5), medians of this run:");
+    println!(
+        "\nOSCORE protect+verify / DTLS record encrypt+decrypt (goal <= 1.5), medians of this run:"
+    );
     for group in ["request", "response"] {
         let (Some(record), Some(bytes)) = (
             median_ns(dir, group, "dtls_record"),
