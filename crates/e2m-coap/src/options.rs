@@ -280,7 +280,8 @@ impl Options {
         from: usize,
         keep: impl Fn(OptionNumber) -> bool,
     ) -> Result<(Options, Vec<u8>), CoapError> {
-        let mut entries = Vec::new();
+        // A typical message has a few options: one allocation, no growth on the way.
+        let mut entries = Vec::with_capacity(4);
         let start = from.min(buffer.len());
         let mut rest = &buffer[start..];
         let mut number: u32 = 0;

@@ -172,20 +172,16 @@ impl SecurityContext {
     /// §5.2): the ID length, the ID left-padded to 7 octets and the Partial IV left-padded
     /// to 5 octets, XORed with the Common IV.
     pub fn nonce(&self, id: &[u8], piv: &PartialIv) -> [u8; NONCE_LEN] {
-        let mut nonce = [0u8; NONCE_LEN];
         // IDs are checked at derivation and at decoding to be ≤ 7 octets; a longer one is
         // refused by the callers before this point (`.min` only keeps this function total).
         let id = &id[..id.len().min(MAX_ID_LEN)];
+        // Fixed-size writes (this runs twice per message): the ID as a big-endian number in
+        // octets 1..8 (left-padded), the Partial IV's sequence number in octets 8..13.
+        let id_value = id.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let mut nonce = [0u8; NONCE_LEN];
         nonce[0] = id.len() as u8;
-        // Octet loops, not `copy_from_slice`: for these few octets of variable length a
-        // call to `memcpy` costs more than the copy (this runs for every message).
-        for (to, from) in nonce[1 + MAX_ID_LEN - id.len()..].iter_mut().zip(id) {
-            *to = *from;
-        }
-        let piv = piv.as_bytes();
-        for (to, from) in nonce[NONCE_LEN - piv.len()..].iter_mut().zip(piv) {
-            *to = *from;
-        }
+        nonce[1..8].copy_from_slice(&id_value.to_be_bytes()[1..]);
+        nonce[8..].copy_from_slice(&piv.sequence().to_be_bytes()[3..]);
         for (n, iv) in nonce.iter_mut().zip(self.common_iv.expose_secret()) {
             *n ^= iv;
         }
@@ -262,18 +258,20 @@ pub(crate) fn aad(request_kid: &[u8], request_piv: &PartialIv) -> Aad {
         ALG_AES_CCM_16_64_128 as u8,
         0x40 | kid.len() as u8,
     ]);
-    // At most MAX_AAD_LEN octets arrive in all (kid ≤ 7, Partial IV ≤ 5).
-    let mut put = |octet: u8| {
-        if let Some(to) = aad.bytes.get_mut(aad.len) {
-            *to = octet;
-            aad.len += 1;
-        }
-    };
-    kid.iter().for_each(|o| put(*o));
-    put(0x40 | piv.len() as u8);
-    piv.iter().for_each(|o| put(*o));
+    // The kid (≤ 7 octets) and the Partial IV (≤ 5) at fixed-size positions: indexes stay
+    // below 17 + 7 + 1 + 5 + 1 = 31 < MAX_AAD_LEN.
+    let mut at = 17;
+    for (i, octet) in kid.iter().enumerate().take(MAX_ID_LEN) {
+        aad.bytes[17 + i] = *octet;
+        at = 18 + i;
+    }
+    aad.bytes[at] = 0x40 | piv.len() as u8;
+    for (i, octet) in piv.iter().enumerate().take(PartialIv::MAX_LEN) {
+        aad.bytes[at + 1 + i] = *octet;
+    }
     // options: h'' (no Class I options are defined).
-    put(0x40);
+    aad.bytes[at + 1 + piv.len().min(PartialIv::MAX_LEN)] = 0x40;
+    aad.len = at + 2 + piv.len().min(PartialIv::MAX_LEN);
     aad
 }
 

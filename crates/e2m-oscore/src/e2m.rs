@@ -246,16 +246,27 @@ pub fn context_not_found(request: &Message) -> Message {
 
 /// What a UE does with an **unprotected** response to one of its OSCORE requests (matched by
 /// token; anyone on the path can forge one, so none of these may weaken protection).
+///
+/// Only the answers the profile defines are acted upon, told apart by code, outer Echo and
+/// the RFC 8613 §8.2 diagnostic payload; any other unprotected 4.01 (a bare one, one with
+/// another diagnostic) is an [`UeAction::Error`], never a reason to re-authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub enum UeAction {
-    /// 4.01 to a request sent without the ID Context: the EMSE lost or never had the
-    /// context. Protect the request again *with* the ID Context.
+    /// "Security context not found" (4.01, [`context_not_found`]) to a request sent without
+    /// the ID Context: the EMSE lost or never had the context. Protect the request again
+    /// *with* the ID Context.
     RetryWithIdContext,
-    /// 4.01 to a request that carried the ID Context: the EMSE cannot get this key id
-    /// (evicted at the EMKS, or the UE is unknown). Run AKA again for a new key id; do it at
-    /// most once per back-off interval, because this answer is unauthenticated.
+    /// "Security context not found" (4.01, [`context_not_found`]) to a request that carried
+    /// the ID Context: the EMSE cannot get this key id (evicted at the EMKS, or the UE is
+    /// unknown). Run AKA again for a new key id; do it at most once per back-off interval,
+    /// because this answer is unauthenticated.
     Reauthenticate,
+    /// "Replay detected" (4.01, RFC 8613 §8.2): the EMSE has seen this Partial IV (a
+    /// duplicate on the path, or a retransmission after its answer was lost). Protect the
+    /// request again — it takes a new Partial IV — at most once; the context is fine.
+    SendAgain,
     /// 4.01 with an outer Echo option: the EMSE asks for return routability before it
     /// fetches a key. Protect the request again and add this value as an outer Echo (see
     /// [`add_outer_echo`]).
@@ -270,11 +281,23 @@ pub enum UeAction {
 /// Classifies an unprotected response (see [`UeAction`]).
 pub fn ue_action(response: &Message, request_had_id_context: bool) -> UeAction {
     match response.code {
-        Code::UNAUTHORIZED => match response.options.get(OptionNumber::ECHO) {
-            Some(echo) => UeAction::AnswerEcho(echo.to_vec()),
-            None if request_had_id_context => UeAction::Reauthenticate,
-            None => UeAction::RetryWithIdContext,
-        },
+        Code::UNAUTHORIZED => {
+            let diagnostic = response.payload.as_slice();
+            match response.options.get(OptionNumber::ECHO) {
+                Some(echo) => UeAction::AnswerEcho(echo.to_vec()),
+                None if diagnostic == OscoreError::ContextNotFound.diagnostic().as_bytes() => {
+                    if request_had_id_context {
+                        UeAction::Reauthenticate
+                    } else {
+                        UeAction::RetryWithIdContext
+                    }
+                }
+                None if diagnostic == OscoreError::Replay.diagnostic().as_bytes() => {
+                    UeAction::SendAgain
+                }
+                None => UeAction::Error(Code::UNAUTHORIZED),
+            }
+        }
         Code::SERVICE_UNAVAILABLE => {
             UeAction::RetryAfter(response.options.get(OptionNumber::MAX_AGE).map_or(60, |v| {
                 v.iter().fold(0u32, |a, b| {

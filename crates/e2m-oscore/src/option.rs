@@ -17,10 +17,14 @@ use crate::OptionError;
 
 /// A Partial IV: the sender sequence number in 1 to 5 octets, big-endian, minimal length
 /// (RFC 8613 §6.1; 0 is one zero octet).
+///
+/// Keeps its sequence number beside the octets (both forms are needed per message: octets
+/// for the option and the AAD, the number for the nonce and the replay window).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PartialIv {
     bytes: [u8; 5],
     len: u8,
+    sequence: u64,
 }
 
 impl PartialIv {
@@ -48,6 +52,7 @@ impl PartialIv {
         Some(PartialIv {
             bytes,
             len: len as u8,
+            sequence,
         })
     }
 
@@ -65,6 +70,7 @@ impl PartialIv {
                 let mut piv = PartialIv {
                     bytes: [0; 5],
                     len: bytes.len() as u8,
+                    sequence: bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
                 };
                 piv.bytes[..bytes.len()].copy_from_slice(bytes);
                 Ok(piv)
@@ -74,9 +80,7 @@ impl PartialIv {
 
     /// The sequence number.
     pub fn sequence(&self) -> u64 {
-        self.as_bytes()
-            .iter()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+        self.sequence
     }
 
     /// The octets as sent.

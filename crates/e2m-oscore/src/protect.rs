@@ -136,9 +136,12 @@ struct Outer<'a, I> {
 
 impl<'a, I: Iterator<Item = (OptionNumber, &'a [u8])> + Clone> Outer<'a, I> {
     fn oscore_option(&self) -> Result<OptionView<'a>, OscoreError> {
+        // Options come in ascending number order (from a `Message` or a validated view), so
+        // the walk ends at the first number past OSCORE's.
         let mut values = self
             .options
             .clone()
+            .take_while(|(n, _)| *n <= OptionNumber::OSCORE)
             .filter(|(n, _)| *n == OptionNumber::OSCORE);
         let (_, value) = values.next().ok_or(OscoreError::NotOscore)?;
         if values.next().is_some() {

@@ -364,3 +364,26 @@ fn budget_then_echo_fetches_at_once_and_challenges_past_the_budget() {
     };
     assert_eq!(busy.code, Code::SERVICE_UNAVAILABLE);
 }
+
+#[test]
+fn ue_action_acts_only_on_the_answers_the_profile_defines() {
+    let (mut ue, _, _) = ue(0);
+    let (req, _) = ue.protect_request(&get(1), true).unwrap();
+    // "Security context not found": re-authenticate (ID Context sent) or send it.
+    let not_found = context_not_found(&req);
+    assert_eq!(ue_action(&not_found, true), UeAction::Reauthenticate);
+    assert_eq!(ue_action(&not_found, false), UeAction::RetryWithIdContext);
+    // "Replay detected": protect again (new Partial IV), no new AKA run.
+    let replay = unprotected_error(&req, OscoreError::Replay).unwrap();
+    assert_eq!(replay.code, Code::UNAUTHORIZED);
+    assert_eq!(ue_action(&replay, true), UeAction::SendAgain);
+    // A bare 4.01, or one with another diagnostic: an error, never a re-authentication.
+    let mut bare = context_not_found(&req);
+    bare.payload.clear();
+    assert_eq!(ue_action(&bare, true), UeAction::Error(Code::UNAUTHORIZED));
+    bare.payload = b"Unauthorized".to_vec();
+    assert_eq!(ue_action(&bare, true), UeAction::Error(Code::UNAUTHORIZED));
+    // 4.00 "Decryption failed": an error.
+    let failed = unprotected_error(&req, OscoreError::DecryptionFailed).unwrap();
+    assert_eq!(ue_action(&failed, true), UeAction::Error(Code::BAD_REQUEST));
+}
