@@ -176,7 +176,8 @@ impl SecurityContext {
         // refused by the callers before this point (`.min` only keeps this function total).
         let id = &id[..id.len().min(MAX_ID_LEN)];
         // Fixed-size writes (this runs twice per message): the ID as a big-endian number in
-        // octets 1..8 (left-padded), the Partial IV's sequence number in octets 8..13.
+        // octets 1..8 (left-padded), the Partial IV's sequence number in octets 8..13; then
+        // the Common IV XORed in place (no copy of it is left behind).
         let id_value = id.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
         let mut nonce = [0u8; NONCE_LEN];
         nonce[0] = id.len() as u8;

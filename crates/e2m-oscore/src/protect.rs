@@ -137,17 +137,21 @@ struct Outer<'a, I> {
 impl<'a, I: Iterator<Item = (OptionNumber, &'a [u8])> + Clone> Outer<'a, I> {
     fn oscore_option(&self) -> Result<OptionView<'a>, OscoreError> {
         // Options come in ascending number order (from a `Message` or a validated view), so
-        // the walk ends at the first number past OSCORE's.
-        let mut values = self
-            .options
-            .clone()
-            .take_while(|(n, _)| *n <= OptionNumber::OSCORE)
-            .filter(|(n, _)| *n == OptionNumber::OSCORE);
-        let (_, value) = values.next().ok_or(OscoreError::NotOscore)?;
-        if values.next().is_some() {
-            return Err(OscoreError::RepeatedOption);
+        // the walk ends at the first number past OSCORE's. A plain loop: this runs for every
+        // message, and an adapter chain over the option iterator costs several times more.
+        let mut found = None;
+        for (number, value) in self.options.clone() {
+            if number > OptionNumber::OSCORE {
+                break;
+            }
+            if number == OptionNumber::OSCORE {
+                if found.is_some() {
+                    return Err(OscoreError::RepeatedOption);
+                }
+                found = Some(value);
+            }
         }
-        OptionView::parse(value).map_err(OscoreError::Option)
+        OptionView::parse(found.ok_or(OscoreError::NotOscore)?).map_err(OscoreError::Option)
     }
 
     /// Rebuilds the message from the outer message and the decrypted plaintext (§8.2 step
