@@ -175,17 +175,15 @@ impl SecurityContext {
         // IDs are checked at derivation and at decoding to be ≤ 7 octets; a longer one is
         // refused by the callers before this point (`.min` only keeps this function total).
         let id = &id[..id.len().min(MAX_ID_LEN)];
-        // Fixed-size writes (this runs twice per message): the ID as a big-endian number in
-        // octets 1..8 (left-padded), the Partial IV's sequence number in octets 8..13; then
-        // the Common IV XORed in place (no copy of it is left behind).
+        // Fixed-size arithmetic (this runs twice per message): the nonce as a 13-octet
+        // big-endian number, ID length ‖ ID (left-padded to 7) ‖ Partial IV (left-padded to
+        // 5), XORed with the Common IV's number.
         let id_value = id.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let value = (u128::from(id.len() as u8) << 96)
+            | (u128::from(id_value) << 40)
+            | u128::from(piv.sequence() & (PartialIv::LIMIT - 1));
         let mut nonce = [0u8; NONCE_LEN];
-        nonce[0] = id.len() as u8;
-        nonce[1..8].copy_from_slice(&id_value.to_be_bytes()[1..]);
-        nonce[8..].copy_from_slice(&piv.sequence().to_be_bytes()[3..]);
-        for (n, iv) in nonce.iter_mut().zip(self.common_iv.expose_secret()) {
-            *n ^= iv;
-        }
+        nonce.copy_from_slice(&(value ^ self.common_iv.value()).to_be_bytes()[16 - NONCE_LEN..]);
         nonce
     }
 }

@@ -179,22 +179,37 @@ impl core::fmt::Debug for AeadKey {
 }
 
 /// The Common IV (RFC 8613 §3.2.1): 13 octets for AES-CCM-16-64-128.
-pub struct CommonIv([u8; 13]);
+///
+/// Also kept as a number, so that a nonce is one XOR (RFC 8613 §5.2; twice per message).
+pub struct CommonIv {
+    octets: [u8; 13],
+    value: u128,
+}
 
 impl CommonIv {
     pub(crate) fn new(iv: [u8; 13]) -> CommonIv {
-        CommonIv(iv)
+        let mut wide = [0u8; 16];
+        wide[3..].copy_from_slice(&iv);
+        let value = u128::from_be_bytes(wide);
+        wide.zeroize();
+        CommonIv { octets: iv, value }
     }
 
     /// The IV octets.
     pub fn expose_secret(&self) -> &[u8; 13] {
-        &self.0
+        &self.octets
+    }
+
+    /// The IV as a big-endian number (below 2^104).
+    pub(crate) fn value(&self) -> u128 {
+        self.value
     }
 }
 
 impl Drop for CommonIv {
     fn drop(&mut self) {
-        self.0.zeroize();
+        self.octets.zeroize();
+        self.value.zeroize();
     }
 }
 
