@@ -319,29 +319,33 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-/// Criterion's median of one row, read back from its `estimates.json`.
-fn median_ns(dir: &Path, group: &str, row: &str) -> Option<f64> {
+/// Criterion's median of one row, read back from its `estimates.json` if this run wrote it
+/// (a filtered run leaves other rows' files from earlier runs).
+fn median_ns(dir: &Path, group: &str, row: &str, since: std::time::SystemTime) -> Option<f64> {
     let path = dir.join(group).join(row).join("new").join("estimates.json");
+    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
+        return None;
+    }
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     json.get("median")?.get("point_estimate")?.as_f64()
 }
 
 /// The figure: OSCORE protect+verify over a DTLS record's encrypt+decrypt, for
 /// requests and responses, from the medians this run measured.
-fn print_ratios(dir: &Path) {
+fn print_ratios(dir: &Path, since: std::time::SystemTime) {
     println!(
         "\nOSCORE protect+verify / DTLS record encrypt+decrypt (goal <= 1.5), medians of this run:"
     );
     for group in ["request", "response"] {
         let (Some(record), Some(bytes)) = (
-            median_ns(dir, group, "dtls_record"),
-            median_ns(dir, group, "dtls_record_bytes"),
+            median_ns(dir, group, "dtls_record", since),
+            median_ns(dir, group, "dtls_record_bytes", since),
         ) else {
             println!("  {group}: baseline rows not measured in this run");
             continue;
         };
         for row in ["oscore", "oscore_datagram"] {
-            if let Some(ns) = median_ns(dir, group, row) {
+            if let Some(ns) = median_ns(dir, group, row, since) {
                 println!(
                     "  {group:8} {row:16} {ns:7.1} ns = {:.2} x dtls_record ({record:.1} ns), {:.2} x dtls_record_bytes ({bytes:.1} ns)",
                     ns / record,
@@ -446,12 +450,13 @@ fn main() {
             Some(exe.parent()?.parent()?.parent()?.join("criterion"))
         })
         .unwrap_or_else(|| PathBuf::from("target/criterion"));
+    let started = std::time::SystemTime::now();
     let mut criterion = Criterion::default()
         .output_directory(&dir)
         .configure_from_args();
     benches(&mut criterion);
     criterion.final_summary();
-    print_ratios(&dir);
+    print_ratios(&dir, started);
     // Only under `cargo bench` (criterion's own `--bench` flag), not `cargo test --benches`.
     if std::env::args().any(|a| a == "--bench") {
         print_interleaved_ratios(&mut Rig::new());
