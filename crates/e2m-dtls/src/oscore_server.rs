@@ -43,7 +43,7 @@
 //! Answering a replayed request again would reuse the request's AEAD nonce for a different
 //! response. A context this EMSE has **never** derived before has answered nothing, so its
 //! first request can be answered at once (its replay window starts at that request). The
-//! EMSE knows "never" from its derived-context record ([`Self::bind_with_record`] with
+//! EMSE knows "never" from its derived-context record ([`OscoreServer::bind_with_record`] with
 //! [`crate::derived_record::FileDerivedRecord`]; the reasoning is `e2m_oscore::derived`'s):
 //! after the key fetch it records (application identity, key id) durably — the file is
 //! synced — **before** it answers under the new context. A context found in the record
