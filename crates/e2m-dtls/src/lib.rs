@@ -31,6 +31,7 @@
 
 pub mod client;
 mod cookie;
+pub mod derived_record;
 #[cfg(feature = "emks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "emks")))]
 pub mod emks_source;
