@@ -420,15 +420,17 @@ impl<S: SessionStore, C: MonotonicClock> SessionStore for CachedSessions<S, C> {
 /// The cache key of a mapping: the EMSE_Id's length (4 octets, big-endian), its octets,
 /// then the identity's octets. Octet for octet, as the map compares names.
 fn mapping_key(emse: &EmseId, app: &AppIdentity) -> Box<[u8]> {
-    let mut key = emse_prefix(emse);
+    // Sized exactly, so that `into_boxed_slice` does not reallocate.
+    let mut key = emse_prefix(emse, app.as_bytes().len());
     key.extend_from_slice(app.as_bytes());
     key.into_boxed_slice()
 }
 
-fn emse_prefix(emse: &EmseId) -> Vec<u8> {
+/// The first octets of every cache key of `emse`, in a buffer with room for `more`.
+fn emse_prefix(emse: &EmseId, more: usize) -> Vec<u8> {
     let name = emse.as_bytes();
     let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
-    let mut key = Vec::with_capacity(4 + name.len() + 64);
+    let mut key = Vec::with_capacity(4 + name.len() + more);
     key.extend_from_slice(&len.to_be_bytes());
     key.extend_from_slice(name);
     key
@@ -529,7 +531,7 @@ impl<M: IdentityMap, C: MonotonicClock> IdentityMap for CachedIdentities<M, C> {
     async fn remove_emse(&self, emse: &EmseId) -> Result<usize, StoreError> {
         let result = self.inner.remove_emse(emse).await;
         if self.config.is_enabled() {
-            let prefix = emse_prefix(emse);
+            let prefix = emse_prefix(emse, 0);
             self.cache.invalidate_where(|k| k.starts_with(&prefix));
         }
         result
