@@ -174,9 +174,11 @@ struct BoundedMap<K, V> {
 
 impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
     fn new(capacity: usize) -> Self {
-        // Enough shards that tasks rarely meet on one lock; never more than entries.
-        let n = capacity.clamp(1, MAX_SHARDS).next_power_of_two();
-        let n = if n > capacity { (n / 2).max(1) } else { n };
+        // Enough shards that tasks rarely meet on one lock, each with room for at least 8
+        // entries (when the capacity allows); the shards' room adds up to at most `capacity`.
+        let wanted = (capacity / 8).clamp(1, MAX_SHARDS);
+        // The largest power of two not above `wanted`.
+        let n = 1usize << (usize::BITS - 1 - wanted.leading_zeros());
         let hasher = RandomState::default();
         let shards = (0..n)
             .map(|_| {
@@ -192,7 +194,7 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
             shards,
             hasher,
             mask: n - 1,
-            per_shard: capacity.div_ceil(n),
+            per_shard: (capacity / n).max(1),
         }
     }
 
@@ -846,7 +848,7 @@ mod tests {
             assert_eq!(served(&store, ue, 1, t(0)), Some([1; 32]));
         }
         let held = store.cached();
-        assert!(held <= 100 + 64, "{held} UEs cached");
+        assert!(held <= 100, "{held} UEs cached");
         assert!(
             held >= 50,
             "{held} UEs cached: the cache keeps almost nothing"
@@ -854,6 +856,24 @@ mod tests {
         // Every key is still served (from the backend once evicted here).
         for ue in 0..1000 {
             assert_eq!(served(&store, ue, 1, t(0)), Some([1; 32]));
+        }
+    }
+
+    #[test]
+    fn shards_never_hold_more_than_the_capacity_in_all() {
+        for capacity in [1, 2, 3, 7, 8, 9, 100, 511, 100_000] {
+            let map: BoundedMap<u64, ()> = BoundedMap::new(capacity);
+            assert!(map.shards.len().is_power_of_two());
+            assert!(map.shards.len() * map.per_shard <= capacity, "{capacity}");
+            assert!(
+                map.shards.len() * map.per_shard * 10 >= capacity * 8,
+                "{capacity}"
+            );
+            for k in 0..(capacity as u64 * 3) {
+                let ((), ticket) = map.read(&k, |_| ());
+                map.fill(k, ticket, |_| ());
+            }
+            assert!(map.len() <= capacity, "{capacity}: {} held", map.len());
         }
     }
 
