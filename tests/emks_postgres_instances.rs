@@ -6,7 +6,11 @@
 //! - An EMSE registers through instance A and fetches through instance B with that session;
 //!   it deregisters through B and the session is gone through A.
 //! - A push acknowledged (204) by one instance is fetchable through the other at once
-//!   (every read goes to the database: the staleness bound is zero).
+//!   (each instance's read-through cache sends a miss to the database).
+//! - The caches' staleness bound (`--cache-ttl`, here [`CACHE_TTL`]): a key retired through
+//!   A (evicted by N newer pushes) is not served by B once the bound has passed since the
+//!   push that retired it, nor by A at all; a session ended through B is not accepted by A
+//!   past the bound.
 //! - `kill -9` of the instance that acknowledged pushes: the other serves every one of them
 //!   with exactly the key pushed, and a push in flight at the kill is absent or exact, never
 //!   torn; rounds alternate which instance is killed, at random points.
@@ -53,6 +57,10 @@ const AT_ONCE: u64 = 40;
 const KILL_ROUNDS: usize = 4;
 /// Concurrent HSS connections pushing during a kill round.
 const PUSHERS: usize = 8;
+/// Each instance's `--cache-ttl`: the staleness bound the tests check.
+const CACHE_TTL: Duration = Duration::from_millis(1000);
+/// Intermediate keys kept per UE (the example's default, `--keys-per-ue 4`).
+const KEYS_PER_UE: u32 = 4;
 
 fn emse_id() -> EmseId {
     EmseId::new("emse-a").unwrap()
@@ -199,6 +207,10 @@ impl Instance {
             .arg("--provision-file")
             .arg(dir.join("identities.csv"))
             .args(["--pool-size", "8"])
+            .arg("--cache-ttl")
+            .arg(CACHE_TTL.as_millis().to_string())
+            .arg("--keys-per-ue")
+            .arg(KEYS_PER_UE.to_string())
             // The per-peer limiter must not answer the test's requests with 429.
             .args(["--rate", "1000000", "--burst", "1000000"])
             // The connection string through the environment, as an operator keeps a
@@ -394,13 +406,15 @@ fn two_instances_share_sessions_and_keys_and_survive_kill_9_of_either() {
         "only {total_acked} pushes were acknowledged in {KILL_ROUNDS} rounds: the test checked little"
     );
 
-    // The session, registered through A before every kill, ends through B; A then knows it
-    // no more (404, as for a made-up session id).
+    // The session, registered through A before every kill, ends through B; A, which may
+    // have it cached, knows it no more once the staleness bound has passed (404, as for a
+    // made-up session id).
     runtime.block_on(async {
         b.emse(&pki)
             .deregister(session.copy_secret())
             .await
             .unwrap();
+        tokio::time::sleep(CACHE_TTL).await;
         let request = KeyRequest {
             session_id: session.copy_secret(),
             ue: UeRef::AppIdentity(app(0)),
@@ -418,6 +432,111 @@ fn two_instances_share_sessions_and_keys_and_survive_kill_9_of_either() {
     // through B, once" (issue 8, Multi-instance) — need the durable notification outbox
     // (another branch); that check is added here, on these two instances, once it lands.
 
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Fetches key `id` of `ue` through `emse`: `true` if served (with exactly the octets
+/// pushed), `false` if not available; panics on a wrong key or any other error.
+async fn fetch_id(emse: &EmksClient, via: &str, session: &SessionId, ue: u64, id: u32) -> bool {
+    let request = KeyRequest {
+        session_id: session.copy_secret(),
+        ue: UeRef::AppIdentity(app(ue)),
+        key_id: KeyId::from_u32(id),
+    };
+    match emse.fetch_key(&request).await {
+        Ok(key) => {
+            let pushed = E2mIntKey::from_array(test_key_bytes(ue, id));
+            let expected = E2mKeyDeriver::new(&pushed, E2mProfile::PROVISIONAL)
+                .unwrap()
+                .derive(&emse_id())
+                .unwrap();
+            assert!(
+                key.key == expected,
+                "UE {ue} key {id:x} through {via}: wrong key"
+            );
+            true
+        }
+        Err(e) if e.problem_cause() == Some(ProblemCause::KeyNotAvailable) => false,
+        Err(e) => panic!("UE {ue} key {id:x} through {via}: {e}"),
+    }
+}
+
+fn push_id(ue: u64, id: u32) -> IntermediateKeyPush {
+    IntermediateKeyPush {
+        imsi: imsi(ue),
+        key_id: KeyIdSource::RandLsb32(KeyId::from_u32(id)),
+        int_key: E2mIntKey::from_array(test_key_bytes(ue, id)),
+        created: now(),
+    }
+}
+
+#[test]
+fn a_key_retired_through_a_is_not_served_by_b_past_the_cache_bound() {
+    let Some(pg) = Postgres::start() else { return };
+    let dir = temp_dir("pg-instances-cache");
+    prepare(&dir);
+    let pki = PkiDir::open(&dir.join("pki")).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = Instance::start("A", &dir, &pg.conninfo);
+    let b = Instance::start("B", &dir, &pg.conninfo);
+    runtime.block_on(async {
+        let (a_hss, a_emse, b_emse) = (a.hss(&pki), a.emse(&pki), b.emse(&pki));
+        let session = a_emse.register(None).await.unwrap().session_id;
+        let mut served_stale_within_the_bound = 0;
+        for ue in 100..110u64 {
+            let first = 0x1000;
+            a_hss.push_intermediate_key(&push_id(ue, first)).await.unwrap();
+            // Read through B (and cached there) right after the push through A.
+            let read = std::time::Instant::now();
+            assert!(
+                fetch_id(&b_emse, "B", &session, ue, first).await,
+                "UE {ue}: push through A not fetchable through B at once"
+            );
+            // B's read began between `read` and `read_done`.
+            let read_done = std::time::Instant::now();
+            // N newer pushes through A retire it in the database; each of them is
+            // fetchable through B at once.
+            for id in first + 1..=first + KEYS_PER_UE {
+                a_hss.push_intermediate_key(&push_id(ue, id)).await.unwrap();
+                assert!(
+                    fetch_id(&b_emse, "B", &session, ue, id).await,
+                    "UE {ue}: key {id:x} pushed through A not fetchable through B at once"
+                );
+            }
+            // A retired it itself: never served by A again.
+            assert!(
+                !fetch_id(&a_emse, "A", &session, ue, first).await,
+                "UE {ue}: the key retired through A is still served by A"
+            );
+            // B may serve it from its cache within the bound, measured from its read ...
+            let served = fetch_id(&b_emse, "B", &session, ue, first).await;
+            if read.elapsed() < CACHE_TTL {
+                // B's read began after `read`, and this answer came before `read` + TTL:
+                // B's cache must still have held it (this shows the cache is in use).
+                assert!(served, "UE {ue}: B read the retired key again within its cache TTL");
+                served_stale_within_the_bound += 1;
+            }
+            // ... and never once the bound has passed since that read (which is before the
+            // pushes that retired it).
+            tokio::time::sleep(CACHE_TTL.saturating_sub(read_done.elapsed())).await;
+            assert!(
+                !fetch_id(&b_emse, "B", &session, ue, first).await,
+                "UE {ue}: B serves the key retired through A {} ms after reading it (bound {} ms)",
+                read_done.elapsed().as_millis(),
+                CACHE_TTL.as_millis()
+            );
+        }
+        println!(
+            "10 UEs: a retired key served by B within its {} ms cache TTL {served_stale_within_the_bound} times, \
+             never after it",
+            CACHE_TTL.as_millis()
+        );
+    });
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }

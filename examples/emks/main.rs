@@ -49,7 +49,8 @@ use e2m_https::server::Limits;
 use e2m_keyid::{AppIdentity, EmseId, Imsi};
 use e2m_keystore::import::{IdentityRow, parse_identity_csv};
 use e2m_keystore::{
-    IdentityMap, IntKeyStore, RetentionPolicy, SessionPolicy, SessionStore, SubscriptionPolicy,
+    CacheConfig, CachedIdentities, CachedIntKeys, CachedSessions, IdentityMap, IntKeyStore,
+    MonotonicClock, RetentionPolicy, SessionPolicy, SessionStore, SubscriptionPolicy,
     SubscriptionStore,
 };
 use e2m_keystore_pg::{PgBackend, PgConfig};
@@ -145,6 +146,15 @@ struct ServeArgs {
     /// keeps a password out of the process list).
     #[arg(long, value_name = "CONNINFO")]
     database_url: Option<String>,
+    /// With --store postgres: how long, in milliseconds, this instance may serve a session,
+    /// identity mapping or intermediate key it read from the database before reading it
+    /// again (0: every read goes to the database). The staleness bound: a session ended, a
+    /// mapping changed or a key retired (evicted by newer pushes, replaced) through another
+    /// instance may be served here for at most this long; anything created or pushed
+    /// through another instance is found at once (a miss reads the database), and a change
+    /// through this instance is seen here at once.
+    #[arg(long, value_name = "MILLIS", default_value_t = 1000)]
+    cache_ttl: u64,
     /// Connections this instance keeps open to PostgreSQL at most.
     #[arg(long, value_name = "N", default_value_t = PgConfig::DEFAULT_POOL_SIZE,
           value_parser = parse_pool_size)]
@@ -383,11 +393,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 .unwrap_or_else(|e| {
                     cli::usage_error(PROGRAM, format!("--store postgres: {}", with_causes(&e)))
                 });
+            // Read-through caches in front of the shared database (e2m_keystore::cache):
+            // each serves what it read for at most --cache-ttl (the staleness bound).
+            let cache = postgres_cache(&args);
+            let clock = Arc::new(InstantClock(std::time::Instant::now()));
             let core = Arc::new(Emks::new(
                 config,
-                backend.int_keys(retention),
-                backend.identities(),
-                backend.sessions(sessions),
+                CachedIntKeys::new(backend.int_keys(retention), cache, clock.clone()),
+                CachedIdentities::new(backend.identities(), cache, clock.clone()),
+                CachedSessions::new(backend.sessions(sessions), cache, clock),
                 backend.subscriptions(SubscriptionPolicy::DEFAULT),
             ));
             // No store gauges: the database is shared by every instance, and counting its
@@ -397,6 +411,26 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             backend.close();
             result
         }
+    }
+}
+
+/// Entries each read-through cache of `--store postgres` holds at most, whatever the
+/// database holds: sessions (as many as `SessionPolicy::DEFAULT` allows in all), identity
+/// mappings, and UEs of the key cache (each with the keys fetched of it, at most 16).
+const CACHE_CAPACITY: usize = 100_000;
+
+/// The caches' configuration from `--cache-ttl`.
+fn postgres_cache(args: &ServeArgs) -> CacheConfig {
+    CacheConfig::new(Duration::from_millis(args.cache_ttl), CACHE_CAPACITY)
+        .unwrap_or_else(|e| cli::usage_error(PROGRAM, format!("--cache-ttl: {e}")))
+}
+
+/// The monotonic clock the caches read (the cache module reads none of its own).
+struct InstantClock(std::time::Instant);
+
+impl MonotonicClock for InstantClock {
+    fn now(&self) -> Duration {
+        self.0.elapsed()
     }
 }
 
