@@ -1017,3 +1017,261 @@ fn copy_request(request: &e2m_msg::KeyRequest) -> e2m_msg::KeyRequest {
         key_id: request.key_id,
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Request heads checked on the wire (issue 9 item 8) and cheap refusals (item 3): raw
+// requests over TLS, against the EMKS and against a handler that counts its calls.
+
+mod wire {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use e2m_emks::{Emks, EmksConfig};
+    use e2m_https::emks::{EmksServerOptions, start_emks};
+    use e2m_https::pki::Role;
+    use e2m_https::ratelimit::RateLimit;
+    use e2m_https::server::{Handler, HttpResponse, Limits, Request, serve};
+    use e2m_https::tls::{ExpectedServer, client_config, server_config};
+    use e2m_keystore::SessionStore;
+    use e2m_msg::XmlMessage;
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::{TestPki, emse, raw_tls, read_until_closed};
+
+    fn registration() -> String {
+        e2m_msg::Registration {
+            emse_id: emse("emse-a"),
+            callback: None,
+        }
+        .encode()
+        .as_str()
+        .to_owned()
+    }
+
+    /// Sends `request` on a new TLS connection as EMSE A; returns everything the server
+    /// sent until it closed (or 5 s passed) and whether it closed.
+    async fn exchange(pki: &TestPki, addr: std::net::SocketAddr, request: &[u8]) -> (String, bool) {
+        let config = client_config(
+            &pki.emse("emse-a"),
+            &pki.ca(),
+            ExpectedServer::AnyOfRole(Role::Emks),
+        )
+        .unwrap();
+        let mut tls = raw_tls(addr, config).await.unwrap();
+        tls.write_all(request).await.unwrap();
+        let (out, closed) = read_until_closed(&mut tls, Duration::from_secs(5)).await;
+        (String::from_utf8_lossy(&out).into_owned(), closed.is_some())
+    }
+
+    /// The one response in `text` is a problem document with `status` (in the status line
+    /// and in the document) and `cause`.
+    fn assert_problem(text: &str, status: u16, cause: &str) {
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status} ")),
+            "not {status}: {text}"
+        );
+        let lower = text.to_ascii_lowercase();
+        assert!(
+            lower.contains("content-type: application/problem+xml"),
+            "not a problem document: {text}"
+        );
+        assert!(
+            text.contains(&format!("<status>{status}</status>")),
+            "document status: {text}"
+        );
+        assert!(text.contains(&format!("<cause>{cause}</cause>")), "{text}");
+        let status_lines = text.lines().filter(|l| l.starts_with("HTTP/1.1 ")).count();
+        assert_eq!(status_lines, 1, "one response: {text}");
+    }
+
+    type MemoryEmks = e2m_https::emks::EmksServer<
+        e2m_keystore::MemoryIntKeyStore,
+        e2m_keystore::MemoryIdentityMap,
+        e2m_keystore::MemorySessionStore,
+        e2m_keystore::MemorySubscriptionStore,
+    >;
+
+    async fn start(pki: &TestPki, limits: Limits) -> MemoryEmks {
+        let core = Arc::new(Emks::in_memory(EmksConfig::default()));
+        start_emks(
+            core,
+            &pki.dir,
+            EmksServerOptions {
+                limits,
+                notifications: false,
+                ..EmksServerOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fragments_and_absolute_targets_are_refused_not_served() {
+        let pki = TestPki::new();
+        let server = start(&pki, Limits::default()).await;
+        let body = registration();
+        for target in [
+            "/e2m/v1/sessions#frag",
+            "https://127.0.0.1/e2m/v1/sessions",
+            "/e2m/v1/sessions?x=<y>",
+        ] {
+            let request = format!(
+                "POST {target} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/xml\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let (text, closed) = exchange(&pki, server.local_addr(), request.as_bytes()).await;
+            assert_problem(&text, 400, "malformed");
+            assert!(
+                closed,
+                "{target}: the connection goes on after a refused head"
+            );
+            // Nothing was registered: the EMSE has no session.
+            assert!(
+                server
+                    .core()
+                    .sessions()
+                    .of_emse(&emse("emse-a"), e2m_msg::Timestamp::from_unix_secs(1))
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "{target} was served"
+            );
+        }
+        // The same request in origin form is served.
+        let request = format!(
+            "POST /e2m/v1/sessions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/xml\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let (text, _) = exchange(&pki, server.local_addr(), request.as_bytes()).await;
+        assert!(text.starts_with("HTTP/1.1 201 "), "{text}");
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn errors_below_the_router_are_problem_documents() {
+        let pki = TestPki::new();
+        let server = start(&pki, Limits::default()).await;
+        let addr = server.local_addr();
+        let big = "a".repeat(20 * 1024);
+        let many: String = (0..120).map(|i| format!("x-h{i}: v\r\n")).collect();
+        let cases: Vec<(String, u16)> = vec![
+            (
+                "POST /e2m/v1/sessions HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\n\
+                 content-length: 3\r\n\r\nabc"
+                    .into(),
+                400,
+            ),
+            (
+                "POST /e2m/v1/sessions HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\n\
+                 transfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+                    .into(),
+                400,
+            ),
+            (
+                format!("GET / HTTP/1.1\r\nhost: h\r\nx-big: {big}\r\n\r\n"),
+                431,
+            ),
+            (format!("GET / HTTP/1.1\r\nhost: h\r\n{many}\r\n"), 431),
+            ("GET / HTTP/1.0\r\nhost: h\r\n\r\n".into(), 505),
+            ("GET / HTTP/1.1\r\n\r\n".into(), 400),
+            ("GET /\x01 HTTP/1.1\r\nhost: h\r\n\r\n".into(), 400),
+            ("BAD LINE\r\n\r\n".into(), 400),
+        ];
+        for (request, status) in cases {
+            let (text, closed) = exchange(&pki, addr, request.as_bytes()).await;
+            assert_problem(&text, status, "malformed");
+            assert!(closed, "{request:.60}");
+        }
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_head_is_answered_in_its_turn() {
+        // Pipelined: a request, a refused head, another request. The first is answered,
+        // then the refusal, and nothing after the refused head is read.
+        let pki = TestPki::new();
+        let server = start(&pki, Limits::default()).await;
+        let (text, closed) = exchange(
+            &pki,
+            server.local_addr(),
+            b"GET /nowhere HTTP/1.1\r\nhost: h\r\n\r\n\
+              GET /e2m/v1/sessions#f HTTP/1.1\r\nhost: h\r\n\r\n\
+              GET /nowhere HTTP/1.1\r\nhost: h\r\n\r\n",
+        )
+        .await;
+        let responses: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(responses.len(), 2, "{text}");
+        assert!(responses[0].starts_with("404 "), "{text}");
+        assert!(responses[1].starts_with("400 "), "{text}");
+        assert!(closed);
+        server.shutdown().await;
+    }
+
+    /// Counts the requests that reach it; answers 204.
+    struct Counting(AtomicUsize);
+
+    impl Handler for Counting {
+        async fn handle(&self, _request: Request) -> HttpResponse {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let mut response = hyper::Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = hyper::StatusCode::NO_CONTENT;
+            response
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn over_limit_requests_never_reach_the_handler_and_their_bodies_are_skipped() {
+        let pki = TestPki::new();
+        let handler = Arc::new(Counting(AtomicUsize::new(0)));
+        let tls = server_config(
+            &pki.dir.emks().unwrap(),
+            &pki.ca(),
+            &[Role::Emse, Role::Hss],
+        )
+        .unwrap();
+        let limits = Limits {
+            rate: RateLimit {
+                per_second: 0.001,
+                burst: 1,
+            },
+            ..Limits::default()
+        };
+        let server = serve(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tls,
+            limits,
+            handler.clone(),
+        )
+        .unwrap();
+        // One admitted request, then three over the limit with bodies (one of them holding
+        // what would be a request head if it were read as one), all on one connection.
+        let body = "GET /smuggled HTTP/1.1\r\nhost: h\r\n\r\n";
+        let mut request = String::from("GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+        for _ in 0..3 {
+            request.push_str(&format!(
+                "POST / HTTP/1.1\r\nhost: h\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        }
+        request.push_str("GET / HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n");
+        let (text, closed) = exchange(&pki, server.local_addr(), request.as_bytes()).await;
+        let statuses: Vec<&str> = text.split("HTTP/1.1 ").skip(1).map(|r| &r[..3]).collect();
+        // Keep-alive held through the refusals: every request has its answer, in order.
+        assert_eq!(statuses, ["204", "429", "429", "429", "429"], "{text}");
+        assert!(closed);
+        assert_eq!(handler.0.load(Ordering::SeqCst), 1, "only the admitted one");
+        assert!(
+            text.to_ascii_lowercase().contains("retry-after: "),
+            "{text}"
+        );
+        assert!(!text.contains("smuggled"));
+        server.shutdown().await;
+    }
+}
