@@ -193,7 +193,7 @@ mod refusals {
 
     /// One measurement: requests answered with the expected status, CPU of the server
     /// threads and of the whole process over the measured window.
-    pub struct Cost {
+    pub(crate) struct Cost {
         answered: u64,
         server_cpu: Option<Duration>,
         process_cpu: Option<Duration>,
@@ -216,7 +216,7 @@ mod refusals {
 
     /// What a flooding task sends.
     #[derive(Clone)]
-    pub enum Send {
+    pub(crate) enum Send {
         /// GET of a key (no body).
         Get(String),
         /// POST of a registration document (a body the server need not read to refuse).
@@ -225,7 +225,7 @@ mod refusals {
 
     /// `concurrency` tasks sending `what` back to back on keep-alive connections; counts
     /// the answers with `status` in the measured window (any other status is a failure).
-    pub async fn measure(
+    pub(crate) async fn measure(
         client: reqwest::Client,
         what: Send,
         status: u16,
@@ -286,7 +286,7 @@ mod refusals {
         }
     }
 
-    pub async fn bench(window: Duration, concurrency: usize) {
+    pub(crate) async fn bench(window: Duration, concurrency: usize) {
         let warmup = Duration::from_secs(1);
         let emse_id = EmseId::new("emse-a").unwrap();
         let dir =

@@ -7,15 +7,16 @@ use e2m_keystore::{
     SessionStore, StoreError, SubscriptionPolicy, SubscriptionRecord, SubscriptionStore, UeFilter,
 };
 use e2m_msg::{
-    Deregistration, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse, Notification,
-    Problem, ProblemCause, Registration, RegistrationResult, Subscription, SubscriptionResult,
+    CallbackUri, Deregistration, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse,
+    Notification, Problem, ProblemCause, Registration, RegistrationResult, Subscription,
+    SubscriptionResult,
 };
 use e2m_types::{EventSet, EventType, SessionId, SubscriptionId, Timestamp, UeRef};
 
 use crate::audit::{
     Action, AuditRecord, AuditRecords, Effects, OutboundNotification, Outcome, Verdict,
 };
-use crate::{EmksConfig, Peer};
+use crate::{CallbackHost, EmksConfig, Peer};
 
 /// A refusal: the cause the peer is told, and the reason the audit records.
 struct Refusal {
@@ -176,11 +177,38 @@ where
     /// Only an EMSE may register, fetch, subscribe and notify.
     fn emse_peer(peer: &Peer) -> Result<&EmseId, Refusal> {
         match peer {
-            Peer::Emse(id) => Ok(&**id),
+            Peer::Emse(emse) => Ok(emse.id()),
             _ => Err(refuse(
                 ProblemCause::EmseNotAuthorized,
                 "peer is not an EMSE",
             )),
+        }
+    }
+
+    /// A callback is accepted only for a host that the EMSE's certificate names or that
+    /// the operator allows (issue 9 item 5): refused here, it is never connected to.
+    fn check_callback(&self, peer: &Peer, callback: &CallbackUri) -> Result<(), Refusal> {
+        let Peer::Emse(emse) = peer else {
+            return Err(refuse(
+                ProblemCause::EmseNotAuthorized,
+                "peer is not an EMSE",
+            ));
+        };
+        let host = CallbackHost::of_callback(callback).ok_or_else(|| {
+            refuse(
+                ProblemCause::EmseNotAuthorized,
+                "callback host is not a DNS name or IP address",
+            )
+        })?;
+        if emse.hosts().iter().any(|named| named.covers(&host))
+            || self.config.callback_host_allowed(&host)
+        {
+            Ok(())
+        } else {
+            Err(refuse(
+                ProblemCause::EmseNotAuthorized,
+                "callback host neither named by the EMSE's certificate nor allowed",
+            ))
         }
     }
 
@@ -241,7 +269,8 @@ where
     ///
     /// The EMSE_Id in the message must equal the certificate's, octet for octet (no case
     /// folding, trimming or Unicode normalisation: two spellings are two identities). The
-    /// session is bound to that identity; every key fetched in it is derived for it.
+    /// session is bound to that identity; every key fetched in it is derived for it. A
+    /// callback, if given, is checked as a subscription's is (see [`Self::subscribe`]).
     ///
     /// The transport answers 201 Created with `Location:
     /// e2m_msg::rest::session_path(&result.session_id)` and the result as the body.
@@ -271,6 +300,9 @@ where
                 ProblemCause::EmseNotAuthorized,
                 "EMSE_Id differs from the certificate identity",
             ));
+        }
+        if let Some(callback) = &registration.callback {
+            self.check_callback(peer, callback)?;
         }
         let (id, info) = self
             .sessions
@@ -389,7 +421,10 @@ where
     /// session the answer is [`ProblemCause::UnknownSession`]. A UE filter by application
     /// identity must resolve for this EMSE; a filter by IMSI, or no filter at all (whose
     /// notifications must then name UEs by IMSI), needs the EMSE's IMSI permission.
-    /// `key-in-use` is an EMSE → EMKS event and cannot be subscribed to here.
+    /// `key-in-use` is an EMSE → EMKS event and cannot be subscribed to here. The callback's
+    /// host must be one the EMSE's certificate names or the operator allows
+    /// ([`EmksConfig::allow_callback_host`]); otherwise [`ProblemCause::EmseNotAuthorized`],
+    /// and the EMKS never connects to it.
     ///
     /// The transport answers 201 with `Location: e2m_msg::rest::subscription_path(&id)`.
     pub async fn subscribe(
@@ -420,6 +455,7 @@ where
                 "key-in-use is reported by EMSEs, not subscribed to",
             ));
         }
+        self.check_callback(peer, &subscription.callback)?;
         let session = self.newest_session(emse, now).await?;
         record.session = Some(session.session);
         let ue = match &subscription.ue {

@@ -56,7 +56,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::ratelimit::{RateLimit, RateLimiter};
 use super::request_head::{Admit, CheckedHeads, HeadRefusal, Refusals, is_marker};
-use super::tls::peer_identity;
+use super::tls::{peer_hosts, peer_identity};
 use crate::pki::PeerIdentity;
 
 /// The HTTP response type of the stack.
@@ -118,6 +118,9 @@ impl Default for Limits {
 pub struct Request {
     /// Who sent it, from the verified client certificate.
     pub peer: PeerIdentity,
+    /// The hosts the verified client certificate names (subjectAltName dNSName and
+    /// iPAddress): where an EMSE may ask for callbacks (issue 9 item 5).
+    pub peer_hosts: Arc<[e2m_emks::CallbackHost]>,
     /// The method.
     pub method: Method,
     /// The request target (path and query).
@@ -157,6 +160,7 @@ impl core::fmt::Debug for Request {
         }
         f.debug_struct("Request")
             .field("peer", &self.peer)
+            .field("peer_hosts", &self.peer_hosts)
             .field("method", &self.method)
             .field("path", &Path(self.uri.path()))
             .field("query", &self.uri.query().map(|_| "<redacted>"))
@@ -374,6 +378,7 @@ async fn accept_loop<H: Handler>(
                 tracing::warn!(%remote, "verified peer without an e2m identity");
                 return;
             };
+            let hosts: Arc<[e2m_emks::CallbackHost]> = peer_hosts(tls.get_ref().1).into();
             tracing::debug!(%remote, %peer, "TLS connection established");
             let refusals = Arc::new(Refusals::default());
             let admit: Admit = {
@@ -398,11 +403,12 @@ async fn accept_loop<H: Handler>(
                 let handler = handler.clone();
                 let limits = limits.clone();
                 let peer = peer.clone();
+                let hosts = hosts.clone();
                 let refused = is_marker(&request).then(|| refusals.take());
                 async move {
                     Ok::<_, Infallible>(match refused {
                         Some(refusal) => answer_refusal(&*handler, &peer, refusal),
-                        None => handle_request(&*handler, &limits, peer, request).await,
+                        None => handle_request(&*handler, &limits, (peer, hosts), request).await,
                     })
                 }
             });
@@ -543,12 +549,12 @@ fn answer_refusal<H: Handler>(
 async fn handle_request<H: Handler>(
     handler: &H,
     limits: &Limits,
-    peer: PeerIdentity,
+    (peer, hosts): (PeerIdentity, Arc<[e2m_emks::CallbackHost]>),
     request: hyper::Request<Incoming>,
 ) -> HttpResponse {
     let started = Instant::now();
     let method = request.method().clone();
-    let response = match read_request(limits, peer.clone(), request).await {
+    let response = match read_request(limits, (peer.clone(), hosts), request).await {
         Ok(request) => handler.handle(request).await,
         Err(rejection) => {
             audit_rejection(&peer, rejection);
@@ -593,7 +599,7 @@ fn audit_rejection(peer: &PeerIdentity, rejection: Rejection) {
 
 async fn read_request(
     limits: &Limits,
-    peer: PeerIdentity,
+    (peer, peer_hosts): (PeerIdentity, Arc<[e2m_emks::CallbackHost]>),
     request: hyper::Request<Incoming>,
 ) -> Result<Request, Rejection> {
     let (parts, body) = request.into_parts();
@@ -623,6 +629,7 @@ async fn read_request(
     };
     Ok(Request {
         peer,
+        peer_hosts,
         method: parts.method,
         uri: parts.uri,
         headers: parts.headers,

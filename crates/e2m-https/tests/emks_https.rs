@@ -954,6 +954,7 @@ mod in_process {
         // session id in its path and the key in its body must not reach the log.
         let logged = e2m_https::server::Request {
             peer: e2m_https::pki::PeerIdentity::Hss(e2m_https::pki::NodeName::new("hss").unwrap()),
+            peer_hosts: Vec::new().into(),
             method: hyper::Method::POST,
             uri: format!("/e2m/v1/sessions/{session_text}/keys?appIdentity=a%40b&keyId=00000001")
                 .parse()
@@ -1273,5 +1274,128 @@ mod wire {
         );
         assert!(!text.contains("smuggled"));
         server.shutdown().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Callback targets (issue 9 item 5): a subscription's callback must name a host of the
+// EMSE's certificate (the generated ones name `localhost` and `127.0.0.1`) or of the
+// operator's allow-list; otherwise it is refused when given and never connected to.
+
+mod callbacks {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use e2m_emks::{CallbackHost, Emks, EmksConfig};
+    use e2m_https::client::EmksClient;
+    use e2m_https::emks::{EmksServerOptions, start_emks};
+    use e2m_keyid::{AppIdentity, Imsi, KeyId};
+    use e2m_keystore::IdentityMap;
+    use e2m_msg::{
+        CallbackUri, EventSet, EventType, IntermediateKeyPush, KeyIdSource, ProblemCause,
+        Subscription, Timestamp, UeRef,
+    };
+    use tokio::net::TcpListener;
+
+    use super::{TestPki, emse};
+
+    /// A subscription to `callback` by EMSE A on an EMKS with `config`, then a key push
+    /// that would notify it; returns the subscription's answer and how many connections
+    /// reached `listener` within 500 ms after the push.
+    async fn subscribe_and_push(
+        config: EmksConfig,
+        callback: &str,
+        listener: TcpListener,
+    ) -> (Result<(), Option<ProblemCause>>, usize) {
+        let pki = TestPki::new();
+        let app = AppIdentity::new("ue@a").unwrap();
+        let imsi = Imsi::new("001010123456789").unwrap();
+        let core = Arc::new(Emks::in_memory(config));
+        core.identities()
+            .provision(&emse("emse-a"), &app, &imsi)
+            .await
+            .unwrap();
+        let server = start_emks(core, &pki.dir, EmksServerOptions::default())
+            .await
+            .unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = {
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                while listener.accept().await.is_ok() {
+                    connections.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        let ca = pki.ca();
+        let a = EmksClient::new(&server.base_url(), &pki.emse("emse-a"), &ca).unwrap();
+        a.register(None).await.unwrap();
+        let answer = a
+            .subscribe(&Subscription {
+                events: EventSet::single(EventType::KeyAvailable),
+                ue: Some(UeRef::AppIdentity(app)),
+                callback: CallbackUri::new(callback).unwrap(),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.problem_cause());
+        let hss = EmksClient::new(&server.base_url(), &pki.dir.hss().unwrap(), &ca).unwrap();
+        hss.push_intermediate_key(&IntermediateKeyPush {
+            imsi,
+            key_id: KeyIdSource::RandLsb32(KeyId::from_u32(7)),
+            int_key: e2m_kdf::E2mIntKey::from_array([7; 32]),
+            created: Timestamp::from_unix_secs(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs(),
+            ),
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        counter.abort();
+        server.shutdown().await;
+        (answer, connections.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_host_the_certificate_does_not_name_is_refused_and_never_connected_to() {
+        // 127.0.0.2 is loopback, but the certificate names 127.0.0.1 only.
+        let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let callback = format!(
+            "https://{}/e2m/v1/notifications",
+            listener.local_addr().unwrap()
+        );
+        let (answer, connections) =
+            subscribe_and_push(EmksConfig::default(), &callback, listener).await;
+        assert_eq!(answer, Err(Some(ProblemCause::EmseNotAuthorized)));
+        assert_eq!(connections, 0, "the EMKS connected to a refused callback");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_named_or_allowed_host_is_accepted_and_notified() {
+        // Named by the certificate: accepted, and the push's notification connects.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let callback = format!(
+            "https://{}/e2m/v1/notifications",
+            listener.local_addr().unwrap()
+        );
+        let (answer, connections) =
+            subscribe_and_push(EmksConfig::default(), &callback, listener).await;
+        assert_eq!(answer, Ok(()));
+        assert!(connections >= 1, "no notification was attempted");
+        // On the operator's allow-list: accepted as well.
+        let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let callback = format!(
+            "https://{}/e2m/v1/notifications",
+            listener.local_addr().unwrap()
+        );
+        let allowed =
+            EmksConfig::default().allow_callback_host("127.0.0.2".parse::<CallbackHost>().unwrap());
+        let (answer, connections) = subscribe_and_push(allowed, &callback, listener).await;
+        assert_eq!(answer, Ok(()));
+        assert!(connections >= 1, "no notification was attempted");
     }
 }
