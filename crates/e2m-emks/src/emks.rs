@@ -61,8 +61,12 @@ fn finish<T>(
             Err(Problem::new(r.cause))
         }
     };
-    // A decision's effects hold notifications only: its one audit record is this.
-    effects.audit = AuditRecords::one(record);
+    // The decision's own audit record comes first, then any the decision added (a
+    // registration that replaced its EMSE's oldest session records that session's end).
+    let added = core::mem::replace(&mut effects.audit, AuditRecords::one(record));
+    for extra in added.iter() {
+        effects.audit.push(extra.clone());
+    }
     Outcome { result, effects }
 }
 
@@ -272,6 +276,12 @@ where
     /// session is bound to that identity; every key fetched in it is derived for it. A
     /// callback, if given, is checked as a subscription's is (see [`Self::subscribe`]).
     ///
+    /// An EMSE at its per-EMSE session limit ([`SessionPolicy::max_per_emse`]) is not
+    /// refused: its oldest session ends (with its subscriptions, audited as
+    /// `session-expired`, reason "replaced") and the new one takes its place. Only the
+    /// EMSE's own certificate can register for it, so no one else can end its sessions
+    /// this way; the limit on all sessions together still refuses with `rate-limited`.
+    ///
     /// The transport answers 201 Created with `Location:
     /// e2m_msg::rest::session_path(&result.session_id)` and the result as the body.
     pub async fn register(
@@ -281,10 +291,44 @@ where
         now: Timestamp,
     ) -> Outcome<RegistrationResult> {
         let mut record = AuditRecord::new(now, Action::Register, Some(peer));
+        let mut effects = Effects::default();
         let result = self
-            .try_register(peer, registration, now, &mut record)
+            .try_register(peer, registration, now, &mut record, &mut effects)
             .await;
-        finish(record, Effects::default(), result)
+        finish(record, effects, result)
+    }
+
+    /// Ends the EMSE's oldest session and its subscriptions, with an audit record of its
+    /// own (action `session-expired`, reason: replaced).
+    async fn replace_oldest_session(
+        &self,
+        emse: &EmseId,
+        now: Timestamp,
+        effects: &mut Effects,
+    ) -> Result<(), Refusal> {
+        let evicted = self
+            .sessions
+            .evict_oldest(emse)
+            .await
+            .map_err(store_failed)?;
+        if let Some(old) = evicted {
+            let mut ended = AuditRecord::new(now, Action::SessionExpired, None);
+            ended.session = Some(old.session);
+            ended.verdict = Verdict::Granted;
+            ended.reason = "replaced by a new registration of its EMSE (session limit)";
+            if self
+                .subscriptions
+                .remove_session(old.session)
+                .await
+                .is_err()
+            {
+                ended.verdict = Verdict::Refused(ProblemCause::Unavailable);
+                ended.reason =
+                    "replaced by a new registration; subscriptions not removed: store unavailable";
+            }
+            effects.audit.push(ended);
+        }
+        Ok(())
     }
 
     async fn try_register(
@@ -293,6 +337,7 @@ where
         registration: &Registration,
         now: Timestamp,
         record: &mut AuditRecord,
+        effects: &mut Effects,
     ) -> Result<RegistrationResult, Refusal> {
         let emse = Self::emse_peer(peer)?;
         if registration.emse_id.as_bytes() != emse.as_bytes() {
@@ -304,11 +349,20 @@ where
         if let Some(callback) = &registration.callback {
             self.check_callback(peer, callback)?;
         }
-        let (id, info) = self
-            .sessions
-            .create(emse, now)
-            .await
-            .map_err(store_failed)?;
+        let (id, info) = match self.sessions.create(emse, now).await {
+            Err(StoreError::LimitReached(ks::Limit::SessionsPerEmse)) => {
+                // The EMSE is at its own limit: its oldest session makes way, so that an
+                // EMSE that lost its session ids (crash loop, restart without
+                // deregistering) is never locked out (issue 9 item 11). It is the EMSE's
+                // own certificate asking; the oldest session's subscriptions end with it.
+                self.replace_oldest_session(emse, now, effects).await?;
+                self.sessions
+                    .create(emse, now)
+                    .await
+                    .map_err(store_failed)?
+            }
+            created => created.map_err(store_failed)?,
+        };
         record.session = Some(info.session);
         Ok(RegistrationResult {
             session_id: id,

@@ -10,6 +10,7 @@ mod common;
 use common::*;
 use e2m_emks::{Action, EmksConfig, Peer, Verdict};
 use e2m_keyid::{EmseId, KeyId};
+use e2m_keystore::{SessionStore, SubscriptionStore};
 use e2m_msg::{
     Deregistration, EventSet, EventType, IntermediateKeyPush, KeyIdSource, Notification,
     ProblemCause, Registration, SessionId, Subscription, SubscriptionId, UeRef,
@@ -650,5 +651,65 @@ fn callbacks_must_name_a_host_of_the_certificate_or_the_allow_list() {
     assert_eq!(
         subscribe_to(&w, "https://gw.example.net/cb").0.err(),
         Some(ProblemCause::EmseNotAuthorized)
+    );
+}
+
+/// Issue 9 item 11: an EMSE that registers again and again without deregistering (a crash
+/// loop) is not locked out at its session limit: each new registration replaces its oldest
+/// session, whose subscriptions end with it; another EMSE is not touched.
+#[test]
+fn a_registration_at_the_session_limit_replaces_the_oldest_session() {
+    let w = world();
+    let limit = w.emks.sessions().session_policy().max_per_emse();
+    let b = w.register(&w.b, at(0)).unwrap();
+    let first = w.register(&w.a, at(0)).unwrap();
+    // The first session's subscription.
+    subscribe(
+        &w,
+        &w.a,
+        Some(app_ue(1, A)),
+        EventSet::single(EventType::KeyAvailable),
+        0,
+    )
+    .unwrap();
+    let mut later = Vec::new();
+    for n in 1..limit {
+        later.push(w.register(&w.a, at(u64::try_from(n).unwrap())).unwrap());
+    }
+    let out = block_on(w.emks.register(
+        &w.a,
+        &Registration {
+            emse_id: EmseId::new(A).unwrap(),
+            callback: None,
+        },
+        at(100),
+    ));
+    let audit = out.effects.audit.clone();
+    // The registration over the limit succeeds.
+    let newest = w.record(out).unwrap();
+    let live = |id: &SessionId| {
+        block_on(w.emks.sessions().get(id, at(101)))
+            .unwrap()
+            .is_some()
+    };
+    assert!(!live(&first), "the oldest session was not replaced");
+    assert!(live(&newest.session_id) && later.iter().all(live) && live(&b));
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert_eq!(audit[0].action, Action::Register);
+    assert_eq!(audit[1].action, Action::SessionExpired);
+    assert!(
+        audit[1].reason.starts_with("replaced"),
+        "{}",
+        audit[1].reason
+    );
+    // The replaced session's subscription ended with it.
+    assert!(
+        block_on(
+            w.emks
+                .subscriptions()
+                .matching(&imsi(1), EventSet::single(EventType::KeyAvailable))
+        )
+        .unwrap()
+        .is_empty()
     );
 }
