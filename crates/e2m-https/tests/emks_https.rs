@@ -1399,3 +1399,208 @@ mod callbacks {
         assert!(connections >= 1, "no notification was attempted");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Clients that recover (issue 9 item 11): registration retried while the EMKS is down, a
+// session the EMKS forgot renewed once, the session limit recoverable.
+
+mod recovery {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use e2m_emks::{Emks, EmksConfig};
+    use e2m_https::client::{Backoff, EmksClient, EmseSession};
+    use e2m_https::emks::{EmksServerOptions, start_emks};
+    use e2m_keyid::{AppIdentity, Imsi, KeyId};
+    use e2m_keystore::{IdentityMap, SessionStore};
+    use e2m_msg::{IntermediateKeyPush, KeyIdSource, ProblemCause, Timestamp, UeRef};
+
+    use super::{TestPki, emse};
+
+    type MemoryEmks = e2m_https::emks::EmksServer<
+        e2m_keystore::MemoryIntKeyStore,
+        e2m_keystore::MemoryIdentityMap,
+        e2m_keystore::MemorySessionStore,
+        e2m_keystore::MemorySubscriptionStore,
+    >;
+
+    fn now() -> Timestamp {
+        Timestamp::from_unix_secs(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+    }
+
+    /// A fresh in-memory EMKS on `listen` with UE `ue@a` of EMSE A provisioned and one
+    /// key (id 7) pushed for it.
+    async fn fresh_emks(pki: &TestPki, listen: SocketAddr) -> MemoryEmks {
+        let core = Arc::new(Emks::in_memory(EmksConfig::default()));
+        let imsi = Imsi::new("001010123456789").unwrap();
+        core.identities()
+            .provision(&emse("emse-a"), &AppIdentity::new("ue@a").unwrap(), &imsi)
+            .await
+            .unwrap();
+        let server = start_emks(
+            core,
+            &pki.dir,
+            EmksServerOptions {
+                listen,
+                notifications: false,
+                ..EmksServerOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        EmksClient::new(&server.base_url(), &pki.dir.hss().unwrap(), &pki.ca())
+            .unwrap()
+            .push_intermediate_key(&IntermediateKeyPush {
+                imsi,
+                key_id: KeyIdSource::RandLsb32(KeyId::from_u32(7)),
+                int_key: e2m_kdf::E2mIntKey::from_array([7; 32]),
+                created: now(),
+            })
+            .await
+            .unwrap();
+        server
+    }
+
+    fn ue() -> UeRef {
+        UeRef::AppIdentity(AppIdentity::new("ue@a").unwrap())
+    }
+
+    const QUICK: Backoff = Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        attempts: None,
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn registration_waits_for_an_emks_that_is_down() {
+        let pki = TestPki::new();
+        // A port nothing listens on yet.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let client =
+            EmksClient::new(&format!("https://{addr}"), &pki.emse("emse-a"), &pki.ca()).unwrap();
+        let started = Instant::now();
+        let session = tokio::spawn(EmseSession::establish(client, None, QUICK));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(!session.is_finished(), "gave up while the EMKS was down");
+        let server = fresh_emks(&pki, addr).await;
+        let session = tokio::time::timeout(Duration::from_secs(5), session)
+            .await
+            .expect("not registered within 5 s of the EMKS coming up")
+            .unwrap()
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(600));
+        assert!(session.fetch_key(ue(), KeyId::from_u32(7)).await.is_ok());
+        // Deregistration on close: the EMKS holds no session of this EMSE any more.
+        session.close().await.unwrap();
+        assert!(
+            server
+                .core()
+                .sessions()
+                .of_emse(&emse("emse-a"), now())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        server.shutdown().await;
+        // A refusal is not retried: another EMSE's EMSE_Id is refused at once.
+        let refused = EmseSession::establish(
+            EmksClient::new(
+                &format!("https://{addr}"),
+                &pki.dir.hss().unwrap(),
+                &pki.ca(),
+            )
+            .unwrap(),
+            None,
+            Backoff {
+                attempts: Some(3),
+                ..QUICK
+            },
+        )
+        .await;
+        assert!(refused.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_the_emks_forgot_is_renewed_and_the_fetch_succeeds() {
+        let pki = TestPki::new();
+        let first = fresh_emks(&pki, "127.0.0.1:0".parse().unwrap()).await;
+        let addr = first.local_addr();
+        let client = EmksClient::new(&first.base_url(), &pki.emse("emse-a"), &pki.ca()).unwrap();
+        let session = Arc::new(EmseSession::establish(client, None, QUICK).await.unwrap());
+        let before = session.session_id().await;
+        assert!(session.fetch_key(ue(), KeyId::from_u32(7)).await.is_ok());
+        // The EMKS restarts without its state (as `emks --store memory` does).
+        first.shutdown().await;
+        let second = fresh_emks(&pki, addr).await;
+        // Eight fetches at once all find the session gone; one registration serves them.
+        let fetches: Vec<_> = (0..8)
+            .map(|_| {
+                let session = session.clone();
+                tokio::spawn(async move { session.fetch_key(ue(), KeyId::from_u32(7)).await })
+            })
+            .collect();
+        for fetch in fetches {
+            assert!(fetch.await.unwrap().is_ok());
+        }
+        assert!(session.session_id().await != before, "not renewed");
+        assert_eq!(
+            second
+                .core()
+                .sessions()
+                .of_emse(&emse("emse-a"), now())
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "one re-registration for all the fetches"
+        );
+        second.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_65th_registration_from_one_certificate_succeeds() {
+        // An EMSE that crash-loops registers without ever deregistering; at its limit of 64
+        // (the default policy), each new registration replaces its oldest session.
+        let pki = TestPki::new();
+        let server = fresh_emks(&pki, "127.0.0.1:0".parse().unwrap()).await;
+        let client = EmksClient::new(&server.base_url(), &pki.emse("emse-a"), &pki.ca()).unwrap();
+        let mut sessions = Vec::new();
+        for n in 1..=65 {
+            let registered = client.register(None).await;
+            assert!(registered.is_ok(), "registration {n}: {registered:?}");
+            sessions.push(registered.unwrap().session_id);
+        }
+        let live = server
+            .core()
+            .sessions()
+            .of_emse(&emse("emse-a"), now())
+            .await
+            .unwrap();
+        assert_eq!(live.len(), 64);
+        // The first session is the one replaced; the newest works.
+        let fetch = |id: &e2m_msg::SessionId| e2m_msg::KeyRequest {
+            session_id: id.copy_secret(),
+            ue: ue(),
+            key_id: KeyId::from_u32(7),
+        };
+        assert_eq!(
+            client
+                .fetch_key(&fetch(&sessions[0]))
+                .await
+                .unwrap_err()
+                .problem_cause(),
+            Some(ProblemCause::UnknownSession)
+        );
+        assert!(client.fetch_key(&fetch(&sessions[64])).await.is_ok());
+        server.shutdown().await;
+    }
+}
