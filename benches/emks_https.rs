@@ -25,6 +25,17 @@
 //! ```text
 //! E2M_BENCH_SECS=3 cargo bench --bench emks_https
 //! ```
+//!
+//! On a machine shared with other work, CPU time per request moves with the load; the
+//! instruction count does not. `E2M_BENCH_COUNT=N` sends exactly N requests per case
+//! (no time window) and `E2M_BENCH_CASE=served|get|post` picks one case, so that runs
+//! under callgrind with two counts give the instructions per request (the difference of
+//! the totals over the difference of the counts: set-up cancels out):
+//!
+//! ```text
+//! for n in 200 2200; do E2M_BENCH_ONLY_REFUSALS=1 E2M_BENCH_CASE=get E2M_BENCH_COUNT=$n \
+//!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$n target/release/deps/emks_https-*; done
+//! ```
 
 #![allow(
     clippy::unwrap_used,
@@ -246,17 +257,26 @@ mod refusals {
                 after.1.zip(before.1).map(|(a, b)| a.saturating_sub(b)),
             )
         });
+        // With a fixed count, every task sends its share and the window does not apply.
+        let count = std::env::var("E2M_BENCH_COUNT")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok());
         let mut tasks = Vec::new();
         for _ in 0..concurrency {
             let client = client.clone();
             let what = what.clone();
+            let share = count.map(|n| n / concurrency as u64);
             tasks.push(tokio::spawn(async move {
                 let mut answered = 0u64;
+                let mut sent = 0u64;
                 loop {
                     let t0 = Instant::now();
-                    if t0 >= until {
-                        break;
+                    match share {
+                        Some(share) if sent >= share => break,
+                        None if t0 >= until => break,
+                        _ => {}
                     }
+                    sent += 1;
                     let request = match &what {
                         Send::Get(url) => client.get(url),
                         Send::Post(url, body) => client
@@ -267,7 +287,7 @@ mod refusals {
                     let response = request.send().await.expect("request failed");
                     assert_eq!(response.status(), status, "unexpected status");
                     let _ = response.bytes().await.expect("body");
-                    if t0 >= from && Instant::now() <= until {
+                    if share.is_some() || (t0 >= from && Instant::now() <= until) {
                         answered += 1;
                     }
                 }
@@ -435,7 +455,11 @@ mod refusals {
             ),
         ];
         let mut served = f64::NAN;
-        for (name, what, status) in cases {
+        let only = std::env::var("E2M_BENCH_CASE").ok();
+        for (case, (name, what, status)) in ["served", "get", "post"].into_iter().zip(cases) {
+            if only.as_deref().is_some_and(|only| only != case) {
+                continue;
+            }
             let cost = measure(client.clone(), what, status, concurrency, warmup, window).await;
             if status == 200 {
                 served = cost.server_micros();
