@@ -234,13 +234,10 @@ impl<IO> CheckedHeads<IO> {
 
     /// Tries to complete and check a head; returns whether it did (and the state moved on).
     fn head(&mut self, searched: usize) -> bool {
-        // A head ends with an empty line: look for it only in what is new, so that a head
-        // dribbled one octet at a time is not parsed again for every octet.
-        let from = searched.saturating_sub(3);
-        let ends = self.input[from..]
-            .windows(2)
-            .any(|w| w == b"\n\n" || w == b"\n\r");
-        if !ends {
+        // A head can only be complete once a line has ended since the last look: parse
+        // again only then, so that a head dribbled one octet at a time is not parsed for
+        // every octet (`contains` on octets is a memchr).
+        if !self.input[searched..].contains(&b'\n') {
             return self.incomplete_head();
         }
         let parsed = {
@@ -373,9 +370,12 @@ fn check(request: &httparse::Request<'_, '_>) -> Result<Option<Framing>, Rejecti
             {
                 return Err(Rejection::MalformedHead);
             }
-            length = std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok());
+            // At most 19 decimal digits: below 2^64, no overflow.
+            length = Some(
+                value
+                    .iter()
+                    .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0')),
+            );
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             if chunked || !header.value.eq_ignore_ascii_case(b"chunked") {
                 return Err(Rejection::MalformedHead);
@@ -402,25 +402,55 @@ fn is_origin_form(target: &[u8]) -> bool {
     }
     let mut i = 0;
     while i < target.len() {
-        match target[i] {
-            b'%' => {
-                if !(target.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                    && target.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-                {
-                    return false;
-                }
-                i += 3;
-                continue;
-            }
-            b if b.is_ascii_alphanumeric() => {}
-            b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+'
-            | b',' | b';' | b'=' | b':' | b'@' | b'/' | b'?' => {}
-            _ => return false,
+        let b = target[i];
+        if ORIGIN_FORM[usize::from(b)] {
+            i += 1;
+        } else if b == b'%'
+            && target.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && target.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        {
+            i += 3;
+        } else {
+            return false;
         }
-        i += 1;
     }
     true
 }
+
+/// The octets that stand for themselves in an origin-form target: RFC 3986 unreserved,
+/// sub-delims, `:` `@` (pchar) and `/` `?` (`%` is handled apart). A table, since every
+/// octet of every target is looked up.
+static ORIGIN_FORM: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'/'
+                    | b'?'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// What a step through a body found.
 #[derive(Debug, PartialEq, Eq)]
