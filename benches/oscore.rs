@@ -3,7 +3,7 @@
 //! in the same run. The goal of issue 11 is OSCORE ≤ 1.5 × the DTLS record.
 //!
 //! ```text
-//! cargo bench --bench oscore
+//! cargo bench --bench oscore -- --warm-up-time 1 --measurement-time 3
 //! ```
 //!
 //! Groups `request` (CON GET /sensors/temperature, 4-octet token) and `response` (ACK 2.05,
@@ -12,27 +12,47 @@
 //!   message out (the e2m profile's contexts: 4-octet kid; requests without the ID Context,
 //!   the steady state after the first exchange).
 //! * `oscore_datagram`: the same through the datagram API (`protect_*_datagram` into a
-//!   reused buffer, `verify_*_datagram` from the octets): no outer `Message` is built.
+//!   reused buffer, `verify_*_datagram` from the octets): no outer `Message` is built. This
+//!   is the fast path the issue's figure is about (what a transport does; the EMSE endpoint
+//!   and the UE client use it).
 //! * `dtls_record`: CoAP message in → encode → DTLS 1.2 record (13-octet header, 8-octet
 //!   explicit nonce, AAD = seq_num ‖ type ‖ version ‖ length, 13 octets; RFC 5246 §6.2.3.3,
-//!   RFC 6655 §3) → decrypt → decode → CoAP message out. The same work around the AEAD.
+//!   RFC 6655 §3) → decrypt → decode → CoAP message out. The same work around the AEAD:
+//!   the baseline of the ratio.
 //! * `dtls_record_bytes`: the record alone over the already-encoded CoAP octets (the
 //!   narrowest baseline: no CoAP codec on the DTLS side).
+//!
+//! After the groups it prints, from this run's medians, each OSCORE row over `dtls_record`
+//! (the issue's figure) and over `dtls_record_bytes`, for requests and responses; then the
+//! same ratios measured interleaved (batches of each row in turn, the fastest batch of each
+//! kept), which a loaded machine disturbs much less.
+//!
+//! **Instruction counts** (independent of the machine's load): with
+//! `OSCORE_BENCH_ICOUNT=N` the binary runs each row N times in a function of its own
+//! (`icount_<group>_<row>`) instead of criterion, for callgrind:
+//!
+//! ```text
+//! cargo bench --bench oscore --no-run   # prints the binary's path
+//! OSCORE_BENCH_ICOUNT=2000 valgrind --tool=callgrind --callgrind-out-file=cg.out <binary>
+//! callgrind_annotate --inclusive=yes cg.out | grep icount_   # divide by N
+//! ```
 #![allow(missing_docs, reason = "criterion macros generate undocumented items")]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
 
 use std::hint::black_box;
+use std::path::{Path, PathBuf};
 
 use aes::Aes128;
 use ccm::Ccm;
 use ccm::aead::{AeadInOut, KeyInit};
 use ccm::consts::{U8, U12};
-use criterion::{Criterion, criterion_group, criterion_main};
+
+use criterion::Criterion;
 use e2m_coap::{Code, Message, MessageType, OptionNumber, Token};
 use e2m_kdf::E2mKey;
 use e2m_keyid::{AppIdentity, KeyId};
 use e2m_oscore::e2m::E2mOscoreProfile;
-use e2m_oscore::{SecurityContext, SenderSequence, VerifiedRequest};
+use e2m_oscore::{RequestId, SecurityContext, SenderSequence, VerifiedRequest};
 
 /// TLS_PSK_WITH_AES_128_CCM_8's record protection (RFC 6655): AES-128-CCM, 8-octet tag,
 /// 12-octet nonce = 4-octet implicit salt ‖ 8-octet explicit nonce.
@@ -143,103 +163,302 @@ fn contexts() -> (SecurityContext, SecurityContext) {
     )
 }
 
-fn benches(c: &mut Criterion) {
-    let request = request();
-    let response = response(&request);
-    let (mut ue, mut emse) = contexts();
-    let dtls = DtlsRecordKeys::new();
-    let (protected, request_id) = ue.protect_request(&request, false).unwrap();
-    let VerifiedRequest::Fresh {
-        request: emse_request,
-        ..
-    } = emse.verify_request(&protected).unwrap()
-    else {
-        unreachable!()
-    };
-    let mut datagram = Vec::with_capacity(128);
-    // DTLS sequence numbers (epoch 1); each record takes the next one.
-    let mut seq = 1u64 << 48;
+/// The state every row works on.
+struct Rig {
+    request: Message,
+    response: Message,
+    ue: SecurityContext,
+    emse: SecurityContext,
+    request_id: RequestId,
+    emse_request: RequestId,
+    dtls: DtlsRecordKeys,
+    /// DTLS sequence number (epoch 1); each record takes the next one.
+    seq: u64,
+    datagram: Vec<u8>,
+}
 
-    // One group per message, so that OSCORE and its DTLS baseline run back to back: on a
-    // shared machine the load drifts, and a ratio of rows measured minutes apart is noise.
-    let mut group = c.benchmark_group("request");
-    group.bench_function("oscore", |b| {
-        b.iter(|| {
-            let (protected, _) = ue.protect_request(black_box(&request), false).unwrap();
-            let wire = protected.encode();
-            let received = Message::decode(black_box(&wire)).unwrap();
-            match emse.verify_request(&received).unwrap() {
-                VerifiedRequest::Fresh { message, .. } => message,
-                VerifiedRequest::EchoRequired { .. } => unreachable!(),
-            }
-        })
-    });
-    group.bench_function("oscore_datagram", |b| {
-        b.iter(|| {
-            datagram.clear();
-            ue.protect_request_datagram(black_box(&request), false, &mut datagram)
-                .unwrap();
-            match emse.verify_request_datagram(black_box(&datagram)).unwrap() {
-                VerifiedRequest::Fresh { message, .. } => message,
-                VerifiedRequest::EchoRequired { .. } => unreachable!(),
-            }
-        })
-    });
-    dtls_rows(&mut group, &dtls, &request, &mut seq);
-    group.finish();
+impl Rig {
+    fn new() -> Rig {
+        let request = request();
+        let response = response(&request);
+        let (mut ue, mut emse) = contexts();
+        let (protected, request_id) = ue.protect_request(&request, false).unwrap();
+        let VerifiedRequest::Fresh {
+            request: emse_request,
+            ..
+        } = emse.verify_request(&protected).unwrap()
+        else {
+            unreachable!()
+        };
+        Rig {
+            request,
+            response,
+            ue,
+            emse,
+            request_id,
+            emse_request,
+            dtls: DtlsRecordKeys::new(),
+            seq: 1 << 48,
+            datagram: Vec::with_capacity(256),
+        }
+    }
 
-    let mut group = c.benchmark_group("response");
-    group.bench_function("oscore", |b| {
-        b.iter(|| {
-            let protected = emse
-                .protect_response(black_box(&response), &emse_request, false)
-                .unwrap();
-            let wire = protected.encode();
-            let received = Message::decode(black_box(&wire)).unwrap();
-            ue.verify_response(&received, &request_id).unwrap()
-        })
-    });
-    group.bench_function("oscore_datagram", |b| {
-        b.iter(|| {
-            datagram.clear();
-            emse.protect_response_datagram(
-                black_box(&response),
-                &emse_request,
+    fn request_oscore(&mut self) -> Message {
+        let (protected, _) = self
+            .ue
+            .protect_request(black_box(&self.request), false)
+            .unwrap();
+        let wire = protected.encode();
+        let received = Message::decode(black_box(&wire)).unwrap();
+        match self.emse.verify_request(&received).unwrap() {
+            VerifiedRequest::Fresh { message, .. } => message,
+            VerifiedRequest::EchoRequired { .. } => unreachable!(),
+        }
+    }
+
+    fn request_oscore_datagram(&mut self) -> Message {
+        self.datagram.clear();
+        self.ue
+            .protect_request_datagram(black_box(&self.request), false, &mut self.datagram)
+            .unwrap();
+        match self
+            .emse
+            .verify_request_datagram(black_box(&self.datagram))
+            .unwrap()
+        {
+            VerifiedRequest::Fresh { message, .. } => message,
+            VerifiedRequest::EchoRequired { .. } => unreachable!(),
+        }
+    }
+
+    fn response_oscore(&mut self) -> Message {
+        let protected = self
+            .emse
+            .protect_response(black_box(&self.response), &self.emse_request, false)
+            .unwrap();
+        let wire = protected.encode();
+        let received = Message::decode(black_box(&wire)).unwrap();
+        self.ue
+            .verify_response(&received, &self.request_id)
+            .unwrap()
+    }
+
+    fn response_oscore_datagram(&mut self) -> Message {
+        self.datagram.clear();
+        self.emse
+            .protect_response_datagram(
+                black_box(&self.response),
+                &self.emse_request,
                 false,
-                &mut datagram,
+                &mut self.datagram,
             )
             .unwrap();
-            ue.verify_response_datagram(black_box(&datagram), &request_id)
-                .unwrap()
-        })
-    });
-    dtls_rows(&mut group, &dtls, &response, &mut seq);
-    group.finish();
+        self.ue
+            .verify_response_datagram(black_box(&self.datagram), &self.request_id)
+            .unwrap()
+    }
+
+    /// CoAP message in → encode → record → decrypt → decode → CoAP message out.
+    fn dtls_record(&mut self, response: bool) -> Message {
+        self.seq += 1;
+        let message = if response {
+            &self.response
+        } else {
+            &self.request
+        };
+        let record = self.dtls.encrypt(self.seq, &black_box(message).encode());
+        let plaintext = self.dtls.decrypt(black_box(&record));
+        Message::decode(&plaintext).unwrap()
+    }
+
+    /// The record alone over already-encoded CoAP octets.
+    fn dtls_record_bytes(&mut self, octets: &[u8]) -> Vec<u8> {
+        self.seq += 1;
+        let record = self.dtls.encrypt(self.seq, black_box(octets));
+        self.dtls.decrypt(black_box(&record))
+    }
 }
 
-fn dtls_rows(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    dtls: &DtlsRecordKeys,
-    message: &Message,
-    seq: &mut u64,
-) {
-    group.bench_function("dtls_record", |b| {
-        b.iter(|| {
-            *seq += 1;
-            let record = dtls.encrypt(*seq, &black_box(message).encode());
-            let plaintext = dtls.decrypt(black_box(&record));
-            Message::decode(&plaintext).unwrap()
-        })
-    });
-    let octets = message.encode();
-    group.bench_function("dtls_record_bytes", |b| {
-        b.iter(|| {
-            *seq += 1;
-            let record = dtls.encrypt(*seq, black_box(&octets));
-            dtls.decrypt(black_box(&record))
-        })
-    });
+/// The rows of one group, by name.
+const ROWS: [&str; 4] = [
+    "oscore",
+    "oscore_datagram",
+    "dtls_record",
+    "dtls_record_bytes",
+];
+
+fn run_row(rig: &mut Rig, group: &str, row: &str, octets: &[u8]) {
+    match (group, row) {
+        ("request", "oscore") => drop(black_box(rig.request_oscore())),
+        ("request", "oscore_datagram") => drop(black_box(rig.request_oscore_datagram())),
+        ("response", "oscore") => drop(black_box(rig.response_oscore())),
+        ("response", "oscore_datagram") => drop(black_box(rig.response_oscore_datagram())),
+        (g, "dtls_record") => drop(black_box(rig.dtls_record(g == "response"))),
+        (_, "dtls_record_bytes") => drop(black_box(rig.dtls_record_bytes(octets))),
+        _ => unreachable!("{group}/{row}"),
+    }
 }
 
-criterion_group!(oscore, benches);
-criterion_main!(oscore);
+fn benches(c: &mut Criterion) {
+    let mut rig = Rig::new();
+    // One group per message, so that OSCORE and its DTLS baseline run back to back: on a
+    // shared machine the load drifts, and a ratio of rows measured minutes apart is noise.
+    for group_name in ["request", "response"] {
+        let octets = if group_name == "request" {
+            rig.request.encode()
+        } else {
+            rig.response.encode()
+        };
+        let mut group = c.benchmark_group(group_name);
+        for row in ROWS {
+            group.bench_function(row, |b| {
+                b.iter(|| run_row(&mut rig, group_name, row, &octets))
+            });
+        }
+        group.finish();
+    }
+}
+
+/// Criterion's median of one row, read back from its `estimates.json` if this run wrote it
+/// (a filtered run leaves other rows' files from earlier runs).
+fn median_ns(dir: &Path, group: &str, row: &str, since: std::time::SystemTime) -> Option<f64> {
+    let path = dir.join(group).join(row).join("new").join("estimates.json");
+    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    json.get("median")?.get("point_estimate")?.as_f64()
+}
+
+/// The issue's figure: OSCORE protect+verify over a DTLS record's encrypt+decrypt, for
+/// requests and responses, from the medians this run measured.
+fn print_ratios(dir: &Path, since: std::time::SystemTime) {
+    println!(
+        "\nOSCORE protect+verify / DTLS record encrypt+decrypt (goal <= 1.5), medians of this run:"
+    );
+    for group in ["request", "response"] {
+        let (Some(record), Some(bytes)) = (
+            median_ns(dir, group, "dtls_record", since),
+            median_ns(dir, group, "dtls_record_bytes", since),
+        ) else {
+            println!("  {group}: baseline rows not measured in this run");
+            continue;
+        };
+        for row in ["oscore", "oscore_datagram"] {
+            if let Some(ns) = median_ns(dir, group, row, since) {
+                println!(
+                    "  {group:8} {row:16} {ns:7.1} ns = {:.2} x dtls_record ({record:.1} ns), {:.2} x dtls_record_bytes ({bytes:.1} ns)",
+                    ns / record,
+                    ns / bytes
+                );
+            }
+        }
+    }
+}
+
+/// The same ratios measured interleaved: rounds of a batch of each row in turn, the fastest
+/// batch of each row kept. On a shared machine the fastest batch is the one least disturbed
+/// by other load, and interleaving exposes all rows to the same drift; criterion's medians
+/// of rows measured seconds apart are not (see the load printed beside them).
+fn print_interleaved_ratios(rig: &mut Rig) {
+    const ROUNDS: usize = 300;
+    const BATCH: u32 = 1000;
+    println!(
+        "\nthe same, interleaved ({ROUNDS} rounds of {BATCH} iterations per row, fastest batch):"
+    );
+    for group in ["request", "response"] {
+        let octets = if group == "request" {
+            rig.request.encode()
+        } else {
+            rig.response.encode()
+        };
+        let mut best = [f64::INFINITY; ROWS.len()];
+        for _ in 0..ROUNDS {
+            for (row, best) in ROWS.iter().zip(best.iter_mut()) {
+                let start = std::time::Instant::now();
+                for _ in 0..BATCH {
+                    run_row(rig, group, row, &octets);
+                }
+                let ns = start.elapsed().as_nanos() as f64 / f64::from(BATCH);
+                *best = best.min(ns);
+            }
+        }
+        let [oscore, datagram, record, bytes] = best;
+        for (row, ns) in [("oscore", oscore), ("oscore_datagram", datagram)] {
+            println!(
+                "  {group:8} {row:16} {ns:7.1} ns = {:.2} x dtls_record ({record:.1} ns), {:.2} x dtls_record_bytes ({bytes:.1} ns)",
+                ns / record,
+                ns / bytes
+            );
+        }
+    }
+}
+
+/// `OSCORE_BENCH_ICOUNT=N`: runs each row N times in a function of its own and exits, for
+/// `valgrind --tool=callgrind` (instruction counts per row, independent of the machine's
+/// load): see the module docs.
+fn instruction_count_mode(iterations: u64) {
+    let mut rig = Rig::new();
+    let request = rig.request.encode();
+    let response = rig.response.encode();
+    icount_request_oscore(&mut rig, iterations, &request);
+    icount_request_oscore_datagram(&mut rig, iterations, &request);
+    icount_request_dtls_record(&mut rig, iterations, &request);
+    icount_request_dtls_record_bytes(&mut rig, iterations, &request);
+    icount_response_oscore(&mut rig, iterations, &response);
+    icount_response_oscore_datagram(&mut rig, iterations, &response);
+    icount_response_dtls_record(&mut rig, iterations, &response);
+    icount_response_dtls_record_bytes(&mut rig, iterations, &response);
+}
+
+macro_rules! icount_fns {
+    ($($name:ident: $group:literal $row:literal;)*) => {$(
+        #[inline(never)]
+        fn $name(rig: &mut Rig, iterations: u64, octets: &[u8]) {
+            for _ in 0..iterations {
+                run_row(rig, $group, $row, octets);
+            }
+        }
+    )*};
+}
+
+icount_fns! {
+    icount_request_oscore: "request" "oscore";
+    icount_request_oscore_datagram: "request" "oscore_datagram";
+    icount_request_dtls_record: "request" "dtls_record";
+    icount_request_dtls_record_bytes: "request" "dtls_record_bytes";
+    icount_response_oscore: "response" "oscore";
+    icount_response_oscore_datagram: "response" "oscore_datagram";
+    icount_response_dtls_record: "response" "dtls_record";
+    icount_response_dtls_record_bytes: "response" "dtls_record_bytes";
+}
+
+fn main() {
+    if let Some(n) = std::env::var("OSCORE_BENCH_ICOUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        instruction_count_mode(n);
+        return;
+    }
+    // Criterion's output directory: <target>/criterion, the exe being
+    // <target>/<profile>/deps/oscore-<hash>.
+    let dir = std::env::var_os("CRITERION_HOME")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.parent()?.parent()?.join("criterion"))
+        })
+        .unwrap_or_else(|| PathBuf::from("target/criterion"));
+    let started = std::time::SystemTime::now();
+    let mut criterion = Criterion::default()
+        .output_directory(&dir)
+        .configure_from_args();
+    benches(&mut criterion);
+    criterion.final_summary();
+    print_ratios(&dir, started);
+    // Only under `cargo bench` (criterion's own `--bench` flag), not `cargo test --benches`.
+    if std::env::args().any(|a| a == "--bench") {
+        print_interleaved_ratios(&mut Rig::new());
+    }
+}

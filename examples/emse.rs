@@ -17,28 +17,29 @@
 //! ```
 //!
 //! Flags: `--listen ADDR` (default 127.0.0.1:5684); `--oscore-listen ADDR` (CoAP over
-//! OSCORE on UDP, e.g. 127.0.0.1:5683; off by default); the key source, either `--psk-hex HEX`
-//! (static-key mode: one `e2m_key` for every identity, for interop and benchmarks) or
-//! `--emks URL --certs DIR --emse-id ID` (register with the EMKS over mutual TLS with the
-//! EMSE's certificate from DIR, then fetch each UE's key by application identity and key
-//! id; deregister on exit); `--max-peers N`, `--run-for SECS` (exit after that long;
-//! default: until SIGINT (Ctrl-C) or SIGTERM).
+//! OSCORE on UDP, e.g. 127.0.0.1:5683; off by default); `--oscore-record FILE` (the OSCORE
+//! endpoint's durable derived-context record: first contact in one round trip); the key
+//! source, either `--psk-hex HEX` (static-key mode: one `e2m_key` for every identity, for
+//! interop and benchmarks) or `--emks URL --certs DIR --emse-id ID` (register with the EMKS
+//! over mutual TLS with the EMSE's certificate from DIR, then fetch each UE's key by
+//! application identity and key id; deregister on exit); `--max-peers N`, `--run-for SECS`
+//! (exit after that long; default: until SIGINT (Ctrl-C) or SIGTERM). `emse --help` lists
+//! the flags and defaults; bad input: one line on stderr, exit status 2.
 //!
 //! It recovers from the EMKS's outages (issue 9 item 11, `e2m_https::client::EmseSession`):
 //! if the EMKS is not reachable at start, registration is retried with backoff (200 ms
 //! doubling to 10 s) until it succeeds or the EMSE is stopped; if a key fetch finds that
 //! the EMKS no longer knows the session (it restarted without its state, or the session
 //! expired), the EMSE registers again, once, and repeats the fetch; on SIGINT or SIGTERM it
-//! deregisters before exiting. `emse --help` lists the flags and defaults; bad input: one line
-//! on stderr, exit status 2.
+//! deregisters before exiting.
 //!
 //! Both servers ask one `PskResolver` for each (application identity, key id); here that is
 //! `KeySource`, whose EMKS variant calls `EmksClient::fetch_key` on the peer's own task (the
 //! OSCORE endpoint: on a task per fetch), so other UEs carry on while one fetch waits, and
 //! whose cache serves both protocols. In static-key mode every UE's OSCORE context is
 //! derived from the one given e2m_key. The OSCORE endpoint lets each source address cause
-//! at most 4 key fetches at once and 4 per minute (spoofed requests cannot make the EMSE
-//! load its EMKS beyond that; see `e2m_dtls::oscore_server`). Prints short narrated lines;
+//! at most 4 key fetches at once and 4 per minute, then challenges it with Echo (spoofed
+//! requests cannot make the EMSE load its EMKS beyond that; see `e2m_dtls::oscore_server`). Prints short narrated lines;
 //! never key bytes.
 
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use e2m_dtls::derived_record::{FileDerivedRecord, FileDerivedRecordConfig};
 use e2m_dtls::emks_source::KeyCache;
 use e2m_dtls::oscore_server::{self, OscoreEvent, OscoreServer, OscoreServerConfig};
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, default_handler};
@@ -74,6 +76,11 @@ struct Args {
     /// Also serve CoAP over OSCORE (RFC 8613, e2m profile) on this UDP address.
     #[arg(long, value_name = "ADDR")]
     oscore_listen: Option<SocketAddr>,
+    /// The OSCORE endpoint's durable record of the contexts it derived (a file; created if
+    /// missing): a never-derived context's first request is answered in one round trip.
+    /// Without it every new context's first request gets an Echo challenge.
+    #[arg(long, value_name = "FILE", requires = "oscore_listen")]
+    oscore_record: Option<PathBuf>,
     /// Static-key mode: one e2m_key (32 octets) for every identity.
     #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>,
           conflicts_with_all = ["emks", "certs", "emse_id"],
@@ -235,6 +242,9 @@ fn narrate(event: &ServerEvent) {
             response_len,
         } => println!("EMSE: {peer}: {request_len}-octet request, {response_len}-octet answer"),
         ServerEvent::Closed { peer } => println!("EMSE: {peer} closed"),
+        ServerEvent::AlertSent { peer, alert } => {
+            println!("EMSE: sent the fatal alert {alert} to {peer}")
+        }
         _ => {}
     }
 }
@@ -253,6 +263,14 @@ fn narrate_oscore(event: &OscoreEvent) {
         ),
         OscoreEvent::ContextDerived { identity } => println!(
             "EMSE: OSCORE context for {} key id {} derived from e2m_key",
+            identity.identity, identity.key_id
+        ),
+        OscoreEvent::FirstDerivation { identity } => println!(
+            "EMSE: {} key id {}: never derived before (recorded durably), its first request is answered at once",
+            identity.identity, identity.key_id
+        ),
+        OscoreEvent::RecordFailed { identity, error } => println!(
+            "EMSE: {} key id {}: derived-context record not written ({error}); Echo challenge instead",
             identity.identity, identity.key_id
         ),
         OscoreEvent::EchoChallenge { peer } => println!(
@@ -319,13 +337,22 @@ async fn run(args: Args) -> Result<(), String> {
     let mut events = server.take_events().ok_or("no event stream")?;
     let mut oscore = match args.oscore_listen {
         Some(addr) => {
-            let mut endpoint = OscoreServer::bind(
-                addr,
-                std::sync::Arc::clone(&source),
-                oscore_server::default_handler(),
-                OscoreServerConfig::default(),
-            )
-            .await
+            let resolver = std::sync::Arc::clone(&source);
+            let handler = oscore_server::default_handler();
+            let config = OscoreServerConfig::default();
+            let mut endpoint = match &args.oscore_record {
+                Some(path) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs();
+                    let record =
+                        FileDerivedRecord::open(path, FileDerivedRecordConfig::default(), now)
+                            .map_err(|e| format!("--oscore-record: {e}"))?;
+                    OscoreServer::bind_with_record(addr, resolver, handler, config, record).await
+                }
+                None => OscoreServer::bind(addr, resolver, handler, config).await,
+            }
             .map_err(|e| format!("--oscore-listen: {e}"))?;
             println!(
                 "EMSE: OSCORE endpoint on {} (CoAP over OSCORE, e2m profile, {mode})",

@@ -17,7 +17,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::SystemTime;
 
 use clap::{Parser, ValueEnum};
 use e2m_aka::{Aka, Opc, Sqn, SubscriberKey};
@@ -140,15 +139,14 @@ fn run(args: Args) -> Result<(), String> {
         KeyIdScheme::Hash => KeyIdSource::ShortHash,
         KeyIdScheme::Rand => KeyIdSource::RandLsb32(KeyId::from_rand_lsb32(&rand)),
     };
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
+    // Stamped from the clock to the millisecond: the EMKS keeps a UE's newest keys by this
+    // time (then key id), so several AKA runs of one UE within a second keep their order
+    // whatever order their pushes arrive in (issue 9 item 15).
     let push = IntermediateKeyPush {
         imsi: imsi.clone(),
         key_id,
         int_key,
-        created: Timestamp::from_unix_secs(now),
+        created: Timestamp::now_from_system_clock(),
     };
 
     // 3. Push over HTTPS with the HSS certificate.

@@ -22,8 +22,11 @@
 //! `--identity APP_ID` with `--key-id HEX8` (default with `--rand`: RAND-LSB32); the PSK as
 //! `--psk-hex HEX` or from `--k HEX --opc HEX --rand HEX --emse-id ID` (add `--autn HEX` to
 //! have the USIM check AUTN first); `--path P` (default `hello`), `--timeout SECS`
-//! (default 10), `--protocol dtls|oscore` (default dtls). Over OSCORE, an EMSE that can no
-//! longer get the key id's key answers so that the UE prints "re-authenticate" and exits 1.
+//! (default 10), `--protocol dtls|oscore` (default dtls). Over DTLS, an EMSE that refuses
+//! the handshake sends a fatal alert, and the UE prints it with what to do (e.g.
+//! `decrypt_error (51)`: re-authenticate) on one line and exits 1 at once. Over OSCORE, an
+//! EMSE that can no longer get the key id's key answers so that the UE prints
+//! "re-authenticate" and exits 1.
 //! Prints short narrated lines; never key bytes. `ue --help` lists the flags
 //! and defaults; bad input: one line on stderr, exit status 2.
 
@@ -34,9 +37,9 @@ use std::time::Duration;
 use clap::Parser;
 use e2m_aka::{Aka, Milenage, Opc, SubscriberKey};
 use e2m_coap::{Code, Message, MessageType, Token};
-use e2m_dtls::DtlsLimits;
 use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
 use e2m_dtls::oscore_client::{OscoreClient, OscoreClientError};
+use e2m_dtls::{AlertDescription, DtlsError, DtlsLimits};
 use e2m_kdf::{E2mKey, E2mProfile, e2m_int_key};
 use e2m_keyid::{AppIdentity, EmseId, KeyId, PskIdentity, e2m_key};
 use e2m_oscore::SenderSequence;
@@ -205,12 +208,9 @@ async fn dtls_get(
     };
     let config = UeDtlsConfig::new(identity, psk, limits).map_err(|e| e.to_string())?;
     println!("UE: ClientHello to {connect}, TLS_PSK_WITH_AES_128_CCM_8 only (step 1)");
-    let mut ue = DtlsClient::connect(connect, &config).await.map_err(|e| {
-        format!(
-            "DTLS handshake failed: {e} (the EMSE sends no alert: a PSK it does not share, \
-                 or a key id its EMKS no longer holds, ends in a timeout; re-authenticate)"
-        )
-    })?;
+    let mut ue = DtlsClient::connect(connect, &config)
+        .await
+        .map_err(handshake_failure)?;
     println!("UE: handshake complete; fresh DTLS session keys from the PSK (steps 3, 4, 8)");
     println!("UE: CoAP GET /{}", request.uri_path());
     let answer = ue
@@ -225,6 +225,30 @@ async fn dtls_get(
     ue.close().await.map_err(|e| e.to_string())?;
     println!("UE: close_notify sent");
     Ok(())
+}
+
+/// One line for a failed handshake: the EMSE's alert and what the UE should do about it.
+fn handshake_failure(error: DtlsError) -> String {
+    let DtlsError::Alert(alert) = error else {
+        return format!("DTLS handshake failed: {error}");
+    };
+    let advice = match alert {
+        AlertDescription::DECRYPT_ERROR => {
+            "the EMSE does not share this PSK (a wrong key, or a key id its EMKS no longer \
+             holds: re-authenticate)"
+        }
+        AlertDescription::UNKNOWN_PSK_IDENTITY => {
+            "the EMSE has no key for this identity and key id: re-authenticate"
+        }
+        AlertDescription::HANDSHAKE_FAILURE => {
+            "no common cipher suite (the EMSE serves TLS_PSK_WITH_AES_128_CCM_8 only)"
+        }
+        AlertDescription::INTERNAL_ERROR => {
+            "the EMSE could not reach its key server: try again later"
+        }
+        _ => "the EMSE refused the handshake",
+    };
+    format!("DTLS handshake refused by the EMSE with the alert {alert}: {advice}")
 }
 
 async fn oscore_get(

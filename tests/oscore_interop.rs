@@ -5,7 +5,9 @@
 //! - aiocoap's client (`python3 -m aiocoap.cli.client`) against our EMSE (the `emse`
 //!   example, static-key mode, `--oscore-listen`): its request names the application
 //!   identity and key id; the EMSE derives the context, challenges with Echo (RFC 8613
-//!   Appendix B.1.2), aiocoap answers, and gets the verified greeting;
+//!   Appendix B.1.2), aiocoap answers, and gets the verified greeting; and again with the
+//!   EMSE's derived-context record (`--oscore-record`), where the first request of the
+//!   never-derived context is answered at once;
 //! - our UE (the `ue` example, `--protocol oscore`) against aiocoap's file server
 //!   (`python3 -m aiocoap.cli.fileserver --credentials`), which serves a file under OSCORE.
 //!
@@ -105,22 +107,53 @@ fn free_udp_port() -> u16 {
 
 #[test]
 fn aiocoap_client_gets_a_verified_answer_from_our_emse() {
+    let narration = aiocoap_client_against_our_emse("oscore-aiocoap-client", false);
+    assert!(
+        narration
+            .iter()
+            .any(|l| l.contains("Echo challenge (RFC 8613 B.1.2)")),
+        "{narration:?}"
+    );
+}
+
+/// With the EMSE's derived-context record, aiocoap's first request to a context the EMSE
+/// never derived is answered at once: no Echo challenge, one round trip on first contact.
+#[test]
+fn aiocoap_client_first_contact_takes_one_round_trip_with_a_derived_context_record() {
+    let narration = aiocoap_client_against_our_emse("oscore-aiocoap-record", true);
+    assert!(
+        narration.iter().any(|l| l.contains("never derived before")),
+        "{narration:?}"
+    );
+    assert!(
+        !narration.iter().any(|l| l.contains("Echo challenge")),
+        "{narration:?}"
+    );
+}
+
+/// Runs aiocoap's client once against the `emse` example (with a fresh derived-context
+/// record file when `with_record`); checks the verified greeting; returns the narration.
+fn aiocoap_client_against_our_emse(name: &str, with_record: bool) -> Vec<String> {
     require_aiocoap();
     let context = derived_context();
-    let dir = temp_dir("oscore-aiocoap-client");
+    let dir = temp_dir(name);
     write_aiocoap_context(&dir.join("ctx"), &context, true);
-
+    let record = dir.join("derived.log");
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--oscore-listen",
+        "127.0.0.1:0",
+        "--psk-hex",
+        E2M_KEY,
+        "--run-for",
+        "120",
+    ];
+    if with_record {
+        args.extend(["--oscore-record", record.to_str().unwrap()]);
+    }
     let mut emse = Command::new(example_binary("emse"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--oscore-listen",
-            "127.0.0.1:0",
-            "--psk-hex",
-            E2M_KEY,
-            "--run-for",
-            "120",
-        ])
+        .args(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -178,16 +211,11 @@ fn aiocoap_client_gets_a_verified_answer_from_our_emse() {
     assert!(
         narration
             .iter()
-            .any(|l| l.contains("Echo challenge (RFC 8613 B.1.2)")),
-        "{narration:?}"
-    );
-    assert!(
-        narration
-            .iter()
             .any(|l| l.contains(&format!("verified OSCORE request from {IDENTITY}"))),
         "{narration:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+    narration
 }
 
 #[test]

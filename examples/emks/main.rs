@@ -1,9 +1,11 @@
 //! The EMKS alone: HTTPS with mutual TLS on the REST binding of e2m-msg (seed 6.x.2.2),
 //! around the sans-IO core e2m-emks, over the embedded durable store (redb, keys sealed
-//! under the operator's KEK files; survives restarts and `kill -9`) or, with
-//! `--store memory`, the in-memory stores; health, readiness and Prometheus metrics on a
-//! separate plain-HTTP listener. Also the helpers that write the certificate directory
-//! every role reads and a KEK file.
+//! under the operator's KEK files; survives restarts and `kill -9`), or, with
+//! `--store postgres`, the shared PostgreSQL store (several instances on one database,
+//! any of them serves any request; keys sealed the same way), or, with `--store memory`,
+//! the in-memory stores; health, readiness and Prometheus metrics on a separate plain-HTTP
+//! listener. Also the helpers that write the certificate directory every role reads and a
+//! KEK file.
 //!
 //! ```text
 //! # 1. certificates (a CA, the EMKS, the HSS, one per EMSE; the CA key is not kept)
@@ -16,12 +18,19 @@
 //!     --provision emse-a,sensor-17@iot.example.com,001010123456789 --keys-per-ue 4 \
 //!     --metrics-listen 127.0.0.1:9464
 //! curl http://127.0.0.1:9464/metrics
+//! # or, one of several instances on a shared PostgreSQL database (same KEK files on each)
+//! E2M_DATABASE_URL='host=127.0.0.1 port=5432 user=e2m dbname=e2m' \
+//! cargo run --example emks -- --listen 127.0.0.1:8444 --certs /tmp/e2m-pki \
+//!     --store postgres --kek-file /tmp/e2m-kek-1 --pool-size 16
 //! ```
 //!
 //! `emks --help` lists every flag with its default; `examples/README.md` describes the
 //! operations endpoint (`/healthz`, `/readyz`, `/metrics`) and the logs. The first line on
 //! stdout is `EMKS listening on https://ADDR`; with `--metrics-listen`, the second is
-//! `metrics listening on http://ADDR`. Bad input: one line on stderr, exit status 2.
+//! `metrics listening on http://ADDR`. Bad input: one line on stderr, exit status 2; so
+//! does a store that refuses to start (a bad connection string, a database that cannot be
+//! reached, a KEK file that is missing or does not open the stored keys), before anything
+//! is served.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -40,9 +49,11 @@ use e2m_https::server::Limits;
 use e2m_keyid::{AppIdentity, EmseId, Imsi};
 use e2m_keystore::import::{IdentityRow, parse_identity_csv};
 use e2m_keystore::{
-    IdentityMap, IntKeyStore, RetentionPolicy, SessionPolicy, SessionStore, SubscriptionPolicy,
-    SubscriptionStore, block_on,
+    CacheConfig, CachedIdentities, CachedIntKeys, CachedSessions, IdentityMap, IntKeyStore,
+    MonotonicClock, RetentionPolicy, SessionPolicy, SessionStore, SubscriptionPolicy,
+    SubscriptionStore,
 };
+use e2m_keystore_pg::{PgBackend, PgConfig};
 use e2m_keystore_redb::e2m_seal::{KekVersion, write_new_kek_file};
 use e2m_keystore_redb::{Keyring, RedbStore, RedbStoreConfig};
 
@@ -51,13 +62,18 @@ use e2m_keystore_redb::{Keyring, RedbStore, RedbStoreConfig};
 mod cli;
 mod metrics;
 
-use metrics::{EmksMetrics, Operations, OperationsServer};
+use metrics::{EmksMetrics, Operations, OperationsServer, Refresh};
 
 const PROGRAM: &str = "emks";
 
+/// The environment variable read for the PostgreSQL connection string when
+/// `--database-url` is not given (keeps a password out of the process list).
+const DATABASE_URL_ENV: &str = "E2M_DATABASE_URL";
+
 /// The EMKS alone: HTTPS with mutual TLS over the e2m-emks core (durable redb store in a
-/// data directory, or in-memory stores), with an optional operations endpoint (health, readiness, Prometheus metrics). Log level from
-/// RUST_LOG (default info; audit records at target e2m::audit).
+/// data directory, a PostgreSQL database shared by several instances, or in-memory
+/// stores), with an optional operations endpoint (health, readiness, Prometheus metrics).
+/// Log level from RUST_LOG (default info; audit records at target e2m::audit).
 #[derive(Parser, Debug)]
 #[command(
     name = "emks",
@@ -102,6 +118,9 @@ enum Command {
 enum StoreKind {
     /// redb in `--data-dir`, keys sealed under `--kek-file`: survives restarts.
     Redb,
+    /// PostgreSQL at `--database-url`, keys sealed under `--kek-file`: shared by every
+    /// instance on the database, survives the loss of any of them.
+    Postgres,
     /// In memory: lost when the process ends.
     Memory,
 }
@@ -115,14 +134,34 @@ struct ServeArgs {
     /// The PKI directory (from `emks gen-pki`).
     #[arg(long, value_name = "DIR", required = true)]
     certs: Option<PathBuf>,
-    /// Where the state lives: `redb` (durable, in --data-dir) or `memory`.
+    /// Where the state lives: `redb` (durable, in --data-dir), `postgres` (shared, at
+    /// --database-url) or `memory`.
     #[arg(long, value_enum, default_value_t = StoreKind::Redb)]
     store: StoreKind,
     /// The data directory of the redb store (created if missing).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The PostgreSQL store's connection string, libpq style (`host=H port=P user=U
+    /// dbname=D`) or a URL (`postgresql://U@H:P/D`); without it, $E2M_DATABASE_URL (which
+    /// keeps a password out of the process list).
+    #[arg(long, value_name = "CONNINFO")]
+    database_url: Option<String>,
+    /// With --store postgres: how long, in milliseconds, this instance may serve a session,
+    /// identity mapping or intermediate key it read from the database before reading it
+    /// again (0: every read goes to the database). The staleness bound: a session ended, a
+    /// mapping changed or a key retired (evicted by newer pushes, replaced) through another
+    /// instance may be served here for at most this long; anything created or pushed
+    /// through another instance is found at once (a miss reads the database), and a change
+    /// through this instance is seen here at once.
+    #[arg(long, value_name = "MILLIS", default_value_t = 1000)]
+    cache_ttl: u64,
+    /// Connections this instance keeps open to PostgreSQL at most.
+    #[arg(long, value_name = "N", default_value_t = PgConfig::DEFAULT_POOL_SIZE,
+          value_parser = parse_pool_size)]
+    pool_size: usize,
     /// A KEK file (from `emks gen-kek`; repeatable, one per version): the newest seals new
-    /// keys, every one opens what it sealed. Required with the redb store.
+    /// keys, every one opens what it sealed. Required with the redb and postgres stores
+    /// (every instance on one database needs the same files).
     #[arg(long, value_name = "FILE")]
     kek_file: Vec<PathBuf>,
     /// A CSV file of identity map entries (`emse_id,app_identity,imsi` per line, header
@@ -195,6 +234,13 @@ fn parse_provision(text: &str) -> Result<Provision, String> {
     })
 }
 
+fn parse_pool_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err("want 1 to 1000".into()),
+    }
+}
+
 fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
@@ -231,8 +277,10 @@ fn gen_kek(out: &std::path::Path, version: u32) -> Result<(), String> {
 }
 
 fn init_logs(format: LogFormat) {
+    // PostgreSQL's NOTICEs (e.g. "relation already exists, skipping" at each start, when
+    // the idempotent schema statements find the tables) are not the operator's business.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -272,20 +320,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let Some(certs) = args.certs.clone() else {
         cli::usage_error(PROGRAM, "--certs is required");
     };
-    if args.store == StoreKind::Redb {
-        if args.data_dir.is_none() {
-            cli::usage_error(
-                PROGRAM,
-                "--data-dir is required with --store redb (or use --store memory)",
-            );
-        }
-        if args.kek_file.is_empty() {
-            cli::usage_error(
-                PROGRAM,
-                "--kek-file is required with --store redb (write one with `emks gen-kek`)",
-            );
-        }
-    }
+    check_store_flags(&args);
     init_logs(args.log_format);
 
     let pki = PkiDir::open(&certs).map_err(|e| e.to_string())?;
@@ -305,6 +340,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
         None => Vec::new(),
     };
+    // The PostgreSQL store's connections run on this runtime, so it exists before any store.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     match args.store {
         StoreKind::Memory => {
             let core =
@@ -317,21 +357,22 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 m.sessions
                     .set(i64::try_from(probe.sessions().len()).unwrap_or(i64::MAX));
             };
-            run(core, &args, rows, &pki, Box::new(refresh))
+            run(&runtime, core, &args, rows, &pki, Some(Box::new(refresh)))
         }
         StoreKind::Redb => {
             let Some(data_dir) = &args.data_dir else {
-                return Err("--data-dir is required with --store redb".into());
+                cli::usage_error(PROGRAM, "--data-dir is required with --store redb");
             };
-            let keyring = Keyring::from_kek_files(&args.kek_file).map_err(|e| e.to_string())?;
+            let keyring = read_keyring(&args.kek_file);
             let store_config = RedbStoreConfig {
                 retention,
                 sessions,
                 subscriptions: SubscriptionPolicy::DEFAULT,
                 ..RedbStoreConfig::default()
             };
-            let store = RedbStore::open(data_dir, keyring, store_config)
-                .map_err(|e| format!("--data-dir {}: {e}", data_dir.display()))?;
+            let store = RedbStore::open(data_dir, keyring, store_config).unwrap_or_else(|e| {
+                cli::usage_error(PROGRAM, format!("--data-dir {}: {e}", data_dir.display()))
+            });
             let core = Arc::new(Emks::new(
                 config,
                 store.int_keys(),
@@ -347,18 +388,145 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                     m.sessions.set(i64::try_from(n).unwrap_or(i64::MAX));
                 }
             };
-            run(core, &args, rows, &pki, Box::new(refresh))
+            run(&runtime, core, &args, rows, &pki, Some(Box::new(refresh)))
+        }
+        StoreKind::Postgres => {
+            let pg_config = postgres_config(&args);
+            let keyring = read_keyring(&args.kek_file);
+            // Connects, creates the schema if missing and checks the KEK files against the
+            // stored check records: every refusal happens here, before anything is served.
+            let backend = runtime
+                .block_on(PgBackend::connect(&pg_config, keyring))
+                .unwrap_or_else(|e| {
+                    cli::usage_error(PROGRAM, format!("--store postgres: {}", with_causes(&e)))
+                });
+            // Read-through caches in front of the shared database (e2m_keystore::cache):
+            // each serves what it read for at most --cache-ttl (the staleness bound).
+            let cache = postgres_cache(&args);
+            let clock = Arc::new(InstantClock(std::time::Instant::now()));
+            let core = Arc::new(Emks::new(
+                config,
+                CachedIntKeys::new(backend.int_keys(retention), cache, clock.clone()),
+                CachedIdentities::new(backend.identities(), cache, clock.clone()),
+                CachedSessions::new(backend.sessions(sessions), cache, clock),
+                backend.subscriptions(SubscriptionPolicy::DEFAULT),
+            ));
+            // No store gauges: the database is shared by every instance, and counting its
+            // tables at each scrape of each instance is load on the database for a figure
+            // PostgreSQL's own statistics give (pg_stat_user_tables).
+            let result = run(&runtime, core, &args, rows, &pki, None);
+            backend.close();
+            result
         }
     }
 }
 
+/// Entries each read-through cache of `--store postgres` holds at most, whatever the
+/// database holds: sessions (as many as `SessionPolicy::DEFAULT` allows in all), identity
+/// mappings, and UEs of the key cache (each with the keys fetched of it, at most 16).
+const CACHE_CAPACITY: usize = 100_000;
+
+/// The caches' configuration from `--cache-ttl`.
+fn postgres_cache(args: &ServeArgs) -> CacheConfig {
+    CacheConfig::new(Duration::from_millis(args.cache_ttl), CACHE_CAPACITY)
+        .unwrap_or_else(|e| cli::usage_error(PROGRAM, format!("--cache-ttl: {e}")))
+}
+
+/// The monotonic clock the caches read (the cache module reads none of its own).
+struct InstantClock(std::time::Instant);
+
+impl MonotonicClock for InstantClock {
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// An error's message followed by those of its sources that it does not already include
+/// (tokio-postgres says "error connecting to server" and keeps "Connection refused" in
+/// its source), joined with ": ".
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Refuses flag combinations the chosen store cannot use (exit 2).
+fn check_store_flags(args: &ServeArgs) {
+    if args.store != StoreKind::Postgres && args.database_url.is_some() {
+        cli::usage_error(PROGRAM, "--database-url is for --store postgres");
+    }
+    let needs_kek = match args.store {
+        StoreKind::Redb => {
+            if args.data_dir.is_none() {
+                cli::usage_error(
+                    PROGRAM,
+                    "--data-dir is required with --store redb (or use --store memory)",
+                );
+            }
+            true
+        }
+        StoreKind::Postgres => {
+            if args.data_dir.is_some() {
+                cli::usage_error(
+                    PROGRAM,
+                    "--data-dir is for --store redb; PostgreSQL keeps the state in the database",
+                );
+            }
+            true
+        }
+        StoreKind::Memory => false,
+    };
+    if args.store != StoreKind::Postgres && args.database_url.is_some() {
+        cli::usage_error(PROGRAM, "--database-url is for --store postgres");
+    }
+    if needs_kek && args.kek_file.is_empty() {
+        cli::usage_error(
+            PROGRAM,
+            "--kek-file is required with --store redb and --store postgres (write one with `emks gen-kek`)",
+        );
+    }
+}
+
+/// The operator's KEK files as a keyring; an unreadable or malformed file is refused (exit 2).
+fn read_keyring(files: &[PathBuf]) -> Keyring {
+    Keyring::from_kek_files(files)
+        .unwrap_or_else(|e| cli::usage_error(PROGRAM, format!("--kek-file: {e}")))
+}
+
+/// The PostgreSQL store's configuration from `--database-url` (or its environment
+/// variable) and `--pool-size`; a connection string that does not parse is refused (exit 2).
+fn postgres_config(args: &ServeArgs) -> PgConfig {
+    let conninfo = match &args.database_url {
+        Some(url) => url.clone(),
+        None => match std::env::var(DATABASE_URL_ENV) {
+            Ok(url) if !url.is_empty() => url,
+            _ => cli::usage_error(
+                PROGRAM,
+                format!("--store postgres needs --database-url or ${DATABASE_URL_ENV}"),
+            ),
+        },
+    };
+    PgConfig::from_conninfo(&conninfo)
+        .and_then(|c| c.with_pool_size(args.pool_size))
+        .unwrap_or_else(|e| cli::usage_error(PROGRAM, format!("--database-url: {e}")))
+}
+
 /// Provisions, then serves until a stop signal, over any stores.
 fn run<K, M, S, B>(
+    runtime: &tokio::runtime::Runtime,
     core: Arc<Emks<K, M, S, B>>,
     args: &ServeArgs,
     rows: Vec<IdentityRow>,
     pki: &PkiDir,
-    refresh: Box<dyn Fn(&EmksMetrics) + Send + Sync>,
+    refresh: Option<Refresh>,
 ) -> Result<(), String>
 where
     K: IntKeyStore + 'static,
@@ -367,11 +535,13 @@ where
     B: SubscriptionStore + 'static,
 {
     for p in &args.provision {
-        block_on(core.identities().provision(&p.emse, &p.app, &p.imsi))
+        runtime
+            .block_on(core.identities().provision(&p.emse, &p.app, &p.imsi))
             .map_err(|e| format!("provisioning: {e}"))?;
     }
     if !rows.is_empty() {
-        let summary = block_on(core.identities().provision_all(rows))
+        let summary = runtime
+            .block_on(core.identities().provision_all(rows))
             .map_err(|e| format!("--provision-file: {e}; nothing was imported"))?;
         tracing::info!(
             added = summary.added,
@@ -381,10 +551,6 @@ where
     }
     let metrics = Arc::new(EmksMetrics::new());
     let ready = Arc::new(AtomicBool::new(false));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let operations = match args.metrics_listen {
             Some(addr) => {

@@ -6,7 +6,8 @@
 //! instead of a global recorder, and a small dependency tree — `dtoa`, `itoa`,
 //! `parking_lot`; `metrics-exporter-prometheus` would bring its own HTTP listener and, by
 //! default, a push-gateway client with a second TLS stack). Gauges of state (keys held,
-//! sessions) are read from the stores when `/metrics` is scraped.
+//! sessions) are read from the stores when `/metrics` is scraped; with the shared
+//! PostgreSQL store they are left out (see `Operations::refresh`).
 //!
 //! The listener is plain HTTP without authentication: it exposes counts, never keys,
 //! identities or session ids, but bind it to loopback or a management network only.
@@ -111,8 +112,9 @@ impl EmksMetrics {
         metrics
     }
 
-    /// The registry that `/metrics` encodes.
-    pub(crate) fn registry(self: &Arc<Self>) -> Registry {
+    /// The registry that `/metrics` encodes; `store_gauges` adds the gauges read from the
+    /// store at each scrape.
+    pub(crate) fn registry(self: &Arc<Self>, store_gauges: bool) -> Registry {
         let mut registry = Registry::with_prefix("e2m_emks");
         registry.register(
             "requests",
@@ -129,12 +131,14 @@ impl EmksMetrics {
             "Key fetch handling time, from the complete request to the answer",
             self.fetch_seconds.0.clone(),
         );
-        registry.register(
-            "keys_held",
-            "Intermediate keys held (expired keys count until the sweep)",
-            self.keys_held.clone(),
-        );
-        registry.register("sessions", "EMSE sessions held", self.sessions.clone());
+        if store_gauges {
+            registry.register(
+                "keys_held",
+                "Intermediate keys held (expired keys count until the sweep)",
+                self.keys_held.clone(),
+            );
+            registry.register("sessions", "EMSE sessions held", self.sessions.clone());
+        }
         registry.register(
             "notifications_pending",
             "Notification deliveries in flight",
@@ -189,14 +193,20 @@ impl EmksObserver for EmksMetrics {
     }
 }
 
+/// Reads the state gauges from the stores into the metrics (before each scrape).
+pub(crate) type Refresh = Box<dyn Fn(&EmksMetrics) + Send + Sync>;
+
 /// What the operations endpoint serves.
 pub(crate) struct Operations {
     /// The metrics.
     pub(crate) metrics: Arc<EmksMetrics>,
     /// Whether the EMKS accepts requests (false before it listens and once it stops).
     pub(crate) ready: Arc<AtomicBool>,
-    /// Reads the state gauges from the stores before each scrape.
-    pub(crate) refresh: Box<dyn Fn(&EmksMetrics) + Send + Sync>,
+    /// Reads the state gauges from the stores before each scrape. `None` (the shared
+    /// PostgreSQL store) leaves the gauges out: every instance would count the same shared
+    /// tables at every scrape, load on the database for a figure PostgreSQL's own
+    /// statistics (`pg_stat_user_tables`) already give; a gauge that always read 0 would lie.
+    pub(crate) refresh: Option<Refresh>,
 }
 
 /// The running listener.
@@ -212,7 +222,7 @@ impl OperationsServer {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        let registry = operations.metrics.registry();
+        let registry = operations.metrics.registry(operations.refresh.is_some());
         let state = Arc::new(State {
             operations,
             registry,
@@ -298,7 +308,9 @@ fn answer(state: &State, request: &hyper::Request<Incoming>) -> Response<Full<By
             }
         }
         "/metrics" => {
-            (state.operations.refresh)(&state.operations.metrics);
+            if let Some(refresh) = &state.operations.refresh {
+                refresh(&state.operations.metrics);
+            }
             let mut body = String::new();
             if encode(&mut body, &state.registry).is_err() {
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n");

@@ -13,4 +13,4 @@ pub use code::{Code, MessageType};
 pub use error::CoapError;
 pub use message::{Message, Token};
 pub use options::{OptionNumber, Options};
-pub use view::{MessageView, encode_parts};
+pub use view::{MessageView, MessageWriter, OptionsView, encode_parts};

@@ -131,6 +131,15 @@ impl Options {
         }
     }
 
+    /// No options, with room for `options` options holding `value_octets` octets of values
+    /// in all (a decoder that knows the sizes allocates once).
+    pub fn with_capacity(options: usize, value_octets: usize) -> Options {
+        Options {
+            entries: Vec::with_capacity(options),
+            data: Vec::with_capacity(value_octets),
+        }
+    }
+
     /// Adds an option after every option with a number not above `number`.
     ///
     /// # Errors
@@ -255,6 +264,63 @@ impl Options {
         }
     }
 
+    /// Reads the options in `buffer[from..]` up to the end or to a payload marker **in
+    /// place**: the returned options keep `buffer` as their value storage (no copy, no
+    /// second allocation), with only the options whose number `keep` accepts. Returns them
+    /// with the payload, split off `buffer` (no allocation when there is none).
+    ///
+    /// For a decoder that has just decrypted a plaintext into a buffer of its own (OSCORE,
+    /// RFC 8613 §5.3). The octets of `buffer` outside the kept values stay in it unused.
+    ///
+    /// # Errors
+    /// As [`Self::decode_with_payload`] for the same octets; never panics (a `from` past
+    /// the end reads no options).
+    pub fn decode_in_place(
+        buffer: Vec<u8>,
+        from: usize,
+        keep: impl Fn(OptionNumber) -> bool,
+    ) -> Result<(Options, Vec<u8>), CoapError> {
+        // A typical message has a few options: one allocation, no growth on the way.
+        let mut entries = Vec::with_capacity(4);
+        let start = from.min(buffer.len());
+        let mut rest = &buffer[start..];
+        let mut number: u32 = 0;
+        let mut payload_start = buffer.len();
+        while let Some((&first, tail)) = rest.split_first() {
+            if first == 0xff {
+                if tail.is_empty() {
+                    return Err(CoapError::EmptyPayload);
+                }
+                payload_start = buffer.len() - tail.len();
+                break;
+            }
+            rest = tail;
+            let delta = read_extended(first >> 4, &mut rest)?;
+            let len = read_extended(first & 0x0f, &mut rest)?;
+            number += delta;
+            let number = u16::try_from(number).map_err(|_| CoapError::OptionNumber)?;
+            let (value, tail) = rest
+                .split_at_checked(len as usize)
+                .ok_or(CoapError::Truncated)?;
+            if keep(OptionNumber(number)) {
+                // Decoded in order, so appending keeps the list sorted.
+                entries.push(Entry {
+                    number: OptionNumber(number),
+                    start: buffer.len() - rest.len(),
+                    len: value.len(),
+                });
+            }
+            rest = tail;
+        }
+        let mut data = buffer;
+        let payload = if payload_start < data.len() {
+            data.split_off(payload_start)
+        } else {
+            Vec::new()
+        };
+        Ok((Options { entries, data }, payload))
+    }
+
     /// Reads options up to the end or to a payload marker, and returns them with the payload
     /// (empty when there is none).
     ///
@@ -352,6 +418,35 @@ mod tests {
             o.push(OptionNumber::ETAG, &alloc::vec![0; MAX_VALUE_LEN + 1]),
             Err(CoapError::OptionTooLong)
         );
+    }
+
+    #[test]
+    fn decode_in_place_agrees_with_decode() {
+        let mut o = Options::new();
+        o.push(OptionNumber::URI_PATH, b"a").unwrap_or_default();
+        o.push(OptionNumber(300), &[9; 300]).unwrap_or_default();
+        o.push(OptionNumber::URI_HOST, b"h").unwrap_or_default();
+        let mut encoded = alloc::vec![0xaa, 0xbb];
+        o.encode_with_payload(b"payload", &mut encoded);
+        let (all, payload) =
+            Options::decode_in_place(encoded.clone(), 2, |_| true).unwrap_or_default();
+        assert_eq!(all, o);
+        assert_eq!(payload, b"payload");
+        let (some, _) =
+            Options::decode_in_place(encoded.clone(), 2, |n| n != OptionNumber::URI_HOST)
+                .unwrap_or_default();
+        assert_eq!(some.len(), 2);
+        assert_eq!(some.get(OptionNumber::URI_HOST), None);
+        let (none, payload) =
+            Options::decode_in_place(alloc::vec![1, 2], 9, |_| true).unwrap_or_default();
+        assert!(none.is_empty() && payload.is_empty());
+        for cut in 2..encoded.len() {
+            assert_eq!(
+                Options::decode_in_place(encoded[..cut].to_vec(), 2, |_| true).err(),
+                Options::decode_with_payload(&encoded[2..cut]).err(),
+                "{cut}"
+            );
+        }
     }
 
     #[test]

@@ -45,16 +45,8 @@ impl<'a> MessageView<'a> {
             return Err(CoapError::EmptyNotEmpty);
         }
         // Walk the options once to validate them and find the payload.
-        let mut iter = OptionIter {
-            rest,
-            number: 0,
-            payload: &[],
-        };
-        for item in iter.by_ref() {
-            item?;
-        }
-        let payload = iter.payload;
-        let options = &rest[..rest.len() - payload.len() - usize::from(!payload.is_empty())];
+        let (options, payload) = OptionsView::parse_with_payload(rest)?;
+        let options = options.options;
         Ok(MessageView {
             mtype: MessageType::from_bits(header[0] >> 4),
             code,
@@ -67,6 +59,46 @@ impl<'a> MessageView<'a> {
 
     /// The options in wire order (already validated by [`Self::parse`]).
     pub fn options(&self) -> impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone + use<'a> {
+        OptionIter {
+            rest: self.options,
+            number: 0,
+            payload: &[],
+        }
+        .map_while(Result::ok)
+    }
+}
+
+/// An encoded option list with its payload, parsed in place (RFC 7252 §3.1): the tail of a
+/// CoAP message after its token, and the shape of an OSCORE plaintext after its code octet
+/// (RFC 8613 §5.3). The borrowed counterpart of [`crate::Options::decode_with_payload`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionsView<'a> {
+    options: &'a [u8],
+}
+
+impl<'a> OptionsView<'a> {
+    /// Parses options up to the end or to a payload marker, and returns them with the
+    /// payload (empty when there is none).
+    ///
+    /// # Errors
+    /// The same [`CoapError`] as [`crate::Options::decode_with_payload`] for the same input;
+    /// never panics, never allocates.
+    pub fn parse_with_payload(octets: &'a [u8]) -> Result<(OptionsView<'a>, &'a [u8]), CoapError> {
+        let mut iter = OptionIter {
+            rest: octets,
+            number: 0,
+            payload: &[],
+        };
+        for item in iter.by_ref() {
+            item?;
+        }
+        let payload = iter.payload;
+        let options = &octets[..octets.len() - payload.len() - usize::from(!payload.is_empty())];
+        Ok((OptionsView { options }, payload))
+    }
+
+    /// The options in wire order (already validated by [`Self::parse_with_payload`]).
+    pub fn iter(&self) -> impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone + use<'a> {
         OptionIter {
             rest: self.options,
             number: 0,
@@ -114,6 +146,78 @@ impl<'a> Iterator for OptionIter<'a> {
     }
 }
 
+/// Writes a message piece by piece into a caller's buffer: the header and token, options
+/// in ascending number order (each value given whole, or written by the caller in place),
+/// then the payload. Nothing is allocated but the buffer's growth.
+#[derive(Debug)]
+pub struct MessageWriter<'o> {
+    out: &'o mut Vec<u8>,
+    last: u16,
+}
+
+impl<'o> MessageWriter<'o> {
+    /// Appends the 4-octet header and the token to `out` (RFC 7252 §3).
+    pub fn new(
+        mtype: MessageType,
+        code: Code,
+        message_id: u16,
+        token: &Token,
+        out: &'o mut Vec<u8>,
+    ) -> MessageWriter<'o> {
+        let token = token.as_bytes();
+        out.push((1 << 6) | (mtype.to_bits() << 4) | token.len() as u8);
+        out.push(code.0);
+        out.extend_from_slice(&message_id.to_be_bytes());
+        out.extend_from_slice(token);
+        MessageWriter { out, last: 0 }
+    }
+
+    /// Appends an option's delta/length head for a value of `len` octets (RFC 7252 §3.1).
+    ///
+    /// # Errors
+    /// [`CoapError::OptionNumber`] if `number` is below the previous option's,
+    /// [`CoapError::OptionTooLong`] for a value over 65804 octets; nothing is written then.
+    pub fn option_head(&mut self, number: OptionNumber, len: usize) -> Result<(), CoapError> {
+        let delta = number
+            .0
+            .checked_sub(self.last)
+            .ok_or(CoapError::OptionNumber)?;
+        if len > crate::options::MAX_VALUE_LEN {
+            return Err(CoapError::OptionTooLong);
+        }
+        let (d, dx) = nibble(usize::from(delta));
+        let (l, lx) = nibble(len);
+        self.out.push((d << 4) | l);
+        self.out.extend_from_slice(&dx.0[..dx.1]);
+        self.out.extend_from_slice(&lx.0[..lx.1]);
+        self.last = number.0;
+        Ok(())
+    }
+
+    /// Appends an option.
+    ///
+    /// # Errors
+    /// As [`Self::option_head`].
+    pub fn option(&mut self, number: OptionNumber, value: &[u8]) -> Result<(), CoapError> {
+        self.option_head(number, value.len())?;
+        self.out.extend_from_slice(value);
+        Ok(())
+    }
+
+    /// The buffer, to write the value announced by [`Self::option_head`] (exactly that many
+    /// octets) or, after [`Self::payload_marker`], the payload.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
+
+    /// Appends the payload marker; the payload follows in [`Self::buffer`] and must not be
+    /// empty (RFC 7252 §3).
+    pub fn payload_marker(self) -> &'o mut Vec<u8> {
+        self.out.push(0xff);
+        self.out
+    }
+}
+
 /// Writes a message from its parts: header, the options given in ascending number order,
 /// and the payload. For a caller that assembles options from several sources without
 /// building an [`crate::Options`] (OSCORE's outer message).
@@ -131,28 +235,12 @@ pub fn encode_parts<'o>(
     payload: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), CoapError> {
-    let token = token.as_bytes();
-    out.push((1 << 6) | (mtype.to_bits() << 4) | token.len() as u8);
-    out.push(code.0);
-    out.extend_from_slice(&message_id.to_be_bytes());
-    out.extend_from_slice(token);
-    let mut last = 0u16;
+    let mut writer = MessageWriter::new(mtype, code, message_id, token, out);
     for (number, value) in options {
-        let delta = number.0.checked_sub(last).ok_or(CoapError::OptionNumber)?;
-        if value.len() > crate::options::MAX_VALUE_LEN {
-            return Err(CoapError::OptionTooLong);
-        }
-        let (d, dx) = nibble(usize::from(delta));
-        let (l, lx) = nibble(value.len());
-        out.push((d << 4) | l);
-        out.extend_from_slice(&dx.0[..dx.1]);
-        out.extend_from_slice(&lx.0[..lx.1]);
-        out.extend_from_slice(value);
-        last = number.0;
+        writer.option(number, value)?;
     }
     if !payload.is_empty() {
-        out.push(0xff);
-        out.extend_from_slice(payload);
+        writer.payload_marker().extend_from_slice(payload);
     }
     Ok(())
 }
@@ -194,6 +282,18 @@ mod tests {
             assert_eq!(
                 MessageView::parse(&octets[..cut]).err(),
                 Message::decode(&octets[..cut]).err(),
+                "{cut}"
+            );
+        }
+        let tail = &octets[4 + 2..];
+        let (options, payload) = OptionsView::parse_with_payload(tail).unwrap();
+        let (owned, owned_payload) = crate::Options::decode_with_payload(tail).unwrap();
+        assert!(options.iter().eq(owned.iter()));
+        assert_eq!(payload, owned_payload);
+        for cut in 0..tail.len() {
+            assert_eq!(
+                OptionsView::parse_with_payload(&tail[..cut]).err(),
+                crate::Options::decode_with_payload(&tail[..cut]).err(),
                 "{cut}"
             );
         }

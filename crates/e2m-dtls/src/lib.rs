@@ -11,6 +11,13 @@
 //! - [`client::DtlsClient`] is the UE side; [`server::DtlsServer`] the EMSE side, which asks
 //!   a [`PskResolver`] (in the demo: the EMKS client, seed steps 5–6) for the key of each
 //!   identity without blocking the runtime (see [`server`] for how).
+//! - Cookie first (RFC 6347 §4.2.1): [`server::DtlsServer`] answers a new source address
+//!   statelessly with a HelloVerifyRequest; only a returned cookie creates per-peer state,
+//!   and only such a peer can make the EMSE fetch a key. Peers are bounded globally and per
+//!   source IP ([`server::ServerConfig`]).
+//! - A failed handshake ends with a fatal alert ([`AlertDescription`]; which one for a PSK
+//!   failure: [`server::PskFailureAlert`]), which the client reports as
+//!   [`DtlsError::Alert`].
 //! - CoAP ([`e2m_coap`], re-exported) is the application protocol on top.
 //! - [`oscore_server::OscoreServer`] is the EMSE's OSCORE endpoint (keys through the same
 //!   resolver; spoofed sources bounded by a fetch budget per source address) and
@@ -23,6 +30,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
+mod cookie;
+pub mod derived_record;
 #[cfg(feature = "emks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "emks")))]
 pub mod emks_source;
@@ -42,9 +51,10 @@ pub use e2m_kdf::E2mKey;
 pub use e2m_keyid;
 pub use e2m_oscore;
 
-/// Why the EMSE has no key for a `psk_identity`. The handshake then fails exactly as for a
-/// wrong PSK (RFC 4279 §2 lets a server abort with `unknown_psk_identity`, but answering
-/// like a wrong key does not tell a prober which identities exist).
+/// Why the EMSE has no key for a `psk_identity`. By default the handshake then fails
+/// exactly as for a wrong PSK, with a `decrypt_error` alert (RFC 4279 §2 lets a server
+/// abort with `unknown_psk_identity` instead, but answering like a wrong key does not tell
+/// a prober which identities exist; [`server::PskFailureAlert`] chooses).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResolveError {
@@ -127,12 +137,72 @@ pub enum DtlsError {
     /// The configuration was refused.
     #[error("configuration: {0}")]
     Config(String),
+    /// The peer ended the handshake with a fatal alert (RFC 5246 §7.2).
+    #[error("the peer sent a fatal alert: {0}")]
+    Alert(AlertDescription),
 }
 
 impl From<dimpl::Error> for DtlsError {
     fn from(e: dimpl::Error) -> Self {
-        // dimpl's errors name states and alerts, never key bytes.
-        DtlsError::Protocol(format!("{e:?}"))
+        match e {
+            dimpl::Error::SecurityError(dimpl::SecurityError::FatalAlert { description }) => {
+                DtlsError::Alert(AlertDescription(description))
+            }
+            // dimpl's errors name states and alerts, never key bytes.
+            e => DtlsError::Protocol(format!("{e:?}")),
+        }
+    }
+}
+
+/// A TLS alert description (RFC 5246 §7.2, RFC 4279 §2): an open newtype over the wire
+/// octet with the values this crate sends and reports named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AlertDescription(pub u8);
+
+impl AlertDescription {
+    /// `unexpected_message` (10).
+    pub const UNEXPECTED_MESSAGE: Self = Self(10);
+    /// `handshake_failure` (40): no acceptable set of security parameters, e.g. no common
+    /// cipher suite (RFC 5246 §7.2.2).
+    pub const HANDSHAKE_FAILURE: Self = Self(40);
+    /// `illegal_parameter` (47).
+    pub const ILLEGAL_PARAMETER: Self = Self(47);
+    /// `decode_error` (50).
+    pub const DECODE_ERROR: Self = Self(50);
+    /// `decrypt_error` (51): the Finished check failed, i.e. the two sides do not share
+    /// the PSK (RFC 4279 §2: also the answer for an identity the server hides).
+    pub const DECRYPT_ERROR: Self = Self(51);
+    /// `protocol_version` (70).
+    pub const PROTOCOL_VERSION: Self = Self(70);
+    /// `internal_error` (80): the EMSE could not get a key for reasons that are not the
+    /// UE's (its key server did not answer); trying again later may succeed.
+    pub const INTERNAL_ERROR: Self = Self(80);
+    /// `unknown_psk_identity` (115, RFC 4279 §2): the server knows no key for this
+    /// identity (for e2m: unknown UE, or a key id no longer held — re-authenticate).
+    pub const UNKNOWN_PSK_IDENTITY: Self = Self(115);
+
+    /// The alert's name in RFC 5246 / RFC 4279, if it is one of the named ones.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::UNEXPECTED_MESSAGE => "unexpected_message",
+            Self::HANDSHAKE_FAILURE => "handshake_failure",
+            Self::ILLEGAL_PARAMETER => "illegal_parameter",
+            Self::DECODE_ERROR => "decode_error",
+            Self::DECRYPT_ERROR => "decrypt_error",
+            Self::PROTOCOL_VERSION => "protocol_version",
+            Self::INTERNAL_ERROR => "internal_error",
+            Self::UNKNOWN_PSK_IDENTITY => "unknown_psk_identity",
+            _ => return None,
+        })
+    }
+}
+
+impl core::fmt::Display for AlertDescription {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "{name} ({})", self.0),
+            None => write!(f, "alert {}", self.0),
+        }
     }
 }
 

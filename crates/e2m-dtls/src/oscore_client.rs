@@ -31,7 +31,9 @@
 //!   context afresh) is answered once: the same request, protected again with the Echo value
 //!   inside;
 //! - an unprotected answer is read with [`e2m::ue_action`]: send again with the ID Context,
-//!   re-authenticate ([`OscoreClientError::Reauthenticate`]), retry later, or an error. It is
+//!   send again once with a new Partial IV ("Replay detected"), answer an outer Echo,
+//!   re-authenticate ([`OscoreClientError::Reauthenticate`], only on "Security context not
+//!   found" to a request with the ID Context), retry later, or an error. It is
 //!   never taken as the response: the UE does not fall back to plain CoAP.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -168,6 +170,7 @@ impl OscoreClient {
         let mut outer_echo: Option<Vec<u8>> = None;
         let mut echo_answered = false;
         let mut retried_with_context = false;
+        let mut sent_again = false;
         loop {
             let with_context = !self.confirmed;
             // The message layer owns message IDs (RFC 7252 §4.4): every new message gets
@@ -204,6 +207,7 @@ impl OscoreClient {
                         UeAction::AnswerEcho(value) if outer_echo.is_none() => {
                             outer_echo = Some(value);
                         }
+                        UeAction::SendAgain if !sent_again => sent_again = true,
                         UeAction::Reauthenticate => return Err(OscoreClientError::Reauthenticate),
                         UeAction::RetryAfter(seconds) => {
                             return Err(OscoreClientError::RetryAfter(seconds));

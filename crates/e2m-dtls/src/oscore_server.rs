@@ -20,26 +20,43 @@
 //!    re-authenticate;
 //! 4. `Answer`: the unprotected answer is sent, nothing is fetched.
 //!
-//! # Spoofed sources: bounded fetches, not Echo first
+//! # Spoofed sources: bounded fetches, then Echo
 //!
 //! A request that names an identity and key id the EMSE does not hold costs an EMKS fetch.
-//! The gate allows each source address [`FetchBudgetConfig::burst`] fetches at once and
-//! [`FetchBudgetConfig::per_minute`] more per minute ([`FetchGuard::Budget`], the default);
-//! an exhausted source gets 5.03 with Max-Age and causes no fetch. At most
-//! [`OscoreServerConfig::max_fetches_in_flight`] fetches run at once, whatever the sources.
-//! Echo before the fetch ([`FetchGuard::EchoThenBudget`]) is available, but unmodified OSCORE
-//! clients such as aiocoap cannot answer an unprotected Echo challenge (see the
-//! `e2m-oscore` README), so it is not the default.
+//! With the default guard, [`FetchGuard::BudgetThenEcho`], each source address may cause
+//! [`FetchBudgetConfig::burst`] fetches at once and [`FetchBudgetConfig::per_minute`] more
+//! per minute **without** a challenge (so first contact costs one round trip); past that
+//! budget a request gets an unprotected 4.01 with an outer Echo option (RFC 9175) instead
+//! of a fetch, and only a request that repeats the Echo — its source receives at its
+//! address — draws on a second bucket of the same size. A spoofer can thus spend only the
+//! budget of the addresses it spoofs (and only for (identity, key id) pairs it names; the
+//! EMKS answers a wrong pair like a wrong PSK), and a UE whose budget a spoofer spent
+//! still gets through by answering the Echo. At most
+//! [`OscoreServerConfig::max_fetches_in_flight`] fetches run at once, whatever the sources
+//! (more get 5.03). [`FetchGuard::Budget`] answers 5.03 past the budget instead;
+//! [`FetchGuard::EchoThenBudget`] challenges before every fetch (two round trips on first
+//! contact). Unmodified OSCORE clients such as aiocoap cannot answer an unprotected Echo
+//! (see the `e2m-oscore` README): within the budget they are served like e2m UEs.
 //!
-//! # Replay after a (re-)derivation: Appendix B.1.2
+//! # Replay after a (re-)derivation: the derived-context record, else Appendix B.1.2
 //!
-//! A context derived from a fetched key starts with its replay window **forgotten**: the EMSE
-//! cannot know whether it (or an earlier run of the process, or before it evicted the
-//! context) already answered a request under this key, and answering a replayed request
-//! again would reuse the request's AEAD nonce for a different response. So the first
-//! request in such a context is answered with a protected 4.01 + Echo (RFC 8613 B.1.2; the
-//! UE — ours or aiocoap — repeats the request with the Echo value and is answered). After
-//! that, every request costs one round trip.
+//! Answering a replayed request again would reuse the request's AEAD nonce for a different
+//! response. A context this EMSE has **never** derived before has answered nothing, so its
+//! first request can be answered at once (its replay window starts at that request). The
+//! EMSE knows "never" from its derived-context record ([`OscoreServer::bind_with_record`] with
+//! [`crate::derived_record::FileDerivedRecord`]; the reasoning is `e2m_oscore::derived`'s):
+//! after the key fetch it records (application identity, key id) durably — the file is
+//! synced — **before** it answers under the new context. A context found in the record
+//! (derived before a restart, or before its context was evicted or expired), a record that
+//! could not be written, and every context of an endpoint bound without a record
+//! ([`OscoreServer::bind`]) start with the replay window **forgotten**: the first request
+//! is answered with a protected 4.01 + Echo (RFC 8613 Appendix B.1.2; the UE — ours or
+//! aiocoap — repeats the request with the Echo value and is answered). So a request
+//! replayed after a restart is challenged, never answered.
+//!
+//! Several EMSE instances sharing one EMSE_Id must share one record (or all be bound
+//! without one): an instance-local record would answer at once a request another instance
+//! already answered.
 //!
 //! The challenge carries the EMSE's own Partial IV, which must never repeat under one key,
 //! also across restarts. The EMSE takes it from one counter for all contexts, bound to the
@@ -63,6 +80,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use e2m_coap::{Code, Message, MessageType, OptionNumber};
 use e2m_kdf::E2mKey;
 use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
+use e2m_oscore::derived::{Derivation, DerivedContextRecord};
 use e2m_oscore::e2m::{
     Classified, E2mOscoreProfile, EmseGate, FetchBudgetConfig, FetchGuard, RequestHint,
     context_not_found,
@@ -106,7 +124,7 @@ impl Default for OscoreServerConfig {
     fn default() -> Self {
         OscoreServerConfig {
             profile: E2mOscoreProfile::PROVISIONAL,
-            guard: FetchGuard::Budget(FetchBudgetConfig::default()),
+            guard: FetchGuard::BudgetThenEcho(FetchBudgetConfig::default()),
             max_fetches_in_flight: 64,
             max_waiting_per_fetch: 8,
             resolve_timeout: Duration::from_secs(5),
@@ -158,6 +176,20 @@ pub enum OscoreEvent {
     ContextDerived {
         /// The identity and key id.
         identity: PskIdentity,
+    },
+    /// The context had never been derived by this EMSE (its derived-context record says
+    /// so, durably): its first request is answered at once, without the Echo challenge.
+    FirstDerivation {
+        /// The identity and key id.
+        identity: PskIdentity,
+    },
+    /// The derived-context record could not be written: the context is treated as derived
+    /// before (its first request gets the Echo challenge).
+    RecordFailed {
+        /// The identity and key id.
+        identity: PskIdentity,
+        /// Why (no key material).
+        error: String,
     },
     /// The first request in a derived context was answered with a protected Echo challenge.
     EchoChallenge {
@@ -239,11 +271,47 @@ impl OscoreServer {
     ///
     /// # Errors
     /// [`std::io::Error`] if the socket cannot be bound.
+    ///
+    /// Without a derived-context record every derived context starts with its replay window
+    /// forgotten (module docs): first contact takes two round trips.
+    /// [`Self::bind_with_record`] makes it one.
     pub async fn bind<R: PskResolver>(
         addr: SocketAddr,
         resolver: R,
         handler: OscoreHandler,
         config: OscoreServerConfig,
+    ) -> Result<OscoreServerHandle, std::io::Error> {
+        Self::bind_inner(addr, resolver, handler, config, None).await
+    }
+
+    /// [`Self::bind`] with the EMSE's durable record of the contexts it has derived (e.g.
+    /// [`crate::derived_record::FileDerivedRecord`]): a context never derived before answers
+    /// its first request at once (module docs, "Replay after a (re-)derivation").
+    ///
+    /// # Errors
+    /// [`std::io::Error`] if the socket cannot be bound.
+    pub async fn bind_with_record<R, D>(
+        addr: SocketAddr,
+        resolver: R,
+        handler: OscoreHandler,
+        config: OscoreServerConfig,
+        record: D,
+    ) -> Result<OscoreServerHandle, std::io::Error>
+    where
+        R: PskResolver,
+        D: DerivedContextRecord + Send + 'static,
+        D::Error: std::fmt::Display,
+    {
+        let record: SharedRecord = Arc::new(Mutex::new(record));
+        Self::bind_inner(addr, resolver, handler, config, Some(record)).await
+    }
+
+    async fn bind_inner<R: PskResolver>(
+        addr: SocketAddr,
+        resolver: R,
+        handler: OscoreHandler,
+        config: OscoreServerConfig,
+        record: Option<SharedRecord>,
     ) -> Result<OscoreServerHandle, std::io::Error> {
         let socket = Arc::new(UdpSocket::bind(addr).await?);
         let local_addr = socket.local_addr()?;
@@ -270,6 +338,7 @@ impl OscoreServer {
             state: Arc::clone(&state),
             config,
             events: events_tx,
+            record,
         });
         let task = tokio::spawn(dispatch(shared));
         Ok(OscoreServerHandle {
@@ -474,7 +543,36 @@ struct State {
     dedup: Dedup,
 }
 
+/// A [`DerivedContextRecord`] with its error as text, behind one lock (it is written from
+/// a blocking thread).
+trait ErasedRecord: Send {
+    fn record(
+        &mut self,
+        identity: &AppIdentity,
+        key_id: KeyId,
+        now_unix_s: u64,
+    ) -> Result<Derivation, String>;
+}
+
+impl<D> ErasedRecord for D
+where
+    D: DerivedContextRecord + Send,
+    D::Error: std::fmt::Display,
+{
+    fn record(
+        &mut self,
+        identity: &AppIdentity,
+        key_id: KeyId,
+        now_unix_s: u64,
+    ) -> Result<Derivation, String> {
+        DerivedContextRecord::record(self, identity, key_id, now_unix_s).map_err(|e| e.to_string())
+    }
+}
+
+type SharedRecord = Arc<Mutex<dyn ErasedRecord>>;
+
 struct Shared<R> {
+    record: Option<SharedRecord>,
     socket: Arc<UdpSocket>,
     resolver: R,
     handler: OscoreHandler,
@@ -710,6 +808,34 @@ async fn fetch<R: PskResolver>(
             .emse_context(&key, &identity, key_id, SenderSequence::volatile())
             .map_err(|e| ResolveError::Unavailable(format!("context: {e}")))
     });
+    // Durably record the derivation before anything is answered under the context
+    // (module docs): on a blocking thread, the record syncs a file.
+    let derivation = match (&context, &shared.record) {
+        (Ok(_), Some(record)) => {
+            let record = Arc::clone(record);
+            let id = identity.clone();
+            let now = unix_now().as_secs();
+            let written = tokio::task::spawn_blocking(move || {
+                record
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .record(&id, key_id, now)
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("record task: {e}")));
+            match written {
+                Ok(derivation) => Some(derivation),
+                Err(error) => {
+                    shared.emit(OscoreEvent::RecordFailed {
+                        identity: psk_identity.clone(),
+                        error,
+                    });
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let mut answers: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
     {
         let mut guard = shared.lock();
@@ -720,9 +846,14 @@ async fn fetch<R: PskResolver>(
             .unwrap_or_default();
         match context {
             Ok(mut context) => {
-                // Appendix B.1.2: this EMSE cannot know what it answered under this key
-                // before (module docs).
-                context.forget_replay_window();
+                // Appendix B.1.2 unless the record says this EMSE never derived this
+                // context before (module docs).
+                Derivation::apply(derivation, &mut context);
+                if derivation == Some(Derivation::First) {
+                    shared.emit(OscoreEvent::FirstDerivation {
+                        identity: psk_identity.clone(),
+                    });
+                }
                 state.contexts.insert(
                     identity.clone(),
                     key_id,
@@ -737,9 +868,14 @@ async fn fetch<R: PskResolver>(
                     identity: Some(identity.clone()),
                 };
                 for pending in waiting {
-                    if let Some(answer) =
+                    // A retransmission that waited behind the fetch gets the first answer.
+                    let answered = (pending.request.mtype == MessageType::Confirmable)
+                        .then(|| state.dedup.get(pending.from, pending.request.message_id))
+                        .flatten()
+                        .cloned();
+                    if let Some(answer) = answered.or_else(|| {
                         verify_and_answer(shared, state, &pending.request, pending.from, &hint)
-                    {
+                    }) {
                         answers.push((answer, pending.from));
                     }
                 }

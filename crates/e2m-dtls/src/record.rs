@@ -1,17 +1,32 @@
 //! Just enough of the DTLS 1.2 record and handshake framing (RFC 6347 §4.1, §4.2.2) to
-//! spot a ClientHello and to read the `psk_identity` of a ClientKeyExchange (RFC 4279 §2)
-//! before the datagram reaches the DTLS state machine. Nothing here decrypts or trusts
-//! anything: a wrong answer can only make the EMSE fetch a key for an identity the
-//! handshake then fails on.
+//! read a ClientHello's cookie and parameters, to answer one statelessly (a
+//! HelloVerifyRequest, RFC 6347 §4.2.1, or a fatal alert), to read the `psk_identity` of a
+//! ClientKeyExchange (RFC 4279 §2) before the datagram reaches the DTLS state machine, and
+//! to build the plaintext alert the EMSE sends when a handshake fails (RFC 5246 §7.2).
+//! Nothing here decrypts or trusts anything: the cookie's MAC is checked elsewhere
+//! ([`crate::cookie`]), and a wrong `psk_identity` can only make the EMSE fetch a key for an
+//! identity the handshake then fails on.
 
 /// Record header: type(1) version(2) epoch(2) sequence_number(6) length(2).
 const RECORD_HEADER: usize = 13;
 /// Handshake header: msg_type(1) length(3) message_seq(2) fragment_offset(3)
 /// fragment_length(3).
 const HANDSHAKE_HEADER: usize = 12;
+const CONTENT_ALERT: u8 = 21;
 const CONTENT_HANDSHAKE: u8 = 22;
 const CLIENT_HELLO: u8 = 1;
+const HELLO_VERIFY_REQUEST: u8 = 3;
 const CLIENT_KEY_EXCHANGE: u8 = 16;
+/// DTLS 1.2 on the wire (RFC 6347 §4.1: {254, 253}).
+const DTLS_1_2: [u8; 2] = [0xfe, 0xfd];
+/// DTLS 1.0: the HelloVerifyRequest's `server_version` (RFC 6347 §4.2.1: "DTLS 1.2 server
+/// implementations SHOULD use DTLS version 1.0 regardless of the version of TLS that is
+/// expected to be negotiated").
+const DTLS_1_0: [u8; 2] = [0xfe, 0xff];
+/// The one suite we serve: TLS_PSK_WITH_AES_128_CCM_8 (RFC 6655).
+const PSK_AES128_CCM_8: [u8; 2] = [0xc0, 0xa8];
+/// A ClientHello's `random` (RFC 5246 §7.4.1.2).
+pub(crate) const RANDOM_LEN: usize = 32;
 
 fn u24(b: &[u8]) -> usize {
     (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2])
@@ -45,12 +60,6 @@ fn epoch0_handshakes(datagram: &[u8]) -> impl Iterator<Item = (u8, usize, usize,
             return Some((msg_type, total, offset, fragment));
         }
     })
-}
-
-/// Does the datagram start a handshake (carry a ClientHello in epoch 0)? Only such a
-/// datagram may create per-peer state at the EMSE.
-pub(crate) fn has_client_hello(datagram: &[u8]) -> bool {
-    epoch0_handshakes(datagram).any(|(t, _, off, _)| t == CLIENT_HELLO && off == 0)
 }
 
 /// What a datagram says about the ClientKeyExchange.
@@ -88,7 +97,174 @@ pub(crate) fn peek_psk_identity(datagram: &[u8]) -> CkePeek<'_> {
     CkePeek::Absent
 }
 
+/// A ClientHello that arrived whole in the first record of a datagram, in epoch 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientHello<'a> {
+    /// The record's epoch and sequence number (8 octets): the HelloVerifyRequest reuses
+    /// them (RFC 6347 §4.2.1).
+    pub record_sequence: [u8; 8],
+    /// The handshake `message_seq` (0 for the first ClientHello, 1 after a
+    /// HelloVerifyRequest; RFC 6347 §4.2.2).
+    pub message_seq: u16,
+    /// The whole handshake message, header and body, as the client sent it.
+    pub message: &'a [u8],
+    /// `client_version`.
+    pub client_version: [u8; 2],
+    /// `random`.
+    pub random: &'a [u8; RANDOM_LEN],
+    /// `session_id`.
+    pub session_id: &'a [u8],
+    /// `cookie` (empty in a first ClientHello).
+    pub cookie: &'a [u8],
+    /// `cipher_suites` (pairs of octets).
+    pub cipher_suites: &'a [u8],
+    /// `compression_methods`.
+    pub compression_methods: &'a [u8],
+}
+
+impl ClientHello<'_> {
+    /// Whether the client offers TLS_PSK_WITH_AES_128_CCM_8, the only suite we serve.
+    pub(crate) fn offers_our_suite(&self) -> bool {
+        self.cipher_suites
+            .chunks_exact(2)
+            .any(|suite| suite == PSK_AES128_CCM_8)
+    }
+}
+
+/// Splits `n` octets off the front of `rest`.
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    let (head, tail) = rest.split_at_checked(n)?;
+    *rest = tail;
+    Some(head)
+}
+
+/// A vector with a one- or two-octet length prefix (RFC 5246 §4.3).
+fn take_vec<'a>(rest: &mut &'a [u8], prefix: usize) -> Option<&'a [u8]> {
+    let len = match take(rest, prefix)? {
+        [n] => usize::from(*n),
+        [hi, lo] => usize::from(u16::from_be_bytes([*hi, *lo])),
+        _ => return None,
+    };
+    take(rest, len)
+}
+
+/// Reads the ClientHello that a datagram starts with: the first record must be an epoch-0
+/// handshake record holding one whole, unfragmented ClientHello (RFC 6347 §4.2.3 lets a
+/// message be fragmented, but a ClientHello of ours or OpenSSL's fits one datagram; a
+/// server that must answer statelessly cannot reassemble). Anything else: `None`.
+pub(crate) fn parse_client_hello(datagram: &[u8]) -> Option<ClientHello<'_>> {
+    let mut rest = datagram;
+    let header = take(&mut rest, RECORD_HEADER)?;
+    if header[0] != CONTENT_HANDSHAKE || header[3..5] != [0, 0] {
+        return None;
+    }
+    let record_len = usize::from(u16::from_be_bytes([header[11], header[12]]));
+    let mut record = take(&mut rest, record_len)?;
+    let message = record;
+    let hs = take(&mut record, HANDSHAKE_HEADER)?;
+    let length = u24(&hs[1..4]);
+    if hs[0] != CLIENT_HELLO || u24(&hs[6..9]) != 0 || u24(&hs[9..12]) != length {
+        return None;
+    }
+    let message = message.get(..HANDSHAKE_HEADER + length)?;
+    let mut body = take(&mut record, length)?;
+    let client_version = take(&mut body, 2)?;
+    let random = take(&mut body, RANDOM_LEN)?;
+    let session_id = take_vec(&mut body, 1)?;
+    let cookie = take_vec(&mut body, 1)?;
+    let cipher_suites = take_vec(&mut body, 2)?;
+    let compression_methods = take_vec(&mut body, 1)?;
+    Some(ClientHello {
+        record_sequence: header[3..11].try_into().ok()?,
+        message_seq: u16::from_be_bytes([hs[4], hs[5]]),
+        message,
+        client_version: client_version.try_into().ok()?,
+        random: random.try_into().ok()?,
+        session_id,
+        cookie,
+        cipher_suites,
+        compression_methods,
+    })
+}
+
+/// A plaintext epoch-0 record of `content_type` around `body`.
+fn epoch0_record(content_type: u8, record_sequence: [u8; 8], body: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(RECORD_HEADER + body.len());
+    record.push(content_type);
+    record.extend_from_slice(&DTLS_1_2);
+    record.extend_from_slice(&record_sequence);
+    // Bodies here are a few dozen octets: the length always fits.
+    record.extend_from_slice(&u16::try_from(body.len()).unwrap_or(u16::MAX).to_be_bytes());
+    record.extend_from_slice(body);
+    record
+}
+
+/// A HelloVerifyRequest carrying `cookie`, answering `hello` (RFC 6347 §4.2.1): in the
+/// ClientHello's record sequence number, with `message_seq` 0 and `server_version` DTLS
+/// 1.0. It is smaller than the ClientHello it answers, so a spoofed source cannot use the
+/// EMSE to amplify traffic.
+pub(crate) fn hello_verify_request(hello: &ClientHello<'_>, cookie: &[u8; 32]) -> Vec<u8> {
+    let body_len = 2 + 1 + cookie.len();
+    let mut handshake = Vec::with_capacity(HANDSHAKE_HEADER + body_len);
+    handshake.push(HELLO_VERIFY_REQUEST);
+    let len = [0, 0, body_len as u8];
+    handshake.extend_from_slice(&len); // length
+    handshake.extend_from_slice(&[0, 0]); // message_seq
+    handshake.extend_from_slice(&[0, 0, 0]); // fragment_offset
+    handshake.extend_from_slice(&len); // fragment_length
+    handshake.extend_from_slice(&DTLS_1_0);
+    handshake.push(cookie.len() as u8);
+    handshake.extend_from_slice(cookie);
+    epoch0_record(CONTENT_HANDSHAKE, hello.record_sequence, &handshake)
+}
+
+/// The same datagram with the ClientHello's `message_seq` set to 0: the "first"
+/// ClientHello that leads `dimpl` through its own cookie step (see [`crate::cookie`]; fed
+/// outside the deferral, so `dimpl` finds no cookie of its own in it). `None` if
+/// `datagram` does not start with a ClientHello.
+pub(crate) fn as_first_client_hello(datagram: &[u8]) -> Option<Vec<u8>> {
+    parse_client_hello(datagram)?;
+    let mut first = datagram.to_vec();
+    // message_seq sits at offset 4 of the handshake header.
+    first[RECORD_HEADER + 4] = 0;
+    first[RECORD_HEADER + 5] = 0;
+    Some(first)
+}
+
+/// A fatal alert (RFC 5246 §7.2) as a plaintext epoch-0 record with sequence number
+/// `sequence`. The EMSE sends it before its ChangeCipherSpec, while its write state is
+/// still the null cipher of epoch 0, which is the state RFC 5246 §7.2 says alerts use.
+pub(crate) fn fatal_alert(description: u8, sequence: u64) -> Vec<u8> {
+    let mut record_sequence = [0u8; 8];
+    // Epoch 0 in the top two octets; the 48-bit sequence number below.
+    record_sequence[2..].copy_from_slice(&sequence.to_be_bytes()[2..]);
+    epoch0_record(CONTENT_ALERT, record_sequence, &[2, description])
+}
+
+/// The highest epoch-0 record sequence number among the records of a datagram we send, so
+/// that an alert sent after them is not discarded as a replay (RFC 6347 §4.1.2.6).
+pub(crate) fn max_epoch0_sequence(datagram: &[u8]) -> Option<u64> {
+    let mut rest = datagram;
+    let mut highest = None;
+    while let Some(header) = take(&mut rest, RECORD_HEADER) {
+        let len = usize::from(u16::from_be_bytes([header[11], header[12]]));
+        if header[3..5] == [0, 0] {
+            let mut sequence = [0u8; 8];
+            sequence[2..].copy_from_slice(&header[5..11]);
+            highest = highest.max(Some(u64::from_be_bytes(sequence)));
+        }
+        if take(&mut rest, len).is_none() {
+            break;
+        }
+    }
+    highest
+}
+
 #[cfg(test)]
+#[allow(
+    clippy::expect_used,
+    reason = "a test fails by panicking, with a message"
+)]
 mod tests {
     use super::*;
 
@@ -120,7 +296,7 @@ mod tests {
         dgram.extend(record(CONTENT_HANDSHAKE, 0, &handshake(16, &cke, 0, &cke)));
         dgram.extend(record(CONTENT_HANDSHAKE, 1, &[0xaa; 40]));
         assert_eq!(peek_psk_identity(&dgram), CkePeek::Identity(id));
-        assert!(!has_client_hello(&dgram));
+        assert!(parse_client_hello(&dgram).is_none());
     }
 
     #[test]
@@ -131,7 +307,8 @@ mod tests {
         let dgram = record(CONTENT_HANDSHAKE, 0, &handshake(16, &cke, 0, &cke));
         for cut in 0..dgram.len() {
             let _ = peek_psk_identity(&dgram[..cut]);
-            let _ = has_client_hello(&dgram[..cut]);
+            let _ = parse_client_hello(&dgram[..cut]);
+            let _ = max_epoch0_sequence(&dgram[..cut]);
         }
         // Identity longer than the message: refused, not read past.
         let mut lying = cke.clone();
@@ -146,11 +323,93 @@ mod tests {
         assert_eq!(peek_psk_identity(&dgram), CkePeek::Absent);
     }
 
+    /// A ClientHello body: version, random, session id, cookie, one suite, null
+    /// compression, no extensions.
+    fn hello_body(cookie: &[u8]) -> Vec<u8> {
+        let mut body = vec![0xfe, 0xfd];
+        body.extend_from_slice(&[0x11; 32]);
+        body.extend_from_slice(&[2, 0xaa, 0xbb]);
+        body.push(cookie.len() as u8);
+        body.extend_from_slice(cookie);
+        body.extend_from_slice(&[0, 4, 0xc0, 0xa8, 0x00, 0xff]);
+        body.extend_from_slice(&[1, 0]);
+        body
+    }
+
     #[test]
-    fn spots_a_client_hello() {
-        let dgram = record(CONTENT_HANDSHAKE, 0, &handshake(1, &[0; 60], 0, &[0; 60]));
-        assert!(has_client_hello(&dgram));
+    fn reads_a_client_hello_and_only_a_whole_one_in_epoch_0() {
+        let body = hello_body(&[7; 32]);
+        let dgram = record(CONTENT_HANDSHAKE, 0, &handshake(1, &body, 0, &body));
+        let hello = parse_client_hello(&dgram).expect("a ClientHello");
+        // Every proper prefix is refused, without reading past it.
+        for cut in 0..dgram.len() {
+            assert!(parse_client_hello(&dgram[..cut]).is_none(), "cut at {cut}");
+            assert!(
+                as_first_client_hello(&dgram[..cut]).is_none(),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(hello.message_seq, 2);
+        assert_eq!(hello.record_sequence, [0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(hello.client_version, [0xfe, 0xfd]);
+        assert_eq!(hello.random, &[0x11; 32]);
+        assert_eq!(hello.session_id, &[0xaa, 0xbb]);
+        assert_eq!(hello.cookie, &[7; 32]);
+        assert_eq!(hello.cipher_suites, &[0xc0, 0xa8, 0x00, 0xff]);
+        assert_eq!(hello.compression_methods, &[0]);
+        assert!(hello.offers_our_suite());
         assert_eq!(peek_psk_identity(&dgram), CkePeek::Absent);
-        assert!(!has_client_hello(&record(23, 1, &[0; 30])));
+        // A fragment, another epoch, another message, a truncated body: not read.
+        let frag = record(CONTENT_HANDSHAKE, 0, &handshake(1, &body, 0, &body[..40]));
+        assert!(parse_client_hello(&frag).is_none());
+        let epoch1 = record(CONTENT_HANDSHAKE, 1, &handshake(1, &body, 0, &body));
+        assert!(parse_client_hello(&epoch1).is_none());
+        assert!(parse_client_hello(&record(23, 1, &[0; 30])).is_none());
+        let cut = &hello_body(&[])[..36];
+        let truncated = record(CONTENT_HANDSHAKE, 0, &handshake(1, cut, 0, cut));
+        assert!(parse_client_hello(&truncated).is_none());
+        // Without our suite.
+        let mut other = hello_body(&[]);
+        let at = other.len() - 6;
+        other[at..at + 4].copy_from_slice(&[0x00, 0xa8, 0x00, 0xff]);
+        let dgram = record(CONTENT_HANDSHAKE, 0, &handshake(1, &other, 0, &other));
+        assert!(
+            !parse_client_hello(&dgram)
+                .expect("hello")
+                .offers_our_suite()
+        );
+    }
+
+    #[test]
+    fn the_hello_verify_request_echoes_the_record_sequence_and_carries_the_cookie() {
+        let body = hello_body(&[]);
+        let dgram = record(CONTENT_HANDSHAKE, 0, &handshake(1, &body, 0, &body));
+        let hello = parse_client_hello(&dgram).expect("hello");
+        let hvr = hello_verify_request(&hello, &[0x5a; 32]);
+        let mut expected = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1, 0, 12 + 35];
+        expected.extend_from_slice(&[3, 0, 0, 35, 0, 0, 0, 0, 0, 0, 0, 35, 0xfe, 0xff, 32]);
+        expected.extend_from_slice(&[0x5a; 32]);
+        assert_eq!(hvr, expected);
+        assert!(
+            hvr.len() < dgram.len() + 32,
+            "no amplification beyond the cookie"
+        );
+        let first = as_first_client_hello(&dgram).expect("hello");
+        assert_eq!(parse_client_hello(&first).expect("hello").message_seq, 0);
+        assert_eq!(first[RECORD_HEADER + 6..], dgram[RECORD_HEADER + 6..]);
+    }
+
+    #[test]
+    fn alerts_are_numbered_after_the_records_sent() {
+        assert_eq!(
+            fatal_alert(51, 0x0102_0304_0506),
+            vec![21, 0xfe, 0xfd, 0, 0, 1, 2, 3, 4, 5, 6, 0, 2, 2, 51]
+        );
+        let mut flight = record(CONTENT_HANDSHAKE, 0, &[0; 20]);
+        flight.extend(record(20, 0, &[1]));
+        flight.extend(record(CONTENT_HANDSHAKE, 1, &[0; 20]));
+        // `record` numbers every record 1; epoch 1 is not counted.
+        assert_eq!(max_epoch0_sequence(&flight), Some(1));
+        assert_eq!(max_epoch0_sequence(&record(23, 1, &[0; 4])), None);
     }
 }

@@ -28,14 +28,36 @@
 //! handshake fails at Finished exactly as for a wrong PSK (seed: an evicted key id "fails
 //! like a wrong PSK"), with the reason reported in [`ServerEvent`].
 //!
-//! # Limits
-//! The cookie exchange (HelloVerifyRequest, RFC 6347 §4.2.1) runs inside the per-peer state
-//! machine, so each new source address costs one task until its handshake deadline; the
-//! number of peers is capped ([`ServerConfig::max_peers`]) and a peer that sends nothing
-//! for [`ServerConfig::idle_timeout`] is dropped.
+//! # Cookie first, then state (RFC 6347 §4.2.1)
+//! The socket's dispatcher answers a ClientHello from an address it has no peer for
+//! **statelessly**: a HelloVerifyRequest with a cookie that is a MAC over the client's
+//! address, port and ClientHello parameters (see the `cookie` module). Only a ClientHello
+//! that returns a valid cookie creates a peer task, and only a peer task ever peeks a
+//! ClientKeyExchange or asks the resolver for a key; any other datagram from an unknown
+//! address (a bare ClientKeyExchange, a forged or replayed cookie) is dropped. A spoofed
+//! source address therefore costs the EMSE one MAC and one small datagram, never a task,
+//! a slot or a key fetch. Peers are bounded globally ([`ServerConfig::max_peers`]) and per
+//! source IP address ([`ServerConfig::max_peers_per_ip`]), both counted only for sources
+//! that proved they receive at their address; a peer that sends nothing for
+//! [`ServerConfig::idle_timeout`] is dropped.
+//!
+//! # Alerts
+//! A handshake that fails ends with a fatal alert to the client (RFC 5246 §7.2), so a UE
+//! fails fast instead of waiting for its own deadline: `handshake_failure` when the client
+//! offers no suite we serve (answered by the dispatcher, again without state), and on a
+//! PSK failure `decrypt_error` (wrong key, unknown identity, key id no longer held,
+//! malformed identity: one answer for all, RFC 4279 §2) or, if configured
+//! ([`PskFailureAlert::UnknownPskIdentity`]), `unknown_psk_identity` as soon as the key
+//! source says it has no key. A key source that cannot be reached gives `internal_error`
+//! (try again later, not re-authenticate). `dimpl` sends no alert when its handshake fails,
+//! so the server sends it: a plaintext epoch-0 alert record, built by the `record` module,
+//! numbered after the last epoch-0 record sent to that client. The EMSE has not sent its
+//! ChangeCipherSpec at any of these points, so epoch 0 is its current write state, the
+//! one RFC 5246 §7.2 says alerts use.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::hash_map::Entry;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,16 +69,31 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use zeroize::Zeroize;
 
-use super::record::{CkePeek, has_client_hello, peek_psk_identity};
-use super::{DtlsError, DtlsLimits, MAX_DATAGRAM, PskResolver, ResolveError, builder};
+use super::cookie::{self, COOKIE_LEN, CookieJar};
+use super::record::{
+    self, CkePeek, ClientHello, RANDOM_LEN, as_first_client_hello, parse_client_hello,
+    peek_psk_identity,
+};
+use super::{
+    AlertDescription, DtlsError, DtlsLimits, MAX_DATAGRAM, PskResolver, ResolveError, builder,
+};
 
 /// Server limits.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Handshake limits (deadline, retransmission, MTU).
     pub limits: DtlsLimits,
-    /// Most peers (handshaking or connected) at once; further ClientHellos are dropped.
+    /// Most peers (handshaking or connected) at once; further ClientHellos (with a valid
+    /// cookie) are dropped, and the client's retransmission tries again.
     pub max_peers: usize,
+    /// Most peers at once from one source IP address (all ports). UEs behind one
+    /// carrier-grade NAT share an address, so this is well above one; it keeps a single
+    /// host that can receive at its address from taking every slot.
+    pub max_peers_per_ip: usize,
+    /// How often the cookie secret changes; a cookie is accepted for one to two periods.
+    pub cookie_rotation: Duration,
+    /// Which alert a PSK failure gets (RFC 4279 §2).
+    pub psk_failure_alert: PskFailureAlert,
     /// How long one key fetch may take before the handshake is failed.
     pub resolve_timeout: Duration,
     /// A connected peer that sends nothing for this long is dropped.
@@ -70,11 +107,30 @@ impl Default for ServerConfig {
         ServerConfig {
             limits: DtlsLimits::default(),
             max_peers: 10_000,
+            max_peers_per_ip: 256,
+            cookie_rotation: Duration::from_secs(30),
+            psk_failure_alert: PskFailureAlert::DecryptError,
             resolve_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             queue_per_peer: 32,
         }
     }
+}
+
+/// The alert a PSK failure (no key for the identity, or a wrong key) gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PskFailureAlert {
+    /// `decrypt_error` after the client's Finished, whatever the cause, so that a prober
+    /// cannot tell an unknown identity from a wrong key (RFC 4279 §2, second option; the
+    /// e2m default: "a key id that is no longer held fails like a wrong PSK").
+    #[default]
+    DecryptError,
+    /// `unknown_psk_identity` as soon as the key source has no key for the identity (or
+    /// the identity is not an e2m one), so that a UE learns at once that it must
+    /// re-authenticate (RFC 4279 §2, first option). A wrong key still gets
+    /// `decrypt_error`.
+    UnknownPskIdentity,
 }
 
 /// A connected UE as the application handler sees it.
@@ -139,6 +195,13 @@ pub enum ServerEvent {
         /// The UE's address.
         peer: SocketAddr,
     },
+    /// The EMSE ended a handshake with this fatal alert.
+    AlertSent {
+        /// The UE's address.
+        peer: SocketAddr,
+        /// The alert.
+        alert: AlertDescription,
+    },
 }
 
 /// A running server. Dropping it stops the server and every peer task.
@@ -181,7 +244,7 @@ impl DtlsServer {
     ///
     /// # Errors
     /// [`DtlsError::Io`] if the socket cannot be bound, [`DtlsError::Config`] if `dimpl`
-    /// refuses the configuration.
+    /// refuses the configuration or the system's random source fails.
     pub async fn bind<R: PskResolver>(
         addr: SocketAddr,
         resolver: R,
@@ -192,10 +255,17 @@ impl DtlsServer {
         let local_addr = socket.local_addr()?;
         let dimpl_config = Arc::new(
             builder(&config.limits)
+                // dimpl's own cookie check stays on: it is how dimpl reaches the state
+                // "HelloVerifyRequest sent", and the provider defers it to ours (see the
+                // `cookie` module).
+                .use_server_cookie(true)
+                .with_crypto_provider(cookie::server_crypto_provider())
                 .with_psk_server(None, Arc::new(SlotResolver))
                 .build()
                 .map_err(|e| DtlsError::Config(format!("{e:?}")))?,
         );
+        let cookies = CookieJar::new(config.cookie_rotation, Instant::now())
+            .map_err(|e| DtlsError::Config(format!("random source: {e}")))?;
         let (events_tx, events_rx) = mpsc::channel(1024);
         let shared = Arc::new(Shared {
             socket,
@@ -205,7 +275,7 @@ impl DtlsServer {
             dimpl_config,
             events: events_tx,
         });
-        let task = tokio::spawn(dispatch(shared));
+        let task = tokio::spawn(dispatch(shared, cookies));
         Ok(ServerHandle {
             local_addr,
             events: Some(events_rx),
@@ -230,12 +300,35 @@ impl<R> Shared<R> {
     }
 }
 
-/// The socket loop: routes each datagram to its peer's task, starts a task for a new peer
-/// only on a ClientHello, and forgets peers whose task ended.
-async fn dispatch<R: PskResolver>(shared: Arc<Shared<R>>) {
-    let mut peers: HashMap<SocketAddr, (u64, mpsc::Sender<Vec<u8>>)> = HashMap::new();
-    let mut tasks: JoinSet<(SocketAddr, u64)> = JoinSet::new();
-    let mut generation: u64 = 0;
+/// A peer task as the dispatcher knows it.
+struct PeerEntry {
+    generation: u64,
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+/// The dispatcher's state: who has a task, how many per source address, the cookies.
+struct Dispatcher<R> {
+    shared: Arc<Shared<R>>,
+    cookies: CookieJar,
+    peers: HashMap<SocketAddr, PeerEntry>,
+    /// Live peer tasks per source IP address (a task counts until it has ended).
+    per_ip: HashMap<IpAddr, usize>,
+    tasks: JoinSet<(SocketAddr, u64)>,
+    generation: u64,
+}
+
+/// The socket loop: routes each datagram to its peer's task, answers a new address
+/// statelessly until it returns a valid cookie (then starts its task), and forgets peers
+/// whose task ended.
+async fn dispatch<R: PskResolver>(shared: Arc<Shared<R>>, cookies: CookieJar) {
+    let mut dispatcher = Dispatcher {
+        shared: Arc::clone(&shared),
+        cookies,
+        peers: HashMap::new(),
+        per_ip: HashMap::new(),
+        tasks: JoinSet::new(),
+        generation: 0,
+    };
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         tokio::select! {
@@ -244,38 +337,114 @@ async fn dispatch<R: PskResolver>(shared: Arc<Shared<R>>) {
                     // ICMP errors surface on UDP receives on some systems; keep serving.
                     continue;
                 };
-                let mut datagram = buf[..n].to_vec();
-                if let Some((_, tx)) = peers.get(&from) {
-                    match tx.try_send(datagram) {
-                        Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => continue,
-                        Err(mpsc::error::TrySendError::Closed(d)) => {
-                            peers.remove(&from);
-                            datagram = d;
-                        }
-                    }
-                }
-                if !has_client_hello(&datagram) || peers.len() >= shared.config.max_peers {
-                    continue;
-                }
-                generation += 1;
-                let (tx, rx) = mpsc::channel(shared.config.queue_per_peer.max(1));
-                peers.insert(from, (generation, tx));
-                let shared = Arc::clone(&shared);
-                let this_generation = generation;
-                tasks.spawn(async move {
-                    run_peer(&shared, from, rx, datagram).await;
-                    (from, this_generation)
-                });
+                dispatcher.route(from, &buf[..n]);
             }
-            Some(done) = tasks.join_next() => {
-                if let Ok((addr, generation)) = done
-                    && peers.get(&addr).is_some_and(|(g, _)| *g == generation)
-                {
-                    peers.remove(&addr);
+            Some(done) = dispatcher.tasks.join_next() => {
+                if let Ok((addr, generation)) = done {
+                    dispatcher.ended(addr, generation);
                 }
             }
         }
     }
+}
+
+impl<R: PskResolver> Dispatcher<R> {
+    /// One datagram from `from`.
+    fn route(&mut self, from: SocketAddr, datagram: &[u8]) {
+        if let Some(entry) = self.peers.get(&from) {
+            match entry.tx.try_send(datagram.to_vec()) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => return,
+                // The task is ending: treat the datagram as from a new address.
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.peers.remove(&from);
+                }
+            }
+        }
+        // RFC 6347 §4.2.1: a new address gets nothing but a stateless answer until it
+        // returns a cookie. A bare ClientKeyExchange, anything unparsable: dropped.
+        let Some(hello) = parse_client_hello(datagram) else {
+            return;
+        };
+        self.cookies.rotate_if_due(Instant::now());
+        if !self.cookies.verify(from, &hello) {
+            let cookie = self.cookies.cookie(from, &hello);
+            self.send_stateless(&record::hello_verify_request(&hello, &cookie), from);
+            return;
+        }
+        if !hello.offers_our_suite() {
+            // RFC 5246 §7.4.1.3: no acceptable suite → handshake_failure.
+            let alert = AlertDescription::HANDSHAKE_FAILURE;
+            self.send_stateless(&record::fatal_alert(alert.0, record_sequence(&hello)), from);
+            self.shared
+                .emit(ServerEvent::AlertSent { peer: from, alert });
+            return;
+        }
+        let from_ip = self.per_ip.get(&from.ip()).copied().unwrap_or(0);
+        if self.tasks.len() >= self.shared.config.max_peers
+            || from_ip >= self.shared.config.max_peers_per_ip
+        {
+            // Full: drop, and the client's retransmission tries again.
+            return;
+        }
+        self.start_peer(from, &hello, datagram.to_vec());
+    }
+
+    /// Sends a stateless answer; a full socket buffer drops it, as UDP may.
+    fn send_stateless(&self, datagram: &[u8], to: SocketAddr) {
+        let _ = self.shared.socket.try_send_to(datagram, to);
+    }
+
+    fn start_peer(&mut self, from: SocketAddr, hello: &ClientHello<'_>, datagram: Vec<u8>) {
+        let mut cookie = [0u8; COOKIE_LEN];
+        cookie.copy_from_slice(hello.cookie);
+        let verified = VerifiedHello {
+            random: *hello.random,
+            cookie,
+            record_sequence: record_sequence(hello),
+            datagram,
+        };
+        self.generation += 1;
+        let generation = self.generation;
+        let (tx, rx) = mpsc::channel(self.shared.config.queue_per_peer.max(1));
+        self.peers.insert(from, PeerEntry { generation, tx });
+        *self.per_ip.entry(from.ip()).or_insert(0) += 1;
+        let shared = Arc::clone(&self.shared);
+        self.tasks.spawn(async move {
+            run_peer(&shared, from, rx, verified).await;
+            (from, generation)
+        });
+    }
+
+    /// A peer task ended: release its slot and forget its route (unless a newer task
+    /// already serves the address).
+    fn ended(&mut self, addr: SocketAddr, generation: u64) {
+        if let Entry::Occupied(mut count) = self.per_ip.entry(addr.ip()) {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
+            }
+        }
+        if self
+            .peers
+            .get(&addr)
+            .is_some_and(|entry| entry.generation == generation)
+        {
+            self.peers.remove(&addr);
+        }
+    }
+}
+
+/// The 48-bit record sequence number of a ClientHello (its epoch is 0).
+fn record_sequence(hello: &ClientHello<'_>) -> u64 {
+    u64::from_be_bytes(hello.record_sequence)
+}
+
+/// A ClientHello whose cookie the dispatcher verified: what its peer task starts from.
+struct VerifiedHello {
+    random: [u8; RANDOM_LEN],
+    cookie: [u8; COOKIE_LEN],
+    record_sequence: u64,
+    datagram: Vec<u8>,
 }
 
 /// The PSK slot of one handshake: the identity octets that were peeked and the key the
@@ -320,91 +489,174 @@ async fn run_peer<R: PskResolver>(
     shared: &Shared<R>,
     peer: SocketAddr,
     mut rx: mpsc::Receiver<Vec<u8>>,
-    first: Vec<u8>,
+    hello: VerifiedHello,
 ) {
-    let slot = Arc::new(Mutex::new(SlotState::default()));
     let started = Instant::now();
-    let mut dtls = Dtls::new_12_psk(Arc::clone(&shared.dimpl_config), started);
-    let mut identity: Option<PskIdentity> = None;
-    let mut connected: Option<PeerInfo> = None;
-    let mut peeked = false;
-    let mut next_timer: Option<Instant>;
-    let mut last_activity = started;
-    let mut pending = Some(first);
-    let mut out = vec![0u8; MAX_DATAGRAM];
-    let fail = |identity: &Option<PskIdentity>, reason: String| {
-        shared.emit(ServerEvent::Failed {
-            peer,
-            identity: identity.clone(),
+    let mut task = PeerTask {
+        shared,
+        peer,
+        slot: Arc::new(Mutex::new(SlotState::default())),
+        dtls: Dtls::new_12_psk(Arc::clone(&shared.dimpl_config), started),
+        identity: None,
+        connected: None,
+        peeked: false,
+        started,
+        last_activity: started,
+        next_timer: None,
+        out: vec![0u8; MAX_DATAGRAM],
+        // The last epoch-0 record the client saw from us is at most the
+        // HelloVerifyRequest, which reused the sequence number of the client's first
+        // ClientHello (below this one).
+        alerts: Alerter {
+            next_sequence: hello.record_sequence,
+        },
+    };
+    if task.start(&hello).await == Step::End {
+        return;
+    }
+    loop {
+        match task.drain().await {
+            Step::End => return,
+            // Replies were queued: send them before waiting.
+            Step::Again => continue,
+            Step::Wait => {}
+        }
+        let Some(datagram) = task.wait(&mut rx).await else {
+            return;
+        };
+        if let Some(datagram) = datagram
+            && task.receive(&datagram).await == Step::End
+        {
+            return;
+        }
+    }
+}
+
+/// What a peer task does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Drain the state machine again.
+    Again,
+    /// Wait for a datagram or a timer.
+    Wait,
+    /// The peer is done.
+    End,
+}
+
+/// The state of one peer's task.
+struct PeerTask<'s, R> {
+    shared: &'s Shared<R>,
+    peer: SocketAddr,
+    slot: Arc<Mutex<SlotState>>,
+    dtls: Dtls,
+    identity: Option<PskIdentity>,
+    connected: Option<PeerInfo>,
+    /// Whether the ClientKeyExchange has been peeked (and its key fetched).
+    peeked: bool,
+    started: Instant,
+    last_activity: Instant,
+    next_timer: Option<Instant>,
+    out: Vec<u8>,
+    alerts: Alerter,
+}
+
+impl<R: PskResolver> PeerTask<'_, R> {
+    fn fail(&self, reason: String) {
+        self.shared.emit(ServerEvent::Failed {
+            peer: self.peer,
+            identity: self.identity.clone(),
             reason,
         });
-    };
+    }
 
-    loop {
-        if let Some(datagram) = pending.take() {
-            last_activity = Instant::now();
-            if !peeked {
-                match peek_psk_identity(&datagram) {
-                    CkePeek::Absent => {}
-                    CkePeek::Fragmented => {
-                        peeked = true;
-                        fail(&None, "fragmented ClientKeyExchange".into());
-                    }
-                    CkePeek::Identity(octets) => {
-                        peeked = true;
-                        identity = resolve_into_slot(shared, peer, octets, &slot).await;
-                    }
-                }
-            }
-            let fed = SLOT.sync_scope(Arc::clone(&slot), || {
-                dtls.handle_timeout(Instant::now())?;
-                dtls.handle_packet(&datagram)
-            });
-            if let Err(e) = fed {
-                fail(&identity, handshake_failure(&slot, &e));
-                return;
+    /// Reports a failed handshake and sends its alert.
+    async fn handshake_failed(&mut self, e: &dimpl::Error) -> Step {
+        self.fail(handshake_failure(&self.slot, e));
+        if self.connected.is_none() {
+            self.alerts.send_for_error(self.shared, self.peer, e).await;
+        }
+        Step::End
+    }
+
+    /// The verified ClientHello, handed to `dimpl` (see [`start_after_cookie`]).
+    async fn start(&mut self, hello: &VerifiedHello) -> Step {
+        let (dtls, out) = (&mut self.dtls, &mut self.out);
+        match SLOT.sync_scope(Arc::clone(&self.slot), || {
+            start_after_cookie(dtls, hello, out)
+        }) {
+            Ok(()) => Step::Wait,
+            Err(e) => self.handshake_failed(&e).await,
+        }
+    }
+
+    /// One datagram from the peer: first the ClientKeyExchange peek and key fetch (seed
+    /// steps 5–7), then the state machine.
+    async fn receive(&mut self, datagram: &[u8]) -> Step {
+        self.last_activity = Instant::now();
+        if !self.peeked
+            && let Some(outcome) = self.peek_and_resolve(datagram).await
+        {
+            self.peeked = true;
+            if let Some(alert) = early_alert(self.shared.config.psk_failure_alert, outcome) {
+                self.alerts.send(self.shared, self.peer, alert).await;
+                return Step::End;
             }
         }
+        let dtls = &mut self.dtls;
+        let fed = SLOT.sync_scope(Arc::clone(&self.slot), || {
+            dtls.handle_timeout(Instant::now())?;
+            dtls.handle_packet(datagram)
+        });
+        match fed {
+            Ok(()) => Step::Again,
+            Err(e) => self.handshake_failed(&e).await,
+        }
+    }
 
-        // Drain the state machine: records to send, events, application data.
+    /// The key outcome if `datagram` carries the ClientKeyExchange.
+    async fn peek_and_resolve(&mut self, datagram: &[u8]) -> Option<KeyOutcome> {
+        match peek_psk_identity(datagram) {
+            CkePeek::Absent => None,
+            CkePeek::Fragmented => {
+                self.fail("fragmented ClientKeyExchange".into());
+                Some(KeyOutcome::NoKey)
+            }
+            CkePeek::Identity(octets) => {
+                let (identity, outcome) =
+                    resolve_into_slot(self.shared, self.peer, octets, &self.slot).await;
+                self.identity = identity;
+                Some(outcome)
+            }
+        }
+    }
+
+    /// Drains the state machine: records to send, events, application data (answered by
+    /// the handler).
+    async fn drain(&mut self) -> Step {
         let mut replies: Vec<Vec<u8>> = Vec::new();
         let mut closed = false;
         loop {
-            match dtls.poll_output(&mut out) {
+            match self.dtls.poll_output(&mut self.out) {
                 Output::Packet(p) => {
-                    let _ = shared.socket.send_to(p, peer).await;
+                    self.alerts.saw(p);
+                    let _ = self.shared.socket.send_to(p, self.peer).await;
                 }
-                Output::BufferTooSmall { needed } => out.resize(needed, 0),
+                Output::BufferTooSmall { needed } => self.out.resize(needed, 0),
                 Output::Timeout(t) => {
-                    next_timer = Some(t);
+                    self.next_timer = Some(t);
                     break;
                 }
                 Output::Connected => {
-                    let asked = slot.lock().map(|s| s.asked).unwrap_or(false);
-                    match (&identity, asked) {
-                        (Some(id), true) => {
-                            shared.emit(ServerEvent::Connected {
-                                peer,
-                                identity: id.clone(),
-                            });
-                            connected = Some(PeerInfo {
-                                addr: peer,
-                                identity: id.clone(),
-                            });
-                        }
-                        // Cannot happen with dimpl's PSK server (it must have asked), but
-                        // an unattributed connection must never serve the application.
-                        _ => {
-                            fail(&identity, "connected without a recorded identity".into());
-                            return;
-                        }
+                    match attribute(self.shared, self.peer, &self.slot, &self.identity) {
+                        Some(info) => self.connected = Some(info),
+                        None => return Step::End,
                     }
                 }
                 Output::ApplicationData(data) => {
-                    if let Some(info) = &connected {
-                        let reply = (shared.handler)(info, data);
-                        shared.emit(ServerEvent::Exchanged {
-                            peer,
+                    if let Some(info) = &self.connected {
+                        let reply = (self.shared.handler)(info, data);
+                        self.shared.emit(ServerEvent::Exchanged {
+                            peer: self.peer,
                             request_len: data.len(),
                             response_len: reply.as_ref().map_or(0, Vec::len),
                         });
@@ -416,45 +668,194 @@ async fn run_peer<R: PskResolver>(
             }
         }
         if closed {
-            shared.emit(ServerEvent::Closed { peer });
-            return;
+            self.shared.emit(ServerEvent::Closed { peer: self.peer });
+            return Step::End;
         }
-        if !replies.is_empty() {
-            for reply in &replies {
-                if let Err(e) = dtls.send_application_data(reply) {
-                    fail(&identity, format!("{e:?}"));
-                    return;
-                }
+        if replies.is_empty() {
+            return Step::Wait;
+        }
+        for reply in &replies {
+            if let Err(e) = self.dtls.send_application_data(reply) {
+                self.fail(format!("{e:?}"));
+                return Step::End;
             }
-            continue;
         }
+        Step::Again
+    }
 
-        let deadline = if connected.is_some() {
-            last_activity + shared.config.idle_timeout
+    /// Waits for the next datagram (`Some(Some(_))`) or the next timer (`Some(None)`,
+    /// already handled); `None` when the peer is done (deadline, idleness, error, or the
+    /// dispatcher gone).
+    async fn wait(&mut self, rx: &mut mpsc::Receiver<Vec<u8>>) -> Option<Option<Vec<u8>>> {
+        let deadline = if self.connected.is_some() {
+            self.last_activity + self.shared.config.idle_timeout
         } else {
-            started + shared.config.limits.handshake_timeout
+            self.started + self.shared.config.limits.handshake_timeout
         };
-        let timer = next_timer.unwrap_or(deadline).min(deadline);
+        let timer = self.next_timer.unwrap_or(deadline).min(deadline);
         tokio::select! {
-            datagram = rx.recv() => match datagram {
-                Some(d) => pending = Some(d),
-                None => return,
-            },
+            datagram = rx.recv() => datagram.map(Some),
             _ = tokio::time::sleep_until(tokio_deadline(timer)) => {
                 let now = Instant::now();
                 if now >= deadline {
-                    if connected.is_some() {
-                        shared.emit(ServerEvent::Closed { peer });
+                    if self.connected.is_some() {
+                        self.shared.emit(ServerEvent::Closed { peer: self.peer });
                     } else {
-                        fail(&identity, "handshake deadline".into());
+                        self.fail("handshake deadline".into());
                     }
-                    return;
+                    return None;
                 }
-                if let Err(e) = SLOT.sync_scope(Arc::clone(&slot), || dtls.handle_timeout(now)) {
-                    fail(&identity, handshake_failure(&slot, &e));
-                    return;
+                let dtls = &mut self.dtls;
+                if let Err(e) = SLOT.sync_scope(Arc::clone(&self.slot), || dtls.handle_timeout(now)) {
+                    self.fail(handshake_failure(&self.slot, &e));
+                    return None;
                 }
+                Some(None)
             }
+        }
+    }
+}
+
+/// Seed step 8: the handshake completed; attributes it to the identity whose key `dimpl`
+/// asked for. `None` (and a failure reported) if it cannot be attributed.
+fn attribute<R>(
+    shared: &Shared<R>,
+    peer: SocketAddr,
+    slot: &Mutex<SlotState>,
+    identity: &Option<PskIdentity>,
+) -> Option<PeerInfo> {
+    let asked = slot.lock().map(|s| s.asked).unwrap_or(false);
+    match (identity, asked) {
+        (Some(id), true) => {
+            shared.emit(ServerEvent::Connected {
+                peer,
+                identity: id.clone(),
+            });
+            Some(PeerInfo {
+                addr: peer,
+                identity: id.clone(),
+            })
+        }
+        // Cannot happen with dimpl's PSK server (it must have asked), but an unattributed
+        // connection must never serve the application.
+        _ => {
+            shared.emit(ServerEvent::Failed {
+                peer,
+                identity: identity.clone(),
+                reason: "connected without a recorded identity".into(),
+            });
+            None
+        }
+    }
+}
+
+/// Brings a fresh state machine to where the client is: `dimpl` is led through its own
+/// cookie step with a copy of the verified ClientHello as the "first" one (its
+/// HelloVerifyRequest is discarded, never sent), then given the client's real ClientHello
+/// with its cookie check deferred to the dispatcher's verdict (the `cookie` module says
+/// why). Afterwards `dimpl`'s ServerHello flight is queued, with `message_seq` 1 and a
+/// transcript that starts at this ClientHello, as on the client.
+fn start_after_cookie(
+    dtls: &mut Dtls,
+    hello: &VerifiedHello,
+    out: &mut Vec<u8>,
+) -> Result<(), dimpl::Error> {
+    dtls.handle_timeout(Instant::now())?;
+    let Some(first) = as_first_client_hello(&hello.datagram) else {
+        // The dispatcher parsed this datagram; it cannot stop being a ClientHello.
+        return Err(dimpl::Error::UnexpectedMessage(
+            dimpl::UnexpectedMessageError::UnexpectedEpoch,
+        ));
+    };
+    dtls.handle_packet(&first)?;
+    loop {
+        match dtls.poll_output(out) {
+            Output::BufferTooSmall { needed } => out.resize(needed, 0),
+            // dimpl's HelloVerifyRequest: the client already has ours.
+            Output::Packet(_) => {}
+            _ => break,
+        }
+    }
+    cookie::with_verified_cookie(hello.random, hello.cookie, || {
+        dtls.handle_packet(&hello.datagram)
+    })
+}
+
+/// What the key source said, as far as the alert is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyOutcome {
+    /// A key (right or wrong: the Finished check tells).
+    Key,
+    /// No key for this identity (unknown, not provisioned, key id not held, or not an
+    /// e2m identity at all).
+    NoKey,
+    /// The key source could not be asked.
+    Unavailable,
+}
+
+/// The alert to send at once, before `dimpl` sees the ClientKeyExchange, if any.
+fn early_alert(mode: PskFailureAlert, outcome: KeyOutcome) -> Option<AlertDescription> {
+    match (outcome, mode) {
+        (KeyOutcome::Key, _) | (KeyOutcome::NoKey, PskFailureAlert::DecryptError) => None,
+        (KeyOutcome::NoKey, PskFailureAlert::UnknownPskIdentity) => {
+            Some(AlertDescription::UNKNOWN_PSK_IDENTITY)
+        }
+        // Not the UE's fault, and independent of the identity: "try again later".
+        (KeyOutcome::Unavailable, _) => Some(AlertDescription::INTERNAL_ERROR),
+    }
+}
+
+/// The alert for a handshake that `dimpl` failed, if one is due.
+fn alert_for(e: &dimpl::Error) -> Option<AlertDescription> {
+    use dimpl::{Error, SecurityError};
+    match e {
+        // The client gave up first, or went away: nobody to tell.
+        Error::SecurityError(SecurityError::FatalAlert { .. })
+        | Error::Timeout(_)
+        | Error::ConnectionClosed => None,
+        // The client's Finished did not decrypt (dimpl: a CCM_8 record that fails its tag
+        // check during the handshake is fatal) or its MAC did not verify under our key:
+        // the sides do not share the PSK. RFC 4279 §2 names decrypt_error for this, and
+        // RFC 5246 §7.2.2 "unable to ... validate a finished message".
+        Error::CryptoError(_)
+        | Error::SecurityError(SecurityError::ClientFinishedVerificationFailed) => {
+            Some(AlertDescription::DECRYPT_ERROR)
+        }
+        Error::SecurityError(SecurityError::UnsupportedClientVersion(_)) => {
+            Some(AlertDescription::PROTOCOL_VERSION)
+        }
+        Error::UnexpectedMessage(_) => Some(AlertDescription::UNEXPECTED_MESSAGE),
+        // No common suite, no extended master secret, no null compression, and any other
+        // refusal of the client's parameters.
+        _ => Some(AlertDescription::HANDSHAKE_FAILURE),
+    }
+}
+
+/// Sends the EMSE's plaintext fatal alerts, numbered after every epoch-0 record sent so
+/// far (a record numbered below one the client has seen would be dropped as a replay,
+/// RFC 6347 §4.1.2.6).
+struct Alerter {
+    next_sequence: u64,
+}
+
+impl Alerter {
+    /// Notes a datagram `dimpl` sends.
+    fn saw(&mut self, datagram: &[u8]) {
+        if let Some(highest) = record::max_epoch0_sequence(datagram) {
+            self.next_sequence = self.next_sequence.max(highest.saturating_add(1));
+        }
+    }
+
+    async fn send<R>(&mut self, shared: &Shared<R>, peer: SocketAddr, alert: AlertDescription) {
+        let record = record::fatal_alert(alert.0, self.next_sequence);
+        self.next_sequence = self.next_sequence.saturating_add(1);
+        let _ = shared.socket.send_to(&record, peer).await;
+        shared.emit(ServerEvent::AlertSent { peer, alert });
+    }
+
+    async fn send_for_error<R>(&mut self, shared: &Shared<R>, peer: SocketAddr, e: &dimpl::Error) {
+        if let Some(alert) = alert_for(e) {
+            self.send(shared, peer, alert).await;
         }
     }
 }
@@ -465,16 +866,16 @@ async fn resolve_into_slot<R: PskResolver>(
     peer: SocketAddr,
     octets: &[u8],
     slot: &Mutex<SlotState>,
-) -> Option<PskIdentity> {
+) -> (Option<PskIdentity>, KeyOutcome) {
     let parsed = PskIdentity::parse(octets);
-    let (identity, key) = match parsed {
+    let (identity, key, outcome) = match parsed {
         Err(e) => {
             shared.emit(ServerEvent::Failed {
                 peer,
                 identity: None,
                 reason: format!("psk_identity: {e}"),
             });
-            (None, None)
+            (None, None, KeyOutcome::NoKey)
         }
         Ok(id) => {
             shared.emit(ServerEvent::Fetching {
@@ -486,14 +887,20 @@ async fn resolve_into_slot<R: PskResolver>(
                     .await
                     .unwrap_or_else(|_| Err(ResolveError::Unavailable("timed out".into())));
             match fetched {
-                Ok(key) => (Some(id), Some(key)),
+                Ok(key) => (Some(id), Some(key), KeyOutcome::Key),
                 Err(error) => {
+                    let outcome = match error {
+                        ResolveError::Unavailable(_) => KeyOutcome::Unavailable,
+                        ResolveError::UnknownIdentity | ResolveError::KeyNotHeld => {
+                            KeyOutcome::NoKey
+                        }
+                    };
                     shared.emit(ServerEvent::KeyUnavailable {
                         peer,
                         identity: id.clone(),
                         error,
                     });
-                    (Some(id), None)
+                    (Some(id), None, outcome)
                 }
             }
         }
@@ -502,7 +909,7 @@ async fn resolve_into_slot<R: PskResolver>(
         state.identity = Some(octets.to_vec());
         state.key = key;
     }
-    identity
+    (identity, outcome)
 }
 
 /// A reason for a failed handshake that says whether the EMSE had a key at all.

@@ -12,97 +12,20 @@
     reason = "a test fails by panicking, with a message"
 )]
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc as std_mpsc;
-use std::time::Duration;
 
-use e2m_coap::{Code as CoapCode, Message, MessageType, Token};
+use common::{PSK_HEX, Proc, WAIT, free_udp_port, get, identity, limits, psk, start, wait_for};
+use e2m_coap::Code as CoapCode;
 use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
-use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, ServerHandle, default_handler};
-use e2m_dtls::{DtlsError, DtlsLimits, PskResolver, ResolveError, StaticPsk};
+use e2m_dtls::server::ServerEvent;
+use e2m_dtls::{AlertDescription, DtlsError, PskResolver, ResolveError, StaticPsk};
 use e2m_kdf::E2mKey;
-use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
-use tokio::sync::{Notify, mpsc};
-
-const PSK_HEX: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0";
-/// Generous: debug builds of the RustCrypto primitives are slow, and CI shares two cores.
-const WAIT: Duration = Duration::from_secs(30);
-
-/// A confirmable CoAP GET for `path` with `token`.
-fn get(path: &str, message_id: u16, token: &[u8]) -> Message {
-    let mut m = Message::new(
-        MessageType::Confirmable,
-        CoapCode::GET,
-        message_id,
-        Token::new(token).expect("token"),
-    );
-    m.set_uri_path(path).expect("path");
-    m
-}
-
-fn psk() -> E2mKey {
-    E2mKey::from_hex(PSK_HEX).expect("test PSK")
-}
-
-fn identity(app: &str, key_id: u32) -> PskIdentity {
-    PskIdentity::new(
-        AppIdentity::new(app).expect("identity"),
-        KeyId::from_u32(key_id),
-    )
-}
-
-fn localhost() -> SocketAddr {
-    "127.0.0.1:0".parse().expect("address")
-}
-
-fn limits() -> DtlsLimits {
-    DtlsLimits {
-        handshake_timeout: WAIT,
-        ..DtlsLimits::default()
-    }
-}
-
-/// For handshakes that are meant to fail: the EMSE sends no alert (a wrong PSK looks like
-/// loss, RFC 6347 §4.1.2.7), so the UE gives up at its deadline.
-fn failing_limits() -> DtlsLimits {
-    DtlsLimits {
-        handshake_timeout: Duration::from_secs(4),
-        ..DtlsLimits::default()
-    }
-}
-
-async fn start<R: PskResolver>(resolver: R) -> (ServerHandle, mpsc::Receiver<ServerEvent>) {
-    let config = ServerConfig {
-        limits: limits(),
-        ..ServerConfig::default()
-    };
-    let mut server = DtlsServer::bind(localhost(), resolver, default_handler(), config)
-        .await
-        .expect("bind");
-    let events = server.take_events().expect("events");
-    (server, events)
-}
-
-/// Waits (bounded) for the first event that `pick` accepts.
-async fn wait_for<T>(
-    events: &mut mpsc::Receiver<ServerEvent>,
-    mut pick: impl FnMut(&ServerEvent) -> Option<T>,
-) -> T {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let event = events.recv().await.expect("server stopped");
-            if let Some(found) = pick(&event) {
-                return found;
-            }
-        }
-    })
-    .await
-    .expect("expected server event did not come")
-}
+use e2m_keyid::PskIdentity;
+use tokio::sync::Notify;
 
 #[tokio::test]
 async fn ue_and_emse_exchange_coap_over_dtls_psk() {
@@ -144,13 +67,12 @@ async fn ue_and_emse_exchange_coap_over_dtls_psk() {
 async fn a_wrong_psk_fails_the_handshake_on_both_sides() {
     let (server, mut events) = start(StaticPsk(psk())).await;
     let id = identity("sensor-17@iot.example.com", 1);
-    let config =
-        UeDtlsConfig::new(&id, &E2mKey::from_array([7; 32]), failing_limits()).expect("config");
+    let config = UeDtlsConfig::new(&id, &E2mKey::from_array([7; 32]), limits()).expect("config");
     let result = DtlsClient::connect(server.local_addr(), &config).await;
     assert!(
         matches!(
             result,
-            Err(DtlsError::Timeout | DtlsError::Protocol(_) | DtlsError::Closed)
+            Err(DtlsError::Alert(AlertDescription::DECRYPT_ERROR))
         ),
         "{result:?}"
     );
@@ -179,11 +101,14 @@ impl PskResolver for OnlyKeyId {
 async fn an_evicted_key_id_fails_like_a_wrong_psk_with_the_reason_reported() {
     let (server, mut events) = start(OnlyKeyId(2)).await;
     let stale = identity("sensor-17@iot.example.com", 1);
-    let config = UeDtlsConfig::new(&stale, &psk(), failing_limits()).expect("config");
+    let config = UeDtlsConfig::new(&stale, &psk(), limits()).expect("config");
+    let result = DtlsClient::connect(server.local_addr(), &config).await;
     assert!(
-        DtlsClient::connect(server.local_addr(), &config)
-            .await
-            .is_err()
+        matches!(
+            result,
+            Err(DtlsError::Alert(AlertDescription::DECRYPT_ERROR))
+        ),
+        "{result:?}"
     );
     let (who, error) = wait_for(&mut events, |e| match e {
         ServerEvent::KeyUnavailable {
@@ -207,13 +132,15 @@ async fn an_evicted_key_id_fails_like_a_wrong_psk_with_the_reason_reported() {
 #[tokio::test]
 async fn a_malformed_psk_identity_is_refused() {
     let (server, mut events) = start(StaticPsk(psk())).await;
-    let config =
-        UeDtlsConfig::with_raw_identity(b"Client_identity".to_vec(), &psk(), failing_limits())
-            .expect("config");
+    let config = UeDtlsConfig::with_raw_identity(b"Client_identity".to_vec(), &psk(), limits())
+        .expect("config");
+    let result = DtlsClient::connect(server.local_addr(), &config).await;
     assert!(
-        DtlsClient::connect(server.local_addr(), &config)
-            .await
-            .is_err()
+        matches!(
+            result,
+            Err(DtlsError::Alert(AlertDescription::DECRYPT_ERROR))
+        ),
+        "{result:?}"
     );
     let reason = wait_for(&mut events, |e| match e {
         ServerEvent::Failed {
@@ -309,94 +236,6 @@ async fn a_pending_key_fetch_does_not_delay_other_ues() {
         .expect("UE A handshake after the fetch");
     assert_eq!(answer.code, CoapCode::CONTENT);
     assert_eq!(resolver.calls.load(Ordering::SeqCst), 2);
-}
-
-// ---- OpenSSL interop -------------------------------------------------------------------
-
-fn openssl() -> &'static str {
-    let found = Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`openssl` is not installed; CI installs it (apt-get install -y openssl)"
-    );
-    "openssl"
-}
-
-/// A child process killed on drop, with its stdout lines on a channel.
-struct Proc {
-    child: Child,
-    lines: std_mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(openssl())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn openssl");
-        let (tx, lines) = std_mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Proc { child, lines }
-    }
-
-    fn write_line(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "{line}").expect("write to openssl");
-        stdin.flush().expect("flush");
-    }
-
-    /// Waits (bounded) for a line containing `needle`; returns everything read so far.
-    fn wait_for(&self, needle: &str, seen: &mut Vec<String>) -> bool {
-        let deadline = std::time::Instant::now() + WAIT;
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let hit = line.contains(needle);
-                    seen.push(line);
-                    if hit {
-                        return true;
-                    }
-                }
-                Err(_) => return false,
-            }
-        }
-        false
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A free UDP port on 127.0.0.1 (bound, read, released: a small race with other
-/// processes, acceptable on a test machine).
-fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("addr").port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

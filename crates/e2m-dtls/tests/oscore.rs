@@ -1,7 +1,8 @@
 //! The OSCORE endpoints over real loopback UDP: UE client ↔ EMSE server, the key fetch
-//! through a `PskResolver`, Appendix B.1.2 on a freshly derived context, the
-//! "re-authenticate" answer, fetches bounded per source under a spoofed flood, and a
-//! pending fetch that does not hold up other UEs.
+//! through a `PskResolver`, Appendix B.1.2 on a freshly derived context, one round trip on
+//! first contact with a derived-context record and the Echo challenge for a request
+//! replayed after a restart, the "re-authenticate" answer, fetches bounded per source
+//! under a spoofed flood, and a pending fetch that does not hold up other UEs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,7 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use e2m_coap::OptionNumber;
 use e2m_coap::{Code, Message, MessageType, Token};
+use e2m_dtls::derived_record::{DerivedRecordError, FileDerivedRecord, FileDerivedRecordConfig};
 use e2m_dtls::oscore_client::{Direction, OscoreClient, OscoreClientError};
 use e2m_dtls::oscore_server::{
     OscoreEvent, OscoreServer, OscoreServerConfig, OscoreServerHandle, default_handler,
@@ -24,6 +27,7 @@ use e2m_dtls::{PskResolver, ResolveError};
 use e2m_kdf::E2mKey;
 use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
 use e2m_oscore::SenderSequence;
+use e2m_oscore::derived::{DerivedContextRecord, conformance};
 use e2m_oscore::e2m::{E2mOscoreProfile, FetchBudgetConfig, FetchGuard};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
@@ -313,4 +317,221 @@ async fn a_pending_key_fetch_does_not_delay_other_ues() {
         .expect("task")
         .expect("UE A after the fetch");
     assert_eq!(answer.code, Code::CONTENT);
+}
+
+/// A fresh path for a record file of one test (removed first, if a run left it).
+fn record_path(test: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "e2m-dtls-derived-{}-{test}.log",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn open_record(path: &std::path::Path) -> FileDerivedRecord {
+    FileDerivedRecord::open(path, FileDerivedRecordConfig::default(), unix_now()).expect("open")
+}
+
+async fn start_with_record(path: &std::path::Path) -> OscoreServerHandle {
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    OscoreServer::bind_with_record(
+        addr,
+        Arc::new(CountingResolver::default()),
+        default_handler(),
+        OscoreServerConfig::default(),
+        open_record(path),
+    )
+    .await
+    .expect("bind")
+}
+
+fn drain(events: &mut tokio::sync::mpsc::Receiver<OscoreEvent>) -> Vec<OscoreEvent> {
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    seen
+}
+
+#[tokio::test]
+async fn first_contact_of_a_never_derived_context_takes_one_round_trip() {
+    let path = record_path("first-contact");
+    let mut server = start_with_record(&path).await;
+    let mut events = server.take_events().expect("events");
+    let mut ue = ue(
+        server.local_addr(),
+        "sensor-17@iot.example.com",
+        0x0102_0304,
+    )
+    .await;
+    let answer = ue
+        .request(&get("temperature", 1, b"t1"), WAIT)
+        .await
+        .expect("first");
+    assert_eq!(answer.code, Code::CONTENT);
+    let log = ue.wire_log();
+    assert_eq!(log.len(), 2, "one datagram each way: {log:?}");
+    let seen = drain(&mut events);
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, OscoreEvent::FirstDerivation { .. })),
+        "{seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, OscoreEvent::EchoChallenge { .. })),
+        "{seen:?}"
+    );
+    // Recorded durably: a reopened record knows the context.
+    server.shutdown();
+    assert_eq!(open_record(&path).len(), 1);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn a_request_replayed_after_a_restart_gets_echo_not_an_answer() {
+    let path = record_path("replay-after-restart");
+    let identity = app("sensor-17@iot.example.com");
+    let key_id = KeyId::from_u32(0x0a0b_0c0d);
+    let mut context = PROFILE
+        .ue_context(&key(), &identity, key_id, SenderSequence::volatile())
+        .expect("context");
+    let mut request = Vec::new();
+    let request_id = context
+        .protect_request_datagram(&get("temperature", 7, b"r1"), true, &mut request)
+        .expect("protect");
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("socket");
+    let mut buf = vec![0u8; 2048];
+    let mut exchange = async |server: SocketAddr| {
+        socket.send_to(&request, server).await.expect("send");
+        let (n, _) = tokio::time::timeout(WAIT, socket.recv_from(&mut buf))
+            .await
+            .expect("answer in time")
+            .expect("recv");
+        context
+            .verify_response_datagram(&buf[..n], &request_id)
+            .expect("a protected answer")
+    };
+
+    // First run: the context is new, the request is answered at once.
+    let server = start_with_record(&path).await;
+    let answer = exchange(server.local_addr()).await;
+    assert_eq!(answer.code, Code::CONTENT);
+    server.shutdown();
+
+    // Restart with the record kept: the captured request, replayed, must not be answered
+    // again under its nonce; it gets the protected Echo challenge of Appendix B.1.2.
+    let server = start_with_record(&path).await;
+    let answer = exchange(server.local_addr()).await;
+    assert_eq!(answer.code, Code::UNAUTHORIZED, "{answer:?}");
+    assert!(
+        answer.options.get(OptionNumber::ECHO).is_some(),
+        "{answer:?}"
+    );
+    assert!(answer.payload.is_empty());
+    server.shutdown();
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_corrupt_record_is_a_typed_error_at_open_and_a_torn_tail_is_cut() {
+    let path = record_path("corrupt");
+    let mut record = open_record(&path);
+    let identity = app("sensor-17@iot.example.com");
+    let _ = record
+        .record(&identity, KeyId::from_u32(1), unix_now())
+        .expect("record");
+    drop(record);
+    let good = std::fs::read_to_string(&path).expect("read");
+
+    // A torn last line (no newline: never synced) is cut off; the synced entry stays.
+    std::fs::write(&path, format!("{good}1800000000 000000")).expect("write");
+    assert_eq!(open_record(&path).len(), 1);
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), good);
+
+    // A damaged entry, a flipped octet, a foreign file: typed errors naming the line.
+    let flipped = good.replacen("00000001", "00000002", 1);
+    for (text, line) in [
+        (format!("{good}garbage\n"), 3),
+        (flipped, 2),
+        ("not a record\n".to_owned(), 1),
+    ] {
+        std::fs::write(&path, &text).expect("write");
+        match FileDerivedRecord::open(&path, FileDerivedRecordConfig::default(), unix_now()) {
+            Err(DerivedRecordError::Corrupt { line: at, .. }) => assert_eq!(at, line, "{text}"),
+            other => panic!("{text:?}: {other:?}"),
+        }
+        // Left as it was for the operator.
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn file_record_conforms_and_compacts() {
+    let path = record_path("conformance");
+    let config = FileDerivedRecordConfig {
+        max_age: Duration::from_secs(3600),
+        ..FileDerivedRecordConfig::default()
+    };
+    let open = || FileDerivedRecord::open(&path, config, 1_800_000_000).expect("open");
+    let reopen = |record: FileDerivedRecord| {
+        drop(record);
+        FileDerivedRecord::open(&path, config, 1_800_000_000).expect("reopen")
+    };
+    conformance::check(open, reopen, 3600);
+
+    // Bounded: entries past max_age go, and the file is rewritten once it holds more than
+    // twice the live entries plus the slack.
+    let _ = std::fs::remove_file(&path);
+    let bounded = FileDerivedRecordConfig {
+        max_age: Duration::from_secs(600),
+        max_entries: 10_000,
+        compact_slack: 64,
+    };
+    let mut record = FileDerivedRecord::open(&path, bounded, 0).expect("open");
+    let identity = app("sensor-17@iot.example.com");
+    for n in 0..400u32 {
+        // One new entry every 10 s: 61 of them within the last 600 s.
+        let _ = record
+            .record(&identity, KeyId::from_u32(n), u64::from(n) * 10)
+            .expect("record");
+    }
+    assert!(record.len() <= 61 + 64, "{} live entries", record.len());
+    let lines = std::fs::read_to_string(&path)
+        .expect("read")
+        .lines()
+        .count();
+    assert!(
+        lines <= 2 * (61 + 64) + 64 + 1,
+        "{lines} lines: not compacted"
+    );
+    drop(record);
+    let record = FileDerivedRecord::open(&path, bounded, 3990).expect("reopen");
+    assert_eq!(record.len(), 61, "the entries of the last 600 s");
+
+    // Full: a new context is refused (typed), an old one still known.
+    let small = FileDerivedRecordConfig {
+        max_entries: 1,
+        ..FileDerivedRecordConfig::default()
+    };
+    let _ = std::fs::remove_file(&path);
+    let mut record = FileDerivedRecord::open(&path, small, 0).expect("open");
+    let _ = record
+        .record(&identity, KeyId::from_u32(1), 0)
+        .expect("first");
+    assert!(matches!(
+        record.record(&identity, KeyId::from_u32(2), 1),
+        Err(DerivedRecordError::Full { max_entries: 1 })
+    ));
+    let _ = std::fs::remove_file(&path);
 }

@@ -136,28 +136,45 @@ impl PgBackend {
 }
 
 /// Creates the schema (idempotent), serialised between instances that start at once, and
-/// refuses a schema of a newer format.
+/// refuses a schema of another format. An existing schema's format is read before any DDL
+/// runs, so an old schema (and the old instances still using it) is left untouched.
 async fn create_schema(shared: &Shared) -> Result<(), ConnectError> {
     let mut conn = shared.conn().await?;
     let tx = conn.transaction().await?;
     tx.execute(schema::ADVISORY_XACT_LOCK, &[&schema::lock::SCHEMA])
         .await?;
+    let exists: bool = tx
+        .query_one(&shared.sql.format_exists, &[])
+        .await?
+        .try_get(0)?;
+    if exists && let Some(row) = tx.query_opt(&shared.sql.format_get, &[]).await? {
+        check_format(row.try_get(0)?)?;
+    }
     tx.batch_execute(&shared.sql.ddl).await?;
     tx.execute(&shared.sql.format_set, &[&schema::FORMAT.to_string()])
         .await?;
     let row = tx.query_one(&shared.sql.format_get, &[]).await?;
-    let found: String = row.try_get(0)?;
+    check_format(row.try_get(0)?)?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Accepts only the format this build writes: an older one holds times in another unit.
+fn check_format(found: &str) -> Result<(), ConnectError> {
     let found: i32 = found
         .parse()
         .map_err(|_| BackendError::CorruptRow("meta.format is not a number"))?;
-    if found > schema::FORMAT {
-        return Err(ConnectError::SchemaTooNew {
+    match found.cmp(&schema::FORMAT) {
+        core::cmp::Ordering::Equal => Ok(()),
+        core::cmp::Ordering::Greater => Err(ConnectError::SchemaTooNew {
             found,
             known: schema::FORMAT,
-        });
+        }),
+        core::cmp::Ordering::Less => Err(ConnectError::SchemaTooOld {
+            found,
+            expected: schema::FORMAT,
+        }),
     }
-    tx.commit().await?;
-    Ok(())
 }
 
 /// Reads the check records, verifies the keyring against them, and records the newest KEK
@@ -204,15 +221,16 @@ async fn read_check_records(shared: &Shared) -> Result<Vec<CheckRecord>, Connect
     Ok(records)
 }
 
-/// A timestamp as stored: Unix seconds in a `bigint` ([`Timestamp::MAX`] fits).
-pub(crate) fn db_secs(t: Timestamp) -> i64 {
-    i64::try_from(t.as_unix_secs()).unwrap_or(i64::MAX)
+/// A timestamp as stored: Unix milliseconds in a `bigint` (the full resolution; schema
+/// format 2; [`Timestamp::MAX`] fits).
+pub(crate) fn db_time(t: Timestamp) -> i64 {
+    i64::try_from(t.as_unix_millis()).unwrap_or(i64::MAX)
 }
 
-/// A stored timestamp.
-pub(crate) fn from_db_secs(secs: i64) -> Result<Timestamp, BackendError> {
-    u64::try_from(secs)
+/// A stored timestamp (Unix milliseconds).
+pub(crate) fn from_db_time(ms: i64) -> Result<Timestamp, BackendError> {
+    u64::try_from(ms)
         .ok()
-        .and_then(Timestamp::checked_from_unix_secs)
+        .and_then(Timestamp::checked_from_unix_millis)
         .ok_or(BackendError::CorruptRow("timestamp out of range"))
 }

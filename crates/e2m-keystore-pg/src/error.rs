@@ -67,6 +67,18 @@ pub enum ConnectError {
     /// holds another key. Nothing was served or written.
     #[error("the KEK files do not match the keys stored in the database: {0}")]
     Kek(#[source] CheckError),
+    /// The schema was written by an older version of this crate, in a format this build
+    /// does not read (format 1 held times in seconds and ordered ties by arrival). Nothing
+    /// was changed in it.
+    #[error(
+        "the database schema has format {found}; this build reads format {expected} only (start a new schema, or drain and drop the old one)"
+    )]
+    SchemaTooOld {
+        /// The format recorded in the database.
+        found: i32,
+        /// The format this build reads and writes.
+        expected: i32,
+    },
     /// The schema was written by a newer version of this crate.
     #[error("the database schema has format {found}; this build knows formats up to {known}")]
     SchemaTooNew {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::BackendError;
-use crate::backend::{Shared, db_secs, from_db_secs};
+use crate::backend::{Shared, db_time, from_db_time};
 use e2m_keystore::{
     E2mIntKey, HeldKey, Imsi, IntKeyStore, KeyId, KeyInfo, PushOutcome, RetentionPolicy,
     StoreError, Timestamp,
@@ -94,10 +94,10 @@ impl PgIntKeyStore {
             .map_err(BackendError::Seal)?;
         let lock = ue_lock_key(imsi);
         let id = key_id_param(key_id);
-        let (created_secs, expires_secs) = (db_secs(created), db_secs(expires));
+        let (created_ms, expires_ms) = (db_time(created), db_time(expires));
         let kek_version = i64::from(sealed.kek_version().get());
         let keep = i32::try_from(self.policy.keys_per_ue()).unwrap_or(i32::MAX);
-        let now_secs = db_secs(now);
+        let now_ms = db_time(now);
         let conn = self.shared.conn().await?;
         let push = conn.prepare_cached(&self.shared.sql.key_push).await?;
         let mut same_id_differs = false;
@@ -115,11 +115,11 @@ impl PgIntKeyStore {
                         &imsi.as_str(),
                         &lock,
                         &id,
-                        &created_secs,
-                        &expires_secs,
+                        &created_ms,
+                        &expires_ms,
                         &kek_version,
                         &sealed.as_bytes().as_slice(),
-                        &now_secs,
+                        &now_ms,
                         &keep,
                         &same_id_differs,
                     ],
@@ -138,7 +138,7 @@ impl PgIntKeyStore {
                     let held = KeyRow {
                         key_id,
                         created,
-                        expires: from_db_secs(row.try_get(2)?)?,
+                        expires: from_db_time(row.try_get(2)?)?,
                         sealed: row.try_get(3)?,
                     };
                     // Constant-time comparison of the two keys.
@@ -163,7 +163,7 @@ impl PgIntKeyStore {
             .shared
             .query(
                 &self.shared.sql.key_get,
-                &[&imsi.as_str(), &key_id_param(key_id), &db_secs(now)],
+                &[&imsi.as_str(), &key_id_param(key_id), &db_time(now)],
             )
             .await?;
         let Some(row) = rows.first() else {
@@ -171,8 +171,8 @@ impl PgIntKeyStore {
         };
         let row = KeyRow {
             key_id,
-            created: from_db_secs(row.try_get(0)?)?,
-            expires: from_db_secs(row.try_get(1)?)?,
+            created: from_db_time(row.try_get(0)?)?,
+            expires: from_db_time(row.try_get(1)?)?,
             sealed: row.try_get(2)?,
         };
         self.held_key(imsi, &row).map(Some)
@@ -198,7 +198,7 @@ impl PgIntKeyStore {
             .shared
             .query(
                 &self.shared.sql.key_latest,
-                &[&imsi.as_str(), &db_secs(now)],
+                &[&imsi.as_str(), &db_time(now)],
             )
             .await?;
         let Some(row) = rows.first() else {
@@ -206,8 +206,8 @@ impl PgIntKeyStore {
         };
         let row = KeyRow {
             key_id: key_id_from_db(row.try_get(0)?)?,
-            created: from_db_secs(row.try_get(1)?)?,
-            expires: from_db_secs(row.try_get(2)?)?,
+            created: from_db_time(row.try_get(1)?)?,
+            expires: from_db_time(row.try_get(2)?)?,
             sealed: row.try_get(3)?,
         };
         self.held_key(imsi, &row).map(Some)
@@ -216,14 +216,14 @@ impl PgIntKeyStore {
     async fn held_now(&self, imsi: &Imsi, now: Timestamp) -> Result<Vec<KeyInfo>, BackendError> {
         let rows = self
             .shared
-            .query(&self.shared.sql.key_held, &[&imsi.as_str(), &db_secs(now)])
+            .query(&self.shared.sql.key_held, &[&imsi.as_str(), &db_time(now)])
             .await?;
         rows.iter()
             .map(|row| {
                 Ok(KeyInfo {
                     key_id: key_id_from_db(row.try_get(0)?)?,
-                    created: from_db_secs(row.try_get(1)?)?,
-                    expires: from_db_secs(row.try_get(2)?)?,
+                    created: from_db_time(row.try_get(1)?)?,
+                    expires: from_db_time(row.try_get(2)?)?,
                 })
             })
             .collect()
@@ -240,7 +240,7 @@ impl PgIntKeyStore {
     async fn sweep_now(&self, now: Timestamp) -> Result<Vec<(Imsi, KeyInfo)>, BackendError> {
         let rows = self
             .shared
-            .query(&self.shared.sql.key_sweep, &[&db_secs(now)])
+            .query(&self.shared.sql.key_sweep, &[&db_time(now)])
             .await?;
         rows.iter()
             .map(|row| {
@@ -248,8 +248,8 @@ impl PgIntKeyStore {
                 let imsi = Imsi::new(imsi).map_err(|_| BackendError::CorruptRow("invalid IMSI"))?;
                 let info = KeyInfo {
                     key_id: key_id_from_db(row.try_get(1)?)?,
-                    created: from_db_secs(row.try_get(2)?)?,
-                    expires: from_db_secs(row.try_get(3)?)?,
+                    created: from_db_time(row.try_get(2)?)?,
+                    expires: from_db_time(row.try_get(3)?)?,
                 };
                 Ok((imsi, info))
             })

@@ -1,8 +1,12 @@
 //! The schema (created at start-up if missing) and every statement the stores run, with
 //! the schema name filled in once.
 
-/// The schema format this build writes and reads.
-pub(crate) const FORMAT: i32 = 1;
+/// The schema format this build writes and reads. 2: every time column (`created`,
+/// `expires` of keys and sessions) holds Unix milliseconds, keys are sealed in e2m-seal
+/// format 2, and a UE's keys are ordered by (created, key id), so `int_keys` has no
+/// `arrival` column (issue 9 item 15). A schema of format 1 (seconds, ties by arrival) is
+/// refused at connect, before any DDL touches it.
+pub(crate) const FORMAT: i32 = 2;
 
 /// Advisory lock keys (one `bigint` key space per database). Pushes lock the UE's IMSI read
 /// as a decimal number (0 to 10^15 - 1); the constant locks are negative so that they never
@@ -19,13 +23,15 @@ pub(crate) mod lock {
 /// The push, as one server-side function so that a push is one statement and one round
 /// trip (its implicit transaction commits before the answer is sent).
 ///
-/// Under the UE's advisory lock (`p_lock`) it reads the UE's rows oldest first and decides
-/// as the in-memory store does: expired rows go; a live row with the pushed id is replaced,
-/// unless it has the same creation time, in which case the function answers `compare` with
-/// that row's expiry and sealed bytes and changes nothing (sealed bytes differ at every
-/// seal, so only the caller, holding the KEK, can tell an identical key; it calls again
-/// with `p_same_id_differs` if the keys differ); then the oldest live keys are evicted
-/// down to `p_keep`, unless the new key would be among them (`stale`, nothing written).
+/// Under the UE's advisory lock (`p_lock`) it reads the UE's rows oldest first in retention
+/// order (created, then key id; never arrival) and decides as the in-memory store does:
+/// expired rows go; a live row with the pushed id created later wins (`stale`, nothing
+/// written); one created earlier is replaced; one with the same creation time makes the
+/// function answer `compare` with that row's expiry and sealed bytes and change nothing
+/// (sealed bytes differ at every seal, so only the caller, holding the KEK, can tell an
+/// identical key; it calls again with `p_same_id_differs` if the keys differ); then the
+/// oldest live keys are evicted down to `p_keep`, unless the new key would be among them
+/// (`stale`, nothing written). Times are Unix milliseconds.
 /// VOLATILE, and called at READ COMMITTED, so each statement in it takes a fresh snapshot:
 /// the SELECT, run after the lock was granted, sees what the previous holder committed.
 fn push_function(s: &str) -> String {
@@ -48,10 +54,14 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock(p_lock);
     FOR r IN SELECT k.key_id, k.created, k.expires, k.sealed FROM {s}.int_keys k
-             WHERE k.imsi = p_imsi ORDER BY k.created, k.arrival LOOP
+             WHERE k.imsi = p_imsi ORDER BY k.created, k.key_id LOOP
         IF p_now >= r.expires THEN
             gone := gone || r.key_id;
         ELSIF r.key_id = p_key_id THEN
+            IF r.created > p_created THEN
+                RETURN QUERY SELECT 'stale'::text, NULL::bigint, NULL::bigint, NULL::bytea;
+                RETURN;
+            END IF;
             IF r.created = p_created AND NOT p_same_id_differs THEN
                 RETURN QUERY SELECT 'compare'::text, NULL::bigint, r.expires, r.sealed;
                 RETURN;
@@ -61,7 +71,7 @@ BEGIN
         ELSE
             n := n + 1;
             live_ids := live_ids || r.key_id;
-            IF r.created <= p_created THEN
+            IF (r.created, r.key_id) < (p_created, p_key_id) THEN
                 pos := pos + 1;
             END IF;
         END IF;
@@ -99,13 +109,11 @@ CREATE TABLE IF NOT EXISTS {s}.kek_checks (
     kek_version bigint PRIMARY KEY CHECK (kek_version BETWEEN 1 AND 4294967295),
     record      bytea  NOT NULL
 );
-CREATE SEQUENCE IF NOT EXISTS {s}.arrivals;
 CREATE TABLE IF NOT EXISTS {s}.int_keys (
     imsi        text   NOT NULL,
     key_id      bigint NOT NULL CHECK (key_id BETWEEN 0 AND 4294967295),
     created     bigint NOT NULL,
     expires     bigint NOT NULL,
-    arrival     bigint NOT NULL DEFAULT nextval('{s}.arrivals'),
     kek_version bigint NOT NULL,
     sealed      bytea  NOT NULL,
     PRIMARY KEY (imsi, key_id)
@@ -150,6 +158,7 @@ CREATE INDEX IF NOT EXISTS subscriptions_session ON {s}.subscriptions (session_r
 pub(crate) struct Sql {
     pub(crate) ddl: String,
     pub(crate) format_get: String,
+    pub(crate) format_exists: String,
     pub(crate) format_set: String,
     pub(crate) checks_get: String,
     pub(crate) checks_add: String,
@@ -203,6 +212,7 @@ impl Sql {
         Sql {
             ddl: ddl(s),
             format_get: format!("SELECT value FROM {s}.meta WHERE name = 'format'"),
+            format_exists: format!("SELECT to_regclass('{s}.meta') IS NOT NULL"),
             format_set: format!(
                 "INSERT INTO {s}.meta (name, value) VALUES ('format', $1) ON CONFLICT DO NOTHING"
             ),
@@ -222,11 +232,11 @@ impl Sql {
             ),
             key_latest: format!(
                 "SELECT key_id, created, expires, sealed FROM {s}.int_keys \
-                 WHERE imsi = $1 AND expires > $2 ORDER BY created DESC, arrival DESC LIMIT 1"
+                 WHERE imsi = $1 AND expires > $2 ORDER BY created DESC, key_id DESC LIMIT 1"
             ),
             key_held: format!(
                 "SELECT key_id, created, expires FROM {s}.int_keys \
-                 WHERE imsi = $1 AND expires > $2 ORDER BY created, arrival"
+                 WHERE imsi = $1 AND expires > $2 ORDER BY created, key_id"
             ),
             key_remove_ue: format!("DELETE FROM {s}.int_keys WHERE imsi = $1"),
             key_sweep: format!(

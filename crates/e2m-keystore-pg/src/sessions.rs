@@ -8,7 +8,7 @@ use e2m_keystore::{
 };
 use tokio_postgres::{IsolationLevel, Row};
 
-use crate::backend::{Shared, db_secs, from_db_secs};
+use crate::backend::{Shared, db_time, from_db_time};
 use crate::{BackendError, schema};
 
 /// The [`SessionStore`] over PostgreSQL. Made by
@@ -44,8 +44,8 @@ fn session_info(row: &Row) -> Result<SessionInfo, BackendError> {
                 .map_err(|_| BackendError::CorruptRow("negative session ref"))?,
         ),
         emse: EmseId::new(emse).map_err(|_| BackendError::CorruptRow("invalid EMSE_Id"))?,
-        created: from_db_secs(row.try_get(2)?)?,
-        expires: from_db_secs(row.try_get(3)?)?,
+        created: from_db_time(row.try_get(2)?)?,
+        expires: from_db_time(row.try_get(3)?)?,
     })
 }
 
@@ -81,7 +81,7 @@ impl PgSessionStore {
                 .await
                 .map_err(BackendError::from)?;
             let row = tx
-                .query_one(&counts, &[&emse.as_str(), &db_secs(now)])
+                .query_one(&counts, &[&emse.as_str(), &db_time(now)])
                 .await
                 .map_err(BackendError::from)?;
             let total: i64 = row.try_get(0).map_err(BackendError::from)?;
@@ -108,8 +108,8 @@ impl PgSessionStore {
                         &[
                             &digest.as_bytes().as_slice(),
                             &emse.as_str(),
-                            &db_secs(now),
-                            &db_secs(expires),
+                            &db_time(now),
+                            &db_time(expires),
                         ],
                     )
                     .await
@@ -153,7 +153,7 @@ impl PgSessionStore {
             .shared
             .query(
                 &self.shared.sql.session_get,
-                &[&digest.as_bytes().as_slice(), &db_secs(now)],
+                &[&digest.as_bytes().as_slice(), &db_time(now)],
             )
             .await?;
         rows.first().map(session_info).transpose()
@@ -180,7 +180,7 @@ impl PgSessionStore {
             .shared
             .query(
                 &self.shared.sql.session_of_emse,
-                &[&emse.as_str(), &db_secs(now)],
+                &[&emse.as_str(), &db_time(now)],
             )
             .await?;
         rows.iter().map(session_info).collect()
@@ -199,7 +199,7 @@ impl PgSessionStore {
     async fn sweep_now(&self, now: Timestamp) -> Result<Vec<SessionInfo>, BackendError> {
         let rows = self
             .shared
-            .query(&self.shared.sql.session_sweep, &[&db_secs(now)])
+            .query(&self.shared.sql.session_sweep, &[&db_time(now)])
             .await?;
         let mut swept = rows
             .iter()

@@ -1,6 +1,7 @@
 //! The public conformance suite, against a real PostgreSQL started for this test.
 #![allow(
     clippy::expect_used,
+    clippy::panic,
     reason = "a test fails loudly on a broken fixture"
 )]
 
@@ -8,7 +9,8 @@ mod support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use e2m_keystore::conformance::{self, Factories};
+use e2m_keystore::RetentionPolicy;
+use e2m_keystore::conformance::{self, Factories, ShuffleConfig, WaitOn};
 use e2m_keystore_pg::{PgBackend, PgConfig};
 use tokio::runtime::Handle;
 
@@ -47,4 +49,39 @@ async fn postgres_stores_pass_the_conformance_suite() {
         report.results.len()
     );
     println!("{report}");
+}
+
+/// Waits on the test's tokio runtime from a plain thread (the pool's timeouts need it).
+struct OnRuntime(Handle);
+
+impl WaitOn for OnRuntime {
+    fn wait<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.0.block_on(f)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_in_shuffled_order_keep_the_n_newest() {
+    // Issue 9 item 15 on the shared store: N + k pushes per UE within one second from 4
+    // threads at once over a pool of 4 connections, in 60 shuffled orders; the N newest
+    // (by millisecond, then key id) are always kept.
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let conninfo = cluster.conninfo();
+    let policy = RetentionPolicy::new(4, std::time::Duration::from_secs(3600)).expect("policy");
+    let store = fresh_backend(&conninfo).int_keys(policy);
+    let wait = OnRuntime(Handle::current());
+    let config = ShuffleConfig {
+        rounds: 60,
+        extra: 6,
+        threads: 4,
+    };
+    let report =
+        tokio::task::spawn_blocking(move || conformance::shuffled_pushes(&store, &wait, config))
+            .await
+            .expect("the pushing threads");
+    let report = report.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.pushes, 60 * 10);
+    assert!(report.stale > 0 && report.evictions > 0, "{report:?}");
 }

@@ -510,3 +510,41 @@ async fn session_limits_hold_across_instances_creating_at_once() {
     assert_eq!((created, refused), (5, 15));
     assert_eq!(a.of_emse(&emse, at(1)).await.unwrap().len(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_of_format_1_is_refused_before_any_ddl() {
+    // Format 1 held times in seconds and broke ties by arrival; this build writes
+    // milliseconds (issue 9 item 15). Such a schema is refused with a typed error, and the
+    // refusal comes before the DDL, which would otherwise replace `push_key` under the old
+    // instances still using it.
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let first = connect(&cluster).await;
+    first
+        .int_keys(policy(4))
+        .push(&imsi(1), KeyId::from_u32(1), &key(1, 1), at(0), at(0))
+        .await
+        .unwrap();
+    first.close();
+    cluster.psql(
+        "UPDATE e2m.meta SET value = '1' WHERE name = 'format'; \
+         DROP FUNCTION e2m.push_key;",
+    );
+    let err = PgBackend::connect(&config(&cluster), support::keyring(1, 0x42))
+        .await
+        .expect_err("a format-1 schema must not start");
+    assert!(
+        matches!(
+            err,
+            ConnectError::SchemaTooOld {
+                found: 1,
+                expected: 2
+            }
+        ),
+        "{err:?}"
+    );
+    println!("format 1: {err}");
+    let untouched = cluster.psql("SELECT to_regproc('e2m.push_key') IS NULL");
+    assert_eq!(untouched.trim(), "t", "the DDL ran on the old schema");
+}

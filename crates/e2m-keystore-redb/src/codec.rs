@@ -24,7 +24,8 @@ pub(crate) struct Slot {
     pub(crate) sealed: [u8; SealedKey::LEN],
 }
 
-/// `key id (4) ‖ created (8) ‖ expires (8) ‖ sealed key (65)`.
+/// `key id (4) ‖ created (8) ‖ expires (8) ‖ sealed key (65)`, times in Unix
+/// milliseconds (schema version 2; version 1 held seconds and is refused at open).
 pub(crate) const SLOT_LEN: usize = 4 + 8 + 8 + SealedKey::LEN;
 
 /// A UE's slots, oldest first, concatenated.
@@ -32,8 +33,8 @@ pub(crate) fn encode_slots(slots: &[Slot]) -> Vec<u8> {
     let mut out = Vec::with_capacity(slots.len() * SLOT_LEN);
     for s in slots {
         out.extend_from_slice(&s.key_id.as_u32().to_be_bytes());
-        out.extend_from_slice(&s.created.as_unix_secs().to_be_bytes());
-        out.extend_from_slice(&s.expires.as_unix_secs().to_be_bytes());
+        out.extend_from_slice(&s.created.as_unix_millis().to_be_bytes());
+        out.extend_from_slice(&s.expires.as_unix_millis().to_be_bytes());
         out.extend_from_slice(&s.sealed);
     }
     out
@@ -49,8 +50,8 @@ pub(crate) fn decode_slots(bytes: &[u8]) -> DbResult<Vec<Slot>> {
         .map(|chunk| {
             let mut r = Reader::new(chunk, "key record");
             let key_id = KeyId::from_u32(r.u32()?);
-            let created = Timestamp::from_unix_secs(r.u64()?);
-            let expires = Timestamp::from_unix_secs(r.u64()?);
+            let created = r.timestamp()?;
+            let expires = r.timestamp()?;
             let sealed = r.array::<{ SealedKey::LEN }>()?;
             Ok(Slot {
                 key_id,
@@ -62,12 +63,13 @@ pub(crate) fn decode_slots(bytes: &[u8]) -> DbResult<Vec<Slot>> {
         .collect()
 }
 
-/// `session ref (8) ‖ created (8) ‖ expires (8) ‖ EMSE_Id (the rest, UTF-8)`.
+/// `session ref (8) ‖ created (8) ‖ expires (8) ‖ EMSE_Id (the rest, UTF-8)`, times in
+/// Unix milliseconds.
 pub(crate) fn encode_session(info: &SessionInfo) -> Vec<u8> {
     let mut out = Vec::with_capacity(24 + info.emse.as_str().len());
     out.extend_from_slice(&info.session.as_u64().to_be_bytes());
-    out.extend_from_slice(&info.created.as_unix_secs().to_be_bytes());
-    out.extend_from_slice(&info.expires.as_unix_secs().to_be_bytes());
+    out.extend_from_slice(&info.created.as_unix_millis().to_be_bytes());
+    out.extend_from_slice(&info.expires.as_unix_millis().to_be_bytes());
     out.extend_from_slice(info.emse.as_bytes());
     out
 }
@@ -77,8 +79,8 @@ pub(crate) fn decode_session(bytes: &[u8]) -> DbResult<SessionInfo> {
     const WHAT: &str = "session";
     let mut r = Reader::new(bytes, WHAT);
     let session = SessionRef::from_u64(r.u64()?);
-    let created = Timestamp::from_unix_secs(r.u64()?);
-    let expires = Timestamp::from_unix_secs(r.u64()?);
+    let created = r.timestamp()?;
+    let expires = r.timestamp()?;
     let emse = EmseId::from_utf8(r.rest()).map_err(|_| RedbStoreError::Corrupt(WHAT))?;
     Ok(SessionInfo {
         session,
@@ -202,6 +204,12 @@ impl<'a> Reader<'a> {
         self.array().map(u64::from_be_bytes)
     }
 
+    /// A time in Unix milliseconds; one past [`Timestamp::MAX`] was never written.
+    fn timestamp(&mut self) -> DbResult<Timestamp> {
+        let what = self.what;
+        Timestamp::checked_from_unix_millis(self.u64()?).ok_or(RedbStoreError::Corrupt(what))
+    }
+
     fn rest(&mut self) -> &'a [u8] {
         core::mem::take(&mut self.bytes)
     }
@@ -230,6 +238,28 @@ mod tests {
         for n in 0..bytes.len() - sub.callback.len() {
             assert!(decode_subscription(&bytes[..n]).is_err(), "prefix {n}");
         }
+    }
+
+    #[test]
+    fn slot_times_keep_their_milliseconds() {
+        let slot = Slot {
+            key_id: KeyId::from_u32(7),
+            created: Timestamp::from_unix_millis(1_800_000_000_001),
+            expires: Timestamp::from_unix_millis(1_800_086_400_001),
+            sealed: [0; SealedKey::LEN],
+        };
+        let bytes = encode_slots(core::slice::from_ref(&slot));
+        // Big-endian milliseconds after the key id: 1800000000001 = 0x01a3185c5001.
+        assert_eq!(&bytes[4..12], &[0, 0, 0x01, 0xa3, 0x18, 0x5c, 0x50, 0x01]);
+        let back = decode_slots(&bytes).unwrap();
+        assert_eq!(
+            (back[0].created, back[0].expires),
+            (slot.created, slot.expires)
+        );
+        // A time past 9999-12-31T23:59:59.999Z was never written: corrupt, not "never".
+        let mut bad = bytes.clone();
+        bad[4..12].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(decode_slots(&bad).is_err());
     }
 
     #[test]

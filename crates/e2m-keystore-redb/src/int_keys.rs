@@ -41,9 +41,9 @@ fn live(slots: Vec<Slot>, policy: &RetentionPolicy, now: Timestamp) -> Vec<Slot>
     live
 }
 
-/// The sweep index entry of a record: its earliest sealed expiry.
+/// The sweep index entry of a record: its earliest sealed expiry, in Unix milliseconds.
 fn earliest(slots: &[Slot]) -> Option<u64> {
-    slots.iter().map(|s| s.expires.as_unix_secs()).min()
+    slots.iter().map(|s| s.expires.as_unix_millis()).min()
 }
 
 /// Opens a stored slot of `imsi`.
@@ -148,23 +148,30 @@ fn push_in(
     let mut replaced = false;
     for slot in old.iter().filter(|s| now < expiry(s, policy)) {
         if slot.key_id == key_id {
-            // Sealed bytes differ at every seal (random nonce): compare the keys, both
-            // opened here and zeroized when dropped.
-            let same = match (open(keyring, imsi, slot), open(keyring, imsi, new)) {
-                (Ok(held), Ok(pushed)) => {
-                    bool::from(held.expose_secret().ct_eq(pushed.expose_secret()))
+            if slot.created > created {
+                // The held key with this id is newer: it wins, whatever the arrival order.
+                return Ok(Ok(PushOutcome::Stale));
+            }
+            if slot.created == created {
+                // Sealed bytes differ at every seal (random nonce): compare the keys, both
+                // opened here and zeroized when dropped.
+                let same = match (open(keyring, imsi, slot), open(keyring, imsi, new)) {
+                    (Ok(held), Ok(pushed)) => {
+                        bool::from(held.expose_secret().ct_eq(pushed.expose_secret()))
+                    }
+                    (Err(e), _) | (_, Err(e)) => return Ok(Err(e.into())),
+                };
+                if same {
+                    return Ok(Ok(PushOutcome::Unchanged));
                 }
-                (Err(e), _) | (_, Err(e)) => return Ok(Err(e.into())),
-            };
-            if same && slot.created == created {
-                return Ok(Ok(PushOutcome::Unchanged));
             }
             replaced = true;
             continue;
         }
         kept.push(slot);
     }
-    let mut pos = kept.partition_point(|s| s.created <= created);
+    // Retention order: creation time, then key id (no kept slot has the pushed id).
+    let mut pos = kept.partition_point(|s| (s.created, s.key_id) < (created, key_id));
     let mut evicted = None;
     if !replaced {
         while kept.len() >= policy.keys_per_ue() {
@@ -209,7 +216,7 @@ fn sweep_in(
     // Every row with a sealed expiry at or before `now` has something to remove.
     let due: Vec<String> = {
         let index = txn.open_table(INT_KEY_EXPIRY).map_err(redb_err)?;
-        let end = (now.as_unix_secs().saturating_add(1), "");
+        let end = (now.as_unix_millis().saturating_add(1), "");
         let mut due = Vec::new();
         for entry in index.range(..end).map_err(redb_err)? {
             let (k, _) = entry.map_err(redb_err)?;

@@ -84,7 +84,7 @@ fn create_in(
         .map_err(redb_err)?;
     txn.open_table(SESSIONS_BY_EXPIRY)
         .map_err(redb_err)?
-        .insert((info.expires.as_unix_secs(), r), digest.as_bytes())
+        .insert((info.expires.as_unix_millis(), r), digest.as_bytes())
         .map_err(redb_err)?;
     Ok(Ok(info))
 }
@@ -103,7 +103,7 @@ fn remove_in(txn: &WriteTransaction, digest: &[u8; 32]) -> DbResult<Option<Sessi
             .map_err(redb_err)?;
         txn.open_table(SESSIONS_BY_EXPIRY)
             .map_err(redb_err)?
-            .remove((info.expires.as_unix_secs(), r))
+            .remove((info.expires.as_unix_millis(), r))
             .map_err(redb_err)?;
     }
     Ok(removed)
@@ -131,7 +131,7 @@ fn evict_oldest_in(txn: &WriteTransaction, emse: &str) -> DbResult<Option<Sessio
 fn sweep_in(txn: &WriteTransaction, now: Timestamp) -> DbResult<Vec<SessionInfo>> {
     let due: Vec<[u8; 32]> = {
         let by_expiry = txn.open_table(SESSIONS_BY_EXPIRY).map_err(redb_err)?;
-        let end = (now.as_unix_secs(), u64::MAX);
+        let end = (now.as_unix_millis(), u64::MAX);
         let mut due = Vec::new();
         for entry in by_expiry.range(..=end).map_err(redb_err)? {
             let (_, digest) = entry.map_err(redb_err)?;

@@ -4,8 +4,11 @@
 
 use redb::TableDefinition;
 
-/// The layout version this build reads and writes (`META["schema"]`).
-pub(crate) const SCHEMA_VERSION: u64 = 1;
+/// The layout version this build reads and writes (`META["schema"]`). 2: every stored time
+/// (key and session records, both expiry indexes) is in Unix milliseconds and the keys are
+/// sealed in e2m-seal format 2; a version-1 file (seconds) is refused at open with
+/// [`crate::RedbStoreError::SchemaVersion`], never read with the wrong unit.
+pub(crate) const SCHEMA_VERSION: u64 = 2;
 
 /// `"schema"` → [`SCHEMA_VERSION`]; `"next_session_ref"`, `"next_subscription_id"` → the
 /// next number to hand out (persisted, so that neither is ever reused, even across restarts).
@@ -22,7 +25,7 @@ pub(crate) const KEK_CHECKS: TableDefinition<'_, u32, &[u8]> = TableDefinition::
 /// IMSI (its digits) → the UE's retained keys, oldest first ([`crate::codec::Slot`]s).
 pub(crate) const INT_KEYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("int_keys");
 
-/// (earliest stored expiry of the UE's keys, IMSI) → (): what `sweep` visits, so that a
+/// (earliest stored expiry of the UE's keys in Unix milliseconds, IMSI) → (): what `sweep` visits, so that a
 /// sweep costs in proportion to what expired, not to the number of UEs.
 pub(crate) const INT_KEY_EXPIRY: TableDefinition<'_, (u64, &str), ()> =
     TableDefinition::new("int_key_expiry");
@@ -39,7 +42,7 @@ pub(crate) const SESSIONS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefiniti
 pub(crate) const SESSIONS_BY_EMSE: TableDefinition<'_, (&str, u64), &[u8; 32]> =
     TableDefinition::new("sessions_by_emse");
 
-/// (expiry, session ref) → session digest: what `sweep` visits.
+/// (expiry in Unix milliseconds, session ref) → session digest: what `sweep` visits.
 pub(crate) const SESSIONS_BY_EXPIRY: TableDefinition<'_, (u64, u64), &[u8; 32]> =
     TableDefinition::new("sessions_by_expiry");
 

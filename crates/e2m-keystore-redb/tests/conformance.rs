@@ -59,6 +59,32 @@ fn redb_store_passes_the_conformance_suite() {
 }
 
 #[test]
+fn concurrent_pushes_in_shuffled_order_keep_the_n_newest() {
+    // Issue 9 item 15 against the durable store: N + k pushes per UE within one second from
+    // 4 threads at once (so several land in one group commit, decided in one transaction),
+    // in 60 shuffled orders; the N newest (by millisecond, then key id) are always kept.
+    let base = tempfile::tempdir().unwrap();
+    let retention = RetentionPolicy::new(4, Duration::from_secs(3600)).unwrap();
+    let store = common::fresh(
+        base.path(),
+        RedbStoreConfig {
+            retention,
+            ..Default::default()
+        },
+    )
+    .int_keys();
+    let config = conformance::ShuffleConfig {
+        rounds: 60,
+        extra: 6,
+        threads: 4,
+    };
+    let report = conformance::shuffled_pushes(&store, &conformance::BlockOn, config)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.pushes, 60 * 10);
+    assert!(report.stale > 0 && report.evictions > 0, "{report:?}");
+}
+
+#[test]
 fn stress_pushers_and_fetchers_with_durable_commits() {
     // Smaller than the in-memory run: every push here waits for a disk flush (shared by the
     // pushers through group commit).

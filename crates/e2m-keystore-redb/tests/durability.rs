@@ -305,3 +305,34 @@ fn garbled_data_pages_give_typed_errors_never_a_wrong_key() {
         assert!(errors + served > 0, "offset {offset}: nothing read at all");
     }
 }
+
+#[test]
+fn a_file_of_schema_version_1_is_refused_not_misread() {
+    // Version 1 stored every time in whole seconds; this build stores milliseconds (issue 9
+    // item 15). A version-1 file read as milliseconds would put every key in 1970 (expired)
+    // and every session likewise: refused at open with a typed error instead.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), common::keyring()).unwrap();
+        push_keys(&store, 2);
+    }
+    {
+        // Rewrite the schema entry as a version-1 file had it, with redb itself.
+        use redb::ReadableTable as _;
+        let db = redb::Database::open(dir.path().join(DATABASE_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<'_, &str, u64> = redb::TableDefinition::new("meta");
+            let mut meta = txn.open_table(meta).unwrap();
+            assert_eq!(meta.get("schema").unwrap().map(|v| v.value()), Some(2));
+            meta.insert("schema", 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    match open(dir.path(), common::keyring()) {
+        Err(RedbStoreError::SchemaVersion { found, expected }) => {
+            assert_eq!((found, expected), (1, 2));
+        }
+        other => panic!("a version-1 file: {other:?}"),
+    }
+}

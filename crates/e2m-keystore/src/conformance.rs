@@ -151,7 +151,7 @@ where
 ///         subscriptions: MemorySubscriptionStore::new,
 ///     }
 /// }
-/// assert_eq!(memory::int_keys::CHECKS.len(), 18);
+/// assert_eq!(memory::int_keys::CHECKS.len(), 22);
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {
@@ -170,8 +170,12 @@ macro_rules! conformance_tests {
             a_push_as_old_as_the_oldest_key_evicts_that_key,
             keeps_the_last_n_and_evicts_the_oldest,
             latest_is_the_newest_by_creation_time,
-            equal_creation_times_order_by_arrival,
+            equal_creation_times_order_by_key_id,
+            a_push_tied_with_the_oldest_but_a_lower_id_is_stale,
+            milliseconds_order_keys_within_a_second,
+            any_arrival_order_keeps_the_n_newest,
             same_key_id_replaces,
+            same_id_older_creation_time_is_stale,
             identical_push_is_idempotent,
             same_id_new_creation_time_is_a_replacement,
             keys_expire_at_max_age,
@@ -316,6 +320,140 @@ fn at(secs: u64) -> Timestamp {
     Timestamp::from_unix_secs(T0 + secs)
 }
 
+/// `ms` milliseconds after `T0`.
+fn at_ms(ms: u64) -> Timestamp {
+    Timestamp::from_unix_millis(T0 * 1000 + ms)
+}
+
+/// A small deterministic generator (xorshift64), so that a failing shuffle can be named by
+/// its seed and repeated.
+struct Shuffler(u64);
+
+impl Shuffler {
+    fn new(seed: u64) -> Shuffler {
+        // Never zero (xorshift's fixed point).
+        Shuffler(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Fisher-Yates.
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// One pushed key of a shuffle round: its id and creation time (ms after `T0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RoundKey {
+    id: u32,
+    created_ms: u64,
+}
+
+/// `count` keys with distinct ids in random order relative to their creation times, created
+/// at distinct milliseconds within one second, or (`ties`) two keys per millisecond so
+/// that the key id decides between them. Returned in a shuffled push order, with the ids
+/// the store must end up holding: the newest `keep` by (creation time, key id), oldest
+/// first.
+fn shuffle_round(seed: u64, count: usize, keep: usize, ties: bool) -> (Vec<RoundKey>, Vec<u32>) {
+    let mut rng = Shuffler::new(seed);
+    let mut millis: Vec<u64> = (0..1000).collect();
+    rng.shuffle(&mut millis);
+    let mut ids: Vec<u32> = Vec::with_capacity(count);
+    while ids.len() < count {
+        let id = (rng.next() >> 32) as u32;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let mut keys: Vec<RoundKey> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| RoundKey {
+            id,
+            created_ms: millis[if ties { i / 2 } else { i }],
+        })
+        .collect();
+    let mut order = keys.clone();
+    order.sort_by_key(|k| (k.created_ms, k.id));
+    let expect = order[order.len().saturating_sub(keep)..]
+        .iter()
+        .map(|k| k.id)
+        .collect();
+    rng.shuffle(&mut keys);
+    (keys, expect)
+}
+
+/// Pushes `round` for UE `ue` one after another (in its shuffled order) and checks that
+/// exactly `expect` is held, in that order, with the newest as `latest`.
+async fn push_round<S: IntKeyStore + ?Sized>(
+    s: &S,
+    ue: u64,
+    round: &[RoundKey],
+    expect: &[u32],
+    seed: u64,
+) -> Check {
+    let now = at(1);
+    for k in round {
+        ok(s.push(
+            &imsi(ue),
+            kid(k.id),
+            &key(ue, k.id),
+            at_ms(k.created_ms),
+            now,
+        )
+        .await)?;
+    }
+    check_round(s, ue, round, expect, seed).await
+}
+
+/// After a round: exactly `expect` held, oldest first, each with its own octets, the
+/// newest as `latest`, every other key of the round not served.
+async fn check_round<S: IntKeyStore + ?Sized>(
+    s: &S,
+    ue: u64,
+    round: &[RoundKey],
+    expect: &[u32],
+    seed: u64,
+) -> Check {
+    let now = at(1);
+    let held = ids_held(s, ue, now).await?;
+    ensure!(
+        held == expect,
+        "seed {seed}: pushes {round:?} (in this order) left {held:x?}, expected the newest {expect:x?}"
+    );
+    let latest = ok(s.latest(&imsi(ue), now).await)?.map(|k| k.info.key_id.as_u32());
+    ensure!(
+        latest == expect.last().copied(),
+        "seed {seed}: latest {latest:x?}, expected {:x?}",
+        expect.last()
+    );
+    for k in round {
+        if expect.contains(&k.id) {
+            served_is(s, ue, k.id, 1).await?;
+            let info = ok(s.get(&imsi(ue), kid(k.id), now).await)?.map(|h| h.info.created);
+            ensure!(
+                info == Some(at_ms(k.created_ms)),
+                "seed {seed}: key {:x} created {:?}, pushed as {:?}",
+                k.id,
+                info,
+                at_ms(k.created_ms)
+            );
+        } else {
+            not_served(s, ue, k.id, 1).await?;
+        }
+    }
+    Ok(())
+}
+
 fn kid(n: u32) -> KeyId {
     KeyId::from_u32(n)
 }
@@ -344,6 +482,19 @@ async fn push<S: IntKeyStore + ?Sized>(
 ) -> Result<PushOutcome, String> {
     ok(
         s.push(&imsi(ue), kid(id), &key(ue, id), at(created), at(now))
+            .await,
+    )
+}
+
+/// Pushes key `id` of `ue` created `created_ms` milliseconds after `T0`, at `T0 + 5 s`.
+async fn push_ms<S: IntKeyStore + ?Sized>(
+    s: &S,
+    ue: u64,
+    id: u32,
+    created_ms: u64,
+) -> Result<PushOutcome, String> {
+    ok(
+        s.push(&imsi(ue), kid(id), &key(ue, id), at_ms(created_ms), at(5))
             .await,
     )
 }
@@ -445,9 +596,9 @@ async fn int_keys_selected<S: IntKeyStore>(
         S,
         "a_push_as_old_as_the_oldest_key_evicts_that_key",
         async {
-            // Retention is creation order with ties broken by arrival: a full UE receiving a key
-            // created at the same instant as its oldest one keeps the newcomer (it arrived
-            // later), evicts the oldest, and is not `Stale` (it is not older than every key).
+            // Retention is creation order with ties broken by key id: a full UE receiving a key
+            // created at the same instant as its oldest one, with a higher id, keeps the
+            // newcomer, evicts the oldest, and is not `Stale` (it is not older than every key).
             let s = fresh();
             for (t, id) in (1..=4).enumerate() {
                 push(&s, 1, id, t as u64, t as u64).await?;
@@ -500,12 +651,74 @@ async fn int_keys_selected<S: IntKeyStore>(
         Ok(())
     })
     .await;
-    r.run(S, "equal_creation_times_order_by_arrival", async {
+    r.run(S, "equal_creation_times_order_by_key_id", async {
+        // Two keys created in the same millisecond: the higher key id is the newer, in
+        // either arrival order (UE 1 gets them one way round, UE 2 the other).
         let s = fresh();
         push(&s, 1, 0xb, 5, 5).await?;
         push(&s, 1, 0xa, 5, 5).await?;
-        let latest = ok(s.latest(&imsi(1), at(6)).await)?.map(|k| k.info.key_id);
-        ensure!(latest == Some(kid(0xa)), "latest of a tie: {latest:?}");
+        push(&s, 2, 0xa, 5, 5).await?;
+        push(&s, 2, 0xb, 5, 5).await?;
+        for ue in [1, 2] {
+            let latest = ok(s.latest(&imsi(ue), at(6)).await)?.map(|k| k.info.key_id);
+            ensure!(
+                latest == Some(kid(0xb)),
+                "UE {ue}: latest of a tie: {latest:?}"
+            );
+            let held = ids_held(&s, ue, at(6)).await?;
+            ensure!(held == [0xa, 0xb], "UE {ue}: order of a tie: {held:x?}");
+        }
+        Ok(())
+    })
+    .await;
+    r.run(
+        S,
+        "a_push_tied_with_the_oldest_but_a_lower_id_is_stale",
+        async {
+            let s = fresh();
+            for (t, id) in (5..=8).enumerate() {
+                push(&s, 1, id, t as u64, t as u64).await?;
+            }
+            let out = push(&s, 1, 4, 0, 10).await?;
+            ensure!(
+                out == PushOutcome::Stale,
+                "tied with the oldest, lower id: {out:?}"
+            );
+            let held = ids_held(&s, 1, at(11)).await?;
+            ensure!(
+                held == [5, 6, 7, 8],
+                "a stale push changed the store: {held:?}"
+            );
+            Ok(())
+        },
+    )
+    .await;
+    r.run(S, "milliseconds_order_keys_within_a_second", async {
+        // Ten pushes in one second, arriving newest first (the field report of issue 9
+        // item 15): the four newest by millisecond are kept, whatever their ids.
+        let s = fresh();
+        for i in (0..10u32).rev() {
+            push_ms(&s, 1, 100 - i, 1000 + u64::from(i) * 7).await?;
+        }
+        let held = ids_held(&s, 1, at(2)).await?;
+        ensure!(held == [94, 93, 92, 91], "held: {held:?}");
+        let t = ok(s.get(&imsi(1), kid(91), at(2)).await)?.map(|k| k.info.created);
+        ensure!(
+            t == Some(at_ms(1063)),
+            "creation time kept to the ms: {t:?}"
+        );
+        Ok(())
+    })
+    .await;
+    r.run(S, "any_arrival_order_keeps_the_n_newest", async {
+        // N + 3 keys created at distinct milliseconds of one second (or two per millisecond,
+        // decided by key id), pushed in 64 shuffled orders: the N newest are always kept.
+        let s = fresh();
+        let n = s.retention().keys_per_ue();
+        for seed in 0..64u64 {
+            let (round, expect) = shuffle_round(seed, n + 3, n, seed % 4 == 3);
+            push_round(&s, 100 + seed, &round, &expect, seed).await?;
+        }
         Ok(())
     })
     .await;
@@ -542,6 +755,24 @@ async fn int_keys_selected<S: IntKeyStore>(
         ensure!(
             held == [1, 2, 3, 4],
             "a repeated push changed the store: {held:?}"
+        );
+        Ok(())
+    })
+    .await;
+    r.run(S, "same_id_older_creation_time_is_stale", async {
+        // Newest wins for one id too: the older push of an id is refused in either order,
+        // to the millisecond.
+        let s = fresh();
+        push_ms(&s, 1, 1, 3001).await?;
+        let out = push_ms(&s, 1, 1, 3000).await?;
+        ensure!(
+            out == PushOutcome::Stale,
+            "older push of a held id: {out:?}"
+        );
+        let info = ok(s.get(&imsi(1), kid(1), at(4)).await)?.map(|k| k.info.created);
+        ensure!(
+            info == Some(at_ms(3001)),
+            "the newer key was replaced: {info:?}"
         );
         Ok(())
     })
@@ -1470,4 +1701,141 @@ pub fn stress_int_keys<S: IntKeyStore + 'static>(
         }
         Ok(report)
     })
+}
+
+/// How a test waits for a store's future on one of [`shuffled_pushes`]' threads:
+/// [`BlockOn`] for a store whose futures are ready at once or driven elsewhere; a backend
+/// whose futures need its runtime's context wraps the runtime's handle (for tokio,
+/// `Handle::block_on`).
+pub trait WaitOn: Sync {
+    /// Runs `f` to completion on the calling thread.
+    fn wait<F: Future>(&self, f: F) -> F::Output;
+}
+
+/// [`WaitOn`] with [`block_on`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BlockOn;
+
+impl WaitOn for BlockOn {
+    fn wait<F: Future>(&self, f: F) -> F::Output {
+        block_on(f)
+    }
+}
+
+/// Sizes of a [`shuffled_pushes`] run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShuffleConfig {
+    /// Rounds, each on a UE of its own with its own shuffle (seeds `0..rounds`).
+    pub rounds: u32,
+    /// Keys pushed per round beyond the policy's N (the `k` of N + k).
+    pub extra: u32,
+    /// Threads pushing each round's keys at once.
+    pub threads: u32,
+}
+
+impl Default for ShuffleConfig {
+    /// 200 rounds of N + 6 keys over 4 threads.
+    fn default() -> Self {
+        ShuffleConfig {
+            rounds: 200,
+            extra: 6,
+            threads: 4,
+        }
+    }
+}
+
+/// What [`shuffled_pushes`] saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShuffleReport {
+    /// Pushes made.
+    pub pushes: u64,
+    /// Pushes answered [`PushOutcome::Stale`] (overtaken by newer keys already held).
+    pub stale: u64,
+    /// Pushes that evicted a held key.
+    pub evictions: u64,
+}
+
+/// Concurrent pushes in shuffled order keep the N newest (issue 9 item 15): each round
+/// pushes N + k keys of one UE, created at distinct milliseconds of one second (every
+/// fourth round two per millisecond, so that the key id decides), split over several
+/// threads that start together behind a barrier, each pushing its share of a shuffled
+/// order. Afterwards the UE must hold exactly the N newest by (creation time, key id),
+/// oldest first, with the newest as `latest` and every other key not served; and every
+/// key not kept must have been answered `Stale` or evicted exactly once, so
+/// `stale + evictions = k` per round. A failure names the round's seed.
+///
+/// The store should apply a maximum age of at least two seconds (the pushes are created in
+/// `T0`'s second and pushed at `T0 + 1 s`).
+///
+/// # Errors
+/// A description of the first violation seen.
+pub fn shuffled_pushes<S: IntKeyStore, W: WaitOn>(
+    store: &S,
+    wait: &W,
+    config: ShuffleConfig,
+) -> Result<ShuffleReport, String> {
+    let n = store.retention().keys_per_ue();
+    let threads = config.threads.max(1) as usize;
+    let mut report = ShuffleReport::default();
+    for seed in 0..u64::from(config.rounds) {
+        let ue = 1_000_000 + seed;
+        let count = n + config.extra as usize;
+        let (round, expect) = shuffle_round(seed, count, n, seed % 4 == 3);
+        let barrier = std::sync::Barrier::new(threads);
+        let outcomes: Vec<Result<PushOutcome, String>> = std::thread::scope(|scope| {
+            let chunk = round.len().div_ceil(threads);
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let share = round.get(t * chunk..).unwrap_or(&[]);
+                    let share = &share[..chunk.min(share.len())];
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        barrier.wait();
+                        share
+                            .iter()
+                            .map(|k| {
+                                wait.wait(async {
+                                    ok(store
+                                        .push(
+                                            &imsi(ue),
+                                            kid(k.id),
+                                            &key(ue, k.id),
+                                            at_ms(k.created_ms),
+                                            at(1),
+                                        )
+                                        .await)
+                                })
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| vec![Err("a pusher thread panicked".to_owned())])
+                })
+                .collect()
+        });
+        let (mut stale, mut evictions) = (0, 0);
+        for outcome in outcomes {
+            match outcome? {
+                PushOutcome::Stale => stale += 1,
+                PushOutcome::Stored { evicted: Some(_) } => evictions += 1,
+                PushOutcome::Stored { evicted: None } => {}
+                other => return Err(format!("seed {seed}: a push answered {other:?}")),
+            }
+        }
+        ensure!(
+            stale + evictions == config.extra as usize,
+            "seed {seed}: {stale} stale + {evictions} evicted, expected {} in all",
+            config.extra
+        );
+        wait.wait(check_round(store, ue, &round, &expect, seed))?;
+        report.pushes += round.len() as u64;
+        report.stale += stale as u64;
+        report.evictions += evictions as u64;
+    }
+    Ok(report)
 }

@@ -39,7 +39,7 @@ impl RetentionPolicy {
     };
 
     /// A policy keeping `keys_per_ue` keys per UE, each for at most `max_age` after it was
-    /// created (rounded down to whole seconds).
+    /// created (rounded down to whole milliseconds).
     ///
     /// # Errors
     /// [`PolicyError::KeysPerUe`] unless `1 <= keys_per_ue <= 16`;
@@ -85,21 +85,24 @@ impl Default for RetentionPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PushOutcome {
-    /// The key was added. If the UE already held N live keys, the oldest (by creation time)
-    /// was evicted and zeroized; its id is given.
+    /// The key was added. If the UE already held N live keys, the oldest (by creation time,
+    /// then key id) was evicted and zeroized; its id is given.
     Stored {
         /// The key id evicted to make room, if any.
         evicted: Option<KeyId>,
     },
-    /// The UE already held a live key with this key id and different contents or creation
-    /// time: the new key replaced it (the old one is zeroized). Two retained keys never share
-    /// an id, because the UE can only be on the newer one: its last AKA run produced it.
+    /// The UE already held a live key with this key id, created earlier (or at the same
+    /// instant with other octets): the new key replaced it (the old one is zeroized). Two
+    /// retained keys never share an id, because the UE can only be on the newer one: its
+    /// last AKA run produced it.
     Replaced,
     /// The very same key (id, octets, creation time) was already held: nothing changed.
     /// Repeating a push is therefore safe (idempotent), e.g. after a lost acknowledgement.
     Unchanged,
-    /// The UE already held N live keys, all created after this one: storing it would evict
-    /// it at once, so it was not stored (a push overtaken by newer ones).
+    /// Not stored, because a newer key wins: the UE already held N live keys that all come
+    /// after this one in retention order (storing it would evict it at once), or it held a
+    /// key with the same id created later. A push overtaken by newer ones, whatever the
+    /// order the pushes arrived in.
     Stale,
     /// The key was already past its maximum age at `now`: not stored.
     Expired,
@@ -145,13 +148,20 @@ impl core::fmt::Debug for HeldKey {
 
 /// The EMKS's store of intermediate keys, per UE (IMSI) and key id.
 ///
-/// Promises, checked by [`conformance::int_keys`](crate::conformance::int_keys):
-/// - per UE at most N live keys ([`RetentionPolicy::keys_per_ue`]); ordered by creation
-///   time, ties broken by arrival (the later push is the newer key);
+/// Promises, checked by [`conformance::int_keys`](crate::conformance::int_keys) and
+/// [`conformance::shuffled_pushes`](crate::conformance::shuffled_pushes):
+/// - per UE at most N live keys ([`RetentionPolicy::keys_per_ue`]), the newest N in
+///   *retention order*: by creation time (to the millisecond), keys created in the same
+///   millisecond by key id (the higher id is the newer). Never by arrival, so the keys
+///   kept do not depend on the order in which concurrent pushes arrive (issue 9 item 15);
+/// - of two pushes with the same key id, the one created later wins (the earlier one is
+///   [`PushOutcome::Stale`] if it comes second); with the same id and the same creation
+///   time but other octets, which no order can decide (an HSS fault), the later push
+///   replaces the held key;
 /// - a key is served only while `now < created + max_age`, and never after it was evicted,
 ///   replaced, removed or swept;
-/// - a push of a key id already held replaces that key; a repeated identical push changes
-///   nothing;
+/// - a push of a key id already held replaces that key unless the held one was created
+///   later; a repeated identical push changes nothing;
 /// - keys leaving the store are zeroized (for the in-memory store; a persistent backend
 ///   states what it does);
 /// - all of the above under concurrent use from many threads: no lost and no torn key.
@@ -228,9 +238,9 @@ pub trait IntKeyStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<(Imsi, KeyInfo)>, StoreError>> + Send;
 }
 
-/// One retained key, 44 octets: `created` is kept as two `u32` halves rather than a `u64`
-/// so that the slot needs 4-octet alignment only (a `u64` would pad it to 48, 16 octets
-/// more per UE at N = 4).
+/// One retained key, 44 octets: `created` (Unix milliseconds, the full resolution) is kept
+/// as two `u32` halves rather than a `u64` so that the slot needs 4-octet alignment only (a
+/// `u64` would pad it to 48, 16 octets more per UE at N = 4).
 struct Slot {
     key: [u8; 32],
     key_id: u32,
@@ -239,16 +249,22 @@ struct Slot {
 
 impl Slot {
     fn new(key: &E2mIntKey, key_id: KeyId, created: Timestamp) -> Slot {
-        let secs = created.as_unix_secs();
+        let ms = created.as_unix_millis();
         Slot {
             key: *key.expose_secret(),
             key_id: key_id.as_u32(),
-            created: [(secs >> 32) as u32, secs as u32],
+            // The two halves of a u64: the casts keep exactly 32 bits each, by design.
+            created: [(ms >> 32) as u32, ms as u32],
         }
     }
 
     fn created(&self) -> Timestamp {
-        Timestamp::from_unix_secs((u64::from(self.created[0]) << 32) | u64::from(self.created[1]))
+        Timestamp::from_unix_millis((u64::from(self.created[0]) << 32) | u64::from(self.created[1]))
+    }
+
+    /// Where the slot stands in retention order: creation time, then key id.
+    fn order(&self) -> (Timestamp, u32) {
+        (self.created(), self.key_id)
     }
 
     fn key_id(&self) -> KeyId {
@@ -300,11 +316,11 @@ enum Src {
 /// The in-memory [`IntKeyStore`], built for tens of millions of UEs.
 ///
 /// Layout: a lock-striped hash map (foldhash) from the IMSI, packed into one `u64`, to an
-/// exactly sized boxed slice of 44-octet slots, oldest first. The key octets live only in
-/// those boxes, which the map moves by pointer when it grows, so a rehash never leaves a
-/// stray copy of a key in freed memory; a record is rebuilt into a new box of the exact
-/// size on every change (never `realloc`ed, which would free the old bytes unzeroized) and
-/// the old box is zeroized as it drops. About 230 octets per UE at N = 4 (see the
+/// exactly sized boxed slice of 44-octet slots, oldest first in retention order. The key
+/// octets live only in those boxes, which the map moves by pointer when it grows, so a
+/// rehash never leaves a stray copy of a key in freed memory; a record is rebuilt into a
+/// new box of the exact size on every change (never `realloc`ed, which would free the old
+/// bytes unzeroized) and the old box is zeroized as it drops. About 230 octets per UE at N = 4 (see the
 /// `keystore` benchmark for the measured figure).
 pub struct MemoryIntKeyStore {
     map: Sharded<PackedImsi, Box<[Slot]>>,
@@ -396,7 +412,7 @@ impl MemoryIntKeyStore {
         let old: &[Slot] = shard.get(&packed).map_or(&[], |r| r);
 
         // Plan the new record: the live old slots except one with the same id, then the new
-        // slot at its place in creation order (after every slot created at the same time).
+        // slot at its place in retention order (creation time, then key id).
         let mut plan = [Src::New; RetentionPolicy::MAX_KEYS_PER_UE + 1];
         let mut len = 0;
         let mut replaced = false;
@@ -405,8 +421,12 @@ impl MemoryIntKeyStore {
                 continue;
             }
             if slot.key_id == new.key_id {
-                if bool::from(slot.key.ct_eq(&new.key)) && slot.created == new.created {
+                if slot.created == new.created && bool::from(slot.key.ct_eq(&new.key)) {
                     return Ok(PushOutcome::Unchanged);
+                }
+                if slot.created() > created {
+                    // The held key with this id is newer: it wins, whatever the arrival order.
+                    return Ok(PushOutcome::Stale);
                 }
                 replaced = true;
                 continue;
@@ -416,11 +436,12 @@ impl MemoryIntKeyStore {
                 len += 1;
             }
         }
-        let created_of = |src: &Src| match *src {
-            Src::Old(i) => old[i].created(),
-            Src::New => created,
+        let order_of = |src: &Src| match *src {
+            Src::Old(i) => old[i].order(),
+            Src::New => new.order(),
         };
-        let mut pos = plan[..len].partition_point(|s| created_of(s) <= created);
+        // Every planned slot has another id than the new one, so no slot ties with it.
+        let mut pos = plan[..len].partition_point(|s| order_of(s) < new.order());
         let mut evicted = None;
         if !replaced && len >= policy.keys_per_ue() {
             if pos == 0 {

@@ -6,6 +6,7 @@
 )]
 
 mod block_on;
+pub mod cache;
 mod error;
 mod identities;
 pub mod import;
@@ -20,6 +21,9 @@ mod subscriptions;
 pub mod conformance;
 
 pub use block_on::block_on;
+pub use cache::{
+    CacheConfig, CachedIdentities, CachedIntKeys, CachedSessions, ManualClock, MonotonicClock,
+};
 pub use error::{Limit, PolicyError, StoreError};
 pub use identities::{IdentityMap, MemoryIdentityMap, Provisioned};
 pub use int_keys::{

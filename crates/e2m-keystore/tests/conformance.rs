@@ -59,6 +59,27 @@ fn stress_pushers_and_fetchers_over_1000_ues() {
     }
 }
 
+#[test]
+fn concurrent_pushes_in_shuffled_order_keep_the_n_newest() {
+    // Issue 9 item 15: N + k pushes for one UE within one second, from 4 threads at once in
+    // 300 shuffled orders; the N newest (by millisecond, then key id) are always kept.
+    for shards in [1, 64] {
+        let policy = RetentionPolicy::new(4, Duration::from_secs(3600)).unwrap_or_default();
+        let store = MemoryIntKeyStore::with_shards(policy, shards);
+        let config = conformance::ShuffleConfig {
+            rounds: 300,
+            extra: 6,
+            threads: 4,
+        };
+        let report = conformance::shuffled_pushes(&store, &conformance::BlockOn, config)
+            .unwrap_or_else(|e| panic!("{shards} shards: {e}"));
+        assert_eq!(report.pushes, 300 * 10);
+        assert_eq!(report.stale + report.evictions, 300 * 6);
+        // Both ways of losing a place happen, so both paths were exercised.
+        assert!(report.stale > 0 && report.evictions > 0, "{report:?}");
+    }
+}
+
 /// The same suite, one test per check (what a backend's tests look like).
 mod memory {
     use e2m_keystore::{
@@ -95,4 +116,100 @@ fn the_macro_covers_every_check_of_the_suite() {
     suite.sort_unstable();
     covered.sort_unstable();
     assert_eq!(suite, covered);
+}
+
+/// The read-through caches (`e2m_keystore::cache`) keep every promise of the traits they
+/// wrap, with caching off (TTL 0) and on. With caching on, the clock never moves, so no
+/// entry ever goes stale by time: every promise then rests on the cache's invalidation by
+/// writes through it (each check uses one handle; what another handle may see stale, and
+/// for how long, is tested in the module's own tests and in `emks_postgres_instances`).
+mod cached {
+    use std::time::Duration;
+
+    use e2m_keystore::{
+        CacheConfig, CachedIdentities, CachedIntKeys, CachedSessions, ManualClock,
+        MemoryIdentityMap, MemoryIntKeyStore, MemorySessionStore,
+    };
+
+    fn on() -> CacheConfig {
+        CacheConfig::new(Duration::from_secs(3600), 10_000).unwrap_or(CacheConfig::DISABLED)
+    }
+
+    #[test]
+    fn caching_is_on() {
+        assert!(on().is_enabled());
+    }
+
+    mod ttl_0 {
+        use super::*;
+
+        e2m_keystore::conformance_tests! {
+            run: e2m_keystore::block_on,
+            int_keys: |p| CachedIntKeys::new(MemoryIntKeyStore::new(p), CacheConfig::DISABLED, ManualClock::new()),
+            identities: || CachedIdentities::new(MemoryIdentityMap::new(), CacheConfig::DISABLED, ManualClock::new()),
+            sessions: |p| CachedSessions::new(MemorySessionStore::new(p), CacheConfig::DISABLED, ManualClock::new()),
+        }
+    }
+
+    mod ttl_1h {
+        use super::*;
+
+        e2m_keystore::conformance_tests! {
+            run: e2m_keystore::block_on,
+            int_keys: |p| CachedIntKeys::new(MemoryIntKeyStore::new(p), on(), ManualClock::new()),
+            identities: || CachedIdentities::new(MemoryIdentityMap::new(), on(), ManualClock::new()),
+            sessions: |p| CachedSessions::new(MemorySessionStore::new(p), on(), ManualClock::new()),
+        }
+    }
+
+    /// A small cache (evicting all the time) keeps the promises too.
+    mod ttl_1h_capacity_4 {
+        use super::*;
+
+        fn small() -> CacheConfig {
+            CacheConfig::new(Duration::from_secs(3600), 4).unwrap_or(CacheConfig::DISABLED)
+        }
+
+        e2m_keystore::conformance_tests! {
+            run: e2m_keystore::block_on,
+            int_keys: |p| CachedIntKeys::new(MemoryIntKeyStore::new(p), small(), ManualClock::new()),
+            identities: || CachedIdentities::new(MemoryIdentityMap::new(), small(), ManualClock::new()),
+            sessions: |p| CachedSessions::new(MemorySessionStore::new(p), small(), ManualClock::new()),
+        }
+    }
+}
+
+/// Pushers and fetchers racing through one caching handle: no key lost or torn, and none
+/// served after its eviction (a fill racing a push must not store what the push retired).
+#[test]
+fn stress_through_the_key_cache() {
+    use e2m_keystore::{CacheConfig, CachedIntKeys, ManualClock};
+
+    let policy = RetentionPolicy::new(4, Duration::from_secs(3600)).unwrap_or_default();
+    for capacity in [64, 100_000] {
+        let config =
+            CacheConfig::new(Duration::from_secs(3600), capacity).unwrap_or(CacheConfig::DISABLED);
+        assert!(config.is_enabled());
+        let store = Arc::new(CachedIntKeys::new(
+            MemoryIntKeyStore::new(policy),
+            config,
+            ManualClock::new(),
+        ));
+        let report = conformance::stress_int_keys(
+            store.clone(),
+            StressConfig {
+                ues: 1000,
+                pushers: 2,
+                keys_per_ue: 12,
+                fetchers: 3,
+                lookups_per_fetcher: 20_000,
+            },
+        );
+        let report = report.unwrap_or_else(|e| panic!("capacity {capacity}: {e}"));
+        assert!(report.hits > 0, "no lookup ever hit");
+        assert!(
+            store.cached() > 0,
+            "nothing was cached: the test checked the backend only"
+        );
+    }
 }

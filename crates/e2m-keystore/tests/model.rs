@@ -119,10 +119,15 @@ impl ReferenceStateMachine for RefMachine {
                         m.expect = Some(PushOutcome::Unchanged);
                         return m;
                     }
+                    if live[pos].created > created {
+                        // Newest wins for one id too.
+                        m.expect = Some(PushOutcome::Stale);
+                        return m;
+                    }
                     live.remove(pos);
                     PushOutcome::Replaced
                 } else if live.len() >= N {
-                    if created < live[0].created {
+                    if (created, id) < (live[0].created, live[0].id) {
                         m.expect = Some(PushOutcome::Stale);
                         return m;
                     }
@@ -131,7 +136,8 @@ impl ReferenceStateMachine for RefMachine {
                 } else {
                     PushOutcome::Stored { evicted: None }
                 };
-                let at = live.partition_point(|e| e.created <= created);
+                // Retention order: creation time, then key id; never arrival.
+                let at = live.partition_point(|e| (e.created, e.id) < (created, id));
                 live.insert(at, new);
                 m.ues.insert(ue, live);
                 m.expect = Some(outcome);

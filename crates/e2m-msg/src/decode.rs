@@ -350,7 +350,7 @@ impl<'a> Parser<'a> {
                 offset: self.position(),
             })?;
             // XML 1.0 §3.1 [10] AttValue: no `<` (quick-xml does not check).
-            if attribute.value.as_bytes().contains(&b'<') {
+            if holds(attribute.value.as_bytes(), b'<') {
                 return Err(DecodeError::Syntax {
                     offset: self.position(),
                 });
@@ -625,9 +625,20 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Whether `octet` occurs in `text`: one pass without early exit, which the compiler
+/// vectorises; for the short values of e2m documents this beats a `memchr` call.
+fn holds(text: &[u8], octet: u8) -> bool {
+    text.iter().fold(false, |found, &b| found | (b == octet))
+}
+
 /// XML 1.0 §2.4 [14] CharData: the literal `]]>` may not appear in text.
+///
+/// Every text piece of every document passes here, so the common case (no `>` at all, as
+/// in every e2m value) is one pass without early exit, which the compiler vectorises
+/// (cheaper than a `memchr` call on pieces this short); only a piece holding `>` is
+/// scanned for the sequence.
 fn check_char_data(text: &[u8], offset: usize) -> Result<(), DecodeError> {
-    if text.windows(3).any(|w| w == b"]]>") {
+    if holds(text, b'>') && text.windows(3).any(|w| w == b"]]>") {
         Err(DecodeError::Syntax { offset })
     } else {
         Ok(())
@@ -635,12 +646,77 @@ fn check_char_data(text: &[u8], offset: usize) -> Result<(), DecodeError> {
 }
 
 /// A `QName` (Namespaces in XML 1.0 §4): an NCName, or two joined by one colon.
+///
+/// This runs for every element and attribute name, so a name made of ASCII only (every
+/// name of the e2m schema) is checked byte by byte against a table; any other name takes
+/// the full character classes below.
 fn is_qname(name: &str) -> bool {
+    if name.is_ascii() {
+        return is_ascii_qname(name.as_bytes());
+    }
     match name.split_once(':') {
         Some((prefix, local)) => is_ncname(prefix) && is_ncname(local),
         None => is_ncname(name),
     }
 }
+
+/// [`is_qname`] for an ASCII name: NCName (':' NCName)?, where an ASCII NCName starts with
+/// a letter or `_` and goes on with letters, digits, `_`, `-` and `.` (XML 1.0 §2.3 [4],
+/// [4a] restricted to ASCII).
+///
+/// One pass without early exits (a table lookup and a colon count per octet, which the
+/// compiler unrolls), then the starts of the parts.
+fn is_ascii_qname(name: &[u8]) -> bool {
+    let (all_name_octets, colons) = name.iter().fold((true, 0usize), |(ok, colons), &b| {
+        let class = ASCII_NAME_CLASS[usize::from(b & 0x7f)];
+        (
+            ok & (class != NOT_NAME),
+            colons + usize::from(class == COLON),
+        )
+    });
+    let starts_a_name = |part: &[u8]| {
+        part.first()
+            .is_some_and(|&b| ASCII_NAME_CLASS[usize::from(b)] == NAME_START)
+    };
+    match colons {
+        0 => all_name_octets && starts_a_name(name),
+        1 => {
+            all_name_octets
+                && name
+                    .iter()
+                    .position(|&b| b == b':')
+                    .is_some_and(|i| starts_a_name(&name[..i]) && starts_a_name(&name[i + 1..]))
+        }
+        _ => false,
+    }
+}
+
+const NOT_NAME: u8 = 0;
+const NAME_START: u8 = 1;
+const NAME_ONLY: u8 = 2;
+const COLON: u8 = 3;
+
+/// The class of each ASCII octet in QNames (XML 1.0 §2.3, Namespaces in XML 1.0 §4):
+/// start characters (letters, `_`), characters allowed after the start only (digits, `-`,
+/// `.`), the colon that separates prefix and local part, and the rest.
+const ASCII_NAME_CLASS: [u8; 128] = {
+    let mut table = [NOT_NAME; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        table[b] = if c.is_ascii_alphabetic() || c == b'_' {
+            NAME_START
+        } else if c.is_ascii_digit() || c == b'-' || c == b'.' {
+            NAME_ONLY
+        } else if c == b':' {
+            COLON
+        } else {
+            NOT_NAME
+        };
+        b += 1;
+    }
+    table
+};
 
 /// An `NCName`: an XML 1.0 §2.3 [5] Name without colons.
 fn is_ncname(name: &str) -> bool {
@@ -1118,4 +1194,47 @@ pub(crate) fn problem(document: &[u8]) -> Result<Problem, DecodeError> {
         return Err(DecodeError::Inconsistent { element: "status" });
     }
     Ok(Problem { cause, detail })
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, reason = "test")]
+mod tests {
+    use super::{is_ascii_qname, is_ncname};
+
+    /// The QName rule by the full character classes, for comparison with the ASCII table.
+    fn qname_by_classes(name: &str) -> bool {
+        match name.split_once(':') {
+            Some((prefix, local)) => is_ncname(prefix) && is_ncname(local),
+            None => is_ncname(name),
+        }
+    }
+
+    #[test]
+    fn the_ascii_name_table_agrees_with_the_character_classes() {
+        // Every ASCII name of up to two octets, then longer ones over the octets where the
+        // rules differ (start vs later, the colon, and a few that are never allowed).
+        let all: Vec<u8> = (0u8..128).collect();
+        let mut names: Vec<Vec<u8>> = vec![Vec::new()];
+        for &a in &all {
+            names.push(vec![a]);
+            for &b in &all {
+                names.push(vec![a, b]);
+            }
+        }
+        let edge = b"aZ_-.9: <>";
+        for &a in edge {
+            for &b in edge {
+                for &c in edge {
+                    names.push(vec![a, b, c]);
+                    for &d in edge {
+                        names.push(vec![a, b, c, d]);
+                    }
+                }
+            }
+        }
+        for name in &names {
+            let text = core::str::from_utf8(name).expect("ASCII is UTF-8");
+            assert_eq!(is_ascii_qname(name), qname_by_classes(text), "{text:?}");
+        }
+    }
 }

@@ -84,7 +84,7 @@ fn plain(out: &mut String, name: &str, value: &str) {
 
 fn timestamp(out: &mut String, name: &str, t: Timestamp) {
     start_child(out, name);
-    out.extend(t.to_text().iter().map(|&b| char::from(b)));
+    out.push_str(t.to_text().as_str());
     end_child(out, name);
 }
 
@@ -164,7 +164,7 @@ impl XmlMessage for RegistrationResult {
     const MEDIA_TYPE: &'static str = MEDIA_TYPE_XML;
 
     fn max_encoded_len(&self) -> usize {
-        FRAME + 2 * CHILD + SessionId::TEXT_LEN + Timestamp::TEXT_LEN
+        FRAME + 2 * CHILD + SessionId::TEXT_LEN + Timestamp::MAX_TEXT_LEN
     }
 
     fn encode_into(&self, out: &mut String) {
@@ -186,7 +186,7 @@ impl XmlMessage for KeyResponse {
     const MEDIA_TYPE: &'static str = MEDIA_TYPE_XML;
 
     fn max_encoded_len(&self) -> usize {
-        FRAME + ue_len(&self.ue) + 3 * CHILD + KeyId::TEXT_LEN + 64 + Timestamp::TEXT_LEN
+        FRAME + ue_len(&self.ue) + 3 * CHILD + KeyId::TEXT_LEN + 64 + Timestamp::MAX_TEXT_LEN
     }
 
     fn encode_into(&self, out: &mut String) {
@@ -243,7 +243,7 @@ impl XmlMessage for SubscriptionResult {
     const MEDIA_TYPE: &'static str = MEDIA_TYPE_XML;
 
     fn max_encoded_len(&self) -> usize {
-        FRAME + 2 * CHILD + SubscriptionId::MAX_TEXT_LEN + Timestamp::TEXT_LEN
+        FRAME + 2 * CHILD + SubscriptionId::MAX_TEXT_LEN + Timestamp::MAX_TEXT_LEN
     }
 
     fn encode_into(&self, out: &mut String) {
@@ -271,7 +271,7 @@ impl XmlMessage for Notification {
             + 16
             + ue_len(&self.ue)
             + KeyId::TEXT_LEN
-            + Timestamp::TEXT_LEN
+            + Timestamp::MAX_TEXT_LEN
     }
 
     fn encode_into(&self, out: &mut String) {
@@ -296,7 +296,7 @@ impl XmlMessage for IntermediateKeyPush {
     const MEDIA_TYPE: &'static str = MEDIA_TYPE_XML;
 
     fn max_encoded_len(&self) -> usize {
-        FRAME + 4 * CHILD + 15 + KeyId::TEXT_LEN + 64 + Timestamp::TEXT_LEN
+        FRAME + 4 * CHILD + 15 + KeyId::TEXT_LEN + 64 + Timestamp::MAX_TEXT_LEN
     }
 
     fn encode_into(&self, out: &mut String) {

@@ -50,10 +50,11 @@ pub enum ValueError {
     /// A `%` not followed by two hex digits.
     #[error("bad percent-encoding")]
     BadPercentEncoding,
-    /// A timestamp not in the form `YYYY-MM-DDThh:mm:ssZ`, or not a real UTC time.
-    #[error("timestamp must be YYYY-MM-DDThh:mm:ssZ (UTC, no fraction)")]
+    /// A timestamp not in the form `YYYY-MM-DDThh:mm:ssZ` or `YYYY-MM-DDThh:mm:ss.fZ` (one
+    /// to three fraction digits, the last not `0`), or not a real UTC time.
+    #[error("timestamp must be YYYY-MM-DDThh:mm:ss[.fff]Z (UTC, canonical millisecond fraction)")]
     BadTimestamp,
-    /// A timestamp before 1970-01-01T00:00:00Z or after 9999-12-31T23:59:59Z.
+    /// A timestamp before 1970-01-01T00:00:00Z or after 9999-12-31T23:59:59.999Z.
     #[error("timestamp out of range")]
     TimestampOutOfRange,
     /// An event type this version does not define.

@@ -143,6 +143,18 @@ fn intermediate_key_push() {
             created: ts("2026-11-27T09:30:00Z"),
         },
     );
+    // A creation time with milliseconds (issue 9 item 15: pushes within one second are
+    // ordered by it). 2026-11-27T09:30:00Z is Unix time 1795771800
+    // (`date -u -d 2026-11-27T09:30:00Z +%s`), so .017 is 1795771800017 ms.
+    check(
+        "intermediate_key_push_fraction",
+        &IntermediateKeyPush {
+            imsi: Imsi::new("001010123456789").unwrap(),
+            key_id: KeyIdSource::RandLsb32(KeyId::from_u32(0xae47_bf35)),
+            int_key: E2mIntKey::from_hex(INT_KEY).unwrap(),
+            created: Timestamp::from_unix_millis(1_795_771_800_017),
+        },
+    );
 }
 
 #[test]
@@ -206,6 +218,13 @@ fn the_xsd_refuses_what_the_decoder_refuses() {
         reg.replace("urn:e2m:xml:ns:emse-emks:1", "urn:e2m:xml:ns:emse-emks:2"),
         sub.replace("key-retired", "key-lost"),
         push.replace("001010123456789", "00101"),
+        // The creation time's fraction: one canonical spelling of at most three digits.
+        push.replace("09:30:00Z", "09:30:00.0Z"),
+        push.replace("09:30:00Z", "09:30:00.250Z"),
+        push.replace("09:30:00Z", "09:30:00.1234Z"),
+        push.replace("09:30:00Z", "09:30:00.Z"),
+        push.replace("09:30:00Z", "09:30:00,5Z"),
+        push.replace("09:30:00Z", "09:30:00.5"),
         push.replace(
             "<randLsb32>ae47bf35</randLsb32>",
             "<randLsb32>ae47bf35</randLsb32><shortHash/>",

@@ -48,7 +48,11 @@ fn key_id() -> impl Strategy<Value = KeyId> {
 }
 
 fn timestamp() -> impl Strategy<Value = Timestamp> {
-    (0..=Timestamp::MAX.as_unix_secs()).prop_map(Timestamp::from_unix_secs)
+    // Whole seconds (the 20-character form) and any millisecond (a 1-3 digit fraction).
+    prop_oneof![
+        (0..=Timestamp::MAX.as_unix_secs()).prop_map(Timestamp::from_unix_secs),
+        (0..=Timestamp::MAX.as_unix_millis()).prop_map(Timestamp::from_unix_millis),
+    ]
 }
 
 fn session_id() -> impl Strategy<Value = SessionId> {
@@ -199,7 +203,8 @@ proptest! {
     #[test]
     fn timestamp_text_round_trips(t in timestamp()) {
         let text = t.to_string();
-        prop_assert_eq!(text.len(), Timestamp::TEXT_LEN);
+        prop_assert!((Timestamp::MIN_TEXT_LEN..=Timestamp::MAX_TEXT_LEN).contains(&text.len()));
+        prop_assert_eq!(text.len() == Timestamp::MIN_TEXT_LEN, t.subsec_millis() == 0);
         prop_assert_eq!(text.parse::<Timestamp>(), Ok(t));
     }
 }

@@ -172,17 +172,18 @@ impl SecurityContext {
     /// §5.2): the ID length, the ID left-padded to 7 octets and the Partial IV left-padded
     /// to 5 octets, XORed with the Common IV.
     pub fn nonce(&self, id: &[u8], piv: &PartialIv) -> [u8; NONCE_LEN] {
-        let mut nonce = [0u8; NONCE_LEN];
         // IDs are checked at derivation and at decoding to be ≤ 7 octets; a longer one is
         // refused by the callers before this point (`.min` only keeps this function total).
         let id = &id[..id.len().min(MAX_ID_LEN)];
-        nonce[0] = id.len() as u8;
-        nonce[1 + MAX_ID_LEN - id.len()..1 + MAX_ID_LEN].copy_from_slice(id);
-        let piv = piv.as_bytes();
-        nonce[NONCE_LEN - piv.len()..].copy_from_slice(piv);
-        for (n, iv) in nonce.iter_mut().zip(self.common_iv.expose_secret()) {
-            *n ^= iv;
-        }
+        // Fixed-size arithmetic (this runs twice per message): the nonce as a 13-octet
+        // big-endian number, ID length ‖ ID (left-padded to 7) ‖ Partial IV (left-padded to
+        // 5), XORed with the Common IV's number.
+        let id_value = id.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let value = (u128::from(id.len() as u8) << 96)
+            | (u128::from(id_value) << 40)
+            | u128::from(piv.sequence() & (PartialIv::LIMIT - 1));
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&(value ^ self.common_iv.value()).to_be_bytes()[16 - NONCE_LEN..]);
         nonce
     }
 }
@@ -231,28 +232,45 @@ pub(crate) fn aad(request_kid: &[u8], request_piv: &PartialIv) -> Aad {
     let external_len = 5 + kid.len() + 1 + piv.len() + 1;
     let mut aad = Aad {
         bytes: [0; MAX_AAD_LEN],
-        len: 0,
+        len: 17,
     };
-    let mut put = |octets: &[u8]| {
-        aad.bytes[aad.len..aad.len + octets.len()].copy_from_slice(octets);
-        aad.len += octets.len();
-    };
-    // ["Encrypt0", h'', bstr(external_aad)]: array(3), tstr(8), bstr(0), bstr head.
-    put(&[0x83, 0x68]);
-    put(b"Encrypt0");
-    put(&[0x40, 0x40 | external_len as u8]);
-    // [1, [10], bstr kid, bstr piv, h'']
-    put(&[
+    // ["Encrypt0", h'', bstr(external_aad)]: array(3), tstr(8), bstr(0), bstr head; then
+    // external_aad = [1, [10], bstr kid, ...]: array(5), 1, array(1), 10, bstr head of kid.
+    // Fixed-size writes first, then the two variable fields octet by octet (see
+    // `SecurityContext::nonce`).
+    aad.bytes[..17].copy_from_slice(&[
+        0x83,
+        0x68,
+        b'E',
+        b'n',
+        b'c',
+        b'r',
+        b'y',
+        b'p',
+        b't',
+        b'0',
+        0x40,
+        0x40 | external_len as u8,
         0x85,
         0x01,
         0x81,
         ALG_AES_CCM_16_64_128 as u8,
         0x40 | kid.len() as u8,
     ]);
-    put(kid);
-    put(&[0x40 | piv.len() as u8]);
-    put(piv);
-    put(&[0x40]);
+    // The kid (≤ 7 octets) and the Partial IV (≤ 5) at fixed-size positions: indexes stay
+    // below 17 + 7 + 1 + 5 + 1 = 31 < MAX_AAD_LEN.
+    let mut at = 17;
+    for (i, octet) in kid.iter().enumerate().take(MAX_ID_LEN) {
+        aad.bytes[17 + i] = *octet;
+        at = 18 + i;
+    }
+    aad.bytes[at] = 0x40 | piv.len() as u8;
+    for (i, octet) in piv.iter().enumerate().take(PartialIv::MAX_LEN) {
+        aad.bytes[at + 1 + i] = *octet;
+    }
+    // options: h'' (no Class I options are defined).
+    aad.bytes[at + 1 + piv.len().min(PartialIv::MAX_LEN)] = 0x40;
+    aad.len = at + 2 + piv.len().min(PartialIv::MAX_LEN);
     aad
 }
 

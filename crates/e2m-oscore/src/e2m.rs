@@ -246,16 +246,27 @@ pub fn context_not_found(request: &Message) -> Message {
 
 /// What a UE does with an **unprotected** response to one of its OSCORE requests (matched by
 /// token; anyone on the path can forge one, so none of these may weaken protection).
+///
+/// Only the answers the profile defines are acted upon, told apart by code, outer Echo and
+/// the RFC 8613 §8.2 diagnostic payload; any other unprotected 4.01 (a bare one, one with
+/// another diagnostic) is an [`UeAction::Error`], never a reason to re-authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub enum UeAction {
-    /// 4.01 to a request sent without the ID Context: the EMSE lost or never had the
-    /// context. Protect the request again *with* the ID Context.
+    /// "Security context not found" (4.01, [`context_not_found`]) to a request sent without
+    /// the ID Context: the EMSE lost or never had the context. Protect the request again
+    /// *with* the ID Context.
     RetryWithIdContext,
-    /// 4.01 to a request that carried the ID Context: the EMSE cannot get this key id
-    /// (evicted at the EMKS, or the UE is unknown). Run AKA again for a new key id; do it at
-    /// most once per back-off interval, because this answer is unauthenticated.
+    /// "Security context not found" (4.01, [`context_not_found`]) to a request that carried
+    /// the ID Context: the EMSE cannot get this key id (evicted at the EMKS, or the UE is
+    /// unknown). Run AKA again for a new key id; do it at most once per back-off interval,
+    /// because this answer is unauthenticated.
     Reauthenticate,
+    /// "Replay detected" (4.01, RFC 8613 §8.2): the EMSE has seen this Partial IV (a
+    /// duplicate on the path, or a retransmission after its answer was lost). Protect the
+    /// request again — it takes a new Partial IV — at most once; the context is fine.
+    SendAgain,
     /// 4.01 with an outer Echo option: the EMSE asks for return routability before it
     /// fetches a key. Protect the request again and add this value as an outer Echo (see
     /// [`add_outer_echo`]).
@@ -270,11 +281,23 @@ pub enum UeAction {
 /// Classifies an unprotected response (see [`UeAction`]).
 pub fn ue_action(response: &Message, request_had_id_context: bool) -> UeAction {
     match response.code {
-        Code::UNAUTHORIZED => match response.options.get(OptionNumber::ECHO) {
-            Some(echo) => UeAction::AnswerEcho(echo.to_vec()),
-            None if request_had_id_context => UeAction::Reauthenticate,
-            None => UeAction::RetryWithIdContext,
-        },
+        Code::UNAUTHORIZED => {
+            let diagnostic = response.payload.as_slice();
+            match response.options.get(OptionNumber::ECHO) {
+                Some(echo) => UeAction::AnswerEcho(echo.to_vec()),
+                None if diagnostic == OscoreError::ContextNotFound.diagnostic().as_bytes() => {
+                    if request_had_id_context {
+                        UeAction::Reauthenticate
+                    } else {
+                        UeAction::RetryWithIdContext
+                    }
+                }
+                None if diagnostic == OscoreError::Replay.diagnostic().as_bytes() => {
+                    UeAction::SendAgain
+                }
+                None => UeAction::Error(Code::UNAUTHORIZED),
+            }
+        }
         Code::SERVICE_UNAVAILABLE => {
             UeAction::RetryAfter(response.options.get(OptionNumber::MAX_AGE).map_or(60, |v| {
                 v.iter().fold(0u32, |a, b| {
@@ -299,9 +322,20 @@ pub fn add_outer_echo(protected_request: &mut Message, echo: &[u8]) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FetchGuard {
-    /// Bounded fetches per source (token bucket per source address). Works with every
-    /// OSCORE client, so it is the default.
+    /// Bounded fetches per source (token bucket per source address); an exhausted source
+    /// gets 5.03 with Max-Age. Works with every OSCORE client.
     Budget(FetchBudgetConfig),
+    /// Bounded fetches per source at once, and **the Echo challenge when over budget**: a
+    /// request within its source's budget causes a fetch at once (first contact in one
+    /// round trip); past it, the request is answered with an unprotected 4.01 and an outer
+    /// Echo (as [`FetchGuard::EchoThenBudget`]) instead of 5.03, and a request that repeats
+    /// a valid Echo — its source has shown it receives at its address — draws on a second
+    /// bucket of the same size kept for routable requests from that source. So a spoofer
+    /// that spends a victim's budget does not lock the victim out (an e2m UE answers the
+    /// Echo), and a source that does receive at its address gets at most twice the budget.
+    /// The recommended guard for an EMSE with e2m UEs; unmodified OSCORE clients (aiocoap)
+    /// see the challenge as a failed request, as they would see 5.03.
+    BudgetThenEcho(FetchBudgetConfig),
     /// Return routability first: an unknown context is answered with an unprotected 4.01
     /// carrying an outer Echo option; only a request that repeats it (as an outer option)
     /// causes a fetch. Only e2m UEs answer it (unmodified OSCORE clients such as aiocoap
@@ -380,6 +414,20 @@ impl core::fmt::Debug for EmseGate {
 
 const ECHO_LABEL: &[u8] = b"e2m-oscore-echo-v1";
 
+/// Prefixes a source's octets for its bucket of routable requests
+/// ([`FetchGuard::BudgetThenEcho`]).
+const ROUTABLE_MARKER: u8 = 0xec;
+
+/// 5.03 Service Unavailable with a Max-Age of the time one fetch token takes to come back.
+fn service_unavailable(request: &Message, budget: &FetchBudgetConfig) -> Message {
+    let mut answer = piggyback(request, Code::SERVICE_UNAVAILABLE);
+    let wait_s = 60 / budget.per_minute.max(1) + 1;
+    let _ = answer
+        .options
+        .push(OptionNumber::MAX_AGE, &minimal_uint(wait_s));
+    answer
+}
+
 impl EmseGate {
     /// A gate. `echo_secret` keys the stateless Echo values (32 random octets from the
     /// caller; only used with [`FetchGuard::EchoThenBudget`]); an Echo value is valid for one
@@ -420,6 +468,33 @@ impl EmseGate {
         };
         let budget = match self.guard {
             FetchGuard::Budget(budget) => budget,
+            FetchGuard::BudgetThenEcho(budget) => {
+                if self.take_token(&budget, source, now_ms) {
+                    return Classified::Fetch {
+                        identity,
+                        key_id: hint.key_id,
+                    };
+                }
+                let routable = request
+                    .options
+                    .get(OptionNumber::ECHO)
+                    .is_some_and(|echo| self.echo_valid(echo, source, now_ms));
+                if !routable {
+                    return Classified::Answer(self.echo_challenge(request, source, now_ms));
+                }
+                // The routable requests' own bucket: the source octets behind a marker
+                // octet (5 or 17 octets: never a plain IPv4 or IPv6 source).
+                let mut routable_source = Vec::with_capacity(1 + source.len());
+                routable_source.push(ROUTABLE_MARKER);
+                routable_source.extend_from_slice(source);
+                if self.take_token(&budget, &routable_source, now_ms) {
+                    return Classified::Fetch {
+                        identity,
+                        key_id: hint.key_id,
+                    };
+                }
+                return Classified::Answer(service_unavailable(request, &budget));
+            }
             FetchGuard::EchoThenBudget(budget) => {
                 let answered = request
                     .options
@@ -432,12 +507,7 @@ impl EmseGate {
             }
         };
         if !self.take_token(&budget, source, now_ms) {
-            let mut answer = piggyback(request, Code::SERVICE_UNAVAILABLE);
-            let wait_s = 60 / budget.per_minute.max(1) + 1;
-            let _ = answer
-                .options
-                .push(OptionNumber::MAX_AGE, &minimal_uint(wait_s));
-            return Classified::Answer(answer);
+            return Classified::Answer(service_unavailable(request, &budget));
         }
         Classified::Fetch {
             identity,

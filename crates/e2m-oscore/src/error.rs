@@ -64,6 +64,10 @@ pub enum OscoreError {
     /// Appendix B.1.2: the request was not accompanied by the Echo value this server sent.
     #[error("OSCORE Echo value does not match the challenge")]
     EchoMismatch,
+    /// The plaintext is too long for AES-CCM-16-64-128 (2^16 octets or more; RFC 3610 §2
+    /// with a 13-octet nonce), which no CoAP message over UDP reaches.
+    #[error("OSCORE plaintext too long for AES-CCM-16-64-128")]
+    MessageTooLong,
 }
 
 impl OscoreError {

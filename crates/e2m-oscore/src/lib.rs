@@ -5,6 +5,7 @@ extern crate alloc;
 
 mod cbor;
 mod context;
+pub mod derived;
 pub mod e2m;
 mod error;
 mod option;

@@ -17,10 +17,14 @@ use crate::OptionError;
 
 /// A Partial IV: the sender sequence number in 1 to 5 octets, big-endian, minimal length
 /// (RFC 8613 §6.1; 0 is one zero octet).
+///
+/// Keeps its sequence number beside the octets (both forms are needed per message: octets
+/// for the option and the AAD, the number for the nonce and the replay window).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PartialIv {
     bytes: [u8; 5],
     len: u8,
+    sequence: u64,
 }
 
 impl PartialIv {
@@ -48,6 +52,7 @@ impl PartialIv {
         Some(PartialIv {
             bytes,
             len: len as u8,
+            sequence,
         })
     }
 
@@ -65,6 +70,7 @@ impl PartialIv {
                 let mut piv = PartialIv {
                     bytes: [0; 5],
                     len: bytes.len() as u8,
+                    sequence: bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
                 };
                 piv.bytes[..bytes.len()].copy_from_slice(bytes);
                 Ok(piv)
@@ -74,9 +80,7 @@ impl PartialIv {
 
     /// The sequence number.
     pub fn sequence(&self) -> u64 {
-        self.as_bytes()
-            .iter()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+        self.sequence
     }
 
     /// The octets as sent.
@@ -155,6 +159,34 @@ impl<'a> OptionView<'a> {
     /// 255 octets cannot be expressed; callers only pass checked ones (context derivation
     /// refuses longer ones), and a longer one would be truncated rather than panic.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_with(|octets| out.extend_from_slice(octets));
+    }
+
+    /// The length of the encoded value.
+    pub(crate) fn encoded_len(&self) -> usize {
+        let mut len = 0;
+        self.encode_with(|octets| len += octets.len());
+        len
+    }
+
+    /// The encoded value on the stack (the message API's outer option).
+    pub(crate) fn to_value(self) -> OptionValue {
+        let mut value = OptionValue {
+            bytes: [0; OptionValue::MAX_LEN],
+            len: 0,
+        };
+        self.encode_with(|octets| {
+            // Protection passes its own Sender ID (≤ 7 octets) and a checked ID Context
+            // (≤ 255), so at most `MAX_LEN` octets arrive and this always fits.
+            if let Some(to) = value.bytes.get_mut(value.len..value.len + octets.len()) {
+                to.copy_from_slice(octets);
+                value.len += octets.len();
+            }
+        });
+        value
+    }
+
+    fn encode_with(&self, mut put: impl FnMut(&[u8])) {
         let piv = self
             .partial_iv
             .as_ref()
@@ -169,16 +201,31 @@ impl<'a> OptionView<'a> {
         if flags == 0 {
             return;
         }
-        out.push(flags);
-        out.extend_from_slice(piv);
+        put(&[flags]);
+        put(piv);
         if let Some(ctx) = self.kid_context {
             let ctx = &ctx[..ctx.len().min(255)];
-            out.push(ctx.len() as u8);
-            out.extend_from_slice(ctx);
+            put(&[ctx.len() as u8]);
+            put(ctx);
         }
         if let Some(kid) = self.kid {
-            out.extend_from_slice(kid);
+            put(kid);
         }
+    }
+}
+
+/// An encoded OSCORE option value on the stack.
+pub(crate) struct OptionValue {
+    bytes: [u8; OptionValue::MAX_LEN],
+    len: usize,
+}
+
+impl OptionValue {
+    /// Flags, Partial IV (5), s, kid context (255), kid (7).
+    const MAX_LEN: usize = 1 + PartialIv::MAX_LEN + 1 + 255 + crate::context::MAX_ID_LEN;
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 

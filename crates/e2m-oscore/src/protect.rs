@@ -3,12 +3,13 @@
 use alloc::vec::Vec;
 
 use e2m_coap::{
-    Code, Message, MessageType, MessageView, OptionNumber, Options, Token, encode_parts,
+    Code, Message, MessageType, MessageView, MessageWriter, OptionNumber, Options, Token,
 };
 
 use crate::context::{MAX_ID_LEN, aad};
-use crate::option::OptionView;
+use crate::option::{OptionValue, OptionView};
 use crate::replay::{EchoValue, Freshness};
+use crate::secret::AeadKey;
 use crate::{OscoreError, OscoreOption, PartialIv, SecurityContext};
 
 /// What the response to a request is bound to (RFC 8613 §7.1): the request's kid and
@@ -85,35 +86,27 @@ fn is_class_u(number: OptionNumber) -> bool {
     )
 }
 
-/// Splits `message` into the plaintext (code, Class E options, payload; RFC 8613 §5.3),
-/// with room for the tag, and the outer options.
-fn split_inner_outer(message: &Message) -> Result<(Vec<u8>, Options), OscoreError> {
-    let plaintext = plaintext(message)?;
+/// The outer options of `message` (Class U and Observe, RFC 8613 §4.1), without the OSCORE
+/// option.
+fn outer_options(message: &Message) -> Options {
     let mut outer = Options::new();
     for (number, value) in message.options.iter() {
         // Observe is both inner and outer (§4.1.3.5). Values were accepted by
         // `Options::push` once, so they are not too long.
-        if is_class_u(number) || number == OptionNumber::OBSERVE {
+        if (is_class_u(number) || number == OptionNumber::OBSERVE) && number != OptionNumber::OSCORE
+        {
             let _ = outer.push(number, value);
         }
     }
-    Ok((plaintext, outer))
+    outer
 }
 
-/// The plaintext of `message` (code, Class E options, payload; RFC 8613 §5.3), with room
-/// for the tag.
-fn plaintext(message: &Message) -> Result<Vec<u8>, OscoreError> {
-    if message.options.contains(OptionNumber::PROXY_URI) {
-        return Err(OscoreError::ProxyUri);
-    }
-    let mut plaintext = Vec::with_capacity(1 + message.payload.len() + 40 + AEAD_TAG_LEN);
-    plaintext.push(message.code.0);
-    message.options.encode_subset_with_payload(
-        |n| !is_class_u(n),
-        &message.payload,
-        &mut plaintext,
-    );
-    Ok(plaintext)
+/// Appends the plaintext of `message` (code, Class E options, payload; RFC 8613 §5.3).
+fn write_plaintext(message: &Message, out: &mut Vec<u8>) {
+    out.push(message.code.0);
+    message
+        .options
+        .encode_subset_with_payload(|n| !is_class_u(n), &message.payload, out);
 }
 
 /// The outer code (RFC 8613 §4.2): POST/2.04, or FETCH/2.05 with Observe.
@@ -143,29 +136,37 @@ struct Outer<'a, I> {
 
 impl<'a, I: Iterator<Item = (OptionNumber, &'a [u8])> + Clone> Outer<'a, I> {
     fn oscore_option(&self) -> Result<OptionView<'a>, OscoreError> {
-        let mut values = self
-            .options
-            .clone()
-            .filter(|(n, _)| *n == OptionNumber::OSCORE);
-        let (_, value) = values.next().ok_or(OscoreError::NotOscore)?;
-        if values.next().is_some() {
-            return Err(OscoreError::RepeatedOption);
+        // Options come in ascending number order (from a `Message` or a validated view), so
+        // the walk ends at the first number past OSCORE's. A plain loop: this runs for every
+        // message, and an adapter chain over the option iterator costs several times more.
+        let mut found = None;
+        for (number, value) in self.options.clone() {
+            if number > OptionNumber::OSCORE {
+                break;
+            }
+            if number == OptionNumber::OSCORE {
+                if found.is_some() {
+                    return Err(OscoreError::RepeatedOption);
+                }
+                found = Some(value);
+            }
         }
-        OptionView::parse(value).map_err(OscoreError::Option)
+        OptionView::parse(found.ok_or(OscoreError::NotOscore)?).map_err(OscoreError::Option)
     }
 
     /// Rebuilds the message from the outer message and the decrypted plaintext (§8.2 step
-    /// 7): outer Class U options plus the inner options; outer Class E options are discarded.
-    fn join(self, mut plaintext: Vec<u8>) -> Result<Message, OscoreError> {
-        let (&code, rest) = plaintext
-            .split_first()
+    /// 7): outer Class U options plus the inner options; outer Class E options and inner
+    /// Class U ones are discarded. The inner options stay in the plaintext buffer (it
+    /// becomes the options' storage), and the outer ones are added in number order.
+    fn join(self, plaintext: Vec<u8>) -> Result<Message, OscoreError> {
+        let &code = plaintext
+            .first()
             .ok_or(OscoreError::Plaintext(e2m_coap::CoapError::Truncated))?;
-        let (mut options, payload) =
-            Options::decode_with_payload(rest).map_err(OscoreError::Plaintext)?;
-        let payload_start = plaintext.len() - payload.len();
-        options.retain(|n| !is_class_u(n));
+        let (mut options, payload) = Options::decode_in_place(plaintext, 1, |n| !is_class_u(n))
+            .map_err(OscoreError::Plaintext)?;
         for (number, value) in self.options {
             if is_class_u(number) && number != OptionNumber::OSCORE {
+                // Read from a CoAP encoding, so never too long for `push`.
                 let _ = options.push(number, value);
             }
         }
@@ -175,11 +176,7 @@ impl<'a, I: Iterator<Item = (OptionNumber, &'a [u8])> + Clone> Outer<'a, I> {
             message_id: self.message_id,
             token: self.token,
             options,
-            // The payload is the plaintext's tail: keep the buffer rather than copy it.
-            payload: {
-                plaintext.drain(..payload_start);
-                plaintext
-            },
+            payload,
         })
     }
 }
@@ -209,34 +206,76 @@ fn outer_of_datagram(
     })
 }
 
-/// Writes the outer message: header, Class U options and Observe with the OSCORE option in
-/// its place (number 9), and the ciphertext (RFC 8613 §4.1, §4.2).
-fn write_outer(message: &Message, code: Code, oscore: &[u8], ciphertext: &[u8], out: &mut Vec<u8>) {
+/// Writes the OSCORE message straight into `out` (RFC 8613 §4.1, §4.2, §5.3): header,
+/// Class U options and Observe with the OSCORE option in its place (number 9), the payload
+/// marker, and the plaintext of `message`, encrypted in place, then the tag. Nothing is
+/// built on the heap. On error `out` is as it was.
+fn write_protected(
+    message: &Message,
+    oscore: &OptionView<'_>,
+    key: &AeadKey,
+    nonce: &[u8; crate::context::NONCE_LEN],
+    aad: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), OscoreError> {
+    let start = out.len();
+    let mut writer = MessageWriter::new(
+        message.mtype,
+        outer_code(message),
+        message.message_id,
+        &message.token,
+        out,
+    );
     let outer = |n: OptionNumber| {
         n != OptionNumber::OSCORE && (is_class_u(n) || n == OptionNumber::OBSERVE)
     };
-    let options = message
-        .options
-        .iter()
-        .filter(move |(n, _)| outer(*n) && *n < OptionNumber::OSCORE)
-        .chain(core::iter::once((OptionNumber::OSCORE, oscore)))
-        .chain(
-            message
-                .options
-                .iter()
-                .filter(move |(n, _)| outer(*n) && *n > OptionNumber::OSCORE),
-        );
     // Sorted by construction, and every value passed `Options::push` or is an OSCORE
-    // option value (at most 269 octets), so this cannot fail.
-    let _ = encode_parts(
-        message.mtype,
-        code,
-        message.message_id,
-        &message.token,
-        options,
-        ciphertext,
-        out,
-    );
+    // option value (at most 269 octets), so none of these can fail.
+    for (number, value) in message.options.iter() {
+        if number > OptionNumber::OSCORE {
+            break;
+        }
+        if outer(number) {
+            let _ = writer.option(number, value);
+        }
+    }
+    let _ = writer.option_head(OptionNumber::OSCORE, oscore.encoded_len());
+    oscore.encode(writer.buffer());
+    for (number, value) in message.options.iter() {
+        if number > OptionNumber::OSCORE && outer(number) {
+            let _ = writer.option(number, value);
+        }
+    }
+    // The ciphertext is never empty (code octet and tag), so the marker always belongs.
+    let out = writer.payload_marker();
+    let plaintext_start = out.len();
+    write_plaintext(message, out);
+    match key.seal_in_place(nonce, aad, &mut out[plaintext_start..]) {
+        Ok(tag) => {
+            out.extend_from_slice(&tag);
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// Decrypts the ciphertext into the buffer that becomes the message's option storage, and
+/// rebuilds the message with [`Outer::join`].
+fn open_and_join<'a>(
+    protected: Outer<'a, impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone>,
+    key: &AeadKey,
+    nonce: &[u8; crate::context::NONCE_LEN],
+    aad: &[u8],
+) -> Result<Message, OscoreError> {
+    // Room for the outer Class U options joined in later (usually none).
+    let mut buffer = Vec::with_capacity(protected.payload.len() + 16);
+    buffer.extend_from_slice(protected.payload);
+    let len = key.open_in_place(nonce, aad, &mut buffer)?;
+    buffer.truncate(len);
+    protected.join(buffer)
 }
 
 /// The one OSCORE option of a message, decoded.
@@ -253,71 +292,112 @@ pub fn oscore_option(message: &Message) -> Result<OscoreOption, OscoreError> {
     })
 }
 
-fn outer_message(
+/// The outer message of `inner` (RFC 8613 §4.1, §4.2): its outer options with the OSCORE
+/// option, the outer code, and as payload the plaintext of `inner` encrypted in place.
+fn protected_message(
     inner: &Message,
-    code: Code,
-    mut options: Options,
-    oscore: &OptionView<'_>,
-    ciphertext: Vec<u8>,
-) -> Message {
-    // At most 1 + 5 + 1 + 255 + 7 octets (flags, Partial IV, s, kid context, kid).
-    let mut value = Vec::with_capacity(16 + oscore.kid_context.map_or(0, <[u8]>::len));
-    oscore.encode(&mut value);
-    // Never too long for a CoAP option (see above).
-    let _ = options.push(OptionNumber::OSCORE, &value);
-    Message {
+    oscore: &OptionValue,
+    key: &AeadKey,
+    nonce: &[u8; crate::context::NONCE_LEN],
+    aad: &[u8],
+) -> Result<Message, OscoreError> {
+    let mut payload = Vec::with_capacity(1 + inner.payload.len() + 40 + AEAD_TAG_LEN);
+    write_plaintext(inner, &mut payload);
+    key.seal(nonce, aad, &mut payload)?;
+    let mut options = outer_options(inner);
+    // At most 1 + 5 + 1 + 255 + 7 octets: never too long for a CoAP option.
+    let _ = options.push(OptionNumber::OSCORE, oscore.as_bytes());
+    Ok(Message {
         mtype: inner.mtype,
-        code,
+        code: outer_code(inner),
         message_id: inner.message_id,
         token: inner.token,
         options,
-        payload: ciphertext,
-    }
+        payload,
+    })
 }
 
 impl SecurityContext {
+    /// Checks a request and takes the next sender sequence number for it (RFC 8613 §8.1
+    /// steps 1–2).
+    fn request_sequence(&mut self, request: &Message) -> Result<PartialIv, OscoreError> {
+        if !request.code.is_request() {
+            return Err(OscoreError::WrongKind);
+        }
+        if request.options.contains(OptionNumber::PROXY_URI) {
+            return Err(OscoreError::ProxyUri);
+        }
+        let piv = self.sequence.take()?;
+        if self.sender_id.len() > MAX_ID_LEN {
+            return Err(OscoreError::InvalidId);
+        }
+        Ok(piv)
+    }
+
+    /// The OSCORE option of a request (RFC 8613 §6.1).
+    fn request_option(&self, piv: PartialIv, with_kid_context: bool) -> OptionView<'_> {
+        OptionView {
+            partial_iv: Some(piv),
+            kid_context: self.id_context.as_deref().filter(|_| with_kid_context),
+            kid: Some(&self.sender_id),
+        }
+    }
+
+    /// Checks a response and returns its nonce and Partial IV (RFC 8613 §8.3 steps 1–4),
+    /// taking this endpoint's next sequence number `with_partial_iv`.
+    fn response_parameters(
+        &mut self,
+        response: &Message,
+        request: &RequestId,
+        with_partial_iv: bool,
+    ) -> Result<([u8; crate::context::NONCE_LEN], Option<PartialIv>), OscoreError> {
+        if !response.code.is_response() {
+            return Err(OscoreError::WrongKind);
+        }
+        if response.options.contains(OptionNumber::PROXY_URI) {
+            return Err(OscoreError::ProxyUri);
+        }
+        Ok(if with_partial_iv {
+            let piv = self.sequence.take()?;
+            (self.nonce(&self.sender_id, &piv), Some(piv))
+        } else {
+            (self.nonce(request.kid(), &request.piv), None)
+        })
+    }
+
     /// Protects a request (RFC 8613 §8.1) with the next sender sequence number. The kid is
     /// always sent; the kid context only when `with_kid_context` (so the server can find the
     /// context by it, §6.1).
     ///
     /// Returns the OSCORE message (outer code POST, or FETCH with Observe; §4.2) and the
-    /// [`RequestId`] to verify its response with.
+    /// [`RequestId`] to verify its response with. [`Self::protect_request_datagram`] is
+    /// the faster shape of the same operation (no outer [`Message`] is built).
     ///
     /// # Errors
     /// [`OscoreError::WrongKind`] for a non-request, [`OscoreError::ProxyUri`],
-    /// [`OscoreError::SequenceExhausted`], [`OscoreError::ReservationNeeded`].
+    /// [`OscoreError::SequenceExhausted`], [`OscoreError::ReservationNeeded`],
+    /// [`OscoreError::MessageTooLong`].
     pub fn protect_request(
         &mut self,
         request: &Message,
         with_kid_context: bool,
     ) -> Result<(Message, RequestId), OscoreError> {
-        if !request.code.is_request() {
-            return Err(OscoreError::WrongKind);
-        }
-        let (mut buffer, outer_options) = split_inner_outer(request)?;
-        let piv = self.sequence.take()?;
+        let piv = self.request_sequence(request)?;
         let request_id = RequestId::new(&self.sender_id, piv).ok_or(OscoreError::InvalidId)?;
-        let nonce = self.nonce(&self.sender_id, &piv);
-        self.sender_key
-            .seal(&nonce, aad(&self.sender_id, &piv).as_bytes(), &mut buffer);
-        let option = OptionView {
-            partial_iv: Some(piv),
-            kid_context: self.id_context.as_deref().filter(|_| with_kid_context),
-            kid: Some(&self.sender_id),
-        };
-        let code = if request.options.contains(OptionNumber::OBSERVE) {
-            Code::FETCH
-        } else {
-            Code::POST
-        };
-        Ok((
-            outer_message(request, code, outer_options, &option, buffer),
-            request_id,
-        ))
+        let option = self.request_option(piv, with_kid_context).to_value();
+        let protected = protected_message(
+            request,
+            &option,
+            &self.sender_key,
+            &self.nonce(&self.sender_id, &piv),
+            aad(&self.sender_id, &piv).as_bytes(),
+        )?;
+        Ok((protected, request_id))
     }
 
     /// [`Self::protect_request`] straight into a datagram: appends the OSCORE message's
-    /// octets to `out` (the transport's hot path; no outer [`Message`] is built).
+    /// octets to `out` (the transport's hot path: the plaintext is written and encrypted in
+    /// place in `out`; nothing is allocated but `out`'s growth).
     ///
     /// # Errors
     /// As [`Self::protect_request`]; `out` is then unchanged.
@@ -327,23 +407,16 @@ impl SecurityContext {
         with_kid_context: bool,
         out: &mut Vec<u8>,
     ) -> Result<RequestId, OscoreError> {
-        if !request.code.is_request() {
-            return Err(OscoreError::WrongKind);
-        }
-        let mut buffer = plaintext(request)?;
-        let piv = self.sequence.take()?;
+        let piv = self.request_sequence(request)?;
         let request_id = RequestId::new(&self.sender_id, piv).ok_or(OscoreError::InvalidId)?;
-        let nonce = self.nonce(&self.sender_id, &piv);
-        self.sender_key
-            .seal(&nonce, aad(&self.sender_id, &piv).as_bytes(), &mut buffer);
-        let option = OptionView {
-            partial_iv: Some(piv),
-            kid_context: self.id_context.as_deref().filter(|_| with_kid_context),
-            kid: Some(&self.sender_id),
-        };
-        let mut value = Vec::with_capacity(16 + option.kid_context.map_or(0, <[u8]>::len));
-        option.encode(&mut value);
-        write_outer(request, outer_code(request), &value, &buffer, out);
+        write_protected(
+            request,
+            &self.request_option(piv, with_kid_context),
+            &self.sender_key,
+            &self.nonce(&self.sender_id, &piv),
+            aad(&self.sender_id, &piv).as_bytes(),
+            out,
+        )?;
         Ok(request_id)
     }
 
@@ -358,7 +431,8 @@ impl SecurityContext {
     }
 
     /// [`Self::verify_request`] straight from a received datagram, without building the outer
-    /// [`Message`] (the transport's hot path).
+    /// [`Message`] (the transport's hot path: the datagram is read in place and decrypted
+    /// on the stack; only the returned message is allocated).
     ///
     /// # Errors
     /// [`OscoreError::Coap`] if the datagram is not a CoAP message; else as
@@ -394,10 +468,12 @@ impl SecurityContext {
         }
         let request = RequestId::new(kid, piv).ok_or(OscoreError::ContextNotFound)?;
         let nonce = self.nonce(kid, &piv);
-        let mut buffer = protected.payload.to_vec();
-        self.recipient_key
-            .open(&nonce, aad(kid, &piv).as_bytes(), &mut buffer)?;
-        let message = protected.join(buffer)?;
+        let message = open_and_join(
+            protected,
+            &self.recipient_key,
+            &nonce,
+            aad(kid, &piv).as_bytes(),
+        )?;
         if !message.code.is_request() {
             return Err(OscoreError::WrongKind);
         }
@@ -422,51 +498,31 @@ impl SecurityContext {
     /// and for the Echo challenge of Appendix B.1.2).
     ///
     /// # Errors
-    /// [`OscoreError::WrongKind`] for a non-response, [`OscoreError::ProxyUri`], and with a
-    /// Partial IV [`OscoreError::SequenceExhausted`] or [`OscoreError::ReservationNeeded`].
+    /// [`OscoreError::WrongKind`] for a non-response, [`OscoreError::ProxyUri`],
+    /// [`OscoreError::MessageTooLong`], and with a Partial IV
+    /// [`OscoreError::SequenceExhausted`] or [`OscoreError::ReservationNeeded`].
     pub fn protect_response(
         &mut self,
         response: &Message,
         request: &RequestId,
         with_partial_iv: bool,
     ) -> Result<Message, OscoreError> {
-        if !response.code.is_response() {
-            return Err(OscoreError::WrongKind);
-        }
-        let (mut buffer, outer_options) = split_inner_outer(response)?;
-        let (nonce, option) = if with_partial_iv {
-            let piv = self.sequence.take()?;
-            let option = OptionView {
-                partial_iv: Some(piv),
-                ..OptionView::default()
-            };
-            (self.nonce(&self.sender_id, &piv), option)
-        } else {
-            (
-                self.nonce(request.kid(), &request.piv),
-                OptionView::default(),
-            )
+        let (nonce, piv) = self.response_parameters(response, request, with_partial_iv)?;
+        let option = OptionView {
+            partial_iv: piv,
+            ..OptionView::default()
         };
-        self.sender_key.seal(
+        protected_message(
+            response,
+            &option.to_value(),
+            &self.sender_key,
             &nonce,
             aad(request.kid(), &request.piv).as_bytes(),
-            &mut buffer,
-        );
-        let code = if response.options.contains(OptionNumber::OBSERVE) {
-            Code::CONTENT
-        } else {
-            Code::CHANGED
-        };
-        Ok(outer_message(
-            response,
-            code,
-            outer_options,
-            &option,
-            buffer,
-        ))
+        )
     }
 
-    /// [`Self::protect_response`] straight into a datagram appended to `out`.
+    /// [`Self::protect_response`] straight into a datagram appended to `out` (encrypted in
+    /// place there, as [`Self::protect_request_datagram`]).
     ///
     /// # Errors
     /// As [`Self::protect_response`]; `out` is then unchanged.
@@ -477,34 +533,19 @@ impl SecurityContext {
         with_partial_iv: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), OscoreError> {
-        if !response.code.is_response() {
-            return Err(OscoreError::WrongKind);
-        }
-        let mut buffer = plaintext(response)?;
-        let (nonce, piv) = if with_partial_iv {
-            let piv = self.sequence.take()?;
-            (self.nonce(&self.sender_id, &piv), Some(piv))
-        } else {
-            (self.nonce(request.kid(), &request.piv), None)
+        let (nonce, piv) = self.response_parameters(response, request, with_partial_iv)?;
+        let option = OptionView {
+            partial_iv: piv,
+            ..OptionView::default()
         };
-        self.sender_key.seal(
+        write_protected(
+            response,
+            &option,
+            &self.sender_key,
             &nonce,
             aad(request.kid(), &request.piv).as_bytes(),
-            &mut buffer,
-        );
-        // Flags and at most 5 octets of Partial IV.
-        let mut value = [0u8; 6];
-        let len = match piv {
-            Some(piv) => {
-                let bytes = piv.as_bytes();
-                value[0] = bytes.len() as u8;
-                value[1..=bytes.len()].copy_from_slice(bytes);
-                1 + bytes.len()
-            }
-            None => 0,
-        };
-        write_outer(response, outer_code(response), &value[..len], &buffer, out);
-        Ok(())
+            out,
+        )
     }
 
     /// Verifies a response to the request identified by `request` (RFC 8613 §8.4).
@@ -523,7 +564,8 @@ impl SecurityContext {
         self.verify_response_outer(outer_of(protected), request)
     }
 
-    /// [`Self::verify_response`] straight from a received datagram.
+    /// [`Self::verify_response`] straight from a received datagram (read in place,
+    /// decrypted on the stack).
     ///
     /// # Errors
     /// [`OscoreError::Coap`] if the datagram is not a CoAP message; else as
@@ -552,13 +594,12 @@ impl SecurityContext {
             Some(piv) => self.nonce(&self.recipient_id, piv),
             None => self.nonce(request.kid(), &request.piv),
         };
-        let mut buffer = protected.payload.to_vec();
-        self.recipient_key.open(
+        let message = open_and_join(
+            protected,
+            &self.recipient_key,
             &nonce,
             aad(request.kid(), &request.piv).as_bytes(),
-            &mut buffer,
         )?;
-        let message = protected.join(buffer)?;
         if !message.code.is_response() {
             return Err(OscoreError::WrongKind);
         }

@@ -94,27 +94,51 @@ impl AeadKey {
         &self.key
     }
 
-    /// Encrypts `buffer` in place and appends the 8-octet tag.
-    pub(crate) fn seal(&self, nonce: &[u8; 13], aad: &[u8], buffer: &mut Vec<u8>) {
-        let end = buffer.len();
-        match self
-            .cipher
-            .encrypt_inout_detached(nonce.into(), aad, buffer[..end].as_mut().into())
-        {
-            Ok(tag) => buffer.extend_from_slice(&tag),
-            // CCM with a 13-octet nonce fails only for plaintexts of 2^16 octets or more,
-            // which a CoAP message cannot reach; fail closed with nothing usable anyway.
-            Err(_) => buffer.clear(),
+    /// Encrypts `buffer` in place and returns the 8-octet tag (RFC 8613 §5.3; the caller
+    /// appends it, so that the ciphertext can be written straight into a datagram).
+    ///
+    /// # Errors
+    /// [`OscoreError::MessageTooLong`] for a plaintext CCM with a 13-octet nonce cannot
+    /// protect (2^16 octets or more, RFC 3610 §2: L = 2); `buffer` is then unchanged.
+    pub(crate) fn seal_in_place(
+        &self,
+        nonce: &[u8; 13],
+        aad: &[u8],
+        buffer: &mut [u8],
+    ) -> Result<[u8; Self::TAG_LEN], OscoreError> {
+        if buffer.len() > usize::from(u16::MAX) {
+            return Err(OscoreError::MessageTooLong);
         }
+        self.cipher
+            .encrypt_inout_detached(nonce.into(), aad, buffer.into())
+            .map(Into::into)
+            .map_err(|_| OscoreError::MessageTooLong)
     }
 
-    /// Verifies and decrypts `ciphertext || tag` in place, leaving the plaintext.
-    pub(crate) fn open(
+    /// Encrypts `buffer` in place and appends the 8-octet tag.
+    ///
+    /// # Errors
+    /// As [`Self::seal_in_place`]; `buffer` is then unchanged.
+    pub(crate) fn seal(
         &self,
         nonce: &[u8; 13],
         aad: &[u8],
         buffer: &mut Vec<u8>,
     ) -> Result<(), OscoreError> {
+        let tag = self.seal_in_place(nonce, aad, buffer)?;
+        buffer.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Verifies and decrypts `ciphertext || tag` in place; returns the plaintext's length
+    /// (the front of `buffer`). On failure the plaintext is not released: `ccm` checks the
+    /// tag in constant time and wipes what it decrypted.
+    pub(crate) fn open_in_place(
+        &self,
+        nonce: &[u8; 13],
+        aad: &[u8],
+        buffer: &mut [u8],
+    ) -> Result<usize, OscoreError> {
         let Some(body_len) = buffer.len().checked_sub(Self::TAG_LEN) else {
             return Err(OscoreError::DecryptionFailed);
         };
@@ -123,7 +147,19 @@ impl AeadKey {
         self.cipher
             .decrypt_inout_detached(nonce.into(), aad, body.into(), &tag)
             .map_err(|_| OscoreError::DecryptionFailed)?;
-        buffer.truncate(body_len);
+        Ok(body_len)
+    }
+
+    /// Verifies and decrypts `ciphertext || tag` in place, leaving the plaintext.
+    #[cfg(test)]
+    pub(crate) fn open(
+        &self,
+        nonce: &[u8; 13],
+        aad: &[u8],
+        buffer: &mut Vec<u8>,
+    ) -> Result<(), OscoreError> {
+        let len = self.open_in_place(nonce, aad, buffer)?;
+        buffer.truncate(len);
         Ok(())
     }
 }
@@ -143,22 +179,37 @@ impl core::fmt::Debug for AeadKey {
 }
 
 /// The Common IV (RFC 8613 §3.2.1): 13 octets for AES-CCM-16-64-128.
-pub struct CommonIv([u8; 13]);
+///
+/// Also kept as a number, so that a nonce is one XOR (RFC 8613 §5.2; twice per message).
+pub struct CommonIv {
+    octets: [u8; 13],
+    value: u128,
+}
 
 impl CommonIv {
     pub(crate) fn new(iv: [u8; 13]) -> CommonIv {
-        CommonIv(iv)
+        let mut wide = [0u8; 16];
+        wide[3..].copy_from_slice(&iv);
+        let value = u128::from_be_bytes(wide);
+        wide.zeroize();
+        CommonIv { octets: iv, value }
     }
 
     /// The IV octets.
     pub fn expose_secret(&self) -> &[u8; 13] {
-        &self.0
+        &self.octets
+    }
+
+    /// The IV as a big-endian number (below 2^104).
+    pub(crate) fn value(&self) -> u128 {
+        self.value
     }
 }
 
 impl Drop for CommonIv {
     fn drop(&mut self) {
-        self.0.zeroize();
+        self.octets.zeroize();
+        self.value.zeroize();
     }
 }
 
@@ -197,7 +248,7 @@ mod tests {
     fn seal_open_and_tamper() {
         let key = AeadKey::new([7; 16]);
         let mut buf = b"hello".to_vec();
-        key.seal(&[1; 13], b"aad", &mut buf);
+        key.seal(&[1; 13], b"aad", &mut buf).unwrap();
         assert_eq!(buf.len(), 5 + 8);
         let sealed = buf.clone();
         assert_eq!(key.open(&[1; 13], b"aad", &mut buf), Ok(()));

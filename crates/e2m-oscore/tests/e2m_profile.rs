@@ -309,3 +309,81 @@ fn echo_guard_wants_return_routability_before_any_fetch() {
     };
     assert!(!message.options.contains(OptionNumber::ECHO));
 }
+
+#[test]
+fn budget_then_echo_fetches_at_once_and_challenges_past_the_budget() {
+    let budget = FetchBudgetConfig {
+        burst: 1,
+        per_minute: 1,
+        max_sources: 16,
+    };
+    let mut gate = EmseGate::new(FetchGuard::BudgetThenEcho(budget), &[9; 32], 30_000);
+    let (mut ue, _, key_id) = ue(0);
+    let victim = &b"\xc6\x33\x64\x07"[..];
+    let (req, _) = ue.protect_request(&get(1), true).unwrap();
+    // First contact within the budget: fetched at once, no challenge (one round trip).
+    assert!(matches!(
+        gate.classify(&req, victim, 0, |_| false),
+        Classified::Fetch { key_id: k, .. } if k == key_id
+    ));
+    // A spoofer spends the victim's budget: what it gets now is an Echo challenge (which
+    // it cannot read at the victim's address), not a fetch and not 5.03.
+    let (spoofed, _) = ue.protect_request(&get(1), true).unwrap();
+    let Classified::Answer(challenge) = gate.classify(&spoofed, victim, 100, |_| false) else {
+        panic!("fetched past the budget without return routability")
+    };
+    assert_eq!(challenge.code, Code::UNAUTHORIZED);
+    assert!(!challenge.options.contains(OptionNumber::OSCORE));
+    let UeAction::AnswerEcho(echo) = ue_action(&challenge, true) else {
+        panic!("{challenge:?}")
+    };
+    // The real UE at that address answers the Echo and is fetched for, from the routable
+    // bucket; a wrong or foreign Echo is challenged again.
+    let (mut retry, _) = ue.protect_request(&get(1), true).unwrap();
+    let mut forged = retry.clone();
+    add_outer_echo(&mut forged, &[0; 12]);
+    assert!(matches!(
+        gate.classify(&forged, victim, 200, |_| false),
+        Classified::Answer(a) if a.options.contains(OptionNumber::ECHO)
+    ));
+    add_outer_echo(&mut retry, &echo);
+    assert!(
+        matches!(
+            gate.classify(&retry, &b"\xcb\x00\x71\x09"[..], 200, |_| false),
+            Classified::Fetch { .. }
+        ),
+        "another source has its own, unspent budget"
+    );
+    assert!(matches!(
+        gate.classify(&retry, victim, 200, |_| false),
+        Classified::Fetch { .. }
+    ));
+    // The routable bucket is bounded too: past it, 5.03.
+    let Classified::Answer(busy) = gate.classify(&retry, victim, 300, |_| false) else {
+        panic!("unbounded fetches for a routable source")
+    };
+    assert_eq!(busy.code, Code::SERVICE_UNAVAILABLE);
+}
+
+#[test]
+fn ue_action_acts_only_on_the_answers_the_profile_defines() {
+    let (mut ue, _, _) = ue(0);
+    let (req, _) = ue.protect_request(&get(1), true).unwrap();
+    // "Security context not found": re-authenticate (ID Context sent) or send it.
+    let not_found = context_not_found(&req);
+    assert_eq!(ue_action(&not_found, true), UeAction::Reauthenticate);
+    assert_eq!(ue_action(&not_found, false), UeAction::RetryWithIdContext);
+    // "Replay detected": protect again (new Partial IV), no new AKA run.
+    let replay = unprotected_error(&req, OscoreError::Replay).unwrap();
+    assert_eq!(replay.code, Code::UNAUTHORIZED);
+    assert_eq!(ue_action(&replay, true), UeAction::SendAgain);
+    // A bare 4.01, or one with another diagnostic: an error, never a re-authentication.
+    let mut bare = context_not_found(&req);
+    bare.payload.clear();
+    assert_eq!(ue_action(&bare, true), UeAction::Error(Code::UNAUTHORIZED));
+    bare.payload = b"Unauthorized".to_vec();
+    assert_eq!(ue_action(&bare, true), UeAction::Error(Code::UNAUTHORIZED));
+    // 4.00 "Decryption failed": an error.
+    let failed = unprotected_error(&req, OscoreError::DecryptionFailed).unwrap();
+    assert_eq!(ue_action(&failed, true), UeAction::Error(Code::BAD_REQUEST));
+}

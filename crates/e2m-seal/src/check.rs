@@ -7,12 +7,12 @@ use core::fmt;
 use subtle::ConstantTimeEq;
 
 use crate::keyring::{open_value, seal_value};
-use crate::record::{Aad, FORMAT_V1, LABEL_CHECK, Sealed};
+use crate::record::{Aad, FORMAT, LABEL_CHECK, Sealed};
 use crate::{CheckError, KekVersion, Keyring, OpenError, SealError, SealNonce};
 
 /// The plaintext of every check record (32 octets, not secret). Authenticity comes from the
 /// AEAD tag; comparing the plaintext as well guards against a bug that skipped the tag.
-const CHECK_PLAINTEXT: &[u8; 32] = b"e2m-seal check record, format 1\0";
+const CHECK_PLAINTEXT: &[u8; 32] = b"e2m-seal check record, format 2\0";
 
 /// A value sealed under one KEK version, stored by a backend when it first uses that
 /// version (in the same transaction as the first record sealed under it, or at creation),
@@ -84,7 +84,7 @@ impl Keyring {
         let kek = self
             .get(version)
             .ok_or(SealError::UnknownKekVersion(version))?;
-        seal_value(kek, &check_aad(FORMAT_V1, version), CHECK_PLAINTEXT, nonce).map(CheckRecord)
+        seal_value(kek, &check_aad(FORMAT, version), CHECK_PLAINTEXT, nonce).map(CheckRecord)
     }
 
     /// Verifies one stored check record against the keyring; returns its version.

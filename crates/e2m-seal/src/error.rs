@@ -73,8 +73,9 @@ pub enum OpenError {
     /// The header names KEK version 0, which no KEK can have.
     #[error("sealed value's header names KEK version 0")]
     BadHeader,
-    /// The first octet names a format this build does not read.
-    #[error("sealed value has format version {0}, this build reads {FORMAT_V1}", FORMAT_V1 = crate::FORMAT_V1)]
+    /// The first octet names a format this build does not read: e.g. format 1 (times in
+    /// seconds), written before the store kept milliseconds.
+    #[error("sealed value has format version {0}, this build reads {FORMAT}", FORMAT = crate::FORMAT)]
     UnsupportedFormat(u8),
     /// The value was sealed under a KEK version that the keyring does not hold: the
     /// operator has not given that KEK file (or has retired it while records sealed under

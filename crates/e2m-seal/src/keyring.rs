@@ -6,7 +6,7 @@ use e2m_kdf::E2mIntKey;
 use zeroize::Zeroizing;
 
 use crate::aead::NotAuthentic;
-use crate::record::{Aad, FORMAT_V1, Sealed};
+use crate::record::{Aad, FORMAT, Sealed};
 use crate::{
     IntKeyRecord, Kek, KekVersion, KeyringError, OpenError, SealError, SealNonce, SealedKey,
 };
@@ -84,7 +84,7 @@ impl Keyring {
         nonce: SealNonce,
     ) -> Result<SealedKey, SealError> {
         let kek = self.newest();
-        let aad = record.associated_data(FORMAT_V1, kek.version());
+        let aad = record.associated_data(FORMAT, kek.version());
         seal_value(kek, &aad, key.expose_secret(), nonce).map(SealedKey)
     }
 

@@ -27,7 +27,7 @@ pub use fs::{KekFileIoError, read_kek_file};
 pub use kek::generate_kek_file;
 pub use kek::{Kek, KekVersion, format_kek_file};
 pub use keyring::Keyring;
-pub use record::{FORMAT_V1, IntKeyRecord, SealNonce, SealedKey};
+pub use record::{FORMAT, IntKeyRecord, SealNonce, SealedKey};
 
 // The types a backend names when it calls this crate, so that it needs no other import.
 pub use e2m_kdf::E2mIntKey;

@@ -11,7 +11,13 @@ use crate::{KekVersion, OpenError};
 
 /// The format version this build writes and reads: the first octet of every sealed value,
 /// and bound into its associated data.
-pub const FORMAT_V1: u8 = 1;
+///
+/// - 1: the creation time and expiry bound as Unix seconds. No longer read: opening such a
+///   value is [`OpenError::UnsupportedFormat`]`(1)`, never an attempt under the wrong layout
+///   (which would look like tampering).
+/// - 2: both bound as Unix milliseconds ([`Timestamp`]'s full resolution since issue 9
+///   item 15), so a creation time edited by a single millisecond is refused.
+pub const FORMAT: u8 = 2;
 
 /// Octets of the clear header: format version (1) and KEK version (4, big-endian).
 const HEADER_LEN: usize = 1 + 4;
@@ -75,7 +81,7 @@ impl<'a> IntKeyRecord<'a> {
     /// ```text
     /// len(label) ‖ "e2m-seal int-key" ‖ format (1) ‖ KEK version (4, BE)
     ///   ‖ len(IMSI) (1) ‖ IMSI (6–15 ASCII digits) ‖ key id (4, BE)
-    ///   ‖ created (8, BE, Unix seconds) ‖ expires (8, BE, Unix seconds)
+    ///   ‖ created (8, BE, Unix milliseconds) ‖ expires (8, BE, Unix milliseconds)
     /// ```
     pub(crate) fn associated_data(&self, format: u8, kek: KekVersion) -> Aad {
         let mut aad = Aad::start(LABEL_INT_KEY, format, kek);
@@ -84,8 +90,8 @@ impl<'a> IntKeyRecord<'a> {
         aad.push(&[u8::try_from(imsi.len()).unwrap_or(u8::MAX)]);
         aad.push(imsi);
         aad.push(&self.key_id.to_be_bytes());
-        aad.push(&self.created.as_unix_secs().to_be_bytes());
-        aad.push(&self.expires.as_unix_secs().to_be_bytes());
+        aad.push(&self.created.as_unix_millis().to_be_bytes());
+        aad.push(&self.expires.as_unix_millis().to_be_bytes());
         aad
     }
 }
@@ -188,7 +194,7 @@ impl Sealed {
         tag: &[u8; TAG_LEN],
     ) -> Sealed {
         let mut bytes = [0u8; SEALED_LEN];
-        bytes[0] = FORMAT_V1;
+        bytes[0] = FORMAT;
         bytes[1..5].copy_from_slice(&kek.get().to_be_bytes());
         bytes[5..17].copy_from_slice(nonce);
         bytes[17..49].copy_from_slice(ciphertext);
@@ -202,7 +208,7 @@ impl Sealed {
             expected: SEALED_LEN,
             actual: bytes.len(),
         })?;
-        if bytes[0] != FORMAT_V1 {
+        if bytes[0] != FORMAT {
             return Err(OpenError::UnsupportedFormat(bytes[0]));
         }
         let kek = KekVersion::new(u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]))
@@ -293,27 +299,27 @@ mod tests {
         let record = IntKeyRecord::new(
             &imsi,
             KeyId::from_u32(0xae47_bf35),
-            Timestamp::from_unix_secs(0x0102_0304),
-            Timestamp::MAX, // 253402300799 = 0x3afff4417f
+            Timestamp::from_unix_millis(0x01_0203_0405),
+            Timestamp::MAX, // 253402300799999 ms = 0xe677d21fdbff
         );
-        let aad = record.associated_data(FORMAT_V1, KekVersion::new(0x0a0b_0c0d).unwrap());
+        let aad = record.associated_data(FORMAT, KekVersion::new(0x0a0b_0c0d).unwrap());
         let mut expected = Vec::new();
         expected.push(16u8);
         expected.extend_from_slice(b"e2m-seal int-key");
-        expected.push(1);
+        expected.push(2);
         expected.extend_from_slice(&[0x0a, 0x0b, 0x0c, 0x0d]);
         expected.push(15);
         expected.extend_from_slice(b"001010123456789");
         expected.extend_from_slice(&[0xae, 0x47, 0xbf, 0x35]);
-        expected.extend_from_slice(&[0, 0, 0, 0, 0x01, 0x02, 0x03, 0x04]);
-        expected.extend_from_slice(&[0, 0, 0, 0x3a, 0xff, 0xf4, 0x41, 0x7f]);
+        expected.extend_from_slice(&[0, 0, 0, 0x01, 0x02, 0x03, 0x04, 0x05]);
+        expected.extend_from_slice(&[0, 0, 0xe6, 0x77, 0xd2, 0x1f, 0xdb, 0xff]);
         assert_eq!(aad.as_bytes(), &expected[..]);
         assert_eq!(aad.as_bytes().len(), 58);
 
-        let check = Aad::start(LABEL_CHECK, FORMAT_V1, KekVersion::new(2).unwrap());
+        let check = Aad::start(LABEL_CHECK, FORMAT, KekVersion::new(2).unwrap());
         let mut expected = vec![14u8];
         expected.extend_from_slice(b"e2m-seal check");
-        expected.extend_from_slice(&[1, 0, 0, 0, 2]);
+        expected.extend_from_slice(&[2, 0, 0, 0, 2]);
         assert_eq!(check.as_bytes(), &expected[..]);
     }
 }

@@ -27,7 +27,7 @@ fn imsi() -> impl Strategy<Value = Imsi> {
 }
 
 fn timestamp() -> impl Strategy<Value = Timestamp> {
-    (0..=Timestamp::MAX.as_unix_secs()).prop_map(Timestamp::from_unix_secs)
+    (0..=Timestamp::MAX.as_unix_millis()).prop_map(Timestamp::from_unix_millis)
 }
 
 #[derive(Debug)]

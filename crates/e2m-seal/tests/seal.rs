@@ -74,7 +74,7 @@ fn editing_any_bound_field_fails_with_not_authentic() {
     let other_imsi = Imsi::new("001010123456788").unwrap();
     let shorter_imsi = Imsi::new("00101012345678").unwrap();
     let base = place.record();
-    let edited: [(&str, IntKeyRecord<'_>); 7] = [
+    let edited: [(&str, IntKeyRecord<'_>); 10] = [
         (
             "imsi",
             IntKeyRecord {
@@ -110,10 +110,33 @@ fn editing_any_bound_field_fails_with_not_authentic() {
                 ..base
             },
         ),
+        // The creation time orders a UE's keys to the millisecond (issue 9 item 15), so a
+        // shift of one millisecond either way must not open.
+        (
+            "created 1 ms earlier",
+            IntKeyRecord {
+                created: Timestamp::from_unix_millis(999_999),
+                ..base
+            },
+        ),
+        (
+            "created 1 ms later",
+            IntKeyRecord {
+                created: Timestamp::from_unix_millis(1_000_001),
+                ..base
+            },
+        ),
         (
             "expires",
             IntKeyRecord {
                 expires: at(2_001),
+                ..base
+            },
+        ),
+        (
+            "expires 1 ms later",
+            IntKeyRecord {
+                expires: Timestamp::from_unix_millis(2_000_001),
                 ..base
             },
         ),
@@ -166,11 +189,15 @@ fn editing_the_header_fails_with_a_typed_error() {
     );
 
     let mut bytes = *sealed.as_bytes();
-    bytes[0] = 2;
-    assert_eq!(
-        SealedKey::from_bytes(&bytes).err(),
-        Some(OpenError::UnsupportedFormat(2))
-    );
+    // Format 1 bound times in whole seconds: refused by its version, never opened under
+    // the millisecond layout (where it would look like tampering); a future 3 likewise.
+    for old_or_new in [1, 3] {
+        bytes[0] = old_or_new;
+        assert_eq!(
+            SealedKey::from_bytes(&bytes).err(),
+            Some(OpenError::UnsupportedFormat(old_or_new))
+        );
+    }
     assert_eq!(
         SealedKey::from_bytes(&bytes[..64]).err(),
         Some(OpenError::WrongLength {
@@ -400,7 +427,7 @@ fn debug_output_holds_no_key_material() {
     );
     assert_eq!(
         texts[1],
-        "SealedKey { format: 1, kek_version: KekVersion(7), .. }"
+        "SealedKey { format: 2, kek_version: KekVersion(7), .. }"
     );
     for text in &texts {
         for secret in ["5c5c", "a7a7", "3d3d", "92", "167"] {

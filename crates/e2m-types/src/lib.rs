@@ -12,7 +12,7 @@ pub use error::ParseError;
 pub use events::{EventSet, EventType};
 pub use session::SessionId;
 pub use subscription::SubscriptionId;
-pub use time::Timestamp;
+pub use time::{Timestamp, TimestampText};
 pub use ue::UeRef;
 
 // The identities that `UeRef` holds, so that a user of this crate can name them.
