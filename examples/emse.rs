@@ -23,8 +23,15 @@
 //! interop and benchmarks) or `--emks URL --certs DIR --emse-id ID` (register with the EMKS
 //! over mutual TLS with the EMSE's certificate from DIR, then fetch each UE's key by
 //! application identity and key id; deregister on exit); `--max-peers N`, `--run-for SECS`
-//! (exit after that long; default: until Ctrl-C). `emse --help` lists the flags and
-//! defaults; bad input: one line on stderr, exit status 2.
+//! (exit after that long; default: until SIGINT (Ctrl-C) or SIGTERM). `emse --help` lists
+//! the flags and defaults; bad input: one line on stderr, exit status 2.
+//!
+//! It recovers from the EMKS's outages (issue 9 item 11, `e2m_https::client::EmseSession`):
+//! if the EMKS is not reachable at start, registration is retried with backoff (200 ms
+//! doubling to 10 s) until it succeeds or the EMSE is stopped; if a key fetch finds that
+//! the EMKS no longer knows the session (it restarted without its state, or the session
+//! expired), the EMSE registers again, once, and repeats the fetch; on SIGINT or SIGTERM it
+//! deregisters before exiting.
 //!
 //! Both servers ask one `PskResolver` for each (application identity, key id); here that is
 //! `KeySource`, whose EMKS variant calls `EmksClient::fetch_key` on the peer's own task (the
@@ -42,14 +49,15 @@ use std::time::Duration;
 
 use clap::Parser;
 use e2m_dtls::derived_record::{FileDerivedRecord, FileDerivedRecordConfig};
-use e2m_dtls::emks_source::EmksKeySource;
+use e2m_dtls::emks_source::KeyCache;
 use e2m_dtls::oscore_server::{self, OscoreEvent, OscoreServer, OscoreServerConfig};
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, default_handler};
 use e2m_dtls::{PskResolver, ResolveError, StaticPsk};
-use e2m_https::client::EmksClient;
+use e2m_https::client::{Backoff, EmksClient, EmseSession};
 use e2m_https::pki::PkiDir;
 use e2m_kdf::E2mKey;
 use e2m_keyid::{EmseId, PskIdentity};
+use e2m_msg::{ProblemCause, UeRef};
 
 #[path = "support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
@@ -99,9 +107,50 @@ struct Args {
 enum KeySource {
     /// `--psk-hex`: the same key for every identity.
     Static(StaticPsk),
-    /// `--emks`: the EMKS, through the session this EMSE registered (seed prerequisite c),
-    /// with the EMSE's small key cache (`e2m_dtls::emks_source`).
-    Emks(Box<EmksKeySource>),
+    /// `--emks`: the EMKS, through the session this EMSE registered (seed prerequisite c)
+    /// and renews when the EMKS forgets it, with the EMSE's small key cache
+    /// (`e2m_dtls::emks_source::KeyCache`).
+    Emks(Box<EmksKeys>),
+}
+
+/// Keys from the EMKS: the cache first, then a fetch in the kept session.
+struct EmksKeys {
+    session: EmseSession,
+    cache: KeyCache,
+}
+
+impl EmksKeys {
+    async fn resolve(&self, identity: &PskIdentity) -> Result<E2mKey, ResolveError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Some(key) = self.cache.get(&identity.identity, identity.key_id, now) {
+            return Ok(key);
+        }
+        // Seed step 5: GET with the UE's identity and key id; the EMKS derives the key for
+        // the EMSE_Id bound to the session (step 6), never one named in the request.
+        let ue = UeRef::AppIdentity(identity.identity.clone());
+        match self.session.fetch_key(ue, identity.key_id).await {
+            Ok(answer) if answer.key_id == identity.key_id => {
+                self.cache.insert(
+                    identity.identity.clone(),
+                    identity.key_id,
+                    answer.key.copy_secret(),
+                    answer.expires.as_unix_secs(),
+                    now,
+                );
+                Ok(answer.key)
+            }
+            Ok(_) => Err(ResolveError::Unavailable(
+                "the EMKS answered with another key id".into(),
+            )),
+            Err(e) => Err(match e.problem_cause() {
+                Some(ProblemCause::KeyNotAvailable) => ResolveError::KeyNotHeld,
+                Some(ProblemCause::UeUnknown) => ResolveError::UnknownIdentity,
+                _ => ResolveError::Unavailable(e.to_string()),
+            }),
+        }
+    }
 }
 
 impl PskResolver for KeySource {
@@ -115,20 +164,44 @@ impl PskResolver for KeySource {
     }
 }
 
-/// Registers with the EMKS as `emse_id` (seed 6.x.2.2.2.1: POST, 201 and a session).
-async fn emks_source(url: &str, certs: &Path, emse_id: &EmseId) -> Result<KeySource, String> {
+/// Registers with the EMKS as `emse_id` (seed 6.x.2.2.2.1: POST, 201 and a session),
+/// retrying while the EMKS is unreachable; `None` if stopped first.
+async fn emks_source(
+    url: &str,
+    certs: &Path,
+    emse_id: &EmseId,
+    stop: &mut (impl std::future::Future<Output = ()> + Unpin),
+) -> Result<Option<KeySource>, String> {
     let pki = PkiDir::open(certs).map_err(|e| format!("--certs: {e}"))?;
     let client = EmksClient::for_emse(url, &pki, emse_id).map_err(|e| format!("--emks: {e}"))?;
-    let registration = client
-        .register(None)
-        .await
-        .map_err(|e| format!("registration refused: {e}"))?;
+    println!("EMSE: registering with the EMKS at {url} as {emse_id} (retried until it answers)");
+    let session = tokio::select! {
+        session = EmseSession::establish(client, None, Backoff::DEFAULT) => {
+            session.map_err(|e| format!("registration refused: {e}"))?
+        }
+        () = stop => return Ok(None),
+    };
     println!("EMSE: registered with the EMKS as {emse_id} (201 Created, session established)");
-    Ok(KeySource::Emks(Box::new(EmksKeySource::new(
-        client,
-        registration.session_id,
-        KEY_CACHE_CAPACITY,
-    ))))
+    Ok(Some(KeySource::Emks(Box::new(EmksKeys {
+        session,
+        cache: KeyCache::new(KEY_CACHE_CAPACITY),
+    }))))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM (what service managers send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Keys the EMSE caches (bounded by each key's expiry; see `e2m_dtls::emks_source`).
@@ -220,22 +293,34 @@ fn narrate_oscore(event: &OscoreEvent) {
 
 async fn run(args: Args) -> Result<(), String> {
     let listen = args.listen;
+    let run_for = args.run_for.map(Duration::from_secs);
+    let until = async move {
+        match run_for {
+            Some(d) => tokio::time::sleep(d).await,
+            None => stop_signal().await,
+        }
+    };
+    tokio::pin!(until);
     let (source, mode) = match (&args.psk_hex, &args.emks, &args.certs, &args.emse_id) {
         (Some(hex), None, None, None) => {
             let key = E2mKey::from_array(*hex.expose());
             (KeySource::Static(StaticPsk(key)), "static key mode")
         }
-        (None, Some(url), Some(certs), Some(emse_id)) => (
-            emks_source(url, certs, emse_id).await?,
-            "keys from the EMKS",
-        ),
+        (None, Some(url), Some(certs), Some(emse_id)) => {
+            match emks_source(url, certs, emse_id, &mut until).await? {
+                Some(source) => (source, "keys from the EMKS"),
+                None => {
+                    println!("EMSE: stopped before the EMKS answered");
+                    return Ok(());
+                }
+            }
+        }
         _ => return Err("give --psk-hex, or --emks, --certs and --emse-id".into()),
     };
     let mut config = ServerConfig::default();
     if let Some(n) = args.max_peers {
         config.max_peers = n;
     }
-    let run_for = args.run_for.map(Duration::from_secs);
     let source = std::sync::Arc::new(source);
     let mut server = DtlsServer::bind(
         listen,
@@ -278,15 +363,6 @@ async fn run(args: Args) -> Result<(), String> {
         }
         None => None,
     };
-    let until = async {
-        match run_for {
-            Some(d) => tokio::time::sleep(d).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    };
-    tokio::pin!(until);
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -309,11 +385,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     if let KeySource::Emks(keys) = &*source {
         // Seed 6.x.2.2.2.3: DELETE the session.
-        match keys
-            .client()
-            .deregister(keys.session_id().copy_secret())
-            .await
-        {
+        match keys.session.close().await {
             Ok(()) => println!("EMSE: deregistered from the EMKS (204)"),
             Err(e) => println!("EMSE: deregistration failed: {e}"),
         }

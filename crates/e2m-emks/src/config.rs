@@ -6,6 +6,8 @@ use e2m_kdf::{E2mProfile, KdfError};
 use e2m_keyid::EmseId;
 use foldhash::fast::RandomState;
 
+use crate::CallbackHost;
+
 /// How the EMKS derives keys and what each EMSE may do beyond the default.
 ///
 /// Valid once built: the profile is checked in [`EmksConfig::new`], so no decision
@@ -14,6 +16,7 @@ use foldhash::fast::RandomState;
 pub struct EmksConfig {
     profile: E2mProfile<'static>,
     imsi_allowed: HashSet<Box<str>, RandomState>,
+    callback_hosts: Vec<CallbackHost>,
 }
 
 impl EmksConfig {
@@ -28,6 +31,7 @@ impl EmksConfig {
         Ok(EmksConfig {
             profile,
             imsi_allowed: HashSet::default(),
+            callback_hosts: Vec::new(),
         })
     }
 
@@ -45,6 +49,23 @@ impl EmksConfig {
         self
     }
 
+    /// Lets every EMSE name `host` in a callback, whether or not its certificate names it
+    /// (the operator's allow-list, e.g. a notification gateway; a `*.` name allows one
+    /// label under it). Without an entry, an EMSE's callbacks must name a host its own
+    /// certificate names (issue 9 item 5).
+    #[must_use]
+    pub fn allow_callback_host(mut self, host: CallbackHost) -> Self {
+        self.callback_hosts.push(host);
+        self
+    }
+
+    /// Whether the allow-list covers `host`.
+    pub fn callback_host_allowed(&self, host: &CallbackHost) -> bool {
+        self.callback_hosts
+            .iter()
+            .any(|allowed| allowed.covers(host))
+    }
+
     /// Whether `emse` may name UEs by IMSI.
     pub fn imsi_allowed(&self, emse: &EmseId) -> bool {
         self.imsi_allowed.contains(emse.as_str())
@@ -57,6 +78,7 @@ impl Default for EmksConfig {
         EmksConfig {
             profile: E2mProfile::PROVISIONAL,
             imsi_allowed: HashSet::default(),
+            callback_hosts: Vec::new(),
         }
     }
 }

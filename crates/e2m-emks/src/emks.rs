@@ -7,15 +7,16 @@ use e2m_keystore::{
     SessionStore, StoreError, SubscriptionPolicy, SubscriptionRecord, SubscriptionStore, UeFilter,
 };
 use e2m_msg::{
-    Deregistration, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse, Notification,
-    Problem, ProblemCause, Registration, RegistrationResult, Subscription, SubscriptionResult,
+    CallbackUri, Deregistration, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse,
+    Notification, Problem, ProblemCause, Registration, RegistrationResult, Subscription,
+    SubscriptionResult,
 };
 use e2m_types::{EventSet, EventType, SessionId, SubscriptionId, Timestamp, UeRef};
 
 use crate::audit::{
     Action, AuditRecord, AuditRecords, Effects, OutboundNotification, Outcome, Verdict,
 };
-use crate::{EmksConfig, Peer};
+use crate::{CallbackHost, EmksConfig, Peer};
 
 /// A refusal: the cause the peer is told, and the reason the audit records.
 struct Refusal {
@@ -60,8 +61,12 @@ fn finish<T>(
             Err(Problem::new(r.cause))
         }
     };
-    // A decision's effects hold notifications only: its one audit record is this.
-    effects.audit = AuditRecords::one(record);
+    // The decision's own audit record comes first, then any the decision added (a
+    // registration that replaced its EMSE's oldest session records that session's end).
+    let added = core::mem::replace(&mut effects.audit, AuditRecords::one(record));
+    for extra in added.iter() {
+        effects.audit.push(extra.clone());
+    }
     Outcome { result, effects }
 }
 
@@ -176,11 +181,38 @@ where
     /// Only an EMSE may register, fetch, subscribe and notify.
     fn emse_peer(peer: &Peer) -> Result<&EmseId, Refusal> {
         match peer {
-            Peer::Emse(id) => Ok(&**id),
+            Peer::Emse(emse) => Ok(emse.id()),
             _ => Err(refuse(
                 ProblemCause::EmseNotAuthorized,
                 "peer is not an EMSE",
             )),
+        }
+    }
+
+    /// A callback is accepted only for a host that the EMSE's certificate names or that
+    /// the operator allows (issue 9 item 5): refused here, it is never connected to.
+    fn check_callback(&self, peer: &Peer, callback: &CallbackUri) -> Result<(), Refusal> {
+        let Peer::Emse(emse) = peer else {
+            return Err(refuse(
+                ProblemCause::EmseNotAuthorized,
+                "peer is not an EMSE",
+            ));
+        };
+        let host = CallbackHost::of_callback(callback).ok_or_else(|| {
+            refuse(
+                ProblemCause::EmseNotAuthorized,
+                "callback host is not a DNS name or IP address",
+            )
+        })?;
+        if emse.hosts().iter().any(|named| named.covers(&host))
+            || self.config.callback_host_allowed(&host)
+        {
+            Ok(())
+        } else {
+            Err(refuse(
+                ProblemCause::EmseNotAuthorized,
+                "callback host neither named by the EMSE's certificate nor allowed",
+            ))
         }
     }
 
@@ -241,7 +273,14 @@ where
     ///
     /// The EMSE_Id in the message must equal the certificate's, octet for octet (no case
     /// folding, trimming or Unicode normalisation: two spellings are two identities). The
-    /// session is bound to that identity; every key fetched in it is derived for it.
+    /// session is bound to that identity; every key fetched in it is derived for it. A
+    /// callback, if given, is checked as a subscription's is (see [`Self::subscribe`]).
+    ///
+    /// An EMSE at its per-EMSE session limit ([`SessionPolicy::max_per_emse`]) is not
+    /// refused: its oldest session ends (with its subscriptions, audited as
+    /// `session-expired`, reason "replaced") and the new one takes its place. Only the
+    /// EMSE's own certificate can register for it, so no one else can end its sessions
+    /// this way; the limit on all sessions together still refuses with `rate-limited`.
     ///
     /// The transport answers 201 Created with `Location:
     /// e2m_msg::rest::session_path(&result.session_id)` and the result as the body.
@@ -252,10 +291,44 @@ where
         now: Timestamp,
     ) -> Outcome<RegistrationResult> {
         let mut record = AuditRecord::new(now, Action::Register, Some(peer));
+        let mut effects = Effects::default();
         let result = self
-            .try_register(peer, registration, now, &mut record)
+            .try_register(peer, registration, now, &mut record, &mut effects)
             .await;
-        finish(record, Effects::default(), result)
+        finish(record, effects, result)
+    }
+
+    /// Ends the EMSE's oldest session and its subscriptions, with an audit record of its
+    /// own (action `session-expired`, reason: replaced).
+    async fn replace_oldest_session(
+        &self,
+        emse: &EmseId,
+        now: Timestamp,
+        effects: &mut Effects,
+    ) -> Result<(), Refusal> {
+        let evicted = self
+            .sessions
+            .evict_oldest(emse)
+            .await
+            .map_err(store_failed)?;
+        if let Some(old) = evicted {
+            let mut ended = AuditRecord::new(now, Action::SessionExpired, None);
+            ended.session = Some(old.session);
+            ended.verdict = Verdict::Granted;
+            ended.reason = "replaced by a new registration of its EMSE (session limit)";
+            if self
+                .subscriptions
+                .remove_session(old.session)
+                .await
+                .is_err()
+            {
+                ended.verdict = Verdict::Refused(ProblemCause::Unavailable);
+                ended.reason =
+                    "replaced by a new registration; subscriptions not removed: store unavailable";
+            }
+            effects.audit.push(ended);
+        }
+        Ok(())
     }
 
     async fn try_register(
@@ -264,6 +337,7 @@ where
         registration: &Registration,
         now: Timestamp,
         record: &mut AuditRecord,
+        effects: &mut Effects,
     ) -> Result<RegistrationResult, Refusal> {
         let emse = Self::emse_peer(peer)?;
         if registration.emse_id.as_bytes() != emse.as_bytes() {
@@ -272,11 +346,23 @@ where
                 "EMSE_Id differs from the certificate identity",
             ));
         }
-        let (id, info) = self
-            .sessions
-            .create(emse, now)
-            .await
-            .map_err(store_failed)?;
+        if let Some(callback) = &registration.callback {
+            self.check_callback(peer, callback)?;
+        }
+        let (id, info) = match self.sessions.create(emse, now).await {
+            Err(StoreError::LimitReached(ks::Limit::SessionsPerEmse)) => {
+                // The EMSE is at its own limit: its oldest session makes way, so that an
+                // EMSE that lost its session ids (crash loop, restart without
+                // deregistering) is never locked out (issue 9 item 11). It is the EMSE's
+                // own certificate asking; the oldest session's subscriptions end with it.
+                self.replace_oldest_session(emse, now, effects).await?;
+                self.sessions
+                    .create(emse, now)
+                    .await
+                    .map_err(store_failed)?
+            }
+            created => created.map_err(store_failed)?,
+        };
         record.session = Some(info.session);
         Ok(RegistrationResult {
             session_id: id,
@@ -389,7 +475,10 @@ where
     /// session the answer is [`ProblemCause::UnknownSession`]. A UE filter by application
     /// identity must resolve for this EMSE; a filter by IMSI, or no filter at all (whose
     /// notifications must then name UEs by IMSI), needs the EMSE's IMSI permission.
-    /// `key-in-use` is an EMSE → EMKS event and cannot be subscribed to here.
+    /// `key-in-use` is an EMSE → EMKS event and cannot be subscribed to here. The callback's
+    /// host must be one the EMSE's certificate names or the operator allows
+    /// ([`EmksConfig::allow_callback_host`]); otherwise [`ProblemCause::EmseNotAuthorized`],
+    /// and the EMKS never connects to it.
     ///
     /// The transport answers 201 with `Location: e2m_msg::rest::subscription_path(&id)`.
     pub async fn subscribe(
@@ -420,6 +509,7 @@ where
                 "key-in-use is reported by EMSEs, not subscribed to",
             ));
         }
+        self.check_callback(peer, &subscription.callback)?;
         let session = self.newest_session(emse, now).await?;
         record.session = Some(session.session);
         let ue = match &subscription.ue {

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use e2m_keyid::EmseId;
 
+use crate::CallbackHost;
+
 /// The peer of a request: its verified certificate identity and the role the certificate
 /// gives it (seed 6.x.2.2.1: "Mutual authentication shall be enabled in TLS").
 ///
@@ -13,19 +15,53 @@ use e2m_keyid::EmseId;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Peer {
-    /// An EMSE, with the EMSE_Id its certificate carries (shared: audit records copy the
-    /// peer, and an `EmseId` is 258 octets inline).
-    Emse(Arc<EmseId>),
+    /// An EMSE, with the EMSE_Id its certificate carries and the hosts it names (shared:
+    /// audit records copy the peer, and an `EmseId` is 258 octets inline).
+    Emse(Arc<EmsePeer>),
     /// The HSS, with its node name.
     Hss(Arc<str>),
     /// Any other authenticated peer (another EMKS, a monitoring client): may do nothing here.
     Other(Arc<str>),
 }
 
+/// An EMSE as its verified certificate describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmsePeer {
+    id: EmseId,
+    hosts: Arc<[CallbackHost]>,
+}
+
+impl EmsePeer {
+    /// The EMSE_Id.
+    pub fn id(&self) -> &EmseId {
+        &self.id
+    }
+
+    /// The hosts the certificate names (subjectAltName dNSName and iPAddress entries):
+    /// where this EMSE may have the EMKS send notifications (see [`CallbackHost`]).
+    pub fn hosts(&self) -> &[CallbackHost] {
+        &self.hosts
+    }
+}
+
+/// An EMSE peer is first of all its EMSE_Id.
+impl core::ops::Deref for EmsePeer {
+    type Target = EmseId;
+    fn deref(&self) -> &EmseId {
+        &self.id
+    }
+}
+
 impl Peer {
-    /// An EMSE peer.
+    /// An EMSE peer whose certificate names no host.
     pub fn emse(id: EmseId) -> Peer {
-        Peer::Emse(Arc::new(id))
+        Peer::emse_naming(id, Arc::from([]))
+    }
+
+    /// An EMSE peer whose certificate names `hosts` (subjectAltName dNSName and iPAddress
+    /// entries): callbacks to them are accepted from it.
+    pub fn emse_naming(id: EmseId, hosts: Arc<[CallbackHost]>) -> Peer {
+        Peer::Emse(Arc::new(EmsePeer { id, hosts }))
     }
 
     /// The HSS, named `name`.

@@ -10,6 +10,7 @@ mod common;
 use common::*;
 use e2m_emks::{Action, EmksConfig, Peer, Verdict};
 use e2m_keyid::{EmseId, KeyId};
+use e2m_keystore::{SessionStore, SubscriptionStore};
 use e2m_msg::{
     Deregistration, EventSet, EventType, IntermediateKeyPush, KeyIdSource, Notification,
     ProblemCause, Registration, SessionId, Subscription, SubscriptionId, UeRef,
@@ -571,5 +572,144 @@ fn every_decision_is_audited() {
         l.audit[4].contains("cause=unknown-session")
             && l.audit[4].contains("session bound to another EMSE")
             && l.audit[4].contains("peer=emse:emse-b.example.com")
+    );
+}
+
+/// Issue 9 item 5: a callback is accepted only for a host the EMSE's certificate names or
+/// the operator allows; refused, it is refused when given, so nothing ever connects to it.
+#[test]
+fn callbacks_must_name_a_host_of_the_certificate_or_the_allow_list() {
+    use e2m_emks::CallbackHost;
+    let subscribe_to = |w: &World, uri: &str| {
+        let out = block_on(w.emks.subscribe(
+            &w.a,
+            &Subscription {
+                events: EventSet::single(EventType::KeyAvailable),
+                ue: Some(app_ue(1, A)),
+                callback: e2m_msg::CallbackUri::new(uri).unwrap(),
+            },
+            at(1),
+        ));
+        let reason = out.effects.audit.first().map(|r| r.reason);
+        (w.record(out).map(|r| r.subscription_id), reason)
+    };
+    let register_with = |w: &World, uri: &str| {
+        let out = block_on(w.emks.register(
+            &w.a,
+            &Registration {
+                emse_id: EmseId::new(A).unwrap(),
+                callback: Some(e2m_msg::CallbackUri::new(uri).unwrap()),
+            },
+            at(1),
+        ));
+        w.record(out).map(|r| r.session_id)
+    };
+    let w = world();
+    w.register(&w.a, at(0)).unwrap();
+    // The certificate names A (any port, any path; case does not matter).
+    for ok in [
+        format!("https://{A}/e2m/v1/notifications"),
+        format!("https://{}:8443/cb", A.to_uppercase()),
+    ] {
+        assert!(subscribe_to(&w, &ok).0.is_ok(), "{ok}");
+        assert!(register_with(&w, &ok).is_ok(), "{ok}");
+    }
+    // Another EMSE's host, an internal address, a port probe: refused, with the reason in
+    // the audit only.
+    for bad in [
+        format!("https://{B}/e2m/v1/notifications"),
+        "https://10.0.0.1:22/".to_owned(),
+        "https://127.0.0.1:6379/".to_owned(),
+        "https://[::1]:25/".to_owned(),
+        "https://metadata.internal/".to_owned(),
+    ] {
+        let (result, reason) = subscribe_to(&w, &bad);
+        assert_eq!(result.err(), Some(ProblemCause::EmseNotAuthorized), "{bad}");
+        assert_eq!(
+            reason,
+            Some("callback host neither named by the EMSE's certificate nor allowed")
+        );
+        assert_eq!(
+            register_with(&w, &bad).err(),
+            Some(ProblemCause::EmseNotAuthorized),
+            "{bad}"
+        );
+    }
+    // The operator's allow-list lets any EMSE name these.
+    let w = World::new(
+        EmksConfig::default()
+            .allow_callback_host("10.0.0.1".parse::<CallbackHost>().unwrap())
+            .allow_callback_host("*.gw.example.net".parse::<CallbackHost>().unwrap()),
+    );
+    w.register(&w.a, at(0)).unwrap();
+    assert!(subscribe_to(&w, "https://10.0.0.1:8443/cb").0.is_ok());
+    assert!(subscribe_to(&w, "https://eu.gw.example.net/cb").0.is_ok());
+    assert_eq!(
+        subscribe_to(&w, "https://10.0.0.2/cb").0.err(),
+        Some(ProblemCause::EmseNotAuthorized)
+    );
+    assert_eq!(
+        subscribe_to(&w, "https://gw.example.net/cb").0.err(),
+        Some(ProblemCause::EmseNotAuthorized)
+    );
+}
+
+/// Issue 9 item 11: an EMSE that registers again and again without deregistering (a crash
+/// loop) is not locked out at its session limit: each new registration replaces its oldest
+/// session, whose subscriptions end with it; another EMSE is not touched.
+#[test]
+fn a_registration_at_the_session_limit_replaces_the_oldest_session() {
+    let w = world();
+    let limit = w.emks.sessions().session_policy().max_per_emse();
+    let b = w.register(&w.b, at(0)).unwrap();
+    let first = w.register(&w.a, at(0)).unwrap();
+    // The first session's subscription.
+    subscribe(
+        &w,
+        &w.a,
+        Some(app_ue(1, A)),
+        EventSet::single(EventType::KeyAvailable),
+        0,
+    )
+    .unwrap();
+    let mut later = Vec::new();
+    for n in 1..limit {
+        later.push(w.register(&w.a, at(u64::try_from(n).unwrap())).unwrap());
+    }
+    let out = block_on(w.emks.register(
+        &w.a,
+        &Registration {
+            emse_id: EmseId::new(A).unwrap(),
+            callback: None,
+        },
+        at(100),
+    ));
+    let audit = out.effects.audit.clone();
+    // The registration over the limit succeeds.
+    let newest = w.record(out).unwrap();
+    let live = |id: &SessionId| {
+        block_on(w.emks.sessions().get(id, at(101)))
+            .unwrap()
+            .is_some()
+    };
+    assert!(!live(&first), "the oldest session was not replaced");
+    assert!(live(&newest.session_id) && later.iter().all(live) && live(&b));
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert_eq!(audit[0].action, Action::Register);
+    assert_eq!(audit[1].action, Action::SessionExpired);
+    assert!(
+        audit[1].reason.starts_with("replaced"),
+        "{}",
+        audit[1].reason
+    );
+    // The replaced session's subscription ended with it.
+    assert!(
+        block_on(
+            w.emks
+                .subscriptions()
+                .matching(&imsi(1), EventSet::single(EventType::KeyAvailable))
+        )
+        .unwrap()
+        .is_empty()
     );
 }

@@ -25,7 +25,7 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
             &Subscription {
                 events: EventSet::single(EventType::KeyAvailable).with(EventType::KeyRetired),
                 ue,
-                callback: callback("emse.example.com"),
+                callback: callback(peer.name()),
             },
             at(1),
         ));

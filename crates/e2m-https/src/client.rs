@@ -15,12 +15,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use e2m_keyid::EmseId;
+use e2m_keyid::{EmseId, KeyId};
 use e2m_msg::rest::{self, MEDIA_TYPE_PROBLEM_XML, MEDIA_TYPE_XML};
 use e2m_msg::{
     CallbackUri, DecodeError, Deregistration, IntermediateKeyPush, KeyRequest, KeyResponse,
     Notification, Problem, Registration, RegistrationResult, SessionId, Subscription,
-    SubscriptionId, SubscriptionResult, XmlMessage,
+    SubscriptionId, SubscriptionResult, UeRef, XmlMessage,
 };
 use hyper::body::Bytes;
 use rustls::pki_types::CertificateDer;
@@ -482,6 +482,215 @@ impl EmksClient {
                 continue;
             }
             return expect_status(response, 204).await.map(|_| ());
+        }
+    }
+}
+
+/// How an [`EmseSession`] retries its registration: waits from `initial`, doubled after
+/// each failure up to `max`, each shortened by up to a quarter at random (so that EMSEs
+/// restarted together do not retry together), for at most `attempts` tries (`None`: until
+/// it succeeds or the caller gives up, e.g. on a signal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+    /// The most registration attempts (`None`: no limit).
+    pub attempts: Option<u32>,
+}
+
+impl Backoff {
+    /// 200 ms, doubling to 10 s, without limit.
+    pub const DEFAULT: Backoff = Backoff {
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(10),
+        attempts: None,
+    };
+
+    /// The wait after the `failures`-th failure (1-based).
+    fn wait(&self, failures: u32) -> Duration {
+        let doubled = self
+            .initial
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+        let wait = doubled.min(self.max);
+        // Jitter from the clock's nanoseconds: no secret, only spread.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let quarter = wait / 4;
+        let cut = quarter.mul_f64(f64::from(nanos % 1000) / 1000.0);
+        wait - cut
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::DEFAULT
+    }
+}
+
+/// Whether a failed registration may succeed later: the EMKS unreachable or not ready
+/// (transport, 503, 429, or a status without a problem document), not a refusal of this
+/// EMSE (403, 400, …), which retrying would only repeat.
+fn worth_retrying(error: &ClientError) -> bool {
+    match error {
+        ClientError::Transport(_) | ClientError::UnexpectedStatus(_) => true,
+        ClientError::Problem { problem, .. } => matches!(
+            problem.cause,
+            e2m_msg::ProblemCause::Unavailable | e2m_msg::ProblemCause::RateLimited
+        ),
+        _ => false,
+    }
+}
+
+/// The session the EMSE currently holds, numbered so that concurrent fetches that all find
+/// it gone re-register once, not once each.
+struct HeldSession {
+    id: SessionId,
+    generation: u64,
+}
+
+/// An EMSE's session with the EMKS, kept alive across EMKS outages and restarts (issue 9
+/// item 11): registration is retried with [`Backoff`] while the EMKS is unreachable; a key
+/// fetch answered `unknown-session` (the EMKS restarted without its state, or the session
+/// expired or was replaced) registers again, once, and repeats the fetch; [`Self::close`]
+/// deregisters. Concurrent fetches share one re-registration.
+///
+/// The EMKS replaces an EMSE's oldest session when a registration finds it at its session
+/// limit, so an EMSE that crashes without deregistering is never locked out; deregistering
+/// on exit still frees its place at once.
+pub struct EmseSession {
+    client: EmksClient,
+    callback: Option<CallbackUri>,
+    backoff: Backoff,
+    held: tokio::sync::Mutex<HeldSession>,
+}
+
+impl std::fmt::Debug for EmseSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmseSession")
+            .field("identity", self.client.identity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmseSession {
+    /// Registers `client`'s EMSE (with `callback`, if any), retrying as `backoff` says
+    /// while the EMKS is unreachable or not ready.
+    ///
+    /// # Errors
+    /// The EMKS refused the registration (e.g. `emse-not-authorized`), or the attempts
+    /// ran out (the last error).
+    pub async fn establish(
+        client: EmksClient,
+        callback: Option<CallbackUri>,
+        backoff: Backoff,
+    ) -> Result<EmseSession, ClientError> {
+        let id = register_with_backoff(&client, callback.as_ref(), backoff).await?;
+        Ok(EmseSession {
+            client,
+            callback,
+            backoff,
+            held: tokio::sync::Mutex::new(HeldSession { id, generation: 0 }),
+        })
+    }
+
+    /// The client (to subscribe and notify).
+    pub fn client(&self) -> &EmksClient {
+        &self.client
+    }
+
+    /// A copy of the current session id.
+    pub async fn session_id(&self) -> SessionId {
+        self.held.lock().await.id.copy_secret()
+    }
+
+    /// Fetches a UE's key in the current session; if the EMKS no longer knows the session,
+    /// registers again (once, shared with concurrent fetches) and repeats the fetch.
+    ///
+    /// # Errors
+    /// As [`EmksClient::fetch_key`]; a failed re-registration's error.
+    pub async fn fetch_key(&self, ue: UeRef, key_id: KeyId) -> Result<KeyResponse, ClientError> {
+        let (id, generation) = {
+            let held = self.held.lock().await;
+            (held.id.copy_secret(), held.generation)
+        };
+        let request = KeyRequest {
+            session_id: id,
+            ue,
+            key_id,
+        };
+        match self.client.fetch_key(&request).await {
+            Err(error) if error.problem_cause() == Some(e2m_msg::ProblemCause::UnknownSession) => {
+                let id = self.renew(generation).await?;
+                let request = KeyRequest {
+                    session_id: id,
+                    ..request
+                };
+                self.client.fetch_key(&request).await
+            }
+            other => other,
+        }
+    }
+
+    /// A live session id: the current one if another task already renewed the session
+    /// that `seen` numbered, else a new registration.
+    async fn renew(&self, seen: u64) -> Result<SessionId, ClientError> {
+        let mut held = self.held.lock().await;
+        if held.generation == seen {
+            tracing::info!(
+                emse = %self.client.identity(),
+                "the EMKS does not know this EMSE's session (restart or expiry); registering again"
+            );
+            held.id =
+                register_with_backoff(&self.client, self.callback.as_ref(), self.backoff).await?;
+            held.generation += 1;
+        }
+        Ok(held.id.copy_secret())
+    }
+
+    /// Deregisters (seed 6.x.2.2.2.3). A session the EMKS no longer knows is already gone:
+    /// that counts as done.
+    ///
+    /// # Errors
+    /// A transport error or another problem from the EMKS.
+    pub async fn close(&self) -> Result<(), ClientError> {
+        // Held across the request, so that no fetch renews the session meanwhile.
+        let held = self.held.lock().await;
+        match self.client.deregister(held.id.copy_secret()).await {
+            Err(error) if error.problem_cause() == Some(e2m_msg::ProblemCause::UnknownSession) => {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+async fn register_with_backoff(
+    client: &EmksClient,
+    callback: Option<&CallbackUri>,
+    backoff: Backoff,
+) -> Result<SessionId, ClientError> {
+    let mut failures = 0u32;
+    loop {
+        match client.register(callback.cloned()).await {
+            Ok(result) => return Ok(result.session_id),
+            Err(error) => {
+                failures += 1;
+                let out_of_attempts = backoff.attempts.is_some_and(|n| failures >= n);
+                if !worth_retrying(&error) || out_of_attempts {
+                    return Err(error);
+                }
+                let wait = backoff.wait(failures);
+                tracing::info!(
+                    attempt = failures,
+                    wait_ms = wait.as_millis() as u64,
+                    %error,
+                    "registration with the EMKS failed; retrying"
+                );
+                tokio::time::sleep(wait).await;
+            }
         }
     }
 }

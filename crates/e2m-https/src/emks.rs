@@ -230,7 +230,11 @@ where
 
     /// Routes and answers `request`; returns its operation (if it matched one) as well.
     async fn dispatch(&self, request: &Request) -> (Option<Operation>, HttpResponse) {
-        let peer = core_peer(&request.peer);
+        let peer = match &request.peer {
+            // The hosts its certificate names: where its callbacks may go (issue 9 item 5).
+            PeerIdentity::Emse(id) => Peer::emse_naming(id.clone(), request.peer_hosts.clone()),
+            other => core_peer(other),
+        };
         let now = Timestamp::now_from_system_clock();
         let target = request
             .uri

@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pki;
 pub mod ratelimit;
+mod request_head;
 pub mod respond;
 pub mod server;
 pub mod tls;

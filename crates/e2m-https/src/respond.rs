@@ -1,8 +1,14 @@
 //! Building responses of the REST binding: messages and RFC 9457 problem documents from
 //! `e2m-msg`, with the headers the binding requires.
+//!
+//! The document of each bare cause (no detail, the cause's own status: every refusal the
+//! core and the transport make) is encoded once and shared afterwards, so that answering
+//! a flood of refusals encodes no XML (issue 9 item 3).
+
+use std::sync::OnceLock;
 
 use e2m_msg::rest::{MEDIA_TYPE_PROBLEM_XML, MEDIA_TYPE_XML};
-use e2m_msg::{Problem, ProblemCause, XmlMessage};
+use e2m_msg::{Problem, ProblemCause, ProblemDetail, XmlMessage};
 use http_body_util::Full;
 use hyper::StatusCode;
 use hyper::body::Bytes;
@@ -14,19 +20,61 @@ fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
+/// The encoded document of a bare cause, built once per cause.
+fn bare_document(cause: ProblemCause) -> Bytes {
+    static DOCUMENTS: OnceLock<Vec<(ProblemCause, Bytes)>> = OnceLock::new();
+    let documents = DOCUMENTS.get_or_init(|| {
+        ProblemCause::ALL
+            .iter()
+            .map(|&cause| (cause, encode(&Problem::new(cause))))
+            .collect()
+    });
+    match documents.iter().find(|(known, _)| *known == cause) {
+        Some((_, document)) => document.clone(),
+        // A cause a later e2m-msg adds: encoded each time.
+        None => encode(&Problem::new(cause)),
+    }
+}
+
+fn encode(problem: &Problem) -> Bytes {
+    Bytes::copy_from_slice(problem.encode().as_bytes())
+}
+
 /// A problem response: the document, `Content-Type: application/problem+xml`, and the
 /// cause's status.
 pub fn problem(problem: &Problem) -> HttpResponse {
-    let body = problem.encode();
-    let mut response = hyper::Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
-    *response.status_mut() = status(problem.status());
+    let body = match problem.detail {
+        None => bare_document(problem.cause),
+        Some(_) => encode(problem),
+    };
+    problem_response(body, status(problem.status()), problem.cause)
+}
+
+fn problem_response(body: Bytes, status: StatusCode, cause: ProblemCause) -> HttpResponse {
+    let mut response = hyper::Response::new(Full::new(body));
+    *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(MEDIA_TYPE_PROBLEM_XML),
     );
     // For observers (crate::metrics): the cause travels with the response, not on the wire.
-    response.extensions_mut().insert(problem.cause);
+    response.extensions_mut().insert(cause);
     response
+}
+
+/// A problem response for `cause` sent with another status than the cause's own (e2m-msg
+/// has no cause for it): the document's `status` member says the status sent, as RFC 9457
+/// §3.1.3 requires, and `detail` says what happened.
+fn problem_with_status(cause: ProblemCause, sent: StatusCode, detail: &str) -> HttpResponse {
+    let mut document = Problem::new(cause);
+    document.detail = ProblemDetail::new(detail).ok();
+    let own = format!("<status>{}</status>", cause.status());
+    let text = document.encode().as_str().replacen(
+        &own,
+        &format!("<status>{}</status>", sent.as_u16()),
+        1,
+    );
+    problem_response(Bytes::from(text), sent, cause)
 }
 
 /// A problem response for a bare cause.
@@ -61,19 +109,32 @@ pub fn empty(code: u16) -> HttpResponse {
     response
 }
 
-/// The problem for a request the transport rejected (413, 429, 408 → `malformed`, 400).
+/// The problem for a request the transport rejected: 413, 429 (the prebuilt document),
+/// 400 `malformed` (a bad body, head or request target), and `malformed` with the status
+/// that says what happened where e2m-msg has no cause of its own: 408 (RFC 9110
+/// §15.5.9), 431 (RFC 6585 §5), 505 (RFC 9110 §15.6.6).
 pub fn rejection(rejection: Rejection) -> HttpResponse {
     match rejection {
         Rejection::PayloadTooLarge => cause(ProblemCause::PayloadTooLarge),
         Rejection::RateLimited { .. } => cause(ProblemCause::RateLimited),
-        Rejection::BodyTimeout => {
-            // e2m-msg has no "timeout" cause: the request is incomplete, i.e. malformed, but
-            // the status says what happened (RFC 9110 §15.5.9).
-            let mut response = cause(ProblemCause::Malformed);
-            *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
-            response
+        Rejection::BodyTimeout => problem_with_status(
+            ProblemCause::Malformed,
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        ),
+        Rejection::HeadTooLarge => problem_with_status(
+            ProblemCause::Malformed,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "the request head is too large",
+        ),
+        Rejection::VersionNotSupported => problem_with_status(
+            ProblemCause::Malformed,
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "only HTTP/1.1 is served",
+        ),
+        Rejection::BadBody | Rejection::MalformedHead | Rejection::TargetNotOriginForm => {
+            cause(ProblemCause::Malformed)
         }
-        Rejection::BadBody => cause(ProblemCause::Malformed),
     }
 }
 

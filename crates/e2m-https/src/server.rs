@@ -13,13 +13,24 @@
 //!    [`Limits::max_connections`] at once; over it, the connection is closed);
 //! 3. the peer's identity from its **verified** certificate (the handshake already refused
 //!    anyone else, see [`super::tls`]);
-//! 4. HTTP/1.1 with hyper's `header_read_timeout` (= [`Limits::header_timeout`]): the whole
+//! 4. each request head checked on the wire before hyper parses it (strict HTTP/1.1:
+//!    origin-form target without fragment, one `Host`, at most one `Content-Length`, only
+//!    `chunked` as transfer coding, at most [`Limits::max_header_bytes`]), and the peer's
+//!    rate limit taken there, as soon as the head is complete: a refused request never
+//!    reaches hyper, its body is skipped unread, and the handler's problem document answers
+//!    it in its turn ([`Rejection`]; issue 9 items 3 and 8);
+//! 5. HTTP/1.1 with hyper's `header_read_timeout` (= [`Limits::header_timeout`]): the whole
 //!    request head must arrive within it, and since hyper restarts that timer whenever a
 //!    keep-alive connection goes idle, it also closes idle connections. `axum::serve` has no
 //!    such timeout, which is why the stack is built on hyper's connection builder directly;
-//! 5. per request: the peer's rate limit (429), the declared length (413 before reading),
-//!    then the body, read with a size cap (413) under [`Limits::body_timeout`] (408);
-//! 6. the handler, given the peer identity and the complete body.
+//! 6. per request: the declared length (413 before reading), then the body, read with a
+//!    size cap (413) under [`Limits::body_timeout`] (408);
+//! 7. the handler, given the peer identity and the complete body.
+//!
+//! Every error the stack answers goes through [`Handler::reject`], so a handler with its
+//! own problem vocabulary (the EMKS: RFC 9457 `application/problem+xml`) answers all of
+//! them; hyper's own bare error responses are not reached, since no head it would refuse
+//! gets to it.
 //!
 //! Logging: the stack logs the peer identity (not secret), the method and the status, never
 //! the request target (it contains session ids) and never a body (it may contain keys).
@@ -44,7 +55,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::ratelimit::{RateLimit, RateLimiter};
-use super::tls::peer_identity;
+use super::request_head::{Admit, CheckedHeads, HeadRefusal, Refusals, is_marker};
+use super::tls::{peer_hosts, peer_identity};
 use crate::pki::PeerIdentity;
 
 /// The HTTP response type of the stack.
@@ -106,6 +118,9 @@ impl Default for Limits {
 pub struct Request {
     /// Who sent it, from the verified client certificate.
     pub peer: PeerIdentity,
+    /// The hosts the verified client certificate names (subjectAltName dNSName and
+    /// iPAddress): where an EMSE may ask for callbacks (issue 9 item 5).
+    pub peer_hosts: Arc<[e2m_emks::CallbackHost]>,
     /// The method.
     pub method: Method,
     /// The request target (path and query).
@@ -145,6 +160,7 @@ impl core::fmt::Debug for Request {
         }
         f.debug_struct("Request")
             .field("peer", &self.peer)
+            .field("peer_hosts", &self.peer_hosts)
             .field("method", &self.method)
             .field("path", &Path(self.uri.path()))
             .field("query", &self.uri.query().map(|_| "<redacted>"))
@@ -169,6 +185,19 @@ pub enum Rejection {
     BodyTimeout,
     /// The body could not be read (connection error, bad chunked encoding): 400.
     BadBody,
+    /// The request head is over [`Limits::max_header_bytes`] or has too many header
+    /// lines: 431. The connection is closed.
+    HeadTooLarge,
+    /// The request head is not a well-formed HTTP/1.1 head, or its framing headers are
+    /// ambiguous (two `Content-Length`s, `Content-Length` with `Transfer-Encoding`, a
+    /// transfer coding other than `chunked`, no or two `Host`s): 400. The connection is
+    /// closed.
+    MalformedHead,
+    /// The request target is not in origin form (a fragment, absolute form, authority or
+    /// asterisk form): 400. The connection is closed.
+    TargetNotOriginForm,
+    /// Not HTTP/1.1: 505. The connection is closed.
+    VersionNotSupported,
 }
 
 impl Rejection {
@@ -178,7 +207,11 @@ impl Rejection {
             Rejection::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Rejection::BadBody => StatusCode::BAD_REQUEST,
+            Rejection::BadBody | Rejection::MalformedHead | Rejection::TargetNotOriginForm => {
+                StatusCode::BAD_REQUEST
+            }
+            Rejection::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Rejection::VersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
         }
     }
 }
@@ -345,7 +378,21 @@ async fn accept_loop<H: Handler>(
                 tracing::warn!(%remote, "verified peer without an e2m identity");
                 return;
             };
+            let hosts: Arc<[e2m_emks::CallbackHost]> = peer_hosts(tls.get_ref().1).into();
             tracing::debug!(%remote, %peer, "TLS connection established");
+            let refusals = Arc::new(Refusals::default());
+            let admit: Admit = {
+                let limiter = limiter.clone();
+                let peer = peer.clone();
+                Box::new(move || limiter.check(&peer))
+            };
+            let tls = CheckedHeads::new(
+                tls,
+                limits.max_header_bytes,
+                limits.max_body as u64,
+                refusals.clone(),
+                admit,
+            );
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
@@ -354,13 +401,15 @@ async fn accept_loop<H: Handler>(
                 .keep_alive(true);
             let service = service_fn(move |request: hyper::Request<Incoming>| {
                 let handler = handler.clone();
-                let limiter = limiter.clone();
                 let limits = limits.clone();
                 let peer = peer.clone();
+                let hosts = hosts.clone();
+                let refused = is_marker(&request).then(|| refusals.take());
                 async move {
-                    Ok::<_, Infallible>(
-                        handle_request(&*handler, &limiter, &limits, peer, request).await,
-                    )
+                    Ok::<_, Infallible>(match refused {
+                        Some(refusal) => answer_refusal(&*handler, &peer, refusal),
+                        None => handle_request(&*handler, &limits, (peer, hosts), request).await,
+                    })
                 }
             });
             let connection = builder.serve_connection(TokioIo::new(tls), service);
@@ -468,30 +517,52 @@ impl RoleLimiters {
     }
 }
 
+/// The answer to a request refused on the wire (a marker request; see
+/// [`super::request_head`]): the handler's problem for it, with `Retry-After` for a rate
+/// limit, and `Connection: close` when nothing after it will be read.
+fn answer_refusal<H: Handler>(
+    handler: &H,
+    peer: &PeerIdentity,
+    refusal: Option<HeadRefusal>,
+) -> HttpResponse {
+    // A marker always has its refusal queued before hyper can parse it; without one, the
+    // connection is in a state this code does not know, and it ends.
+    let refusal = refusal.unwrap_or(HeadRefusal {
+        rejection: Rejection::MalformedHead,
+        close: true,
+    });
+    audit_rejection(peer, refusal.rejection);
+    let mut response = handler.reject(refusal.rejection);
+    if let Rejection::RateLimited { retry_after_secs } = refusal.rejection {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    }
+    if refusal.close {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 async fn handle_request<H: Handler>(
     handler: &H,
-    limiter: &RoleLimiters,
     limits: &Limits,
-    peer: PeerIdentity,
+    (peer, hosts): (PeerIdentity, Arc<[e2m_emks::CallbackHost]>),
     request: hyper::Request<Incoming>,
 ) -> HttpResponse {
     let started = Instant::now();
     let method = request.method().clone();
-    let response = match read_request(limiter, limits, peer.clone(), request).await {
+    let response = match read_request(limits, (peer.clone(), hosts), request).await {
         Ok(request) => handler.handle(request).await,
         Err(rejection) => {
             audit_rejection(&peer, rejection);
             let mut response = handler.reject(rejection);
-            if let Rejection::RateLimited { retry_after_secs } = rejection {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            } else {
-                // The rest of the body was not read: the connection cannot be reused.
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
+            // The rest of the body was not read: the connection cannot be reused.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
             response
         }
     };
@@ -510,12 +581,15 @@ async fn handle_request<H: Handler>(
 /// the log (issue 9 item 13): a line for the 1st, 2nd, 4th, 8th, … refusal of each cause.
 fn audit_rejection(peer: &PeerIdentity, rejection: Rejection) {
     use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+    static COUNTS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
     let (index, cause) = match rejection {
         Rejection::RateLimited { .. } => (0, "rate-limited"),
         Rejection::PayloadTooLarge => (1, "payload-too-large"),
         Rejection::BodyTimeout => (2, "body-timeout"),
-        _ => (3, "malformed"),
+        Rejection::HeadTooLarge => (3, "head-too-large"),
+        Rejection::TargetNotOriginForm => (4, "target-not-origin-form"),
+        Rejection::VersionNotSupported => (5, "version-not-supported"),
+        Rejection::BadBody | Rejection::MalformedHead => (6, "malformed"),
     };
     let n = COUNTS[index].fetch_add(1, Ordering::Relaxed) + 1;
     if n.is_power_of_two() {
@@ -524,16 +598,10 @@ fn audit_rejection(peer: &PeerIdentity, rejection: Rejection) {
 }
 
 async fn read_request(
-    limiter: &RoleLimiters,
     limits: &Limits,
-    peer: PeerIdentity,
+    (peer, peer_hosts): (PeerIdentity, Arc<[e2m_emks::CallbackHost]>),
     request: hyper::Request<Incoming>,
 ) -> Result<Request, Rejection> {
-    if let Err(wait) = limiter.check(&peer) {
-        return Err(Rejection::RateLimited {
-            retry_after_secs: wait.as_secs().max(1),
-        });
-    }
     let (parts, body) = request.into_parts();
     // Refuse a declared oversize body before reading any of it.
     if let Some(length) = parts.headers.get(header::CONTENT_LENGTH) {
@@ -561,6 +629,7 @@ async fn read_request(
     };
     Ok(Request {
         peer,
+        peer_hosts,
         method: parts.method,
         uri: parts.uri,
         headers: parts.headers,

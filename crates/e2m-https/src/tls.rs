@@ -299,6 +299,43 @@ pub fn client_config(
     Ok(config)
 }
 
+/// The hosts a certificate names (subjectAltName dNSName and iPAddress entries): where the
+/// EMKS accepts callbacks from its holder (issue 9 item 5; see [`e2m_emks::CallbackHost`]).
+/// Entries that are neither a host name nor a 4- or 16-octet address are left out.
+pub fn certified_hosts(der: &[u8]) -> Vec<e2m_emks::CallbackHost> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => e2m_emks::CallbackHost::dns(dns),
+            GeneralName::IPAddress(octets) => {
+                let ip: std::net::IpAddr = match octets.len() {
+                    4 => <[u8; 4]>::try_from(*octets).ok()?.into(),
+                    16 => <[u8; 16]>::try_from(*octets).ok()?.into(),
+                    _ => return None,
+                };
+                Some(e2m_emks::CallbackHost::Ip(ip))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The hosts the verified certificate of an established server-side connection names.
+pub fn peer_hosts(conn: &rustls::ServerConnection) -> Vec<e2m_emks::CallbackHost> {
+    conn.peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| certified_hosts(leaf))
+        .unwrap_or_default()
+}
+
 /// The verified identity of the peer of an established server-side connection, if any.
 pub fn peer_identity(conn: &rustls::ServerConnection) -> Option<PeerIdentity> {
     let leaf = conn.peer_certificates()?.first()?;

@@ -954,6 +954,7 @@ mod in_process {
         // session id in its path and the key in its body must not reach the log.
         let logged = e2m_https::server::Request {
             peer: e2m_https::pki::PeerIdentity::Hss(e2m_https::pki::NodeName::new("hss").unwrap()),
+            peer_hosts: Vec::new().into(),
             method: hyper::Method::POST,
             uri: format!("/e2m/v1/sessions/{session_text}/keys?appIdentity=a%40b&keyId=00000001")
                 .parse()
@@ -1015,5 +1016,591 @@ fn copy_request(request: &e2m_msg::KeyRequest) -> e2m_msg::KeyRequest {
         session_id: request.session_id.copy_secret(),
         ue: request.ue.clone(),
         key_id: request.key_id,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Request heads checked on the wire (issue 9 item 8) and cheap refusals (item 3): raw
+// requests over TLS, against the EMKS and against a handler that counts its calls.
+
+mod wire {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use e2m_emks::{Emks, EmksConfig};
+    use e2m_https::emks::{EmksServerOptions, start_emks};
+    use e2m_https::pki::Role;
+    use e2m_https::ratelimit::RateLimit;
+    use e2m_https::server::{Handler, HttpResponse, Limits, Request, serve};
+    use e2m_https::tls::{ExpectedServer, client_config, server_config};
+    use e2m_keystore::SessionStore;
+    use e2m_msg::XmlMessage;
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::{TestPki, emse, raw_tls, read_until_closed};
+
+    fn registration() -> String {
+        e2m_msg::Registration {
+            emse_id: emse("emse-a"),
+            callback: None,
+        }
+        .encode()
+        .as_str()
+        .to_owned()
+    }
+
+    /// Sends `request` on a new TLS connection as EMSE A; returns everything the server
+    /// sent until it closed (or 5 s passed) and whether it closed.
+    async fn exchange(pki: &TestPki, addr: std::net::SocketAddr, request: &[u8]) -> (String, bool) {
+        let config = client_config(
+            &pki.emse("emse-a"),
+            &pki.ca(),
+            ExpectedServer::AnyOfRole(Role::Emks),
+        )
+        .unwrap();
+        let mut tls = raw_tls(addr, config).await.unwrap();
+        tls.write_all(request).await.unwrap();
+        let (out, closed) = read_until_closed(&mut tls, Duration::from_secs(5)).await;
+        (String::from_utf8_lossy(&out).into_owned(), closed.is_some())
+    }
+
+    /// The one response in `text` is a problem document with `status` (in the status line
+    /// and in the document) and `cause`.
+    fn assert_problem(text: &str, status: u16, cause: &str) {
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status} ")),
+            "not {status}: {text}"
+        );
+        let lower = text.to_ascii_lowercase();
+        assert!(
+            lower.contains("content-type: application/problem+xml"),
+            "not a problem document: {text}"
+        );
+        assert!(
+            text.contains(&format!("<status>{status}</status>")),
+            "document status: {text}"
+        );
+        assert!(text.contains(&format!("<cause>{cause}</cause>")), "{text}");
+        let status_lines = text.lines().filter(|l| l.starts_with("HTTP/1.1 ")).count();
+        assert_eq!(status_lines, 1, "one response: {text}");
+    }
+
+    type MemoryEmks = e2m_https::emks::EmksServer<
+        e2m_keystore::MemoryIntKeyStore,
+        e2m_keystore::MemoryIdentityMap,
+        e2m_keystore::MemorySessionStore,
+        e2m_keystore::MemorySubscriptionStore,
+    >;
+
+    async fn start(pki: &TestPki, limits: Limits) -> MemoryEmks {
+        let core = Arc::new(Emks::in_memory(EmksConfig::default()));
+        start_emks(
+            core,
+            &pki.dir,
+            EmksServerOptions {
+                limits,
+                notifications: false,
+                ..EmksServerOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fragments_and_absolute_targets_are_refused_not_served() {
+        let pki = TestPki::new();
+        let server = start(&pki, Limits::default()).await;
+        let body = registration();
+        for target in [
+            "/e2m/v1/sessions#frag",
+            "https://127.0.0.1/e2m/v1/sessions",
+            "/e2m/v1/sessions?x=<y>",
+        ] {
+            let request = format!(
+                "POST {target} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/xml\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let (text, closed) = exchange(&pki, server.local_addr(), request.as_bytes()).await;
+            assert_problem(&text, 400, "malformed");
+            assert!(
+                closed,
+                "{target}: the connection goes on after a refused head"
+            );
+            // Nothing was registered: the EMSE has no session.
+            assert!(
+                server
+                    .core()
+                    .sessions()
+                    .of_emse(&emse("emse-a"), e2m_msg::Timestamp::from_unix_secs(1))
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "{target} was served"
+            );
+        }
+        // The same request in origin form is served.
+        let request = format!(
+            "POST /e2m/v1/sessions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/xml\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let (text, _) = exchange(&pki, server.local_addr(), request.as_bytes()).await;
+        assert!(text.starts_with("HTTP/1.1 201 "), "{text}");
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn errors_below_the_router_are_problem_documents() {
+        let pki = TestPki::new();
+        let server = start(&pki, Limits::default()).await;
+        let addr = server.local_addr();
+        let big = "a".repeat(20 * 1024);
+        let many: String = (0..120).map(|i| format!("x-h{i}: v\r\n")).collect();
+        let cases: Vec<(String, u16)> = vec![
+            (
+                "POST /e2m/v1/sessions HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\n\
+                 content-length: 3\r\n\r\nabc"
+                    .into(),
+                400,
+            ),
+            (
+                "POST /e2m/v1/sessions HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\n\
+                 transfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+                    .into(),
+                400,
+            ),
+            (
+                format!("GET / HTTP/1.1\r\nhost: h\r\nx-big: {big}\r\n\r\n"),
+                431,
+            ),
+            (format!("GET / HTTP/1.1\r\nhost: h\r\n{many}\r\n"), 431),
+            ("GET / HTTP/1.0\r\nhost: h\r\n\r\n".into(), 505),
+            ("GET / HTTP/1.1\r\n\r\n".into(), 400),
+            ("GET /\x01 HTTP/1.1\r\nhost: h\r\n\r\n".into(), 400),
+            ("BAD LINE\r\n\r\n".into(), 400),
+        ];
+        for (request, status) in cases {
+            let (text, closed) = exchange(&pki, addr, request.as_bytes()).await;
+            assert_problem(&text, status, "malformed");
+            assert!(closed, "{request:.60}");
+        }
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_head_is_answered_in_its_turn() {
+        // Pipelined: a request, a refused head, another request. The first is answered,
+        // then the refusal, and nothing after the refused head is read.
+        let pki = TestPki::new();
+        let server = start(&pki, Limits::default()).await;
+        let (text, closed) = exchange(
+            &pki,
+            server.local_addr(),
+            b"GET /nowhere HTTP/1.1\r\nhost: h\r\n\r\n\
+              GET /e2m/v1/sessions#f HTTP/1.1\r\nhost: h\r\n\r\n\
+              GET /nowhere HTTP/1.1\r\nhost: h\r\n\r\n",
+        )
+        .await;
+        let responses: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(responses.len(), 2, "{text}");
+        assert!(responses[0].starts_with("404 "), "{text}");
+        assert!(responses[1].starts_with("400 "), "{text}");
+        assert!(closed);
+        server.shutdown().await;
+    }
+
+    /// Counts the requests that reach it; answers 204.
+    struct Counting(AtomicUsize);
+
+    impl Handler for Counting {
+        async fn handle(&self, _request: Request) -> HttpResponse {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let mut response = hyper::Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = hyper::StatusCode::NO_CONTENT;
+            response
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn over_limit_requests_never_reach_the_handler_and_their_bodies_are_skipped() {
+        let pki = TestPki::new();
+        let handler = Arc::new(Counting(AtomicUsize::new(0)));
+        let tls = server_config(
+            &pki.dir.emks().unwrap(),
+            &pki.ca(),
+            &[Role::Emse, Role::Hss],
+        )
+        .unwrap();
+        let limits = Limits {
+            rate: RateLimit {
+                per_second: 0.001,
+                burst: 1,
+            },
+            ..Limits::default()
+        };
+        let server = serve(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tls,
+            limits,
+            handler.clone(),
+        )
+        .unwrap();
+        // One admitted request, then three over the limit with bodies (one of them holding
+        // what would be a request head if it were read as one), all on one connection.
+        let body = "GET /smuggled HTTP/1.1\r\nhost: h\r\n\r\n";
+        let mut request = String::from("GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+        for _ in 0..3 {
+            request.push_str(&format!(
+                "POST / HTTP/1.1\r\nhost: h\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        }
+        request.push_str("GET / HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n");
+        let (text, closed) = exchange(&pki, server.local_addr(), request.as_bytes()).await;
+        let statuses: Vec<&str> = text.split("HTTP/1.1 ").skip(1).map(|r| &r[..3]).collect();
+        // Keep-alive held through the refusals: every request has its answer, in order.
+        assert_eq!(statuses, ["204", "429", "429", "429", "429"], "{text}");
+        assert!(closed);
+        assert_eq!(handler.0.load(Ordering::SeqCst), 1, "only the admitted one");
+        assert!(
+            text.to_ascii_lowercase().contains("retry-after: "),
+            "{text}"
+        );
+        assert!(!text.contains("smuggled"));
+        server.shutdown().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Callback targets (issue 9 item 5): a subscription's callback must name a host of the
+// EMSE's certificate (the generated ones name `localhost` and `127.0.0.1`) or of the
+// operator's allow-list; otherwise it is refused when given and never connected to.
+
+mod callbacks {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use e2m_emks::{CallbackHost, Emks, EmksConfig};
+    use e2m_https::client::EmksClient;
+    use e2m_https::emks::{EmksServerOptions, start_emks};
+    use e2m_keyid::{AppIdentity, Imsi, KeyId};
+    use e2m_keystore::IdentityMap;
+    use e2m_msg::{
+        CallbackUri, EventSet, EventType, IntermediateKeyPush, KeyIdSource, ProblemCause,
+        Subscription, Timestamp, UeRef,
+    };
+    use tokio::net::TcpListener;
+
+    use super::{TestPki, emse};
+
+    /// A subscription to `callback` by EMSE A on an EMKS with `config`, then a key push
+    /// that would notify it; returns the subscription's answer and how many connections
+    /// reached `listener` within 500 ms after the push.
+    async fn subscribe_and_push(
+        config: EmksConfig,
+        callback: &str,
+        listener: TcpListener,
+    ) -> (Result<(), Option<ProblemCause>>, usize) {
+        let pki = TestPki::new();
+        let app = AppIdentity::new("ue@a").unwrap();
+        let imsi = Imsi::new("001010123456789").unwrap();
+        let core = Arc::new(Emks::in_memory(config));
+        core.identities()
+            .provision(&emse("emse-a"), &app, &imsi)
+            .await
+            .unwrap();
+        let server = start_emks(core, &pki.dir, EmksServerOptions::default())
+            .await
+            .unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = {
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                while listener.accept().await.is_ok() {
+                    connections.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        let ca = pki.ca();
+        let a = EmksClient::new(&server.base_url(), &pki.emse("emse-a"), &ca).unwrap();
+        a.register(None).await.unwrap();
+        let answer = a
+            .subscribe(&Subscription {
+                events: EventSet::single(EventType::KeyAvailable),
+                ue: Some(UeRef::AppIdentity(app)),
+                callback: CallbackUri::new(callback).unwrap(),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.problem_cause());
+        let hss = EmksClient::new(&server.base_url(), &pki.dir.hss().unwrap(), &ca).unwrap();
+        hss.push_intermediate_key(&IntermediateKeyPush {
+            imsi,
+            key_id: KeyIdSource::RandLsb32(KeyId::from_u32(7)),
+            int_key: e2m_kdf::E2mIntKey::from_array([7; 32]),
+            created: Timestamp::from_unix_secs(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs(),
+            ),
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        counter.abort();
+        server.shutdown().await;
+        (answer, connections.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_host_the_certificate_does_not_name_is_refused_and_never_connected_to() {
+        // 127.0.0.2 is loopback, but the certificate names 127.0.0.1 only.
+        let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let callback = format!(
+            "https://{}/e2m/v1/notifications",
+            listener.local_addr().unwrap()
+        );
+        let (answer, connections) =
+            subscribe_and_push(EmksConfig::default(), &callback, listener).await;
+        assert_eq!(answer, Err(Some(ProblemCause::EmseNotAuthorized)));
+        assert_eq!(connections, 0, "the EMKS connected to a refused callback");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_named_or_allowed_host_is_accepted_and_notified() {
+        // Named by the certificate: accepted, and the push's notification connects.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let callback = format!(
+            "https://{}/e2m/v1/notifications",
+            listener.local_addr().unwrap()
+        );
+        let (answer, connections) =
+            subscribe_and_push(EmksConfig::default(), &callback, listener).await;
+        assert_eq!(answer, Ok(()));
+        assert!(connections >= 1, "no notification was attempted");
+        // On the operator's allow-list: accepted as well.
+        let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let callback = format!(
+            "https://{}/e2m/v1/notifications",
+            listener.local_addr().unwrap()
+        );
+        let allowed =
+            EmksConfig::default().allow_callback_host("127.0.0.2".parse::<CallbackHost>().unwrap());
+        let (answer, connections) = subscribe_and_push(allowed, &callback, listener).await;
+        assert_eq!(answer, Ok(()));
+        assert!(connections >= 1, "no notification was attempted");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients that recover (issue 9 item 11): registration retried while the EMKS is down, a
+// session the EMKS forgot renewed once, the session limit recoverable.
+
+mod recovery {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use e2m_emks::{Emks, EmksConfig};
+    use e2m_https::client::{Backoff, EmksClient, EmseSession};
+    use e2m_https::emks::{EmksServerOptions, start_emks};
+    use e2m_keyid::{AppIdentity, Imsi, KeyId};
+    use e2m_keystore::{IdentityMap, SessionStore};
+    use e2m_msg::{IntermediateKeyPush, KeyIdSource, ProblemCause, Timestamp, UeRef};
+
+    use super::{TestPki, emse};
+
+    type MemoryEmks = e2m_https::emks::EmksServer<
+        e2m_keystore::MemoryIntKeyStore,
+        e2m_keystore::MemoryIdentityMap,
+        e2m_keystore::MemorySessionStore,
+        e2m_keystore::MemorySubscriptionStore,
+    >;
+
+    fn now() -> Timestamp {
+        Timestamp::from_unix_secs(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+    }
+
+    /// A fresh in-memory EMKS on `listen` with UE `ue@a` of EMSE A provisioned and one
+    /// key (id 7) pushed for it.
+    async fn fresh_emks(pki: &TestPki, listen: SocketAddr) -> MemoryEmks {
+        let core = Arc::new(Emks::in_memory(EmksConfig::default()));
+        let imsi = Imsi::new("001010123456789").unwrap();
+        core.identities()
+            .provision(&emse("emse-a"), &AppIdentity::new("ue@a").unwrap(), &imsi)
+            .await
+            .unwrap();
+        let server = start_emks(
+            core,
+            &pki.dir,
+            EmksServerOptions {
+                listen,
+                notifications: false,
+                ..EmksServerOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        EmksClient::new(&server.base_url(), &pki.dir.hss().unwrap(), &pki.ca())
+            .unwrap()
+            .push_intermediate_key(&IntermediateKeyPush {
+                imsi,
+                key_id: KeyIdSource::RandLsb32(KeyId::from_u32(7)),
+                int_key: e2m_kdf::E2mIntKey::from_array([7; 32]),
+                created: now(),
+            })
+            .await
+            .unwrap();
+        server
+    }
+
+    fn ue() -> UeRef {
+        UeRef::AppIdentity(AppIdentity::new("ue@a").unwrap())
+    }
+
+    const QUICK: Backoff = Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        attempts: None,
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn registration_waits_for_an_emks_that_is_down() {
+        let pki = TestPki::new();
+        // A port nothing listens on yet.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let client =
+            EmksClient::new(&format!("https://{addr}"), &pki.emse("emse-a"), &pki.ca()).unwrap();
+        let started = Instant::now();
+        let session = tokio::spawn(EmseSession::establish(client, None, QUICK));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(!session.is_finished(), "gave up while the EMKS was down");
+        let server = fresh_emks(&pki, addr).await;
+        let session = tokio::time::timeout(Duration::from_secs(5), session)
+            .await
+            .expect("not registered within 5 s of the EMKS coming up")
+            .unwrap()
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(600));
+        assert!(session.fetch_key(ue(), KeyId::from_u32(7)).await.is_ok());
+        // Deregistration on close: the EMKS holds no session of this EMSE any more.
+        session.close().await.unwrap();
+        assert!(
+            server
+                .core()
+                .sessions()
+                .of_emse(&emse("emse-a"), now())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        server.shutdown().await;
+        // A refusal is not retried: another EMSE's EMSE_Id is refused at once.
+        let refused = EmseSession::establish(
+            EmksClient::new(
+                &format!("https://{addr}"),
+                &pki.dir.hss().unwrap(),
+                &pki.ca(),
+            )
+            .unwrap(),
+            None,
+            Backoff {
+                attempts: Some(3),
+                ..QUICK
+            },
+        )
+        .await;
+        assert!(refused.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_the_emks_forgot_is_renewed_and_the_fetch_succeeds() {
+        let pki = TestPki::new();
+        let first = fresh_emks(&pki, "127.0.0.1:0".parse().unwrap()).await;
+        let addr = first.local_addr();
+        let client = EmksClient::new(&first.base_url(), &pki.emse("emse-a"), &pki.ca()).unwrap();
+        let session = Arc::new(EmseSession::establish(client, None, QUICK).await.unwrap());
+        let before = session.session_id().await;
+        assert!(session.fetch_key(ue(), KeyId::from_u32(7)).await.is_ok());
+        // The EMKS restarts without its state (as `emks --store memory` does).
+        first.shutdown().await;
+        let second = fresh_emks(&pki, addr).await;
+        // Eight fetches at once all find the session gone; one registration serves them.
+        let fetches: Vec<_> = (0..8)
+            .map(|_| {
+                let session = session.clone();
+                tokio::spawn(async move { session.fetch_key(ue(), KeyId::from_u32(7)).await })
+            })
+            .collect();
+        for fetch in fetches {
+            assert!(fetch.await.unwrap().is_ok());
+        }
+        assert!(session.session_id().await != before, "not renewed");
+        assert_eq!(
+            second
+                .core()
+                .sessions()
+                .of_emse(&emse("emse-a"), now())
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "one re-registration for all the fetches"
+        );
+        second.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_65th_registration_from_one_certificate_succeeds() {
+        // An EMSE that crash-loops registers without ever deregistering; at its limit of 64
+        // (the default policy), each new registration replaces its oldest session.
+        let pki = TestPki::new();
+        let server = fresh_emks(&pki, "127.0.0.1:0".parse().unwrap()).await;
+        let client = EmksClient::new(&server.base_url(), &pki.emse("emse-a"), &pki.ca()).unwrap();
+        let mut sessions = Vec::new();
+        for n in 1..=65 {
+            let registered = client.register(None).await;
+            assert!(registered.is_ok(), "registration {n}: {registered:?}");
+            sessions.push(registered.unwrap().session_id);
+        }
+        let live = server
+            .core()
+            .sessions()
+            .of_emse(&emse("emse-a"), now())
+            .await
+            .unwrap();
+        assert_eq!(live.len(), 64);
+        // The first session is the one replaced; the newest works.
+        let fetch = |id: &e2m_msg::SessionId| e2m_msg::KeyRequest {
+            session_id: id.copy_secret(),
+            ue: ue(),
+            key_id: KeyId::from_u32(7),
+        };
+        assert_eq!(
+            client
+                .fetch_key(&fetch(&sessions[0]))
+                .await
+                .unwrap_err()
+                .problem_cause(),
+            Some(ProblemCause::UnknownSession)
+        );
+        assert!(client.fetch_key(&fetch(&sessions[64])).await.is_ok());
+        server.shutdown().await;
     }
 }

@@ -184,6 +184,7 @@ pub(crate) struct Sql {
     pub(crate) session_remove: String,
     pub(crate) session_of_emse: String,
     pub(crate) session_sweep: String,
+    pub(crate) session_evict_oldest: String,
 
     pub(crate) sub_counts: String,
     pub(crate) sub_insert: String,
@@ -291,6 +292,11 @@ impl Sql {
             ),
             session_sweep: format!(
                 "DELETE FROM {s}.sessions WHERE expires <= $1 RETURNING {SESSION_COLUMNS}"
+            ),
+            session_evict_oldest: format!(
+                "DELETE FROM {s}.sessions WHERE session_ref = \
+                 (SELECT min(session_ref) FROM {s}.sessions WHERE emse = $1) \
+                 RETURNING {SESSION_COLUMNS}"
             ),
 
             sub_counts: format!(

@@ -186,6 +186,16 @@ impl PgSessionStore {
         rows.iter().map(session_info).collect()
     }
 
+    async fn evict_oldest_now(&self, emse: &EmseId) -> Result<Option<SessionInfo>, BackendError> {
+        // One statement: the subquery and the delete see one snapshot, and a session
+        // another instance removed meanwhile is simply not returned.
+        let rows = self
+            .shared
+            .query(&self.shared.sql.session_evict_oldest, &[&emse.as_str()])
+            .await?;
+        rows.first().map(session_info).transpose()
+    }
+
     async fn sweep_now(&self, now: Timestamp) -> Result<Vec<SessionInfo>, BackendError> {
         let rows = self
             .shared
@@ -223,6 +233,10 @@ impl SessionStore for PgSessionStore {
 
     async fn of_emse(&self, emse: &EmseId, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
         Ok(self.of_emse_now(emse, now).await?)
+    }
+
+    async fn evict_oldest(&self, emse: &EmseId) -> Result<Option<SessionInfo>, StoreError> {
+        Ok(self.evict_oldest_now(emse).await?)
     }
 
     async fn sweep(&self, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {

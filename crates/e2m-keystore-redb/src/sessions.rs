@@ -109,6 +109,25 @@ fn remove_in(txn: &WriteTransaction, digest: &[u8; 32]) -> DbResult<Option<Sessi
     Ok(removed)
 }
 
+/// The oldest session of `emse` (the first in the by-EMSE index, which is in session-ref
+/// order), removed.
+fn evict_oldest_in(txn: &WriteTransaction, emse: &str) -> DbResult<Option<SessionInfo>> {
+    let oldest = {
+        let by_emse = txn.open_table(SESSIONS_BY_EMSE).map_err(redb_err)?;
+        let mut range = by_emse
+            .range((emse, 0)..=(emse, u64::MAX))
+            .map_err(redb_err)?;
+        match range.next() {
+            Some(entry) => Some(*entry.map_err(redb_err)?.1.value()),
+            None => None,
+        }
+    };
+    match oldest {
+        Some(digest) => remove_in(txn, &digest),
+        None => Ok(None),
+    }
+}
+
 fn sweep_in(txn: &WriteTransaction, now: Timestamp) -> DbResult<Vec<SessionInfo>> {
     let due: Vec<[u8; 32]> = {
         let by_expiry = txn.open_table(SESSIONS_BY_EXPIRY).map_err(redb_err)?;
@@ -222,6 +241,17 @@ impl SessionStore for RedbSessionStore {
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send {
         ready(self.0.of_emse_now(emse, now).map_err(StoreError::from))
+    }
+
+    fn evict_oldest(
+        &self,
+        emse: &EmseId,
+    ) -> impl Future<Output = Result<Option<SessionInfo>, StoreError>> + Send {
+        let emse = emse.clone();
+        self.0
+            .inner
+            .writer
+            .write(move |txn| evict_oldest_in(txn, emse.as_str()).map(Ok))
     }
 
     fn sweep(

@@ -406,6 +406,18 @@ impl<S: SessionStore, C: MonotonicClock> SessionStore for CachedSessions<S, C> {
         self.inner.of_emse(emse, now)
     }
 
+    async fn evict_oldest(&self, emse: &EmseId) -> Result<Option<SessionInfo>, StoreError> {
+        let evicted = self.inner.evict_oldest(emse).await;
+        // The cache is keyed by digest and the evicted session is known by its reference
+        // only, so every entry goes (also after a failure: the backend may have evicted
+        // before failing). Evictions happen only at an EMSE's session limit, and
+        // registrations are rate-limited, so this is rare.
+        if self.config.is_enabled() {
+            self.cache.invalidate_where(|_| true);
+        }
+        evicted
+    }
+
     fn sweep(
         &self,
         now: Timestamp,

@@ -206,6 +206,7 @@ macro_rules! conformance_tests {
             sessions_expire,
             of_emse_lists_live_sessions_of_that_emse,
             remove_ends_a_session,
+            evict_oldest_ends_that_emses_oldest_session,
             limit_per_emse,
             limit_in_total_and_expired_sessions_free_places
         ]);)?
@@ -1255,6 +1256,46 @@ async fn sessions_selected<S: SessionStore>(
         );
         Ok(())
     })
+    .await;
+    r.run(
+        SUITE,
+        "evict_oldest_ends_that_emses_oldest_session",
+        async {
+            let s = make(small());
+            ensure!(
+                ok(s.evict_oldest(&a()).await)?.is_none(),
+                "evicted from an EMSE with no session"
+            );
+            let (b_id, _) = ok(s.create(&b(), at(0)).await)?;
+            let (first_id, first) = ok(s.create(&a(), at(10)).await)?;
+            let (second_id, second) = ok(s.create(&a(), at(20)).await)?;
+            let (third_id, _) = ok(s.create(&a(), at(30)).await)?;
+            // At the limit (3): the oldest goes, a new one fits, the others stay.
+            let got = ok(s.evict_oldest(&a()).await)?;
+            ensure!(got == Some(first), "evicted {got:?}");
+            ensure!(
+                ok(s.get(&first_id, at(31)).await)?.is_none(),
+                "found after eviction"
+            );
+            ensure!(
+                ok(s.create(&a(), at(31)).await).is_ok(),
+                "an evicted session still holds a place"
+            );
+            for (id, what) in [
+                (&second_id, "second"),
+                (&third_id, "third"),
+                (&b_id, "other EMSE's"),
+            ] {
+                ensure!(
+                    ok(s.get(id, at(32)).await)?.is_some(),
+                    "the {what} session was evicted"
+                );
+            }
+            let got = ok(s.evict_oldest(&a()).await)?;
+            ensure!(got == Some(second), "evicted {got:?} next");
+            Ok(())
+        },
+    )
     .await;
     r.run(SUITE, "limit_per_emse", async {
         let s = make(small());

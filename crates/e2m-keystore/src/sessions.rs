@@ -132,6 +132,10 @@ impl SessionPolicy {
     /// Sessions live 12 hours; at most 64 per EMSE (instances of one EMSE, the seed's
     /// "multiple instances of an EMSE", and their restarts) and 100,000 in all. The limits
     /// keep a misbehaving EMSE from exhausting the EMKS's memory by registering in a loop.
+    /// The store refuses a session over either limit; the EMKS (`e2m-emks`) answers an
+    /// EMSE at its own limit by ending that EMSE's oldest session
+    /// ([`SessionStore::evict_oldest`]) and creating the new one, so an EMSE that lost its
+    /// sessions is never locked out, while the total limit still refuses.
     pub const DEFAULT: SessionPolicy = SessionPolicy {
         ttl: Duration::from_secs(12 * 60 * 60),
         max_per_emse: 64,
@@ -237,6 +241,22 @@ pub trait SessionStore: Send + Sync {
         emse: &EmseId,
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<SessionInfo>, StoreError>> + Send;
+
+    /// Ends the oldest session of `emse` still held (the first created: the lowest
+    /// [`SessionRef`]; expired or not) and returns what it was, or `None` if `emse` has
+    /// none. Other EMSEs' sessions are never touched.
+    ///
+    /// The EMKS calls it when a registration finds the EMSE at its per-EMSE limit: an EMSE
+    /// that lost its session ids (a crash loop, restarts without deregistering) would
+    /// otherwise be locked out until its sessions expire; instead, each new registration
+    /// replaces its oldest session (issue 9 item 11).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn evict_oldest(
+        &self,
+        emse: &EmseId,
+    ) -> impl Future<Output = Result<Option<SessionInfo>, StoreError>> + Send;
 
     /// Removes every session expired at `now`; returns them (so that the caller can drop
     /// their subscriptions and audit the expiry).
@@ -406,6 +426,28 @@ impl MemorySessionStore {
         Ok(found)
     }
 
+    fn evict_oldest_now(&self, emse: &EmseId) -> Result<Option<SessionInfo>, StoreError> {
+        // Held under the counts lock, as creation is: two evictions for one EMSE at once
+        // end two different sessions, and none races a creation's count.
+        let mut counts = self.counts();
+        let mut oldest: Option<(SessionDigest, SessionRef)> = None;
+        self.map.for_each_shard(|m| {
+            for (digest, s) in m.iter() {
+                if s.emse == *emse && oldest.is_none_or(|(_, r)| s.session < r) {
+                    oldest = Some((*digest, s.session));
+                }
+            }
+        });
+        let Some((digest, _)) = oldest else {
+            return Ok(None);
+        };
+        let removed = self.map.write(&digest).remove(&digest);
+        if let Some(info) = &removed {
+            counts.release(&info.emse);
+        }
+        Ok(removed)
+    }
+
     fn sweep_now(&self, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
         let mut removed = Vec::new();
         self.map.for_each_shard_mut(|m| {
@@ -451,6 +493,10 @@ impl SessionStore for MemorySessionStore {
 
     async fn of_emse(&self, emse: &EmseId, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {
         self.of_emse_now(emse, now)
+    }
+
+    async fn evict_oldest(&self, emse: &EmseId) -> Result<Option<SessionInfo>, StoreError> {
+        self.evict_oldest_now(emse)
     }
 
     async fn sweep(&self, now: Timestamp) -> Result<Vec<SessionInfo>, StoreError> {

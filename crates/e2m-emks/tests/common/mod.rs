@@ -6,9 +6,10 @@
     reason = "a helper module of test binaries: each uses a different part, and `pub` only shares it with them"
 )]
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use e2m_emks::{Effects, Emks, EmksConfig, Outcome, Peer, Timestamp};
+use e2m_emks::{CallbackHost, Effects, Emks, EmksConfig, Outcome, Peer, Timestamp};
 use e2m_kdf::{E2mIntKey, E2mKey, E2mProfile};
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 pub use e2m_keystore::block_on;
@@ -92,8 +93,9 @@ impl World {
         }
         World {
             emks,
-            a: Peer::emse(emse_id(A)),
-            b: Peer::emse(emse_id(B)),
+            // Each EMSE's certificate names its own host (its callbacks go there).
+            a: Peer::emse_naming(emse_id(A), Arc::from([CallbackHost::dns(A).unwrap()])),
+            b: Peer::emse_naming(emse_id(B), Arc::from([CallbackHost::dns(B).unwrap()])),
             hss: Peer::hss("hss-1"),
             ledger: Default::default(),
             profile: E2mProfile::PROVISIONAL,
@@ -176,7 +178,7 @@ impl World {
 
     pub fn register(&self, peer: &Peer, now: Timestamp) -> Result<SessionId, ProblemCause> {
         let emse_id = match peer {
-            Peer::Emse(id) => (**id).clone(),
+            Peer::Emse(emse) => emse.id().clone(),
             _ => emse_id(A),
         };
         let out = block_on(self.emks.register(
