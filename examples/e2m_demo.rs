@@ -31,7 +31,7 @@ use e2m_dtls::oscore_server::{self, OscoreServer, OscoreServerConfig, OscoreServ
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, ServerHandle, default_handler};
 use e2m_dtls::{DtlsLimits, PskResolver, ResolveError};
 use e2m_emks::{Emks, EmksConfig};
-use e2m_https::client::{ClientError, EmksClient};
+use e2m_https::client::{Backoff, ClientError, EmksClient, EmseSession};
 use e2m_https::emks::{EmksServer, EmksServerOptions, start_emks};
 use e2m_https::notify::{ReceivedNotification, start_notification_endpoint};
 use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
@@ -320,7 +320,15 @@ async fn start_emse(
         &format!("{id} subscribes to new-key and retired-key notifications for {ue} → 201"),
     );
 
-    let keys = Arc::new(EmksKeySource::new(client, registration.session_id, 64));
+    // The session is kept by an EmseSession: a fetch answered unknown-session (an EMKS
+    // that lost its state) registers again with the same callback and is repeated.
+    let session = EmseSession::adopt(
+        client,
+        Some(endpoint.callback.clone()),
+        registration.session_id,
+        Backoff::DEFAULT,
+    );
+    let keys = Arc::new(EmksKeySource::new(session, 64));
     let mut dtls = DtlsServer::bind(
         "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
         keys.clone(),
@@ -850,7 +858,7 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
     );
     let direct = fetch_with(
         b.keys.client(),
-        a.keys.session_id(),
+        &a.keys.session_id().await,
         &sensor.app,
         run3.key_id,
     )
@@ -877,13 +885,13 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
         let left = emse
             .keys
             .client()
-            .deregister(emse.keys.session_id().copy_secret())
+            .deregister(emse.keys.session_id().await)
             .await;
         checks.check(left.is_ok(), &format!("{} deregisters", emse.id));
     }
     let after = fetch_with(
         a.keys.client(),
-        a.keys.session_id(),
+        &a.keys.session_id().await,
         &sensor.app,
         run3.key_id,
     )

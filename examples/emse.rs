@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use e2m_dtls::derived_record::{FileDerivedRecord, FileDerivedRecordConfig};
-use e2m_dtls::emks_source::KeyCache;
+use e2m_dtls::emks_source::EmksKeySource;
 use e2m_dtls::oscore_server::{self, OscoreEvent, OscoreServer, OscoreServerConfig};
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, default_handler};
 use e2m_dtls::{PskResolver, ResolveError, StaticPsk};
@@ -57,7 +57,6 @@ use e2m_https::client::{Backoff, EmksClient, EmseSession};
 use e2m_https::pki::PkiDir;
 use e2m_kdf::E2mKey;
 use e2m_keyid::{EmseId, PskIdentity};
-use e2m_msg::{ProblemCause, UeRef};
 
 #[path = "support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
@@ -109,48 +108,8 @@ enum KeySource {
     Static(StaticPsk),
     /// `--emks`: the EMKS, through the session this EMSE registered (seed prerequisite c)
     /// and renews when the EMKS forgets it, with the EMSE's small key cache
-    /// (`e2m_dtls::emks_source::KeyCache`).
-    Emks(Box<EmksKeys>),
-}
-
-/// Keys from the EMKS: the cache first, then a fetch in the kept session.
-struct EmksKeys {
-    session: EmseSession,
-    cache: KeyCache,
-}
-
-impl EmksKeys {
-    async fn resolve(&self, identity: &PskIdentity) -> Result<E2mKey, ResolveError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if let Some(key) = self.cache.get(&identity.identity, identity.key_id, now) {
-            return Ok(key);
-        }
-        // Seed step 5: GET with the UE's identity and key id; the EMKS derives the key for
-        // the EMSE_Id bound to the session (step 6), never one named in the request.
-        let ue = UeRef::AppIdentity(identity.identity.clone());
-        match self.session.fetch_key(ue, identity.key_id).await {
-            Ok(answer) if answer.key_id == identity.key_id => {
-                self.cache.insert(
-                    identity.identity.clone(),
-                    identity.key_id,
-                    answer.key.copy_secret(),
-                    answer.expires.as_unix_secs(),
-                    now,
-                );
-                Ok(answer.key)
-            }
-            Ok(_) => Err(ResolveError::Unavailable(
-                "the EMKS answered with another key id".into(),
-            )),
-            Err(e) => Err(match e.problem_cause() {
-                Some(ProblemCause::KeyNotAvailable) => ResolveError::KeyNotHeld,
-                Some(ProblemCause::UeUnknown) => ResolveError::UnknownIdentity,
-                _ => ResolveError::Unavailable(e.to_string()),
-            }),
-        }
-    }
+    /// (`e2m_dtls::emks_source`).
+    Emks(Box<EmksKeySource>),
 }
 
 impl PskResolver for KeySource {
@@ -182,10 +141,10 @@ async fn emks_source(
         () = stop => return Ok(None),
     };
     println!("EMSE: registered with the EMKS as {emse_id} (201 Created, session established)");
-    Ok(Some(KeySource::Emks(Box::new(EmksKeys {
+    Ok(Some(KeySource::Emks(Box::new(EmksKeySource::new(
         session,
-        cache: KeyCache::new(KEY_CACHE_CAPACITY),
-    }))))
+        KEY_CACHE_CAPACITY,
+    )))))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM (what service managers send).
@@ -385,7 +344,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     if let KeySource::Emks(keys) = &*source {
         // Seed 6.x.2.2.2.3: DELETE the session.
-        match keys.session.close().await {
+        match keys.session().close().await {
             Ok(()) => println!("EMSE: deregistered from the EMKS (204)"),
             Err(e) => println!("EMSE: deregistration failed: {e}"),
         }

@@ -18,10 +18,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use e2m_kdf::E2mKey;
 use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
-use e2m_msg::{KeyRequest, Notification, ProblemCause, SessionId, UeRef};
+use e2m_msg::{Notification, ProblemCause, SessionId, UeRef};
 
 use crate::{PskResolver, ResolveError};
-use e2m_https::client::EmksClient;
+use e2m_https::client::{EmksClient, EmseSession};
 
 struct CachedKey {
     key: E2mKey,
@@ -125,32 +125,37 @@ impl KeyCache {
 
 /// The EMSE's PSK resolver: the cache, then the EMKS over the EMSE's registered session.
 pub struct EmksKeySource {
-    client: EmksClient,
-    session_id: SessionId,
+    session: EmseSession,
     cache: KeyCache,
     fetches: AtomicU64,
 }
 
 impl EmksKeySource {
-    /// A resolver using `client` and the session of the EMSE's registration (seed
-    /// prerequisite c), with a cache of `cache_capacity` keys.
-    pub fn new(client: EmksClient, session_id: SessionId, cache_capacity: usize) -> Self {
+    /// A resolver fetching in `session` (the EMSE's registration, seed prerequisite c,
+    /// kept across EMKS restarts: a fetch answered `unknown-session` registers again and
+    /// is repeated), with a cache of `cache_capacity` keys.
+    pub fn new(session: EmseSession, cache_capacity: usize) -> Self {
         EmksKeySource {
-            client,
-            session_id,
+            session,
             cache: KeyCache::new(cache_capacity),
             fetches: AtomicU64::new(0),
         }
     }
 
-    /// The EMKS client (to subscribe, notify, deregister).
+    /// The EMKS client (to subscribe and notify).
     pub fn client(&self) -> &EmksClient {
-        &self.client
+        self.session.client()
     }
 
-    /// The session this EMSE registered.
-    pub fn session_id(&self) -> &SessionId {
-        &self.session_id
+    /// The EMSE's session (to read its current id, or to deregister with
+    /// [`EmseSession::close`]).
+    pub fn session(&self) -> &EmseSession {
+        &self.session
+    }
+
+    /// A copy of the current session id (it changes when the session is renewed).
+    pub async fn session_id(&self) -> SessionId {
+        self.session.session_id().await
     }
 
     /// Key fetches sent to the EMKS so far (cache misses).
@@ -184,12 +189,8 @@ impl PskResolver for EmksKeySource {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         // Seed step 5: GET with the UE's identity and key id; the EMKS derives the key for
         // the EMSE_Id bound to this session (step 6), never one named in the request.
-        let request = KeyRequest {
-            session_id: self.session_id.copy_secret(),
-            ue: UeRef::AppIdentity(identity.identity.clone()),
-            key_id: identity.key_id,
-        };
-        match self.client.fetch_key(&request).await {
+        let ue = UeRef::AppIdentity(identity.identity.clone());
+        match self.session.fetch_key(ue, identity.key_id).await {
             Ok(answer) if answer.key_id == identity.key_id => {
                 self.cache.insert(
                     identity.identity.clone(),

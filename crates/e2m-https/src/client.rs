@@ -596,6 +596,23 @@ impl EmseSession {
         })
     }
 
+    /// Keeps the session `id` that `client`'s EMSE registered itself (with `callback`, if
+    /// any): from then on as [`Self::establish`] would (re-registration with the same
+    /// callback when the EMKS forgets it, retried as `backoff` says).
+    pub fn adopt(
+        client: EmksClient,
+        callback: Option<CallbackUri>,
+        id: SessionId,
+        backoff: Backoff,
+    ) -> EmseSession {
+        EmseSession {
+            client,
+            callback,
+            backoff,
+            held: tokio::sync::Mutex::new(HeldSession { id, generation: 0 }),
+        }
+    }
+
     /// The client (to subscribe and notify).
     pub fn client(&self) -> &EmksClient {
         &self.client
