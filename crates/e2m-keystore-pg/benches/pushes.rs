@@ -111,7 +111,16 @@ fn bench_pushes(c: &mut Criterion, runtime: &tokio::runtime::Runtime, conninfo: 
 }
 
 fn main() {
-    let Some(cluster) = support::Cluster::start() else {
+    // `E2M_PG_BENCH_CONF`: extra postgresql.conf lines for the throwaway cluster, separated
+    // by `;` (e.g. `commit_delay = 200; commit_siblings = 4`), to measure server settings
+    // against the default in the same conditions.
+    let extra = std::env::var("E2M_PG_BENCH_CONF")
+        .unwrap_or_default()
+        .replace(';', "\n");
+    if !extra.is_empty() {
+        println!("postgresql.conf additions: {}", extra.replace('\n', "; "));
+    }
+    let Some(cluster) = support::Cluster::start_with(&extra) else {
         return;
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
