@@ -731,6 +731,7 @@ where
                     ue,
                     key_id,
                     time,
+                    id: None,
                 },
                 session: sub.session,
                 emse: sub.emse.clone(),

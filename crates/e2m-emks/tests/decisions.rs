@@ -451,6 +451,7 @@ fn key_in_use(ue: UeRef, id: u32) -> Notification {
         ue,
         key_id: KeyId::from_u32(id),
         time: at(5),
+        id: None,
     }
 }
 

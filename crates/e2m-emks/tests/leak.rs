@@ -65,6 +65,7 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
         ue: app_ue(0, A),
         key_id: e2m_keyid::KeyId::from_u32(6),
         time: at(10),
+        id: None,
     };
     let out = block_on(w.emks.notify(&w.a, &n, at(10)));
     w.record(out).unwrap();
