@@ -19,6 +19,8 @@ pub(crate) struct Shared {
     pub(crate) pool: Pool,
     pub(crate) keyring: Keyring,
     pub(crate) sql: Sql,
+    /// How the outbox's `LISTEN` connection (outside the pool) connects.
+    pub(crate) listen_config: tokio_postgres::Config,
 }
 
 /// A pooled connection.
@@ -100,6 +102,7 @@ impl PgBackend {
             pool,
             keyring,
             sql: Sql::new(&config.schema),
+            listen_config: config.connection_config(),
         });
         create_schema(&shared).await?;
         check_keyring(&shared).await?;
@@ -126,6 +129,21 @@ impl PgBackend {
     /// The subscription store, applying `policy`.
     pub fn subscriptions(&self, policy: SubscriptionPolicy) -> PgSubscriptionStore {
         PgSubscriptionStore::new(self.shared.clone(), policy)
+    }
+
+    /// A wake-up handle for this instance's notification deliverer: notified whenever any
+    /// instance on the database commits outbox entries (the outbox table's trigger
+    /// `NOTIFY`s on its channel at commit; a task of this call `LISTEN`s on one connection
+    /// of its own, outside the pool, and reconnects if it breaks). Give it to the EMKS
+    /// server (`e2m_https::emks::EmksServerOptions::outbox_wake`); the listening task ends
+    /// when every other handle on it is dropped. Needs a Tokio runtime.
+    pub fn outbox_wakeups(&self) -> Arc<tokio::sync::Notify> {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(crate::outbox::listen(
+            self.shared.clone(),
+            Arc::clone(&wake),
+        ));
+        wake
     }
 
     /// Closes the pool: every operation after this fails with a typed error, and the

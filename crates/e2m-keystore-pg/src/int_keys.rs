@@ -63,6 +63,10 @@ impl PgIntKeyStore {
         PgIntKeyStore { shared, policy }
     }
 
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     fn open(&self, imsi: &Imsi, row: &KeyRow) -> Result<E2mIntKey, BackendError> {
         let record = IntKeyRecord::new(imsi, row.key_id, row.created, row.expires);
         let sealed = SealedKey::from_bytes(&row.sealed).map_err(BackendError::Open)?;

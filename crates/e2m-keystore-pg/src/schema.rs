@@ -77,6 +77,22 @@ BEGIN
     END IF;
     INSERT INTO {s}.int_keys (imsi, key_id, created, expires, kek_version, sealed)
         VALUES (p_imsi, p_key_id, p_created, p_expires, p_kek_version, p_sealed);
+    -- The notifications this push causes, in its own transaction (the outbox): key-retired
+    -- (event bit 2) for the key evicted or replaced, then key-available (bit 1) for the new
+    -- one, one row per matching subscription (e2m_keystore::events_of_push).
+    IF replaced OR excess > 0 THEN
+        INSERT INTO {s}.outbox (subscription_id, emse, event, imsi, key_id, time, due)
+            SELECT sub.id, sub.emse, 2, p_imsi,
+                   CASE WHEN replaced THEN p_key_id ELSE live_ids[1] END, p_now, p_now
+            FROM {s}.subscriptions sub
+            WHERE (sub.imsi = p_imsi OR sub.imsi IS NULL) AND (sub.events & 2) <> 0
+            ORDER BY sub.id;
+    END IF;
+    INSERT INTO {s}.outbox (subscription_id, emse, event, imsi, key_id, time, due)
+        SELECT sub.id, sub.emse, 1, p_imsi, p_key_id, p_now, p_now
+        FROM {s}.subscriptions sub
+        WHERE (sub.imsi = p_imsi OR sub.imsi IS NULL) AND (sub.events & 1) <> 0
+        ORDER BY sub.id;
     RETURN QUERY SELECT CASE WHEN replaced THEN 'replaced' ELSE 'stored' END,
         CASE WHEN excess > 0 AND NOT replaced THEN live_ids[1] END, NULL::bigint, NULL::bytea;
 END
@@ -141,8 +157,41 @@ CREATE TABLE IF NOT EXISTS {s}.subscriptions (
 );
 CREATE INDEX IF NOT EXISTS subscriptions_imsi ON {s}.subscriptions (imsi);
 CREATE INDEX IF NOT EXISTS subscriptions_session ON {s}.subscriptions (session_ref);
+CREATE SEQUENCE IF NOT EXISTS {s}.outbox_ids;
+CREATE TABLE IF NOT EXISTS {s}.outbox (
+    id              bigint   PRIMARY KEY DEFAULT nextval('{s}.outbox_ids'),
+    subscription_id bigint   NOT NULL REFERENCES {s}.subscriptions (id) ON DELETE CASCADE,
+    emse            text     NOT NULL,
+    event           smallint NOT NULL,
+    imsi            text     NOT NULL,
+    key_id          bigint   NOT NULL,
+    time            bigint   NOT NULL,
+    due             bigint   NOT NULL,
+    attempts        integer  NOT NULL DEFAULT 0,
+    owner           bigint
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON {s}.outbox (due, id);
+CREATE INDEX IF NOT EXISTS outbox_subscription ON {s}.outbox (subscription_id);
+CREATE OR REPLACE FUNCTION {s}.outbox_wake() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM pg_notify('{s}.outbox', '');
+    RETURN NULL;
+END
+$fn$;
+-- Per row, so that a statement inserting none (a push nobody subscribed to) announces
+-- nothing; PostgreSQL sends identical announcements of one transaction once.
+CREATE OR REPLACE TRIGGER outbox_wake AFTER INSERT ON {s}.outbox
+    FOR EACH ROW EXECUTE FUNCTION {s}.outbox_wake();
 "
     )
+}
+
+/// The `LISTEN`/`NOTIFY` channel on which the outbox trigger announces new entries (at
+/// the commit of the transaction that recorded them; PostgreSQL folds the announcements
+/// of one transaction into one).
+pub(crate) fn outbox_channel(s: &str) -> String {
+    format!("{s}.outbox")
 }
 
 /// Every statement, with the schema name filled in.
@@ -182,6 +231,13 @@ pub(crate) struct Sql {
     pub(crate) sub_remove: String,
     pub(crate) sub_remove_session: String,
     pub(crate) sub_matching: String,
+
+    pub(crate) outbox_claim: String,
+    pub(crate) outbox_delivered: String,
+    pub(crate) outbox_retry: String,
+    pub(crate) outbox_next_due: String,
+    pub(crate) outbox_pending: String,
+    pub(crate) outbox_listen: String,
 }
 
 /// The staging table of an import: private to the connection, gone at the transaction's end.
@@ -228,9 +284,17 @@ impl Sql {
                  WHERE imsi = $1 AND expires > $2 ORDER BY created, arrival"
             ),
             key_remove_ue: format!("DELETE FROM {s}.int_keys WHERE imsi = $1"),
+            // One statement: the keys it removes and their key-retired notifications
+            // (outbox) commit together.
             key_sweep: format!(
-                "DELETE FROM {s}.int_keys WHERE expires <= $1 \
-                 RETURNING imsi, key_id, created, expires"
+                "WITH gone AS (DELETE FROM {s}.int_keys WHERE expires <= $1 \
+                               RETURNING imsi, key_id, created, expires), \
+                 noted AS (INSERT INTO {s}.outbox (subscription_id, emse, event, imsi, key_id, time, due) \
+                           SELECT sub.id, sub.emse, 2, g.imsi, g.key_id, $1, $1 \
+                           FROM gone g JOIN {s}.subscriptions sub \
+                             ON (sub.imsi = g.imsi OR sub.imsi IS NULL) AND (sub.events & 2) <> 0 \
+                           ORDER BY g.imsi, g.key_id, sub.id) \
+                 SELECT imsi, key_id, created, expires FROM gone"
             ),
 
             // The previous IMSI is read under the row lock the upsert takes: `old` sees the
@@ -299,6 +363,33 @@ impl Sql {
                  RETURNING {SUB_COLUMNS}"
             ),
             sub_remove_session: format!("DELETE FROM {s}.subscriptions WHERE session_ref = $1"),
+            // The claim, one statement: lock up to $3 due entries oldest first, skipping
+            // those another claimer holds locked (SKIP LOCKED) and the EMSEs in $2; keep at
+            // most $4 per EMSE and $5 in all; move each to the end of its lease ($6) under
+            // owner $7; return it with its subscription. A row another claimer has just
+            // leased is re-checked against `due <= $1` when its lock is released, and fails.
+            outbox_claim: format!(
+                "WITH cand AS (SELECT o.id, o.emse, o.due FROM {s}.outbox o \
+                               WHERE o.due <= $1 AND NOT (o.emse = ANY($2::text[])) \
+                               ORDER BY o.due, o.id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+                 pick AS (SELECT id FROM (SELECT id, due, row_number() OVER \
+                                          (PARTITION BY emse ORDER BY due, id) AS rn FROM cand) r \
+                          WHERE rn <= $4 ORDER BY due, id LIMIT $5) \
+                 UPDATE {s}.outbox o SET due = $6, owner = $7 \
+                 FROM pick, {s}.subscriptions sub \
+                 WHERE o.id = pick.id AND sub.id = o.subscription_id \
+                 RETURNING o.id, o.event, o.imsi, o.key_id, o.time, o.attempts, \
+                           sub.id, sub.session_ref, sub.emse, sub.events, sub.imsi, \
+                           sub.ue_kind, sub.ue_name, sub.callback"
+            ),
+            outbox_delivered: format!("DELETE FROM {s}.outbox WHERE id = $1"),
+            outbox_retry: format!(
+                "UPDATE {s}.outbox SET due = $2, owner = NULL, attempts = attempts + 1 \
+                 WHERE id = $1 AND owner = $3"
+            ),
+            outbox_next_due: format!("SELECT min(due) FROM {s}.outbox"),
+            outbox_pending: format!("SELECT count(*) FROM {s}.outbox"),
+            outbox_listen: format!("LISTEN \"{}\"", outbox_channel(s)),
             sub_matching: format!(
                 "SELECT {SUB_COLUMNS} FROM {s}.subscriptions \
                  WHERE (imsi = $1 OR imsi IS NULL) AND (events & $2) <> 0 ORDER BY id"
