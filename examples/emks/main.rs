@@ -40,8 +40,8 @@ use e2m_https::server::Limits;
 use e2m_keyid::{AppIdentity, EmseId, Imsi};
 use e2m_keystore::import::{IdentityRow, parse_identity_csv};
 use e2m_keystore::{
-    IdentityMap, IntKeyStore, RetentionPolicy, SessionPolicy, SessionStore, SubscriptionPolicy,
-    SubscriptionStore, block_on,
+    IdentityMap, IntKeyStore, NotificationOutbox, RetentionPolicy, SessionPolicy, SessionStore,
+    SubscriptionPolicy, SubscriptionStore, block_on,
 };
 use e2m_keystore_redb::e2m_seal::{KekVersion, write_new_kek_file};
 use e2m_keystore_redb::{Keyring, RedbStore, RedbStoreConfig};
@@ -354,7 +354,7 @@ fn run<K, M, S, B>(
     refresh: Box<dyn Fn(&EmksMetrics) + Send + Sync>,
 ) -> Result<(), String>
 where
-    K: IntKeyStore + 'static,
+    K: IntKeyStore + NotificationOutbox + 'static,
     M: IdentityMap + 'static,
     S: SessionStore + 'static,
     B: SubscriptionStore + 'static,
