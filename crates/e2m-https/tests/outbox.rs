@@ -74,6 +74,13 @@ async fn an_emse_down_for_seconds_then_up_receives_every_notification() {
     let more = receive(&mut endpoint, 1, Duration::from_secs(2)).await;
     assert!(more.is_empty(), "delivered again: {more:?}");
     assert_eq!(
+        endpoint
+            .duplicates_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "delivered again"
+    );
+    assert_eq!(
         e2m_keystore::NotificationOutbox::pending(server.core().keys())
             .await
             .unwrap(),
@@ -160,4 +167,45 @@ async fn a_stalled_emse_neither_delays_nor_drops_another_emses_notifications() {
     );
     holder.abort();
     server.shutdown().await;
+}
+
+/// Delivery is at least once, so the EMSE's endpoint drops a repeat: the same notification
+/// (same subscription, same `notificationId`) POSTed twice is answered 204 both times and
+/// handed on once; another id, or one without an id, is handed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_hands_on_a_repeated_notification_id_once() {
+    use e2m_https::client::{ClientOptions, Notifier};
+    use e2m_msg::{KeyId, Notification, NotificationId, Timestamp};
+    let pki = TestPki::new();
+    let mut endpoint = pki
+        .endpoint_on("127.0.0.1:0".parse().unwrap(), "emse-a")
+        .await;
+    let notifier = Notifier::new(
+        pki.dir.emks().unwrap(),
+        pki.dir.ca_certificates().unwrap(),
+        ClientOptions::default(),
+    );
+    let note = |id: Option<u64>| Notification {
+        subscription_id: e2m_msg::SubscriptionId::from_u64(7),
+        event: EventType::KeyAvailable,
+        ue: UeRef::Imsi(imsi(9)),
+        key_id: KeyId::from_u32(1),
+        time: Timestamp::from_unix_secs(1_800_000_000),
+        id: id.map(NotificationId::from_u64),
+    };
+    for n in [Some(41), Some(41), Some(42), None, None] {
+        notifier
+            .notify(&emse("emse-a"), &endpoint.callback, &note(n))
+            .await
+            .unwrap();
+    }
+    let got = receive(&mut endpoint, 5, Duration::from_secs(2)).await;
+    let ids: Vec<Option<u64>> = got.iter().map(|n| n.id.map(|i| i.as_u64())).collect();
+    assert_eq!(ids, [Some(41), Some(42), None, None]);
+    assert_eq!(
+        endpoint
+            .duplicates_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }

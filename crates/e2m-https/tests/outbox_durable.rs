@@ -190,7 +190,15 @@ async fn a_push_through_one_instance_notifies_a_subscriber_of_the_other_exactly_
     let mut got = receive(&mut endpoint, 5, Duration::from_secs(15)).await;
     got.extend(receive(&mut endpoint, 1, Duration::from_secs(3)).await);
     let keys: Vec<u32> = got.iter().map(|n| n.key_id.as_u32()).collect();
-    assert_eq!(got.len(), 5, "deliveries counted at the endpoint: {keys:?}");
+    // Every delivery is counted: those handed on and repeats the endpoint dropped.
+    let repeats = endpoint
+        .duplicates_dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        got.len() as u64 + repeats,
+        5,
+        "deliveries counted at the endpoint: {keys:?}, and {repeats} repeats"
+    );
     let distinct: BTreeSet<u32> = keys.iter().copied().collect();
     assert_eq!(distinct, (1..=5).collect());
     assert_eq!(core_b.keys().pending().await.unwrap(), 0);
@@ -279,5 +287,12 @@ async fn when_the_claiming_instance_dies_the_other_delivers_after_the_lease() {
     );
     let again = receive(&mut endpoint, 1, Duration::from_secs(2)).await;
     assert!(again.is_empty(), "delivered twice: {again:?}");
+    assert_eq!(
+        endpoint
+            .duplicates_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "delivered twice"
+    );
     survivor.shutdown().await;
 }
