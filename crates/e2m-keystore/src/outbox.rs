@@ -2,45 +2,8 @@
 //! a push or an expiry causes is recorded by the store, in the same transaction as its
 //! cause, and stays until it is delivered or its subscription ends.
 //!
-//! # How a notification travels
-//!
-//! 1. **Recorded with its cause.** [`IntKeyStore::push`](crate::IntKeyStore::push) and
-//!    [`IntKeyStore::sweep`](crate::IntKeyStore::sweep) of a store that implements
-//!    [`NotificationOutbox`] record, in the transaction that changes the keys, one entry per
-//!    matching subscription ([`SubscriptionStore::matching`](crate::SubscriptionStore::matching)):
-//!    `key-retired` for a key evicted, replaced or swept, then `key-available` for a key
-//!    stored or replaced (the events of [`events_of_push`]). A push that changes nothing
-//!    (`Unchanged`, `Stale`, `Expired`) records nothing. So a committed push always has its
-//!    notifications recorded, and a push that did not commit has none.
-//! 2. **Claimed under a lease.** A delivering instance calls
-//!    [`claim_due`](NotificationOutbox::claim_due): the entries due at `now`, oldest first,
-//!    at most [`Claim::max`] in all and [`Claim::per_emse`] per subscriber, none for the
-//!    subscribers in [`Claim::skip`]. Claiming sets the entry's due time to `now + lease`
-//!    and its owner to the claimer, in one atomic step: no other instance claims it until
-//!    the lease runs out. If the claimer dies, the entry simply comes due again at the end
-//!    of the lease, and another instance claims it then.
-//! 3. **Settled.** On a 2xx answer the deliverer calls
-//!    [`delivered`](NotificationOutbox::delivered) (the entry is removed); on a failure,
-//!    [`retry_at`](NotificationOutbox::retry_at) with its backoff (the entry is released,
-//!    due at that time, its attempt count one higher).
-//! 4. **Dropped with its subscription.** Removing a subscription, or ending the session
-//!    that holds it, removes its entries (durable backends: in the same transaction; the
-//!    in-memory store: when they come due, as an entry whose subscription is gone is never
-//!    handed out).
-//!
-//! # Ordering, duplicates, at least once
-//!
-//! - **At least once:** an entry leaves the outbox only through `delivered` or the end of
-//!   its subscription, so every notification recorded for a subscription that lives long
-//!   enough is delivered, however long its EMSE is unreachable.
-//! - **Duplicates are possible** (a 2xx lost on the way back, a lease that ran out while a
-//!   slow delivery was still in flight): every attempt of one entry carries the same
-//!   [`PendingNotification::id`], which the EMSE uses to drop the repeat (the wire's
-//!   `notificationId`).
-//! - **Order:** entries are claimed oldest first (by due time, then id), but deliveries run
-//!   concurrently and retries go to the back, so an EMSE may receive them out of order. Each
-//!   carries the time of its event and its key id, and a fetch always tells the truth:
-//!   notifications are advice, not state.
+//! The journey, ordering, duplicates and at-least-once delivery are documented on
+//! [`NotificationOutbox`].
 
 use core::future::Future;
 use core::time::Duration;
@@ -153,7 +116,49 @@ pub fn events_of_push(outcome: &PushOutcome, key_id: KeyId) -> [Option<(EventTyp
     }
 }
 
-/// The store's pending notifications (see the [module](self) for the whole journey).
+/// The store's pending notifications.
+///
+/// # How a notification travels
+///
+/// 1. **Recorded with its cause.** [`IntKeyStore::push`](crate::IntKeyStore::push) and
+///    [`IntKeyStore::sweep`](crate::IntKeyStore::sweep) of a store that implements
+///    [`NotificationOutbox`] record, in the transaction that changes the keys, one entry per
+///    matching subscription ([`SubscriptionStore::matching`](crate::SubscriptionStore::matching)):
+///    `key-retired` for a key evicted, replaced or swept, then `key-available` for a key
+///    stored or replaced (the events of [`events_of_push`]). A push that changes nothing
+///    (`Unchanged`, `Stale`, `Expired`) records nothing. So a committed push always has its
+///    notifications recorded, and a push that did not commit has none.
+/// 2. **Claimed under a lease.** A delivering instance calls
+///    [`claim_due`](NotificationOutbox::claim_due): the entries due at `now`, oldest first,
+///    at most [`Claim::max`] in all and [`Claim::per_emse`] per subscriber, none for the
+///    subscribers in [`Claim::skip`]. Claiming sets the entry's due time to `now + lease`
+///    and its owner to the claimer, in one atomic step: no other instance claims it until
+///    the lease runs out. If the claimer dies, the entry simply comes due again at the end
+///    of the lease, and another instance claims it then.
+/// 3. **Settled.** On a 2xx answer the deliverer calls
+///    [`delivered`](NotificationOutbox::delivered) (the entry is removed); on a failure,
+///    [`retry_at`](NotificationOutbox::retry_at) with its backoff (the entry is released,
+///    due at that time, its attempt count one higher).
+/// 4. **Dropped with its subscription.** Removing a subscription, or ending the session
+///    that holds it, removes its entries (durable backends: in the same transaction; the
+///    in-memory store: when they come due, as an entry whose subscription is gone is never
+///    handed out).
+///
+/// # Ordering, duplicates, at least once
+///
+/// - **At least once:** an entry leaves the outbox only through `delivered` or the end of
+///   its subscription, so every notification recorded for a subscription that lives long
+///   enough is delivered, however long its EMSE is unreachable.
+/// - **Duplicates are possible** (a 2xx lost on the way back, a lease that ran out while a
+///   slow delivery was still in flight): every attempt of one entry carries the same
+///   [`PendingNotification::id`], which the EMSE uses to drop the repeat (the wire's
+///   `notificationId`).
+/// - **Order:** entries are claimed oldest first (by due time, then id), but deliveries run
+///   concurrently and retries go to the back, so an EMSE may receive them out of order. Each
+///   carries the time of its event and its key id, and a fetch always tells the truth:
+///   notifications are advice, not state.
+///
+/// # Promises
 ///
 /// A store implementing it promises, checked by
 /// [`conformance::outbox`](crate::conformance::outbox):
