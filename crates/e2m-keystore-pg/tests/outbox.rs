@@ -134,3 +134,43 @@ async fn a_push_through_one_instance_wakes_the_others() {
         .await
         .expect("B was not woken by A's push");
 }
+
+/// A database whose `push_key` has the result type of before the outbox (four columns, no
+/// `noted`) gets the new function at the next start, and pushes work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_key_of_the_earlier_result_type_is_replaced_at_start() {
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let (client, connection) = tokio_postgres::connect(&cluster.conninfo(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE SCHEMA e2m;
+             CREATE FUNCTION e2m.push_key(
+                 p_imsi text, p_lock bigint, p_key_id bigint, p_created bigint,
+                 p_expires bigint, p_kek_version bigint, p_sealed bytea, p_now bigint,
+                 p_keep integer, p_same_id_differs boolean)
+             RETURNS TABLE (outcome text, evicted bigint, held_expires bigint, held_sealed bytea)
+             LANGUAGE sql AS $$ SELECT 'stale'::text, NULL::bigint, NULL::bigint, NULL::bytea $$;",
+        )
+        .await
+        .unwrap();
+    let backend = connect(&cluster).await;
+    subscribe_everything(&backend, "emse-a.example.com").await;
+    let keys = backend.int_keys(RetentionPolicy::DEFAULT);
+    let out = keys
+        .push(
+            &imsi(1),
+            KeyId::from_u32(1),
+            &E2mIntKey::from_array([1; 32]),
+            at(0),
+            at(0),
+        )
+        .await
+        .unwrap();
+    assert!(out.is_held(), "{out:?}");
+    assert_eq!(keys.pending().await.unwrap(), 1);
+}
