@@ -55,8 +55,8 @@ use e2m_kdf::E2mIntKey;
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 use e2m_keystore::{
     CacheConfig, CachedIdentities, CachedIntKeys, CachedSessions, IdentityMap, IntKeyStore,
-    MonotonicClock, RetentionPolicy, SessionPolicy, SessionStore, SubscriptionPolicy,
-    SubscriptionStore,
+    MonotonicClock, NotificationOutbox, RetentionPolicy, SessionPolicy, SessionStore,
+    SubscriptionPolicy, SubscriptionStore,
 };
 use e2m_keystore_pg::{PgBackend, PgConfig};
 use e2m_msg::{
@@ -294,7 +294,7 @@ async fn start_target<K, M, S, B>(
     emse_id: &EmseId,
 ) -> (e2m_https::emks::EmksServer<K, M, S, B>, Target)
 where
-    K: IntKeyStore + 'static,
+    K: IntKeyStore + NotificationOutbox + 'static,
     M: IdentityMap + 'static,
     S: SessionStore + 'static,
     B: SubscriptionStore + 'static,

@@ -50,8 +50,8 @@ use e2m_keyid::{AppIdentity, EmseId, Imsi};
 use e2m_keystore::import::{IdentityRow, parse_identity_csv};
 use e2m_keystore::{
     CacheConfig, CachedIdentities, CachedIntKeys, CachedSessions, IdentityMap, IntKeyStore,
-    MonotonicClock, RetentionPolicy, SessionPolicy, SessionStore, SubscriptionPolicy,
-    SubscriptionStore,
+    MonotonicClock, NotificationOutbox, RetentionPolicy, SessionPolicy, SessionStore,
+    SubscriptionPolicy, SubscriptionStore,
 };
 use e2m_keystore_pg::{PgBackend, PgConfig};
 use e2m_keystore_redb::e2m_seal::{KekVersion, write_new_kek_file};
@@ -529,7 +529,7 @@ fn run<K, M, S, B>(
     refresh: Option<Refresh>,
 ) -> Result<(), String>
 where
-    K: IntKeyStore + 'static,
+    K: IntKeyStore + NotificationOutbox + 'static,
     M: IdentityMap + 'static,
     S: SessionStore + 'static,
     B: SubscriptionStore + 'static,

@@ -149,27 +149,33 @@ impl core::fmt::Display for AuditRecord {
     }
 }
 
-/// A notification for the transport to POST to a subscriber's callback URI (it answers
-/// 204; delivery failures are the transport's to retry or drop).
+/// A notification for the transport to POST to a subscriber's callback URI, built by
+/// [`Emks::outbound`](crate::Emks::outbound) from an entry of the store's outbox (the
+/// subscriber answers 204; the transport settles the entry: delivered, or retried later).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboundNotification {
     /// Where to send it.
     pub callback: CallbackUri,
-    /// What to send.
+    /// What to send (its `id` is the outbox entry's stable id).
     pub notification: Notification,
-    /// The subscriber's session (for the transport's bookkeeping).
+    /// The subscriber's session.
     pub session: SessionRef,
-    /// The subscriber's EMSE_Id: deliver only to a server whose certificate names it (a
-    /// callback URI is the subscriber's word; the identity is the registration's).
+    /// The subscriber's EMSE_Id, from its subscription record: deliver only to a server
+    /// whose certificate names it (a callback URI is the subscriber's word; the identity is
+    /// the registration's).
     pub emse: EmseId,
 }
 
-/// What the transport must do besides answering: send the notifications and write the
-/// audit records (to a durable audit log, in order).
+/// What the transport must do besides answering: write the audit records (to a durable
+/// audit log, in order), and wake its deliverer if the store may have recorded
+/// notifications.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Effects {
-    /// Notifications to deliver.
-    pub notifications: Vec<OutboundNotification>,
+    /// The decision changed intermediate keys (a push stored or replaced one, a sweep
+    /// removed some), so the store's outbox may hold new notifications: the transport
+    /// wakes its deliverer rather than waiting for its next poll. The notifications
+    /// themselves were recorded by the store, in the same transaction as the change.
+    pub notifications_recorded: bool,
     /// Audit records to write.
     pub audit: AuditRecords,
 }

@@ -3,15 +3,16 @@
 use e2m_keyid::{EmseId, Imsi, KeyId};
 use e2m_keystore::{
     self as ks, IdentityMap, IntKeyStore, MemoryIdentityMap, MemoryIntKeyStore, MemorySessionStore,
-    MemorySubscriptionStore, PushOutcome, RetentionPolicy, SessionInfo, SessionPolicy,
-    SessionStore, StoreError, SubscriptionPolicy, SubscriptionRecord, SubscriptionStore, UeFilter,
+    MemorySubscriptionStore, NotificationOutbox, PendingNotification, PushOutcome, RetentionPolicy,
+    SessionInfo, SessionPolicy, SessionStore, StoreError, SubscriptionPolicy, SubscriptionRecord,
+    SubscriptionStore, UeFilter,
 };
 use e2m_msg::{
     CallbackUri, Deregistration, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse,
-    Notification, Problem, ProblemCause, Registration, RegistrationResult, Subscription,
-    SubscriptionResult,
+    Notification, NotificationId, Problem, ProblemCause, Registration, RegistrationResult,
+    Subscription, SubscriptionResult,
 };
-use e2m_types::{EventSet, EventType, SessionId, SubscriptionId, Timestamp, UeRef};
+use e2m_types::{EventType, SessionId, SubscriptionId, Timestamp, UeRef};
 
 use crate::audit::{
     Action, AuditRecord, AuditRecords, Effects, OutboundNotification, Outcome, Verdict,
@@ -116,12 +117,14 @@ impl Emks {
         sessions: SessionPolicy,
         subscriptions: SubscriptionPolicy,
     ) -> Self {
+        let subscriptions = MemorySubscriptionStore::new(subscriptions);
         Emks::new(
             config,
-            MemoryIntKeyStore::new(retention),
+            // Linked, so that a push records its notifications in the key store's outbox.
+            MemoryIntKeyStore::with_subscriptions(retention, &subscriptions),
             MemoryIdentityMap::new(),
             MemorySessionStore::new(sessions),
-            MemorySubscriptionStore::new(subscriptions),
+            subscriptions,
         )
     }
 }
@@ -136,7 +139,7 @@ impl<K, M, S, B> core::fmt::Debug for Emks<K, M, S, B> {
 
 impl<K, M, S, B> Emks<K, M, S, B>
 where
-    K: IntKeyStore,
+    K: IntKeyStore + NotificationOutbox,
     M: IdentityMap,
     S: SessionStore,
     B: SubscriptionStore,
@@ -152,7 +155,8 @@ where
         }
     }
 
-    /// The intermediate key store.
+    /// The intermediate key store, and the outbox of the notifications its pushes and
+    /// sweeps record (the transport's deliverer claims and settles them there).
     pub fn keys(&self) -> &K {
         &self.keys
     }
@@ -705,24 +709,18 @@ where
             PushOutcome::Expired => "already expired: not stored",
             _ => "not stored",
         };
-        let retired = match outcome {
-            PushOutcome::Stored { evicted } => evicted,
-            PushOutcome::Replaced => Some(key_id),
-            _ => None,
-        };
-        if let Some(old) = retired {
-            self.notify_subscribers(&push.imsi, EventType::KeyRetired, old, now, effects)
-                .await?;
-        }
-        if matches!(outcome, PushOutcome::Stored { .. } | PushOutcome::Replaced) {
-            self.notify_subscribers(&push.imsi, EventType::KeyAvailable, key_id, now, effects)
-                .await?;
-        }
+        // The store recorded the notifications this push causes (`key-retired` for a key
+        // evicted or replaced, `key-available` for the new one) in the push's own
+        // transaction: the transport's deliverer takes them from its outbox.
+        effects.notifications_recorded = ks::events_of_push(&outcome, key_id)
+            .iter()
+            .any(Option::is_some);
         Ok(())
     }
 
-    /// Time-driven upkeep: ends expired sessions (and their subscriptions) and removes
-    /// expired intermediate keys, notifying `key-retired` subscribers. The transport calls it
+    /// Time-driven upkeep: ends expired sessions (and their subscriptions, whose pending
+    /// notifications go with them) and removes expired intermediate keys (the store records
+    /// `key-retired` notifications in the same transaction). The transport calls it
     /// periodically (e.g. every minute); correctness does not depend on it (nothing expired
     /// is ever served), only memory does.
     pub async fn expire(&self, now: Timestamp) -> Effects {
@@ -767,65 +765,46 @@ where
                 Vec::new()
             }
         };
-        for (imsi, info) in retired {
-            if self
-                .notify_subscribers(&imsi, EventType::KeyRetired, info.key_id, now, effects)
-                .await
-                .is_err()
-            {
-                record.reason = "some key-retired notifications not built: store unavailable";
-            }
-        }
+        effects.notifications_recorded |= !retired.is_empty();
         effects.audit.push(record);
     }
 
-    /// Adds a notification of `event` about `imsi` for every matching subscription, naming
-    /// the UE as that subscriber named it (unfiltered subscriptions exist only for EMSEs
-    /// allowed to use IMSIs, checked again here in case the permission was withdrawn).
-    async fn notify_subscribers(
-        &self,
-        imsi: &Imsi,
-        event: EventType,
-        key_id: KeyId,
-        now: Timestamp,
-        effects: &mut Effects,
-    ) -> Result<(), Refusal> {
-        // Only the EMKS → EMSE events are notified from here.
-        if !matches!(event, EventType::KeyAvailable | EventType::KeyRetired) {
-            return Ok(());
+    /// What to send for an entry claimed from the store's outbox
+    /// ([`NotificationOutbox::claim_due`]): the notification, with the entry's stable id,
+    /// naming the UE as that subscriber named it, for the subscriber's EMSE at its callback.
+    ///
+    /// `None` for an entry that must not be sent (the transport settles it as done): an
+    /// unfiltered subscription of an EMSE no longer allowed to see IMSIs (the permission
+    /// was withdrawn since it subscribed), a callback that no longer validates, or an
+    /// event that is not an EMKS → EMSE event.
+    pub fn outbound(&self, pending: &PendingNotification) -> Option<OutboundNotification> {
+        if !matches!(
+            pending.event,
+            EventType::KeyAvailable | EventType::KeyRetired
+        ) {
+            return None;
         }
-        let bits = EventSet::single(event);
-        let time = now;
-        for (id, sub) in self
-            .subscriptions
-            .matching(imsi, bits)
-            .await
-            .map_err(store_failed)?
-        {
-            let ue = match &sub.ue {
-                Some(filter) => filter.name.clone(),
-                None if self.config.imsi_allowed(&sub.emse) => UeRef::Imsi(imsi.clone()),
-                None => continue,
-            };
-            // The store keeps the callback as the text the subscription carried (validated
-            // then); one that no longer validates names nowhere to deliver to.
-            let Ok(callback) = e2m_msg::CallbackUri::new(&sub.callback) else {
-                continue;
-            };
-            let subscription_id = id;
-            effects.notifications.push(OutboundNotification {
-                callback,
-                notification: Notification {
-                    subscription_id,
-                    event,
-                    ue,
-                    key_id,
-                    time,
-                },
-                session: sub.session,
-                emse: sub.emse.clone(),
-            });
-        }
-        Ok(())
+        let sub = &pending.record;
+        let ue = match &sub.ue {
+            Some(filter) => filter.name.clone(),
+            None if self.config.imsi_allowed(&sub.emse) => UeRef::Imsi(pending.imsi.clone()),
+            None => return None,
+        };
+        // The store keeps the callback as the text the subscription carried (validated
+        // then); one that no longer validates names nowhere to deliver to.
+        let callback = e2m_msg::CallbackUri::new(&sub.callback).ok()?;
+        Some(OutboundNotification {
+            callback,
+            notification: Notification {
+                subscription_id: pending.subscription,
+                event: pending.event,
+                ue,
+                key_id: pending.key_id,
+                time: pending.time,
+                id: Some(NotificationId::from_u64(pending.id)),
+            },
+            session: sub.session,
+            emse: sub.emse.clone(),
+        })
     }
 }

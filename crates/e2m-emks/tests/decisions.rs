@@ -306,8 +306,9 @@ fn a_new_key_notifies_matching_subscribers() {
         },
         at(1),
     ));
-    let sent = out.effects.notifications.clone();
+    assert!(out.effects.notifications_recorded);
     w.record(out).unwrap();
+    let sent = w.sent(at(1));
     assert_eq!(sent.len(), 2);
     let to_a = sent
         .iter()
@@ -343,14 +344,13 @@ fn a_new_key_notifies_matching_subscribers() {
             w.emks
                 .push_intermediate_key(&w.hss, &push, at(u64::from(id))),
         );
+        w.record(out).unwrap();
         retired.extend(
-            out.effects
-                .notifications
+            w.sent(at(u64::from(id)))
                 .iter()
                 .filter(|n| n.notification.event == EventType::KeyRetired)
                 .map(|n| (n.notification.subscription_id, n.notification.key_id)),
         );
-        w.record(out).unwrap();
     }
     assert_eq!(retired, [(sa, KeyId::from_u32(0x21))]);
 }
@@ -441,8 +441,9 @@ fn deregistration_ends_subscriptions() {
         },
         at(2),
     ));
-    assert!(out.effects.notifications.is_empty());
     w.record(out).unwrap();
+    // The push changed keys, but the ended session's subscription records nothing.
+    assert!(w.sent(at(2)).is_empty());
 }
 
 fn key_in_use(ue: UeRef, id: u32) -> Notification {
@@ -452,6 +453,7 @@ fn key_in_use(ue: UeRef, id: u32) -> Notification {
         ue,
         key_id: KeyId::from_u32(id),
         time: at(5),
+        id: None,
     }
 }
 
@@ -538,8 +540,10 @@ fn expiry_ends_sessions_and_retires_keys() {
         .find(|r| r.action == Action::KeysExpired)
         .unwrap();
     assert_eq!(keys.count, 1);
-    assert_eq!(effects.notifications.len(), 1);
-    let n = &effects.notifications[0].notification;
+    assert!(effects.notifications_recorded);
+    let sent = w.sent(at(MAX_AGE + 1));
+    assert_eq!(sent.len(), 1);
+    let n = &sent[0].notification;
     assert_eq!(
         (n.event, n.ue.clone(), n.key_id),
         (

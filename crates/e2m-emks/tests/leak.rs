@@ -42,6 +42,8 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
         // Replace one key id with other octets.
         w.push_variant(ue, 6, 1, at(7), at(7)).unwrap();
     }
+    // The notifications those pushes recorded, as they go on the wire.
+    assert!(!w.sent(at(8)).is_empty());
     for ue in 0..4 {
         for id in 0..=7 {
             let _ = w.fetch(&w.a, &sa, app_ue(ue, A), id, at(10));
@@ -65,6 +67,7 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
         ue: app_ue(0, A),
         key_id: e2m_keyid::KeyId::from_u32(6),
         time: at(10),
+        id: None,
     };
     let out = block_on(w.emks.notify(&w.a, &n, at(10)));
     w.record(out).unwrap();
@@ -103,6 +106,7 @@ fn no_secret_in_any_audit_record_problem_or_notification() {
     w.record(out).unwrap_err();
     let effects = block_on(w.emks.expire(at(MAX_AGE + 100)));
     w.record_effects(&effects);
+    w.sent(at(MAX_AGE + 100));
 
     let hits = w.leaks();
     assert!(hits.is_empty(), "{hits:#?}");

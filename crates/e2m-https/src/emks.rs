@@ -7,40 +7,38 @@
 //! binding says (201 + `Location`, 200 + `Cache-Control: no-store`, 204, or a problem); and
 //! the side effects carried out: audit records written to `tracing` (target `e2m::audit`,
 //! their `Display` form, which holds no key bytes and no session ids — the core guarantees
-//! it and the tests check it), notifications POSTed to the subscribers' callbacks.
+//! it and the tests check it), and the deliverer woken for the notifications the store
+//! recorded in its outbox, in the push's own transaction ([`crate::delivery`]).
 //!
 //! The core's decisions are `async fn`s over the async store traits, awaited inline on the
 //! worker: over the in-memory stores they are ready at once (a hash lookup and one
 //! HMAC-SHA-256 for a key fetch, around a microsecond), and a networked store awaits its
 //! I/O without blocking the worker.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2m_emks::{Action, Effects, Emks, OutboundNotification, Outcome, Peer, Timestamp, Verdict};
-use e2m_keyid::EmseId;
-use e2m_keystore::{IdentityMap, IntKeyStore, SessionRef, SessionStore, SubscriptionStore};
+use e2m_emks::{Effects, Emks, Outcome, Peer, Timestamp};
+use e2m_keystore::{
+    IdentityMap, InstanceId, IntKeyStore, NotificationOutbox, SessionStore, SubscriptionStore,
+};
 use e2m_msg::rest::{self, Operation, Route, RouteError};
 use e2m_msg::{
     IntermediateKeyPush, Notification, ProblemCause, Registration, Subscription, XmlMessage,
 };
 use hyper::header::{self, HeaderValue};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::client::{ClientOptions, Notifier};
-use super::metrics::{EmksObserver, NotificationEvent};
+use super::delivery::{Deliverer, DeliveryOptions};
+use super::metrics::EmksObserver;
 use super::respond;
 use super::server::{Handler, HttpResponse, Limits, Rejection, Request, ServerHandle, serve};
 use super::tls::{TlsSetupError, server_config};
 use crate::pki::{PeerIdentity, PkiDir, PkiError, Role};
-
-/// Notification deliveries in flight at once; beyond it, new ones are dropped (and
-/// logged): notifications are advisory, a key fetch always tells the truth.
-pub const MAX_DELIVERIES_IN_FLIGHT: usize = 256;
 
 /// The core's view of a verified certificate identity.
 pub fn core_peer(identity: &PeerIdentity) -> Peer {
@@ -51,108 +49,25 @@ pub fn core_peer(identity: &PeerIdentity) -> Peer {
     }
 }
 
-/// Which EMSE owns each session, learnt from the core's audit records (registrations and
-/// session ends), so that a notification for a session is sent only to a server whose
-/// certificate names that EMSE.
-#[derive(Debug, Default)]
-struct SessionOwners(Mutex<HashMap<SessionRef, EmseId>>);
-
-impl SessionOwners {
-    fn learn(&self, effects: &Effects) {
-        let mut owners = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for record in &effects.audit {
-            let (Some(session), Verdict::Granted) = (record.session, record.verdict) else {
-                continue;
-            };
-            match (record.action, &record.peer) {
-                (Action::Register | Action::Subscribe, Some(Peer::Emse(emse))) => {
-                    owners.insert(session, EmseId::clone(emse));
-                }
-                (Action::Deregister | Action::SessionExpired, _) => {
-                    owners.remove(&session);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn owner(&self, session: SessionRef) -> Option<EmseId> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&session)
-            .cloned()
-    }
-}
-
-/// Carries out a decision's side effects: audit records to `tracing`, notifications to
-/// their callbacks (in background tasks, bounded).
+/// Carries out a decision's side effects: audit records to `tracing`, and a wake-up of the
+/// deliverer when the store recorded notifications (the notifications themselves are in
+/// the store's outbox, not here: see [`crate::delivery`]).
 #[derive(Debug)]
 struct EffectRunner {
-    notifier: Option<Arc<Notifier>>,
-    owners: SessionOwners,
-    deliveries: Arc<Semaphore>,
+    wake: Arc<Notify>,
     observer: Option<Arc<dyn EmksObserver>>,
 }
 
 impl EffectRunner {
     fn run(&self, effects: Effects) {
-        self.owners.learn(&effects);
         for record in &effects.audit {
             // The record's Display form holds no key bytes and no session ids (it names a
             // session by its non-secret reference).
             tracing::info!(target: "e2m::audit", "{record}");
         }
-        for outbound in effects.notifications {
-            self.deliver(outbound);
+        if effects.notifications_recorded {
+            self.wake.notify_one();
         }
-    }
-
-    fn observe(&self, event: NotificationEvent) {
-        if let Some(observer) = &self.observer {
-            observer.notification(event);
-        }
-    }
-
-    fn deliver(&self, outbound: OutboundNotification) {
-        let Some(notifier) = self.notifier.clone() else {
-            return;
-        };
-        let Some(emse) = self.owners.owner(outbound.session) else {
-            tracing::warn!(session = %outbound.session, "notification for a session with no known owner dropped");
-            self.observe(NotificationEvent::Dropped);
-            return;
-        };
-        let Ok(permit) = self.deliveries.clone().try_acquire_owned() else {
-            tracing::warn!(%emse, "too many notifications in flight; one dropped");
-            self.observe(NotificationEvent::Dropped);
-            return;
-        };
-        self.observe(NotificationEvent::Started);
-        let observer = self.observer.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let event = outbound.notification.event;
-            let delivered = match notifier
-                .notify(&emse, &outbound.callback, &outbound.notification)
-                .await
-            {
-                Ok(()) => {
-                    tracing::debug!(%emse, %event, "notification delivered");
-                    NotificationEvent::Delivered
-                }
-                Err(error) => {
-                    tracing::warn!(%emse, %event, %error, "notification not delivered");
-                    NotificationEvent::Failed
-                }
-            };
-            if let Some(observer) = observer {
-                observer.notification(delivered);
-            }
-        });
     }
 }
 
@@ -170,22 +85,34 @@ impl<K, M, S, B> std::fmt::Debug for EmksService<K, M, S, B> {
 
 impl<K, M, S, B> EmksService<K, M, S, B>
 where
-    K: IntKeyStore + 'static,
+    K: IntKeyStore + NotificationOutbox + 'static,
     M: IdentityMap + 'static,
     S: SessionStore + 'static,
     B: SubscriptionStore + 'static,
 {
-    /// A service over `core`; notifications go out through `notifier` (none: not sent).
-    pub fn new(core: Arc<Emks<K, M, S, B>>, notifier: Option<Arc<Notifier>>) -> Self {
+    /// A service over `core`. Notifications are recorded by the store; a deliverer
+    /// ([`start_emks`] starts one) sends them.
+    pub fn new(core: Arc<Emks<K, M, S, B>>) -> Self {
         EmksService {
             core,
             effects: EffectRunner {
-                notifier,
-                owners: SessionOwners::default(),
-                deliveries: Arc::new(Semaphore::new(MAX_DELIVERIES_IN_FLIGHT)),
+                wake: Arc::new(Notify::new()),
                 observer: None,
             },
         }
+    }
+
+    /// This service, waking the deliverer through `wake` when it records notifications
+    /// (the deliverer waits on the same handle).
+    #[must_use]
+    pub fn with_wake(mut self, wake: Arc<Notify>) -> Self {
+        self.effects.wake = wake;
+        self
+    }
+
+    /// The handle the service notifies when it records notifications.
+    pub fn wake(&self) -> &Arc<Notify> {
+        &self.effects.wake
     }
 
     /// This service, reporting its requests, refusals and notifications to `observer`.
@@ -348,7 +275,7 @@ fn decode<M: XmlMessage>(request: &Request) -> Result<M, ProblemCause> {
 
 impl<K, M, S, B> Handler for EmksService<K, M, S, B>
 where
-    K: IntKeyStore + 'static,
+    K: IntKeyStore + NotificationOutbox + 'static,
     M: IdentityMap + 'static,
     S: SessionStore + 'static,
     B: SubscriptionStore + 'static,
@@ -392,7 +319,17 @@ pub struct EmksServerOptions {
     /// How often the core's expiry sweep runs.
     pub expire_every: Duration,
     /// Send notifications to subscribers (needs the EMKS certificate's `clientAuth`).
+    /// Without it, notifications stay in the store's outbox (for another instance that
+    /// delivers, or until their subscriptions end).
     pub notifications: bool,
+    /// How notifications are claimed, paced and retried.
+    pub delivery: DeliveryOptions,
+    /// Wakes the deliverer when another party recorded notifications, e.g. the
+    /// PostgreSQL backend's `LISTEN` handle for pushes taken by other instances (this
+    /// instance's own pushes wake it anyway).
+    pub outbox_wake: Option<Arc<Notify>>,
+    /// This instance's name in the outbox's claims (random if `None`).
+    pub instance: Option<InstanceId>,
     /// Who is told about requests, refusals and notifications (metrics; none by default).
     pub observer: Option<Arc<dyn EmksObserver>>,
 }
@@ -404,6 +341,9 @@ impl Default for EmksServerOptions {
             limits: Limits::default(),
             expire_every: Duration::from_secs(30),
             notifications: true,
+            delivery: DeliveryOptions::default(),
+            outbox_wake: None,
+            instance: None,
             observer: None,
         }
     }
@@ -414,6 +354,7 @@ pub struct EmksServer<K, M, S, B> {
     handle: ServerHandle,
     service: Arc<EmksService<K, M, S, B>>,
     sweeper: JoinHandle<()>,
+    deliverer: Option<JoinHandle<()>>,
 }
 
 impl<K, M, S, B> std::fmt::Debug for EmksServer<K, M, S, B> {
@@ -426,7 +367,7 @@ impl<K, M, S, B> std::fmt::Debug for EmksServer<K, M, S, B> {
 
 impl<K, M, S, B> EmksServer<K, M, S, B>
 where
-    K: IntKeyStore + 'static,
+    K: IntKeyStore + NotificationOutbox + 'static,
     M: IdentityMap + 'static,
     S: SessionStore + 'static,
     B: SubscriptionStore + 'static,
@@ -446,9 +387,13 @@ where
         self.service.core()
     }
 
-    /// Stops the server (graceful, bounded by the limits' shutdown grace).
+    /// Stops the server (graceful, bounded by the limits' shutdown grace). Deliveries in
+    /// flight are abandoned: their outbox entries come due again when their lease runs out.
     pub async fn shutdown(self) {
         self.sweeper.abort();
+        if let Some(deliverer) = &self.deliverer {
+            deliverer.abort();
+        }
         self.handle.shutdown().await;
     }
 }
@@ -464,7 +409,7 @@ pub async fn start_emks<K, M, S, B>(
     options: EmksServerOptions,
 ) -> Result<EmksServer<K, M, S, B>, EmksStartError>
 where
-    K: IntKeyStore + 'static,
+    K: IntKeyStore + NotificationOutbox + 'static,
     M: IdentityMap + 'static,
     S: SessionStore + 'static,
     B: SubscriptionStore + 'static,
@@ -472,14 +417,35 @@ where
     let credentials = pki.emks()?;
     let ca = pki.ca_certificates()?;
     let tls = server_config(&credentials, &ca, &[Role::Emse, Role::Hss])?;
-    let notifier = options
-        .notifications
-        .then(|| Arc::new(Notifier::new(credentials, ca, ClientOptions::default())));
-    let mut service = EmksService::new(core, notifier);
-    if let Some(observer) = options.observer {
+    let wake = options
+        .outbox_wake
+        .clone()
+        .unwrap_or_else(|| Arc::new(Notify::new()));
+    let mut service = EmksService::new(Arc::clone(&core)).with_wake(Arc::clone(&wake));
+    if let Some(observer) = options.observer.clone() {
         service = service.with_observer(observer);
     }
     let service = Arc::new(service);
+    let deliverer = if options.notifications {
+        let notifier = Arc::new(Notifier::new(credentials, ca, ClientOptions::default()));
+        let instance = match options.instance {
+            Some(instance) => instance,
+            None => InstanceId::random().map_err(|_| {
+                EmksStartError::Io(std::io::Error::other("random generator unavailable"))
+            })?,
+        };
+        let deliverer = Arc::new(Deliverer::new(
+            core,
+            notifier,
+            instance,
+            options.delivery.clone(),
+            wake,
+            options.observer.clone(),
+        ));
+        Some(tokio::spawn(deliverer.run()))
+    } else {
+        None
+    };
     let listener = TcpListener::bind(options.listen).await?;
     let handle = serve(listener, tls, options.limits, service.clone())?;
     let sweeper = {
@@ -499,5 +465,6 @@ where
         handle,
         service,
         sweeper,
+        deliverer,
     })
 }

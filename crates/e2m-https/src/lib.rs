@@ -9,6 +9,8 @@
 //! - [`ratelimit`]: the per-peer request budget;
 //! - [`metrics`]: the events an operator's metrics observe ([`metrics::EmksObserver`]);
 //! - [`emks`]: the EMKS itself ([`emks::start_emks`]): routes, core calls, effects;
+//! - [`delivery`]: the deliverer of the notifications in the store's outbox (lease,
+//!   retry with backoff, a budget per EMSE);
 //! - [`client`]: the EMSE's and HSS's client ([`client::EmksClient`]) and the EMKS's
 //!   notifier;
 //! - [`notify`]: the EMSE's notification endpoint;
@@ -39,6 +41,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
+pub mod delivery;
 pub mod emks;
 pub mod metrics;
 pub mod notify;

@@ -21,9 +21,11 @@ pub enum NotificationEvent {
     Started,
     /// The subscriber answered 204.
     Delivered,
-    /// The delivery failed (connection, TLS, timeout or a non-204 answer).
+    /// The attempt failed (connection, TLS, timeout or a non-204 answer); the notification
+    /// stays in the outbox and is tried again after a backoff.
     Failed,
-    /// Not attempted: too many deliveries were in flight, or the session had no known owner.
+    /// Not attempted, and settled: the notification can no longer be sent (its subscriber
+    /// lost the IMSI permission, or its callback no longer validates).
     Dropped,
 }
 

@@ -4,9 +4,17 @@
 //!
 //! Only a peer whose certificate has the EMKS role gets past the handshake; each valid
 //! notification is handed to the EMSE's code through a bounded channel (full → 503, so a
-//! slow consumer pushes back instead of growing memory).
+//! slow consumer pushes back instead of growing memory; the EMKS retries later).
+//!
+//! The EMKS delivers at least once (its outbox retries until a 204 comes back), so the same
+//! notification can arrive twice. The endpoint drops a repeat: a notification whose
+//! `(subscriptionId, notificationId)` it has accepted among the last
+//! [`RECENT_NOTIFICATION_IDS`] is answered 204 again and not handed on (counted in
+//! [`NotificationServer::duplicates_dropped`]).
 
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use e2m_msg::rest::NOTIFICATIONS_PATH;
 use e2m_msg::{CallbackUri, Notification, ProblemCause, XmlMessage};
@@ -24,6 +32,32 @@ use crate::pki::{Credentials, PeerIdentity, Role};
 /// Notifications the endpoint buffers before answering 503.
 pub const NOTIFICATION_QUEUE: usize = 256;
 
+/// How many recently accepted notification ids the endpoint remembers to drop repeats.
+pub const RECENT_NOTIFICATION_IDS: usize = 4096;
+
+/// The ids of the last accepted notifications, oldest first, bounded.
+#[derive(Debug, Default)]
+struct RecentIds {
+    order: VecDeque<(u64, u64)>,
+    seen: HashSet<(u64, u64)>,
+}
+
+impl RecentIds {
+    /// Remembers `key`; false if it was already remembered (a repeat).
+    fn first_time(&mut self, key: (u64, u64)) -> bool {
+        if !self.seen.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > RECENT_NOTIFICATION_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        true
+    }
+}
+
 /// A received notification and who sent it.
 #[derive(Debug)]
 pub struct ReceivedNotification {
@@ -37,6 +71,8 @@ pub struct ReceivedNotification {
 #[derive(Debug)]
 pub struct NotificationEndpoint {
     tx: mpsc::Sender<ReceivedNotification>,
+    recent: Mutex<RecentIds>,
+    duplicates: Arc<AtomicU64>,
 }
 
 impl Handler for NotificationEndpoint {
@@ -68,11 +104,28 @@ impl Handler for NotificationEndpoint {
             key_id = %notification.key_id,
             "notification received"
         );
+        // A repeat of one already accepted (the EMKS did not see our 204): answer it again,
+        // hand it on once. Held while sending, so two copies arriving at once pass once.
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = notification
+            .id
+            .map(|id| (notification.subscription_id.as_u64(), id.as_u64()));
+        if let Some(key) = key
+            && recent.seen.contains(&key)
+        {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+            return respond::empty(204);
+        }
         match self.tx.try_send(ReceivedNotification {
             from: request.peer,
             notification,
         }) {
-            Ok(()) => respond::empty(204),
+            Ok(()) => {
+                if let Some(key) = key {
+                    recent.first_time(key);
+                }
+                respond::empty(204)
+            }
             Err(_) => respond::cause(ProblemCause::Unavailable),
         }
     }
@@ -89,8 +142,10 @@ pub struct NotificationServer {
     pub handle: ServerHandle,
     /// The callback URI to give the EMKS in registrations and subscriptions.
     pub callback: CallbackUri,
-    /// The notifications, in arrival order.
+    /// The notifications, in arrival order, each once.
     pub notifications: mpsc::Receiver<ReceivedNotification>,
+    /// Repeats answered 204 and not handed on (see the module docs).
+    pub duplicates_dropped: Arc<AtomicU64>,
 }
 
 /// Why the notification endpoint could not start.
@@ -125,10 +180,35 @@ pub fn start_notification_endpoint(
     let callback = CallbackUri::new(&format!("https://{addr}{NOTIFICATIONS_PATH}"))
         .map_err(EndpointStartError::Callback)?;
     let (tx, notifications) = mpsc::channel(NOTIFICATION_QUEUE);
-    let handle = serve(listener, tls, limits, Arc::new(NotificationEndpoint { tx }))?;
+    let duplicates_dropped = Arc::new(AtomicU64::new(0));
+    let endpoint = NotificationEndpoint {
+        tx,
+        recent: Mutex::new(RecentIds::default()),
+        duplicates: Arc::clone(&duplicates_dropped),
+    };
+    let handle = serve(listener, tls, limits, Arc::new(endpoint))?;
     Ok(NotificationServer {
         handle,
         callback,
         notifications,
+        duplicates_dropped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_ids_forget_the_oldest_beyond_the_bound() {
+        let mut recent = RecentIds::default();
+        assert!(recent.first_time((1, 1)));
+        assert!(!recent.first_time((1, 1)));
+        assert!(recent.first_time((2, 1)), "another subscription's id 1");
+        for n in 0..RECENT_NOTIFICATION_IDS as u64 {
+            recent.first_time((9, n));
+        }
+        assert_eq!(recent.order.len(), RECENT_NOTIFICATION_IDS);
+        assert!(recent.first_time((1, 1)), "forgotten after the bound");
+    }
 }

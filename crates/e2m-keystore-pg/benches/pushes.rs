@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use e2m_keystore::{
-    E2mIntKey, Imsi, IntKeyStore, KeyId, MemoryIntKeyStore, RetentionPolicy, Timestamp,
+    E2mIntKey, EmseId, EventSet, EventType, Imsi, IntKeyStore, KeyId, MemoryIntKeyStore,
+    RetentionPolicy, SessionRef, SubscriptionPolicy, SubscriptionRecord, SubscriptionStore,
+    Timestamp,
 };
 use e2m_keystore_pg::{PgBackend, PgConfig};
 
@@ -76,6 +78,28 @@ fn bench_pushes(c: &mut Criterion, runtime: &tokio::runtime::Runtime, conninfo: 
         .expect("connect");
     let postgres = Arc::new(backend.int_keys(policy));
     let clock = Arc::new(AtomicU64::new(0));
+    // A second schema with one subscriber to every UE's key-available and key-retired
+    // events: each push also records its notifications (outbox) in its own statement.
+    let subscribed_backend = runtime
+        .block_on(PgBackend::connect(
+            &config.clone().with_schema("e2m_subscribed").unwrap(),
+            support::keyring(1, 0x42),
+        ))
+        .expect("connect");
+    runtime
+        .block_on(
+            subscribed_backend
+                .subscriptions(SubscriptionPolicy::DEFAULT)
+                .add(SubscriptionRecord {
+                    session: SessionRef::from_u64(1),
+                    emse: EmseId::new("emse-a.example.com").unwrap(),
+                    events: EventSet::single(EventType::KeyAvailable).with(EventType::KeyRetired),
+                    ue: None,
+                    callback: "https://emse-a.example.com/e2m/v1/notifications".to_owned(),
+                }),
+        )
+        .expect("subscribe");
+    let postgres_subscribed = Arc::new(subscribed_backend.int_keys(policy));
 
     let mut group = c.benchmark_group("push_16_concurrent");
     group.throughput(Throughput::Elements(1));
@@ -88,6 +112,11 @@ fn bench_pushes(c: &mut Criterion, runtime: &tokio::runtime::Runtime, conninfo: 
     group.bench_function("postgres", |b| {
         b.to_async(runtime).iter_custom(|iters| {
             push_concurrently(postgres.clone(), PUSHERS, iters, clock.clone())
+        });
+    });
+    group.bench_function("postgres_one_subscriber", |b| {
+        b.to_async(runtime).iter_custom(|iters| {
+            push_concurrently(postgres_subscribed.clone(), PUSHERS, iters, clock.clone())
         });
     });
     group.finish();

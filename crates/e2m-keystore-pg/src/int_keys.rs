@@ -63,6 +63,10 @@ impl PgIntKeyStore {
         PgIntKeyStore { shared, policy }
     }
 
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     fn open(&self, imsi: &Imsi, row: &KeyRow) -> Result<E2mIntKey, BackendError> {
         let record = IntKeyRecord::new(imsi, row.key_id, row.created, row.expires);
         let sealed = SealedKey::from_bytes(&row.sealed).map_err(BackendError::Open)?;
@@ -126,6 +130,12 @@ impl PgIntKeyStore {
                 )
                 .await?;
             let outcome: &str = row.try_get(0)?;
+            // Outbox rows this push wrote (committed with it): announce them to the other
+            // instances, off the push's path (see `Shared::announce`).
+            let noted: i32 = row.try_get(4)?;
+            if noted > 0 {
+                self.shared.announce();
+            }
             match outcome {
                 "stored" => {
                     let evicted: Option<i64> = row.try_get(1)?;
@@ -242,6 +252,12 @@ impl PgIntKeyStore {
             .shared
             .query(&self.shared.sql.key_sweep, &[&db_time(now)])
             .await?;
+        // Every row carries the count of outbox rows the sweep wrote.
+        if let Some(row) = rows.first()
+            && row.try_get::<_, i64>(4)? > 0
+        {
+            self.shared.announce();
+        }
         rows.iter()
             .map(|row| {
                 let imsi: &str = row.try_get(0)?;

@@ -5,6 +5,7 @@ mod config;
 mod error;
 mod identities;
 mod int_keys;
+mod outbox;
 mod schema;
 mod sessions;
 mod subscriptions;

@@ -42,14 +42,23 @@ fn subscription_param(id: SubscriptionId) -> Option<i64> {
 
 /// A row of `SUB_COLUMNS`: `id, session_ref, emse, events, imsi, ue_kind, ue_name, callback`.
 fn subscription(row: &Row) -> Result<(SubscriptionId, SubscriptionRecord), BackendError> {
-    let id: i64 = row.try_get(0)?;
-    let session: i64 = row.try_get(1)?;
-    let emse: &str = row.try_get(2)?;
-    let events: i16 = row.try_get(3)?;
-    let imsi: Option<&str> = row.try_get(4)?;
-    let ue_kind: Option<i16> = row.try_get(5)?;
-    let ue_name: Option<&str> = row.try_get(6)?;
-    let callback: String = row.try_get(7)?;
+    subscription_at(row, 0)
+}
+
+/// The `SUB_COLUMNS` of a row, from column `at` on (the outbox's claim returns them after
+/// its own columns).
+pub(crate) fn subscription_at(
+    row: &Row,
+    at: usize,
+) -> Result<(SubscriptionId, SubscriptionRecord), BackendError> {
+    let id: i64 = row.try_get(at)?;
+    let session: i64 = row.try_get(at + 1)?;
+    let emse: &str = row.try_get(at + 2)?;
+    let events: i16 = row.try_get(at + 3)?;
+    let imsi: Option<&str> = row.try_get(at + 4)?;
+    let ue_kind: Option<i16> = row.try_get(at + 5)?;
+    let ue_name: Option<&str> = row.try_get(at + 6)?;
+    let callback: String = row.try_get(at + 7)?;
     let corrupt = BackendError::CorruptRow;
     let ue = match (imsi, ue_kind, ue_name) {
         (None, None, None) => None,

@@ -85,3 +85,25 @@ async fn concurrent_pushes_in_shuffled_order_keep_the_n_newest() {
     assert_eq!(report.pushes, 60 * 10);
     assert!(report.stale > 0 && report.evictions > 0, "{report:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outbox_passes_the_outbox_conformance_suite() {
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let conninfo = cluster.conninfo();
+    let report = conformance::outbox(&|retention| {
+        let backend = fresh_backend(&conninfo);
+        (
+            backend.int_keys(retention),
+            backend.subscriptions(e2m_keystore::SubscriptionPolicy::DEFAULT),
+        )
+    })
+    .await;
+    assert!(report.is_ok(), "{report}");
+    assert!(
+        report.results.len() >= 9,
+        "{} checks ran",
+        report.results.len()
+    );
+}

@@ -1,5 +1,7 @@
 //! Criterion benchmarks of the redb store beside the in-memory store, in the same run:
-//! durable acknowledged pushes with 16 concurrent pushers (group commit), and a key fetch.
+//! durable acknowledged pushes with 16 concurrent pushers (group commit), also with one
+//! subscriber to every UE (each push then records its notifications in the outbox, in the
+//! same transaction), and a key fetch.
 //!
 //! `cargo bench -p e2m-keystore-redb --bench redb_store`
 #![allow(clippy::unwrap_used, reason = "a bench fails loudly")]
@@ -10,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use e2m_keystore::{
-    E2mIntKey, Imsi, IntKeyStore, KeyId, MemoryIntKeyStore, RetentionPolicy, Timestamp, block_on,
+    E2mIntKey, EmseId, EventSet, EventType, Imsi, IntKeyStore, KeyId, MemoryIntKeyStore,
+    RetentionPolicy, SessionRef, SubscriptionRecord, SubscriptionStore, Timestamp, block_on,
 };
 use e2m_keystore_redb::e2m_seal::{Kek, KekVersion, format_kek_file};
 use e2m_keystore_redb::{Keyring, RedbStore, RedbStoreConfig};
@@ -82,6 +85,20 @@ fn pushes(c: &mut Criterion) {
             .unwrap()
             .int_keys(),
     );
+    // The same store with one subscriber to every UE's key-available and key-retired
+    // events: each push also records its notifications (outbox) in its transaction.
+    let subscribed_dir = tempfile::tempdir().unwrap();
+    let subscribed_store =
+        RedbStore::open(subscribed_dir.path(), keyring(), RedbStoreConfig::default()).unwrap();
+    block_on(subscribed_store.subscriptions().add(SubscriptionRecord {
+        session: SessionRef::from_u64(1),
+        emse: EmseId::new("emse-a.example.com").unwrap(),
+        events: EventSet::single(EventType::KeyAvailable).with(EventType::KeyRetired),
+        ue: None,
+        callback: "https://emse-a.example.com/e2m/v1/notifications".to_owned(),
+    }))
+    .unwrap();
+    let redb_subscribed = Arc::new(subscribed_store.int_keys());
     let memory = Arc::new(MemoryIntKeyStore::new(RetentionPolicy::DEFAULT));
     let next = Arc::new(AtomicU64::new(0));
     let mut group = c.benchmark_group("push_16_concurrent");
@@ -93,6 +110,9 @@ fn pushes(c: &mut Criterion) {
     });
     group.bench_function("redb_durable", |b| {
         b.iter_custom(|iters| runtime.block_on(push_concurrently(&redb, &next, iters)));
+    });
+    group.bench_function("redb_durable_one_subscriber", |b| {
+        b.iter_custom(|iters| runtime.block_on(push_concurrently(&redb_subscribed, &next, iters)));
     });
     group.bench_function("redb_durable_without_quick_repair", |b| {
         b.iter_custom(|iters| runtime.block_on(push_concurrently(&redb_plain, &next, iters)));

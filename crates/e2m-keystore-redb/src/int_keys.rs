@@ -337,7 +337,20 @@ impl IntKeyStore for RedbIntKeyStore {
             self.0
                 .inner
                 .writer
-                .write(move |txn| push_in(txn, &keyring, &policy, &push))
+                .write(move |txn| {
+                    let outcome = push_in(txn, &keyring, &policy, &push)?;
+                    // The notifications the push causes, in its own transaction (outbox).
+                    if let Ok(done) = &outcome {
+                        crate::outbox::record_push_in(
+                            txn,
+                            &push.imsi,
+                            push.key_id,
+                            done,
+                            push.now,
+                        )?;
+                    }
+                    Ok(outcome)
+                })
                 .await
         }
     }
@@ -380,9 +393,19 @@ impl IntKeyStore for RedbIntKeyStore {
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<(Imsi, KeyInfo)>, StoreError>> + Send {
         let policy = self.0.inner.config.retention;
-        self.0
-            .inner
-            .writer
-            .write(move |txn| sweep_in(txn, &policy, now).map(Ok))
+        self.0.inner.writer.write(move |txn| {
+            let gone = sweep_in(txn, &policy, now)?;
+            // `key-retired` for each swept key, in the sweep's transaction (outbox).
+            for (imsi, info) in &gone {
+                crate::outbox::record_in(
+                    txn,
+                    imsi.as_str(),
+                    e2m_keystore::EventType::KeyRetired,
+                    info.key_id,
+                    now,
+                )?;
+            }
+            Ok(Ok(gone))
+        })
     }
 }

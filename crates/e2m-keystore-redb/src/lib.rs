@@ -5,6 +5,7 @@ mod codec;
 mod error;
 mod identities;
 mod int_keys;
+mod outbox;
 mod sessions;
 mod store;
 mod subscriptions;

@@ -15,8 +15,9 @@ use crate::RedbStoreError;
 use crate::error::{DbResult, redb_err};
 use crate::tables::{
     IDENTITIES, INT_KEY_EXPIRY, INT_KEYS, KEK_CHECKS, META, META_NEXT_SESSION_REF,
-    META_NEXT_SUBSCRIPTION_ID, META_SCHEMA, SCHEMA_VERSION, SESSIONS, SESSIONS_BY_EMSE,
-    SESSIONS_BY_EXPIRY, SUBS_BY_SESSION, SUBS_BY_UE, SUBSCRIPTIONS,
+    META_NEXT_SUBSCRIPTION_ID, META_SCHEMA, OUTBOX, OUTBOX_BY_SUBSCRIPTION, OUTBOX_DUE,
+    SCHEMA_VERSION, SESSIONS, SESSIONS_BY_EMSE, SESSIONS_BY_EXPIRY, SUBS_BY_SESSION, SUBS_BY_UE,
+    SUBSCRIPTIONS,
 };
 use crate::writer::Writer;
 
@@ -261,6 +262,11 @@ fn create_tables(txn: &WriteTransaction) -> DbResult<()> {
     txn.open_table(SUBS_BY_UE).map_err(redb_err)?;
     txn.open_table(SUBS_BY_SESSION).map_err(redb_err)?;
     txn.open_table(KEK_CHECKS).map_err(redb_err)?;
+    // Added after schema version 1 shipped: created here in files that lack them, which
+    // needs no new version (nothing existing changes meaning).
+    txn.open_table(OUTBOX).map_err(redb_err)?;
+    txn.open_table(OUTBOX_DUE).map_err(redb_err)?;
+    txn.open_table(OUTBOX_BY_SUBSCRIPTION).map_err(redb_err)?;
     Ok(())
 }
 

@@ -79,6 +79,8 @@ fn remove_in(
         .map_err(redb_err)?
         .remove((ue_key(&sub), id))
         .map_err(redb_err)?;
+    // Its pending notifications end with it, in the same transaction.
+    crate::outbox::drop_subscription_in(txn, id)?;
     Ok(Some(sub))
 }
 

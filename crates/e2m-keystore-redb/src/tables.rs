@@ -16,6 +16,9 @@ pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("me
 pub(crate) const META_SCHEMA: &str = "schema";
 pub(crate) const META_NEXT_SESSION_REF: &str = "next_session_ref";
 pub(crate) const META_NEXT_SUBSCRIPTION_ID: &str = "next_subscription_id";
+/// `"next_notification_id"` → the next outbox entry id (absent in files made before the
+/// outbox: then 1).
+pub(crate) const META_NEXT_NOTIFICATION_ID: &str = "next_notification_id";
 /// `"keys_held"` → intermediate keys held (changed in the transactions that change them).
 pub(crate) const META_KEYS_HELD: &str = "keys_held";
 
@@ -60,3 +63,16 @@ pub(crate) const UNFILTERED: &str = "";
 /// (session ref, subscription id) → (): the per-session limit and `remove_session`.
 pub(crate) const SUBS_BY_SESSION: TableDefinition<'_, (u64, u64), ()> =
     TableDefinition::new("subscriptions_by_session");
+
+/// Outbox entry id → the entry ([`crate::outbox`]): a notification recorded with the push
+/// or sweep that caused it, until it is delivered or its subscription ends.
+pub(crate) const OUTBOX: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("outbox");
+
+/// (due time, entry id) → (): what a claim walks, oldest first. A claimed entry is due
+/// again at the end of its lease.
+pub(crate) const OUTBOX_DUE: TableDefinition<'_, (u64, u64), ()> =
+    TableDefinition::new("outbox_due");
+
+/// (subscription id, entry id) → (): what removing a subscription deletes.
+pub(crate) const OUTBOX_BY_SUBSCRIPTION: TableDefinition<'_, (u64, u64), ()> =
+    TableDefinition::new("outbox_by_subscription");

@@ -114,3 +114,24 @@ fn stress_pushers_and_fetchers_with_durable_commits() {
         "no lookup ever hit: the test checks nothing"
     );
 }
+
+#[test]
+fn redb_outbox_passes_the_outbox_conformance_suite() {
+    let base = tempfile::tempdir().unwrap();
+    let report = block_on(conformance::outbox(&|retention| {
+        let store = common::fresh(
+            base.path(),
+            RedbStoreConfig {
+                retention,
+                ..Default::default()
+            },
+        );
+        (store.int_keys(), store.subscriptions())
+    }));
+    assert!(report.is_ok(), "{report}");
+    assert!(
+        report.results.len() >= 9,
+        "{} checks ran",
+        report.results.len()
+    );
+}

@@ -336,3 +336,52 @@ fn a_file_of_schema_version_1_is_refused_not_misread() {
         other => panic!("a version-1 file: {other:?}"),
     }
 }
+
+/// The outbox is durable with the push that recorded it (issue 8): a notification recorded
+/// by an acknowledged push, and one claimed by an instance that then stopped, are both
+/// claimable after a restart (the claimed one at the end of its lease), with the same ids.
+#[test]
+fn recorded_and_claimed_notifications_survive_a_restart() {
+    use e2m_keystore::{Claim, InstanceId, NotificationOutbox};
+    let dir = tempfile::tempdir().unwrap();
+    let claim = |instance: u64, now: u64| Claim {
+        instance: InstanceId::from_u64(instance),
+        now: at(now),
+        lease: std::time::Duration::from_secs(30),
+        max: 100,
+        per_emse: 100,
+        skip: &[],
+    };
+    let ids: Vec<u64> = {
+        let store = open(dir.path(), common::keyring()).unwrap();
+        let sub = SubscriptionRecord {
+            session: e2m_keystore::SessionRef::from_u64(1),
+            emse: EmseId::new("emse-a.example.com").unwrap(),
+            events: EventSet::single(EventType::KeyAvailable),
+            ue: None,
+            callback: "https://emse-a.example.com/e2m/v1/notifications".to_owned(),
+        };
+        block_on(store.subscriptions().add(sub)).unwrap();
+        push_keys(&store, 2);
+        let keys = store.int_keys();
+        assert_eq!(block_on(keys.pending()).unwrap(), 10);
+        // One instance claims three and stops before settling them.
+        let claimed = block_on(keys.claim_due(&Claim {
+            max: 3,
+            ..claim(1, 5)
+        }))
+        .unwrap();
+        assert_eq!(claimed.len(), 3);
+        claimed.iter().map(|p| p.id).collect()
+    };
+    let store = open(dir.path(), common::keyring()).unwrap();
+    let keys = store.int_keys();
+    assert_eq!(block_on(keys.pending()).unwrap(), 10);
+    let now = block_on(keys.claim_due(&claim(2, 6))).unwrap();
+    assert_eq!(now.len(), 7, "the unclaimed seven");
+    assert!(now.iter().all(|p| !ids.contains(&p.id)));
+    let after_lease = block_on(keys.claim_due(&claim(2, 35))).unwrap();
+    let mut again: Vec<u64> = after_lease.iter().map(|p| p.id).collect();
+    again.sort_unstable();
+    assert_eq!(again, ids, "the claimed three, after their lease");
+}

@@ -46,9 +46,9 @@ use zeroize::Zeroize;
 use crate::import::{IdentityRow, ImportSummary};
 use crate::packed::PackedImsi;
 use crate::{
-    HeldKey, IdentityMap, IntKeyStore, KeyInfo, PolicyError, Provisioned, PushOutcome,
-    RetentionPolicy, SessionDigest, SessionId, SessionInfo, SessionPolicy, SessionStore,
-    StoreError, Timestamp,
+    Claim, HeldKey, IdentityMap, InstanceId, IntKeyStore, KeyInfo, NotificationOutbox,
+    PendingNotification, PolicyError, Provisioned, PushOutcome, RetentionPolicy, SessionDigest,
+    SessionId, SessionInfo, SessionPolicy, SessionStore, StoreError, Timestamp,
 };
 
 /// A monotonic clock the caller provides: the time elapsed since an origin of its choice.
@@ -642,6 +642,39 @@ impl<S: IntKeyStore, C: MonotonicClock> CachedIntKeys<S, C> {
         if self.config.is_enabled() {
             self.cache.invalidate(&PackedImsi::new(imsi));
         }
+    }
+}
+
+/// The outbox is the wrapped store's: the wrapper's pushes and sweeps are the wrapped
+/// store's (which record their notifications in their own transactions), and nothing of
+/// the outbox is cached.
+impl<S: NotificationOutbox, C: MonotonicClock> NotificationOutbox for CachedIntKeys<S, C> {
+    fn claim_due(
+        &self,
+        claim: &Claim<'_>,
+    ) -> impl Future<Output = Result<Vec<PendingNotification>, StoreError>> + Send {
+        self.inner.claim_due(claim)
+    }
+
+    fn delivered(&self, id: u64) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.inner.delivered(id)
+    }
+
+    fn retry_at(
+        &self,
+        id: u64,
+        instance: InstanceId,
+        when: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.inner.retry_at(id, instance, when)
+    }
+
+    fn next_due(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send {
+        self.inner.next_due()
+    }
+
+    fn pending(&self) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.inner.pending()
     }
 }
 

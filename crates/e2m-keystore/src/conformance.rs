@@ -161,6 +161,7 @@ macro_rules! conformance_tests {
         $(, identities: $identities:expr)?
         $(, sessions: $sessions:expr)?
         $(, subscriptions: $subscriptions:expr)?
+        $(, outbox: $outbox:expr)?
         $(,)?
     ) => {
         $($crate::__conformance_suite_tests!(int_keys, int_keys_only, $run, $int_keys, [
@@ -215,6 +216,17 @@ macro_rules! conformance_tests {
             matching_by_ue_and_event,
             remove_session_removes_only_its_own,
             limits_and_invalid_input
+        ]);)?
+        $($crate::__conformance_suite_tests!(outbox, outbox_only, $run, $outbox, [
+            a_push_records_one_entry_per_matching_subscription,
+            eviction_and_replacement_record_key_retired_before_key_available,
+            pushes_that_change_nothing_record_nothing,
+            a_sweep_records_key_retired,
+            a_claim_holds_until_its_lease_runs_out,
+            retry_at_releases_defers_and_counts,
+            a_claim_keeps_its_limits_in_all_per_emse_and_skipped,
+            entries_of_ended_subscriptions_are_never_handed_out,
+            no_subscription_no_entry
         ]);)?
     };
 }
@@ -1839,3 +1851,5 @@ pub fn shuffled_pushes<S: IntKeyStore, W: WaitOn>(
     }
     Ok(report)
 }
+mod outbox;
+pub use outbox::{outbox, outbox_only};

@@ -9,6 +9,7 @@ use e2m_keyid::{Imsi, KeyId};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+use crate::outbox::MemoryOutbox;
 use crate::packed::PackedImsi;
 use crate::shard::Sharded;
 use crate::{PolicyError, StoreError, Timestamp};
@@ -325,6 +326,8 @@ enum Src {
 pub struct MemoryIntKeyStore {
     map: Sharded<PackedImsi, Box<[Slot]>>,
     policy: RetentionPolicy,
+    /// Notifications its pushes and sweeps cause (none unless linked to subscriptions).
+    outbox: MemoryOutbox,
 }
 
 impl MemoryIntKeyStore {
@@ -343,7 +346,27 @@ impl MemoryIntKeyStore {
         MemoryIntKeyStore {
             map: Sharded::new(shards),
             policy,
+            outbox: MemoryOutbox::default(),
         }
+    }
+
+    /// An empty store applying `policy` whose pushes and sweeps record their notifications
+    /// for the matching subscriptions of `subscriptions` (its
+    /// [`NotificationOutbox`](crate::NotificationOutbox)); without this link (`new`) a
+    /// push records none.
+    pub fn with_subscriptions(
+        policy: RetentionPolicy,
+        subscriptions: &crate::MemorySubscriptionStore,
+    ) -> Self {
+        MemoryIntKeyStore {
+            map: Sharded::new(Self::DEFAULT_SHARDS),
+            policy,
+            outbox: MemoryOutbox::linked(subscriptions),
+        }
+    }
+
+    pub(crate) fn outbox(&self) -> &MemoryOutbox {
+        &self.outbox
     }
 
     /// UEs with at least one key record (expired keys count until swept).
@@ -558,7 +581,9 @@ impl IntKeyStore for MemoryIntKeyStore {
         created: Timestamp,
         now: Timestamp,
     ) -> Result<PushOutcome, StoreError> {
-        self.push_now(imsi, key_id, key, created, now)
+        let outcome = self.push_now(imsi, key_id, key, created, now)?;
+        self.outbox.record_push(imsi, key_id, &outcome, now);
+        Ok(outcome)
     }
 
     async fn get(
@@ -583,7 +608,12 @@ impl IntKeyStore for MemoryIntKeyStore {
     }
 
     async fn sweep(&self, now: Timestamp) -> Result<Vec<(Imsi, KeyInfo)>, StoreError> {
-        Ok(self.sweep_now(now))
+        let gone = self.sweep_now(now);
+        for (imsi, info) in &gone {
+            self.outbox
+                .record(imsi, e2m_types::EventType::KeyRetired, info.key_id, now);
+        }
+        Ok(gone)
     }
 }
 

@@ -11,6 +11,7 @@ mod error;
 mod identities;
 pub mod import;
 mod int_keys;
+mod outbox;
 mod packed;
 mod sessions;
 mod shard;
@@ -29,6 +30,7 @@ pub use identities::{IdentityMap, MemoryIdentityMap, Provisioned};
 pub use int_keys::{
     HeldKey, IntKeyStore, KeyInfo, MemoryIntKeyStore, PushOutcome, RetentionPolicy,
 };
+pub use outbox::{Claim, InstanceId, NotificationOutbox, PendingNotification, events_of_push};
 pub use sessions::{
     MemorySessionStore, SessionDigest, SessionInfo, SessionPolicy, SessionRef, SessionStore,
     generate_session_id,

@@ -3,7 +3,7 @@
 
 use core::future::Future;
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use e2m_keyid::{EmseId, Imsi};
 use e2m_types::{EventSet, SubscriptionId, UeRef};
@@ -156,8 +156,12 @@ impl Inner {
 
 /// The in-memory [`SubscriptionStore`]: one read-mostly lock, indexed by UE and by session
 /// so that matching a push costs two lookups, not a scan.
+///
+/// [`handle`](Self::handle) gives another handle on the same subscriptions: what a
+/// [`MemoryIntKeyStore`](crate::MemoryIntKeyStore) linked to it reads to record its
+/// notifications ([`MemoryIntKeyStore::with_subscriptions`](crate::MemoryIntKeyStore::with_subscriptions)).
 pub struct MemorySubscriptionStore {
-    inner: RwLock<Inner>,
+    inner: Arc<RwLock<Inner>>,
     policy: SubscriptionPolicy,
 }
 
@@ -165,12 +169,26 @@ impl MemorySubscriptionStore {
     /// An empty store applying `policy`.
     pub fn new(policy: SubscriptionPolicy) -> Self {
         MemorySubscriptionStore {
-            inner: RwLock::new(Inner {
+            inner: Arc::new(RwLock::new(Inner {
                 next: 1,
                 ..Inner::default()
-            }),
+            })),
             policy,
         }
+    }
+
+    /// Another handle on the same subscriptions (changes through either are seen by both).
+    pub fn handle(&self) -> MemorySubscriptionStore {
+        MemorySubscriptionStore {
+            inner: Arc::clone(&self.inner),
+            policy: self.policy,
+        }
+    }
+
+    /// The subscription `id`, whoever made it (for the outbox, which hands it out with the
+    /// notification).
+    pub(crate) fn record_of(&self, id: SubscriptionId) -> Option<SubscriptionRecord> {
+        self.read().subs.get(&id.as_u64()).cloned()
     }
 
     /// Subscriptions held.
@@ -282,7 +300,7 @@ impl MemorySubscriptionStore {
         Ok(ids.len())
     }
 
-    fn matching_now(
+    pub(crate) fn matching_now(
         &self,
         imsi: &Imsi,
         event: EventSet,

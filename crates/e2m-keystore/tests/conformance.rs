@@ -92,7 +92,29 @@ mod memory {
         identities: MemoryIdentityMap::new,
         sessions: MemorySessionStore::new,
         subscriptions: MemorySubscriptionStore::new,
+        outbox: |retention| {
+            let subscriptions = MemorySubscriptionStore::default();
+            let keys = MemoryIntKeyStore::with_subscriptions(retention, &subscriptions);
+            (keys, subscriptions)
+        },
     }
+}
+
+#[test]
+fn the_outbox_macro_covers_every_outbox_check() {
+    let report = block_on(conformance::outbox(&|retention| {
+        let subscriptions = MemorySubscriptionStore::default();
+        (
+            MemoryIntKeyStore::with_subscriptions(retention, &subscriptions),
+            subscriptions,
+        )
+    }));
+    assert!(report.is_ok(), "{report}");
+    let mut suite: Vec<&str> = report.results.iter().map(|r| r.check).collect();
+    let mut covered = memory::outbox::CHECKS.to_vec();
+    suite.sort_unstable();
+    covered.sort_unstable();
+    assert_eq!(suite, covered);
 }
 
 #[test]

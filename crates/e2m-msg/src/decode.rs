@@ -40,7 +40,7 @@ use crate::message::{
     SubscriptionResult,
 };
 use crate::problem::{Problem, ProblemCause};
-use crate::values::{CallbackUri, KeyIdSource, ProblemDetail, ValueError};
+use crate::values::{CallbackUri, KeyIdSource, NotificationId, ProblemDetail, ValueError};
 use crate::{DecodeError, MAX_DOCUMENT_LEN, NAMESPACE, PROBLEM_NAMESPACE};
 use e2m_types::{EventSet, EventType, SessionId, SubscriptionId, Timestamp, UeRef};
 
@@ -1040,12 +1040,14 @@ const NOTIFICATION: &[&str] = &[
     "imsi",
     "keyId",
     "time",
+    "notificationId",
 ];
 
 pub(crate) fn notification(document: &[u8]) -> Result<Notification, DecodeError> {
     let mut p = Parser::open(document, NAMESPACE, "notification", MESSAGE_DEPTH)?;
-    let mut order = Order::new(NOTIFICATION, &[0, 1, 2, 2, 3, 4]);
+    let mut order = Order::new(NOTIFICATION, &[0, 1, 2, 2, 3, 4, 5]);
     let (mut subscription_id, mut event, mut ue, mut id, mut time) = (None, None, None, None, None);
+    let mut notification_id = None;
     while let Some(i) = p.next_child(NOTIFICATION)? {
         order.accept(i, false)?;
         match i {
@@ -1063,7 +1065,14 @@ pub(crate) fn notification(document: &[u8]) -> Result<Notification, DecodeError>
             2 => ue = Some(app_identity(&mut p)?),
             3 => ue = Some(UeRef::Imsi(imsi(&mut p)?)),
             4 => id = Some(key_id(&mut p, "keyId")?),
-            _ => time = Some(timestamp(&mut p, "time")?),
+            5 => time = Some(timestamp(&mut p, "time")?),
+            _ => {
+                let text = p.token("notificationId")?;
+                notification_id = Some(
+                    NotificationId::parse_bytes(text.as_bytes())
+                        .map_err(invalid("notificationId"))?,
+                );
+            }
         }
     }
     Ok(Notification {
@@ -1074,6 +1083,7 @@ pub(crate) fn notification(document: &[u8]) -> Result<Notification, DecodeError>
         })?,
         key_id: required(id, "keyId")?,
         time: required(time, "time")?,
+        id: notification_id,
     })
 }
 

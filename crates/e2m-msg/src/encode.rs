@@ -10,6 +10,7 @@ use crate::message::{
 };
 use crate::problem::Problem;
 use crate::rest::{MEDIA_TYPE_PROBLEM_XML, MEDIA_TYPE_XML};
+use crate::values::NotificationId;
 use core::fmt::Write as _;
 
 use e2m_types::{SessionId, SubscriptionId, Timestamp, UeRef};
@@ -272,6 +273,8 @@ impl XmlMessage for Notification {
             + ue_len(&self.ue)
             + KeyId::TEXT_LEN
             + Timestamp::MAX_TEXT_LEN
+            + CHILD
+            + NotificationId::MAX_TEXT_LEN
     }
 
     fn encode_into(&self, out: &mut String) {
@@ -282,6 +285,12 @@ impl XmlMessage for Notification {
         ue(out, &self.ue);
         key_id(out, "keyId", self.key_id);
         timestamp(out, "time", self.time);
+        if let Some(id) = self.id {
+            start_child(out, "notificationId");
+            // Writing into a String cannot fail.
+            let _ = write!(out, "{id}");
+            end_child(out, "notificationId");
+        }
         close(out, Self::ROOT);
     }
 

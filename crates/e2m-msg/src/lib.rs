@@ -15,7 +15,7 @@ pub use message::{
 };
 pub use problem::{PROBLEM_TYPE_PREFIX, Problem, ProblemCause};
 pub use rest::{Method, Operation, QueryError, Route, RouteError};
-pub use values::{CallbackUri, KeyIdSource, ProblemDetail, ValueError};
+pub use values::{CallbackUri, KeyIdSource, NotificationId, ProblemDetail, ValueError};
 
 // What the messages' fields are made of, so that a user of this crate alone can name every
 // type its signatures expose (the hkdf `pub use hmac` / rustls `pki_types` pattern).

@@ -7,7 +7,7 @@ use e2m_keyid::{EmseId, Imsi, KeyId};
 
 use e2m_types::{EventSet, EventType, SessionId, SubscriptionId, Timestamp, UeRef};
 
-use crate::values::{CallbackUri, KeyIdSource};
+use crate::values::{CallbackUri, KeyIdSource, NotificationId};
 
 /// EMSE → EMKS: initial registration (seed 6.x.2.2.2.1), the body of
 /// `POST /e2m/v1/sessions`. Answered by 201 Created with a [`RegistrationResult`].
@@ -118,6 +118,10 @@ pub struct Notification {
     pub key_id: KeyId,
     /// When it happened.
     pub time: Timestamp,
+    /// The notification's stable id (`notificationId`): the same on every delivery attempt
+    /// of one notification, so that the receiver can drop duplicates. An EMKS sets it on
+    /// every notification it sends; an EMSE's `key-in-use` report carries none.
+    pub id: Option<NotificationId>,
 }
 
 /// HSS → EMKS: a new `e2m_int_key` after an AKA run (seed 6.x.2.1 step 1 and prerequisite a).

@@ -69,6 +69,9 @@ pub enum ValueError {
     /// A subscription id that is not a decimal number without leading zeros.
     #[error("bad subscription id")]
     BadSubscriptionId,
+    /// A notification id that is not a decimal number without leading zeros below 2^64.
+    #[error("bad notification id")]
+    BadNotificationId,
 }
 
 impl From<ParseError> for ValueError {
@@ -356,5 +359,66 @@ mod tests {
         assert!(ProblemDetail::new("Key id 0c41d7e2 not held; re-authenticate.").is_ok());
         assert_eq!(ProblemDetail::new("a\nb"), Err(ValueError::BadCharacter));
         assert_eq!(ProblemDetail::new(""), Err(ValueError::Empty));
+    }
+}
+
+/// The stable id of one notification from the EMKS: every delivery attempt of the same
+/// notification carries the same id, so that an EMSE receiving it twice (delivery is at
+/// least once: a retry after a lost `204`, or a second instance after a lease ran out) can
+/// drop the duplicate. Ids are unique per EMKS store (all instances sharing a database
+/// draw from one sequence) and are never reused.
+///
+/// The text form is the number in decimal without leading zeros (one spelling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NotificationId(u64);
+
+impl NotificationId {
+    /// The most characters of the text form (`u64::MAX` has 20 digits).
+    pub const MAX_TEXT_LEN: usize = 20;
+
+    /// The id with this number.
+    pub const fn from_u64(n: u64) -> NotificationId {
+        NotificationId(n)
+    }
+
+    /// Its number.
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// Parses the text form from octets.
+    ///
+    /// # Errors
+    /// [`ValueError::BadNotificationId`] for anything but decimal digits without a leading
+    /// zero (`0` itself is the one spelling of zero) whose value fits in 64 bits.
+    pub fn parse_bytes(text: &[u8]) -> Result<NotificationId, ValueError> {
+        if text.is_empty() || text.len() > Self::MAX_TEXT_LEN || (text[0] == b'0' && text.len() > 1)
+        {
+            return Err(ValueError::BadNotificationId);
+        }
+        let mut n: u64 = 0;
+        for &c in text {
+            if !c.is_ascii_digit() {
+                return Err(ValueError::BadNotificationId);
+            }
+            n = n
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(c - b'0')))
+                .ok_or(ValueError::BadNotificationId)?;
+        }
+        Ok(NotificationId(n))
+    }
+}
+
+impl fmt::Display for NotificationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for NotificationId {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse_bytes(s.as_bytes())
     }
 }

@@ -13,8 +13,8 @@ use e2m_kdf::{E2mIntKey, E2mKey};
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 use e2m_msg::{
     CallbackUri, EventSet, EventType, IntermediateKeyPush, KeyIdSource, KeyResponse, Notification,
-    Problem, ProblemCause, ProblemDetail, Registration, RegistrationResult, SessionId,
-    Subscription, SubscriptionId, SubscriptionResult, Timestamp, UeRef, XmlMessage,
+    NotificationId, Problem, ProblemCause, ProblemDetail, Registration, RegistrationResult,
+    SessionId, Subscription, SubscriptionId, SubscriptionResult, Timestamp, UeRef, XmlMessage,
 };
 
 fn ts(text: &str) -> Timestamp {
@@ -119,6 +119,7 @@ fn notification() {
             ue: app(),
             key_id: KeyId::from_u32(0x0c41_d7e2),
             time: ts("2026-11-27T21:18:12Z"),
+            id: Some(NotificationId::from_u64(918_273)),
         },
     );
 }

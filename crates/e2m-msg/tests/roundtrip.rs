@@ -14,8 +14,9 @@ use e2m_kdf::{E2mIntKey, E2mKey};
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 use e2m_msg::{
     CallbackUri, EventSet, EventType, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse,
-    Notification, Problem, ProblemCause, ProblemDetail, Registration, RegistrationResult, Route,
-    SessionId, Subscription, SubscriptionId, SubscriptionResult, Timestamp, UeRef, XmlMessage,
+    Notification, NotificationId, Problem, ProblemCause, ProblemDetail, Registration,
+    RegistrationResult, Route, SessionId, Subscription, SubscriptionId, SubscriptionResult,
+    Timestamp, UeRef, XmlMessage,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -118,15 +119,24 @@ fn subscription_result() -> impl Strategy<Value = SubscriptionResult> {
 }
 
 fn notification() -> impl Strategy<Value = Notification> {
-    (subscription_id(), event(), ue(), key_id(), timestamp()).prop_map(
-        |(subscription_id, event, ue, key_id, time)| Notification {
-            subscription_id,
-            event,
-            ue,
-            key_id,
-            time,
-        },
+    (
+        subscription_id(),
+        event(),
+        ue(),
+        key_id(),
+        timestamp(),
+        proptest::option::of(any::<u64>().prop_map(NotificationId::from_u64)),
     )
+        .prop_map(
+            |(subscription_id, event, ue, key_id, time, id)| Notification {
+                subscription_id,
+                event,
+                ue,
+                key_id,
+                time,
+                id,
+            },
+        )
 }
 
 fn intermediate_key_push() -> impl Strategy<Value = IntermediateKeyPush> {

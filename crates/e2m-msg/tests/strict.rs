@@ -563,3 +563,79 @@ fn documents_that_are_not_well_formed_are_refused() {
         );
     }
 }
+
+fn notification(tail: &str) -> Result<e2m_msg::Notification, DecodeError> {
+    e2m_msg::Notification::decode(
+        format!(
+            "<notification xmlns=\"{NS}\"><subscriptionId>7</subscriptionId>\
+             <event>key-retired</event><imsi>001010123456789</imsi><keyId>0c41d7e2</keyId>\
+             <time>2026-11-27T21:18:12Z</time>{tail}</notification>"
+        )
+        .as_bytes(),
+    )
+}
+
+/// The notification id (issue 8: a stable id so that an EMSE drops duplicates): optional,
+/// one decimal spelling below 2^64, once, after `time`.
+#[test]
+fn notification_id() {
+    assert_eq!(notification("").unwrap().id, None);
+    let max = notification("<notificationId>18446744073709551615</notificationId>").unwrap();
+    assert_eq!(max.id, Some(e2m_msg::NotificationId::from_u64(u64::MAX)));
+    assert_eq!(
+        notification("<notificationId>0</notificationId>")
+            .unwrap()
+            .id,
+        Some(e2m_msg::NotificationId::from_u64(0))
+    );
+    for bad in [
+        "18446744073709551616",
+        "007",
+        "+7",
+        "-1",
+        " 7",
+        "7 ",
+        "",
+        "0x7",
+        "1e3",
+    ] {
+        let error = notification(&format!("<notificationId>{bad}</notificationId>")).unwrap_err();
+        // Each refusal names the element (bad digits: `BadNotificationId`; spaces and the
+        // empty element: the decoder's general token rules).
+        assert!(
+            format!("{error:?}").contains("notificationId"),
+            "{bad:?}: {error:?}"
+        );
+    }
+    assert!(matches!(
+        notification("<notificationId>007</notificationId>"),
+        Err(DecodeError::InvalidValue {
+            element: "notificationId",
+            error: ValueError::BadNotificationId
+        })
+    ));
+    let twice =
+        notification("<notificationId>1</notificationId><notificationId>2</notificationId>");
+    assert!(
+        matches!(
+            twice,
+            Err(DecodeError::DuplicateElement {
+                element: "notificationId"
+            })
+        ),
+        "{twice:?}"
+    );
+    // Before `time` is out of the schema's order.
+    let early = e2m_msg::Notification::decode(
+        format!(
+            "<notification xmlns=\"{NS}\"><subscriptionId>7</subscriptionId>\
+             <event>key-retired</event><imsi>001010123456789</imsi><keyId>0c41d7e2</keyId>\
+             <notificationId>1</notificationId><time>2026-11-27T21:18:12Z</time></notification>"
+        )
+        .as_bytes(),
+    );
+    assert!(
+        matches!(early, Err(DecodeError::OutOfOrder { element: "time" })),
+        "{early:?}"
+    );
+}

@@ -126,9 +126,34 @@ impl World {
             l.audit.push(r.to_string());
             l.audit_debug.push(format!("{r:?}"));
         }
-        for n in &e.notifications {
-            l.notifications.push(format!("{n:?}"));
+    }
+
+    /// The notifications due at `now` in the store's outbox, as the core builds them for
+    /// the transport, settled as delivered (what a deliverer with a perfect network does);
+    /// recorded in the ledger (their `Debug` and wire forms) for the leak search.
+    pub fn sent(&self, now: Timestamp) -> Vec<e2m_emks::OutboundNotification> {
+        use e2m_keystore::{Claim, InstanceId, NotificationOutbox};
+        use e2m_msg::XmlMessage;
+        let claim = Claim {
+            instance: InstanceId::from_u64(1),
+            now,
+            lease: Duration::from_secs(60),
+            max: 10_000,
+            per_emse: 10_000,
+            skip: &[],
+        };
+        let claimed = block_on(self.emks.keys().claim_due(&claim)).unwrap();
+        let mut out = Vec::new();
+        let mut l = self.ledger.borrow_mut();
+        for pending in claimed {
+            assert!(block_on(self.emks.keys().delivered(pending.id)).unwrap());
+            if let Some(n) = self.emks.outbound(&pending) {
+                l.notifications.push(format!("{n:?}"));
+                l.notifications.push(n.notification.encode().to_string());
+                out.push(n);
+            }
         }
+        out
     }
 
     /// The key the HSS pushes for (UE, key id, variant).
