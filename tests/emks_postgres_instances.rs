@@ -429,8 +429,12 @@ fn two_instances_share_sessions_and_keys_and_survive_kill_9_of_either() {
     });
 
     // Notifications across instances — "a push through A notifies a subscriber registered
-    // through B, once" (issue 8, Multi-instance) — need the durable notification outbox
-    // (another branch); that check is added here, on these two instances, once it lands.
+    // through B, once" (issue 8, Multi-instance) — are proven on two EMKS servers sharing
+    // one PostgreSQL database in e2m-https's tests
+    // (`a_push_through_one_instance_notifies_a_subscriber_of_the_other_exactly_once`, and
+    // `when_the_claiming_instance_dies_the_other_delivers_after_the_lease`); the same check
+    // on these two `emks` processes (an EMSE notification endpoint in this test, allowed as
+    // a callback host) is still to be written here.
 
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
