@@ -597,6 +597,10 @@ fn audit_rejection(peer: &PeerIdentity, rejection: Rejection) {
     }
 }
 
+/// The largest declared body that a 413 still reads (and discards) before answering, so that
+/// the client can finish sending and read the answer.
+const LINGER_BODY_MAX: u64 = 256 * 1024;
+
 async fn read_request(
     limits: &Limits,
     (peer, peer_hosts): (PeerIdentity, Arc<[e2m_emks::CallbackHost]>),
@@ -611,6 +615,22 @@ async fn read_request(
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or(Rejection::BadBody)?;
         if declared > limits.max_body as u64 {
+            // A client may already be sending the body: closing the connection with unread
+            // octets resets it, and the client sees a broken pipe instead of the 413 (RFC 9112
+            // §9.6, lingering close). A body up to LINGER_BODY_MAX is read and discarded,
+            // frame by frame and never kept, within the body timeout; a larger one is refused
+            // at once (the connection then ends).
+            if declared <= LINGER_BODY_MAX {
+                let mut body = body;
+                let discard = async {
+                    while let Some(frame) = body.frame().await {
+                        if frame.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(limits.body_timeout, discard).await;
+            }
             return Err(Rejection::PayloadTooLarge);
         }
     }
