@@ -3,6 +3,11 @@
 //! of a fetch measured alone in the same run (session check, identity map, key lookup,
 //! KDF), so that the cost of the decision itself can be read off.
 //!
+//! Two "floor" rows measure the memory under those figures: one random read that depends on
+//! the previous one, and one that does not, over a buffer the size of the stores (see the
+//! comment at those rows). `E2M_BENCH_UES=1000` runs everything with a population that
+//! stays in the caches, which gives the decision's own work without the misses.
+//!
 //! Times are CPU time of the measuring thread (see `cpu_now`). `cargo bench --bench emks`
 //! prints the fill (pushes/s through the full push decision)
 //! and the memory of the whole EMKS state, then criterion's figures.
@@ -26,7 +31,16 @@ use e2m_msg::{IntermediateKeyPush, KeyIdSource, KeyRequest, Registration, UeRef}
 #[global_allocator]
 static ALLOCATOR: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
 
-const UES: u32 = 1_000_000;
+/// UEs in the stores: 1,000,000 (the scale), or `E2M_BENCH_UES` (e.g. 1,000, a
+/// population whose whole state stays in the caches, which separates the decision's own
+/// work from the cost of the memory misses at scale).
+fn ues() -> u32 {
+    std::env::var("E2M_BENCH_UES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1_000_000)
+}
 const N: u32 = 4;
 const REQUESTS: usize = 1 << 16;
 
@@ -97,6 +111,7 @@ impl Rng {
 }
 
 fn main() {
+    let ues = ues();
     let now = Timestamp::from_unix_secs(1_800_000_000);
     let emse_id = EmseId::new("iot-platform.example.com").unwrap();
     let emse = Peer::emse(emse_id.clone());
@@ -109,7 +124,7 @@ fn main() {
         SessionPolicy::DEFAULT,
         SubscriptionPolicy::DEFAULT,
     );
-    for n in 0..UES {
+    for n in 0..ues {
         block_on(emks.identities().provision(&emse_id, &app(n), &imsi(n))).unwrap();
     }
     let a1 = ALLOCATOR.allocated();
@@ -117,7 +132,7 @@ fn main() {
     let start_all = Instant::now();
     let mut pushing = Duration::ZERO;
     for id in 1..=N {
-        let msgs: Vec<IntermediateKeyPush> = (0..UES).map(|n| push_msg(n, id, now)).collect();
+        let msgs: Vec<IntermediateKeyPush> = (0..ues).map(|n| push_msg(n, id, now)).collect();
         let start = cpu_now();
         for m in msgs {
             let out = block_on(emks.push_intermediate_key(&hss, &m, now));
@@ -126,19 +141,19 @@ fn main() {
         pushing += cpu_now().saturating_sub(start);
     }
     let a2 = ALLOCATOR.allocated();
-    println!("\n== emks: {UES} UEs, {N} keys each, one EMSE with every UE provisioned ==");
+    println!("\n== emks: {ues} UEs, {N} keys each, one EMSE with every UE provisioned ==");
     println!(
         "push decisions (HSS push, audit record, subscription match): {:.0}/s ({} in {:.2?} CPU; fill took {:.2?} wall)",
-        f64::from(UES * N) / pushing.as_secs_f64(),
-        UES * N,
+        f64::from(ues * N) / pushing.as_secs_f64(),
+        ues * N,
         pushing,
         start_all.elapsed()
     );
     println!(
         "memory: identity map {:.1} B/UE, key store {:.1} B/UE, together {:.1} B/UE (counted)\n",
-        (a1 - a0) as f64 / f64::from(UES),
-        (a2 - a1) as f64 / f64::from(UES),
-        (a2 - a0) as f64 / f64::from(UES)
+        (a1 - a0) as f64 / f64::from(ues),
+        (a2 - a1) as f64 / f64::from(ues),
+        (a2 - a0) as f64 / f64::from(ues)
     );
     println!("load average: {}\n", load_average());
 
@@ -153,7 +168,7 @@ fn main() {
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let requests: Vec<(u32, KeyRequest)> = (0..REQUESTS)
         .map(|_| {
-            let n = rng.next() % UES;
+            let n = rng.next() % ues;
             let id = rng.next() % N + 1;
             (
                 n,
@@ -251,7 +266,7 @@ fn main() {
                 let msgs: Vec<IntermediateKeyPush> = (0..chunk)
                     .map(|_| {
                         ue += 1;
-                        if ue == UES {
+                        if ue == ues {
                             ue = 0;
                             next += 1;
                         }
@@ -271,6 +286,53 @@ fn main() {
             spent
         })
     });
+    // The memory floor, for reading the figures above. A decision makes two lookups that
+    // depend on each other (application identity -> IMSI in the identity map, then IMSI ->
+    // key record in the key store: the HSS pushes by IMSI, EMSEs ask by identity), so at
+    // least two dependent random reads over a working set the size of the stores. The
+    // first row is that latency alone; the second is the same reads made independently
+    // (each address from a counter, not from the previous read), which the core overlaps:
+    // the "part" rows above run back to back like the second, which is why they add up to
+    // less than the full decision, whose long chain of work between lookups leaves nothing
+    // to overlap.
+    let state_octets = (a2 - a0).max(64 << 20);
+    let chain = random_cycle(state_octets / 4, &mut rng);
+    let mut at = 0u32;
+    g.bench_function("floor: dependent random read over the stores' size", |b| {
+        b.iter_custom(|iters| {
+            cpu_iters(iters, || {
+                at = chain[at as usize];
+                at
+            })
+        })
+    });
+    let mut k = 0usize;
+    let len = chain.len();
+    g.bench_function(
+        "floor: independent random read over the stores' size",
+        |b| {
+            b.iter_custom(|iters| {
+                cpu_iters(iters, || {
+                    // A multiplicative hash of a counter: addresses the core can compute ahead.
+                    k = k.wrapping_add(1);
+                    chain[(k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16) % len]
+                })
+            })
+        },
+    );
     g.finish();
     c.final_summary();
+}
+
+/// A random cyclic permutation of `0..n` (Sattolo's algorithm): following `next[i]` from
+/// any start visits every element once, in an order the prefetchers cannot guess.
+fn random_cycle(n: usize, rng: &mut Rng) -> Vec<u32> {
+    let n = n.min(u32::MAX as usize);
+    let mut next: Vec<u32> = (0..n as u32).collect();
+    for i in (1..n).rev() {
+        let r = (u64::from(rng.next()) << 32) | u64::from(rng.next());
+        let j = (r % i as u64) as usize;
+        next.swap(i, j);
+    }
+    next
 }
