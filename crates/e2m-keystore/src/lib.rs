@@ -10,6 +10,7 @@ pub mod cache;
 mod error;
 mod identities;
 pub mod import;
+mod inline_bytes;
 mod int_keys;
 mod outbox;
 mod packed;
