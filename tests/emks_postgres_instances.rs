@@ -528,32 +528,22 @@ async fn receive(
     got
 }
 
-/// Entries in the database's outbox (in flight, waiting for a retry, or not yet claimed),
-/// read with a connection of the test's own.
-async fn outbox_entries(conninfo: &str, dir: &Path) -> u64 {
+/// Waits (at most `within`) until the database's outbox is empty: every notification
+/// settled, none in flight, waiting for a retry or left for an instance to deliver again
+/// (read through a connection of the test's own).
+async fn wait_for_empty_outbox(conninfo: &str, dir: &Path, within: Duration) {
     let config = PgConfig::from_conninfo(conninfo)
         .unwrap()
         .with_pool_size(1)
         .unwrap();
     let keyring = Keyring::from_kek_files([dir.join("kek-1")]).unwrap();
     let backend = PgBackend::connect(&config, keyring).await.unwrap();
-    let entries = backend
-        .int_keys(RetentionPolicy::DEFAULT)
-        .pending()
-        .await
-        .unwrap();
-    backend.close();
-    entries
-}
-
-/// Waits (at most `within`) until the outbox is empty: every notification settled, none
-/// left that an instance could deliver again.
-async fn wait_for_empty_outbox(conninfo: &str, dir: &Path, within: Duration) {
+    let outbox = backend.int_keys(RetentionPolicy::DEFAULT);
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let entries = outbox_entries(conninfo, dir).await;
+        let entries = outbox.pending().await.unwrap();
         if entries == 0 {
-            return;
+            break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -561,6 +551,7 @@ async fn wait_for_empty_outbox(conninfo: &str, dir: &Path, within: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    backend.close();
 }
 
 /// Checks that `got` holds one notification of a new key for each of `subscriptions`'
