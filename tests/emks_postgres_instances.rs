@@ -14,6 +14,13 @@
 //! - `kill -9` of the instance that acknowledged pushes: the other serves every one of them
 //!   with exactly the key pushed, and a push in flight at the kill is absent or exact, never
 //!   torn; rounds alternate which instance is killed, at random points.
+//! - A push through A notifies a subscriber registered through B once (issue 8,
+//!   Multi-instance), at the EMSE notification endpoint of e2m-https run by this test:
+//!   every delivery is counted there, including repeats it drops by notification id, and
+//!   the database's outbox is empty before a quiet period that would show a repeat.
+//! - A push acknowledged by A, `kill -9`ed at once, is notified by B from the outbox:
+//!   exactly once when the endpoint accepted nothing while A lived; at least once, every
+//!   copy with the same notification id, when a delivery may have been in flight at the kill.
 //! - A bad connection string, an unreachable database and a wrong KEK stop the start with
 //!   one line on stderr and exit status 2; so do flags that do not fit the store (no
 //!   connection string, `--data-dir` with PostgreSQL, `--database-url` with another store).
@@ -32,6 +39,7 @@
 
 mod support;
 
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,13 +48,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2m_https::client::EmksClient;
+use e2m_https::delivery::DeliveryOptions;
+use e2m_https::notify::{NotificationServer, start_notification_endpoint};
 use e2m_https::pki::PkiDir;
+use e2m_https::server::Limits;
 use e2m_kdf::{E2mIntKey, E2mProfile};
 use e2m_keyid::{AppIdentity, E2mKeyDeriver, EmseId, Imsi, KeyId};
 use e2m_keystore::conformance::test_key_bytes;
+use e2m_keystore::{NotificationOutbox, RetentionPolicy};
+use e2m_keystore_pg::{PgBackend, PgConfig};
+use e2m_msg::rest::NOTIFICATIONS_PATH;
 use e2m_msg::{
-    IntermediateKeyPush, KeyIdSource, KeyRequest, ProblemCause, SessionId, Timestamp, UeRef,
+    CallbackUri, EventSet, EventType, IntermediateKeyPush, KeyIdSource, KeyRequest, Notification,
+    NotificationId, ProblemCause, SessionId, Subscription, SubscriptionId, Timestamp, UeRef,
 };
+use e2m_seal::Keyring;
 use support::{example_binary, kill, run_bounded, temp_dir};
 
 /// UEs in the identity map (each push below uses a UE of its own).
@@ -428,14 +444,288 @@ fn two_instances_share_sessions_and_keys_and_survive_kill_9_of_either() {
         );
     });
 
-    // Notifications across instances — "a push through A notifies a subscriber registered
-    // through B, once" (issue 8, Multi-instance) — are proven on two EMKS servers sharing
-    // one PostgreSQL database in e2m-https's tests
-    // (`a_push_through_one_instance_notifies_a_subscriber_of_the_other_exactly_once`, and
-    // `when_the_claiming_instance_dies_the_other_delivers_after_the_lease`); the same check
-    // on these two `emks` processes (an EMSE notification endpoint in this test, allowed as
-    // a callback host) is still to be written here.
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
+/// UEs of the notification checks, each with a subscription of its own, each pushed once.
+const NOTIFIED_UES: std::ops::Range<u64> = 200..208;
+/// The bound on a notification that should be delivered at once (each instance's
+/// deliverer is woken by the push's `NOTIFY`): generous, for a loaded 2-core machine. It
+/// is a bound on the wait, not a figure the test asserts.
+const DELIVERED_WITHIN: Duration = Duration::from_secs(60);
+
+/// How the `emks` example delivers (it runs with the defaults of e2m-https).
+fn delivery() -> DeliveryOptions {
+    DeliveryOptions::default()
+}
+
+/// How long the endpoint keeps listening for a repeat once the outbox is empty.
+///
+/// A delivery starts only when an instance claims the entry, and each instance claims
+/// when woken (by its own push, or by `LISTEN` for another's) and otherwise at least every
+/// `poll` (1 s); an attempt that failed is due again after `first_retry` (1 s). So a
+/// second delivery of an entry by the other instance (a claim that was not exclusive),
+/// or by the same instance, starts within `poll + first_retry` of the first; twice that
+/// covers two rounds of both instances, and 1 s more the HTTPS round trip on a loaded
+/// machine. A repeat after the lease (30 s: a 204 whose settling was lost) needs an
+/// outbox entry, and the tests wait for the outbox to be empty before this period, so
+/// none can come later.
+fn quiet_period() -> Duration {
+    let d = delivery();
+    (d.poll + d.first_retry) * 2 + Duration::from_secs(1)
+}
+
+/// The EMSE's notification endpoint of e2m-https (the one the demo's EMSEs run): mutual
+/// TLS with EMSE `emse-a`'s certificate, which names 127.0.0.1, so the EMKS accepts a
+/// callback to it without `--callback-allow`; it admits only EMKS certificates.
+fn notification_endpoint(pki: &PkiDir, listener: tokio::net::TcpListener) -> NotificationServer {
+    start_notification_endpoint(
+        listener,
+        &pki.emse(&emse_id()).unwrap(),
+        &pki.ca_certificates().unwrap(),
+        Limits::default(),
+    )
+    .unwrap()
+}
+
+/// Subscribes through `emse` to the new keys of each of `ues` (one subscription each),
+/// notified at `callback`; returns which UE each subscription is for.
+async fn subscribe_each(
+    emse: &EmksClient,
+    ues: impl IntoIterator<Item = u64>,
+    callback: &CallbackUri,
+) -> HashMap<SubscriptionId, u64> {
+    let mut subscriptions = HashMap::new();
+    for ue in ues {
+        let result = emse
+            .subscribe(&Subscription {
+                events: EventSet::single(EventType::KeyAvailable),
+                ue: Some(UeRef::AppIdentity(app(ue))),
+                callback: callback.clone(),
+            })
+            .await
+            .unwrap();
+        subscriptions.insert(result.subscription_id, ue);
+    }
+    subscriptions
+}
+
+/// Up to `n` notifications handed on by `endpoint` within `within`.
+async fn receive(
+    endpoint: &mut NotificationServer,
+    n: usize,
+    within: Duration,
+) -> Vec<Notification> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < n {
+        match tokio::time::timeout_at(deadline, endpoint.notifications.recv()).await {
+            Ok(Some(received)) => got.push(received.notification),
+            _ => break,
+        }
+    }
+    got
+}
+
+/// Waits (at most `within`) until the database's outbox is empty: every notification
+/// settled, none in flight, waiting for a retry or left for an instance to deliver again
+/// (read through a connection of the test's own).
+async fn wait_for_empty_outbox(conninfo: &str, dir: &Path, within: Duration) {
+    let config = PgConfig::from_conninfo(conninfo)
+        .unwrap()
+        .with_pool_size(1)
+        .unwrap();
+    let keyring = Keyring::from_kek_files([dir.join("kek-1")]).unwrap();
+    let backend = PgBackend::connect(&config, keyring).await.unwrap();
+    let outbox = backend.int_keys(RetentionPolicy::DEFAULT);
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let entries = outbox.pending().await.unwrap();
+        if entries == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{entries} notifications still in the outbox after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    backend.close();
+}
+
+/// Checks that `got` holds one notification of a new key for each of `subscriptions`'
+/// UEs (the key pushed for it, named as the EMSE knows the UE), each with a stable id of
+/// its own.
+fn assert_one_each(got: &[Notification], subscriptions: &HashMap<SubscriptionId, u64>) {
+    let mut seen = HashMap::new();
+    for n in got {
+        let ue = *subscriptions
+            .get(&n.subscription_id)
+            .unwrap_or_else(|| panic!("a notification for an unknown subscription: {n:?}"));
+        assert_eq!(n.event, EventType::KeyAvailable, "UE {ue}");
+        assert_eq!(n.ue, UeRef::AppIdentity(app(ue)), "UE {ue}");
+        assert_eq!(n.key_id, key_id(ue), "UE {ue}");
+        let id = n.id.unwrap_or_else(|| panic!("UE {ue}: no notificationId"));
+        if let Some(first) = seen.insert(n.subscription_id, id) {
+            panic!("UE {ue} notified twice: ids {first} and {id}");
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        subscriptions.len(),
+        "not every subscriber was notified: {got:?}"
+    );
+    let ids: HashSet<NotificationId> = seen.values().copied().collect();
+    assert_eq!(
+        ids.len(),
+        seen.len(),
+        "two notifications share an id: {got:?}"
+    );
+}
+
+/// Issue 8, Multi-instance: "a push through A notifies a subscriber registered through B,
+/// once". The EMSE registers and subscribes (one subscription per UE) through B; the HSS
+/// pushes a key for each UE through A. Both instances' deliverers are woken by the push and
+/// claim from the shared outbox at once, so a claim that were not exclusive would show as
+/// a repeat at the endpoint; the endpoint counts every delivery, including the repeats it
+/// drops by id.
+#[test]
+fn a_push_through_a_notifies_a_subscriber_registered_through_b_once() {
+    let Some(pg) = Postgres::start() else { return };
+    let dir = temp_dir("pg-instances-notify");
+    prepare(&dir);
+    let pki = PkiDir::open(&dir.join("pki")).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = Instance::start("A", &dir, &pg.conninfo);
+    let b = Instance::start("B", &dir, &pg.conninfo);
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut endpoint = notification_endpoint(&pki, listener);
+        let emse_via_b = b.emse(&pki);
+        emse_via_b.register(None).await.unwrap();
+        let subscriptions = subscribe_each(&emse_via_b, NOTIFIED_UES, &endpoint.callback).await;
+
+        let hss_via_a = a.hss(&pki);
+        for ue in NOTIFIED_UES {
+            hss_via_a.push_intermediate_key(&push_of(ue)).await.unwrap();
+        }
+        let expected = subscriptions.len();
+        let mut got = receive(&mut endpoint, expected, DELIVERED_WITHIN).await;
+        assert_eq!(got.len(), expected, "notified: {got:?}");
+        wait_for_empty_outbox(&pg.conninfo, &dir, DELIVERED_WITHIN).await;
+        got.extend(receive(&mut endpoint, 1, quiet_period()).await);
+        assert_one_each(&got, &subscriptions);
+        let repeats = endpoint.duplicates_dropped.load(Ordering::Relaxed);
+        assert_eq!(repeats, 0, "{repeats} notifications were delivered again");
+        println!(
+            "{expected} pushes through A: each subscriber registered through B notified once \
+             (nothing more in the {} ms after the outbox emptied)",
+            quiet_period().as_millis()
+        );
+    });
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same after a crash: A acknowledges a push and is `kill -9`ed at once; B delivers
+/// the notification from the outbox.
+///
+/// 1. While A lives, the endpoint's port is bound but not listening: every connection to
+///    it is refused, so whatever A did before the kill (claimed the entry, tried and
+///    failed, set a retry) delivered nothing. The endpoint listens once A is dead, so the
+///    one notification it gets is B's, after B claims the entry: at once, at its retry
+///    time, or after A's lease if A died holding it. Nothing was in flight to a live
+///    endpoint at the kill, so it is delivered exactly once.
+/// 2. With the endpoint up, A takes another push and is killed at once: a delivery may be
+///    in flight (even done, with A killed before it settled it), and B delivers again
+///    after the lease. That is at-least-once, and all copies carry the same stable id: the
+///    endpoint hands the notification on once and drops the repeats by that id; a copy
+///    with another id would be handed on a second time.
+#[test]
+fn a_push_acknowledged_by_an_instance_killed_at_once_is_notified_by_the_other() {
+    let Some(pg) = Postgres::start() else { return };
+    let dir = temp_dir("pg-instances-notify-kill");
+    prepare(&dir);
+    let pki = PkiDir::open(&dir.join("pki")).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut a = Instance::start("A", &dir, &pg.conninfo);
+    let b = Instance::start("B", &dir, &pg.conninfo);
+    // A claimed entry comes back after the lease; then B claims it within a poll.
+    let after_a_crash = delivery().lease + DELIVERED_WITHIN;
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let callback = CallbackUri::new(&format!(
+            "https://{}{NOTIFICATIONS_PATH}",
+            socket.local_addr().unwrap()
+        ))
+        .unwrap();
+        let emse_via_b = b.emse(&pki);
+        emse_via_b.register(None).await.unwrap();
+        let (first, second) = (300, 301);
+        let subscriptions = subscribe_each(&emse_via_b, [first, second], &callback).await;
+        let only = |ue: u64| -> HashMap<SubscriptionId, u64> {
+            subscriptions
+                .iter()
+                .filter(|(_, u)| **u == ue)
+                .map(|(s, u)| (*s, *u))
+                .collect()
+        };
+
+        // 1. Nothing can be delivered until A is dead.
+        a.hss(&pki)
+            .push_intermediate_key(&push_of(first))
+            .await
+            .unwrap();
+        a.kill_9();
+        let killed = std::time::Instant::now();
+        let mut endpoint = notification_endpoint(&pki, socket.listen(64).unwrap());
+        assert!(
+            endpoint.callback == callback,
+            "the endpoint's callback differs"
+        );
+        let mut got = receive(&mut endpoint, 1, after_a_crash).await;
+        assert_eq!(got.len(), 1, "B did not deliver A's notification");
+        println!(
+            "push acknowledged by A, A killed: notified by B {} ms after the kill",
+            killed.elapsed().as_millis()
+        );
+        wait_for_empty_outbox(&pg.conninfo, &dir, after_a_crash).await;
+        got.extend(receive(&mut endpoint, 1, quiet_period()).await);
+        assert_one_each(&got, &only(first));
+        let repeats = endpoint.duplicates_dropped.load(Ordering::Relaxed);
+        assert_eq!(repeats, 0, "delivered {repeats} more times");
+
+        // 2. The endpoint is up; A comes back, takes a push and is killed at once.
+        a = Instance::start("A", &dir, &pg.conninfo);
+        a.hss(&pki)
+            .push_intermediate_key(&push_of(second))
+            .await
+            .unwrap();
+        a.kill_9();
+        let killed = std::time::Instant::now();
+        let mut got = receive(&mut endpoint, 1, after_a_crash).await;
+        assert_eq!(got.len(), 1, "A's notification not delivered");
+        let delivered_after = killed.elapsed();
+        wait_for_empty_outbox(&pg.conninfo, &dir, after_a_crash).await;
+        got.extend(receive(&mut endpoint, 1, quiet_period()).await);
+        assert_one_each(&got, &only(second));
+        let repeats = endpoint.duplicates_dropped.load(Ordering::Relaxed);
+        println!(
+            "push acknowledged by A, A killed with the endpoint up: handed on once ({} ms after \
+             the kill), {repeats} repeats with the same id dropped by the endpoint",
+            delivered_after.as_millis()
+        );
+    });
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -357,7 +357,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 m.sessions
                     .set(i64::try_from(probe.sessions().len()).unwrap_or(i64::MAX));
             };
-            run(&runtime, core, &args, rows, &pki, Some(Box::new(refresh)))
+            run(
+                &runtime,
+                core,
+                &args,
+                rows,
+                &pki,
+                Some(Box::new(refresh)),
+                None,
+            )
         }
         StoreKind::Redb => {
             let Some(data_dir) = &args.data_dir else {
@@ -388,7 +396,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                     m.sessions.set(i64::try_from(n).unwrap_or(i64::MAX));
                 }
             };
-            run(&runtime, core, &args, rows, &pki, Some(Box::new(refresh)))
+            run(
+                &runtime,
+                core,
+                &args,
+                rows,
+                &pki,
+                Some(Box::new(refresh)),
+                None,
+            )
         }
         StoreKind::Postgres => {
             let pg_config = postgres_config(&args);
@@ -414,7 +430,14 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             // No store gauges: the database is shared by every instance, and counting its
             // tables at each scrape of each instance is load on the database for a figure
             // PostgreSQL's own statistics give (pg_stat_user_tables).
-            let result = run(&runtime, core, &args, rows, &pki, None);
+            // Every instance's deliverer wakes when any instance recorded notifications
+            // (`LISTEN` on the outbox's channel; the push's transaction `NOTIFY`s it), so a
+            // push taken by another instance is delivered at once, not at the next poll.
+            let wake = {
+                let _runtime = runtime.enter();
+                backend.outbox_wakeups()
+            };
+            let result = run(&runtime, core, &args, rows, &pki, None, Some(wake));
             backend.close();
             result
         }
@@ -519,7 +542,8 @@ fn postgres_config(args: &ServeArgs) -> PgConfig {
         .unwrap_or_else(|e| cli::usage_error(PROGRAM, format!("--database-url: {e}")))
 }
 
-/// Provisions, then serves until a stop signal, over any stores.
+/// Provisions, then serves until a stop signal, over any stores; `outbox_wake` (the
+/// PostgreSQL store's `LISTEN`) wakes the deliverer for notifications other instances recorded.
 fn run<K, M, S, B>(
     runtime: &tokio::runtime::Runtime,
     core: Arc<Emks<K, M, S, B>>,
@@ -527,6 +551,7 @@ fn run<K, M, S, B>(
     rows: Vec<IdentityRow>,
     pki: &PkiDir,
     refresh: Option<Refresh>,
+    outbox_wake: Option<Arc<tokio::sync::Notify>>,
 ) -> Result<(), String>
 where
     K: IntKeyStore + NotificationOutbox + 'static,
@@ -583,6 +608,7 @@ where
                 let observer: Arc<dyn e2m_https::metrics::EmksObserver> = metrics.clone();
                 observer
             }),
+            outbox_wake,
             ..EmksServerOptions::default()
         };
         let server = start_emks(core, pki, options)
