@@ -276,12 +276,12 @@ impl<K: Hash + Eq + Clone, V> BoundedMap<K, V> {
         state.map.remove(key);
     }
 
-    /// Drops every entry whose key `doomed` says, in every shard.
-    fn invalidate_where(&self, mut doomed: impl FnMut(&K) -> bool) {
+    /// Drops every entry that `doomed` says (by key and value), in every shard.
+    fn invalidate_where(&self, mut doomed: impl FnMut(&K, &V) -> bool) {
         for i in 0..self.shards.len() {
             let mut state = self.write_shard(i);
             state.epoch += 1;
-            state.map.retain(|k, _| !doomed(k));
+            state.map.retain(|k, entry| !doomed(k, &entry.value));
         }
     }
 
@@ -409,11 +409,11 @@ impl<S: SessionStore, C: MonotonicClock> SessionStore for CachedSessions<S, C> {
     async fn evict_oldest(&self, emse: &EmseId) -> Result<Option<SessionInfo>, StoreError> {
         let evicted = self.inner.evict_oldest(emse).await;
         // The cache is keyed by digest and the evicted session is known by its reference
-        // only, so every entry goes (also after a failure: the backend may have evicted
-        // before failing). Evictions happen only at an EMSE's session limit, and
-        // registrations are rate-limited, so this is rare.
+        // only, so every cached session of this EMSE goes (also after a failure: the
+        // backend may have evicted before failing); other EMSEs' entries stay.
         if self.config.is_enabled() {
-            self.cache.invalidate_where(|_| true);
+            self.cache
+                .invalidate_where(|_, cached| cached.value.emse == *emse);
         }
         evicted
     }
@@ -546,7 +546,7 @@ impl<M: IdentityMap, C: MonotonicClock> IdentityMap for CachedIdentities<M, C> {
         let result = self.inner.remove_emse(emse).await;
         if self.config.is_enabled() {
             let prefix = emse_prefix(emse, 0);
-            self.cache.invalidate_where(|k| k.starts_with(&prefix));
+            self.cache.invalidate_where(|k, _| k.starts_with(&prefix));
         }
         result
     }
@@ -556,7 +556,7 @@ impl<M: IdentityMap, C: MonotonicClock> IdentityMap for CachedIdentities<M, C> {
         // An import never replaces a mapping, so no cached one can have changed; dropping
         // them all anyway keeps this correct should that rule ever change (imports are rare).
         if self.config.is_enabled() {
-            self.cache.invalidate_where(|_| true);
+            self.cache.invalidate_where(|_, _| true);
         }
         result
     }
@@ -1024,6 +1024,31 @@ mod tests {
         // Ended through this one: gone at once.
         block_on(store.remove(&other)).unwrap();
         assert_eq!(block_on(store.get(&other, t(1))).unwrap(), None);
+    }
+
+    #[test]
+    fn evicting_an_emses_oldest_session_through_the_cache_drops_that_emses_entries_only() {
+        let clock = ManualClock::new();
+        let store = CachedSessions::new(MemorySessionStore::default(), config(), clock);
+        let (a, b) = (
+            EmseId::new("emse-a").unwrap(),
+            EmseId::new("emse-b").unwrap(),
+        );
+        let (a_old, _) = block_on(store.create(&a, t(0))).unwrap();
+        let (a_new, _) = block_on(store.create(&a, t(1))).unwrap();
+        let (b_only, _) = block_on(store.create(&b, t(0))).unwrap();
+        for id in [&a_old, &a_new, &b_only] {
+            assert!(block_on(store.get(id, t(2))).unwrap().is_some());
+        }
+        assert_eq!(store.cache.len(), 3);
+        let evicted = block_on(store.evict_oldest(&a)).unwrap().unwrap();
+        assert_eq!(evicted.created, t(0));
+        // The evicted session is not served from the cache, not even within the TTL; the
+        // other EMSE's entry stays cached.
+        assert_eq!(block_on(store.get(&a_old, t(2))).unwrap(), None);
+        assert_eq!(store.cache.len(), 1);
+        assert!(block_on(store.get(&a_new, t(2))).unwrap().is_some());
+        assert!(block_on(store.get(&b_only, t(2))).unwrap().is_some());
     }
 
     #[test]
