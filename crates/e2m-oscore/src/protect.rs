@@ -18,25 +18,31 @@ use crate::{OscoreError, OscoreOption, PartialIv, SecurityContext};
 /// arrives; a server gets it from [`SecurityContext::verify_request`]. Holds no secret.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequestId {
-    kid: [u8; MAX_ID_LEN],
-    kid_len: u8,
+    /// The kid in the first octets (at most `MAX_ID_LEN` = 7), its length in the last:
+    /// built as one word in a register and stored whole (see [`PartialIv`]).
+    kid: [u8; MAX_ID_LEN + 1],
     piv: PartialIv,
 }
 
 impl RequestId {
     fn new(kid: &[u8], piv: PartialIv) -> Option<RequestId> {
-        let mut id = RequestId {
-            kid: [0; MAX_ID_LEN],
-            kid_len: kid.len() as u8,
+        if kid.len() > MAX_ID_LEN {
+            return None;
+        }
+        let value = kid.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        // kid ‖ zero padding ‖ length: the kid's first octet is the word's top octet (an
+        // empty kid shifts by 64: nothing is left of it).
+        let shift = 8 * (MAX_ID_LEN - kid.len()) as u32 + 8;
+        let word = value.checked_shl(shift).unwrap_or(0) | kid.len() as u64;
+        Some(RequestId {
+            kid: word.to_be_bytes(),
             piv,
-        };
-        id.kid.get_mut(..kid.len())?.copy_from_slice(kid);
-        Some(id)
+        })
     }
 
     /// The request's kid (its sender's Sender ID).
     pub fn kid(&self) -> &[u8] {
-        &self.kid[..usize::from(self.kid_len)]
+        &self.kid[..usize::from(self.kid[MAX_ID_LEN]).min(MAX_ID_LEN)]
     }
 
     /// The request's Partial IV.
@@ -963,4 +969,26 @@ pub fn unprotected_error(request: &Message, error: OscoreError) -> Option<Messag
     let _ = response.options.push(OptionNumber::MAX_AGE, &[]);
     response.payload = error.diagnostic().as_bytes().to_vec();
     Some(response)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_keeps_every_kid_length() {
+        let piv = PartialIv::from_sequence(0x1234).unwrap();
+        for len in 0..=MAX_ID_LEN {
+            let kid: Vec<u8> = (0..len as u8).map(|b| 0xff - b).collect();
+            let id = RequestId::new(&kid, piv).unwrap();
+            assert_eq!((id.kid(), id.partial_iv()), (&kid[..], piv), "{len}");
+            // Equal kids, equal ids; a kid that is a prefix of another is another id.
+            assert_eq!(id, RequestId::new(&kid, piv).unwrap());
+            if len > 0 {
+                assert_ne!(id, RequestId::new(&kid[..len - 1], piv).unwrap());
+            }
+        }
+        assert!(RequestId::new(&[0; MAX_ID_LEN + 1], piv).is_none());
+    }
 }
