@@ -28,6 +28,7 @@ impl<'a> MessageView<'a> {
     ///
     /// # Errors
     /// The same [`CoapError`] as [`crate::Message::decode`] for the same input; never panics.
+    #[inline]
     pub fn parse(octets: &'a [u8]) -> Result<MessageView<'a>, CoapError> {
         let (header, rest) = octets.split_at_checked(4).ok_or(CoapError::Truncated)?;
         if header[0] >> 6 != 1 {
@@ -64,6 +65,7 @@ impl<'a> MessageView<'a> {
     ///
     /// # Errors
     /// As [`Self::parse`] for the same input; never panics.
+    #[inline]
     pub fn parse_with_payload_mut(
         octets: &'a mut [u8],
     ) -> Result<(MessageView<'a>, &'a mut [u8]), CoapError> {
@@ -97,6 +99,7 @@ impl<'a> MessageView<'a> {
     }
 
     /// The options in wire order (already validated by [`Self::parse`]).
+    #[inline]
     pub fn options(&self) -> impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone + use<'a> {
         OptionIter {
             rest: self.options,
@@ -107,6 +110,7 @@ impl<'a> MessageView<'a> {
     }
 
     /// The options as a list (already validated by [`Self::parse`]).
+    #[inline]
     pub fn options_view(&self) -> OptionsView<'a> {
         OptionsView {
             options: self.options,

@@ -282,6 +282,7 @@ struct Outer<'a, I> {
 }
 
 impl<'a, I: Iterator<Item = (OptionNumber, &'a [u8])> + Clone> Outer<'a, I> {
+    #[inline]
     fn oscore_option(&self) -> Result<OptionView<'a>, OscoreError> {
         // Options come in ascending number order (from a `Message` or a validated view), so
         // the walk ends at the first number past OSCORE's. A plain loop: this runs for every
@@ -712,6 +713,7 @@ impl SecurityContext {
 
     /// RFC 8613 §8.2 steps 1–3: a request whose OSCORE option has a Partial IV and a kid
     /// naming this context (and its kid context, if sent), not seen before.
+    #[inline]
     fn check_request<'a>(
         &self,
         protected: &Outer<'a, impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone>,
