@@ -61,7 +61,11 @@ fuzz_target!(|data: &[u8]| {
             "in-place and datagram verification disagree"
         );
         let head = MessageView::parse(data).map_or(0, |m| data.len() - m.payload.len());
-        assert_eq!(copy[..head], data[..head], "in-place verification changed the header");
+        assert_eq!(
+            copy[..head],
+            data[..head],
+            "in-place verification changed the header"
+        );
         if let Some(id) = request_id(&mut client) {
             let owned = client.verify_response_datagram(data, &id).err();
             assert!(owned.is_some(), "forged response verified");
