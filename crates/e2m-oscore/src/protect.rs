@@ -281,25 +281,33 @@ struct Outer<'a, I> {
     payload: &'a [u8],
 }
 
-impl<'a, I: Iterator<Item = (OptionNumber, &'a [u8])> + Clone> Outer<'a, I> {
-    #[inline]
-    fn oscore_option(&self) -> Result<OptionView<'a>, OscoreError> {
-        // Options come in ascending number order (from a `Message` or a validated view), so
-        // the walk ends at the first number past OSCORE's. A plain loop: this runs for every
-        // message, and an adapter chain over the option iterator costs several times more.
-        let mut found = None;
-        for (number, value) in self.options.clone() {
-            if number > OptionNumber::OSCORE {
-                break;
-            }
-            if number == OptionNumber::OSCORE {
-                if found.is_some() {
-                    return Err(OscoreError::RepeatedOption);
-                }
-                found = Some(value);
-            }
+/// The one OSCORE option among `options`, parsed. Options come in ascending number order
+/// (from a `Message` or a validated view), so the walk ends at the first number past
+/// OSCORE's. A plain loop over an iterator taken by value: this runs for every message, an
+/// adapter chain costs several times more, and a copy of an iterator held in memory stalls
+/// (see `PartialIv`).
+#[inline]
+fn find_oscore_option<'a>(
+    options: impl Iterator<Item = (OptionNumber, &'a [u8])>,
+) -> Result<OptionView<'a>, OscoreError> {
+    let mut found = None;
+    for (number, value) in options {
+        if number > OptionNumber::OSCORE {
+            break;
         }
-        OptionView::parse(found.ok_or(OscoreError::NotOscore)?).map_err(OscoreError::Option)
+        if number == OptionNumber::OSCORE {
+            if found.is_some() {
+                return Err(OscoreError::RepeatedOption);
+            }
+            found = Some(value);
+        }
+    }
+    OptionView::parse(found.ok_or(OscoreError::NotOscore)?).map_err(OscoreError::Option)
+}
+
+impl<'a, I: Iterator<Item = (OptionNumber, &'a [u8])> + Clone> Outer<'a, I> {
+    fn oscore_option(&self) -> Result<OptionView<'a>, OscoreError> {
+        find_oscore_option(self.options.clone())
     }
 
     /// Rebuilds the message from the outer message and the decrypted plaintext (§8.2 step
@@ -449,19 +457,6 @@ fn open_in_place<'d>(
 /// place) and its ciphertext, writable so that it can be decrypted where it lies.
 fn outer_of_datagram_mut(datagram: &mut [u8]) -> Result<(MessageView<'_>, &mut [u8]), OscoreError> {
     MessageView::parse_with_payload_mut(datagram).map_err(OscoreError::Coap)
-}
-
-fn outer_of_view<'a>(
-    view: &MessageView<'a>,
-) -> Outer<'a, impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone + use<'a>> {
-    Outer {
-        mtype: view.mtype,
-        code: view.code,
-        message_id: view.message_id,
-        token: view.token,
-        options: view.options(),
-        payload: &[],
-    }
 }
 
 /// What a request's verification has established before decrypting (RFC 8613 §8.2 steps
@@ -659,7 +654,7 @@ impl SecurityContext {
         datagram: &'d mut [u8],
     ) -> Result<VerifiedRequest<DecryptedView<'d>>, OscoreError> {
         let (head, ciphertext) = outer_of_datagram_mut(datagram)?;
-        let check = self.check_request(&outer_of_view(&head))?;
+        let check = self.check_request(head.code, head.options())?;
         let (code, inner, payload) = open_in_place(
             ciphertext,
             &self.recipient_key,
@@ -691,7 +686,7 @@ impl SecurityContext {
         &mut self,
         protected: Outer<'a, impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone>,
     ) -> Result<VerifiedRequest, OscoreError> {
-        let check = self.check_request(&protected)?;
+        let check = self.check_request(protected.code, protected.options.clone())?;
         let message = open_and_join(
             protected,
             &self.recipient_key,
@@ -716,12 +711,13 @@ impl SecurityContext {
     #[inline]
     fn check_request<'a>(
         &self,
-        protected: &Outer<'a, impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone>,
+        code: Code,
+        outer_options: impl Iterator<Item = (OptionNumber, &'a [u8])>,
     ) -> Result<RequestCheck, OscoreError> {
-        if !protected.code.is_request() {
+        if !code.is_request() {
             return Err(OscoreError::WrongKind);
         }
-        let option = protected.oscore_option()?;
+        let option = find_oscore_option(outer_options)?;
         let (Some(piv), Some(kid)) = (option.partial_iv, option.kid) else {
             return Err(OscoreError::MissingRequestFields);
         };
@@ -867,7 +863,7 @@ impl SecurityContext {
         request: &RequestId,
     ) -> Result<DecryptedView<'d>, OscoreError> {
         let (head, ciphertext) = outer_of_datagram_mut(datagram)?;
-        let nonce = self.response_nonce(&outer_of_view(&head), request)?;
+        let nonce = self.response_nonce(head.options(), request)?;
         let (code, inner, payload) = open_in_place(
             ciphertext,
             &self.recipient_key,
@@ -893,7 +889,7 @@ impl SecurityContext {
         protected: Outer<'a, impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone>,
         request: &RequestId,
     ) -> Result<Message, OscoreError> {
-        let nonce = self.response_nonce(&protected, request)?;
+        let nonce = self.response_nonce(protected.options.clone(), request)?;
         let message = open_and_join(
             protected,
             &self.recipient_key,
@@ -910,10 +906,10 @@ impl SecurityContext {
     /// nonce is from its own Partial IV, or else the request's.
     fn response_nonce<'a>(
         &self,
-        protected: &Outer<'a, impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone>,
+        outer_options: impl Iterator<Item = (OptionNumber, &'a [u8])>,
         request: &RequestId,
     ) -> Result<[u8; NONCE_LEN], OscoreError> {
-        let option = protected.oscore_option()?;
+        let option = find_oscore_option(outer_options)?;
         if option
             .kid
             .is_some_and(|kid| kid != self.recipient_id.as_slice())
