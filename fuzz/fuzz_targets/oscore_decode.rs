@@ -1,7 +1,9 @@
 //! CoAP and OSCORE decoding on arbitrary octets: typed errors or values, never a panic.
 //! * CoAP: decode → encode is the identity (one encoding per message); the borrowed
 //!   `MessageView` accepts exactly the same inputs.
-//! * The datagram entry points (`verify_*_datagram`) refuse everything, never panic.
+//! * The datagram entry points (`verify_*_datagram`) refuse everything, never panic; the
+//!   in-place ones (`verify_*_in_place`) refuse with the same error and leave the octets
+//!   before the payload as they were.
 //! * The OSCORE option value: decode → encode is the identity.
 //! * Any CoAP message with an OSCORE option goes through the EMSE's request hint, request
 //!   verification and the client's response verification of real contexts: everything must
@@ -49,12 +51,27 @@ fuzz_target!(|data: &[u8]| {
         context(b"", b"\xae\x47\xbf\x35"),
         context(b"\xae\x47\xbf\x35", b""),
     ) {
-        assert!(
-            server.verify_request_datagram(data).is_err(),
-            "forged datagram verified"
+        let owned = server.verify_request_datagram(data).err();
+        assert!(owned.is_some(), "forged datagram verified");
+        // In place: the same error, and the octets before the payload left as received.
+        let mut copy = data.to_vec();
+        assert_eq!(
+            server.verify_request_in_place(&mut copy).err(),
+            owned,
+            "in-place and datagram verification disagree"
+        );
+        let head = MessageView::parse(data).map_or(0, |m| data.len() - m.payload.len());
+        assert_eq!(
+            copy[..head],
+            data[..head],
+            "in-place verification changed the header"
         );
         if let Some(id) = request_id(&mut client) {
-            assert!(client.verify_response_datagram(data, &id).is_err());
+            let owned = client.verify_response_datagram(data, &id).err();
+            assert!(owned.is_some(), "forged response verified");
+            let mut copy = data.to_vec();
+            assert_eq!(client.verify_response_in_place(&mut copy, &id).err(), owned);
+            assert_eq!(copy[..head], data[..head]);
         }
     }
     if let Ok(option) = OscoreOption::decode(data) {

@@ -26,14 +26,17 @@ impl Token {
     /// # Errors
     /// [`CoapError::TokenTooLong`] for more than 8 octets.
     pub fn new(bytes: &[u8]) -> Result<Token, CoapError> {
-        let mut token = Token::EMPTY;
-        token
-            .bytes
-            .get_mut(..bytes.len())
-            .ok_or(CoapError::TokenTooLong)?
-            .copy_from_slice(bytes);
-        token.len = bytes.len() as u8;
-        Ok(token)
+        if bytes.len() > Self::MAX_LEN {
+            return Err(CoapError::TokenTooLong);
+        }
+        // One word built in a register and stored whole: a token assembled octet by octet
+        // in memory stalls the next wide copy of the message header that holds it.
+        let value = bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let aligned = value.checked_shl(8 * (8 - bytes.len() as u32)).unwrap_or(0);
+        Ok(Token {
+            bytes: aligned.to_be_bytes(),
+            len: bytes.len() as u8,
+        })
     }
 
     /// The token octets.

@@ -28,6 +28,7 @@ impl<'a> MessageView<'a> {
     ///
     /// # Errors
     /// The same [`CoapError`] as [`crate::Message::decode`] for the same input; never panics.
+    #[inline]
     pub fn parse(octets: &'a [u8]) -> Result<MessageView<'a>, CoapError> {
         let (header, rest) = octets.split_at_checked(4).ok_or(CoapError::Truncated)?;
         if header[0] >> 6 != 1 {
@@ -57,7 +58,48 @@ impl<'a> MessageView<'a> {
         })
     }
 
+    /// Parses a datagram whose payload the caller will rewrite in place (OSCORE decrypts
+    /// its ciphertext there, RFC 8613 §8.2): the view of the header, token and options
+    /// (its [`Self::payload`] is empty) and the payload, writable. The checks are those of
+    /// [`Self::parse`].
+    ///
+    /// # Errors
+    /// As [`Self::parse`] for the same input; never panics.
+    #[inline]
+    pub fn parse_with_payload_mut(
+        octets: &'a mut [u8],
+    ) -> Result<(MessageView<'a>, &'a mut [u8]), CoapError> {
+        let (header, options_len, payload_len) = {
+            let parsed = MessageView::parse(octets)?;
+            (
+                (parsed.mtype, parsed.code, parsed.message_id, parsed.token),
+                parsed.options.len(),
+                parsed.payload.len(),
+            )
+        };
+        let (mtype, code, message_id, token) = header;
+        // The payload is the datagram's tail; the options end before its marker (if any).
+        let (head, payload) = octets.split_at_mut(octets.len() - payload_len);
+        let head: &'a [u8] = head;
+        let options_end = head.len() - usize::from(payload_len != 0);
+        let options = head
+            .get(options_end - options_len..options_end)
+            .ok_or(CoapError::Truncated)?;
+        Ok((
+            MessageView {
+                mtype,
+                code,
+                message_id,
+                token,
+                options,
+                payload: &[],
+            },
+            payload,
+        ))
+    }
+
     /// The options in wire order (already validated by [`Self::parse`]).
+    #[inline]
     pub fn options(&self) -> impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone + use<'a> {
         OptionIter {
             rest: self.options,
@@ -65,6 +107,14 @@ impl<'a> MessageView<'a> {
             payload: &[],
         }
         .map_while(Result::ok)
+    }
+
+    /// The options as a list (already validated by [`Self::parse`]).
+    #[inline]
+    pub fn options_view(&self) -> OptionsView<'a> {
+        OptionsView {
+            options: self.options,
+        }
     }
 }
 
@@ -284,7 +334,31 @@ mod tests {
                 Message::decode(&octets[..cut]).err(),
                 "{cut}"
             );
+            let mut copy = octets[..cut].to_vec();
+            assert_eq!(
+                MessageView::parse_with_payload_mut(&mut copy).err(),
+                Message::decode(&octets[..cut]).err(),
+                "{cut}"
+            );
         }
+        let mut copy = octets.clone();
+        let (head, payload) = MessageView::parse_with_payload_mut(&mut copy).unwrap();
+        assert_eq!(
+            (head.mtype, head.code, head.message_id, head.token),
+            (view.mtype, view.code, view.message_id, view.token)
+        );
+        assert!(head.options().eq(m.options.iter()));
+        assert!(head.options_view().iter().eq(m.options.iter()));
+        assert!(head.payload.is_empty());
+        assert_eq!(payload, b"xyz");
+        payload.copy_from_slice(b"abc");
+        assert_eq!(&copy[copy.len() - 3..], b"abc");
+        let mut no_payload = Message::new(MessageType::Confirmable, Code::GET, 9, Token::EMPTY);
+        no_payload.set_uri_path("a").unwrap();
+        let mut octets = no_payload.encode();
+        let (head, payload) = MessageView::parse_with_payload_mut(&mut octets).unwrap();
+        assert!(head.options().eq(no_payload.options.iter()));
+        assert!(payload.is_empty());
         let tail = &octets[4 + 2..];
         let (options, payload) = OptionsView::parse_with_payload(tail).unwrap();
         let (owned, owned_payload) = crate::Options::decode_with_payload(tail).unwrap();

@@ -52,6 +52,14 @@ fn every_malformed_shape_is_typed() {
         assert_eq!(Message::decode(octets), Err(*want), "{octets:02x?}");
     }
     assert_eq!(Token::new(&[0; 9]), Err(CoapError::TokenTooLong));
+    for len in 0..=Token::MAX_LEN {
+        let octets: Vec<u8> = (1..=len as u8).map(|b| b.wrapping_mul(0x9d)).collect();
+        let token = Token::new(&octets).unwrap();
+        assert_eq!(token.as_bytes(), octets, "{len}");
+        // Tokens compare by their octets (the unused ones stay zero).
+        assert_eq!(token, Token::new(&octets).unwrap());
+        assert_ne!(len > 0, token == Token::EMPTY, "{len}");
+    }
     // An Empty message (a bare ACK or RST) is fine.
     let ack = Message::decode(&[0x60, 0, 0x12, 0x34]).unwrap();
     assert_eq!(ack.mtype, MessageType::Acknowledgement);

@@ -218,60 +218,61 @@ pub(crate) struct Aad {
 
 impl Aad {
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
+        &self.bytes[..self.len.min(MAX_AAD_LEN)]
     }
 }
+
+/// The AAD's first 16 octets with a zero external_aad length: `["Encrypt0", h'',` then the
+/// bstr head of external_aad, and external_aad's `[1, [10],` (its kid follows).
+const AAD_HEAD: [u8; 16] = [
+    0x83, // array(3)
+    0x68,
+    b'E',
+    b'n',
+    b'c',
+    b'r',
+    b'y',
+    b'p',
+    b't',
+    b'0', // tstr "Encrypt0"
+    0x40, // bstr h''
+    0x40, // bstr head of external_aad (its length is or-ed in)
+    0x85, // array(5)
+    0x01, // oscore_version 1
+    0x81, // array(1)
+    ALG_AES_CCM_16_64_128 as u8,
+];
 
 /// The AAD of an OSCORE message (RFC 8613 §5.4): the COSE `Enc_structure`
 /// `["Encrypt0", h'', external_aad]` with
 /// `external_aad = bstr .cbor [oscore_version: 1, [alg_aead], request_kid, request_piv, options: h'']`
 /// (no Class I options are defined). `request_kid` is at most 7 octets (callers check).
+#[inline]
 pub(crate) fn aad(request_kid: &[u8], request_piv: &PartialIv) -> Aad {
     let kid = &request_kid[..request_kid.len().min(MAX_ID_LEN)];
     let piv = request_piv.as_bytes();
+    // external_aad: 5 octets before the kid's bstr head, the kid, the Partial IV's head and
+    // octets, the empty options' head (≤ 20, a one-octet bstr head).
     let external_len = 5 + kid.len() + 1 + piv.len() + 1;
-    let mut aad = Aad {
-        bytes: [0; MAX_AAD_LEN],
-        len: 17,
-    };
-    // ["Encrypt0", h'', bstr(external_aad)]: array(3), tstr(8), bstr(0), bstr head; then
-    // external_aad = [1, [10], bstr kid, ...]: array(5), 1, array(1), 10, bstr head of kid.
-    // Fixed-size writes first, then the two variable fields octet by octet (see
-    // `SecurityContext::nonce`).
-    aad.bytes[..17].copy_from_slice(&[
-        0x83,
-        0x68,
-        b'E',
-        b'n',
-        b'c',
-        b'r',
-        b'y',
-        b'p',
-        b't',
-        b'0',
-        0x40,
-        0x40 | external_len as u8,
-        0x85,
-        0x01,
-        0x81,
-        ALG_AES_CCM_16_64_128 as u8,
-        0x40 | kid.len() as u8,
-    ]);
-    // The kid (≤ 7 octets) and the Partial IV (≤ 5) at fixed-size positions: indexes stay
-    // below 17 + 7 + 1 + 5 + 1 = 31 < MAX_AAD_LEN.
-    let mut at = 17;
-    for (i, octet) in kid.iter().enumerate().take(MAX_ID_LEN) {
-        aad.bytes[17 + i] = *octet;
-        at = 18 + i;
+    let mut head = AAD_HEAD;
+    head[11] |= external_len as u8;
+    // The rest, at most 1 + 7 + 1 + 5 + 1 = 15 octets, as one big-endian number built in
+    // registers (written whole: see `PartialIv`): bstr(kid) ‖ bstr(piv) ‖ h''.
+    let mut tail = u128::from(0x40 | kid.len() as u8);
+    for octet in kid {
+        tail = (tail << 8) | u128::from(*octet);
     }
-    aad.bytes[at] = 0x40 | piv.len() as u8;
-    for (i, octet) in piv.iter().enumerate().take(PartialIv::MAX_LEN) {
-        aad.bytes[at + 1 + i] = *octet;
+    tail = (tail << 8) | u128::from(0x40 | piv.len() as u8);
+    tail = (tail << (8 * piv.len())) | u128::from(request_piv.sequence());
+    tail = (tail << 8) | 0x40;
+    let tail_len = kid.len() + piv.len() + 3;
+    let mut bytes = [0u8; MAX_AAD_LEN];
+    bytes[..16].copy_from_slice(&head);
+    bytes[16..].copy_from_slice(&(tail << (8 * (16 - tail_len))).to_be_bytes());
+    Aad {
+        bytes,
+        len: 16 + tail_len,
     }
-    // options: h'' (no Class I options are defined).
-    aad.bytes[at + 1 + piv.len().min(PartialIv::MAX_LEN)] = 0x40;
-    aad.len = at + 2 + piv.len().min(PartialIv::MAX_LEN);
-    aad
 }
 
 #[cfg(test)]

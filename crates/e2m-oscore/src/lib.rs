@@ -19,7 +19,7 @@ pub use context::{
 };
 pub use error::{OptionError, OscoreError};
 pub use option::{OscoreOption, PartialIv};
-pub use protect::{RequestId, VerifiedRequest, oscore_option, unprotected_error};
+pub use protect::{DecryptedView, RequestId, VerifiedRequest, oscore_option, unprotected_error};
 pub use replay::{Freshness, ReplayWindow};
 pub use secret::{AeadKey, CommonIv, MasterSecret};
 pub use sequence::SenderSequence;

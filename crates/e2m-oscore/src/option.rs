@@ -18,13 +18,13 @@ use crate::OptionError;
 /// A Partial IV: the sender sequence number in 1 to 5 octets, big-endian, minimal length
 /// (RFC 8613 §6.1; 0 is one zero octet).
 ///
-/// Keeps its sequence number beside the octets (both forms are needed per message: octets
-/// for the option and the AAD, the number for the nonce and the replay window).
+/// Held as the sequence number's 8 big-endian octets, the Partial IV being their minimal
+/// tail: both forms are needed per message (octets for the option and the AAD, the number
+/// for the nonce and the replay window), and one word is built in a register and stored
+/// whole (a value assembled octet by octet in memory stalls the next wide read of it).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PartialIv {
-    bytes: [u8; 5],
-    len: u8,
-    sequence: u64,
+    be: [u8; 8],
 }
 
 impl PartialIv {
@@ -38,21 +38,8 @@ impl PartialIv {
         if sequence >= Self::LIMIT {
             return None;
         }
-        let be = sequence.to_be_bytes();
-        let mut len = 5;
-        while len > 1 && be[8 - len] == 0 {
-            len -= 1;
-        }
-        let mut bytes = [0u8; 5];
-        let mut i = 0;
-        while i < len {
-            bytes[i] = be[8 - len + i];
-            i += 1;
-        }
         Some(PartialIv {
-            bytes,
-            len: len as u8,
-            sequence,
+            be: sequence.to_be_bytes(),
         })
     }
 
@@ -66,26 +53,27 @@ impl PartialIv {
             [] => Err(OptionError::Truncated),
             [0, _, ..] => Err(OptionError::PartialIvNotMinimal),
             _ if bytes.len() > Self::MAX_LEN => Err(OptionError::Reserved),
-            _ => {
-                let mut piv = PartialIv {
-                    bytes: [0; 5],
-                    len: bytes.len() as u8,
-                    sequence: bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
-                };
-                piv.bytes[..bytes.len()].copy_from_slice(bytes);
-                Ok(piv)
-            }
+            // Minimal, so the octets are exactly the tail `as_bytes` gives back.
+            _ => Ok(PartialIv {
+                be: bytes
+                    .iter()
+                    .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+                    .to_be_bytes(),
+            }),
         }
     }
 
     /// The sequence number.
     pub fn sequence(&self) -> u64 {
-        self.sequence
+        u64::from_be_bytes(self.be)
     }
 
     /// The octets as sent.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
+        // Minimal length: the significant octets of the number, at least one (§6.1).
+        let bits = u64::BITS - (self.sequence() | 1).leading_zeros();
+        let len = bits.div_ceil(8) as usize;
+        &self.be[8 - len.min(8)..]
     }
 }
 
@@ -262,7 +250,10 @@ mod tests {
 
     #[test]
     fn partial_iv_is_minimal() {
-        assert_eq!(PartialIv::from_sequence(0).map(|p| p.len), Some(1));
+        assert_eq!(
+            PartialIv::from_sequence(0).map(|p| p.as_bytes().to_vec()),
+            Some(alloc::vec![0])
+        );
         assert_eq!(
             PartialIv::from_sequence(20).map(|p| p.as_bytes().to_vec()),
             Some(alloc::vec![0x14])
@@ -278,6 +269,29 @@ mod tests {
             Err(OptionError::PartialIvNotMinimal)
         );
         assert_eq!(PartialIv::from_bytes(&[0]).map(|p| p.sequence()), Ok(0));
+        // Every length boundary: the minimal octets (leading zero octets stripped, at least
+        // one kept), and back.
+        for sequence in [
+            0,
+            1,
+            0xff,
+            0x100,
+            0xffff,
+            0x1_0000,
+            0xff_ffff,
+            0x100_0000,
+            0xffff_ffff,
+            0x1_0000_0000,
+            PartialIv::LIMIT - 1,
+        ] {
+            let be = sequence.to_be_bytes();
+            let first = be.iter().position(|b| *b != 0).unwrap_or(7);
+            let want = &be[first..];
+            let piv = PartialIv::from_sequence(sequence).unwrap();
+            assert_eq!(piv.as_bytes(), want, "{sequence:#x}");
+            assert_eq!(PartialIv::from_bytes(want), Ok(piv), "{sequence:#x}");
+            assert_eq!(piv.sequence(), sequence);
+        }
     }
 
     #[test]

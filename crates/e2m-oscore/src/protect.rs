@@ -3,10 +3,11 @@
 use alloc::vec::Vec;
 
 use e2m_coap::{
-    Code, Message, MessageType, MessageView, MessageWriter, OptionNumber, Options, Token,
+    Code, Message, MessageType, MessageView, MessageWriter, OptionNumber, Options, OptionsView,
+    Token,
 };
 
-use crate::context::{MAX_ID_LEN, aad};
+use crate::context::{MAX_ID_LEN, NONCE_LEN, aad};
 use crate::option::{OptionValue, OptionView};
 use crate::replay::{EchoValue, Freshness};
 use crate::secret::AeadKey;
@@ -17,25 +18,31 @@ use crate::{OscoreError, OscoreOption, PartialIv, SecurityContext};
 /// arrives; a server gets it from [`SecurityContext::verify_request`]. Holds no secret.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequestId {
-    kid: [u8; MAX_ID_LEN],
-    kid_len: u8,
+    /// The kid in the first octets (at most `MAX_ID_LEN` = 7), its length in the last:
+    /// built as one word in a register and stored whole (see [`PartialIv`]).
+    kid: [u8; MAX_ID_LEN + 1],
     piv: PartialIv,
 }
 
 impl RequestId {
     fn new(kid: &[u8], piv: PartialIv) -> Option<RequestId> {
-        let mut id = RequestId {
-            kid: [0; MAX_ID_LEN],
-            kid_len: kid.len() as u8,
+        if kid.len() > MAX_ID_LEN {
+            return None;
+        }
+        let value = kid.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        // kid ‖ zero padding ‖ length: the kid's first octet is the word's top octet (an
+        // empty kid shifts by 64: nothing is left of it).
+        let shift = 8 * (MAX_ID_LEN - kid.len()) as u32 + 8;
+        let word = value.checked_shl(shift).unwrap_or(0) | kid.len() as u64;
+        Some(RequestId {
+            kid: word.to_be_bytes(),
             piv,
-        };
-        id.kid.get_mut(..kid.len())?.copy_from_slice(kid);
-        Some(id)
+        })
     }
 
     /// The request's kid (its sender's Sender ID).
     pub fn kid(&self) -> &[u8] {
-        &self.kid[..usize::from(self.kid_len)]
+        &self.kid[..usize::from(self.kid[MAX_ID_LEN]).min(MAX_ID_LEN)]
     }
 
     /// The request's Partial IV.
@@ -53,14 +60,17 @@ impl core::fmt::Debug for RequestId {
     }
 }
 
-/// The outcome of verifying a request.
+/// The outcome of verifying a request: with the request as an owned [`Message`]
+/// ([`SecurityContext::verify_request`], [`SecurityContext::verify_request_datagram`]), or
+/// as a [`DecryptedView`] of the datagram it was decrypted in
+/// ([`SecurityContext::verify_request_in_place`]).
 #[derive(Debug)]
 #[must_use]
-pub enum VerifiedRequest {
+pub enum VerifiedRequest<M = Message> {
     /// Authentic and fresh: process `message` and protect the response with `request`.
     Fresh {
         /// The decrypted request (outer Class U options and inner options merged).
-        message: Message,
+        message: M,
         /// What the response is bound to.
         request: RequestId,
     },
@@ -84,6 +94,143 @@ fn is_class_u(number: OptionNumber) -> bool {
             | OptionNumber::PROXY_URI
             | OptionNumber::PROXY_SCHEME
     )
+}
+
+/// A verified message as its handler reads it, borrowed from the datagram it was decrypted
+/// in (RFC 8613 §8.2 step 7, §8.4 step 7, without a copy): the outer header, the inner code,
+/// the outer Class U options merged with the inner options, and the payload. What
+/// [`SecurityContext::verify_request_in_place`] and
+/// [`SecurityContext::verify_response_in_place`] return; [`Self::to_message`] gives the same
+/// [`Message`] as the owned API.
+///
+/// The inner options were walked once to find the payload (and validated then), so reading
+/// them does not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecryptedView<'a> {
+    /// The message type (outer header).
+    pub mtype: MessageType,
+    /// The inner code: the request's method or the response's code (RFC 8613 §4.2).
+    pub code: Code,
+    /// The message ID (outer header).
+    pub message_id: u16,
+    /// The token (outer header).
+    pub token: Token,
+    outer: OptionsView<'a>,
+    inner: OptionsView<'a>,
+    /// The decrypted payload; empty means none.
+    pub payload: &'a [u8],
+}
+
+impl<'a> DecryptedView<'a> {
+    /// The options in ascending number order, as the owned API's message holds them: the
+    /// outer Class U options (without OSCORE) and the inner options other than Class U
+    /// (§8.2 step 7: outer Class E and inner Class U options are discarded).
+    pub fn options(&self) -> impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone + use<'a> {
+        MergedOptions {
+            outer: self
+                .outer
+                .iter()
+                .filter(|&(n, _)| is_class_u(n) && n != OptionNumber::OSCORE)
+                .peekable(),
+            inner: self
+                .inner
+                .iter()
+                .filter(|&(n, _)| !is_class_u(n))
+                .peekable(),
+        }
+    }
+
+    /// The value of the first option `number`.
+    pub fn option(&self, number: OptionNumber) -> Option<&'a [u8]> {
+        self.option_values(number).next()
+    }
+
+    /// The values of every option `number`, in order (Uri-Path segments, say).
+    pub fn option_values(&self, number: OptionNumber) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        // Options are in number order: stop at the first one past `number`.
+        self.options()
+            .skip_while(move |&(n, _)| n < number)
+            .take_while(move |&(n, _)| n == number)
+            .map(|(_, value)| value)
+    }
+
+    /// The piggybacked response to this request (as [`Message::piggybacked_response`]).
+    pub fn piggybacked_response(&self, code: Code, payload: Vec<u8>) -> Message {
+        let mut response = Message::new(
+            MessageType::Acknowledgement,
+            code,
+            self.message_id,
+            self.token,
+        );
+        response.payload = payload;
+        response
+    }
+
+    /// The owned message: the one [`SecurityContext::verify_request`] or
+    /// [`SecurityContext::verify_response`] returns for the same datagram.
+    pub fn to_message(&self) -> Message {
+        let (count, octets) = self.options().fold((0, 0), |(count, octets), (_, value)| {
+            (count + 1, octets + value.len())
+        });
+        let mut options = Options::with_capacity(count, octets);
+        for (number, value) in self.options() {
+            // Read from a CoAP encoding, so never too long for `push`.
+            let _ = options.push(number, value);
+        }
+        Message {
+            mtype: self.mtype,
+            code: self.code,
+            message_id: self.message_id,
+            token: self.token,
+            options,
+            payload: self.payload.to_vec(),
+        }
+    }
+
+    /// The Echo option's value, if the inner options carry one (it is Class E, RFC 9175 §2.2).
+    fn echo(&self) -> Option<&'a [u8]> {
+        self.inner
+            .iter()
+            .take_while(|&(n, _)| n <= OptionNumber::ECHO)
+            .find(|&(n, _)| n == OptionNumber::ECHO)
+            .map(|(_, value)| value)
+    }
+}
+
+/// Two option lists in number order, merged (they never hold the same number: one keeps
+/// only Class U options, the other none).
+struct MergedOptions<A: Iterator, B: Iterator> {
+    outer: core::iter::Peekable<A>,
+    inner: core::iter::Peekable<B>,
+}
+
+impl<A: Iterator + Clone, B: Iterator + Clone> Clone for MergedOptions<A, B>
+where
+    A::Item: Clone,
+    B::Item: Clone,
+{
+    fn clone(&self) -> Self {
+        MergedOptions {
+            outer: self.outer.clone(),
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<'a, A, B> Iterator for MergedOptions<A, B>
+where
+    A: Iterator<Item = (OptionNumber, &'a [u8])>,
+    B: Iterator<Item = (OptionNumber, &'a [u8])>,
+{
+    type Item = (OptionNumber, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.outer.peek(), self.inner.peek()) {
+            (Some(&(outer, _)), Some(&(inner, _))) if inner < outer => self.inner.next(),
+            (Some(_), _) => self.outer.next(),
+            (None, _) => self.inner.next(),
+        }
+    }
 }
 
 /// The outer options of `message` (Class U and Observe, RFC 8613 §4.1), without the OSCORE
@@ -134,24 +281,33 @@ struct Outer<'a, I> {
     payload: &'a [u8],
 }
 
+/// The one OSCORE option among `options`, parsed. Options come in ascending number order
+/// (from a `Message` or a validated view), so the walk ends at the first number past
+/// OSCORE's. A plain loop over an iterator taken by value: this runs for every message, an
+/// adapter chain costs several times more, and a copy of an iterator held in memory stalls
+/// (see `PartialIv`).
+#[inline]
+fn find_oscore_option<'a>(
+    options: impl Iterator<Item = (OptionNumber, &'a [u8])>,
+) -> Result<OptionView<'a>, OscoreError> {
+    let mut found = None;
+    for (number, value) in options {
+        if number > OptionNumber::OSCORE {
+            break;
+        }
+        if number == OptionNumber::OSCORE {
+            if found.is_some() {
+                return Err(OscoreError::RepeatedOption);
+            }
+            found = Some(value);
+        }
+    }
+    OptionView::parse(found.ok_or(OscoreError::NotOscore)?).map_err(OscoreError::Option)
+}
+
 impl<'a, I: Iterator<Item = (OptionNumber, &'a [u8])> + Clone> Outer<'a, I> {
     fn oscore_option(&self) -> Result<OptionView<'a>, OscoreError> {
-        // Options come in ascending number order (from a `Message` or a validated view), so
-        // the walk ends at the first number past OSCORE's. A plain loop: this runs for every
-        // message, and an adapter chain over the option iterator costs several times more.
-        let mut found = None;
-        for (number, value) in self.options.clone() {
-            if number > OptionNumber::OSCORE {
-                break;
-            }
-            if number == OptionNumber::OSCORE {
-                if found.is_some() {
-                    return Err(OscoreError::RepeatedOption);
-                }
-                found = Some(value);
-            }
-        }
-        OptionView::parse(found.ok_or(OscoreError::NotOscore)?).map_err(OscoreError::Option)
+        find_oscore_option(self.options.clone())
     }
 
     /// Rebuilds the message from the outer message and the decrypted plaintext (§8.2 step
@@ -214,7 +370,7 @@ fn write_protected(
     message: &Message,
     oscore: &OptionView<'_>,
     key: &AeadKey,
-    nonce: &[u8; crate::context::NONCE_LEN],
+    nonce: &[u8; NONCE_LEN],
     aad: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), OscoreError> {
@@ -267,7 +423,7 @@ fn write_protected(
 fn open_and_join<'a>(
     protected: Outer<'a, impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone>,
     key: &AeadKey,
-    nonce: &[u8; crate::context::NONCE_LEN],
+    nonce: &[u8; NONCE_LEN],
     aad: &[u8],
 ) -> Result<Message, OscoreError> {
     // Room for the outer Class U options joined in later (usually none).
@@ -276,6 +432,39 @@ fn open_and_join<'a>(
     let len = key.open_in_place(nonce, aad, &mut buffer)?;
     buffer.truncate(len);
     protected.join(buffer)
+}
+
+/// Decrypts the ciphertext where it lies in the datagram and reads the plaintext's code,
+/// inner options and payload in one walk (RFC 8613 §5.3, §8.2 steps 6–7).
+fn open_in_place<'d>(
+    ciphertext: &'d mut [u8],
+    key: &AeadKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+) -> Result<(Code, OptionsView<'d>, &'d [u8]), OscoreError> {
+    let len = key.open_in_place(nonce, aad, ciphertext)?;
+    let plaintext: &'d [u8] = ciphertext;
+    let (&code, options) = plaintext
+        .get(..len)
+        .and_then(<[u8]>::split_first)
+        .ok_or(OscoreError::Plaintext(e2m_coap::CoapError::Truncated))?;
+    let (options, payload) =
+        OptionsView::parse_with_payload(options).map_err(OscoreError::Plaintext)?;
+    Ok((Code(code), options, payload))
+}
+
+/// Splits a received datagram into its outer message (header, token, options; read in
+/// place) and its ciphertext, writable so that it can be decrypted where it lies.
+fn outer_of_datagram_mut(datagram: &mut [u8]) -> Result<(MessageView<'_>, &mut [u8]), OscoreError> {
+    MessageView::parse_with_payload_mut(datagram).map_err(OscoreError::Coap)
+}
+
+/// What a request's verification has established before decrypting (RFC 8613 §8.2 steps
+/// 1–3): its kid and Partial IV name this context and are fresh.
+struct RequestCheck {
+    request: RequestId,
+    freshness: Freshness,
+    nonce: [u8; NONCE_LEN],
 }
 
 /// The one OSCORE option of a message, decoded.
@@ -298,7 +487,7 @@ fn protected_message(
     inner: &Message,
     oscore: &OptionValue,
     key: &AeadKey,
-    nonce: &[u8; crate::context::NONCE_LEN],
+    nonce: &[u8; NONCE_LEN],
     aad: &[u8],
 ) -> Result<Message, OscoreError> {
     let mut payload = Vec::with_capacity(1 + inner.payload.len() + 40 + AEAD_TAG_LEN);
@@ -350,7 +539,7 @@ impl SecurityContext {
         response: &Message,
         request: &RequestId,
         with_partial_iv: bool,
-    ) -> Result<([u8; crate::context::NONCE_LEN], Option<PartialIv>), OscoreError> {
+    ) -> Result<([u8; NONCE_LEN], Option<PartialIv>), OscoreError> {
         if !response.code.is_response() {
             return Err(OscoreError::WrongKind);
         }
@@ -431,8 +620,9 @@ impl SecurityContext {
     }
 
     /// [`Self::verify_request`] straight from a received datagram, without building the outer
-    /// [`Message`] (the transport's hot path: the datagram is read in place and decrypted
-    /// on the stack; only the returned message is allocated).
+    /// [`Message`] (the datagram is read in place and decrypted into the one buffer that
+    /// becomes the returned message's option storage). [`Self::verify_request_in_place`]
+    /// is faster still: it builds no message at all.
     ///
     /// # Errors
     /// [`OscoreError::Coap`] if the datagram is not a CoAP message; else as
@@ -444,14 +634,90 @@ impl SecurityContext {
         self.verify_request_outer(outer_of_datagram(datagram)?)
     }
 
+    /// [`Self::verify_request`] on a received datagram, decrypted **in place**: the
+    /// ciphertext is replaced by the plaintext where it lies, and the request is returned as
+    /// a [`DecryptedView`] borrowed from `datagram` (nothing is allocated or copied; the
+    /// inner options are walked once). The server's hot path: a handler reads the view's
+    /// code, options and payload, and [`DecryptedView::to_message`] gives the owned
+    /// message where one is wanted.
+    ///
+    /// On an error the datagram's header, token and options are left as received (so an
+    /// answer can be built from them, [`unprotected_error`] on `Message::decode` of it),
+    /// but its payload may not be: a ciphertext that fails its tag is overwritten (with
+    /// zeros, by the AEAD, so that no unauthenticated plaintext is left). A caller that
+    /// may try a second context on the same datagram verifies a copy.
+    ///
+    /// # Errors
+    /// As [`Self::verify_request_datagram`].
+    pub fn verify_request_in_place<'d>(
+        &mut self,
+        datagram: &'d mut [u8],
+    ) -> Result<VerifiedRequest<DecryptedView<'d>>, OscoreError> {
+        let (head, ciphertext) = outer_of_datagram_mut(datagram)?;
+        let check = self.check_request(head.code, head.options())?;
+        let (code, inner, payload) = open_in_place(
+            ciphertext,
+            &self.recipient_key,
+            &check.nonce,
+            aad(check.request.kid(), &check.request.piv).as_bytes(),
+        )?;
+        let message = DecryptedView {
+            mtype: head.mtype,
+            code,
+            message_id: head.message_id,
+            token: head.token,
+            outer: head.options_view(),
+            inner,
+            payload,
+        };
+        Ok(if self.accept_request(&check, code, || message.echo())? {
+            VerifiedRequest::Fresh {
+                message,
+                request: check.request,
+            }
+        } else {
+            VerifiedRequest::EchoRequired {
+                request: check.request,
+            }
+        })
+    }
+
     fn verify_request_outer<'a>(
         &mut self,
         protected: Outer<'a, impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone>,
     ) -> Result<VerifiedRequest, OscoreError> {
-        if !protected.code.is_request() {
+        let check = self.check_request(protected.code, protected.options.clone())?;
+        let message = open_and_join(
+            protected,
+            &self.recipient_key,
+            &check.nonce,
+            aad(check.request.kid(), &check.request.piv).as_bytes(),
+        )?;
+        let echo = || message.options.get(OptionNumber::ECHO);
+        Ok(if self.accept_request(&check, message.code, echo)? {
+            VerifiedRequest::Fresh {
+                message,
+                request: check.request,
+            }
+        } else {
+            VerifiedRequest::EchoRequired {
+                request: check.request,
+            }
+        })
+    }
+
+    /// RFC 8613 §8.2 steps 1–3: a request whose OSCORE option has a Partial IV and a kid
+    /// naming this context (and its kid context, if sent), not seen before.
+    #[inline]
+    fn check_request<'a>(
+        &self,
+        code: Code,
+        outer_options: impl Iterator<Item = (OptionNumber, &'a [u8])>,
+    ) -> Result<RequestCheck, OscoreError> {
+        if !code.is_request() {
             return Err(OscoreError::WrongKind);
         }
-        let option = protected.oscore_option()?;
+        let option = find_oscore_option(outer_options)?;
         let (Some(piv), Some(kid)) = (option.partial_iv, option.kid) else {
             return Err(OscoreError::MissingRequestFields);
         };
@@ -466,30 +732,36 @@ impl SecurityContext {
         if freshness == Freshness::Replay {
             return Err(OscoreError::Replay);
         }
-        let request = RequestId::new(kid, piv).ok_or(OscoreError::ContextNotFound)?;
-        let nonce = self.nonce(kid, &piv);
-        let message = open_and_join(
-            protected,
-            &self.recipient_key,
-            &nonce,
-            aad(kid, &piv).as_bytes(),
-        )?;
-        if !message.code.is_request() {
+        Ok(RequestCheck {
+            request: RequestId::new(kid, piv).ok_or(OscoreError::ContextNotFound)?,
+            freshness,
+            nonce: self.nonce(kid, &piv),
+        })
+    }
+
+    /// RFC 8613 §8.2 after decryption: the inner code must be a request; then the replay
+    /// window moves, or, when it was lost (Appendix B.1.2), is initialized by a request
+    /// that answers the Echo challenge. `Ok(false)`: authentic but not answering the
+    /// challenge; do not process it.
+    fn accept_request<'e>(
+        &mut self,
+        check: &RequestCheck,
+        code: Code,
+        echo: impl FnOnce() -> Option<&'e [u8]>,
+    ) -> Result<bool, OscoreError> {
+        if !code.is_request() {
             return Err(OscoreError::WrongKind);
         }
-        if freshness == Freshness::EchoRequired {
-            let answered = message
-                .options
-                .get(OptionNumber::ECHO)
-                .is_some_and(|echo| self.replay.echo_answers(echo));
-            if !answered {
-                return Ok(VerifiedRequest::EchoRequired { request });
+        let sequence = check.request.piv.sequence();
+        if check.freshness == Freshness::EchoRequired {
+            if !echo().is_some_and(|echo| self.replay.echo_answers(echo)) {
+                return Ok(false);
             }
-            self.replay.initialize_at(piv.sequence());
+            self.replay.initialize_at(sequence);
         } else {
-            self.replay.mark(piv.sequence());
+            self.replay.mark(sequence);
         }
-        Ok(VerifiedRequest::Fresh { message, request })
+        Ok(true)
     }
 
     /// Protects a response to `request` (RFC 8613 §8.3). Without `with_partial_iv` it reuses
@@ -565,7 +837,7 @@ impl SecurityContext {
     }
 
     /// [`Self::verify_response`] straight from a received datagram (read in place,
-    /// decrypted on the stack).
+    /// decrypted into the buffer that becomes the message's option storage).
     ///
     /// # Errors
     /// [`OscoreError::Coap`] if the datagram is not a CoAP message; else as
@@ -578,22 +850,46 @@ impl SecurityContext {
         self.verify_response_outer(outer_of_datagram(datagram)?, request)
     }
 
+    /// [`Self::verify_response`] on a received datagram, decrypted **in place** and
+    /// returned as a [`DecryptedView`] borrowed from `datagram`, as
+    /// [`Self::verify_request_in_place`] does for requests (and with the same note on the
+    /// payload after an error).
+    ///
+    /// # Errors
+    /// As [`Self::verify_response_datagram`].
+    pub fn verify_response_in_place<'d>(
+        &self,
+        datagram: &'d mut [u8],
+        request: &RequestId,
+    ) -> Result<DecryptedView<'d>, OscoreError> {
+        let (head, ciphertext) = outer_of_datagram_mut(datagram)?;
+        let nonce = self.response_nonce(head.options(), request)?;
+        let (code, inner, payload) = open_in_place(
+            ciphertext,
+            &self.recipient_key,
+            &nonce,
+            aad(request.kid(), &request.piv).as_bytes(),
+        )?;
+        if !code.is_response() {
+            return Err(OscoreError::WrongKind);
+        }
+        Ok(DecryptedView {
+            mtype: head.mtype,
+            code,
+            message_id: head.message_id,
+            token: head.token,
+            outer: head.options_view(),
+            inner,
+            payload,
+        })
+    }
+
     fn verify_response_outer<'a>(
         &self,
         protected: Outer<'a, impl Iterator<Item = (OptionNumber, &'a [u8])> + Clone>,
         request: &RequestId,
     ) -> Result<Message, OscoreError> {
-        let option = protected.oscore_option()?;
-        if option
-            .kid
-            .is_some_and(|kid| kid != self.recipient_id.as_slice())
-        {
-            return Err(OscoreError::ContextNotFound);
-        }
-        let nonce = match &option.partial_iv {
-            Some(piv) => self.nonce(&self.recipient_id, piv),
-            None => self.nonce(request.kid(), &request.piv),
-        };
+        let nonce = self.response_nonce(protected.options.clone(), request)?;
         let message = open_and_join(
             protected,
             &self.recipient_key,
@@ -604,6 +900,26 @@ impl SecurityContext {
             return Err(OscoreError::WrongKind);
         }
         Ok(message)
+    }
+
+    /// RFC 8613 §8.4 steps 1–3: the response's kid, if sent, names this context; its
+    /// nonce is from its own Partial IV, or else the request's.
+    fn response_nonce<'a>(
+        &self,
+        outer_options: impl Iterator<Item = (OptionNumber, &'a [u8])>,
+        request: &RequestId,
+    ) -> Result<[u8; NONCE_LEN], OscoreError> {
+        let option = find_oscore_option(outer_options)?;
+        if option
+            .kid
+            .is_some_and(|kid| kid != self.recipient_id.as_slice())
+        {
+            return Err(OscoreError::ContextNotFound);
+        }
+        Ok(match &option.partial_iv {
+            Some(piv) => self.nonce(&self.recipient_id, piv),
+            None => self.nonce(request.kid(), &request.piv),
+        })
     }
 
     /// The Appendix B.1.2 challenge: a protected 4.01 Unauthorized with an Echo option,
@@ -651,4 +967,26 @@ pub fn unprotected_error(request: &Message, error: OscoreError) -> Option<Messag
     let _ = response.options.push(OptionNumber::MAX_AGE, &[]);
     response.payload = error.diagnostic().as_bytes().to_vec();
     Some(response)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_keeps_every_kid_length() {
+        let piv = PartialIv::from_sequence(0x1234).unwrap();
+        for len in 0..=MAX_ID_LEN {
+            let kid: Vec<u8> = (0..len as u8).map(|b| 0xff - b).collect();
+            let id = RequestId::new(&kid, piv).unwrap();
+            assert_eq!((id.kid(), id.partial_iv()), (&kid[..], piv), "{len}");
+            // Equal kids, equal ids; a kid that is a prefix of another is another id.
+            assert_eq!(id, RequestId::new(&kid, piv).unwrap());
+            if len > 0 {
+                assert_ne!(id, RequestId::new(&kid[..len - 1], piv).unwrap());
+            }
+        }
+        assert!(RequestId::new(&[0; MAX_ID_LEN + 1], piv).is_none());
+    }
 }

@@ -1,6 +1,7 @@
 //! The datagram API's hot path allocates nothing to protect: the plaintext is written and
 //! encrypted in place in the caller's buffer, the OSCORE option and the AAD live on the
-//! stack. Verifying allocates only the returned message's storage. Counted with a
+//! stack. Verifying allocates only the returned message's storage, and nothing at all when
+//! the datagram is decrypted in place (`verify_*_in_place`). Counted with a
 //! `GlobalAlloc` wrapper (`cap`), one test in this binary so that no other test's
 //! allocations are counted.
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
@@ -22,7 +23,7 @@ fn bytes_allocated_by<T>(f: impl FnOnce() -> T) -> (usize, T) {
 }
 
 #[test]
-fn datagram_protection_allocates_nothing_and_verification_only_the_message() {
+fn datagram_paths_allocate_nothing_but_the_owned_message() {
     let profile = E2mOscoreProfile::PROVISIONAL;
     let key = E2mKey::from_array([0x5c; 32]);
     let identity = AppIdentity::new("sensor-17@iot.example.com").unwrap();
@@ -86,5 +87,39 @@ fn datagram_protection_allocates_nothing_and_verification_only_the_message() {
         );
         let plain = ue.verify_response_datagram(&datagram, &request_id).unwrap();
         assert_eq!(plain, response);
+
+        // In place: nothing is allocated on either side of the exchange.
+        datagram.clear();
+        let request_id = ue
+            .protect_request_datagram(&request, with_kid_context, &mut datagram)
+            .unwrap();
+        let (bytes, verified) =
+            bytes_allocated_by(
+                || match emse.verify_request_in_place(&mut datagram).unwrap() {
+                    VerifiedRequest::Fresh { message, request } => (
+                        message.code,
+                        message.option_values(OptionNumber::URI_PATH).count(),
+                        request,
+                    ),
+                    VerifiedRequest::EchoRequired { .. } => panic!("fresh context"),
+                },
+            );
+        assert_eq!(bytes, 0, "verify_request_in_place allocated {bytes} octets");
+        let (code, segments, emse_request) = verified;
+        assert_eq!((code, segments), (Code::GET, 2));
+        let mut out = Vec::with_capacity(512);
+        emse.protect_response_datagram(&response, &emse_request, false, &mut out)
+            .unwrap();
+        let (bytes, payload_len) = bytes_allocated_by(|| {
+            ue.verify_response_in_place(&mut out, &request_id)
+                .unwrap()
+                .payload
+                .len()
+        });
+        assert_eq!(
+            bytes, 0,
+            "verify_response_in_place allocated {bytes} octets"
+        );
+        assert_eq!(payload_len, response.payload.len());
     }
 }

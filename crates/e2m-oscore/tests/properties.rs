@@ -157,7 +157,25 @@ proptest! {
         prop_assert_eq!(&message, &request);
         let mut datagram = Vec::new();
         server.protect_response_datagram(&response, &server_id, with_piv, &mut datagram).unwrap();
-        prop_assert_eq!(client.verify_response_datagram(&datagram, &request_id).unwrap(), response);
+        prop_assert_eq!(&client.verify_response_datagram(&datagram, &request_id).unwrap(), &response);
+
+        // And so do the in-place paths (the request read from the view, as a handler does).
+        let mut datagram = Vec::new();
+        let request_id = client.protect_request_datagram(&request, with_ctx, &mut datagram).unwrap();
+        let VerifiedRequest::Fresh { message, request: server_id } = server.verify_request_in_place(&mut datagram).unwrap() else {
+            panic!("not fresh");
+        };
+        prop_assert_eq!(message.code, request.code);
+        prop_assert!(message.options().eq(request.options.iter()));
+        for (number, _) in request.options.iter() {
+            prop_assert!(message.option_values(number).eq(request.options.get_all(number)));
+            prop_assert_eq!(message.option(number), request.options.get(number));
+        }
+        prop_assert_eq!(message.payload, &request.payload[..]);
+        prop_assert_eq!(&message.to_message(), &request);
+        let mut datagram = Vec::new();
+        server.protect_response_datagram(&response, &server_id, with_piv, &mut datagram).unwrap();
+        prop_assert_eq!(client.verify_response_in_place(&mut datagram, &request_id).unwrap().to_message(), response);
     }
 
     #[test]
@@ -176,6 +194,17 @@ proptest! {
             // A fresh server each time, so that the replay window is not what refuses it.
             let (_, mut server) = contexts(false);
             let outcome = Message::decode(&flipped).map_err(|_| ()).and_then(|m| server.verify_request(&m).map_err(|_| ()));
+            // The in-place path refuses and accepts exactly the same (with the same error).
+            let (_, mut in_place) = contexts(false);
+            let (_, mut owned) = contexts(false);
+            let mut copy = flipped.clone();
+            match (in_place.verify_request_in_place(&mut copy), owned.verify_request_datagram(&flipped)) {
+                (Err(a), Err(b)) => prop_assert_eq!(a, b, "bit {}", bit),
+                (Ok(VerifiedRequest::Fresh { message: a, .. }), Ok(VerifiedRequest::Fresh { message: b, .. })) => {
+                    prop_assert_eq!(a.to_message(), b, "bit {}", bit);
+                }
+                (a, b) => panic!("bit {bit}: in place {a:?}, datagram {b:?}"),
+            }
             match outcome {
                 Err(()) => {}
                 Ok(VerifiedRequest::Fresh { message, .. }) => {
@@ -197,6 +226,12 @@ proptest! {
             let mut flipped = octets.clone();
             flipped[bit / 8] ^= 1 << (bit % 8);
             let in_protected = ranges.iter().any(|r| r.contains(&(bit / 8)));
+            let mut copy = flipped.clone();
+            match (client.verify_response_in_place(&mut copy, &request_id), client.verify_response_datagram(&flipped, &request_id)) {
+                (Err(a), Err(b)) => prop_assert_eq!(a, b, "bit {}", bit),
+                (Ok(a), Ok(b)) => prop_assert_eq!(a.to_message(), b, "bit {}", bit),
+                (a, b) => panic!("bit {bit}: in place {a:?}, datagram {b:?}"),
+            }
             match Message::decode(&flipped).map_err(|_| ()).and_then(|m| client.verify_response(&m, &request_id).map_err(|_| ())) {
                 Err(()) => {}
                 Ok(message) => {

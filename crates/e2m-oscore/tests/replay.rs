@@ -47,6 +47,54 @@ fn fresh(server: &mut SecurityContext, request: &Message) -> (Message, RequestId
 }
 
 #[test]
+fn a_replayed_or_altered_datagram_is_refused_in_place_and_can_still_be_answered() {
+    let (mut client, mut server) = pair(SenderSequence::volatile());
+    let mut captured = Vec::new();
+    client
+        .protect_request_datagram(&get(1, "door/open"), false, &mut captured)
+        .unwrap();
+    let mut first = captured.clone();
+    match server.verify_request_in_place(&mut first).unwrap() {
+        VerifiedRequest::Fresh { message, .. } => {
+            assert!(
+                message
+                    .option_values(OptionNumber::URI_PATH)
+                    .eq([&b"door"[..], b"open"])
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The captured datagram again: refused before decryption, the octets untouched.
+    let mut replay = captured.clone();
+    assert_eq!(
+        server.verify_request_in_place(&mut replay).err(),
+        Some(OscoreError::Replay)
+    );
+    assert_eq!(replay, captured);
+    // The next request with its tag altered: refused, and the window has not moved (the
+    // unaltered one is still fresh).
+    let mut next = Vec::new();
+    client
+        .protect_request_datagram(&get(2, "door/open"), false, &mut next)
+        .unwrap();
+    let mut altered = next.clone();
+    *altered.last_mut().unwrap() ^= 1;
+    assert_eq!(
+        server.verify_request_in_place(&mut altered).err(),
+        Some(OscoreError::DecryptionFailed)
+    );
+    // The header, token and options are as received, so the §8.2 answer can be built.
+    let received = Message::decode(&altered).unwrap();
+    let answer = unprotected_error(&received, OscoreError::DecryptionFailed).unwrap();
+    assert_eq!(answer.code, Code::BAD_REQUEST);
+    assert_eq!((answer.message_id, answer.token), (2, received.token));
+    assert!(matches!(
+        server.verify_request_in_place(&mut next),
+        Ok(VerifiedRequest::Fresh { .. })
+    ));
+}
+
+#[test]
 fn a_replayed_request_is_refused() {
     let (mut client, mut server) = pair(SenderSequence::volatile());
     let (protected, _) = client.protect_request(&get(1, "door/open"), false).unwrap();
@@ -207,12 +255,24 @@ fn a_rebooted_server_recovers_its_window_with_echo() {
         server.verify_request(&wrong),
         Ok(VerifiedRequest::EchoRequired { .. })
     ));
+    // The same through the in-place verifier (a challenged request moves nothing).
+    assert!(matches!(
+        server.verify_request_in_place(&mut wrong.encode()),
+        Ok(VerifiedRequest::EchoRequired { .. })
+    ));
 
     let mut retry = request.clone();
     retry.options.push(OptionNumber::ECHO, &echo).unwrap();
     let (retry, _) = client.protect_request(&retry, false).unwrap();
-    let (message, _) = fresh(&mut server, &retry);
-    assert_eq!(message.uri_path(), "door/status");
+    // Answered in place: the Echo is read from the decrypted datagram.
+    let mut octets = retry.encode();
+    let VerifiedRequest::Fresh { message, .. } =
+        server.verify_request_in_place(&mut octets).unwrap()
+    else {
+        panic!("the right Echo was challenged again");
+    };
+    assert_eq!(message.to_message().uri_path(), "door/status");
+    assert_eq!(message.option(OptionNumber::ECHO), Some(&echo[..]));
     // From now on the window works: the old capture and the retry are both refused.
     assert_eq!(server.verify_request(&old).err(), Some(OscoreError::Replay));
     assert_eq!(

@@ -115,6 +115,20 @@ fn requests_match_appendix_c4_to_c6() {
             }
             other => panic!("{c:?}{other:?}"),
         }
+        // Decrypted in place: the same request, read from the datagram's own octets.
+        let mut server = peer_context(c);
+        let mut octets = c.bytes("protected");
+        match server.verify_request_in_place(&mut octets).unwrap() {
+            VerifiedRequest::Fresh { message, request } => {
+                let want = Message::decode(&c.bytes("unprotected")).unwrap();
+                assert_eq!(message.code, want.code, "{c:?}");
+                assert!(message.options().eq(want.options.iter()), "{c:?}");
+                assert_eq!(message.payload, want.payload, "{c:?}");
+                assert_eq!(message.to_message(), want, "{c:?}");
+                assert_eq!(request, request_id);
+            }
+            other => panic!("{c:?}{other:?}"),
+        }
 
         // The server side: the RFC's octets verify to the unprotected request.
         let mut server = peer_context(c);
@@ -172,6 +186,13 @@ fn responses_match_appendix_c7_and_c8() {
             .verify_response_datagram(&c.bytes("protected"), &request_id)
             .unwrap();
         assert_eq!(message.encode(), c.bytes("unprotected"), "{c:?}");
+        let mut octets = c.bytes("protected");
+        let view = client
+            .verify_response_in_place(&mut octets, &request_id)
+            .unwrap();
+        assert_eq!(view.to_message().encode(), c.bytes("unprotected"), "{c:?}");
+        assert!(view.options().eq(message.options.iter()), "{c:?}");
+        assert_eq!(view.payload, message.payload, "{c:?}");
 
         // The client side verifies the RFC's octets.
         let client = peer_context(c);
