@@ -14,17 +14,27 @@ fn take<'a>(data: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
 
 fuzz_target!(|input: &[u8]| {
     let mut data = input;
-    let Some(&[key_len]) = take(&mut data, 1) else { return };
-    let Some(key) = take(&mut data, usize::from(key_len)) else { return };
-    let Some(&[fc_byte, second]) = take(&mut data, 2) else { return };
+    let Some(&[key_len]) = take(&mut data, 1) else {
+        return;
+    };
+    let Some(key) = take(&mut data, usize::from(key_len)) else {
+        return;
+    };
+    let Some(&[fc_byte, second]) = take(&mut data, 2) else {
+        return;
+    };
     let fc = match Fc::new(fc_byte) {
         Ok(fc) => fc,
         Err(_) => Fc::extended(second),
     };
-    let Some(&[count]) = take(&mut data, 1) else { return };
+    let Some(&[count]) = take(&mut data, 1) else {
+        return;
+    };
     let mut params = Vec::new();
     for _ in 0..count % 8 {
-        let Some(&[hi, lo]) = take(&mut data, 2) else { break };
+        let Some(&[hi, lo]) = take(&mut data, 2) else {
+            break;
+        };
         let len = usize::from(u16::from_be_bytes([hi, lo])) % 300;
         let Some(p) = take(&mut data, len) else { break };
         params.push(p);
@@ -41,5 +51,11 @@ fuzz_target!(|input: &[u8]| {
 
     let got = kdf(key, fc, &params).unwrap();
     assert_eq!(got.expose_secret(), &want);
-    assert_eq!(KdfKey::new(key).derive(fc, &params).unwrap().expose_secret(), &want);
+    assert_eq!(
+        KdfKey::new(key)
+            .derive(fc, &params)
+            .unwrap()
+            .expose_secret(),
+        &want
+    );
 });

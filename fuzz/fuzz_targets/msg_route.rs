@@ -7,7 +7,9 @@ use e2m_msg::Route;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = core::str::from_utf8(data) else { return };
+    let Ok(text) = core::str::from_utf8(data) else {
+        return;
+    };
     let (method, target) = text.split_once('\n').unwrap_or(("GET", text));
     match Route::parse(method, target) {
         Ok(Route::FetchKey(request)) => {
