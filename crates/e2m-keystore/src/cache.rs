@@ -43,12 +43,14 @@ use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 use foldhash::fast::RandomState;
 use zeroize::Zeroize;
 
+use crate::identity_keys::get_for;
 use crate::import::{IdentityRow, ImportSummary};
 use crate::packed::PackedImsi;
 use crate::{
-    Claim, HeldKey, IdentityMap, InstanceId, IntKeyStore, KeyInfo, NotificationOutbox,
-    PendingNotification, PolicyError, Provisioned, PushOutcome, RetentionPolicy, SessionDigest,
-    SessionId, SessionInfo, SessionPolicy, SessionStore, StoreError, Timestamp,
+    Claim, DatabaseId, HeldKey, IdentityKey, IdentityKeyError, IdentityMap, InstanceId,
+    IntKeyStore, KeyInfo, NotificationOutbox, PendingNotification, PolicyError, Provisioned,
+    PushOutcome, RetentionPolicy, SessionDigest, SessionId, SessionInfo, SessionPolicy,
+    SessionStore, StoreError, Timestamp,
 };
 
 /// A monotonic clock the caller provides: the time elapsed since an origin of its choice.
@@ -551,6 +553,48 @@ impl<M: IdentityMap, C: MonotonicClock> IdentityMap for CachedIdentities<M, C> {
         result
     }
 
+    fn database(&self) -> Option<DatabaseId> {
+        self.inner.database()
+    }
+
+    /// A hit goes on to `keys` with the cached IMSI (`keys.get`, through its own cache if
+    /// it has one), as [`resolve`](IdentityMap::resolve) followed by `get` would; a miss
+    /// asks the backend's `resolve_key` (one query where the backend can join the map and
+    /// the keys) and caches the mapping it found under the same rules as a `resolve`.
+    async fn resolve_key<K: IntKeyStore>(
+        &self,
+        keys: &K,
+        emse: &EmseId,
+        app: &AppIdentity,
+        key_id: KeyId,
+        now: Timestamp,
+    ) -> Result<IdentityKey, IdentityKeyError> {
+        if !self.config.is_enabled() {
+            return self.inner.resolve_key(keys, emse, app, key_id, now).await;
+        }
+        let key = mapping_key(emse, app);
+        let read_at = self.clock.now();
+        let ttl = self.config.ttl;
+        let (hit, ticket) = self.cache.read(&key, |e| {
+            e.filter(|e| is_fresh(e.read_at, read_at, ttl))
+                .map(|e| e.value)
+        });
+        if let Some(imsi) = hit.and_then(PackedImsi::unpack) {
+            return get_for(keys, imsi, key_id, now).await;
+        }
+        let found = self.inner.resolve_key(keys, emse, app, key_id, now).await;
+        // Also after a failure of the key read: the mapping was read (`error.imsi`).
+        let imsi = match &found {
+            Ok(found) => found.imsi(),
+            Err(failed) => failed.imsi.as_ref(),
+        };
+        if let Some(imsi) = imsi {
+            let value = PackedImsi::new(imsi);
+            self.cache.fill(key, ticket, |_| Fresh { value, read_at });
+        }
+        found
+    }
+
     async fn provision_all(&self, rows: Vec<IdentityRow>) -> Result<ImportSummary, StoreError> {
         let result = self.inner.provision_all(rows).await;
         // An import never replaces a mapping, so no cached one can have changed; dropping
@@ -681,6 +725,13 @@ impl<S: NotificationOutbox, C: MonotonicClock> NotificationOutbox for CachedIntK
 impl<S: IntKeyStore, C: MonotonicClock> IntKeyStore for CachedIntKeys<S, C> {
     fn retention(&self) -> RetentionPolicy {
         self.inner.retention()
+    }
+
+    /// The inner store's: this cache serves only what the inner store held within the TTL,
+    /// so a query that reads the inner store's database directly answers within the same
+    /// bound (fresher, if anything).
+    fn database(&self) -> Option<DatabaseId> {
+        self.inner.database()
     }
 
     async fn push(
