@@ -218,3 +218,49 @@ async fn one_statement_per_fetch_when_map_and_keys_share_the_backend() {
     check(&fetch_all(&other.identities(), &keys).await);
     assert_eq!(statements(&cluster), (0, 5, 3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_key_that_fails_to_open_is_an_error_naming_the_imsi() {
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let config = PgConfig::from_conninfo(&cluster.conninfo())
+        .and_then(|c| c.with_schema("joined"))
+        .expect("config");
+    let backend = PgBackend::connect(&config, support::keyring(1, 0x42))
+        .await
+        .expect("connect");
+    let policy = RetentionPolicy::new(4, Duration::from_secs(3600)).unwrap();
+    let (map, keys) = (backend.identities(), backend.int_keys(policy));
+    let a = EmseId::new("emse-a.example.com").unwrap();
+    for n in 0..2 {
+        map.provision(&a, &app(n), &imsi(n)).await.unwrap();
+        let key = E2mIntKey::from_array(test_key_bytes(n, 7));
+        keys.push(&imsi(n), KeyId::from_u32(7), &key, at(0), at(0))
+            .await
+            .unwrap();
+    }
+    // Swap the two UEs' sealed bytes: each row now holds a record bound to the other UE.
+    cluster.psql(
+        "UPDATE joined.int_keys k SET sealed = o.sealed FROM joined.int_keys o \
+         WHERE k.imsi <> o.imsi AND k.key_id = o.key_id",
+    );
+    // The joined path and the two-step path fail alike, both naming the resolved IMSI.
+    for elsewhere in [false, true] {
+        let failed = if elsewhere {
+            let keys = Elsewhere(backend.int_keys(policy));
+            map.resolve_key(&keys, &a, &app(0), KeyId::from_u32(7), at(1))
+                .await
+        } else {
+            map.resolve_key(&keys, &a, &app(0), KeyId::from_u32(7), at(1))
+                .await
+        };
+        let failed = failed.expect_err("a swapped record must not open");
+        assert_eq!(failed.imsi, Some(imsi(0)), "elsewhere: {elsewhere}");
+        assert!(
+            matches!(failed.error, StoreError::Backend(_)),
+            "{:?}",
+            failed.error
+        );
+    }
+}
