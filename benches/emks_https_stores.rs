@@ -20,8 +20,9 @@
 //! session; they differ only in their stores: `Emks::in_memory` against
 //! `e2m_keystore_pg::PgBackend` (pool of 16, keys sealed under a generated KEK) on a
 //! throwaway PostgreSQL cluster that `.ci/postgres start` starts on loopback (and `stop`
-//! removes). An uncached PostgreSQL fetch is three statements (session, identity map, key;
-//! each a loopback round trip to the database) plus opening the sealed key.
+//! removes). An uncached PostgreSQL fetch is two statements (the session; then the identity
+//! map and the key in one joined statement, `IdentityMap::resolve_key`; each a pool
+//! checkout and a loopback round trip to the database) plus opening the sealed key.
 //!
 //! Each client task issues GET after GET on one shared keep-alive pool (reqwest, HTTP/1.1,
 //! the EMSE's certificate), cycling through the UEs, and decodes every key response. The

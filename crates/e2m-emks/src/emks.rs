@@ -2,10 +2,10 @@
 
 use e2m_keyid::{EmseId, Imsi, KeyId};
 use e2m_keystore::{
-    self as ks, IdentityMap, IntKeyStore, MemoryIdentityMap, MemoryIntKeyStore, MemorySessionStore,
-    MemorySubscriptionStore, NotificationOutbox, PendingNotification, PushOutcome, RetentionPolicy,
-    SessionInfo, SessionPolicy, SessionStore, StoreError, SubscriptionPolicy, SubscriptionRecord,
-    SubscriptionStore, UeFilter,
+    self as ks, HeldKey, IdentityKey, IdentityMap, IntKeyStore, MemoryIdentityMap,
+    MemoryIntKeyStore, MemorySessionStore, MemorySubscriptionStore, NotificationOutbox,
+    PendingNotification, PushOutcome, RetentionPolicy, SessionInfo, SessionPolicy, SessionStore,
+    StoreError, SubscriptionPolicy, SubscriptionRecord, SubscriptionStore, UeFilter,
 };
 use e2m_msg::{
     CallbackUri, Deregistration, IntermediateKeyPush, KeyIdSource, KeyRequest, KeyResponse,
@@ -408,12 +408,9 @@ where
         let session = self
             .session_of(emse, &request.session_id, now, record)
             .await?;
-        let imsi = self.resolve_ue(&session.emse, &request.ue).await?;
-        let held = self.keys.get(&imsi, request.key_id, now).await;
-        record.imsi = Some(imsi);
-        let held = held
-            .map_err(store_failed)?
-            .ok_or_else(|| refuse(ProblemCause::KeyNotAvailable, "key id not held"))?;
+        let held = self
+            .held_key_of(&session.emse, &request.ue, request.key_id, now, record)
+            .await?;
         // The profile was validated when the configuration was built.
         let key = e2m_keyid::e2m_key(&held.key, &session.emse, self.config.profile())
             .map_err(|_| refuse(ProblemCause::Internal, "derivation failed"))?;
@@ -423,6 +420,52 @@ where
             key,
             expires: held.info.expires,
         })
+    }
+
+    /// The UE's live key `key_id`, the UE named as the EMSE named it (seed 6.x.2.3 step 7:
+    /// resolve, then select by key id). By application identity this is one call of
+    /// [`IdentityMap::resolve_key`], which a backend holding the map and the keys in one
+    /// database answers with one query; by IMSI (where allowed) one key read. Either way
+    /// `record.imsi` names the UE once it is resolved, also when the key read fails.
+    async fn held_key_of(
+        &self,
+        emse: &EmseId,
+        ue: &UeRef,
+        key_id: KeyId,
+        now: Timestamp,
+        record: &mut AuditRecord,
+    ) -> Result<HeldKey, Refusal> {
+        let not_held = || refuse(ProblemCause::KeyNotAvailable, "key id not held");
+        let UeRef::AppIdentity(app) = ue else {
+            let imsi = self.resolve_ue(emse, ue).await?;
+            let held = self.keys.get(&imsi, key_id, now).await;
+            record.imsi = Some(imsi);
+            return held.map_err(store_failed)?.ok_or_else(not_held);
+        };
+        match self
+            .identities
+            .resolve_key(&self.keys, emse, app, key_id, now)
+            .await
+        {
+            Ok(IdentityKey::Held { imsi, key }) => {
+                record.imsi = Some(imsi);
+                Ok(key)
+            }
+            Ok(IdentityKey::NotHeld { imsi }) => {
+                record.imsi = Some(imsi);
+                Err(not_held())
+            }
+            // Unknown, and known but not provisioned for this EMSE: one answer, as in
+            // `resolve_ue`.
+            Ok(IdentityKey::UnknownIdentity) => Err(refuse(
+                ProblemCause::UeUnknown,
+                "identity not provisioned for this EMSE",
+            )),
+            Err(failed) => {
+                record.imsi = failed.imsi;
+                Err(store_failed(failed.error))
+            }
+        }
     }
 
     /// Deregistration by EMSE (seed 6.x.2.2.2.3): `DELETE /e2m/v1/sessions/{session}`.

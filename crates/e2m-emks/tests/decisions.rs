@@ -717,3 +717,46 @@ fn a_registration_at_the_session_limit_replaces_the_oldest_session() {
         .is_empty()
     );
 }
+
+#[test]
+fn fetch_audit_names_the_ue_once_its_identity_resolved() {
+    // A fetch by application identity goes through `IdentityMap::resolve_key`: the audit
+    // record names the IMSI for a served key and for a key not held, and no IMSI for an
+    // identity that did not resolve (unknown, or another EMSE's).
+    let w = world();
+    w.push(0, 1, at(0), at(0)).unwrap();
+    let sa = w.register(&w.a, at(0)).unwrap();
+    let cases = [
+        (app_ue(0, A), 1, None, Some(imsi(0))),
+        (
+            app_ue(0, A),
+            2,
+            Some(ProblemCause::KeyNotAvailable),
+            Some(imsi(0)),
+        ),
+        (app_ue(0, B), 1, Some(ProblemCause::UeUnknown), None),
+        (
+            UeRef::AppIdentity(app("nobody@a")),
+            1,
+            Some(ProblemCause::UeUnknown),
+            None,
+        ),
+    ];
+    for (ue, id, refused, audited_imsi) in cases {
+        let out = block_on(w.emks.fetch_key(
+            &w.a,
+            &e2m_msg::KeyRequest {
+                session_id: sa.copy_secret(),
+                ue: ue.clone(),
+                key_id: KeyId::from_u32(id),
+            },
+            at(1),
+        ));
+        let audit = out.effects.audit.clone();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].action, Action::FetchKey);
+        assert_eq!(audit[0].imsi, audited_imsi, "{ue:?} key {id}");
+        assert_eq!(audit[0].ue.as_ref(), Some(&ue));
+        assert_eq!(w.record(out).err(), refused, "{ue:?} key {id}");
+    }
+}

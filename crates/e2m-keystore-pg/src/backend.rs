@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use e2m_keystore::{RetentionPolicy, SessionPolicy, SubscriptionPolicy, Timestamp};
+use e2m_keystore::{DatabaseId, RetentionPolicy, SessionPolicy, SubscriptionPolicy, Timestamp};
 use e2m_seal::{CheckRecord, Keyring, SealNonce};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
@@ -19,6 +19,9 @@ pub(crate) struct Shared {
     pub(crate) pool: Pool,
     pub(crate) keyring: Keyring,
     pub(crate) sql: Sql,
+    /// The token every store of this backend answers to `database()`: stores sharing it
+    /// share the pool, the schema and the keyring, so one statement can read them together.
+    pub(crate) database: DatabaseId,
     /// How the outbox's `LISTEN` connection (outside the pool) connects.
     pub(crate) listen_config: tokio_postgres::Config,
     /// Asks the announcer task to `NOTIFY` the outbox channel (see [`Shared::announce`]).
@@ -138,6 +141,7 @@ impl PgBackend {
             pool,
             keyring,
             sql: Sql::new(&config.schema),
+            database: DatabaseId::unique(),
             listen_config: config.connection_config(),
             announcer: Arc::clone(&announcer),
         });

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use crate::BackendError;
 use crate::backend::{Shared, db_time, from_db_time};
 use e2m_keystore::{
-    E2mIntKey, HeldKey, Imsi, IntKeyStore, KeyId, KeyInfo, PushOutcome, RetentionPolicy,
-    StoreError, Timestamp,
+    DatabaseId, E2mIntKey, HeldKey, Imsi, IntKeyStore, KeyId, KeyInfo, PushOutcome,
+    RetentionPolicy, StoreError, Timestamp,
 };
 use e2m_seal::{IntKeyRecord, SealNonce, SealedKey};
 
@@ -30,12 +30,12 @@ impl core::fmt::Debug for PgIntKeyStore {
     }
 }
 
-/// One stored key row of a UE, as read inside a push.
-struct KeyRow {
-    key_id: KeyId,
-    created: Timestamp,
-    expires: Timestamp,
-    sealed: Vec<u8>,
+/// One stored key row of a UE.
+pub(crate) struct KeyRow {
+    pub(crate) key_id: KeyId,
+    pub(crate) created: Timestamp,
+    pub(crate) expires: Timestamp,
+    pub(crate) sealed: Vec<u8>,
 }
 
 /// The advisory lock key of a UE: its IMSI read as a decimal number. IMSIs are 6 to 15
@@ -48,7 +48,7 @@ fn ue_lock_key(imsi: &Imsi) -> i64 {
     })
 }
 
-fn key_id_param(key_id: KeyId) -> i64 {
+pub(crate) fn key_id_param(key_id: KeyId) -> i64 {
     i64::from(key_id.as_u32())
 }
 
@@ -56,6 +56,33 @@ fn key_id_from_db(n: i64) -> Result<KeyId, BackendError> {
     u32::try_from(n)
         .map(KeyId::from_u32)
         .map_err(|_| BackendError::CorruptRow("key id out of range"))
+}
+
+/// Opens a stored row's sealed key: the record it is bound to is rebuilt from the row's
+/// place (IMSI, key id, creation, expiry), so a row moved or edited fails to open.
+fn open_row(shared: &Shared, imsi: &Imsi, row: &KeyRow) -> Result<E2mIntKey, BackendError> {
+    let record = IntKeyRecord::new(imsi, row.key_id, row.created, row.expires);
+    let sealed = SealedKey::from_bytes(&row.sealed).map_err(BackendError::Open)?;
+    shared
+        .keyring
+        .open(&record, &sealed)
+        .map_err(BackendError::Open)
+}
+
+/// A stored row of `imsi` as the key it holds (opened under the backend's keyring).
+pub(crate) fn held_key(
+    shared: &Shared,
+    imsi: &Imsi,
+    row: &KeyRow,
+) -> Result<HeldKey, BackendError> {
+    Ok(HeldKey {
+        key: open_row(shared, imsi, row)?,
+        info: KeyInfo {
+            key_id: row.key_id,
+            created: row.created,
+            expires: row.expires,
+        },
+    })
 }
 
 impl PgIntKeyStore {
@@ -68,12 +95,7 @@ impl PgIntKeyStore {
     }
 
     fn open(&self, imsi: &Imsi, row: &KeyRow) -> Result<E2mIntKey, BackendError> {
-        let record = IntKeyRecord::new(imsi, row.key_id, row.created, row.expires);
-        let sealed = SealedKey::from_bytes(&row.sealed).map_err(BackendError::Open)?;
-        self.shared
-            .keyring
-            .open(&record, &sealed)
-            .map_err(BackendError::Open)
+        open_row(&self.shared, imsi, row)
     }
 
     async fn push_now(
@@ -189,14 +211,7 @@ impl PgIntKeyStore {
     }
 
     fn held_key(&self, imsi: &Imsi, row: &KeyRow) -> Result<HeldKey, BackendError> {
-        Ok(HeldKey {
-            key: self.open(imsi, row)?,
-            info: KeyInfo {
-                key_id: row.key_id,
-                created: row.created,
-                expires: row.expires,
-            },
-        })
+        held_key(&self.shared, imsi, row)
     }
 
     async fn latest_now(
@@ -312,5 +327,11 @@ impl IntKeyStore for PgIntKeyStore {
 
     async fn sweep(&self, now: Timestamp) -> Result<Vec<(Imsi, KeyInfo)>, StoreError> {
         Ok(self.sweep_now(now).await?)
+    }
+
+    /// This backend's token: the identity map of the same [`PgBackend`](crate::PgBackend)
+    /// reads these keys in the statement that resolves the identity.
+    fn database(&self) -> Option<DatabaseId> {
+        Some(self.shared.database)
     }
 }

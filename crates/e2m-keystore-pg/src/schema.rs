@@ -232,6 +232,7 @@ pub(crate) struct Sql {
 
     pub(crate) id_provision: String,
     pub(crate) id_resolve: String,
+    pub(crate) id_key_get: String,
     pub(crate) id_remove: String,
     pub(crate) id_remove_emse: String,
     pub(crate) id_import_lock: String,
@@ -330,6 +331,16 @@ impl Sql {
                  SELECT imsi FROM old"
             ),
             id_resolve: format!("SELECT imsi FROM {s}.identities WHERE emse = $1 AND app = $2"),
+            // A key fetch by application identity: the mapping and the key in one statement,
+            // so one snapshot and one round trip. No row: the identity is unknown; a row
+            // with NULL key columns: resolved, key not held. The key's conditions are
+            // `key_get`'s exactly (live while `expires > now`).
+            id_key_get: format!(
+                "SELECT i.imsi, k.created, k.expires, k.sealed FROM {s}.identities i \
+                 LEFT JOIN {s}.int_keys k \
+                 ON k.imsi = i.imsi AND k.key_id = $3 AND k.expires > $4 \
+                 WHERE i.emse = $1 AND i.app = $2"
+            ),
             id_remove: format!(
                 "DELETE FROM {s}.identities WHERE emse = $1 AND app = $2 RETURNING imsi"
             ),

@@ -9,8 +9,12 @@ mod support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use e2m_keystore::RetentionPolicy;
+use std::time::Duration;
+
 use e2m_keystore::conformance::{self, Factories, ShuffleConfig, WaitOn};
+use e2m_keystore::{
+    CacheConfig, CachedIdentities, CachedIntKeys, ManualClock, MemoryIdentityMap, RetentionPolicy,
+};
 use e2m_keystore_pg::{PgBackend, PgConfig};
 use tokio::runtime::Handle;
 
@@ -106,4 +110,64 @@ async fn postgres_outbox_passes_the_outbox_conformance_suite() {
         "{} checks ran",
         report.results.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_identity_map_and_keys_pass_the_identity_keys_suite() {
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let conninfo = cluster.conninfo();
+    // The pair from one backend (the joined statement), then a memory identity map in
+    // front of PostgreSQL keys (the two-step fallback), then both through the read caches
+    // (off and on): every pair gives the same answers.
+    let same_backend = conformance::identity_keys(&|retention| {
+        let backend = fresh_backend(&conninfo);
+        (backend.identities(), backend.int_keys(retention))
+    })
+    .await;
+    let memory_map = conformance::identity_keys(&|retention| {
+        (
+            MemoryIdentityMap::new(),
+            fresh_backend(&conninfo).int_keys(retention),
+        )
+    })
+    .await;
+    let two_backends = conformance::identity_keys(&|retention| {
+        (
+            fresh_backend(&conninfo).identities(),
+            fresh_backend(&conninfo).int_keys(retention),
+        )
+    })
+    .await;
+    let mut reports = vec![
+        ("one backend", same_backend),
+        ("memory map, PostgreSQL keys", memory_map),
+        ("two backends", two_backends),
+    ];
+    for (name, config) in [
+        ("cached, TTL 0", CacheConfig::DISABLED),
+        (
+            "cached, TTL 1 h",
+            CacheConfig::new(Duration::from_secs(3600), 1000).expect("config"),
+        ),
+    ] {
+        let report = conformance::identity_keys(&|retention| {
+            let backend = fresh_backend(&conninfo);
+            (
+                CachedIdentities::new(backend.identities(), config, ManualClock::new()),
+                CachedIntKeys::new(backend.int_keys(retention), config, ManualClock::new()),
+            )
+        })
+        .await;
+        reports.push((name, report));
+    }
+    for (name, report) in reports {
+        assert!(report.is_ok(), "{name}: {report}");
+        assert!(
+            report.results.len() >= 8,
+            "{name}: {} checks ran",
+            report.results.len()
+        );
+    }
 }

@@ -59,6 +59,27 @@ fn redb_store_passes_the_conformance_suite() {
 }
 
 #[test]
+fn redb_identity_map_and_keys_pass_the_identity_keys_suite() {
+    let base = tempfile::tempdir().unwrap();
+    let report = block_on(conformance::identity_keys(&|retention| {
+        let store = common::fresh(
+            base.path(),
+            RedbStoreConfig {
+                retention,
+                ..Default::default()
+            },
+        );
+        (store.identities(), store.int_keys())
+    }));
+    assert!(report.is_ok(), "{report}");
+    assert!(
+        report.results.len() >= 8,
+        "{} checks ran",
+        report.results.len()
+    );
+}
+
+#[test]
 fn concurrent_pushes_in_shuffled_order_keep_the_n_newest() {
     // Issue 9 item 15 against the durable store: N + k pushes per UE within one second from
     // 4 threads at once (so several land in one group commit, decided in one transaction),

@@ -43,12 +43,14 @@ use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 use foldhash::fast::RandomState;
 use zeroize::Zeroize;
 
+use crate::identity_keys::get_for;
 use crate::import::{IdentityRow, ImportSummary};
 use crate::packed::PackedImsi;
 use crate::{
-    Claim, HeldKey, IdentityMap, InstanceId, IntKeyStore, KeyInfo, NotificationOutbox,
-    PendingNotification, PolicyError, Provisioned, PushOutcome, RetentionPolicy, SessionDigest,
-    SessionId, SessionInfo, SessionPolicy, SessionStore, StoreError, Timestamp,
+    Claim, DatabaseId, HeldKey, IdentityKey, IdentityKeyError, IdentityMap, InstanceId,
+    IntKeyStore, KeyInfo, NotificationOutbox, PendingNotification, PolicyError, Provisioned,
+    PushOutcome, RetentionPolicy, SessionDigest, SessionId, SessionInfo, SessionPolicy,
+    SessionStore, StoreError, Timestamp,
 };
 
 /// A monotonic clock the caller provides: the time elapsed since an origin of its choice.
@@ -456,6 +458,14 @@ fn emse_prefix(emse: &EmseId, more: usize) -> Vec<u8> {
 /// `resolve` hits the cache; a miss goes to the backend; `provision`, `remove`,
 /// `remove_emse` and `provision_all` go to the backend and then drop this instance's
 /// entries they may have changed.
+///
+/// [`resolve_key`](IdentityMap::resolve_key) (a key fetch by application identity) hits
+/// the same cache: a hit goes on to the key store with the cached IMSI (`get`, through the
+/// key store's own cache if it has one), a miss goes to the backend's `resolve_key` (one
+/// statement where the backend joins the map and the keys: then the key is read from the
+/// database directly, fresher than any cached copy, and not added to a key cache) and
+/// caches the mapping it found under the same rules as `resolve`: no negative entries, and
+/// nothing from a read overtaken by a write through this instance.
 pub struct CachedIdentities<M, C> {
     inner: M,
     clock: C,
@@ -549,6 +559,48 @@ impl<M: IdentityMap, C: MonotonicClock> IdentityMap for CachedIdentities<M, C> {
             self.cache.invalidate_where(|k, _| k.starts_with(&prefix));
         }
         result
+    }
+
+    fn database(&self) -> Option<DatabaseId> {
+        self.inner.database()
+    }
+
+    /// A hit goes on to `keys` with the cached IMSI (`keys.get`, through its own cache if
+    /// it has one), as [`resolve`](IdentityMap::resolve) followed by `get` would; a miss
+    /// asks the backend's `resolve_key` (one query where the backend can join the map and
+    /// the keys) and caches the mapping it found under the same rules as a `resolve`.
+    async fn resolve_key<K: IntKeyStore>(
+        &self,
+        keys: &K,
+        emse: &EmseId,
+        app: &AppIdentity,
+        key_id: KeyId,
+        now: Timestamp,
+    ) -> Result<IdentityKey, IdentityKeyError> {
+        if !self.config.is_enabled() {
+            return self.inner.resolve_key(keys, emse, app, key_id, now).await;
+        }
+        let key = mapping_key(emse, app);
+        let read_at = self.clock.now();
+        let ttl = self.config.ttl;
+        let (hit, ticket) = self.cache.read(&key, |e| {
+            e.filter(|e| is_fresh(e.read_at, read_at, ttl))
+                .map(|e| e.value)
+        });
+        if let Some(imsi) = hit.and_then(PackedImsi::unpack) {
+            return get_for(keys, imsi, key_id, now).await;
+        }
+        let found = self.inner.resolve_key(keys, emse, app, key_id, now).await;
+        // Also after a failure of the key read: the mapping was read (`error.imsi`).
+        let imsi = match &found {
+            Ok(found) => found.imsi(),
+            Err(failed) => failed.imsi.as_ref(),
+        };
+        if let Some(imsi) = imsi {
+            let value = PackedImsi::new(imsi);
+            self.cache.fill(key, ticket, |_| Fresh { value, read_at });
+        }
+        found
     }
 
     async fn provision_all(&self, rows: Vec<IdentityRow>) -> Result<ImportSummary, StoreError> {
@@ -681,6 +733,13 @@ impl<S: NotificationOutbox, C: MonotonicClock> NotificationOutbox for CachedIntK
 impl<S: IntKeyStore, C: MonotonicClock> IntKeyStore for CachedIntKeys<S, C> {
     fn retention(&self) -> RetentionPolicy {
         self.inner.retention()
+    }
+
+    /// The inner store's: this cache serves only what the inner store held within the TTL,
+    /// so a query that reads the inner store's database directly answers within the same
+    /// bound (fresher, if anything).
+    fn database(&self) -> Option<DatabaseId> {
+        self.inner.database()
     }
 
     async fn push(
@@ -1086,6 +1145,134 @@ mod tests {
         // Removed through the cache (the EMSE taken out of service): gone at once.
         block_on(map.remove_emse(&emse)).unwrap();
         assert_eq!(block_on(map.resolve(&emse, &app)).unwrap(), None);
+    }
+
+    /// An identity map that runs a hook after its `resolve` has read, before it returns.
+    struct ProvisionDuringRead {
+        inner: MemoryIdentityMap,
+        hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+
+    impl IdentityMap for ProvisionDuringRead {
+        async fn provision(
+            &self,
+            emse: &EmseId,
+            app: &AppIdentity,
+            imsi: &Imsi,
+        ) -> Result<Provisioned, StoreError> {
+            self.inner.provision(emse, app, imsi).await
+        }
+        async fn resolve(
+            &self,
+            emse: &EmseId,
+            app: &AppIdentity,
+        ) -> Result<Option<Imsi>, StoreError> {
+            let found = self.inner.resolve(emse, app).await;
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook();
+            }
+            found
+        }
+        async fn remove(
+            &self,
+            emse: &EmseId,
+            app: &AppIdentity,
+        ) -> Result<Option<Imsi>, StoreError> {
+            self.inner.remove(emse, app).await
+        }
+        async fn remove_emse(&self, emse: &EmseId) -> Result<usize, StoreError> {
+            self.inner.remove_emse(emse).await
+        }
+        async fn provision_all(&self, rows: Vec<IdentityRow>) -> Result<ImportSummary, StoreError> {
+            self.inner.provision_all(rows).await
+        }
+    }
+
+    /// The IMSI and key octets `resolve_key` found (`None`: unknown identity).
+    fn fetched(
+        map: &impl IdentityMap,
+        keys: &impl IntKeyStore,
+        app: &AppIdentity,
+        id: u32,
+    ) -> Option<(Imsi, Option<[u8; 32]>)> {
+        let emse = EmseId::new("emse-a").unwrap();
+        match block_on(map.resolve_key(keys, &emse, app, KeyId::from_u32(id), t(1))).unwrap() {
+            IdentityKey::UnknownIdentity => None,
+            IdentityKey::NotHeld { imsi } => Some((imsi, None)),
+            IdentityKey::Held { imsi, key } => Some((imsi, Some(*key.key.expose_secret()))),
+        }
+    }
+
+    #[test]
+    fn resolve_key_caches_the_mapping_and_keeps_the_staleness_bound() {
+        let clock = Arc::new(ManualClock::new());
+        let map = CachedIdentities::new(MemoryIdentityMap::new(), config(), clock.clone());
+        let keys = CachedIntKeys::new(MemoryIntKeyStore::default(), config(), clock.clone());
+        let emse = EmseId::new("emse-a").unwrap();
+        let app = AppIdentity::new("ue@example.com").unwrap();
+        block_on(map.provision(&emse, &app, &imsi(1))).unwrap();
+        for ue in [1, 2] {
+            block_on(keys.push(&imsi(ue), KeyId::from_u32(7), &key(ue as u8), t(0), t(0))).unwrap();
+        }
+        assert_eq!(
+            fetched(&map, &keys, &app, 7),
+            Some((imsi(1), Some([1; 32])))
+        );
+        assert_eq!(map.cached(), 1);
+        // Re-provisioned behind the cache: the cached mapping goes on to the key store
+        // until the TTL has passed since it was read, and never after.
+        block_on(map.inner().provision(&emse, &app, &imsi(2))).unwrap();
+        clock.advance(TTL - Duration::from_nanos(1));
+        assert_eq!(
+            fetched(&map, &keys, &app, 7),
+            Some((imsi(1), Some([1; 32])))
+        );
+        assert_eq!(fetched(&map, &keys, &app, 8), Some((imsi(1), None)));
+        clock.advance(Duration::from_nanos(1));
+        assert_eq!(
+            fetched(&map, &keys, &app, 7),
+            Some((imsi(2), Some([2; 32])))
+        );
+        // Re-provisioned through the cache: followed at once.
+        block_on(map.provision(&emse, &app, &imsi(1))).unwrap();
+        assert_eq!(
+            fetched(&map, &keys, &app, 7),
+            Some((imsi(1), Some([1; 32])))
+        );
+        // An unknown identity is not cached (no negative entries): provisioned behind the
+        // cache, it is found at once.
+        let other = AppIdentity::new("other@example.com").unwrap();
+        assert_eq!(fetched(&map, &keys, &other, 7), None);
+        block_on(map.inner().provision(&emse, &other, &imsi(2))).unwrap();
+        assert_eq!(
+            fetched(&map, &keys, &other, 7),
+            Some((imsi(2), Some([2; 32])))
+        );
+    }
+
+    #[test]
+    fn a_resolve_key_overtaken_by_a_provision_through_the_cache_is_not_cached() {
+        let backend = ProvisionDuringRead {
+            inner: MemoryIdentityMap::new(),
+            hook: std::sync::Mutex::new(None),
+        };
+        let map = Arc::new(CachedIdentities::new(backend, config(), ManualClock::new()));
+        let keys = MemoryIntKeyStore::default();
+        let emse = EmseId::new("emse-a").unwrap();
+        let app = AppIdentity::new("ue@example.com").unwrap();
+        block_on(map.provision(&emse, &app, &imsi(1))).unwrap();
+        let during = map.clone();
+        let (e, a) = (emse.clone(), app.clone());
+        *map.inner().hook.lock().unwrap() = Some(Box::new(move || {
+            block_on(during.provision(&e, &a, &imsi(2))).unwrap();
+        }));
+        // The read began before the provisioning: it may answer the old IMSI ...
+        assert_eq!(fetched(&*map, &keys, &app, 7), Some((imsi(1), None)));
+        // ... but must not leave it cached.
+        assert_eq!(map.cached(), 0);
+        assert_eq!(fetched(&*map, &keys, &app, 7), Some((imsi(2), None)));
+        drop(map.inner().hook.lock().unwrap().take());
     }
 
     #[test]

@@ -162,6 +162,7 @@ macro_rules! conformance_tests {
         $(, sessions: $sessions:expr)?
         $(, subscriptions: $subscriptions:expr)?
         $(, outbox: $outbox:expr)?
+        $(, identity_keys: $identity_keys:expr)?
         $(,)?
     ) => {
         $($crate::__conformance_suite_tests!(int_keys, int_keys_only, $run, $int_keys, [
@@ -227,6 +228,16 @@ macro_rules! conformance_tests {
             a_claim_keeps_its_limits_in_all_per_emse_and_skipped,
             entries_of_ended_subscriptions_are_never_handed_out,
             no_subscription_no_entry
+        ]);)?
+        $($crate::__conformance_suite_tests!(identity_keys, identity_keys_only, $run, $identity_keys, [
+            a_held_key_is_served_with_its_imsi,
+            an_unknown_identity_is_unknown,
+            another_emses_identity_is_unknown,
+            a_key_id_not_held_is_not_held,
+            an_expired_key_is_not_held,
+            a_retired_key_is_not_held,
+            a_replaced_key_is_served_as_replaced,
+            reprovisioning_follows_the_new_imsi
         ]);)?
     };
 }
@@ -1851,5 +1862,7 @@ pub fn shuffled_pushes<S: IntKeyStore, W: WaitOn>(
     }
     Ok(report)
 }
+mod identity_keys;
 mod outbox;
+pub use identity_keys::{identity_keys, identity_keys_only};
 pub use outbox::{outbox, outbox_only};

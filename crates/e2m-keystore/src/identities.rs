@@ -5,14 +5,15 @@
 use core::future::Future;
 use std::collections::HashMap;
 
-use e2m_keyid::{AppIdentity, EmseId, Imsi};
+use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 use foldhash::fast::RandomState;
 
-use crate::StoreError;
+use crate::identity_keys::{IdentityKey, IdentityKeyError, resolve_then_get};
 use crate::import::{IdentityRow, ImportSummary};
 use crate::inline_bytes::InlineBytes;
 use crate::packed::PackedImsi;
 use crate::shard::Sharded;
+use crate::{DatabaseId, IntKeyStore, StoreError, Timestamp};
 
 /// What [`IdentityMap::provision`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +93,60 @@ pub trait IdentityMap: Send + Sync {
         &self,
         rows: Vec<IdentityRow>,
     ) -> impl Future<Output = Result<ImportSummary, StoreError>> + Send;
+
+    /// The database this map lives in, if one query can read it together with another
+    /// store answering the same token (see [`DatabaseId`]). `None` (the default): never.
+    fn database(&self) -> Option<DatabaseId> {
+        None
+    }
+
+    /// The IMSI `app` names for `emse` and that UE's live key `key_id` in `keys`: what a
+    /// key fetch by application identity needs, in one call.
+    ///
+    /// Answers exactly as [`resolve`](Self::resolve) followed by
+    /// [`IntKeyStore::get`] of the IMSI found, which is what the default does
+    /// ([`resolve_then_get`]); checked by
+    /// [`conformance::identity_keys`](crate::conformance::identity_keys). A backend whose
+    /// map and key store share a database ([`database`](Self::database) equal to
+    /// `keys.database()`) may answer with one query, and falls back to the default for
+    /// any other `keys`.
+    ///
+    /// ```
+    /// use e2m_keystore::{block_on, AppIdentity, E2mIntKey, EmseId, IdentityKey, IdentityMap,
+    ///     Imsi, IntKeyStore, KeyId, MemoryIdentityMap, MemoryIntKeyStore, Timestamp};
+    ///
+    /// let (map, keys) = (MemoryIdentityMap::new(), MemoryIntKeyStore::default());
+    /// let emse = EmseId::new("emse-a.example.com").unwrap();
+    /// let app = AppIdentity::new("sensor-17@iot.example.com").unwrap();
+    /// let imsi = Imsi::new("001010000000017").unwrap();
+    /// let now = Timestamp::from_unix_secs(1_800_000_000);
+    /// block_on(map.provision(&emse, &app, &imsi)).unwrap();
+    /// let key = E2mIntKey::from_array([7; 32]);
+    /// block_on(keys.push(&imsi, KeyId::from_u32(9), &key, now, now)).unwrap();
+    ///
+    /// match block_on(map.resolve_key(&keys, &emse, &app, KeyId::from_u32(9), now)).unwrap() {
+    ///     IdentityKey::Held { imsi: found, key } => {
+    ///         assert_eq!(found, imsi);
+    ///         assert_eq!(key.info.key_id, KeyId::from_u32(9));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// let other = block_on(map.resolve_key(&keys, &emse, &app, KeyId::from_u32(8), now));
+    /// assert!(matches!(other.unwrap(), IdentityKey::NotHeld { .. }));
+    /// ```
+    ///
+    /// # Errors
+    /// [`IdentityKeyError`]: the store's error, with the IMSI if it was resolved first.
+    fn resolve_key<K: IntKeyStore>(
+        &self,
+        keys: &K,
+        emse: &EmseId,
+        app: &AppIdentity,
+        key_id: KeyId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<IdentityKey, IdentityKeyError>> + Send {
+        resolve_then_get(self, keys, emse, app, key_id, now)
+    }
 }
 
 /// Identities of one EMSE within one shard, each kept in its slot when short

@@ -237,6 +237,16 @@ pub trait IntKeyStore: Send + Sync {
         &self,
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<(Imsi, KeyInfo)>, StoreError>> + Send;
+
+    /// The database this store lives in, if one query can read it together with another
+    /// store answering the same token (see [`DatabaseId`](crate::DatabaseId); what
+    /// [`IdentityMap::resolve_key`](crate::IdentityMap::resolve_key) checks before joining
+    /// the identity map and the keys). `None` (the default): never. A wrapper that serves
+    /// nothing but what its inner store holds (such as a read cache) forwards its inner
+    /// store's token.
+    fn database(&self) -> Option<crate::DatabaseId> {
+        None
+    }
 }
 
 /// One retained key, 44 octets: `created` (Unix milliseconds, the full resolution) is kept

@@ -9,6 +9,7 @@ mod block_on;
 pub mod cache;
 mod error;
 mod identities;
+pub mod identity_keys;
 pub mod import;
 mod inline_bytes;
 mod int_keys;
@@ -28,6 +29,7 @@ pub use cache::{
 };
 pub use error::{Limit, PolicyError, StoreError};
 pub use identities::{IdentityMap, MemoryIdentityMap, Provisioned};
+pub use identity_keys::{DatabaseId, IdentityKey, IdentityKeyError};
 pub use int_keys::{
     HeldKey, IntKeyStore, KeyInfo, MemoryIntKeyStore, PushOutcome, RetentionPolicy,
 };

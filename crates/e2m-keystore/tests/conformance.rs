@@ -97,7 +97,21 @@ mod memory {
             let keys = MemoryIntKeyStore::with_subscriptions(retention, &subscriptions);
             (keys, subscriptions)
         },
+        identity_keys: |retention| (MemoryIdentityMap::new(), MemoryIntKeyStore::new(retention)),
     }
+}
+
+#[test]
+fn the_identity_keys_macro_covers_every_identity_keys_check() {
+    let report = block_on(conformance::identity_keys(&|retention| {
+        (MemoryIdentityMap::new(), MemoryIntKeyStore::new(retention))
+    }));
+    assert!(report.is_ok(), "{report}");
+    let mut suite: Vec<&str> = report.results.iter().map(|r| r.check).collect();
+    let mut covered = memory::identity_keys::CHECKS.to_vec();
+    suite.sort_unstable();
+    covered.sort_unstable();
+    assert_eq!(suite, covered);
 }
 
 #[test]
@@ -170,6 +184,10 @@ mod cached {
             int_keys: |p| CachedIntKeys::new(MemoryIntKeyStore::new(p), CacheConfig::DISABLED, ManualClock::new()),
             identities: || CachedIdentities::new(MemoryIdentityMap::new(), CacheConfig::DISABLED, ManualClock::new()),
             sessions: |p| CachedSessions::new(MemorySessionStore::new(p), CacheConfig::DISABLED, ManualClock::new()),
+            identity_keys: |p| (
+                CachedIdentities::new(MemoryIdentityMap::new(), CacheConfig::DISABLED, ManualClock::new()),
+                CachedIntKeys::new(MemoryIntKeyStore::new(p), CacheConfig::DISABLED, ManualClock::new()),
+            ),
         }
     }
 
@@ -181,6 +199,10 @@ mod cached {
             int_keys: |p| CachedIntKeys::new(MemoryIntKeyStore::new(p), on(), ManualClock::new()),
             identities: || CachedIdentities::new(MemoryIdentityMap::new(), on(), ManualClock::new()),
             sessions: |p| CachedSessions::new(MemorySessionStore::new(p), on(), ManualClock::new()),
+            identity_keys: |p| (
+                CachedIdentities::new(MemoryIdentityMap::new(), on(), ManualClock::new()),
+                CachedIntKeys::new(MemoryIntKeyStore::new(p), on(), ManualClock::new()),
+            ),
         }
     }
 
@@ -197,6 +219,10 @@ mod cached {
             int_keys: |p| CachedIntKeys::new(MemoryIntKeyStore::new(p), small(), ManualClock::new()),
             identities: || CachedIdentities::new(MemoryIdentityMap::new(), small(), ManualClock::new()),
             sessions: |p| CachedSessions::new(MemorySessionStore::new(p), small(), ManualClock::new()),
+            identity_keys: |p| (
+                CachedIdentities::new(MemoryIdentityMap::new(), small(), ManualClock::new()),
+                CachedIntKeys::new(MemoryIntKeyStore::new(p), small(), ManualClock::new()),
+            ),
         }
     }
 }
