@@ -11,7 +11,9 @@
 //! The PostgreSQL EMKS is built as `emks --store postgres` builds it: the store behind the
 //! read-through caches of `e2m_keystore::cache` (`--cache-ttl`, default 1000 ms, capacity
 //! 100,000 entries each; the TTL used is printed). A third target, the same store with the
-//! caches off (`--cache-ttl 0`), shows what they save in the same run. With the caches on,
+//! caches off (`--cache-ttl 0`), shows what they save in the same run; a fourth caches the
+//! session only, which is what a deployment whose UEs each fetch about once per AKA run
+//! meets (identity and key always cold, one joined statement per fetch). With the caches on,
 //! each UE's identity mapping and key and the one session are read from the database once
 //! per TTL, every other fetch is served from memory.
 //!
@@ -422,6 +424,22 @@ async fn bench(pg: &Postgres, measure: Duration, concurrency: usize, rounds: usi
         backend.subscriptions(SubscriptionPolicy::DEFAULT),
     );
     let (uncached_emks, uncached_target) = start_target(uncached, &pki, &limits, &emse_id).await;
+    // Every UE cold, the session warm: what a deployment meets when each UE's key is
+    // fetched about once per AKA run (the identity and key caches never hit), while the
+    // EMSE's one session is read on every fetch (its cache always hits). One joined
+    // statement per fetch.
+    let cold_ues = Emks::new(
+        EmksConfig::default(),
+        backend.int_keys(RetentionPolicy::DEFAULT),
+        backend.identities(),
+        CachedSessions::new(
+            backend.sessions(SessionPolicy::DEFAULT),
+            cache,
+            Arc::new(InstantClock(Instant::now())),
+        ),
+        backend.subscriptions(SubscriptionPolicy::DEFAULT),
+    );
+    let (cold_emks, cold_target) = start_target(cold_ues, &pki, &limits, &emse_id).await;
 
     let client = {
         let tls = client_config(
@@ -443,13 +461,15 @@ async fn bench(pg: &Postgres, measure: Duration, concurrency: usize, rounds: usi
         "\nHTTPS key fetch (mutual TLS, HTTP/1.1 keep-alive, loopback): {concurrency} concurrent clients, \
          {UES} UEs, {} s per round, {rounds} rounds; PostgreSQL pool {pool}; \
          PostgreSQL EMKS as `emks --store postgres --cache-ttl {ttl_ms}` (cache TTL {ttl_ms} ms, \
-         capacity {EXAMPLE_CACHE_CAPACITY}), beside it the same with `--cache-ttl 0`\n",
+         capacity {EXAMPLE_CACHE_CAPACITY}), beside it the same with `--cache-ttl 0`, and with \
+         only the session cached (every UE cold)\n",
         measure.as_secs()
     );
     let targets = [
         ("memory", &memory_target),
         ("PostgreSQL", &cached_target),
         ("PostgreSQL, no cache", &uncached_target),
+        ("PostgreSQL, cold UEs", &cold_target),
     ];
     let mut best: Vec<Option<Run>> = targets.iter().map(|_| None).collect();
     for round in 1..=rounds {
@@ -498,7 +518,7 @@ async fn bench(pg: &Postgres, measure: Duration, concurrency: usize, rounds: usi
     println!(
         "(CPU: this process, i.e. clients, TLS and the EMKS; server CPU: the PostgreSQL server's processes)"
     );
-    let (memory, postgres, uncached) = (&best[0], &best[1], &best[2]);
+    let (memory, postgres, uncached, cold) = (&best[0], &best[1], &best[2], &best[3]);
     let ratio = postgres.per_second() / memory.per_second();
     let p99 = postgres.percentile(0.99);
     println!(
@@ -519,6 +539,12 @@ async fn bench(pg: &Postgres, measure: Duration, concurrency: usize, rounds: usi
         uncached.per_second() / memory.per_second(),
         uncached.percentile(0.99).as_secs_f64() * 1e3
     );
+    println!(
+        "every UE cold, the session cached (one joined statement per fetch): {:.2} × memory, p99 {:.2} ms\n",
+        cold.per_second() / memory.per_second(),
+        cold.percentile(0.99).as_secs_f64() * 1e3
+    );
+    cold_emks.shutdown().await;
     cached_emks.shutdown().await;
     uncached_emks.shutdown().await;
     memory_emks.shutdown().await;
