@@ -148,8 +148,20 @@ struct FloodCounts {
     ports: AtomicUsize,
 }
 
+/// First ClientHellos per second the flood sends (each with a forged-cookie ClientHello, a
+/// replayed-cookie ClientHello and a bare ClientKeyExchange: four datagrams): the issue's
+/// whole 2,000-hello flood two and a half times every second, before and all through the
+/// real handshakes. Paced, not as fast as the flooding thread can go: unpaced on a 2-core
+/// machine it reached 100,000+ per second (400,000+ datagrams) against the test's debug
+/// build of the EMSE, whose socket buffer then overflows and the kernel drops the real
+/// handshake's datagrams with the flood's (CI saw the UE time out that way once). No server
+/// state defends against that (bandwidth, not state); what the cookie must defend against
+/// is a flood that costs the attacker little and the server its peer slots and key
+/// fetches, which this rate shows: before the cookie, 2,000 of these filled `max_peers`.
+const FLOOD_HELLOS_PER_SEC: u64 = 5_000;
+
 /// Floods `server` from fresh ports on 127.0.0.2–5 until `stop` (and at least
-/// `minimum_hellos` first ClientHellos).
+/// `minimum_hellos` first ClientHellos), at [`FLOOD_HELLOS_PER_SEC`].
 fn flood(
     server: SocketAddr,
     hello: &[u8],
@@ -161,7 +173,15 @@ fn flood(
     let mut forged = with_cookie(hello, &[0x5a; 32]);
     let cke = bare_client_key_exchange(FLOOD_IDENTITY);
     let mut round: u32 = 0;
+    let started = Instant::now();
+    let mut sent: u64 = 0;
     while !stop.load(Ordering::SeqCst) || counts.hellos.load(Ordering::SeqCst) < minimum_hellos {
+        // Ahead of the pace: wait until the schedule catches up.
+        let due = Duration::from_micros(sent * 1_000_000 / FLOOD_HELLOS_PER_SEC);
+        if let Some(ahead) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+        sent += 4;
         round = round.wrapping_add(1);
         for host in 2..=5u8 {
             let Ok(socket) = UdpSocket::bind((std::net::Ipv4Addr::new(127, 0, 0, host), 0)) else {
