@@ -2,7 +2,7 @@
 //! and key`, what the EMKS does for every key request (seed 6.x.2.3 step 7: "resolve the
 //! application identity to an IMSI, select the stored key by key id").
 //!
-//! [`IdentityMap::resolve_key`](crate::IdentityMap::resolve_key) answers it in two steps
+//! [`IdentityMap::resolve_key`] answers it in two steps
 //! by default ([`resolve_then_get`]); a backend whose identity map and key store live in
 //! one database (they answer the same [`DatabaseId`]) may answer it with one query.
 
@@ -36,7 +36,7 @@ impl DatabaseId {
     }
 }
 
-/// What [`IdentityMap::resolve_key`](crate::IdentityMap::resolve_key) found.
+/// What [`IdentityMap::resolve_key`] found.
 ///
 /// Exhaustive on purpose: the three answers are the three outcomes of the seed's step
 /// (unknown UE, key not held, key served), and a caller should have to decide each.
@@ -70,7 +70,7 @@ impl IdentityKey {
     }
 }
 
-/// A failed [`IdentityMap::resolve_key`](crate::IdentityMap::resolve_key): the store's
+/// A failed [`IdentityMap::resolve_key`]: the store's
 /// error, and the IMSI if the identity was resolved before the failure (so that an audit
 /// record names the UE exactly as a separate resolve and key read would have).
 #[derive(Debug)]
@@ -106,7 +106,7 @@ impl std::error::Error for IdentityKeyError {
     }
 }
 
-/// The two-step answer of [`IdentityMap::resolve_key`](crate::IdentityMap::resolve_key):
+/// The two-step answer of [`IdentityMap::resolve_key`]:
 /// `map.resolve`, then `keys.get` of the IMSI found. The default of the trait method, and
 /// what an override falls back to when it cannot do better (e.g. `keys` lives elsewhere).
 ///
