@@ -29,6 +29,15 @@ fn refuse(cause: ProblemCause, reason: &'static str) -> Refusal {
     Refusal { cause, reason }
 }
 
+/// An identity unknown, or known but not provisioned for this EMSE: one answer, so that an
+/// EMSE cannot probe which identities exist elsewhere.
+fn identity_not_provisioned() -> Refusal {
+    refuse(
+        ProblemCause::UeUnknown,
+        "identity not provisioned for this EMSE",
+    )
+}
+
 /// Store failures are the operator's, not the peer's: 503 (retry later), or 429 for a
 /// limit that the peer itself reached.
 fn store_failed(e: StoreError) -> Refusal {
@@ -257,14 +266,7 @@ where
                 .resolve(emse, app)
                 .await
                 .map_err(store_failed)?
-                // Unknown, and known but not provisioned for this EMSE: one answer, so that
-                // an EMSE cannot probe which identities exist elsewhere.
-                .ok_or_else(|| {
-                    refuse(
-                        ProblemCause::UeUnknown,
-                        "identity not provisioned for this EMSE",
-                    )
-                }),
+                .ok_or_else(identity_not_provisioned),
             UeRef::Imsi(imsi) if self.config.imsi_allowed(emse) => Ok(imsi.clone()),
             UeRef::Imsi(_) => Err(refuse(
                 ProblemCause::EmseNotAuthorized,
@@ -455,12 +457,7 @@ where
                 record.imsi = Some(imsi);
                 Err(not_held())
             }
-            // Unknown, and known but not provisioned for this EMSE: one answer, as in
-            // `resolve_ue`.
-            Ok(IdentityKey::UnknownIdentity) => Err(refuse(
-                ProblemCause::UeUnknown,
-                "identity not provisioned for this EMSE",
-            )),
+            Ok(IdentityKey::UnknownIdentity) => Err(identity_not_provisioned()),
             Err(failed) => {
                 record.imsi = failed.imsi;
                 Err(store_failed(failed.error))
