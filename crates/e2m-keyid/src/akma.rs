@@ -984,6 +984,7 @@ pub enum AkmaAnchorError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 
