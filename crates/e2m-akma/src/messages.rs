@@ -1,4 +1,4 @@
-//! The request and response bodies of Naanf_AKMA (TS 29.535 §6.1.6, OpenAPI
+//! The request and response bodies of Naanf_AKMA (TS 29.535 §5.1.6, OpenAPI
 //! `TS29535_Naanf_AKMA.yaml`) and of the NEF AKMA API (TS 29.522 §5.14, `TS29522_AKMA.yaml`).
 
 use serde::{Deserialize, Serialize};
@@ -275,8 +275,8 @@ pub struct AkmaAfKeyData {
 }
 
 /// `AkmaAfKeyData` as the NEF answers it (TS 29.522 §5.14.3.2, 200): the type has no SUPI,
-/// so the NEF cannot send one (TS 33.535 §6.2: the NEF gives an AF outside the operator's
-/// domain the GPSI, if anything). Reading an answer that carries `supi` fails as an unknown
+/// so the NEF cannot send one (an AF outside the operator's domain gets the GPSI, if
+/// anything: TS 33.535, AKMA via the NEF). Reading an answer that carries `supi` fails as an unknown
 /// attribute.
 #[derive(Debug)]
 pub struct NefAkmaAfKeyData {
@@ -411,7 +411,8 @@ impl From<AkmaAfKeyData> for NefAkmaAfKeyData {
 
 /// `ServiceDisableNotif`: the AAnF (or the NEF) tells an AF that AKMA is disabled for the UE
 /// behind an A-KID (the `ServiceDisablementNotification` callback to the request's
-/// `notifUri`; TS 29.535 §5.1.5.2, TS 33.535 §7.1.6). The AF answers 204.
+/// `notifUri`; TS 29.535 §5.1.5.2, `Naanf_AKMA_ServiceDisableNotification` of TS 33.535
+/// §7.1). The AF answers 204.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceDisableNotif {
     /// The A-KID whose context is gone (`aKId`).
