@@ -17,7 +17,7 @@
 
 use aes::Aes128;
 use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
-use e2m_kdf::{Ck, Ik};
+use e2m_kdf::{Ck, Ik, Kausf, KdfError, ResStar};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -370,11 +370,36 @@ pub struct AuthVector {
 }
 
 impl AuthVector {
-    /// SQN ⊕ AK, the first six octets of AUTN (an input of K_ASME and CK'/IK').
+    /// SQN ⊕ AK, the first six octets of AUTN (an input of K_ASME, CK'/IK' and K_AUSF).
     pub fn sqn_xor_ak(&self) -> [u8; 6] {
         let mut out = [0u8; 6];
         out.copy_from_slice(&self.autn[..6]);
         out
+    }
+
+    /// 5G AKA, UDM/ARPF side: K_AUSF of this vector for `serving_network_name`
+    /// (TS 33.501 §6.1.3.2 step 1, A.2), the key of the 5G HE AV the AUSF keeps and AKMA
+    /// starts from.
+    ///
+    /// # Errors
+    /// [`KdfError`] for an empty or non-NFKC serving network name.
+    pub fn kausf(&self, serving_network_name: &str) -> Result<Kausf, KdfError> {
+        e2m_kdf::kausf(&self.ck, &self.ik, serving_network_name, &self.sqn_xor_ak())
+    }
+
+    /// 5G AKA, UDM/ARPF side: XRES* of this vector for `serving_network_name`
+    /// (TS 33.501 A.4), which replaces XRES in the 5G HE AV.
+    ///
+    /// # Errors
+    /// [`KdfError`] for an empty or non-NFKC serving network name.
+    pub fn xres_star(&self, serving_network_name: &str) -> Result<ResStar, KdfError> {
+        e2m_kdf::res_star(
+            &self.ck,
+            &self.ik,
+            serving_network_name,
+            &self.rand,
+            self.xres.expose(),
+        )
     }
 }
 
@@ -409,6 +434,38 @@ pub struct AkaResponse {
     pub ik: Ik,
     /// The SQN recovered from AUTN, which the USIM now records as the highest accepted.
     pub sqn: Sqn,
+    /// SQN ⊕ AK as AUTN carried it: with CK and IK, the input of K_AUSF (5G AKA).
+    pub sqn_xor_ak: [u8; 6],
+}
+
+impl AkaResponse {
+    /// 5G AKA, UE side: K_AUSF for the serving network name the ME built (TS 33.501
+    /// §6.1.3.2 step 6, A.2); equal to the home network's [`AuthVector::kausf`].
+    ///
+    /// # Errors
+    /// [`KdfError`] for an empty or non-NFKC serving network name.
+    pub fn kausf(&self, serving_network_name: &str) -> Result<Kausf, KdfError> {
+        e2m_kdf::kausf(&self.ck, &self.ik, serving_network_name, &self.sqn_xor_ak)
+    }
+
+    /// 5G AKA, UE side: RES* for `rand` (the challenge just answered) and the serving
+    /// network name (TS 33.501 A.4).
+    ///
+    /// # Errors
+    /// [`KdfError`] for an empty or non-NFKC serving network name.
+    pub fn res_star(
+        &self,
+        serving_network_name: &str,
+        rand: &[u8; 16],
+    ) -> Result<ResStar, KdfError> {
+        e2m_kdf::res_star(
+            &self.ck,
+            &self.ik,
+            serving_network_name,
+            rand,
+            self.res.expose(),
+        )
+    }
 }
 
 impl core::fmt::Debug for AkaResponse {
@@ -521,7 +578,15 @@ impl Aka {
         if highest_accepted.is_some_and(|h| sqn <= h) {
             return Err(AkaError::SyncFailure);
         }
-        Ok(AkaResponse { res, ck, ik, sqn })
+        let mut sqn_xor_ak = [0u8; 6];
+        sqn_xor_ak.copy_from_slice(&autn[..6]);
+        Ok(AkaResponse {
+            res,
+            ck,
+            ik,
+            sqn,
+            sqn_xor_ak,
+        })
     }
 }
 

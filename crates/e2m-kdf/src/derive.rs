@@ -1,9 +1,11 @@
 //! Typed derivations: each names its keys by kind and cites the clause it implements.
 
+use zeroize::Zeroize;
+
 use crate::engine::kdf_checked;
 use crate::{
     Ck, CkPrime, E2mIntKey, E2mProfile, Fc, Ik, IkPrime, Kaf, Kakma, Kasme, Kausf, KdfError,
-    KdfOutput, Ks, KsNaf, text_param,
+    KdfOutput, Ks, KsNaf, ResStar, text_param,
 };
 
 /// Checks a text parameter that must not be empty.
@@ -86,8 +88,13 @@ pub fn ks_naf(ks: &Ks, rand: &[u8; 16], impi: &str, naf_id: &[u8]) -> Result<KsN
 }
 
 /// K_AUSF for 5G AKA (TS 33.501 A.2): `Key = CK || IK`, `FC = 0x6A`, `P0` = serving
-/// network name (TS 33.501 §6.1.1.4, e.g. `"5G:mnc001.mcc001.3gppnetwork.org"`),
-/// `P1 = SQN ⊕ AK`.
+/// network name (TS 33.501 §6.1.1.4: `"5G:"` and the SNN-network-identifier of TS 24.501
+/// §9.12.1, e.g. `"5G:mnc093.mcc208.3gppnetwork.org"`, the MNC always three digits),
+/// `P1 = SQN ⊕ AK` (the first six octets of AUTN; AK = 0 where AK is not used).
+///
+/// The UDM/ARPF computes it for the 5G HE AV, the UE after accepting AUTN; the AUSF keeps
+/// it and derives K_AKMA and the A-TID from it ([`kakma`], [`a_tid`]). `e2m_keyid::akma`
+/// builds the serving network name from a PLMN so that the MNC padding cannot be missed.
 ///
 /// # Errors
 /// [`KdfError`] for an empty or non-NFKC serving network name, or one over 65535 octets.
@@ -102,7 +109,39 @@ pub fn kausf(
     Ok(Kausf::from_array(*out.expose_secret()))
 }
 
+/// RES* or XRES* (TS 33.501 A.4): `Key = CK || IK`, `FC = 0x6B`, `P0` = serving network
+/// name, `P1 = RAND`, `P2` = RES (UE) or XRES (UDM/ARPF); the 128 least significant bits of
+/// the output.
+///
+/// # Errors
+/// [`KdfError::ResLength`] unless `res` is 4 to 16 octets; [`KdfError`] for an empty or
+/// non-NFKC serving network name.
+pub fn res_star(
+    ck: &Ck,
+    ik: &Ik,
+    serving_network_name: &str,
+    rand: &[u8; 16],
+    res: &[u8],
+) -> Result<ResStar, KdfError> {
+    if !(4..=16).contains(&res.len()) {
+        return Err(KdfError::ResLength { len: res.len() });
+    }
+    let name = octets(0, non_empty_text(serving_network_name)?)?;
+    let out = kdf_ck_ik(ck, ik, Fc::RES_STAR, &[name, rand, res]);
+    let (mut high, low) = split_halves(&out);
+    high.as_mut_slice().zeroize();
+    Ok(ResStar::from_array(low))
+}
+
 /// K_AKMA (TS 33.535 A.2): `Key = K_AUSF`, `FC = 0x80`, `P0 = "AKMA"`, `P1 = SUPI`.
+///
+/// The SUPI is "the same value as parameter P0 in Annex A.7.0 of TS 33.501" (TS 33.535
+/// A.2): for an IMSI the IMSI's digits as a character string (TS 23.003 §2.2, no `imsi-`
+/// prefix), for a network specific identifier, GCI or GLI its NAI (TS 23.003 §28.7.2,
+/// §28.15.2, §28.16.2). `e2m_keyid::akma::Supi::kdf_param` gives exactly that.
+///
+/// Not the K_AUSF FC 0x6A: two public projects derive K_AKMA with it (see the crate's
+/// `tests/data/akma.txt`, which checks against both mistakes).
 ///
 /// # Errors
 /// [`KdfError`] for an empty or non-NFKC SUPI, or one over 65535 octets.
@@ -113,7 +152,8 @@ pub fn kakma(kausf: &Kausf, supi: &str) -> Result<Kakma, KdfError> {
 }
 
 /// A-TID, the AKMA temporary identifier (TS 33.535 A.3): `Key = K_AUSF`, `FC = 0x81`,
-/// `P0 = "A-TID"`, `P1 = SUPI`. Not a secret: it travels in the A-KID.
+/// `P0 = "A-TID"`, `P1 = SUPI` (encoded as for [`kakma`]). Not a secret: it travels in
+/// the A-KID.
 ///
 /// # Errors
 /// [`KdfError`] for an empty or non-NFKC SUPI, or one over 65535 octets.
@@ -124,7 +164,8 @@ pub fn a_tid(kausf: &Kausf, supi: &str) -> Result<ATid, KdfError> {
 }
 
 /// K_AF (TS 33.535 A.4): `Key = K_AKMA`, `FC = 0x82`, `P0 = AF_ID` (the AF's FQDN followed
-/// by the Ua* security protocol identifier, given here as octets).
+/// by the five-octet Ua* security protocol identifier of TS 33.220 Annex H, given here as
+/// octets; `e2m_keyid::akma::AfId` builds it from validated parts).
 ///
 /// # Errors
 /// [`KdfError::ParameterTooLong`] for an AF_ID over 65535 octets.

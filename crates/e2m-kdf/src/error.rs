@@ -32,6 +32,13 @@ pub enum KdfError {
     /// The one-octet FC value 0xFF is the escape to the two-octet form, not a function code.
     #[error("FC 0xFF is the two-octet escape, not a one-octet function code")]
     ReservedFc,
+    /// A RES or XRES is not 4 to 16 octets long (TS 33.102 §6.3.2; TS 33.501 A.4 gives
+    /// L2 between 0x00 0x04 and 0x00 0x10).
+    #[error("RES is {len} octets; TS 33.501 A.4 takes 4 to 16")]
+    ResLength {
+        /// Octets supplied.
+        len: usize,
+    },
     /// An [`E2mProfile`](crate::E2mProfile) uses one FC for two different derivations.
     #[error("profile assigns one FC to two derivations")]
     ProfileFcCollision,

@@ -20,9 +20,10 @@ impl Fc {
     pub const KASME: Fc = Fc::single(0x10);
     /// CK', IK' from CK, IK, access network identity and SQN ⊕ AK, TS 33.402 A.2.
     pub const CK_IK_PRIME: Fc = Fc::single(0x20);
-    /// K_AUSF from CK', IK' (5G AKA), TS 33.501 A.2.
+    /// K_AUSF from CK, IK, the serving network name and SQN ⊕ AK (5G AKA), TS 33.501 A.2.
+    /// (EAP-AKA' takes K_AUSF from the EMSK instead, A.1; no FC.)
     pub const KAUSF: Fc = Fc::single(0x6A);
-    /// RES* / XRES*, TS 33.501 A.4.
+    /// RES* / XRES* from CK, IK, the serving network name, RAND and RES, TS 33.501 A.4.
     pub const RES_STAR: Fc = Fc::single(0x6B);
     /// K_SEAF from K_AUSF, TS 33.501 A.6.
     pub const KSEAF: Fc = Fc::single(0x6C);

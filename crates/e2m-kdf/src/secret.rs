@@ -141,6 +141,12 @@ secret_key!(
     Kausf, 32
 );
 secret_key!(
+    /// RES* or XRES*, the 5G AKA response (TS 33.501 A.4): the 128 least significant bits
+    /// of the KDF output. Secret until the UE sends it (XRES* never leaves the home network;
+    /// the serving network sees only HXRES*).
+    ResStar, 16
+);
+secret_key!(
     /// K_AKMA, the AKMA anchor key (TS 33.535 A.2).
     Kakma, 32
 );

@@ -12,6 +12,8 @@ const RFC4231: &str = include_str!("data/rfc4231.txt");
 const CK_IK_PRIME: &str = include_str!("data/ck_ik_prime.txt");
 const KASME: &str = include_str!("data/kasme.txt");
 const DERIVED: &str = include_str!("data/derived.txt");
+const AKMA: &str = include_str!("data/akma.txt");
+const KAUSF_PUBLIC: &str = include_str!("data/kausf_public.txt");
 
 #[test]
 fn hmac_sha256_matches_rfc4231() {
@@ -235,6 +237,135 @@ fn bad_text_and_profiles_are_typed_errors() {
     );
     assert_eq!(
         kakma(&Kausf::from_array([0; 32]), "").err(),
+        Some(KdfError::EmptyText)
+    );
+}
+
+/// 5G AKA and AKMA chained from TS 35.208 sets 1, 3 and 4 (tests/data/akma.txt, computed by
+/// the independent Python reference): K_AUSF, XRES*, K_AKMA, A-TID and K_AF for three AF_IDs,
+/// each from the previous step's value as this crate computed it.
+#[test]
+fn akma_chain_matches_independent_reference() {
+    let all = cases(AKMA);
+    assert_eq!(all.len(), 3);
+    for c in &all {
+        let ck = Ck::from_hex(c.text("ck")).unwrap();
+        let ik = Ik::from_hex(c.text("ik")).unwrap();
+        let sqn: [u8; 6] = c.array("sqn");
+        let ak: [u8; 6] = c.array("ak");
+        let sqn_xor_ak: [u8; 6] = core::array::from_fn(|i| sqn[i] ^ ak[i]);
+        assert_eq!(sqn_xor_ak, c.array::<6>("sqn_xor_ak"), "{}", c.name);
+        let snn = c.text("serving_network_name");
+
+        let k_ausf = kausf(&ck, &ik, snn, &sqn_xor_ak).unwrap();
+        assert!(
+            k_ausf == Kausf::from_hex(c.text("kausf")).unwrap(),
+            "{} K_AUSF",
+            c.name
+        );
+        let xres_star = res_star(&ck, &ik, snn, &c.array("rand"), &c.bytes("res")).unwrap();
+        assert!(
+            xres_star == ResStar::from_hex(c.text("xres_star")).unwrap(),
+            "{} XRES*",
+            c.name
+        );
+
+        let supi = c.text("supi_kdf_param");
+        let k_akma = kakma(&k_ausf, supi).unwrap();
+        assert!(
+            k_akma == Kakma::from_hex(c.text("kakma")).unwrap(),
+            "{} K_AKMA",
+            c.name
+        );
+        assert_eq!(
+            a_tid(&k_ausf, supi).unwrap().0,
+            c.array::<32>("a_tid"),
+            "{} A-TID",
+            c.name
+        );
+        for i in 0..3 {
+            let af_id = c.bytes(&format!("af_id_{i}_octets"));
+            let want = Kaf::from_hex(c.text(&format!("kaf_{i}"))).unwrap();
+            assert!(kaf(&k_akma, &af_id).unwrap() == want, "{} K_AF {i}", c.name);
+        }
+    }
+}
+
+/// DESIGN.md §5: two public projects compute K_AKMA with the K_AUSF FC 0x6A (UERANSIM with
+/// P0 = SUPI, an open5gs draft with P0 = routing indicator). The Python reference writes
+/// what those mistakes give, and the same mistakes made through this crate's generic KDF
+/// reproduce them, so the test would notice if `kakma` made either; `kakma` matches none.
+#[test]
+fn kakma_is_not_the_kausf_fc_mistake() {
+    assert_eq!(Fc::KAKMA.as_bytes(), &[0x80]);
+    assert_ne!(Fc::KAKMA, Fc::KAUSF);
+    for c in &cases(AKMA) {
+        let k_ausf = Kausf::from_hex(c.text("kausf")).unwrap();
+        let supi = c.text("supi_kdf_param").as_bytes();
+        let rid = c.text("routing_indicator").as_bytes();
+        let right = kakma(&k_ausf, c.text("supi_kdf_param")).unwrap();
+        let mistakes = [
+            ("wrong_kakma_fc6a_supi", vec![supi]),
+            ("wrong_kakma_fc6a_rid", vec![rid]),
+            ("wrong_kakma_fc6a_akma_supi", vec![&b"AKMA"[..], supi]),
+        ];
+        for (field, params) in mistakes {
+            let wrong = kdf(k_ausf.expose_secret(), Fc::KAUSF, &params).unwrap();
+            assert_eq!(
+                hex::encode(wrong.expose_secret()),
+                c.text(field),
+                "{} {field}",
+                c.name
+            );
+            assert!(
+                right.expose_secret() != wrong.expose_secret(),
+                "{} {field}",
+                c.name
+            );
+        }
+    }
+}
+
+/// A third party's K_AUSF and XRES* (tests/data/kausf_public.txt, provenance there).
+#[test]
+fn kausf_and_xres_star_match_third_party_vector() {
+    for c in &cases(KAUSF_PUBLIC) {
+        let ck = Ck::from_hex(c.text("ck")).unwrap();
+        let ik = Ik::from_hex(c.text("ik")).unwrap();
+        let sqn: [u8; 6] = c.array("sqn");
+        let ak: [u8; 6] = c.array("ak");
+        let sqn_xor_ak: [u8; 6] = core::array::from_fn(|i| sqn[i] ^ ak[i]);
+        let got = kausf(&ck, &ik, c.text("kausf_serving_network_name"), &sqn_xor_ak).unwrap();
+        assert!(
+            got == Kausf::from_hex(c.text("kausf")).unwrap(),
+            "{}",
+            c.name
+        );
+        let snn = c.text("xres_star_serving_network_name");
+        let got = res_star(&ck, &ik, snn, &c.array("rand"), &c.bytes("xres")).unwrap();
+        assert!(
+            got == ResStar::from_hex(c.text("xres_star")).unwrap(),
+            "{}",
+            c.name
+        );
+    }
+}
+
+#[test]
+fn res_length_is_checked() {
+    let (ck, ik) = (Ck::from_array([1; 16]), Ik::from_array([2; 16]));
+    let snn = "5G:mnc093.mcc208.3gppnetwork.org";
+    assert_eq!(
+        res_star(&ck, &ik, snn, &[0; 16], &[0; 3]).err(),
+        Some(KdfError::ResLength { len: 3 })
+    );
+    assert_eq!(
+        res_star(&ck, &ik, snn, &[0; 16], &[0; 17]).err(),
+        Some(KdfError::ResLength { len: 17 })
+    );
+    assert!(res_star(&ck, &ik, snn, &[0; 16], &[0; 4]).is_ok());
+    assert_eq!(
+        res_star(&ck, &ik, "", &[0; 16], &[0; 8]).err(),
         Some(KdfError::EmptyText)
     );
 }

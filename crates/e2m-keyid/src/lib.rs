@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), no_std)]
 
+pub mod akma;
 mod derive;
 mod identity;
 mod key_id;
