@@ -131,6 +131,8 @@ def decode(octets: bytes) -> dict:
     if len(msg.to_bytes()) != len(octets):
         raise EltErr(f"{len(octets) - len(msg.to_bytes())} trailing octets")
     h = msg[0]
+    if h[1].get_val() != len(octets):
+        raise EltErr(f"header length {h[1].get_val()} != {len(octets)} octets received")
     flags = "".join(name if h[i].get_val() else "-" for i, name in
                     ((2, "R"), (3, "P"), (4, "E"), (5, "T")))
     return {

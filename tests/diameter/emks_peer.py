@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import time
 import sys
@@ -171,9 +172,14 @@ def main() -> int:
     emit("listening", addr=a.listen, port=None if a.connect else a.port,
          origin_host=a.origin_host)
     stop.wait(a.run_for or None)
-    node.stop(wait_timeout=10)
-    emit("stopped", keys=len(emks.keys))
-    return 0
+    # python-diameter's Node.stop sends DPR and waits for the DPAs, but it can hang
+    # joining its threads when a peer went away first: bound it, then leave.
+    stopper = threading.Thread(target=node.stop, kwargs={"wait_timeout": 5}, daemon=True)
+    stopper.start()
+    stopper.join(10)
+    emit("stopped", keys=len(emks.keys), clean=not stopper.is_alive())
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
