@@ -284,6 +284,10 @@ def parse_request(msg) -> dict[str, Any]:
         raise PushError(DIAMETER_AVP_NOT_ALLOWED, "E2M-Key-Expiry-Time in a request",
                         find(msg, AVP_E2M_KEY_EXPIRY_TIME, VENDOR_ID)[0])
 
+    state = one(AVP_AUTH_SESSION_STATE)
+    if state.payload != struct.pack("!I", NO_STATE_MAINTAINED):
+        raise PushError(DIAMETER_INVALID_AVP_VALUE,
+                        "Auth-Session-State is not NO_STATE_MAINTAINED", state)
     user = one(AVP_USER_NAME)
     imsi = user.payload.decode("ascii", "replace")
     if not (6 <= len(imsi) <= 15 and imsi.isdigit() and imsi.isascii()):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The by-hand proof of tests/diameter/README.md as one script: the python-diameter HSS
 # pushes through freeDiameter to the python-diameter EMKS, over TCP and over TLS
-# (two relays, GnuTLS between them), and freeDiameter refuses peers it does not know.
+# (two relays, GnuTLS between them), freeDiameter refuses peers it does not know, and
+# a restart of the relay mid-run loses no acknowledged push.
 # Everything listens on 127.0.0.1 from PORT_BASE (default 38800) up; everything it
 # starts is stopped on exit. Exit status 0 only if every check passed.
 #   bash tests/diameter/smoke.sh [WORKDIR]
@@ -12,7 +13,7 @@ base="${PORT_BASE:-38800}"
 mkdir -p "$work"
 pids=()
 cleanup() {
-  for w in tcp tls-a tls-b probe; do
+  for w in tcp tls-a tls-b probe restart; do
     python3 "$here/fd_relay.py" stop --workdir "$work/$w" >/dev/null 2>&1 || true
   done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -64,12 +65,14 @@ python3 "$here/fd_relay.py" start --workdir "$work/tls-a" --mode tls \
   --certs "$work/certs" --peer relayb.relay.test=127.0.0.1:$((base + 7)),tls \
   --allow-plain '*.hss.test' --route emks.test=relayb.relay.test >/dev/null
 python3 "$here/hss_peer.py" --peer-host relaya.relay.test --peer-realm relay.test \
-  --peer-port $((base + 3)) --dest-realm emks.test --generate 3 --tw 6 \
-  --record "$work/tls-hss.jsonl" >/dev/null 2>"$work/tls-hss.err"
-check "tls: 3 answers 2001 through two relays and a TLS hop" tls \
-  "len($answers) == 3 and all(d.get('result_code') == 2001 for d in $answers)"
-check "tls: the EMKS got the keys unchanged" tls \
-  "sorted(d['int_key'] for d in $pushes) == sorted(__import__('hashlib').sha256(f'e2m-test-{i}'.encode()).hexdigest() for i in (1, 2, 3))"
+  --peer-port $((base + 3)) --dest-realm emks.test --generate 3 --tw 6 --stdin \
+  --record "$work/tls-hss.jsonl" >/dev/null 2>"$work/tls-hss.err" <<'PUSH'
+{"imsi": "001010123456789", "key_id": null, "int_key": "9b3e5a7c1d2f4860a1b2c3d4e5f60718293a4b5c6d7e8f9010213243546576f8", "created_ms": 1795771800017}
+PUSH
+check "tls: 4 answers 2001 through two relays and a TLS hop" tls \
+  "len($answers) == 4 and all(d.get('result_code') == 2001 for d in $answers)"
+check "tls: keys arrived unchanged; the SHORT_HASH one with its creation ms" tls \
+  "sorted(d['int_key'] for d in $pushes if d['key_id']) == sorted(__import__('hashlib').sha256(f'e2m-test-{i}'.encode()).hexdigest() for i in (1, 2, 3)) and [(d['key_id_scheme'], d['created']) for d in $pushes if not d['key_id']] == [('SHORT_HASH', '2026-11-27T09:30:00.017Z')]"
 
 # 3. Peers freeDiameter does not know.
 python3 "$here/fd_relay.py" start --workdir "$work/probe" --mode tls \
@@ -85,4 +88,23 @@ known=$(probe --port $((base + 9)) --tls --ca "$c/ca.pem" --cert "$c/hss.hss.tes
   --origin-realm hss.test --timeout 2)
 if echo "$known" | grep -q '"result_code": 2001'; then echo "ok   whitelisted TLS peer: CEA 2001";
 else echo "FAIL whitelisted TLS peer: $known"; fail=1; fi
+
+# 4. The relay restarted mid-run: every push the HSS saw acknowledged is held by the
+#    EMKS, none twice (the HSS resends with the T flag after no answer, 3002 or 3004).
+python3 "$here/emks_peer.py" --port $((base + 11)) --peer relay.relay.test:relay.test \
+  --run-for 60 --record "$work/restart-emks.jsonl" >/dev/null 2>"$work/restart-emks.err" &
+pids+=($!)
+sleep 1
+python3 "$here/fd_relay.py" start --workdir "$work/restart" --mode tcp --port $((base + 10)) \
+  --peer emks.emks.test=127.0.0.1:$((base + 11)) --allow '*.hss.test' >/dev/null
+python3 "$here/hss_peer.py" --peer-host relay.relay.test --peer-realm relay.test \
+  --peer-port $((base + 10)) --dest-realm emks.test --generate 12 --interval 0.5 \
+  --retries 20 --answer-timeout 3 --record "$work/restart-hss.jsonl" \
+  >/dev/null 2>"$work/restart-hss.err" &
+hss_pid=$!
+sleep 3
+python3 "$here/fd_relay.py" restart --workdir "$work/restart" >/dev/null
+wait "$hss_pid" || true
+check "restart: 12 acknowledged, all held by the EMKS, none stored twice" restart \
+  "(lambda ok, held, stored: len(ok) == 12 and ok <= held and len(stored) == len(set(stored)))({d['imsi'] for d in $answers if d.get('result_code') == 2001}, {d['imsi'] for d in $pushes if d['outcome'] in ('stored', 'already held', 'duplicate')}, [d['imsi'] for d in $pushes if d['outcome'] == 'stored'])"
 exit $fail
