@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+mod avp;
+mod codes;
+mod error;
+mod header;
+mod message;
+mod value;
+
+pub use avp::{Avp, AvpBuf, AvpFlags, AvpHeader, AvpIter, AvpKey};
+pub use codes::{ApplicationId, AvpCode, CommandCode, DisconnectCause, ResultCode, address_family};
+pub use error::{AvpError, AvpErrorKind, DecodeError, EncodeError, FrameError, ValueError};
+pub use header::{CommandFlags, HEADER_LEN, Header, MAX_LENGTH, VERSION, frame_len};
+pub use message::{Message, MessageBuilder, MessageView, OwnedAvp, OwnedDecodeError, OwnedValue};
+pub use value::{
+    AaaProtocol, Address, DataType, DiameterUri, Time, Transport, Value, identity_cmp,
+    validate_identity,
+};
