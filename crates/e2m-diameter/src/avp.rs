@@ -559,6 +559,12 @@ impl AvpBuf {
         self
     }
 
+    /// Appends AVPs already encoded (complete and padded), e.g. a Failed-AVP's content.
+    pub fn extend_encoded(&mut self, avps: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(avps);
+        self
+    }
+
     /// UTF8String.
     pub fn utf8(&mut self, header: AvpHeader, value: &str) -> &mut Self {
         self.octets(header, value.as_bytes())

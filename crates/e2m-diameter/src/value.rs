@@ -346,19 +346,29 @@ impl<'a> DiameterUri<'a> {
                 && uri.transport.is_none()
                 && uri.protocol.is_none()
             {
-                uri.transport = Some(match value.to_ascii_lowercase().as_str() {
-                    "tcp" => Transport::Tcp,
-                    "sctp" => Transport::Sctp,
-                    "udp" => Transport::Udp,
-                    _ => return Err(err),
-                });
+                uri.transport = Some(
+                    match_ci(
+                        value,
+                        &[
+                            ("tcp", Transport::Tcp),
+                            ("sctp", Transport::Sctp),
+                            ("udp", Transport::Udp),
+                        ],
+                    )
+                    .ok_or(err)?,
+                );
             } else if name.eq_ignore_ascii_case("protocol") && uri.protocol.is_none() {
-                uri.protocol = Some(match value.to_ascii_lowercase().as_str() {
-                    "diameter" => AaaProtocol::Diameter,
-                    "radius" => AaaProtocol::Radius,
-                    "tacacs+" => AaaProtocol::TacacsPlus,
-                    _ => return Err(err),
-                });
+                uri.protocol = Some(
+                    match_ci(
+                        value,
+                        &[
+                            ("diameter", AaaProtocol::Diameter),
+                            ("radius", AaaProtocol::Radius),
+                            ("tacacs+", AaaProtocol::TacacsPlus),
+                        ],
+                    )
+                    .ok_or(err)?,
+                );
             } else {
                 return Err(err);
             }
@@ -420,6 +430,13 @@ impl fmt::Display for DiameterUri<'_> {
         }
         Ok(())
     }
+}
+
+fn match_ci<T: Copy>(value: &str, table: &[(&str, T)]) -> Option<T> {
+    table
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(value))
+        .map(|(_, t)| *t)
 }
 
 fn starts_with_ci(text: &str, prefix: &str) -> bool {
