@@ -155,13 +155,11 @@ pub fn check_request(
             "E bit set in a request",
         ));
     }
-    if let Some(def) = command {
-        if def.proxiable != flags.is_proxiable() {
-            return Err(ProtocolError::new(
-                ResultCode::INVALID_HDR_BITS,
-                "P bit differs from the command's definition",
-            ));
-        }
+    if command.is_some_and(|def| def.proxiable != flags.is_proxiable()) {
+        return Err(ProtocolError::new(
+            ResultCode::INVALID_HDR_BITS,
+            "P bit differs from the command's definition",
+        ));
     }
     let mut walker = Walker {
         dict,

@@ -342,10 +342,8 @@ impl Dictionary {
             return Err(DictionaryError::ApplicationConflict(app.id));
         }
         for def in &app.avps {
-            if let Some(old) = self.avps.get(&def.key) {
-                if old != def {
-                    return Err(DictionaryError::AvpConflict(def.key));
-                }
+            if self.avps.get(&def.key).is_some_and(|old| old != def) {
+                return Err(DictionaryError::AvpConflict(def.key));
             }
         }
         let defined =
