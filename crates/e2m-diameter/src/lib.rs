@@ -7,6 +7,7 @@ mod dictionary;
 mod error;
 mod header;
 mod message;
+mod node;
 mod value;
 
 pub use avp::{Avp, AvpBuf, AvpFlags, AvpHeader, AvpIter, AvpKey};
@@ -19,6 +20,11 @@ pub use dictionary::{
 pub use error::{AvpError, AvpErrorKind, DecodeError, EncodeError, FrameError, ValueError};
 pub use header::{CommandFlags, HEADER_LEN, Header, MAX_LENGTH, VERSION, frame_len};
 pub use message::{Message, MessageBuilder, MessageView, OwnedAvp, OwnedDecodeError, OwnedValue};
+pub use node::{
+    AdvertisedApplication, AnswerError, ConfigError, ConnectionId, DownReason, Event, IncomingId,
+    Node, NodeConfig, PeerConfig, PeerId, PeerInfo, PeerState, RequestFailure, RequestId,
+    SendError, Transmit, WatchdogState,
+};
 pub use value::{
     AaaProtocol, Address, DataType, DiameterUri, Time, Transport, Value, identity_cmp,
     validate_identity,
