@@ -79,6 +79,8 @@ pub struct World {
     pub auto_answer: HashSet<usize>,
     /// Requests each node's application saw (message octets).
     pub seen_requests: Vec<Vec<Vec<u8>>>,
+    /// Every message written on a link, in order (sender index, octets).
+    pub wire: Vec<(usize, Vec<u8>)>,
 }
 
 impl World {
@@ -94,6 +96,7 @@ impl World {
             mute: HashSet::new(),
             auto_answer: HashSet::new(),
             seen_requests: Vec::new(),
+            wire: Vec::new(),
         }
     }
 
@@ -139,6 +142,7 @@ impl World {
                     };
                     if !t.data.is_empty() {
                         let now = self.now;
+                        self.wire.push((i, t.data.clone()));
                         self.nodes[j].handle_input(cj, &t.data, now);
                     }
                     if t.close {
