@@ -458,6 +458,9 @@ struct Watchdog {
     pending: bool,
     num_dwa: i32,
     deadline: Option<Instant>,
+    /// The earliest timer entry queued for this watchdog: a deadline pushed later (every
+    /// received message pushes it) is queued only when this one fires early.
+    armed: Option<Instant>,
 }
 
 struct Peer {
@@ -664,6 +667,7 @@ impl Node {
                 pending: false,
                 num_dwa: 0,
                 deadline: None,
+                armed: None,
             },
             usable: false,
             outstanding: 0,
@@ -768,6 +772,7 @@ impl Node {
                 return Some(at);
             }
             self.timers.pop();
+            self.rearm_watchdog(at, key);
         }
         None
     }
@@ -778,6 +783,25 @@ impl Node {
             TimerKey::PeerState(p) => self.peer(p).is_some_and(|p| p.deadline == Some(at)),
             TimerKey::Watchdog(p) => self.peer(p).is_some_and(|p| p.wd.deadline == Some(at)),
             TimerKey::Request(t) => self.txs.get(&t).is_some_and(|t| t.deadline == at),
+        }
+    }
+
+    /// A watchdog entry left the queue: queue the watchdog's current deadline if it is later
+    /// and nothing else is queued for it.
+    fn rearm_watchdog(&mut self, at: Instant, key: TimerKey) {
+        let TimerKey::Watchdog(p) = key else { return };
+        let Some(peer) = self.peers.get_mut(p.0 as usize) else {
+            return;
+        };
+        if peer.wd.armed == Some(at) {
+            peer.wd.armed = None;
+        }
+        if peer.removed || peer.wd.armed.is_some() {
+            return;
+        }
+        if let Some(deadline) = peer.wd.deadline.filter(|d| *d > at) {
+            peer.wd.armed = Some(deadline);
+            self.arm(deadline, key);
         }
     }
 
@@ -1100,7 +1124,9 @@ impl Node {
                 break;
             }
             self.timers.pop();
-            if !self.timer_live(at, key) {
+            let live = self.timer_live(at, key);
+            self.rearm_watchdog(at, key);
+            if !live {
                 continue;
             }
             match key {
@@ -2247,8 +2273,12 @@ impl Node {
         let tw = self.config.watchdog_interval - Duration::from_secs(2)
             + Duration::from_millis(jitter_ms);
         let at = now + tw;
-        self.peer_mut(peer).wd.deadline = Some(at);
-        self.arm(at, TimerKey::Watchdog(peer));
+        let wd = &mut self.peer_mut(peer).wd;
+        wd.deadline = Some(at);
+        if wd.armed.is_none_or(|armed| armed > at) {
+            wd.armed = Some(at);
+            self.arm(at, TimerKey::Watchdog(peer));
+        }
     }
 
     fn ensure_watchdog(&mut self, peer: PeerId, now: Instant) {
