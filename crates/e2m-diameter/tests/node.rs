@@ -507,3 +507,122 @@ fn refusals_for_local_requests() {
         .collect();
     assert_eq!(got, cases.iter().map(|c| c.1).collect::<Vec<_>>());
 }
+
+#[test]
+fn application_helpers_build_requests_answers_and_refusals() {
+    let (mut w, a, b) = client_server();
+    // a builds with new_request, b answers the first with new_answer and refuses the second.
+    for n in 0..2 {
+        let session = w.nodes[a].new_session_id();
+        let mut req = w.nodes[a].new_request(support::CMD, APP, true, Some(&session));
+        req.identity(
+            e2m_diameter::AvpHeader::mandatory(AvpCode::DESTINATION_REALM),
+            "example.com",
+        );
+        let now = w.now;
+        w.nodes[a].send_request(req.finish().unwrap(), now).unwrap();
+        w.pump();
+        let (id, message) = match w.events[b]
+            .iter()
+            .rev()
+            .find(|e| matches!(e, Event::Request { .. }))
+            .unwrap()
+        {
+            Event::Request { id, message, .. } => (*id, message.clone()),
+            _ => unreachable!(),
+        };
+        let view = MessageView::parse(&message).unwrap();
+        assert_eq!(view.session_id(), Some(session.as_str()));
+        assert_eq!(
+            view.avps().next().unwrap().unwrap().code(),
+            AvpCode::SESSION_ID,
+            "Session-Id first"
+        );
+        if n == 0 {
+            let answer = w.nodes[b]
+                .new_answer(&view, ResultCode::SUCCESS)
+                .finish()
+                .unwrap();
+            w.nodes[b].answer(id, answer).unwrap();
+        } else {
+            let busy = e2m_diameter::ProtocolError::new(ResultCode::TOO_BUSY, "store busy");
+            w.nodes[b].refuse(id, &message, &busy).unwrap();
+            assert_eq!(
+                w.nodes[b].refuse(id, &message, &busy),
+                Err(e2m_diameter::AnswerError::UnknownRequest)
+            );
+        }
+        w.pump();
+    }
+    let got: Vec<_> = answers(&w, a)
+        .iter()
+        .map(|m| {
+            let v = MessageView::parse(m).unwrap();
+            (
+                v.result_code().unwrap(),
+                v.flags().is_error(),
+                v.origin_host().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (ResultCode::SUCCESS, false, "b.example.com".to_owned()),
+            (ResultCode::TOO_BUSY, true, "b.example.com".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn unknown_peers_live_as_long_as_their_connection() {
+    let mut w = World::new();
+    let mut c = config("b.example.com", "example.com");
+    c.accept_unknown_peers = true;
+    let b = w.add(c);
+    let (conn, _) = w.raw_open(b, "x.example.net", "example.net");
+    let x = w.nodes[b].peer_by_host("x.example.net").unwrap();
+    assert!(w.nodes[b].is_usable(x));
+    let now = w.now;
+    w.nodes[b].connection_lost(conn, now);
+    assert_eq!(
+        w.nodes[b].peer_by_host("x.example.net"),
+        None,
+        "gone with its connection"
+    );
+    // The next unknown peer takes its slot: the peer table does not grow.
+    let (_, _) = w.raw_open(b, "y.example.net", "example.net");
+    assert_eq!(w.nodes[b].peer_by_host("y.example.net"), Some(x));
+}
+
+#[test]
+fn origin_host_must_match_the_transport_identity() {
+    let mut w = World::new();
+    let mut c = config("b.example.com", "example.com");
+    c.accept_unknown_peers = true;
+    let b = w.add(c);
+    // TLS verified a certificate for z.example.net; the CER claims a.example.net.
+    let conn = w.raw_accept(b);
+    w.nodes[b].set_transport_identities(conn, vec!["z.example.net".to_owned()]);
+    let (out, closed) = w.raw_exchange(
+        b,
+        conn,
+        &support::cer("a.example.net", "example.net", &[APP.0]),
+    );
+    let cea = MessageView::parse(&out[0]).unwrap();
+    assert_eq!(cea.result_code(), Some(ResultCode::UNKNOWN_PEER));
+    assert!(cea.flags().is_error() && closed);
+    // The matching name (compared case-insensitively) is accepted.
+    let conn = w.raw_accept(b);
+    w.nodes[b].set_transport_identities(conn, vec!["A.Example.NET".to_owned()]);
+    let (out, closed) = w.raw_exchange(
+        b,
+        conn,
+        &support::cer("a.example.net", "example.net", &[APP.0]),
+    );
+    assert_eq!(
+        MessageView::parse(&out[0]).unwrap().result_code(),
+        Some(ResultCode::SUCCESS)
+    );
+    assert!(!closed);
+}

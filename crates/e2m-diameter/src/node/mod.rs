@@ -649,8 +649,14 @@ impl Node {
     }
 
     fn push_peer(&mut self, host: String, initiate: bool, dynamic: bool) -> PeerId {
-        let id = PeerId(self.peers.len() as u32);
-        self.peers.push(Peer {
+        // Reuse the slot of a peer accepted from an unknown host and gone, so that a server
+        // accepting unknown peers does not grow with every connection it ever had.
+        let free = self
+            .peers
+            .iter()
+            .position(|p| p.removed && p.incoming == 0 && p.outstanding == 0);
+        let id = PeerId(free.unwrap_or(self.peers.len()) as u32);
+        let peer = Peer {
             host,
             initiate,
             dynamic,
@@ -673,7 +679,11 @@ impl Node {
             outstanding: 0,
             incoming: 0,
             reconnect: initiate,
-        });
+        };
+        match free {
+            Some(i) => self.peers[i] = peer,
+            None => self.peers.push(peer),
+        }
         id
     }
 
@@ -845,6 +855,76 @@ impl Node {
     pub fn next_end_to_end(&mut self) -> u32 {
         self.next_end_to_end = self.next_end_to_end.wrapping_add(1);
         self.next_end_to_end
+    }
+
+    /// A new Session-Id (RFC 6733 §8.8): `<Origin-Host>;<Origin-State-Id>;<counter>`, unique
+    /// as long as the Origin-State-Id changes across restarts.
+    pub fn new_session_id(&mut self) -> String {
+        let n = self.next_id();
+        format!(
+            "{};{};{}",
+            self.config.origin_host, self.config.origin_state_id, n
+        )
+    }
+
+    /// A request of this node: header (R, and P when `proxiable`), then Session-Id when
+    /// given (first, as CCFs place it), Origin-Host and Origin-Realm; the caller adds
+    /// Destination-Realm (and Destination-Host) and the rest, then [`Node::send_request`]s it.
+    pub fn new_request(
+        &self,
+        command: CommandCode,
+        application: ApplicationId,
+        proxiable: bool,
+        session_id: Option<&str>,
+    ) -> MessageBuilder {
+        let flags = if proxiable {
+            CommandFlags::PROXIABLE
+        } else {
+            CommandFlags::NONE
+        };
+        let mut b = MessageBuilder::request(command, application, flags);
+        if let Some(session) = session_id {
+            b.utf8(m(AvpCode::SESSION_ID), session);
+        }
+        b.identity(m(AvpCode::ORIGIN_HOST), &self.config.origin_host);
+        b.identity(m(AvpCode::ORIGIN_REALM), &self.config.origin_realm);
+        b
+    }
+
+    /// The answer of this node to `request` (§6.2): [`MessageBuilder::answer_to`] (ids,
+    /// Session-Id, Proxy-Info), then Result-Code, Origin-Host and Origin-Realm; the caller
+    /// adds the rest, then [`Node::answer`]s it.
+    pub fn new_answer(&self, request: &MessageView<'_>, result: ResultCode) -> MessageBuilder {
+        let mut b = MessageBuilder::answer_to(request);
+        b.u32(m(AvpCode::RESULT_CODE), result.0);
+        b.identity(m(AvpCode::ORIGIN_HOST), &self.config.origin_host);
+        b.identity(m(AvpCode::ORIGIN_REALM), &self.config.origin_realm);
+        b
+    }
+
+    /// Answers a request of [`Event::Request`] with an error (e.g. DIAMETER_TOO_BUSY when the
+    /// application cannot take it now): the answer of [`error_answer`], E bit for 3xxx.
+    /// `request` is the message of the event.
+    ///
+    /// # Errors
+    ///
+    /// [`AnswerError`]: unknown id, or `request` is not a message.
+    pub fn refuse(
+        &mut self,
+        id: IncomingId,
+        request: &[u8],
+        error: &ProtocolError,
+    ) -> Result<(), AnswerError> {
+        let view = MessageView::parse(request).map_err(|_| AnswerError::Invalid)?;
+        let answer = error_answer(
+            view.header(),
+            Some(&view),
+            &self.config.origin_host,
+            &self.config.origin_realm,
+            error,
+        )
+        .map_err(|_| AnswerError::Invalid)?;
+        self.answer(id, answer)
     }
 
     // ----- driver interface: transport events -----
