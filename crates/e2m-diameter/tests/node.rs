@@ -626,3 +626,39 @@ fn origin_host_must_match_the_transport_identity() {
     );
     assert!(!closed);
 }
+
+#[test]
+fn configurations_are_checked() {
+    use e2m_diameter::{ConfigError, Dictionary, Node, NodeConfig};
+    let ok = config("a.example.net", "example.net");
+    let bad = |f: &dyn Fn(&mut NodeConfig)| {
+        let mut c = ok.clone();
+        f(&mut c);
+        Node::new(c, Dictionary::base()).err()
+    };
+    assert_eq!(bad(&|_| {}), None);
+    assert_eq!(
+        bad(&|c| c.origin_host = "a b".into()),
+        Some(ConfigError::OriginHost)
+    );
+    assert_eq!(
+        bad(&|c| c.host_ip_addresses.clear()),
+        Some(ConfigError::NoHostIpAddress)
+    );
+    assert_eq!(
+        bad(&|c| c.watchdog_interval = Duration::from_secs(5)),
+        Some(ConfigError::WatchdogInterval)
+    );
+    assert_eq!(
+        bad(&|c| c.applications.clear()),
+        Some(ConfigError::NoApplication)
+    );
+    assert_eq!(
+        bad(&|c| c.request_timeout = Duration::MAX),
+        Some(ConfigError::Timer)
+    );
+    assert_eq!(
+        bad(&|c| c.limits.max_message_len = 1 << 24),
+        Some(ConfigError::MessageLimit)
+    );
+}

@@ -185,6 +185,17 @@ impl NodeConfig {
         if self.watchdog_interval < Duration::from_secs(6) {
             return Err(ConfigError::WatchdogInterval);
         }
+        let day = Duration::from_secs(86_400);
+        let timers = [
+            self.watchdog_interval,
+            self.cea_timeout,
+            self.dpa_timeout,
+            self.request_timeout,
+            self.dedup_lifetime,
+        ];
+        if timers.iter().any(|t| *t > day) {
+            return Err(ConfigError::Timer);
+        }
         if !self.relay && self.applications.is_empty() {
             return Err(ConfigError::NoApplication);
         }
@@ -222,6 +233,9 @@ pub enum ConfigError {
     /// A peer's host is not a DiameterIdentity.
     #[error("peer host is not a DiameterIdentity")]
     PeerHost,
+    /// A timer or lifetime above one day (time arithmetic stays far from overflow).
+    #[error("timer above one day")]
+    Timer,
 }
 
 /// A peer to talk to: its DiameterIdentity and whether this node connects to it.
