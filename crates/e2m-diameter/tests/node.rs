@@ -662,3 +662,27 @@ fn configurations_are_checked() {
         Some(ConfigError::MessageLimit)
     );
 }
+
+#[test]
+fn disconnect_cause_decides_reconnection() {
+    // §5.4.3: after REBOOTING the peer may reconnect; after BUSY it should not.
+    for (cause, reconnects) in [
+        (DisconnectCause::REBOOTING, true),
+        (DisconnectCause::BUSY, false),
+    ] {
+        let (mut w, a, b) = client_server();
+        let pa = w.nodes[a].peer_by_host("b.example.com").unwrap();
+        let pb = w.nodes[b].peer_by_host("a.example.net").unwrap();
+        let now = w.now;
+        w.nodes[b].disconnect(pb, cause, now);
+        w.pump();
+        assert_eq!(
+            w.nodes[a].peer_state(pa),
+            Some(PeerState::Closed),
+            "{cause:?}"
+        );
+        w.advance(Duration::from_secs(20));
+        assert_eq!(w.nodes[a].is_usable(pa), reconnects, "{cause:?}");
+        assert_eq!(w.nodes[b].is_usable(pb), reconnects, "{cause:?}");
+    }
+}
