@@ -686,3 +686,30 @@ fn disconnect_cause_decides_reconnection() {
         assert_eq!(w.nodes[b].is_usable(pb), reconnects, "{cause:?}");
     }
 }
+
+#[test]
+fn debug_output_never_shows_message_octets() {
+    let (mut w, a, _) = client_server();
+    let now = w.now;
+    let secret = "s;SECRET-KEY-MATERIAL";
+    w.nodes[a]
+        .send_request(
+            request("a.example.net", "example.net", "example.com", None, secret),
+            now,
+        )
+        .unwrap();
+    let t = w.nodes[a].poll_transmit().unwrap();
+    let text = format!("{t:?}");
+    assert!(
+        !text.contains('[') && text.contains(&format!("len: {}", t.data.len())),
+        "{text}"
+    );
+    let event = Event::Request {
+        id: e2m_diameter::IncomingId(1),
+        peer: e2m_diameter::PeerId(0),
+        message: secret.as_bytes().to_vec(),
+        retransmitted: false,
+    };
+    let text = format!("{event:?}");
+    assert!(!text.contains('[') && text.contains("len: 21"), "{text}");
+}

@@ -4,6 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use zeroize::Zeroizing;
+
 use super::IncomingId;
 
 /// What the cache knows of a request.
@@ -11,8 +13,9 @@ use super::IncomingId;
 pub(super) enum Seen {
     /// Delivered to the application, not answered yet.
     Pending(IncomingId),
-    /// Answered with these octets (Hop-by-Hop id to be replaced on a resend).
-    Answered(Vec<u8>),
+    /// Answered with these octets (Hop-by-Hop id to be replaced on a resend), wiped when
+    /// evicted.
+    Answered(Zeroizing<Vec<u8>>),
 }
 
 /// A key: Origin-Host in lower case (DiameterIdentities compare case-insensitively) and the
@@ -68,7 +71,7 @@ impl DedupCache {
                 self.bytes -= old.len();
             }
             self.bytes += answer.len();
-            *seen = Seen::Answered(answer.to_vec());
+            *seen = Seen::Answered(Zeroizing::new(answer.to_vec()));
             self.evict();
         }
     }

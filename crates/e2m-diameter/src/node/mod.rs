@@ -24,6 +24,7 @@ use crate::header::{CommandFlags, HEADER_LEN, Header, frame_len};
 use crate::message::{MessageBuilder, MessageView};
 use crate::value::{identity_cmp, validate_identity};
 use dedup::{DedupCache, Seen};
+use zeroize::{Zeroize, Zeroizing};
 
 /// A peer of the node (configured with [`Node::add_peer`], or accepted from an unknown host).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -318,7 +319,10 @@ impl PeerInfo {
 }
 
 /// Octets to write on a connection, then close it if `close` is set.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// The octets may carry key material (an application's messages): `Debug` prints their
+/// length only; wipe the buffer once written where that matters.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Transmit {
     /// The connection.
     pub conn: ConnectionId,
@@ -351,7 +355,9 @@ pub enum DownReason {
 }
 
 /// Something the driver or the application must know or do.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` prints the length of a message, never its octets (they may carry key material).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
     /// Open a transport connection to `peer` and report it with [`Node::connected`] or
@@ -416,6 +422,66 @@ pub enum Event {
         /// Why.
         reason: &'static str,
     },
+}
+
+impl core::fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Transmit")
+            .field("conn", &self.conn)
+            .field("len", &self.data.len())
+            .field("close", &self.close)
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for Event {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Connect { peer, conn } => f
+                .debug_struct("Connect")
+                .field("peer", peer)
+                .field("conn", conn)
+                .finish(),
+            Self::PeerUp { peer } => f.debug_struct("PeerUp").field("peer", peer).finish(),
+            Self::PeerDown { peer, reason } => f
+                .debug_struct("PeerDown")
+                .field("peer", peer)
+                .field("reason", reason)
+                .finish(),
+            Self::CapabilitiesExchangeFailed { peer, result_code } => f
+                .debug_struct("CapabilitiesExchangeFailed")
+                .field("peer", peer)
+                .field("result_code", result_code)
+                .finish(),
+            Self::Request {
+                id,
+                peer,
+                message,
+                retransmitted,
+            } => f
+                .debug_struct("Request")
+                .field("id", id)
+                .field("peer", peer)
+                .field("len", &message.len())
+                .field("retransmitted", retransmitted)
+                .finish(),
+            Self::Answer { request, message } => f
+                .debug_struct("Answer")
+                .field("request", request)
+                .field("len", &message.len())
+                .finish(),
+            Self::RequestFailed { request, reason } => f
+                .debug_struct("RequestFailed")
+                .field("request", request)
+                .field("reason", reason)
+                .finish(),
+            Self::Discarded { conn, reason } => f
+                .debug_struct("Discarded")
+                .field("conn", conn)
+                .field("reason", reason)
+                .finish(),
+        }
+    }
 }
 
 /// Why [`Node::send_request`] refused a request.
@@ -515,7 +581,8 @@ enum Origin {
 
 struct Tx {
     origin: Origin,
-    message: Vec<u8>,
+    /// The request as sent, kept for resending; wiped when the transaction ends.
+    message: Zeroizing<Vec<u8>>,
     application: ApplicationId,
     peer: Option<PeerId>,
     conn: Option<ConnectionId>,
@@ -1190,6 +1257,7 @@ impl Node {
                     self.handle_message(conn, msg, now);
                     start += len;
                     if !self.conns.contains_key(&conn) {
+                        buf.zeroize();
                         return;
                     }
                 }
@@ -1201,11 +1269,17 @@ impl Node {
                         reason: "message length not framable",
                     });
                     self.connection_failed_locally(conn, now);
+                    buf.zeroize();
                     return;
                 }
             }
         }
-        buf.drain(..start);
+        if start > 0 {
+            // Keep the partial message only; wipe what was read (messages may carry keys).
+            let rest = buf[start..].to_vec();
+            buf.zeroize();
+            buf = rest;
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.inbuf = buf;
         }
@@ -1261,11 +1335,8 @@ impl Node {
     /// # Errors
     ///
     /// [`SendError`]: not a request, no route, or too many pending requests (back off).
-    pub fn send_request(
-        &mut self,
-        mut message: Vec<u8>,
-        now: Instant,
-    ) -> Result<RequestId, SendError> {
+    pub fn send_request(&mut self, message: Vec<u8>, now: Instant) -> Result<RequestId, SendError> {
+        let mut message = Zeroizing::new(message);
         let view = MessageView::parse(&message).map_err(|_| SendError::Invalid)?;
         if !view.is_request() || view.check_framing().is_err() {
             return Err(SendError::Invalid);
@@ -1323,7 +1394,8 @@ impl Node {
     /// # Errors
     ///
     /// [`AnswerError`]: unknown id, or not an answer.
-    pub fn answer(&mut self, id: IncomingId, mut message: Vec<u8>) -> Result<(), AnswerError> {
+    pub fn answer(&mut self, id: IncomingId, message: Vec<u8>) -> Result<(), AnswerError> {
+        let mut message = Zeroizing::new(message);
         let view = MessageView::parse(&message).map_err(|_| AnswerError::Invalid)?;
         if view.is_request() {
             return Err(AnswerError::Invalid);
@@ -1339,7 +1411,7 @@ impl Node {
         }
         self.dedup.answered(&incoming.key, &message);
         if self.conns.contains_key(&incoming.conn) {
-            self.send(incoming.conn, message);
+            self.send(incoming.conn, core::mem::take(&mut *message));
         }
         Ok(())
     }
@@ -1604,7 +1676,7 @@ impl Node {
         let key = DedupCache::key(origin, header.end_to_end);
         match self.dedup.get(&key) {
             Some(Seen::Answered(answer)) => {
-                let mut answer = answer.clone();
+                let mut answer = answer.to_vec();
                 set_hop_by_hop(&mut answer, header.hop_by_hop);
                 self.send(conn, answer);
                 return;
@@ -1720,6 +1792,7 @@ impl Node {
                 "cannot add Route-Record",
             );
         };
+        let message = Zeroizing::new(message);
         let txid = self.next_id();
         let deadline = now + self.config.request_timeout;
         self.txs.insert(
@@ -1879,7 +1952,7 @@ impl Node {
         tx.peer = Some(peer);
         tx.conn = Some(conn);
         tx.hop_by_hop = hbh;
-        let data = tx.message.clone();
+        let data = tx.message.to_vec();
         if let Some(c) = self.conns.get_mut(&conn) {
             c.out.insert(hbh, txid);
         }
