@@ -332,7 +332,7 @@ fn request_times_out_without_a_peer() {
             now,
         )
         .unwrap();
-    w.advance(Duration::from_secs(31));
+    w.advance(Duration::from_secs(121));
     assert!(w.events[a].contains(&Event::RequestFailed {
         request: id,
         reason: RequestFailure::Timeout
@@ -712,4 +712,24 @@ fn debug_output_never_shows_message_octets() {
     };
     let text = format!("{event:?}");
     assert!(!text.contains('[') && text.contains("len: 21"), "{text}");
+}
+
+#[test]
+fn reopen_needs_the_configured_number_of_dwas() {
+    // With reopen_watchdogs = 1 a reconnected peer takes requests after its first DWA.
+    let mut w = World::new();
+    let mut ca = config("a.example.net", "example.net");
+    ca.reopen_watchdogs = 1;
+    let a = w.add(ca);
+    let b = w.add(config("b.example.com", "example.com"));
+    w.peer(b, "a.example.net", false);
+    let pa = w.peer(a, "b.example.com", true);
+    w.pump();
+    w.cut(a, b);
+    assert_eq!(w.nodes[a].watchdog_state(pa), Some(WatchdogState::Down));
+    // The reconnection happens at the next watchdog timer (Tw = 6 s ± 2 s); its DWR is
+    // answered at once.
+    w.advance(Duration::from_secs(8));
+    assert_eq!(w.nodes[a].watchdog_state(pa), Some(WatchdogState::Okay));
+    assert!(w.nodes[a].is_usable(pa));
 }

@@ -117,8 +117,13 @@ pub struct NodeConfig {
     pub cea_timeout: Duration,
     /// How long to wait for a DPA, or for the peer to close after our DPA.
     pub dpa_timeout: Duration,
-    /// How long a request may wait for its answer, failovers included.
+    /// How long a request may wait for its answer, failovers and reconnections included
+    /// (default 120 s: long enough for a reconnection and the watchdog's REOPEN with the
+    /// default Tw).
     pub request_timeout: Duration,
+    /// DWAs needed in the watchdog's REOPEN state before a reconnected peer takes requests
+    /// again (RFC 3539 §3.4.1: 3; at least 1). With Tw = 30 s, 3 DWAs take about a minute.
+    pub reopen_watchdogs: u32,
     /// Message size, AVP count and nesting limits.
     pub limits: Limits,
     /// Requests sent to one peer and not yet answered; past it a request goes to another
@@ -164,7 +169,8 @@ impl NodeConfig {
             watchdog_interval: Duration::from_secs(30),
             cea_timeout: Duration::from_secs(10),
             dpa_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(120),
+            reopen_watchdogs: 3,
             limits: Limits::default(),
             max_pending_per_peer: 1024,
             max_incoming_per_peer: 1024,
@@ -196,6 +202,9 @@ impl NodeConfig {
         ];
         if timers.iter().any(|t| *t > day) {
             return Err(ConfigError::Timer);
+        }
+        if self.reopen_watchdogs == 0 {
+            return Err(ConfigError::ReopenWatchdogs);
         }
         if !self.relay && self.applications.is_empty() {
             return Err(ConfigError::NoApplication);
@@ -234,6 +243,9 @@ pub enum ConfigError {
     /// A peer's host is not a DiameterIdentity.
     #[error("peer host is not a DiameterIdentity")]
     PeerHost,
+    /// No DWA required to reopen a peer (RFC 3539 asks for 3).
+    #[error("reopen_watchdogs is 0")]
+    ReopenWatchdogs,
     /// A timer or lifetime above one day (time arithmetic stays far from overflow).
     #[error("timer above one day")]
     Timer,
@@ -2487,9 +2499,10 @@ impl Node {
                 self.peer_up(peer);
             }
             WatchdogState::Reopen if is_dwa => {
+                let needed = i32::try_from(self.config.reopen_watchdogs).unwrap_or(i32::MAX);
                 let p = self.peer_mut(peer);
                 p.wd.num_dwa += 1;
-                if p.wd.num_dwa == 3 {
+                if p.wd.num_dwa >= needed {
                     p.wd.state = WatchdogState::Okay;
                     self.peer_up(peer);
                 }
