@@ -658,6 +658,10 @@ fn configurations_are_checked() {
         Some(ConfigError::Timer)
     );
     assert_eq!(
+        bad(&|c| c.reopen_watchdogs = 0),
+        Some(ConfigError::ReopenWatchdogs)
+    );
+    assert_eq!(
         bad(&|c| c.limits.max_message_len = 1 << 24),
         Some(ConfigError::MessageLimit)
     );
