@@ -9,9 +9,13 @@
 //! unreachable); legitimate UEs behind one address (a carrier-grade NAT) share only the
 //! bound on fetches in flight at once (`burst`). Time is an argument (milliseconds from any
 //! fixed origin); the server supplies it.
+//!
+//! A source is an IPv4 address, or an IPv6 /64 prefix: one host usually holds a whole /64
+//! and can send from any of its 2^64 addresses, so a bucket per IPv6 address would bound
+//! nothing. (An IPv4-mapped IPv6 address counts as its IPv4 address.)
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use e2m_oscore::e2m::FetchBudgetConfig;
@@ -24,6 +28,20 @@ const TOKEN: u64 = 60_000;
 struct Bucket {
     units: u64,
     last_ms: u64,
+}
+
+/// The source a budget is kept for (module docs): the IPv4 address, or the IPv6 /64.
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+        },
+    }
 }
 
 /// The buckets of every source seen, bounded by [`FetchBudgetConfig::max_sources`].
@@ -57,6 +75,7 @@ impl FetchBudget {
     /// brings one (`None`: no refill will, as with `per_minute` 0, or while the table of
     /// sources is full); a token given back may come sooner.
     pub(crate) fn take(&mut self, source: IpAddr, now_ms: u64) -> Result<(), Option<Duration>> {
+        let source = source_of(source);
         let (full, per_minute) = (self.full(), self.config.per_minute);
         if !self.buckets.contains_key(&source) && self.buckets.len() >= self.config.max_sources {
             // Sources whose bucket has refilled are indistinguishable from new ones.
@@ -89,7 +108,7 @@ impl FetchBudget {
     /// Gives back the token of a fetch that found a key.
     pub(crate) fn give_back(&mut self, source: IpAddr, now_ms: u64) {
         let (full, per_minute) = (self.full(), self.config.per_minute);
-        if let Some(bucket) = self.buckets.get_mut(&source) {
+        if let Some(bucket) = self.buckets.get_mut(&source_of(source)) {
             Self::refill(bucket, per_minute, full, now_ms);
             bucket.units = bucket.units.saturating_add(TOKEN).min(full);
         }
@@ -145,6 +164,26 @@ mod tests {
         assert_eq!(b.take(ip(2), 5), Ok(()));
         assert_eq!(b.take(ip(2), 5), Ok(()));
         assert!(b.take(ip(2), 5).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_source_per_64() {
+        let mut b = budget(1, 0, 16);
+        let host = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
+        assert_eq!(b.take(host(1), 0), Ok(()));
+        assert_eq!(
+            b.take(host(2), 0),
+            Err(None),
+            "another address of the same /64"
+        );
+        let other = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
+        assert_eq!(b.take(other, 0), Ok(()), "another /64");
+        // An IPv4-mapped address is its IPv4 address.
+        assert_eq!(b.take(ip(9), 0), Ok(()));
+        let mapped = IpAddr::from([0, 0, 0, 0, 0, 0xffff, 0x7f00, 9]);
+        assert_eq!(b.take(mapped, 0), Err(None));
+        b.give_back(mapped, 0);
+        assert_eq!(b.take(ip(9), 0), Ok(()));
     }
 
     #[test]

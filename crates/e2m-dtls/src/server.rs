@@ -51,9 +51,10 @@
 //! cached key, or a cached "unknown") costs no token. Without a token the task waits for
 //! one until [`ServerConfig::resolve_timeout`]; then the handshake ends with
 //! `internal_error` (try again later) and [`ServerEvent::FetchRefused`], and the key server
-//! is not asked. Tokens are counted per address, not per port (ports are free to a
-//! sender), and UEs behind one NAT address share the bucket: the default lets 16 fetches
-//! run at once per address and 30 fetches that found nothing per minute.
+//! is not asked. Tokens are counted per IPv4 address or IPv6 /64, not per port (ports,
+//! and the addresses of one's own /64, are free to a sender), and UEs behind one NAT
+//! address share the bucket: the default lets 16 fetches run at once per source and 30
+//! fetches that found nothing per minute.
 //!
 //! # Alerts
 //! A handshake that fails ends with a fatal alert to the client (RFC 5246 §7.2), so a UE
@@ -113,8 +114,8 @@ pub struct ServerConfig {
     /// How long one key fetch may take, waiting for a token of the fetch budget included,
     /// before the handshake is failed.
     pub resolve_timeout: Duration,
-    /// Key fetches per source IP address (module docs, "A fetch budget per source
-    /// address"): `burst` at once, and `per_minute` fetches that found no key; a fetch
+    /// Key fetches per source, an IPv4 address or an IPv6 /64 (module docs, "A fetch
+    /// budget per source address"): `burst` at once, and `per_minute` fetches that found no key; a fetch
     /// that found a key costs nothing. `max_sources` bounds the addresses tracked.
     pub fetch_budget: FetchBudgetConfig,
     /// A connected peer that sends nothing for this long is dropped.
