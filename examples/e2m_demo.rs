@@ -293,7 +293,9 @@ async fn start_emse(
     checks: &mut Checks,
 ) -> Result<Emse, String> {
     let id = EmseId::new(name).map_err(|e| e.to_string())?;
-    let credentials = pki.emse(&id).map_err(|e| e.to_string())?;
+    // The notification endpoint serves with the EMSE's callback certificate (its client
+    // certificate has no server use).
+    let credentials = pki.emse_callback(&id).map_err(|e| e.to_string())?;
     let ca = pki.ca_certificates().map_err(|e| e.to_string())?;
     let listener = TcpListener::bind("127.0.0.1:0")
         .await

@@ -482,7 +482,7 @@ fn quiet_period() -> Duration {
 fn notification_endpoint(pki: &PkiDir, listener: tokio::net::TcpListener) -> NotificationServer {
     start_notification_endpoint(
         listener,
-        &pki.emse(&emse_id()).unwrap(),
+        &pki.emse_callback(&emse_id()).unwrap(),
         &pki.ca_certificates().unwrap(),
         Limits::default(),
     )

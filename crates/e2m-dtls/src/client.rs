@@ -129,7 +129,20 @@ impl DtlsClient {
         } else {
             Ipv6Addr::UNSPECIFIED.into()
         };
-        let socket = UdpSocket::bind(SocketAddr::new(local, 0)).await?;
+        Self::connect_from(SocketAddr::new(local, 0), server, config).await
+    }
+
+    /// As [`Self::connect`], from the local address `local` (a UE with several addresses;
+    /// tests that play UEs on several loopback addresses).
+    ///
+    /// # Errors
+    /// As [`Self::connect`].
+    pub async fn connect_from(
+        local: SocketAddr,
+        server: SocketAddr,
+        config: &UeDtlsConfig,
+    ) -> Result<Self, DtlsError> {
+        let socket = UdpSocket::bind(local).await?;
         socket.connect(server).await?;
         let now = Instant::now();
         let mut dtls = Dtls::new_12_psk(Arc::clone(&config.config), now);

@@ -14,7 +14,8 @@
 //! - Cookie first (RFC 6347 §4.2.1): [`server::DtlsServer`] answers a new source address
 //!   statelessly with a HelloVerifyRequest; only a returned cookie creates per-peer state,
 //!   and only such a peer can make the EMSE fetch a key. Peers are bounded globally and per
-//!   source IP ([`server::ServerConfig`]).
+//!   source IP ([`server::ServerConfig`]), and so are key fetches that find no key
+//!   ([`server::ServerConfig::fetch_budget`]).
 //! - A failed handshake ends with a fatal alert ([`AlertDescription`]; which one for a PSK
 //!   failure: [`server::PskFailureAlert`]), which the client reports as
 //!   [`DtlsError::Alert`].
@@ -29,6 +30,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod budget;
 pub mod client;
 mod cookie;
 pub mod derived_record;
@@ -98,6 +100,18 @@ pub trait PskResolver: Send + Sync + 'static {
         &self,
         identity: &PskIdentity,
     ) -> impl Future<Output = Result<E2mKey, ResolveError>> + Send;
+
+    /// The answer for `identity` if the resolver has it at hand, without asking its key
+    /// server (a cache hit, positive or negative), else `None` (the default).
+    ///
+    /// The DTLS server asks this first and spends the source's fetch budget
+    /// ([`server::ServerConfig::fetch_budget`]) only when it returns `None`, so that a UE
+    /// whose key is cached connects even when another host behind its address has spent
+    /// the budget. An answer given here must be one [`PskResolver::resolve`] would give.
+    fn resolve_local(&self, identity: &PskIdentity) -> Option<Result<E2mKey, ResolveError>> {
+        let _ = identity;
+        None
+    }
 }
 
 impl<R: PskResolver> PskResolver for Arc<R> {
@@ -107,6 +121,10 @@ impl<R: PskResolver> PskResolver for Arc<R> {
     ) -> impl Future<Output = Result<E2mKey, ResolveError>> + Send {
         (**self).resolve(identity)
     }
+
+    fn resolve_local(&self, identity: &PskIdentity) -> Option<Result<E2mKey, ResolveError>> {
+        (**self).resolve_local(identity)
+    }
 }
 
 /// One key for every identity (the `emse` example's `--psk-hex` mode and the tests).
@@ -115,6 +133,10 @@ pub struct StaticPsk(pub E2mKey);
 impl PskResolver for StaticPsk {
     async fn resolve(&self, _identity: &PskIdentity) -> Result<E2mKey, ResolveError> {
         Ok(self.0.copy_secret())
+    }
+
+    fn resolve_local(&self, _identity: &PskIdentity) -> Option<Result<E2mKey, ResolveError>> {
+        Some(Ok(self.0.copy_secret()))
     }
 }
 

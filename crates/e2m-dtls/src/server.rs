@@ -41,6 +41,21 @@
 //! that proved they receive at their address; a peer that sends nothing for
 //! [`ServerConfig::idle_timeout`] is dropped.
 //!
+//! # A fetch budget per source address
+//! A source that does return cookies could still name a made-up identity in every
+//! handshake, and each would cost a key fetch from the EMKS. So before a fetch the peer
+//! task takes a token from its source IP address's bucket
+//! ([`ServerConfig::fetch_budget`], the terms of the OSCORE endpoint's budget), and a fetch
+//! that found a key gives its token back: a source spends its budget only on fetches that
+//! found nothing. An answer the resolver has at hand ([`PskResolver::resolve_local`]: a
+//! cached key, or a cached "unknown") costs no token. Without a token the task waits for
+//! one until [`ServerConfig::resolve_timeout`]; then the handshake ends with
+//! `internal_error` (try again later) and [`ServerEvent::FetchRefused`], and the key server
+//! is not asked. Tokens are counted per IPv4 address or IPv6 /64, not per port (ports,
+//! and the addresses of one's own /64, are free to a sender), and UEs behind one NAT
+//! address share the bucket: the default lets 16 fetches run at once per source and 30
+//! fetches that found nothing per minute.
+//!
 //! # Alerts
 //! A handshake that fails ends with a fatal alert to the client (RFC 5246 §7.2), so a UE
 //! fails fast instead of waiting for its own deadline: `handshake_failure` when the client
@@ -64,11 +79,13 @@ use std::time::{Duration, Instant};
 use dimpl::{Dtls, Output};
 use e2m_kdf::E2mKey;
 use e2m_keyid::PskIdentity;
+use e2m_oscore::e2m::FetchBudgetConfig;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use zeroize::Zeroize;
 
+use super::budget::FetchBudget;
 use super::cookie::{self, COOKIE_LEN, CookieJar};
 use super::record::{
     self, CkePeek, ClientHello, RANDOM_LEN, as_first_client_hello, parse_client_hello,
@@ -94,8 +111,13 @@ pub struct ServerConfig {
     pub cookie_rotation: Duration,
     /// Which alert a PSK failure gets (RFC 4279 §2).
     pub psk_failure_alert: PskFailureAlert,
-    /// How long one key fetch may take before the handshake is failed.
+    /// How long one key fetch may take, waiting for a token of the fetch budget included,
+    /// before the handshake is failed.
     pub resolve_timeout: Duration,
+    /// Key fetches per source, an IPv4 address or an IPv6 /64 (module docs, "A fetch
+    /// budget per source address"): `burst` at once, and `per_minute` fetches that found no key; a fetch
+    /// that found a key costs nothing. `max_sources` bounds the addresses tracked.
+    pub fetch_budget: FetchBudgetConfig,
     /// A connected peer that sends nothing for this long is dropped.
     pub idle_timeout: Duration,
     /// Datagrams queued per peer while it waits (more are dropped, as UDP may).
@@ -111,6 +133,11 @@ impl Default for ServerConfig {
             cookie_rotation: Duration::from_secs(30),
             psk_failure_alert: PskFailureAlert::DecryptError,
             resolve_timeout: Duration::from_secs(5),
+            fetch_budget: FetchBudgetConfig {
+                burst: 16,
+                per_minute: 30,
+                max_sources: 65_536,
+            },
             idle_timeout: Duration::from_secs(60),
             queue_per_peer: 32,
         }
@@ -161,6 +188,14 @@ pub enum ServerEvent {
         /// The UE's address.
         peer: SocketAddr,
         /// The authenticated identity.
+        identity: PskIdentity,
+    },
+    /// The source's fetch budget was spent and no token came back in time: the key
+    /// server was not asked, and the handshake ends with `internal_error`.
+    FetchRefused {
+        /// The UE's address.
+        peer: SocketAddr,
+        /// The identity.
         identity: PskIdentity,
     },
     /// The resolver had no key; the handshake will fail.
@@ -271,6 +306,9 @@ impl DtlsServer {
             socket,
             resolver,
             handler,
+            budget: Mutex::new(FetchBudget::new(config.fetch_budget)),
+            budget_freed: Notify::new(),
+            started: Instant::now(),
             config,
             dimpl_config,
             events: events_tx,
@@ -288,6 +326,12 @@ struct Shared<R> {
     socket: Arc<UdpSocket>,
     resolver: R,
     handler: AppHandler,
+    /// The fetch budget per source address, and the wake-up of tasks waiting for a token
+    /// when one is given back.
+    budget: Mutex<FetchBudget>,
+    budget_freed: Notify,
+    /// The budget's time origin.
+    started: Instant,
     config: ServerConfig,
     dimpl_config: Arc<dimpl::Config>,
     events: mpsc::Sender<ServerEvent>,
@@ -297,6 +341,50 @@ impl<R> Shared<R> {
     fn emit(&self, event: ServerEvent) {
         // Never wait on a slow observer: drop the event instead.
         let _ = self.events.try_send(event);
+    }
+
+    /// Milliseconds since the server started: the budget's clock.
+    fn budget_now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn budget(&self) -> std::sync::MutexGuard<'_, FetchBudget> {
+        // A poisoned lock only means a task panicked while holding a map whose every state
+        // is valid; keep serving.
+        self.budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes a fetch token for `source`, waiting until `deadline` for one to come back or
+    /// refill. `false`: none came.
+    async fn take_fetch_token(&self, source: IpAddr, deadline: tokio::time::Instant) -> bool {
+        loop {
+            // Registered before the check, so that a token given back between the check and
+            // the wait is not missed.
+            let freed = self.budget_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let refill = match self.budget().take(source, self.budget_now_ms()) {
+                Ok(()) => return true,
+                Err(refill) => refill,
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let until = refill.map_or(deadline, |wait| (now + wait).min(deadline));
+            tokio::select! {
+                () = &mut freed => {}
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
+    /// Gives back the token of a fetch from `source` that found a key.
+    fn give_back_fetch_token(&self, source: IpAddr) {
+        self.budget().give_back(source, self.budget_now_ms());
+        self.budget_freed.notify_waiters();
     }
 }
 
@@ -878,14 +966,17 @@ async fn resolve_into_slot<R: PskResolver>(
             (None, None, KeyOutcome::NoKey)
         }
         Ok(id) => {
-            shared.emit(ServerEvent::Fetching {
-                peer,
-                identity: id.clone(),
-            });
-            let fetched =
-                tokio::time::timeout(shared.config.resolve_timeout, shared.resolver.resolve(&id))
-                    .await
-                    .unwrap_or_else(|_| Err(ResolveError::Unavailable("timed out".into())));
+            let Some(fetched) = fetch_within_budget(shared, peer, &id).await else {
+                shared.emit(ServerEvent::FetchRefused {
+                    peer,
+                    identity: id.clone(),
+                });
+                if let Ok(mut state) = slot.lock() {
+                    state.identity = Some(octets.to_vec());
+                    state.key = None;
+                }
+                return (Some(id), KeyOutcome::Unavailable);
+            };
             match fetched {
                 Ok(key) => (Some(id), Some(key), KeyOutcome::Key),
                 Err(error) => {
@@ -910,6 +1001,34 @@ async fn resolve_into_slot<R: PskResolver>(
         state.key = key;
     }
     (identity, outcome)
+}
+
+/// The resolver's answer for `id`: at hand ([`PskResolver::resolve_local`], no token), or
+/// fetched with a token of the source's budget (given back if the fetch found a key).
+/// `None` if no token came within the resolve timeout: nothing was fetched.
+async fn fetch_within_budget<R: PskResolver>(
+    shared: &Shared<R>,
+    peer: SocketAddr,
+    id: &PskIdentity,
+) -> Option<Result<E2mKey, ResolveError>> {
+    shared.emit(ServerEvent::Fetching {
+        peer,
+        identity: id.clone(),
+    });
+    if let Some(answer) = shared.resolver.resolve_local(id) {
+        return Some(answer);
+    }
+    let deadline = tokio::time::Instant::now() + shared.config.resolve_timeout;
+    if !shared.take_fetch_token(peer.ip(), deadline).await {
+        return None;
+    }
+    let fetched = tokio::time::timeout_at(deadline, shared.resolver.resolve(id))
+        .await
+        .unwrap_or_else(|_| Err(ResolveError::Unavailable("timed out".into())));
+    if fetched.is_ok() {
+        shared.give_back_fetch_token(peer.ip());
+    }
+    Some(fetched)
 }
 
 /// A reason for a failed handshake that says whether the EMSE had a key at all.

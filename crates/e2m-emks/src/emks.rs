@@ -148,12 +148,21 @@ impl<K, M, S, B> core::fmt::Debug for Emks<K, M, S, B> {
 
 impl<K, M, S, B> Emks<K, M, S, B>
 where
-    K: IntKeyStore + NotificationOutbox,
+    K: IntKeyStore,
     M: IdentityMap,
     S: SessionStore,
     B: SubscriptionStore,
 {
     /// An EMKS over these stores.
+    ///
+    /// Any [`IntKeyStore`] will do: the core never reads an outbox. Notifications are the
+    /// key store's work: a store that is also a [`NotificationOutbox`] records them with
+    /// each push or sweep (the in-memory store does once linked to the subscriptions, see
+    /// [`Emks::in_memory_with`]), and the transport's deliverer takes them from there. Over
+    /// a key store without an outbox this is the EMKS **without notifications**:
+    /// [`Emks::subscribe`] and [`Emks::unsubscribe`] need the outbox and are not available
+    /// (so a transport cannot accept subscriptions that would never be served), and
+    /// [`Effects::notifications_recorded`] has no deliverer to wake.
     pub fn new(config: EmksConfig, keys: K, identities: M, sessions: S, subscriptions: B) -> Self {
         Emks {
             keys,
@@ -164,8 +173,9 @@ where
         }
     }
 
-    /// The intermediate key store, and the outbox of the notifications its pushes and
-    /// sweeps record (the transport's deliverer claims and settles them there).
+    /// The intermediate key store (and, if it keeps one, the outbox of the notifications
+    /// its pushes and sweeps record: the transport's deliverer claims and settles them
+    /// there).
     pub fn keys(&self) -> &K {
         &self.keys
     }
@@ -525,12 +535,18 @@ where
     /// and the EMKS never connects to it.
     ///
     /// The transport answers 201 with `Location: e2m_msg::rest::subscription_path(&id)`.
+    ///
+    /// Only over a key store that records notifications (a [`NotificationOutbox`]): see
+    /// [`Emks::new`].
     pub async fn subscribe(
         &self,
         peer: &Peer,
         subscription: &Subscription,
         now: Timestamp,
-    ) -> Outcome<SubscriptionResult> {
+    ) -> Outcome<SubscriptionResult>
+    where
+        K: NotificationOutbox,
+    {
         let mut record = AuditRecord::new(now, Action::Subscribe, Some(peer));
         record.ue = subscription.ue.clone();
         let result = self
@@ -593,12 +609,11 @@ where
 
     /// Removes a subscription: `DELETE /e2m/v1/subscriptions/{id}`. Only a session of the
     /// EMSE that made it may; to anyone else it does not exist. The transport answers 204.
-    pub async fn unsubscribe(
-        &self,
-        peer: &Peer,
-        id: &SubscriptionId,
-        now: Timestamp,
-    ) -> Outcome<()> {
+    /// Only over a key store that records notifications, as [`Emks::subscribe`].
+    pub async fn unsubscribe(&self, peer: &Peer, id: &SubscriptionId, now: Timestamp) -> Outcome<()>
+    where
+        K: NotificationOutbox,
+    {
         let mut record = AuditRecord::new(now, Action::Unsubscribe, Some(peer));
         record.subscription = Some(*id);
         let result = self.try_unsubscribe(peer, *id, now, &mut record).await;

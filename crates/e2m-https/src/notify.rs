@@ -163,9 +163,10 @@ pub enum EndpointStartError {
     Callback(e2m_msg::ValueError),
 }
 
-/// Starts an EMSE's notification endpoint on `listener` with the EMSE's `credentials`
-/// (which must have `serverAuth`, as [`crate::pki`] issues them), admitting only EMKS
-/// certificates chaining to `ca`.
+/// Starts an EMSE's notification endpoint on `listener` with the EMSE's callback
+/// `credentials` (a certificate with `serverAuth` naming the EMSE and the callback host:
+/// [`PkiDir::emse_callback`](crate::pki::PkiDir::emse_callback) in the generated PKI),
+/// admitting only EMKS certificates chaining to `ca`.
 ///
 /// # Errors
 /// [`EndpointStartError`].

@@ -57,6 +57,10 @@ impl TestPki {
     fn emse(&self, id: &str) -> Credentials {
         self.dir.emse(&emse(id)).unwrap()
     }
+    /// The EMSE's callback (notification endpoint) certificate.
+    fn callback(&self, id: &str) -> Credentials {
+        self.dir.emse_callback(&emse(id)).unwrap()
+    }
 }
 
 impl Drop for TestPki {
@@ -214,10 +218,10 @@ async fn no_or_foreign_client_certificate_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_check_the_server_role() {
-    // An EMSE certificate has serverAuth (for its notification endpoint) and names
-    // 127.0.0.1, so host-name checks alone would accept it as the EMKS.
+    // An EMSE's callback certificate has serverAuth (for its notification endpoint) and
+    // names 127.0.0.1, so host-name checks alone would accept it as the EMKS there.
     let pki = TestPki::new();
-    let tls = server_config(&pki.emse("emse-b"), &pki.ca(), &[Role::Emse]).unwrap();
+    let tls = server_config(&pki.callback("emse-b"), &pki.ca(), &[Role::Emse]).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake = serve(listener, tls, Limits::default(), Arc::new(Echo)).unwrap();
     let client = http_client(&pki.emse("emse-a"), &pki);
@@ -807,14 +811,14 @@ mod in_process {
         // EMSE A's notification endpoint; EMSE B's too (for the misdirected callback).
         let mut a_notes = start_notification_endpoint(
             TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            &pki.emse("emse-a"),
+            &pki.callback("emse-a"),
             &ca,
             Limits::default(),
         )
         .unwrap();
         let mut b_notes = start_notification_endpoint(
             TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            &pki.emse("emse-b"),
+            &pki.callback("emse-b"),
             &ca,
             Limits::default(),
         )

@@ -79,7 +79,7 @@ impl TestPki {
         let ca = self.dir.ca_certificates().unwrap();
         start_notification_endpoint(
             TcpListener::bind(addr).await.unwrap(),
-            &self.dir.emse(&emse(who)).unwrap(),
+            &self.dir.emse_callback(&emse(who)).unwrap(),
             &ca,
             Limits::default(),
         )
