@@ -191,7 +191,10 @@ fn every_table_travels_and_counters_continue() {
         (id, info, sub_id, sub, claimed)
     };
     let restored = RedbStore::restore(&backup, &target, &common::keyring()).unwrap();
-    assert_eq!(restored.replaced, None, "nothing to replace in a new directory");
+    assert_eq!(
+        restored.replaced, None,
+        "nothing to replace in a new directory"
+    );
     let store = open(&target).unwrap();
     assert_eq!(
         block_on(store.identities().resolve(&emse, &app)).unwrap(),
