@@ -5,7 +5,8 @@
 //! any of them serves any request; keys sealed the same way), or, with `--store memory`,
 //! the in-memory stores; health, readiness and Prometheus metrics on a separate plain-HTTP
 //! listener. Also the helpers that write the certificate directory every role reads and a
-//! KEK file.
+//! KEK file, and `restore`, which installs an online backup of the redb store (written to
+//! `--backup-dir` on SIGUSR1) into a data directory.
 //!
 //! ```text
 //! # 1. certificates (a CA, the EMKS, the HSS, one per EMSE; the CA key is not kept)
@@ -371,7 +372,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     check_store_flags(&args);
     init_logs(args.log_format);
 
-    let pki = PkiDir::open(&certs).map_err(|e| e.to_string())?;
+    let pki = PkiDir::open(&certs).unwrap_or_else(|e| {
+        cli::usage_error(
+            PROGRAM,
+            format!(
+                "--certs {}: {e}",
+                cli::printable(&certs.display().to_string())
+            ),
+        )
+    });
     let mut config = EmksConfig::default();
     for host in &args.callback_allow {
         config = config.allow_callback_host(host.clone());

@@ -442,9 +442,29 @@ async fn serve_connection(mut tcp: TcpStream, state: &State) {
                 (problem(&refusal), close)
             }
         };
-        if tcp.write_all(&response.encode(close)).await.is_err() || close {
-            let _ = tcp.shutdown().await;
+        if tcp.write_all(&response.encode(close)).await.is_err() {
             return;
+        }
+        if close {
+            linger(tcp).await;
+            return;
+        }
+    }
+}
+
+/// Closes after an answer the peer may still be sending to (a refused head, an unread
+/// body): our side first, then what arrives is read and dropped for a moment, so that the
+/// kernel does not answer it with a reset that destroys the answer before it is read
+/// (RFC 9112 §9.6).
+async fn linger(mut tcp: TcpStream) {
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut left: usize = 256 * 1024;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
         }
     }
 }
@@ -511,6 +531,11 @@ fn check(request: &httparse::Request<'_, '_>) -> Result<Request, Refusal> {
     if hosts.len() != 1 || !hosts[0].value.iter().all(|b| b.is_ascii_graphic()) {
         return Err(Refusal::new(400, "a request needs exactly one Host header"));
     }
+    let close = named("connection").any(|h| {
+        h.value
+            .split(|&b| b == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+    });
     let method = request.method.unwrap_or_default();
     let (get, head) = (method == "GET", method == "HEAD");
     let lengths: Vec<_> = named("content-length").collect();
@@ -521,18 +546,13 @@ fn check(request: &httparse::Request<'_, '_>) -> Result<Request, Refusal> {
         // Its body, if any, is not read: the connection ends after the answer.
         return Err(Refusal {
             allow: true,
-            close: has_body,
+            close: has_body || close,
             ..Refusal::new(405, "GET or HEAD only")
         });
     }
     if has_body {
         return Err(Refusal::new(400, "a GET or HEAD request has no body here"));
     }
-    let close = named("connection").any(|h| {
-        h.value
-            .split(|&b| b == b',')
-            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-    });
     let path = target.split('?').next().unwrap_or_default().to_owned();
     Ok(Request {
         head,
