@@ -94,8 +94,8 @@ struct Args {
     /// This EMSE's EMSE_Id (its certificate must name it).
     #[arg(long, value_name = "ID")]
     emse_id: Option<EmseId>,
-    /// Peers handled at once (default: the server's default).
-    #[arg(long, value_name = "N")]
+    /// Peers handled at once, at least 1 (default: the server's default).
+    #[arg(long, value_name = "N", value_parser = parse_max_peers)]
     max_peers: Option<usize>,
     /// Exit after this many seconds (default: until Ctrl-C).
     #[arg(long, value_name = "SECS")]
@@ -350,6 +350,14 @@ async fn run(args: Args) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `--max-peers`: a server that may handle no peer at all would refuse every handshake.
+fn parse_max_peers(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("want a whole number of at least 1".into()),
+    }
 }
 
 fn main() -> ExitCode {

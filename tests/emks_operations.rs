@@ -1,7 +1,9 @@
 //! The `emks` example's operations side, against the running example: `/healthz`,
 //! `/readyz` and Prometheus `/metrics` on `--metrics-listen` (counters move after a
-//! registration, a push, a fetch and a refusal), and the log formats (`--log-format json`
-//! writes one JSON object per line; text written to a pipe has no colour codes).
+//! registration, a push, a fetch and a refusal), the endpoint's strictness (issue 16: what
+//! the API port refuses, it refuses too, with problem documents), readiness while draining
+//! at a stop, and the log formats (`--log-format json` writes one JSON object per line,
+//! each audit record's parts as fields; text written to a pipe has no colour codes).
 //! Loopback only; every wait is bounded.
 
 #![allow(
@@ -252,6 +254,7 @@ fn json_logs_are_one_object_per_line() {
     exercise(&emks);
     let stderr = emks.stop_and_read_stderr();
     let mut audit = 0;
+    let mut actions = std::collections::BTreeSet::new();
     for line in stderr.lines() {
         let value: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
@@ -259,13 +262,41 @@ fn json_logs_are_one_object_per_line() {
             value.get("level").is_some() && value.get("fields").is_some(),
             "{line}"
         );
-        if value["target"] == "e2m::audit" {
+        if value["target"] == "e2m::audit" && value["fields"]["message"] == "audit" {
+            // Each part of the record is a field of its own, not one preformatted string.
+            let fields = &value["fields"];
+            for name in ["time", "action", "verdict"] {
+                assert!(fields.get(name).is_some(), "no {name} field: {line}");
+            }
+            assert!(fields["time"].is_u64(), "{line}");
+            assert!(
+                ["granted", "refused"].contains(&fields["verdict"].as_str().unwrap_or("")),
+                "{line}"
+            );
+            if fields["action"] == "fetch-key" && fields["verdict"] == "refused" {
+                assert_eq!(fields["cause"], "key-not-available", "{line}");
+                assert_eq!(fields["ue"], "app:sensor-17@iot.example.com", "{line}");
+                assert_eq!(fields["imsi"], "001010123456789", "{line}");
+                assert_eq!(fields["key_id"], "00000001", "{line}");
+            }
+            if fields["action"] == "register" {
+                assert_eq!(fields["peer"], "emse:emse-a", "{line}");
+            }
+            actions.insert(fields["action"].as_str().unwrap_or("").to_owned());
             audit += 1;
         }
     }
     assert!(
         audit >= 4,
         "audit records for register, push, fetch, refusal: {stderr}"
+    );
+    for action in ["register", "push-intermediate-key", "fetch-key"] {
+        assert!(actions.contains(action), "no {action} record: {stderr}");
+    }
+    // No key material in any form (the pushed key is 0x5a repeated).
+    assert!(
+        !stderr.to_ascii_lowercase().contains("5a5a5a5a"),
+        "{stderr}"
     );
 }
 
@@ -276,4 +307,244 @@ fn text_logs_to_a_pipe_have_no_colour_codes() {
     let stderr = emks.stop_and_read_stderr();
     assert!(stderr.contains("e2m::audit"), "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "colour codes in: {stderr:?}");
+}
+
+/// Sends `request` as it is on a new connection to the operations port and returns all it
+/// answers until the server closes (or 5 s pass).
+fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = tcp.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
+
+#[test]
+fn the_operations_port_is_as_strict_as_the_api_port() {
+    let emks = Emks::start(&["--metrics-listen", "127.0.0.1:0"]);
+    let ops = emks.metrics.unwrap();
+    let big = "x".repeat(100 * 1024);
+    let cases: Vec<(String, u16, &str)> = vec![
+        (
+            format!("GET http://{ops}/metrics HTTP/1.1\r\nHost: {ops}\r\n\r\n"),
+            400,
+            "absolute-form target",
+        ),
+        (
+            format!("CONNECT {ops} HTTP/1.1\r\nHost: {ops}\r\n\r\n"),
+            400,
+            "authority-form target",
+        ),
+        (
+            format!("OPTIONS * HTTP/1.1\r\nHost: {ops}\r\n\r\n"),
+            400,
+            "asterisk-form target",
+        ),
+        (
+            format!("GET /metrics#zzfrag HTTP/1.1\r\nHost: {ops}\r\n\r\n"),
+            400,
+            "a fragment",
+        ),
+        (
+            format!("GET /met rics HTTP/1.1\r\nHost: {ops}\r\n\r\n"),
+            400,
+            "a space in the target",
+        ),
+        ("GET /metrics HTTP/1.1\r\n\r\n".to_owned(), 400, "no Host"),
+        (
+            format!("GET /metrics HTTP/1.1\r\nHost: {ops}\r\nHost: other\r\n\r\n"),
+            400,
+            "two Hosts",
+        ),
+        (
+            format!("GET /metrics HTTP/1.1\r\nHost: {ops}\r\nX-Big: {big}\r\n\r\n"),
+            431,
+            "a 100 KiB header",
+        ),
+        (
+            format!(
+                "GET /metrics HTTP/1.1\r\nHost: {ops}\r\n{}\r\n",
+                "X-A: 1\r\n".repeat(40)
+            ),
+            431,
+            "40 header lines",
+        ),
+        (
+            format!("GET /metrics HTTP/1.0\r\nHost: {ops}\r\n\r\n"),
+            505,
+            "HTTP/1.0",
+        ),
+        (
+            format!("GET /metrics HTTP/1.1\r\nHost: {ops}\r\nContent-Length: 5\r\n\r\nhello"),
+            400,
+            "a GET with a body",
+        ),
+        (
+            format!(
+                "GET /metrics HTTP/1.1\r\nHost: {ops}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            ),
+            400,
+            "a chunked GET",
+        ),
+        (
+            format!("POST /metrics HTTP/1.1\r\nHost: {ops}\r\nContent-Length: 5\r\n\r\nhello"),
+            405,
+            "POST with a body",
+        ),
+        (
+            format!("GET /nowhere HTTP/1.1\r\nHost: {ops}\r\nConnection: close\r\n\r\n"),
+            404,
+            "an unknown path",
+        ),
+    ];
+    for (request, status, what) in &cases {
+        let response = raw(ops, request.as_bytes());
+        assert_eq!(status_of(&response), *status, "{what}: {response:?}");
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains("content-type: application/problem+json"),
+            "{what}: {head}"
+        );
+        let problem: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(problem["status"], *status, "{what}: {body}");
+        assert!(
+            problem["title"].is_string() && problem["detail"].is_string(),
+            "{body}"
+        );
+        // Nothing of the request is echoed.
+        assert!(
+            !body.contains("zzfrag") && !body.contains("xxxx"),
+            "{what}: {body}"
+        );
+        if *status == 405 {
+            assert!(head.contains("allow: get, head"), "{head}");
+        }
+    }
+    // The endpoint still serves after all that.
+    let (status, _, body) = http(ops, "GET", "/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+}
+
+#[test]
+fn the_operations_port_keeps_connections_alive_and_answers_head() {
+    let emks = Emks::start(&["--metrics-listen", "127.0.0.1:0"]);
+    let ops = emks.metrics.unwrap();
+    // Three pipelined requests on one connection, the last one closing it.
+    let response = raw(
+        ops,
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: {ops}\r\n\r\n\
+             HEAD /metrics HTTP/1.1\r\nHost: {ops}\r\n\r\n\
+             GET /readyz?probe=1 HTTP/1.1\r\nHost: {ops}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(response.matches("HTTP/1.1 200 OK").count(), 3, "{response}");
+    assert!(response.ends_with("ready\n"), "{response}");
+    // HEAD: the headers of the GET answer (its length), no body: the next answer follows
+    // the blank line at once.
+    let head = response.split("HTTP/1.1 200 OK").nth(2).unwrap();
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(length > 100, "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "a body after HEAD: {head:?}");
+}
+
+/// `/readyz` answers 503 from the moment a stop begins, while the EMKS drains a request
+/// still in flight; the process ends once the request is gone.
+#[test]
+fn readiness_is_503_while_draining_at_a_stop() {
+    use tokio::io::AsyncWriteExt;
+    let mut emks = Emks::start(&["--metrics-listen", "127.0.0.1:0"]);
+    let ops = emks.metrics.unwrap();
+    assert_eq!(http(ops, "GET", "/readyz").0, 200);
+
+    // An HSS request whose body has not all arrived: in flight when the stop comes.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pki = PkiDir::open(&emks.dir).unwrap();
+    let addr: SocketAddr = emks
+        .base
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let mut tls = runtime.block_on(async {
+        let config = e2m_https::tls::client_config(
+            &pki.hss().unwrap(),
+            &pki.ca_certificates().unwrap(),
+            e2m_https::tls::ExpectedServer::AnyOfRole(e2m_https::pki::Role::Emks),
+        )
+        .unwrap();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(
+            format!(
+                "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/xml\r\n\
+                 Content-Length: 1000\r\n\r\n<partial",
+                e2m_msg::rest::INTERMEDIATE_KEYS_PATH
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        tls.flush().await.unwrap();
+        tls
+    });
+    // Let the server take the head before the stop.
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = emks.child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let draining = loop {
+        assert!(
+            emks.child.try_wait().unwrap().is_none(),
+            "the EMKS ended before its in-flight request did"
+        );
+        let (status, _, body) = http(ops, "GET", "/readyz");
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz stayed {status} after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(draining.starts_with("not ready"), "{draining}");
+    assert!(emks.child.try_wait().unwrap().is_none(), "still draining");
+    // The request goes away; the EMKS ends (within its 5 s grace in any case).
+    runtime.block_on(async { tls.shutdown().await.ok() });
+    drop(tls);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while emks.child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the EMKS did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -61,14 +61,45 @@ struct EffectRunner {
 impl EffectRunner {
     fn run(&self, effects: Effects) {
         for record in &effects.audit {
-            // The record's Display form holds no key bytes and no session ids (it names a
-            // session by its non-secret reference).
-            tracing::info!(target: "e2m::audit", "{record}");
+            log_audit(record);
         }
         if effects.notifications_recorded {
             self.wake.notify_one();
         }
     }
+}
+
+/// Writes one audit record to `tracing` (target `e2m::audit`, message `audit`) with each
+/// of its parts as a field of its own, so that a structured log format (JSON) carries them
+/// as fields; a text format shows them as `key=value`. A record holds no key bytes and no
+/// session id (it names a session by its non-secret reference); absent parts are left out.
+fn log_audit(record: &e2m_emks::AuditRecord) {
+    use tracing::field::display as shown;
+    let (verdict, cause) = match record.verdict {
+        e2m_emks::Verdict::Granted => ("granted", None),
+        e2m_emks::Verdict::Refused(cause) => ("refused", Some(cause.as_str())),
+        _ => ("other", None),
+    };
+    let ue = record.ue.as_ref().map(|ue| match ue {
+        e2m_msg::UeRef::AppIdentity(app) => format!("app:{app}"),
+        e2m_msg::UeRef::Imsi(imsi) => format!("imsi:{imsi}"),
+    });
+    tracing::info!(
+        target: "e2m::audit",
+        time = record.time.as_unix_secs(),
+        action = %record.action.as_str(),
+        peer = record.peer.as_ref().map(shown),
+        session = record.session.map(shown),
+        ue = ue.as_deref().map(shown),
+        imsi = record.imsi.as_ref().map(shown),
+        key_id = record.key_id.map(shown),
+        subscription = record.subscription.map(shown),
+        verdict = %verdict,
+        cause = cause.map(shown),
+        count = (record.count != 1).then_some(record.count),
+        reason = (!record.reason.is_empty()).then_some(shown(record.reason)),
+        "audit"
+    );
 }
 
 /// The EMKS's request handler: routes, decodes, asks the core, answers, runs effects.

@@ -188,6 +188,26 @@ impl PgBackend {
         wake
     }
 
+    /// Whether this instance can write to the database now: one small write on a pooled
+    /// connection, committed like a push (it sets the `write_probe` row of the schema's
+    /// `meta` table to the time of the test; with a synchronous standby, it waits for it as
+    /// a push does). It fails while the database is down or unreachable, on a standby
+    /// (read-only until promoted), with `default_transaction_read_only` on, and when the
+    /// database cannot write. An EMKS's readiness check calls it (at most about once a
+    /// second); bound it with a timeout, since with a synchronous standby that is gone it
+    /// waits as pushes do.
+    ///
+    /// # Errors
+    /// [`BackendError::Pool`] if no connection can be had (the database is down: within
+    /// the configured timeout), [`BackendError::Database`] if the statement fails
+    /// (read-only, in recovery, the connection broke).
+    pub async fn check_writable(&self) -> Result<(), BackendError> {
+        self.shared
+            .execute(&self.shared.sql.write_probe, &[])
+            .await
+            .map(drop)
+    }
+
     /// Closes the pool: every operation after this fails with a typed error, and the
     /// connections are closed as they return.
     pub fn close(&self) {

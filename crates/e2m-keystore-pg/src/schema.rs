@@ -220,6 +220,9 @@ pub(crate) struct Sql {
     pub(crate) format_get: String,
     pub(crate) format_exists: String,
     pub(crate) format_set: String,
+    /// The readiness test write ([`crate::PgBackend::check_writable`]): one row of `meta`,
+    /// `write_probe`, set to the time of the test (read by nothing).
+    pub(crate) write_probe: String,
     pub(crate) checks_get: String,
     pub(crate) checks_add: String,
 
@@ -284,6 +287,10 @@ impl Sql {
             format_exists: format!("SELECT to_regclass('{s}.meta') IS NOT NULL"),
             format_set: format!(
                 "INSERT INTO {s}.meta (name, value) VALUES ('format', $1) ON CONFLICT DO NOTHING"
+            ),
+            write_probe: format!(
+                "INSERT INTO {s}.meta (name, value) VALUES ('write_probe', now()::text) \
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
             ),
             checks_get: format!("SELECT record FROM {s}.kek_checks ORDER BY kek_version"),
             checks_add: format!(

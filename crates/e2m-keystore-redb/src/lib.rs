@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod backup;
 mod codec;
 mod error;
+mod handle;
 mod identities;
 mod int_keys;
 mod outbox;
@@ -12,6 +14,7 @@ mod subscriptions;
 mod tables;
 mod writer;
 
+pub use backup::{BackupSummary, RestoreSummary};
 pub use error::RedbStoreError;
 pub use store::{
     DATABASE_FILE, RedbIdentityMap, RedbIntKeyStore, RedbSessionStore, RedbStore, RedbStoreConfig,
