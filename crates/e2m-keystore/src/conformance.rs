@@ -216,7 +216,8 @@ macro_rules! conformance_tests {
             add_get_remove_by_owner_only,
             matching_by_ue_and_event,
             remove_session_removes_only_its_own,
-            limits_and_invalid_input
+            limits_and_invalid_input,
+            a_subscription_id_is_never_reused
         ]);)?
         $($crate::__conformance_suite_tests!(outbox, outbox_only, $run, $outbox, [
             a_push_records_one_entry_per_matching_subscription,
@@ -1501,6 +1502,62 @@ async fn subscriptions_selected<B: SubscriptionStore>(
         .map(|(id, _)| id)
         .collect();
         ensure!(left == [keep], "{left:?}");
+        Ok(())
+    })
+    .await;
+    r.run(S, "a_subscription_id_is_never_reused", async {
+        // Notifications, their outbox entries and `DELETE /subscriptions/{id}` name a
+        // subscription by its id: an id handed out again after its subscription ended
+        // (removed, or its session ended) would route a stale notification, or another
+        // EMSE's unsubscribe, to a new subscriber. The newest id is removed each time, so
+        // that a store counting from its highest live id fails as well.
+        let b = make(policy);
+        let mut ids = Vec::new();
+        for round in 0..4u64 {
+            let s = SessionRef::from_u64(10 + round);
+            let kept = ok(b
+                .add(sub(
+                    10 + round,
+                    Some(7),
+                    EventSet::single(EventType::KeyAvailable),
+                ))
+                .await)?;
+            let newest = ok(b
+                .add(sub(
+                    10 + round,
+                    None,
+                    EventSet::single(EventType::KeyRetired),
+                ))
+                .await)?;
+            ids.extend([kept, newest]);
+            ensure!(
+                ok(b.remove(s, newest).await)?.is_some(),
+                "round {round}: the owner could not remove its subscription"
+            );
+            let after_remove = ok(b
+                .add(sub(
+                    10 + round,
+                    None,
+                    EventSet::single(EventType::KeyAvailable),
+                ))
+                .await)?;
+            ids.push(after_remove);
+            ensure!(
+                ok(b.remove_session(s).await)? == 2,
+                "round {round}: ending the session did not remove its two subscriptions"
+            );
+        }
+        let after_all_ended = ok(b
+            .add(sub(99, Some(8), EventSet::single(EventType::KeyAvailable)))
+            .await)?;
+        ids.push(after_all_ended);
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        ensure!(
+            ids.len() == n,
+            "a subscription id was handed out again after its subscription ended"
+        );
         Ok(())
     })
     .await;

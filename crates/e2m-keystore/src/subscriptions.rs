@@ -69,9 +69,16 @@ impl Default for SubscriptionPolicy {
 /// Promises, checked by [`conformance::subscriptions`](crate::conformance::subscriptions):
 /// only the owning session can see or remove a subscription; a subscription matches an
 /// event for a UE iff it wants that event and its filter is absent or names that UE; the
-/// limits hold; ending a session removes its subscriptions.
+/// limits hold; ending a session removes its subscriptions; **a subscription id is never
+/// handed out twice**, not even after its subscription was removed or its session ended
+/// (a durable backend keeps this across restarts, a shared one across instances).
+///
+/// The last promise is what keeps a notification with its subscriber: outbox entries,
+/// notifications on the wire and `DELETE /e2m/v1/subscriptions/{id}` all name a
+/// subscription by its id, so an id reused after removal could route a stale notification,
+/// or another EMSE's unsubscribe, to the new holder of that id.
 pub trait SubscriptionStore: Send + Sync {
-    /// Adds `sub`.
+    /// Adds `sub`, under an id this store has never handed out before.
     ///
     /// # Errors
     /// [`StoreError::LimitReached`], [`StoreError::InvalidInput`] for an empty or over-long
