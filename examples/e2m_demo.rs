@@ -528,8 +528,13 @@ async fn start_durable_emks(
             Err(e) => return Err(format!("EMKS store: {e}")),
         }
     };
+    // The demo's EMSE notification endpoints listen on ephemeral ports of 127.0.0.1, which
+    // their certificates name: an operator's EMKS allows only port 443 of such hosts.
+    let config = EmksConfig::new(profile)
+        .map_err(|e| e.to_string())?
+        .allow_certificate_callback_ports(1024..=65535);
     let core = Emks::new(
-        EmksConfig::new(profile).map_err(|e| e.to_string())?,
+        config,
         store.int_keys(),
         store.identities(),
         store.sessions(),

@@ -14,14 +14,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2m_emks::{Emks, EmksConfig};
+use e2m_emks::Emks;
 use e2m_https::emks::start_emks;
 use e2m_keyid::AppIdentity;
 use e2m_keystore::IdentityMap;
 use e2m_msg::{EventSet, EventType, Subscription, UeRef};
 use tokio::net::TcpListener;
 
-use common::{TestPki, emse, fast_delivery, imsi, push, receive};
+use common::{TestPki, emse, fast_delivery, imsi, loopback_config, push, receive};
 
 /// An EMSE's callback is unreachable (nothing listens on its port) for several seconds
 /// while the HSS pushes 8 keys; then its endpoint comes up on that port, and it receives
@@ -31,7 +31,7 @@ use common::{TestPki, emse, fast_delivery, imsi, push, receive};
 async fn an_emse_down_for_seconds_then_up_receives_every_notification() {
     let pki = TestPki::new();
     let app = AppIdentity::new("sensor-1@iot.example.com").unwrap();
-    let core = Arc::new(Emks::in_memory(EmksConfig::default()));
+    let core = Arc::new(Emks::in_memory(loopback_config()));
     core.identities()
         .provision(&emse("emse-a"), &app, &imsi(1))
         .await
@@ -98,7 +98,7 @@ async fn a_stalled_emse_neither_delays_nor_drops_another_emses_notifications() {
     const PUSHES: u32 = 300;
     let pki = TestPki::new();
     let app = AppIdentity::new("sensor-2@iot.example.com").unwrap();
-    let core = Arc::new(Emks::in_memory(EmksConfig::default()));
+    let core = Arc::new(Emks::in_memory(loopback_config()));
     for who in ["emse-a", "emse-b"] {
         core.identities()
             .provision(&emse(who), &app, &imsi(2))

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use e2m_emks::EmksConfig;
 use e2m_https::client::EmksClient;
 use e2m_https::delivery::DeliveryOptions;
 use e2m_https::emks::EmksServerOptions;
@@ -34,6 +35,13 @@ pub fn emse(id: &str) -> EmseId {
 
 pub fn imsi(n: u64) -> Imsi {
     Imsi::new(&format!("00101{n:010}")).unwrap()
+}
+
+/// The EMKS configuration of tests whose EMSE endpoints listen on ephemeral ports of
+/// 127.0.0.1 (which the test certificates name): certificate-named hosts may use any port
+/// from 1024 up, not only 443.
+pub fn loopback_config() -> EmksConfig {
+    EmksConfig::default().allow_certificate_callback_ports(1024..=65535)
 }
 
 /// Retries after 1 s, then 2 s at most, and a short lease: a test sees recovery in seconds.
