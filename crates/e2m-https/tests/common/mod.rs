@@ -13,7 +13,7 @@ use e2m_emks::EmksConfig;
 use e2m_https::client::EmksClient;
 use e2m_https::delivery::DeliveryOptions;
 use e2m_https::emks::EmksServerOptions;
-use e2m_https::notify::{NotificationServer, start_notification_endpoint};
+use e2m_https::notify::{NotificationServer, endpoint_limits, start_notification_endpoint};
 use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
 use e2m_https::server::Limits;
 use e2m_kdf::E2mIntKey;
@@ -84,12 +84,22 @@ impl TestPki {
 
     /// EMSE `who`'s notification endpoint, listening on `addr`.
     pub async fn endpoint_on(&self, addr: SocketAddr, who: &str) -> NotificationServer {
+        self.endpoint_with(addr, who, endpoint_limits()).await
+    }
+
+    /// EMSE `who`'s notification endpoint, listening on `addr`, under `limits`.
+    pub async fn endpoint_with(
+        &self,
+        addr: SocketAddr,
+        who: &str,
+        limits: Limits,
+    ) -> NotificationServer {
         let ca = self.dir.ca_certificates().unwrap();
         start_notification_endpoint(
             TcpListener::bind(addr).await.unwrap(),
             &self.dir.emse(&emse(who)).unwrap(),
             &ca,
-            Limits::default(),
+            limits,
         )
         .unwrap()
     }
