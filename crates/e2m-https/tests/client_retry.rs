@@ -179,7 +179,9 @@ async fn relay(client: TcpStream, server: TcpStream, idle: Duration, closed: &At
 /// idempotent, is not sent twice: its error is returned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connection_closed_as_it_is_reused_is_retried_for_idempotent_requests() {
-    const IDLE: Duration = Duration::from_millis(300);
+    // Long beside any pause within one exchange (a handshake on a loaded machine), so
+    // that only a reuse after `after_idle` meets a closing connection.
+    const IDLE: Duration = Duration::from_millis(800);
     let pki = TestPki::new();
     let app = AppIdentity::new("sensor-1@iot.example.com").unwrap();
     let core = Arc::new(Emks::in_memory(loopback_config()));
@@ -194,7 +196,7 @@ async fn an_idle_connection_closed_as_it_is_reused_is_retried_for_idempotent_req
     let base = format!("https://{addr}");
     let hss = pki.hss_at(&base);
     let emse_a = pki.client_at(&base, "emse-a");
-    let after_idle = || tokio::time::sleep(IDLE + Duration::from_millis(200));
+    let after_idle = || tokio::time::sleep(IDLE + Duration::from_millis(400));
 
     // Each request below goes out on the connection the one before it left idle.
     hss.push_intermediate_key(&push_of(1)).await.unwrap();
