@@ -33,9 +33,8 @@ use e2m_dtls::{DtlsLimits, PskResolver, ResolveError};
 use e2m_emks::{Emks, EmksConfig};
 use e2m_https::client::{Backoff, ClientError, EmksClient, EmseSession};
 use e2m_https::emks::{EmksServer, EmksServerOptions, start_emks};
-use e2m_https::notify::{ReceivedNotification, start_notification_endpoint};
+use e2m_https::notify::{ReceivedNotification, endpoint_limits, start_notification_endpoint};
 use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
-use e2m_https::server::Limits;
 use e2m_kdf::{E2mIntKey, E2mKey, E2mProfile, ck_ik_prime, e2m_int_key};
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId, PskIdentity, e2m_key};
 use e2m_keystore::{IdentityMap, RetentionPolicy};
@@ -300,7 +299,7 @@ async fn start_emse(
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
-    let endpoint = start_notification_endpoint(listener, &credentials, &ca, Limits::default())
+    let endpoint = start_notification_endpoint(listener, &credentials, &ca, endpoint_limits())
         .map_err(|e| e.to_string())?;
 
     let client = EmksClient::for_emse(emks_url, pki, &id).map_err(|e| e.to_string())?;
@@ -530,8 +529,13 @@ async fn start_durable_emks(
             Err(e) => return Err(format!("EMKS store: {e}")),
         }
     };
+    // The demo's EMSE notification endpoints listen on ephemeral ports of 127.0.0.1, which
+    // their certificates name: an operator's EMKS allows only port 443 of such hosts.
+    let config = EmksConfig::new(profile)
+        .map_err(|e| e.to_string())?
+        .allow_certificate_callback_ports(1024..=65535);
     let core = Emks::new(
-        EmksConfig::new(profile).map_err(|e| e.to_string())?,
+        config,
         store.int_keys(),
         store.identities(),
         store.sessions(),

@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2m_https::client::EmksClient;
+use e2m_https::client::{ClientOptions, EmksClient, RetryPolicy};
 use e2m_https::pki::PkiDir;
 use e2m_kdf::{E2mIntKey, E2mProfile};
 use e2m_keyid::{AppIdentity, E2mKeyDeriver, EmseId, Imsi, KeyId};
@@ -202,7 +202,9 @@ fn acknowledged_pushes_sessions_and_subscriptions_survive_kill_9() {
         let subscription = Subscription {
             events: EventSet::single(EventType::KeyAvailable),
             ue: Some(UeRef::AppIdentity(app(0))),
-            callback: CallbackUri::new("https://127.0.0.1:9/e2m/v1/notifications").unwrap(),
+            // Port 443 of a host the certificate names (the only port allowed by
+            // default); nothing listens there, and the notification stays pending.
+            callback: CallbackUri::new("https://127.0.0.1/e2m/v1/notifications").unwrap(),
         };
         let subscribed = emse.subscribe(&subscription).await.unwrap();
         (registered.session_id, subscribed.subscription_id)
@@ -216,7 +218,18 @@ fn acknowledged_pushes_sessions_and_subscriptions_survive_kill_9() {
     for round in 0..=KILLS {
         let mut server = start(&dir);
         let emse = EmksClient::for_emse(&server.base, &pki, &emse_id).unwrap();
-        let hss = EmksClient::for_hss(&server.base, &pki).unwrap();
+        // No retries: a push in flight at the kill fails at once instead of retrying
+        // against the dead address (the next instance listens elsewhere).
+        let hss = EmksClient::with_options(
+            &server.base,
+            &pki.hss().unwrap(),
+            &pki.ca_certificates().unwrap(),
+            &ClientOptions {
+                retry: RetryPolicy::NEVER,
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap();
         // Everything acknowledged before the last kill, and what was in flight then.
         let done: Vec<u64> = acked.lock().unwrap().clone();
         runtime.block_on(async {

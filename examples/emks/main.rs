@@ -203,10 +203,11 @@ struct ServeArgs {
     /// Let this EMSE name UEs by IMSI (the seed's case 1; repeatable).
     #[arg(long, value_name = "EMSE_ID")]
     allow_imsi: Vec<EmseId>,
-    /// Accept callbacks to this host (DNS name, `*.` wildcard or IP address) from any
-    /// EMSE; without it, a callback must name a host of the EMSE's certificate (repeatable).
-    #[arg(long, value_name = "HOST")]
-    callback_allow: Vec<e2m_emks::CallbackHost>,
+    /// Accept callbacks to this host (DNS name, `*.` wildcard or IP address, IPv6 in
+    /// brackets) on this port from any EMSE; without it, a callback must name a host of
+    /// the EMSE's certificate, on port 443 (repeatable).
+    #[arg(long, value_name = "HOST:PORT")]
+    callback_allow: Vec<e2m_emks::AllowedCallback>,
     /// Requests per second per peer (sustained).
     #[arg(long, value_name = "PER_SEC", default_value_t = RateLimit::DEFAULT.per_second,
           value_parser = parse_rate)]
@@ -382,8 +383,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         )
     });
     let mut config = EmksConfig::default();
-    for host in &args.callback_allow {
-        config = config.allow_callback_host(host.clone());
+    for allowed in &args.callback_allow {
+        config = config.allow_callback(allowed.clone());
     }
     for emse in &args.allow_imsi {
         config = config.allow_imsi(emse);

@@ -45,6 +45,7 @@ pub mod delivery;
 pub mod emks;
 pub mod metrics;
 pub mod notify;
+mod pace;
 pub mod pki;
 pub mod ratelimit;
 mod request_head;

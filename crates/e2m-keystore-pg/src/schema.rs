@@ -256,6 +256,7 @@ pub(crate) struct Sql {
     pub(crate) sub_remove: String,
     pub(crate) sub_remove_session: String,
     pub(crate) sub_matching: String,
+    pub(crate) sub_of_emse_for_ue: String,
 
     pub(crate) outbox_claim: String,
     pub(crate) outbox_delivered: String,
@@ -394,7 +395,9 @@ impl Sql {
             ),
 
             sub_counts: format!(
-                "SELECT count(*), count(*) FILTER (WHERE session_ref = $1) FROM {s}.subscriptions"
+                "SELECT count(*), count(*) FILTER (WHERE session_ref = $1), \
+                 count(*) FILTER (WHERE emse = $2 AND imsi IS NOT DISTINCT FROM $3) \
+                 FROM {s}.subscriptions"
             ),
             sub_insert: format!(
                 "INSERT INTO {s}.subscriptions \
@@ -440,6 +443,10 @@ impl Sql {
             sub_matching: format!(
                 "SELECT {SUB_COLUMNS} FROM {s}.subscriptions \
                  WHERE (imsi = $1 OR imsi IS NULL) AND (events & $2) <> 0 ORDER BY id"
+            ),
+            sub_of_emse_for_ue: format!(
+                "SELECT {SUB_COLUMNS} FROM {s}.subscriptions \
+                 WHERE emse = $1 AND imsi IS NOT DISTINCT FROM $2 ORDER BY id"
             ),
         }
     }

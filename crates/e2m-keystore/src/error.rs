@@ -40,6 +40,8 @@ pub enum Limit {
     SubscriptionsPerSession,
     /// [`SubscriptionPolicy::max_total`](crate::SubscriptionPolicy::max_total).
     SubscriptionsTotal,
+    /// [`SubscriptionPolicy::max_per_ue`](crate::SubscriptionPolicy::max_per_ue).
+    SubscriptionsPerUe,
 }
 
 impl core::fmt::Display for Limit {
@@ -49,6 +51,7 @@ impl core::fmt::Display for Limit {
             Limit::SessionsTotal => "sessions in total",
             Limit::SubscriptionsPerSession => "subscriptions per session",
             Limit::SubscriptionsTotal => "subscriptions in total",
+            Limit::SubscriptionsPerUe => "subscriptions of one EMSE for one UE",
         })
     }
 }
