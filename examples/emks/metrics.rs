@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use e2m_https::e2m_msg::ProblemCause;
 use e2m_https::e2m_msg::rest::Operation;
-use e2m_https::metrics::{EmksObserver, NotificationEvent, operation_label};
+use e2m_https::metrics::{EmksObserver, HandshakeFailure, NotificationEvent, operation_label};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
@@ -61,6 +61,11 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// The EMKS's metrics (all under the `e2m_emks_` prefix).
 #[derive(Debug, Default)]
 pub(crate) struct EmksMetrics {
@@ -78,6 +83,9 @@ pub(crate) struct EmksMetrics {
     notifications_pending: Gauge,
     /// `e2m_emks_notifications_total{outcome}`: delivered, failed, dropped.
     notifications: Family<OutcomeLabels, Counter>,
+    /// `e2m_emks_tls_handshake_failures_total{reason}`: connections that ended before
+    /// their TLS handshake completed, by reason class (`HandshakeFailure::as_str`).
+    handshake_failures: Family<ReasonLabels, Counter>,
 }
 
 /// The fetch latency histogram: 25 µs to about 0.4 s in factors of 2.
@@ -107,6 +115,11 @@ impl EmksMetrics {
         ] {
             let _ = metrics.notifications.get_or_create(&OutcomeLabels {
                 outcome: outcome.as_str(),
+            });
+        }
+        for failure in HandshakeFailure::ALL {
+            let _ = metrics.handshake_failures.get_or_create(&ReasonLabels {
+                reason: failure.as_str(),
             });
         }
         metrics
@@ -149,6 +162,11 @@ impl EmksMetrics {
             "Notification deliveries, by outcome",
             self.notifications.clone(),
         );
+        registry.register(
+            "tls_handshake_failures",
+            "Connections that ended before their TLS handshake completed, by reason",
+            self.handshake_failures.clone(),
+        );
         registry
     }
 }
@@ -188,6 +206,14 @@ impl EmksObserver for EmksMetrics {
         self.notifications
             .get_or_create(&OutcomeLabels {
                 outcome: event.as_str(),
+            })
+            .inc();
+    }
+
+    fn handshake_failed(&self, failure: HandshakeFailure) {
+        self.handshake_failures
+            .get_or_create(&ReasonLabels {
+                reason: failure.as_str(),
             })
             .inc();
     }
