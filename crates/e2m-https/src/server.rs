@@ -74,7 +74,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
-use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
+use tokio_rustls::LazyConfigAcceptor;
 
 use super::admission::{Pool, Refusal, Source, Ticket};
 use super::ratelimit::{RateLimit, RateLimiter};
@@ -523,25 +523,77 @@ struct ConnectionEnds {
 }
 
 /// One connection, from its arrival to its end.
+///
+/// Each stage runs in its own boxed future, entered when the one before it is done, so
+/// that the task of a connection that has sent nothing is only as large as the first
+/// stage's state (a socket, a ticket, two receivers; the TLS state machine alone is over a
+/// kilobyte, hyper's connection more).
 async fn connection<H: Handler>(shared: Arc<Shared<H>>, arrival: Arrival, ends: ConnectionEnds) {
+    let arrived = tokio::time::Instant::now();
+    let deadlines = Deadlines {
+        hello: (arrived + shared.limits.client_hello_timeout)
+            .min(arrived + shared.limits.handshake_timeout),
+        handshake: arrived + shared.limits.handshake_timeout,
+    };
     let Arrival {
         tcp,
         remote,
         source,
         mut ticket,
     } = arrival;
-    let ConnectionEnds {
-        watcher,
-        mut stop,
-        mut halt,
-    } = ends;
-    let arrived = tokio::time::Instant::now();
-    let deadline = arrived + shared.limits.handshake_timeout;
-    let hello_deadline = (arrived + shared.limits.client_hello_timeout).min(deadline);
+    let mut stop = ends.stop.clone();
+    // Waiting for the first octet: nothing is read, nothing allocated.
+    let mut first = [0u8; 1];
+    let first_octet = tokio::select! {
+        peeked = tokio::time::timeout_at(deadlines.hello, tcp.peek(&mut first)) => peeked,
+        () = ticket.evicted() => return shared.failed(remote, HandshakeFailure::Evicted),
+        _ = stop.wait_for(|stopped| *stopped) => return,
+    };
+    match first_octet {
+        Ok(Ok(1..)) => {}
+        Ok(Ok(0)) => return shared.failed(remote, HandshakeFailure::Closed),
+        Ok(Err(error)) => {
+            tracing::debug!(%remote, %error, "no ClientHello");
+            return shared.failed(remote, HandshakeFailure::of_error(&error));
+        }
+        Err(_) => return shared.failed(remote, HandshakeFailure::HelloTimeout),
+    }
+    let arrival = Arrival {
+        tcp,
+        remote,
+        source,
+        ticket,
+    };
+    Box::pin(handshake(shared, arrival, ends, deadlines)).await;
+}
 
-    // Waiting for the ClientHello, in the large pool.
+/// When the ClientHello, and the whole handshake, must be done.
+#[derive(Clone, Copy)]
+struct Deadlines {
+    hello: tokio::time::Instant,
+    handshake: tokio::time::Instant,
+}
+
+/// The rest of the ClientHello (still in the large pool), then the handshake (in the small
+/// pool), then the established connection.
+async fn handshake<H: Handler>(
+    shared: Arc<Shared<H>>,
+    arrival: Arrival,
+    ends: ConnectionEnds,
+    deadlines: Deadlines,
+) {
+    let Arrival {
+        tcp,
+        remote,
+        source,
+        mut ticket,
+    } = arrival;
+    let mut stop = ends.stop.clone();
     let hello = tokio::select! {
-        hello = tokio::time::timeout_at(hello_deadline, client_hello(tcp)) => hello,
+        hello = tokio::time::timeout_at(
+            deadlines.hello,
+            LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp),
+        ) => hello,
         () = ticket.evicted() => return shared.failed(remote, HandshakeFailure::Evicted),
         _ = stop.wait_for(|stopped| *stopped) => return,
     };
@@ -560,7 +612,10 @@ async fn connection<H: Handler>(shared: Arc<Shared<H>>, arrival: Arrival, ends: 
         return shared.failed(remote, HandshakeFailure::Refused);
     };
     let handshake = tokio::select! {
-        done = tokio::time::timeout_at(deadline, start.into_stream(shared.tls.clone())) => done,
+        done = tokio::time::timeout_at(
+            deadlines.handshake,
+            start.into_stream(shared.tls.clone()),
+        ) => done,
         () = ticket.evicted() => return shared.failed(remote, HandshakeFailure::Evicted),
         _ = stop.wait_for(|stopped| *stopped) => return,
     };
@@ -573,7 +628,19 @@ async fn connection<H: Handler>(shared: Arc<Shared<H>>, arrival: Arrival, ends: 
         }
         Err(_) => return shared.failed(remote, HandshakeFailure::Timeout),
     };
+    Box::pin(established(shared, tls, remote, ends)).await;
+}
 
+/// An authenticated connection: HTTP/1.1 until it ends.
+async fn established<H: Handler>(
+    shared: Arc<Shared<H>>,
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    remote: SocketAddr,
+    ends: ConnectionEnds,
+) {
+    let ConnectionEnds {
+        watcher, mut halt, ..
+    } = ends;
     let Ok(_permit) = shared.slots.clone().try_acquire_owned() else {
         tracing::info!(%remote, "authenticated connection limit reached; connection closed");
         return;
@@ -634,16 +701,6 @@ async fn connection<H: Handler>(shared: Arc<Shared<H>>, arrival: Arrival, ends: 
             tracing::debug!(%remote, "connection closed at the end of the shutdown grace");
         }
     }
-}
-
-/// Waits for a connection's ClientHello. Nothing is read, and nothing allocated, until its
-/// first octet has arrived: a connection that sends nothing costs its socket and this task.
-async fn client_hello(tcp: TcpStream) -> std::io::Result<StartHandshake<TcpStream>> {
-    let mut first = [0u8; 1];
-    if tcp.peek(&mut first).await? == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await
 }
 
 /// One request budget per role: the HSS's pushes never compete with the EMSEs' fetches.
