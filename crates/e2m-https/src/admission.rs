@@ -7,8 +7,10 @@
 //! per source. When a pool is full, a connection from a source holding fewer connections
 //! than the source holding the most takes the place of that source's oldest one (which is
 //! told to close, [`Ticket::evicted`]): a flood from some addresses then slows only
-//! itself, and a source with a connection or two always gets in. A newcomer from a source
-//! that holds as many as any other is refused (closed at once), so the flood pays for its
+//! itself, and a source holding nothing gets in as long as any source holds two or more
+//! (a flood from as many addresses as the pool has places, one connection each, is the
+//! limit of what counting by source can tell apart). A newcomer from a source that holds
+//! as many as any other, less one, is refused (closed at once), so the flood pays for its
 //! own churn.
 //!
 //! A *source* is an IPv4 address, or an IPv6 /64 prefix (the smallest block one host is

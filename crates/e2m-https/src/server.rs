@@ -17,8 +17,9 @@
 //!    between sources (an IPv4 address or an IPv6 /64): when one is full, a connection
 //!    from a source holding fewer takes the place of the oldest connection of the source
 //!    holding the most, so a flood from many addresses slows only itself, and a source
-//!    with a connection or two always gets in; over its source's bound, or when no source
-//!    holds more, a connection is closed at once;
+//!    holding nothing gets in as long as any source holds two or more; over its source's
+//!    bound, or when no source holds two more than its own, a connection is closed at
+//!    once;
 //! 3. the TLS handshake, the whole of it (from arrival) under [`Limits::handshake_timeout`]
 //!    (a client that stalls or dribbles its handshake is dropped), then an authenticated
 //!    connection slot (at most [`Limits::max_connections`] at once; over it, the

@@ -348,6 +348,13 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// How much a closed connection reads (and drops) at most.
 const LINGER_MAX: usize = 64 * 1024;
 
+/// Closed connections lingering at once, at most (each holds a file descriptor, outside
+/// the server's connection bounds); beyond, a connection is closed without lingering.
+const MAX_LINGERING: usize = 1024;
+
+/// Closed connections lingering now (in this process).
+static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// An established server-side TLS connection that ends with `close_notify` (issue 16
 /// item 8).
 ///
@@ -360,7 +367,8 @@ const LINGER_MAX: usize = 64 * 1024;
 /// waiting, then hands the socket to a short task that closes the sending side and reads
 /// and drops what the client still sends for up to [`LINGER`] (or [`LINGER_MAX`] octets):
 /// closing a socket with unread input resets the connection, and the client would then
-/// lose the `close_notify` with the rest (RFC 9112 §9.6).
+/// lose the `close_notify` with the rest (RFC 9112 §9.6). At most [`MAX_LINGERING`]
+/// connections linger at once.
 pub(crate) struct ClosingStream {
     /// `None` only once dropped.
     stream: Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
@@ -464,9 +472,37 @@ impl Drop for ClosingStream {
             }
         }
         drop(tls);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(linger(tcp));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(place) = Lingering::take() else {
+            return;
+        };
+        runtime.spawn(async move {
+            linger(tcp).await;
+            drop(place);
+        });
+    }
+}
+
+/// A place among the [`MAX_LINGERING`] lingering connections, given back when dropped
+/// (also when the runtime drops the lingering task unfinished).
+struct Lingering;
+
+impl Lingering {
+    fn take() -> Option<Lingering> {
+        use std::sync::atomic::Ordering;
+        if LINGERING.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING {
+            LINGERING.fetch_sub(1, Ordering::Relaxed);
+            return None;
         }
+        Some(Lingering)
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        LINGERING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
