@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use e2m_https::e2m_msg::ProblemCause;
 use e2m_https::e2m_msg::rest::Operation;
-use e2m_https::metrics::{EmksObserver, NotificationEvent, operation_label};
+use e2m_https::metrics::{EmksObserver, HandshakeFailure, NotificationEvent, operation_label};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -87,6 +87,11 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// The EMKS's metrics (all under the `e2m_emks_` prefix).
 #[derive(Debug, Default)]
 pub(crate) struct EmksMetrics {
@@ -107,6 +112,9 @@ pub(crate) struct EmksMetrics {
     /// `e2m_emks_store_writable`: 1 while the store's last test commit succeeded, 0 while
     /// it cannot write (durable stores only).
     store_writable: Gauge,
+    /// `e2m_emks_tls_handshake_failures_total{reason}`: connections that ended before
+    /// their TLS handshake completed, by reason class (`HandshakeFailure::as_str`).
+    handshake_failures: Family<ReasonLabels, Counter>,
 }
 
 /// The fetch latency histogram: 25 µs to about 0.4 s in factors of 2.
@@ -136,6 +144,11 @@ impl EmksMetrics {
         ] {
             let _ = metrics.notifications.get_or_create(&OutcomeLabels {
                 outcome: outcome.as_str(),
+            });
+        }
+        for failure in HandshakeFailure::ALL {
+            let _ = metrics.handshake_failures.get_or_create(&ReasonLabels {
+                reason: failure.as_str(),
             });
         }
         metrics
@@ -185,6 +198,11 @@ impl EmksMetrics {
                 self.store_writable.clone(),
             );
         }
+        registry.register(
+            "tls_handshake_failures",
+            "Connections that ended before their TLS handshake completed, by reason",
+            self.handshake_failures.clone(),
+        );
         registry
     }
 }
@@ -224,6 +242,14 @@ impl EmksObserver for EmksMetrics {
         self.notifications
             .get_or_create(&OutcomeLabels {
                 outcome: event.as_str(),
+            })
+            .inc();
+    }
+
+    fn handshake_failed(&self, failure: HandshakeFailure) {
+        self.handshake_failures
+            .get_or_create(&ReasonLabels {
+                reason: failure.as_str(),
             })
             .inc();
     }

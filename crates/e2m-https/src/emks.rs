@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 
 use super::client::{ClientOptions, Notifier};
 use super::delivery::{Deliverer, DeliveryOptions};
-use super::metrics::EmksObserver;
+use super::metrics::{EmksObserver, HandshakeFailure};
 use super::respond;
 use super::server::{Handler, HttpResponse, Limits, Rejection, Request, ServerHandle, serve};
 use super::tls::{TlsSetupError, server_config};
@@ -322,6 +322,12 @@ where
         let response = respond::rejection(rejection);
         self.observe(None, &response, Instant::now());
         response
+    }
+
+    fn handshake_failed(&self, failure: HandshakeFailure) {
+        if let Some(observer) = &self.effects.observer {
+            observer.handshake_failed(failure);
+        }
     }
 }
 

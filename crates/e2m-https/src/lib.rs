@@ -40,6 +40,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod admission;
 pub mod client;
 pub mod delivery;
 pub mod emks;
