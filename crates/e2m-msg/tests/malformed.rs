@@ -16,8 +16,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
 use e2m_msg::{
-    DecodeError, IntermediateKeyPush, KeyResponse, MAX_DOCUMENT_LEN, Notification, Problem,
-    Registration, RegistrationResult, Subscription, SubscriptionResult, XmlMessage,
+    DecodeError, IntermediateKeyPush, KeyResponse, MAX_ATTRIBUTES, MAX_DOCUMENT_LEN, Notification,
+    Problem, Registration, RegistrationResult, Subscription, SubscriptionResult, XmlMessage,
 };
 
 #[derive(Default)]
@@ -201,13 +201,22 @@ fn malformed_input_suite() {
                 all_decoders(spliced.as_bytes(), &mut tally);
             }
         }
-        // Inside the root start tag: an attribute, a second default namespace, an unbound prefix.
+        // Inside the root start tag: an attribute, a second default namespace, an unbound
+        // prefix, a declaration or an attribute with no white space before it (issue 16),
+        // more attributes than the limit.
         let root_tag_end = doc.find("\">").unwrap() + 1;
+        let too_many: String = (0..=MAX_ATTRIBUTES)
+            .map(|i| format!(" a{i}=\"\""))
+            .collect();
         for fragment in [
             " id=\"1\"",
             " xmlns=\"urn:other\"",
             " a:b=\"1\"",
             " xmlns:a=\"\"",
+            "xmlns:p=\"urn:p\"",
+            "a=\"1\"",
+            " xmlns:p=\"urn:p\"xmlns:q=\"urn:q\"",
+            &too_many,
         ] {
             let spliced = format!("{}{fragment}{}", &doc[..root_tag_end], &doc[root_tag_end..]);
             assert!(!all_decoders(spliced.as_bytes(), &mut tally), "{spliced}");
@@ -275,6 +284,37 @@ fn malformed_input_suite() {
             }
             assert_eq!(got, expected);
         }
+    }
+    // Issue 16: many attributes cost a bounded amount of work and are refused, on any
+    // element; attributes without white space between them are refused where they would
+    // otherwise be skipped.
+    let attributes: String = (0..6_000).map(|i| format!(" a{i}=\"\"")).collect();
+    for doc in [
+        format!("<registration xmlns=\"{ns}\"{attributes}><emseId>e</emseId></registration>"),
+        format!("<registration xmlns=\"{ns}\"><emseId{attributes}>e</emseId></registration>"),
+        format!(
+            "<problem xmlns=\"urn:ietf:rfc:7807\"><cause>internal</cause><x{attributes}/></problem>"
+        ),
+    ] {
+        let _ = all_decoders(doc.as_bytes(), &mut tally);
+        let expected = Err(DecodeError::TooManyAttributes {
+            max: MAX_ATTRIBUTES,
+        });
+        if doc.starts_with("<problem") {
+            assert_eq!(Problem::decode(doc.as_bytes()).map(|_| ()), expected);
+        } else {
+            assert_eq!(Registration::decode(doc.as_bytes()).map(|_| ()), expected);
+        }
+    }
+    for extension in ["<x a=\"1\"b=\"2\"/>", "<x><y a='1'b='2'/></x>"] {
+        let doc = format!(
+            "<problem xmlns=\"urn:ietf:rfc:7807\"><cause>internal</cause>{extension}</problem>"
+        );
+        assert!(!all_decoders(doc.as_bytes(), &mut tally), "{doc}");
+        assert!(matches!(
+            Problem::decode(doc.as_bytes()),
+            Err(DecodeError::Syntax { .. })
+        ));
     }
     let deep_problem = format!(
         "<problem xmlns=\"urn:ietf:rfc:7807\">{}",
