@@ -3,6 +3,7 @@
 mod decode;
 mod encode;
 mod error;
+mod lex;
 mod message;
 mod problem;
 pub mod rest;

@@ -182,6 +182,72 @@ fn xml_declaration() {
     assert!(reg(&format!("<?xml version = '1.0' standalone='no' ?>{body}")).is_ok());
 }
 
+/// The tokenizer's part (issue 20 goal 4 replaced quick-xml's reader): markup must be
+/// closed and well-formed wherever it is; what is well-formed is read as before.
+#[test]
+fn markup_is_well_formed() {
+    let doc = |inner: &str| format!("<registration xmlns=\"{NS}\">{inner}</registration>");
+    for (inner, why) in [
+        ("<emseId>e</emseId><!-- a -- b -->", "-- inside a comment"),
+        ("<emseId>e</emseId><!-- a --->", "--- closing a comment"),
+        ("<emseId>e</emseId><!-->", "<!--> is no comment"),
+        ("<emseId>e</emseId><!- a -->", "<!- is no comment"),
+        ("<emseId>e</emseId><!ELEMENT x>", "a markup declaration"),
+        ("<emseId>e</emseId", "unclosed end tag"),
+        ("<emseId>e</emseid>", "mismatched end tag"),
+        (
+            "<emseId>e</ emseId>",
+            "white space before an end tag's name",
+        ),
+        ("<emseId>e</emseId><", "a lone <"),
+        (
+            "<emseId>e</emseId></registration></registration>",
+            "an end tag too many",
+        ),
+        ("<emseId>a&b</emseId>", "& without ;"),
+        ("<emseId>a&#;</emseId>", "empty character reference"),
+        ("<emseId>a& amp;</emseId>", "white space in a reference"),
+    ] {
+        assert!(
+            matches!(reg(&doc(inner)), Err(DecodeError::Syntax { .. })),
+            "{why}: {:?}",
+            reg(&doc(inner))
+        );
+    }
+    assert_eq!(
+        reg(&doc("<emseId>e</emseId><![CDATA[x]]>")),
+        Err(DecodeError::CData)
+    );
+    assert_eq!(
+        reg(&format!(
+            "<!doctype registration>{}",
+            doc("<emseId>e</emseId>")
+        )),
+        Err(DecodeError::Doctype)
+    );
+    assert_eq!(
+        reg(&doc("<emseId>e</emseId><?pi?>")),
+        Err(DecodeError::ProcessingInstruction)
+    );
+    // Well-formed: white space in end tags and empty-element tags, `>` in text and in
+    // attribute values (refused here as attributes, after they were read), comments with
+    // single dashes, the declaration with single quotes.
+    for ok in [
+        format!(
+            "<?xml version='1.0'?><registration xmlns=\"{NS}\" ><emseId >e&gt;f</emseId\n><!-- a - b --><!----></registration >"
+        ),
+        format!("<registration xmlns=\"{NS}\"><emseId>e>f</emseId></registration>"),
+    ] {
+        assert!(reg(&ok).is_ok(), "{ok}: {:?}", reg(&ok));
+    }
+    assert_eq!(
+        reg(&format!(
+            "<registration xmlns=\"{NS}\"><emseId a='>'/></registration>"
+        )),
+        Err(DecodeError::UnexpectedAttribute { element: "emseId" })
+    );
+}
+
 #[test]
 fn trailing_content() {
     let body = format!("<registration xmlns=\"{NS}\"><emseId>e</emseId></registration>");
