@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod akma;
 mod codec;
 mod error;
 mod identities;
@@ -12,6 +13,7 @@ mod subscriptions;
 mod tables;
 mod writer;
 
+pub use akma::RedbAkmaContexts;
 pub use error::RedbStoreError;
 pub use store::{
     DATABASE_FILE, RedbIdentityMap, RedbIntKeyStore, RedbSessionStore, RedbStore, RedbStoreConfig,
