@@ -25,7 +25,9 @@ use e2m_keystore::akma::{
 use e2m_keystore::e2m_keyid::akma::{AKid, Fqdn, UeId};
 use e2m_keystore::{Claim, InstanceId, Limit, StoreError, Timestamp};
 use e2m_seal::{AkmaKeyRecord, Kakma, SealNonce, SealedKey};
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{
+    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 
 use crate::error::{DbResult, redb_err};
 use crate::tables::META;
@@ -291,9 +293,8 @@ fn register_in(
     })
 }
 
-/// The live row whose A-KID is `a_kid`, with its UE, in a read snapshot.
-fn find(store: &RedbStore, a_kid: &AKid, now: Timestamp) -> DbResult<Option<(UeId, Row)>> {
-    let txn = store.read()?;
+/// The live row whose A-KID is `a_kid`, with its UE, in the read snapshot `txn`.
+fn find(txn: &ReadTransaction, a_kid: &AKid, now: Timestamp) -> DbResult<Option<(UeId, Row)>> {
     let index = txn.open_table(AKMA_BY_A_KID).map_err(redb_err)?;
     let Some(ue) = index.get(a_kid.as_str()).map_err(redb_err)? else {
         return Ok(None);
@@ -526,17 +527,18 @@ impl RedbAkmaContexts {
         })
     }
 
-    /// A read that serves the retrieval if the target is already stored as it would be.
+    /// A read that serves the retrieval if the target is already stored as it would be
+    /// (the context and the target from one snapshot).
     fn known_target(
         &self,
         a_kid: &AKid,
         target: &NotifyTarget,
         now: Timestamp,
     ) -> DbResult<Option<AkmaContext>> {
-        let Some((ue, row)) = find(&self.store, a_kid, now)? else {
+        let txn = self.store.read()?;
+        let Some((ue, row)) = find(&txn, a_kid, now)? else {
             return Ok(None);
         };
-        let txn = self.store.read()?;
         let table = txn.open_table(AKMA_TARGETS).map_err(redb_err)?;
         let ue_text = ue.to_string();
         let stored = table
@@ -563,7 +565,7 @@ impl RedbAkmaContexts {
         now: Timestamp,
     ) -> Result<Option<AkmaContext>, StoreError> {
         let Some(target) = notify else {
-            return match find(&self.store, a_kid, now)? {
+            return match find(&self.store.read()?, a_kid, now)? {
                 Some((ue, row)) => Ok(Some(self.context(ue, &row)?)),
                 None => Ok(None),
             };
