@@ -19,6 +19,8 @@ pub(crate) struct Shared {
     pub(crate) pool: Pool,
     pub(crate) keyring: Keyring,
     pub(crate) sql: Sql,
+    /// The AKMA tables' DDL and statements (issue 18).
+    pub(crate) akma: crate::akma::AkmaSql,
     /// The token every store of this backend answers to `database()`: stores sharing it
     /// share the pool, the schema and the keyring, so one statement can read them together.
     pub(crate) database: DatabaseId,
@@ -99,7 +101,7 @@ impl Shared {
 /// Cloning is cheap (one `Arc`); every clone uses the same pool.
 #[derive(Clone)]
 pub struct PgBackend {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl core::fmt::Debug for PgBackend {
@@ -141,6 +143,7 @@ impl PgBackend {
             pool,
             keyring,
             sql: Sql::new(&config.schema),
+            akma: crate::akma::AkmaSql::new(&config.schema),
             database: DatabaseId::unique(),
             listen_config: config.connection_config(),
             announcer: Arc::clone(&announcer),
@@ -231,6 +234,7 @@ async fn create_schema(shared: &Shared) -> Result<(), ConnectError> {
         check_format(row.try_get(0)?)?;
     }
     tx.batch_execute(&shared.sql.ddl).await?;
+    tx.batch_execute(&shared.akma.ddl).await?;
     tx.execute(&shared.sql.format_set, &[&schema::FORMAT.to_string()])
         .await?;
     let row = tx.query_one(&shared.sql.format_get, &[]).await?;

@@ -20,6 +20,10 @@ use redb::{
     ReadableTableMetadata, TableDefinition, TableHandle, Value,
 };
 
+use crate::akma::{
+    AKMA_BY_A_KID, AKMA_CONTEXTS, AKMA_EXPIRY, AKMA_OUTBOX, AKMA_OUTBOX_DUE, AKMA_TARGET_EXPIRY,
+    AKMA_TARGETS,
+};
 use crate::error::{DbResult, redb_err};
 use crate::store::{DATABASE_FILE, open_checked};
 use crate::tables::{
@@ -77,6 +81,13 @@ macro_rules! for_each_table {
         $f($($arg,)* OUTBOX)?;
         $f($($arg,)* OUTBOX_DUE)?;
         $f($($arg,)* OUTBOX_BY_SUBSCRIPTION)?;
+        $f($($arg,)* AKMA_CONTEXTS)?;
+        $f($($arg,)* AKMA_BY_A_KID)?;
+        $f($($arg,)* AKMA_EXPIRY)?;
+        $f($($arg,)* AKMA_TARGETS)?;
+        $f($($arg,)* AKMA_TARGET_EXPIRY)?;
+        $f($($arg,)* AKMA_OUTBOX)?;
+        $f($($arg,)* AKMA_OUTBOX_DUE)?;
     }};
 }
 

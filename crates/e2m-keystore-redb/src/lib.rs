@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod akma;
 mod backup;
 mod codec;
 mod error;
@@ -14,6 +15,7 @@ mod subscriptions;
 mod tables;
 mod writer;
 
+pub use akma::RedbAkmaContexts;
 pub use backup::{BackupSummary, RestoreSummary};
 pub use error::RedbStoreError;
 pub use store::{

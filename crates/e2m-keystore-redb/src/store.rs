@@ -306,6 +306,8 @@ fn create_tables(txn: &WriteTransaction) -> DbResult<()> {
     txn.open_table(OUTBOX).map_err(redb_err)?;
     txn.open_table(OUTBOX_DUE).map_err(redb_err)?;
     txn.open_table(OUTBOX_BY_SUBSCRIPTION).map_err(redb_err)?;
+    // The AAnF's AKMA contexts (issue 18), likewise added without a new version.
+    crate::akma::create_tables(txn)?;
     Ok(())
 }
 

@@ -1983,7 +1983,9 @@ pub fn shuffled_pushes<S: IntKeyStore, W: WaitOn>(
     }
     Ok(report)
 }
+mod akma;
 mod identity_keys;
 mod outbox;
+pub use akma::{AKMA_CHECKS, akma, akma_only, concurrent_akma_registrations};
 pub use identity_keys::{identity_keys, identity_keys_only};
 pub use outbox::{outbox, outbox_only};

@@ -5,6 +5,7 @@
     reason = "the README's conformance example needs `fn main` to hold a block gated on the feature"
 )]
 
+pub mod akma;
 mod block_on;
 pub mod cache;
 mod error;
@@ -23,6 +24,10 @@ mod subscriptions;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
+pub use akma::{
+    AkmaContext, AkmaContexts, AkmaOutbox, AkmaPendingNotification, AkmaPolicy, AkmaRegistered,
+    AkmaRemoved, MemoryAkmaContexts, NotifyTarget,
+};
 pub use block_on::block_on;
 pub use cache::{
     CacheConfig, CachedIdentities, CachedIntKeys, CachedSessions, ManualClock, MonotonicClock,
