@@ -108,7 +108,7 @@ pub fn parse_akma_psk_identity(octets: &[u8]) -> Option<Result<AKid, AkmaIdError
 }
 
 /// Where the AF gets K_AF for an A-KID (TS 33.535 §6.3, Naanf_AKMA_ApplicationKey_Get):
-/// the shape of [`PskResolver`](crate::PskResolver), for the AKMA profile.
+/// the shape of [`PskResolver`], for the AKMA profile.
 ///
 /// The future must be `Send`: it runs on the peer's own task, so while it waits other
 /// peers' handshakes carry on. [`AkmaKeySource`](crate::akma_source::AkmaKeySource) is the
@@ -139,7 +139,7 @@ pub trait AkmaResolver: Send + Sync + 'static {
 
     /// The answer for `a_kid` if the resolver has it at hand (a cache hit, positive or
     /// negative), else `None` (the default). As for
-    /// [`PskResolver::resolve_local`](crate::PskResolver::resolve_local), the DTLS server
+    /// [`PskResolver::resolve_local`], the DTLS server
     /// spends the source's fetch budget only when this returns `None`.
     fn resolve_local(&self, a_kid: &AKid) -> Option<Result<Kaf, ResolveError>> {
         let _ = a_kid;

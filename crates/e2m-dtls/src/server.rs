@@ -290,7 +290,7 @@ impl DtlsServer {
     }
 
     /// As [`Self::bind`], serving the AKMA Ua* profile beside the e2m one (TS 24.109
-    /// K.3.2; see the [`akma`](crate::akma) module): the ServerKeyExchange carries the
+    /// K.3.2; see the [`akma`] module): the ServerKeyExchange carries the
     /// `psk_identity_hint` `"3GPP-AKMA"`, and a `psk_identity` that starts with
     /// `"3GPP-AKMA"` names an A-KID whose K_AF `akma` resolves, under the same fetch
     /// budget per source as e2m keys. Every other identity takes the e2m path of
