@@ -771,7 +771,7 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
     );
     let evicted = ue_session(a.addr(), &sensor.app, run1.key_id, &psk1, FAILING_HANDSHAKE).await;
     let event = a
-        .wait_event(|e| matches!(e, ServerEvent::KeyUnavailable { identity, .. } if identity.key_id == run1.key_id))
+        .wait_event(|e| matches!(e, ServerEvent::KeyUnavailable { identity, .. } if identity.e2m().is_some_and(|i| i.key_id == run1.key_id)))
         .await;
     checks.check(
         evicted.is_err()

@@ -52,7 +52,7 @@ use e2m_dtls::derived_record::{FileDerivedRecord, FileDerivedRecordConfig};
 use e2m_dtls::emks_source::EmksKeySource;
 use e2m_dtls::oscore_server::{self, OscoreEvent, OscoreServer, OscoreServerConfig};
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, default_handler};
-use e2m_dtls::{PskResolver, ResolveError, StaticPsk};
+use e2m_dtls::{PeerIdentity, PskResolver, ResolveError, StaticPsk};
 use e2m_https::client::{Backoff, EmksClient, EmseSession};
 use e2m_https::pki::PkiDir;
 use e2m_kdf::E2mKey;
@@ -166,23 +166,33 @@ async fn stop_signal() {
 /// Keys the EMSE caches (bounded by each key's expiry; see `e2m_dtls::emks_source`).
 const KEY_CACHE_CAPACITY: usize = 1024;
 
+/// The application identity of an e2m peer (the whole identity of any other).
+fn who(identity: &PeerIdentity) -> String {
+    identity
+        .e2m()
+        .map_or_else(|| identity.to_string(), |id| id.identity.to_string())
+}
+
 fn narrate(event: &ServerEvent) {
     match event {
-        ServerEvent::Fetching { peer, identity } => println!(
-            "EMSE: {peer} sent psk_identity (application identity {}, key id {}); fetching its key (step 5)",
-            identity.identity, identity.key_id
-        ),
+        ServerEvent::Fetching { peer, identity } => match identity.e2m() {
+            Some(id) => println!(
+                "EMSE: {peer} sent psk_identity (application identity {}, key id {}); fetching its key (step 5)",
+                id.identity, id.key_id
+            ),
+            None => println!("EMSE: {peer} sent psk_identity \"{identity}\"; fetching its key"),
+        },
         ServerEvent::KeyUnavailable {
             peer,
             identity,
             error,
         } => println!(
             "EMSE: no key for {} from {peer}: {error}; the handshake will fail",
-            identity.identity
+            who(identity)
         ),
         ServerEvent::Connected { peer, identity } => println!(
             "EMSE: DTLS session with {} at {peer} established (step 8)",
-            identity.identity
+            who(identity)
         ),
         ServerEvent::Failed {
             peer,
@@ -192,7 +202,7 @@ fn narrate(event: &ServerEvent) {
             "EMSE: handshake with {peer}{} failed: {reason}",
             identity
                 .as_ref()
-                .map(|i| format!(" ({})", i.identity))
+                .map(|i| format!(" ({})", who(i)))
                 .unwrap_or_default()
         ),
         ServerEvent::Exchanged {

@@ -30,15 +30,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dimpl::{Dtls, Output};
-use e2m_kdf::E2mKey;
+use e2m_kdf::{E2mKey, Kaf};
 use e2m_keyid::PskIdentity;
+use e2m_keyid::akma::AKid;
 use tokio::net::UdpSocket;
 
-use super::{DtlsError, DtlsLimits, MAX_DATAGRAM, builder};
+use super::akma::{AkmaIdentityForm, akma_psk_identity};
+use super::record::peek_psk_identity_hint;
+use super::{DtlsError, DtlsLimits, MAX_DATAGRAM, PskKey, builder};
 use e2m_coap::{CoapError, Message};
 
 /// The client's key, handed to `dimpl` on request.
-struct ClientKey(E2mKey);
+struct ClientKey(PskKey);
 
 impl dimpl::PskResolver for ClientKey {
     fn resolve(&self, _identity: &[u8]) -> Option<Vec<u8>> {
@@ -85,8 +88,41 @@ impl UeDtlsConfig {
         psk: &E2mKey,
         limits: DtlsLimits,
     ) -> Result<UeDtlsConfig, DtlsError> {
+        Self::build(identity, PskKey::E2m(psk.copy_secret()), limits)
+    }
+
+    /// The AKMA Ua* profile (TS 24.109 K.3.2; the [`akma`](crate::akma) module):
+    /// psk_identity = `"3GPP-AKMA"` and `a_kid` (K.3.2 e), [`AkmaIdentityForm::Prefixed`]),
+    /// PSK = `kaf`, the K_AF the UE derived for the AF's FQDN and
+    /// [`AKMA_UA_PROTOCOL`](crate::akma::AKMA_UA_PROTOCOL).
+    ///
+    /// # Errors
+    /// [`DtlsError::Config`] if `dimpl` refuses the configuration.
+    pub fn akma(a_kid: &AKid, kaf: &Kaf, limits: DtlsLimits) -> Result<UeDtlsConfig, DtlsError> {
+        Self::akma_in_form(a_kid, kaf, AkmaIdentityForm::Prefixed, limits)
+    }
+
+    /// As [`Self::akma`], with the `psk_identity` written in `form`.
+    ///
+    /// # Errors
+    /// [`DtlsError::Config`] if `dimpl` refuses the configuration.
+    pub fn akma_in_form(
+        a_kid: &AKid,
+        kaf: &Kaf,
+        form: AkmaIdentityForm,
+        limits: DtlsLimits,
+    ) -> Result<UeDtlsConfig, DtlsError> {
+        let identity = akma_psk_identity(a_kid, form).into_bytes();
+        Self::build(identity, PskKey::Af(kaf.copy_secret()), limits)
+    }
+
+    fn build(
+        identity: Vec<u8>,
+        psk: PskKey,
+        limits: DtlsLimits,
+    ) -> Result<UeDtlsConfig, DtlsError> {
         let config = builder(&limits)
-            .with_psk_client(identity, Arc::new(ClientKey(psk.copy_secret())))
+            .with_psk_client(identity, Arc::new(ClientKey(psk)))
             .build()
             .map_err(|e| DtlsError::Config(format!("{e:?}")))?;
         Ok(UeDtlsConfig {
@@ -105,6 +141,8 @@ pub struct DtlsClient {
     next_timer: Option<Instant>,
     connected: bool,
     closed: bool,
+    /// The server's `psk_identity_hint`, as its ServerKeyExchange carried it.
+    hint: Option<Vec<u8>>,
 }
 
 impl core::fmt::Debug for DtlsClient {
@@ -156,6 +194,7 @@ impl DtlsClient {
             next_timer: None,
             connected: false,
             closed: false,
+            hint: None,
         };
         let deadline = now + config.limits.handshake_timeout;
         while !client.connected {
@@ -165,6 +204,13 @@ impl DtlsClient {
             client.step(deadline, |c| c.connected).await?;
         }
         Ok(client)
+    }
+
+    /// The `psk_identity_hint` the server sent in its ServerKeyExchange (RFC 4279 §2), if
+    /// any: `"3GPP-AKMA"` from an AKMA AF (TS 24.109 K.3.2 d)); none from a server
+    /// without a hint, which omits the message.
+    pub fn psk_identity_hint(&self) -> Option<&[u8]> {
+        self.hint.as_deref()
     }
 
     /// The local UDP address.
@@ -274,6 +320,11 @@ impl DtlsClient {
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(()),
                     Err(e) => return Err(e.into()),
                 };
+                if !self.connected
+                    && let Some(hint) = peek_psk_identity_hint(&buf[..n])
+                {
+                    self.hint = Some(hint.to_vec());
+                }
                 self.dtls.handle_timeout(Instant::now())?;
                 self.dtls.handle_packet(&buf[..n])?;
             }

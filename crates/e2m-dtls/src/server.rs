@@ -77,14 +77,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dimpl::{Dtls, Output};
-use e2m_kdf::E2mKey;
-use e2m_keyid::PskIdentity;
 use e2m_oscore::e2m::FetchBudgetConfig;
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use zeroize::Zeroize;
 
+use super::akma::{self, AkmaResolver, DynAkmaResolver};
 use super::budget::FetchBudget;
 use super::cookie::{self, COOKIE_LEN, CookieJar};
 use super::record::{
@@ -92,7 +91,8 @@ use super::record::{
     peek_psk_identity,
 };
 use super::{
-    AlertDescription, DtlsError, DtlsLimits, MAX_DATAGRAM, PskResolver, ResolveError, builder,
+    AlertDescription, DtlsError, DtlsLimits, MAX_DATAGRAM, PeerIdentity, PskKey, PskResolver,
+    ResolveError, builder,
 };
 
 /// Server limits.
@@ -166,7 +166,7 @@ pub struct PeerInfo {
     /// The UE's UDP address.
     pub addr: SocketAddr,
     /// The `psk_identity` whose key completed the handshake.
-    pub identity: PskIdentity,
+    pub identity: PeerIdentity,
 }
 
 /// The application: plaintext in, optional plaintext reply out.
@@ -181,14 +181,14 @@ pub enum ServerEvent {
         /// The UE's address.
         peer: SocketAddr,
         /// The identity.
-        identity: PskIdentity,
+        identity: PeerIdentity,
     },
     /// The handshake completed (seed step 8).
     Connected {
         /// The UE's address.
         peer: SocketAddr,
         /// The authenticated identity.
-        identity: PskIdentity,
+        identity: PeerIdentity,
     },
     /// The source's fetch budget was spent and no token came back in time: the key
     /// server was not asked, and the handshake ends with `internal_error`.
@@ -196,14 +196,14 @@ pub enum ServerEvent {
         /// The UE's address.
         peer: SocketAddr,
         /// The identity.
-        identity: PskIdentity,
+        identity: PeerIdentity,
     },
     /// The resolver had no key; the handshake will fail.
     KeyUnavailable {
         /// The UE's address.
         peer: SocketAddr,
         /// The identity.
-        identity: PskIdentity,
+        identity: PeerIdentity,
         /// Why.
         error: ResolveError,
     },
@@ -212,7 +212,7 @@ pub enum ServerEvent {
         /// The UE's address.
         peer: SocketAddr,
         /// The identity, if one was read.
-        identity: Option<PskIdentity>,
+        identity: Option<PeerIdentity>,
         /// Why (no key material).
         reason: String,
     },
@@ -286,6 +286,35 @@ impl DtlsServer {
         handler: AppHandler,
         config: ServerConfig,
     ) -> Result<ServerHandle, DtlsError> {
+        Self::serve(addr, resolver, None, handler, config).await
+    }
+
+    /// As [`Self::bind`], serving the AKMA Ua* profile beside the e2m one (TS 24.109
+    /// K.3.2; see the [`akma`] module): the ServerKeyExchange carries the
+    /// `psk_identity_hint` `"3GPP-AKMA"`, and a `psk_identity` that starts with
+    /// `"3GPP-AKMA"` names an A-KID whose K_AF `akma` resolves, under the same fetch
+    /// budget per source as e2m keys. Every other identity takes the e2m path of
+    /// [`Self::bind`] (`resolver`; [`NoPsk`](crate::NoPsk) for an AF without e2m).
+    ///
+    /// # Errors
+    /// As [`Self::bind`].
+    pub async fn bind_with_akma<R: PskResolver, A: AkmaResolver>(
+        addr: SocketAddr,
+        resolver: R,
+        akma: A,
+        handler: AppHandler,
+        config: ServerConfig,
+    ) -> Result<ServerHandle, DtlsError> {
+        Self::serve(addr, resolver, Some(Box::new(akma)), handler, config).await
+    }
+
+    async fn serve<R: PskResolver>(
+        addr: SocketAddr,
+        resolver: R,
+        akma: Option<Box<dyn DynAkmaResolver>>,
+        handler: AppHandler,
+        config: ServerConfig,
+    ) -> Result<ServerHandle, DtlsError> {
         let socket = Arc::new(UdpSocket::bind(addr).await?);
         let local_addr = socket.local_addr()?;
         let dimpl_config = Arc::new(
@@ -295,7 +324,11 @@ impl DtlsServer {
                 // `cookie` module).
                 .use_server_cookie(true)
                 .with_crypto_provider(cookie::server_crypto_provider())
-                .with_psk_server(None, Arc::new(SlotResolver))
+                .with_psk_server(
+                    akma.is_some()
+                        .then(|| akma::AKMA_PSK_IDENTITY_HINT.to_vec()),
+                    Arc::new(SlotResolver),
+                )
                 .build()
                 .map_err(|e| DtlsError::Config(format!("{e:?}")))?,
         );
@@ -305,6 +338,7 @@ impl DtlsServer {
         let shared = Arc::new(Shared {
             socket,
             resolver,
+            akma,
             handler,
             budget: Mutex::new(FetchBudget::new(config.fetch_budget)),
             budget_freed: Notify::new(),
@@ -325,6 +359,8 @@ impl DtlsServer {
 struct Shared<R> {
     socket: Arc<UdpSocket>,
     resolver: R,
+    /// The AKMA profile's resolver, if served ([`DtlsServer::bind_with_akma`]).
+    akma: Option<Box<dyn DynAkmaResolver>>,
     handler: AppHandler,
     /// The fetch budget per source address, and the wake-up of tasks waiting for a token
     /// when one is given back.
@@ -540,7 +576,7 @@ struct VerifiedHello {
 #[derive(Default)]
 struct SlotState {
     identity: Option<Vec<u8>>,
-    key: Option<E2mKey>,
+    key: Option<PskKey>,
     /// Set when `dimpl` asked for exactly `identity` (the "record the identity" rule).
     asked: bool,
 }
@@ -637,7 +673,7 @@ struct PeerTask<'s, R> {
     peer: SocketAddr,
     slot: Arc<Mutex<SlotState>>,
     dtls: Dtls,
-    identity: Option<PskIdentity>,
+    identity: Option<PeerIdentity>,
     connected: Option<PeerInfo>,
     /// Whether the ClientKeyExchange has been peeked (and its key fetched).
     peeked: bool,
@@ -810,7 +846,7 @@ fn attribute<R>(
     shared: &Shared<R>,
     peer: SocketAddr,
     slot: &Mutex<SlotState>,
-    identity: &Option<PskIdentity>,
+    identity: &Option<PeerIdentity>,
 ) -> Option<PeerInfo> {
     let asked = slot.lock().map(|s| s.asked).unwrap_or(false);
     match (identity, asked) {
@@ -954,14 +990,14 @@ async fn resolve_into_slot<R: PskResolver>(
     peer: SocketAddr,
     octets: &[u8],
     slot: &Mutex<SlotState>,
-) -> (Option<PskIdentity>, KeyOutcome) {
-    let parsed = PskIdentity::parse(octets);
+) -> (Option<PeerIdentity>, KeyOutcome) {
+    let parsed = akma::peer_identity(octets, shared.akma.is_some());
     let (identity, key, outcome) = match parsed {
-        Err(e) => {
+        Err(reason) => {
             shared.emit(ServerEvent::Failed {
                 peer,
                 identity: None,
-                reason: format!("psk_identity: {e}"),
+                reason,
             });
             (None, None, KeyOutcome::NoKey)
         }
@@ -1009,20 +1045,21 @@ async fn resolve_into_slot<R: PskResolver>(
 async fn fetch_within_budget<R: PskResolver>(
     shared: &Shared<R>,
     peer: SocketAddr,
-    id: &PskIdentity,
-) -> Option<Result<E2mKey, ResolveError>> {
+    id: &PeerIdentity,
+) -> Option<Result<PskKey, ResolveError>> {
     shared.emit(ServerEvent::Fetching {
         peer,
         identity: id.clone(),
     });
-    if let Some(answer) = shared.resolver.resolve_local(id) {
+    if let Some(answer) = akma::resolve_local_any(&shared.resolver, shared.akma.as_deref(), id) {
         return Some(answer);
     }
     let deadline = tokio::time::Instant::now() + shared.config.resolve_timeout;
     if !shared.take_fetch_token(peer.ip(), deadline).await {
         return None;
     }
-    let fetched = tokio::time::timeout_at(deadline, shared.resolver.resolve(id))
+    let fetch = akma::resolve_any(&shared.resolver, shared.akma.as_deref(), id);
+    let fetched = tokio::time::timeout_at(deadline, fetch)
         .await
         .unwrap_or_else(|_| Err(ResolveError::Unavailable("timed out".into())));
     if fetched.is_ok() {
@@ -1062,9 +1099,8 @@ pub fn default_handler() -> AppHandler {
                     (
                         Code::CONTENT,
                         format!(
-                            "hello {} (key id {}), you asked for /{}",
-                            peer.identity.identity,
-                            peer.identity.key_id,
+                            "hello {}, you asked for /{}",
+                            akma::describe(&peer.identity),
                             req.uri_path()
                         ),
                     )
@@ -1080,7 +1116,7 @@ pub fn default_handler() -> AppHandler {
                 format!(
                     "e2m EMSE: {} octets from {}\n",
                     data.len(),
-                    peer.identity.identity
+                    akma::name(&peer.identity)
                 )
                 .into_bytes(),
             ),

@@ -703,7 +703,12 @@ text_type_common!(RoutingIndicator);
 ///   TS 23.003 §28.7.3), and [`AKid::a_tid`] / [`AKid::routing_indicator`] read those parts
 ///   back. TS 33.535 §6.1 says what the username *includes*, not how it is spelled: this is
 ///   the spelling our UE and AUSF share, documented so that another implementation can
-///   produce it; replace it only on both sides.
+///   produce it; replace it only on both sides. **Provisional**: no public text or
+///   implementation found so far fixes the spelling (TS 33.535 §6.1 names the parts only;
+///   no A-KID clause of TS 23.003 was found in the copies available; UERANSIM derives
+///   K_AKMA but no A-KID; open5gs's AKMA work is an unmerged draft, free5gc's a
+///   proposal). GBA's B-TID, by analogy, writes its random part in base64 (TS 33.220
+///   §4.5.2), which may be what a later 3GPP text chooses.
 ///
 /// ```
 /// use e2m_keyid::akma::{AKid, Plmn, RoutingIndicator};
