@@ -830,6 +830,32 @@ async fn handle_request<H: Handler>(
     response
 }
 
+/// The most of a refused request's body that is read (and dropped) before the answer.
+const LINGER_BODY_MAX: u64 = 64 * 1024;
+
+/// Reads and drops what is left of a refused request's body (frame by frame, never kept),
+/// at most [`LINGER_BODY_MAX`] octets within the body timeout, so that the client is not
+/// still sending when the answer and the stream's reset (RST_STREAM NO_ERROR, RFC 9113
+/// §8.1) arrive: some clients (curl) then report a stream error instead of reading the
+/// answer. Beyond the bound the answer goes at once and the stream is reset.
+async fn drain(mut body: Incoming, limits: &Limits) {
+    let reading = async {
+        let mut read = 0u64;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if read > LINGER_BODY_MAX {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(limits.body_timeout, reading).await;
+}
+
 /// The per-request checks before the handler: rate, header list, body.
 async fn admit<H: Handler>(
     shared: &Shared<H>,
@@ -837,11 +863,18 @@ async fn admit<H: Handler>(
     request: hyper::Request<Incoming>,
 ) -> Result<SbiRequest, Rejection> {
     let limits = &shared.limits;
-    shared.limiter.check(&peer.key())?;
-    if header_list_size(&request) > limits.max_header_list_size as usize {
-        return Err(Rejection::HeadersTooLarge);
-    }
+    let early = shared.limiter.check(&peer.key()).and_then(|()| {
+        if header_list_size(&request) > limits.max_header_list_size as usize {
+            Err(Rejection::HeadersTooLarge)
+        } else {
+            Ok(())
+        }
+    });
     let (parts, body) = request.into_parts();
+    if let Err(rejection) = early {
+        drain(body, limits).await;
+        return Err(rejection);
+    }
     if let Some(length) = parts.headers.get(header::CONTENT_LENGTH) {
         let declared = length
             .to_str()
@@ -849,8 +882,9 @@ async fn admit<H: Handler>(
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or(Rejection::BadBody)?;
         if declared > limits.max_body as u64 {
-            // HTTP/2 ends the stream after the answer (RST_STREAM NO_ERROR): no body is
-            // read, and the connection stays usable (RFC 9113 §8.1).
+            if declared <= LINGER_BODY_MAX {
+                drain(body, limits).await;
+            }
             return Err(Rejection::PayloadTooLarge);
         }
     }

@@ -788,3 +788,42 @@ async fn every_refusal_is_a_problem_document() {
     assert!(out.contains("retry-after:"), "{out}");
     aanf.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_before_any_tls_or_http2_work() {
+    use tokio::io::AsyncReadExt;
+    let dir = TempDir::new("silent");
+    let pki = pki(&dir);
+    for tls in [true, false] {
+        let limits = Limits {
+            client_hello_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let aanf = start(
+            &pki,
+            Setup {
+                tls,
+                limits,
+                ..Setup::default()
+            },
+        )
+        .await;
+        let mut silent = tokio::net::TcpStream::connect(aanf.server.local_addr())
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
+            .await
+            .expect("closed by the server");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "tls={tls}: {:?}",
+            started.elapsed()
+        );
+        // Others are still served.
+        aanf.ausf().register(&ue(11).info()).await.unwrap();
+        aanf.server.shutdown().await;
+    }
+}
