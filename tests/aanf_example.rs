@@ -82,6 +82,12 @@ impl Drop for Aanf {
 
 impl Aanf {
     fn start(dir: &Path, store: &[&str], conninfo: Option<&str>) -> Aanf {
+        // Every line the process logs (audit records at info) is kept for the leak check.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("emks.log"))
+            .unwrap();
         let mut command = Command::new(example_binary("emks"));
         command
             .args(["--listen", "127.0.0.1:0", "--certs"])
@@ -97,10 +103,10 @@ impl Aanf {
                 "--aanf-lease",
                 &LEASE_SECS.to_string(),
             ])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info,tokio_postgres=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::from(log));
         if let Some(conninfo) = conninfo {
             command.env("E2M_DATABASE_URL", conninfo);
         }

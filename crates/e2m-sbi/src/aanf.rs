@@ -272,26 +272,28 @@ impl<C: AkmaContexts + AkmaOutbox + 'static> AanfHandler<C> {
             Operation::RegisterAnchorKey => {
                 let info = decode!(AkmaKeyInfo);
                 let outcome = core.register_anchor_key(caller, &info, now).await;
-                self.finish(outcome, |stored| respond::json(200, stored.to_json(), true))
+                self.finish(outcome, |stored| {
+                    respond::json(op.success_status(), stored.to_json(), true)
+                })
             }
             Operation::RetrieveApplicationKey => {
                 let req = decode!(AkmaAfKeyRequest);
                 let outcome = core.retrieve_application_key(caller, &req, now).await;
                 self.finish(outcome, |data| match data {
-                    Some(data) => respond::json(200, data.to_json(), true),
+                    Some(data) => respond::json(op.success_status(), data.to_json(), true),
                     None => respond::empty(204),
                 })
             }
             Operation::RemoveContext => {
                 let req = decode!(CtxRemove);
                 let outcome = core.remove_context(caller, &req, now).await;
-                self.finish(outcome, |()| respond::empty(204))
+                self.finish(outcome, |()| respond::empty(op.success_status()))
             }
             Operation::NefRetrieve => {
                 let req = decode!(AkmaAfKeyRequest);
                 let outcome = core.nef_retrieve(caller, &req, now).await;
                 self.finish(outcome, |data| match data {
-                    Some(data) => respond::json(200, data.to_json(), true),
+                    Some(data) => respond::json(op.success_status(), data.to_json(), true),
                     None => respond::empty(204),
                 })
             }
