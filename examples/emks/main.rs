@@ -58,6 +58,7 @@ use e2m_keystore_pg::{PgBackend, PgConfig};
 use e2m_keystore_redb::e2m_seal::{KekVersion, write_new_kek_file};
 use e2m_keystore_redb::{Keyring, RedbStore, RedbStoreConfig};
 
+mod akma;
 #[path = "../support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
 mod cli;
@@ -111,6 +112,22 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 1,
               value_parser = clap::value_parser!(u32).range(1..))]
         version: u32,
+    },
+    /// Writes an AKMA PKI directory for the AAnF (`--aanf-certs`): a CA, the AAnF's server
+    /// and client certificates, and one per AUSF, NEF and AF (the CA key is not kept).
+    GenAkmaPki {
+        /// Where to write it.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// An AUSF's name (repeatable).
+        #[arg(long, value_name = "NAME")]
+        ausf: Vec<String>,
+        /// A NEF's name (repeatable).
+        #[arg(long, value_name = "NAME")]
+        nef: Vec<String>,
+        /// An AF's FQDN (repeatable).
+        #[arg(long, value_name = "FQDN")]
+        af: Vec<String>,
     },
     /// Restores a backup (written by `--backup-dir` on SIGUSR1) into a redb data directory,
     /// with the EMKS stopped: verifies it (checksums, schema, the KEK files), keeps the
@@ -224,6 +241,8 @@ struct ServeArgs {
     /// line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    akma: akma::AkmaArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -273,6 +292,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::GenPki { dir, emse }) => gen_pki(&dir, emse),
         Some(Command::GenKek { out, version }) => gen_kek(&out, version),
+        Some(Command::GenAkmaPki { dir, ausf, nef, af }) => akma::gen_pki(&dir, &ausf, &nef, &af),
         Some(Command::Restore {
             backup,
             data_dir,
@@ -371,6 +391,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         cli::usage_error(PROGRAM, "--certs is required");
     };
     check_store_flags(&args);
+    args.akma.check();
     init_logs(args.log_format);
 
     let pki = PkiDir::open(&certs).unwrap_or_else(|e| {
@@ -421,6 +442,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             };
             let hooks = StoreHooks {
                 refresh: Some(Box::new(refresh)),
+                akma: args.akma.enabled().then(|| {
+                    akma::AkmaStore::Memory(e2m_keystore::MemoryAkmaContexts::new(
+                        args.akma.policy(),
+                    ))
+                }),
                 ..StoreHooks::default()
             };
             run(&runtime, core, &args, rows, &pki, hooks)
@@ -461,6 +487,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                     dir: dir.clone(),
                 }
             });
+            let akma_store = args
+                .akma
+                .enabled()
+                .then(|| akma::AkmaStore::Redb(store.akma(args.akma.policy())));
             let probed = store.clone();
             let probe: StoreProbe = Box::new(move || {
                 let store = probed.clone();
@@ -479,6 +509,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 probe: Some(probe),
                 backup,
                 outbox_wake: None,
+                akma: akma_store,
             };
             run(&runtime, core, &args, rows, &pki, hooks)
         }
@@ -518,11 +549,20 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 let backend = probed.clone();
                 Box::pin(async move { backend.check_writable().await.map_err(|e| with_causes(&e)) })
             });
+            // The AAnF's deliverer listens for the AKMA entries on a channel of its own.
+            let akma_store = args.akma.enabled().then(|| {
+                let _runtime = runtime.enter();
+                akma::AkmaStore::Postgres(
+                    backend.akma(args.akma.policy()),
+                    backend.outbox_wakeups(),
+                )
+            });
             let hooks = StoreHooks {
                 refresh: None,
                 probe: Some(probe),
                 backup: None,
                 outbox_wake: Some(wake),
+                akma: akma_store,
             };
             let result = run(&runtime, core, &args, rows, &pki, hooks);
             backend.close();
@@ -662,6 +702,8 @@ struct StoreHooks {
     /// The PostgreSQL store's `LISTEN`: wakes the deliverer for notifications other
     /// instances recorded.
     outbox_wake: Option<Arc<tokio::sync::Notify>>,
+    /// The AKMA contexts the AAnF serves (with `--aanf-listen`).
+    akma: Option<akma::AkmaStore>,
 }
 
 /// The redb store and the directory its online backups go to.
@@ -791,6 +833,7 @@ where
         probe,
         backup,
         outbox_wake,
+        akma: akma_store,
     } = hooks;
     runtime.block_on(async {
         backups_on_sigusr1(backup);
@@ -832,9 +875,16 @@ where
         let server = start_emks(core, pki, options)
             .await
             .map_err(|e| e.to_string())?;
+        let aanf = match akma_store {
+            Some(store) => Some(akma::start(&args.akma, store).await?),
+            None => None,
+        };
         ready.store(true, Ordering::Release);
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "EMKS listening on {}", server.base_url());
+        if let Some(aanf) = &aanf {
+            let _ = writeln!(stdout, "AAnF listening on {}", aanf.base_url());
+        }
         if let Some(operations) = &operations {
             let _ = writeln!(
                 stdout,
@@ -847,6 +897,9 @@ where
         ready.store(false, Ordering::Release);
         tracing::info!("stopping");
         server.shutdown().await;
+        if let Some(aanf) = aanf {
+            aanf.shutdown().await;
+        }
         if let Some(operations) = operations {
             operations.shutdown().await;
         }

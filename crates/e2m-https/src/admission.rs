@@ -1,6 +1,9 @@
 //! Bounded pools of connections that have not finished their TLS handshake, with fairness
 //! between sources (issue 16 item 2).
 //!
+//! Public so that other server stacks over this crate's TLS (the SBI's HTTP/2 server of
+//! `e2m-sbi`) admit connections by the same rules.
+//!
 //! The server keeps two ([`super::server`]): connections waiting for their ClientHello
 //! (cheap: a socket and a task; a large pool) and handshakes in progress (the server's
 //! key exchange and signature; a small pool). Each pool bounds its connections in all and
@@ -29,7 +32,7 @@ use tokio::sync::oneshot;
 
 /// The unit of fairness: an IPv4 address or an IPv6 /64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum Source {
+pub enum Source {
     /// An IPv4 address (IPv4-mapped IPv6 addresses included).
     V4([u8; 4]),
     /// The first 64 bits of an IPv6 address.
@@ -38,7 +41,7 @@ pub(crate) enum Source {
 
 impl Source {
     /// The source `ip` counts as.
-    pub(crate) fn of(ip: IpAddr) -> Source {
+    pub fn of(ip: IpAddr) -> Source {
         match ip.to_canonical() {
             IpAddr::V4(v4) => Source::V4(v4.octets()),
             IpAddr::V6(v6) => {
@@ -53,7 +56,7 @@ impl Source {
 
 /// Why a pool did not admit a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     /// Its source already holds [`Pool::new`]'s `max_per_source`.
     SourceFull,
     /// The pool is full and no source holds at least two more than this one.
@@ -62,7 +65,7 @@ pub(crate) enum Refusal {
 
 /// A bounded pool with fairness between sources (see the module docs).
 #[derive(Debug)]
-pub(crate) struct Pool {
+pub struct Pool {
     max_total: usize,
     max_per_source: usize,
     state: Mutex<PoolState>,
@@ -135,7 +138,7 @@ impl PoolState {
 impl Pool {
     /// A pool of at most `max_total` connections, at most `max_per_source` from one source
     /// (each at least 1).
-    pub(crate) fn new(max_total: usize, max_per_source: usize) -> Self {
+    pub fn new(max_total: usize, max_per_source: usize) -> Self {
         Pool {
             max_total: max_total.max(1),
             max_per_source: max_per_source.max(1),
@@ -150,7 +153,7 @@ impl Pool {
     /// A place for one connection from `source`, taking the oldest place of the heaviest
     /// source when the pool is full and that source holds at least two more than
     /// `source`; or why not.
-    pub(crate) fn admit(self: &Arc<Self>, source: Source) -> Result<Ticket, Refusal> {
+    pub fn admit(self: &Arc<Self>, source: Source) -> Result<Ticket, Refusal> {
         let mut state = self.lock();
         let held = state.held(source);
         if held >= self.max_per_source {
@@ -176,7 +179,7 @@ impl Pool {
 
     /// Tells the oldest connection of the heaviest source to close (e.g. to free a file
     /// descriptor when the process has none left); returns whether there was one.
-    pub(crate) fn evict_one(&self) -> bool {
+    pub fn evict_one(&self) -> bool {
         self.lock().evict_heaviest(1)
     }
 
@@ -189,7 +192,7 @@ impl Pool {
 
 /// One connection's place in a [`Pool`], given back when dropped.
 #[derive(Debug)]
-pub(crate) struct Ticket {
+pub struct Ticket {
     pool: Arc<Pool>,
     source: Source,
     id: u64,
@@ -199,7 +202,7 @@ pub(crate) struct Ticket {
 impl Ticket {
     /// Completes when the pool took this place back for a connection from a lighter
     /// source (the connection must then close); pending for as long as it holds it.
-    pub(crate) async fn evicted(&mut self) {
+    pub async fn evicted(&mut self) {
         // A closed channel without a send cannot happen while the ticket lives (the sender
         // is removed from the pool only by an eviction, which sends, or by this ticket's
         // drop); treat it as an eviction anyway.

@@ -1,6 +1,8 @@
 //! The EMKS transport: RESTful HTTPS with mutual TLS between EMSE and EMKS (seed clause
 //! 6.x.2.2) and the HSS's push of intermediate keys, around the sans-IO core `e2m-emks`.
 //!
+//! - [`admission`]: the pre-TLS admission pools (fair between sources), shared with other
+//!   server stacks;
 //! - [`pki`]: where an e2m identity sits in a certificate, credentials and PKI directories
 //!   (and, with the `pki-gen` feature, certificate generation for tests and demos);
 //! - [`tls`]: the TLS profile (TS 33.310 Annex E → TS 33.210 §6.2) and the certificate
@@ -40,7 +42,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod admission;
+pub mod admission;
 pub mod client;
 pub mod delivery;
 pub mod emks;
