@@ -82,7 +82,7 @@ use e2m_kdf::E2mKey;
 use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
 use e2m_oscore::derived::{Derivation, DerivedContextRecord};
 use e2m_oscore::e2m::{
-    Classified, E2mOscoreProfile, EmseGate, FetchBudgetConfig, FetchGuard, RequestHint,
+    Classified, ContextLookup, E2mOscoreProfile, EmseGate, FetchBudgetConfig, FetchGuard, RequestHint,
     context_not_found,
 };
 use e2m_oscore::{
@@ -653,10 +653,11 @@ fn decide<R: PskResolver>(shared: &Shared<R>, request: Message, from: SocketAddr
     }
     let contexts = &mut state.contexts;
     let lifetime = shared.config.context_lifetime;
+    let resolver = &shared.resolver;
     let classified = state
         .gate
-        .classify(&request, &budget_source(from), now_ms, |hint| {
-            contexts.has(hint, lifetime)
+        .classify_lookup(&request, &budget_source(from), now_ms, |hint| {
+            lookup(contexts, resolver, hint, lifetime)
         });
     match classified {
         Classified::Answer(answer) => {
@@ -691,6 +692,31 @@ fn decide<R: PskResolver>(shared: &Shared<R>, request: Message, from: SocketAddr
                 .insert(slot, vec![Pending { request, from }]);
             Step::Fetch(identity, key_id)
         }
+    }
+}
+
+/// A held context, else the resolver's answer at hand ([`PskResolver::resolve_local`]: a
+/// cached key or a cached "unknown"), which the gate lets through without a fetch token
+/// (as the DTLS server asks `resolve_local` before it spends the source's budget); the
+/// fetch task then gets that answer from the resolver without asking the key server.
+fn lookup<R: PskResolver>(
+    contexts: &mut ContextStore,
+    resolver: &R,
+    hint: &RequestHint,
+    lifetime: Duration,
+) -> ContextLookup {
+    if contexts.has(hint, lifetime) {
+        return ContextLookup::Held;
+    }
+    match &hint.identity {
+        Some(identity)
+            if resolver
+                .resolve_local(&PskIdentity::new(identity.clone(), hint.key_id))
+                .is_some() =>
+        {
+            ContextLookup::KeyAtHand
+        }
+        _ => ContextLookup::Absent,
     }
 }
 
