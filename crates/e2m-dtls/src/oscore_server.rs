@@ -33,7 +33,10 @@
 //! EMKS answers a wrong pair like a wrong PSK), and a UE whose budget a spoofer spent
 //! still gets through by answering the Echo. At most
 //! [`OscoreServerConfig::max_fetches_in_flight`] fetches run at once, whatever the sources
-//! (more get 5.03). [`FetchGuard::Budget`] answers 5.03 past the budget instead;
+//! (more get 5.03). A request whose key the resolver has at hand
+//! ([`PskResolver::resolve_local`]: `EmksKeySource`'s cache, positive or negative) spends
+//! no token and meets no challenge ([`ContextLookup::KeyAtHand`]): it costs the key server
+//! nothing, as on the DTLS server. [`FetchGuard::Budget`] answers 5.03 past the budget instead;
 //! [`FetchGuard::EchoThenBudget`] challenges before every fetch (two round trips on first
 //! contact). Unmodified OSCORE clients such as aiocoap cannot answer an unprotected Echo
 //! (see the `e2m-oscore` README): within the budget they are served like e2m UEs.

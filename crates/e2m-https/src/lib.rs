@@ -16,6 +16,12 @@
 //! - [`notify`]: the EMSE's notification endpoint;
 //! - [`respond`]: responses and problem documents of the binding.
 //!
+//! Each side is a feature (the README's "Features"): `client` ([`client`]), `server`
+//! ([`server`], [`ratelimit`], [`respond`], [`metrics`]), `emks` ([`emks`], [`delivery`];
+//! implies both), `notify-endpoint` ([`notify`]), `pki-gen` (certificate generation). The
+//! default is all but `pki-gen`; [`pki`] and [`tls`] are always there. An EMSE that only
+//! fetches keys builds with `default-features = false, features = ["client"]`.
+//!
 //! Composing the system (what the examples and the demo do):
 //!
 //! ```no_run
