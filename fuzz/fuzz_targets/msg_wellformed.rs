@@ -95,7 +95,9 @@ fn quick_xml_reads(doc: &str) -> Result<(), String> {
                 let mut names = Vec::new();
                 for attribute in e.attributes().with_checks(true) {
                     let attribute = attribute.map_err(|e| e.to_string())?;
-                    attribute.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| e.to_string())?;
+                    attribute
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .map_err(|e| e.to_string())?;
                     let key = attribute.key;
                     if key.as_ref().starts_with("xmlns") {
                         continue;

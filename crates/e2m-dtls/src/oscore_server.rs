@@ -85,8 +85,8 @@ use e2m_kdf::E2mKey;
 use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
 use e2m_oscore::derived::{Derivation, DerivedContextRecord};
 use e2m_oscore::e2m::{
-    Classified, ContextLookup, E2mOscoreProfile, EmseGate, FetchBudgetConfig, FetchGuard, RequestHint,
-    context_not_found,
+    Classified, ContextLookup, E2mOscoreProfile, EmseGate, FetchBudgetConfig, FetchGuard,
+    RequestHint, context_not_found,
 };
 use e2m_oscore::{
     OscoreError, SecurityContext, SenderSequence, VerifiedRequest, unprotected_error,

@@ -310,19 +310,31 @@ async fn a_cached_key_costs_no_fetch_token() {
     };
     let server = start(Arc::clone(&resolver), config).await;
     let mut first = ue(server.local_addr(), "first@iot.example.com", 1).await;
-    let answer = first.request(&get("t", 1, b"a"), WAIT).await.expect("first");
+    let answer = first
+        .request(&get("t", 1, b"a"), WAIT)
+        .await
+        .expect("first");
     assert_eq!(answer.code, Code::CONTENT);
     assert_eq!(resolver.remote.load(Ordering::SeqCst), 1);
 
     for key_id in 100..105u32 {
-        let mut cached = ue(server.local_addr(), &format!("c{key_id}@iot.example.com"), key_id).await;
+        let mut cached = ue(
+            server.local_addr(),
+            &format!("c{key_id}@iot.example.com"),
+            key_id,
+        )
+        .await;
         let answer = cached.request(&get("t", 1, b"c"), WAIT).await;
         assert!(
             matches!(&answer, Ok(m) if m.code == Code::CONTENT),
             "cached key id {key_id}: {answer:?}"
         );
     }
-    assert_eq!(resolver.remote.load(Ordering::SeqCst), 1, "no fetch for cached keys");
+    assert_eq!(
+        resolver.remote.load(Ordering::SeqCst),
+        1,
+        "no fetch for cached keys"
+    );
 
     let mut uncached = ue(server.local_addr(), "late@iot.example.com", 2).await;
     let refused = uncached.request(&get("t", 1, b"u"), WAIT).await;

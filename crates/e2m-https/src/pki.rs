@@ -266,8 +266,8 @@ impl PeerIdentity {
     /// build needs no second X.509 parser).
     pub fn from_certificate(der: &[u8]) -> Result<PeerIdentity, IdentityUriError> {
         let der = CertificateDer::from(der);
-        let cert = webpki::EndEntityCert::try_from(&der)
-            .map_err(|_| IdentityUriError::BadCertificate)?;
+        let cert =
+            webpki::EndEntityCert::try_from(&der).map_err(|_| IdentityUriError::BadCertificate)?;
         let mut found = None;
         for uri in cert.valid_uri_names() {
             if let Some(identity) = PeerIdentity::from_uri(uri)? {

@@ -75,9 +75,21 @@ struct Generated {
 }
 
 /// Element names: good ones, and ones that are not XML names or not QNames.
-const GOOD_NAMES: &[&str] = &["a", "b-c", "_d", "e.f", "g1", "été", "h·i", "ΩΩ", "x:j", "y:k"];
+const GOOD_NAMES: &[&str] = &[
+    "a", "b-c", "_d", "e.f", "g1", "été", "h·i", "ΩΩ", "x:j", "y:k",
+];
 const BAD_NAMES: &[&str] = &[
-    "1a", "-a", ".a", "a:b:c", ":a", "a:", "a;b", "a\u{37E}", "\u{B7}a", "z:unbound", "a!",
+    "1a",
+    "-a",
+    ".a",
+    "a:b:c",
+    ":a",
+    "a:",
+    "a;b",
+    "a\u{37E}",
+    "\u{B7}a",
+    "z:unbound",
+    "a!",
 ];
 /// Attribute values, raw (quoted by the generator): good ones, then bad ones.
 const GOOD_VALUES: &[&str] = &[
@@ -94,7 +106,17 @@ const GOOD_VALUES: &[&str] = &[
     ">",
 ];
 const BAD_VALUES: &[&str] = &[
-    "<", "&", "&amp", "&foo;", "&#1;", "&#xD800;", "&#0;", "&#x110000;", "&#;", "&#x;", "&#12a;",
+    "<",
+    "&",
+    "&amp",
+    "&foo;",
+    "&#1;",
+    "&#xD800;",
+    "&#0;",
+    "&#x110000;",
+    "&#;",
+    "&#x;",
+    "&#12a;",
 ];
 /// Character data: good, then bad.
 const GOOD_TEXT: &[&str] = &[
@@ -109,7 +131,15 @@ const GOOD_TEXT: &[&str] = &[
     "é",
     "&apos;'\"",
 ];
-const BAD_TEXT: &[&str] = &["]]>", "&", "&bogus;", "&#xFFFE;", "&#xD7FF0;", "a&#8;b", "&lt"];
+const BAD_TEXT: &[&str] = &[
+    "]]>",
+    "&",
+    "&bogus;",
+    "&#xFFFE;",
+    "&#xD7FF0;",
+    "a&#8;b",
+    "&lt",
+];
 const GOOD_COMMENTS: &[&str] = &["<!--c-->", "<!---->", "<!-- - -->", "<!--<a>&-->"];
 const BAD_COMMENTS: &[&str] = &["<!--a--b-->", "<!--->", "<!---a-->", "<!--a--->", "<!-x-->"];
 
@@ -266,10 +296,11 @@ impl Generator<'_> {
             0 => out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"),
             1 => out.push_str("<?xml version='1.0' encoding='utf-8' standalone='yes'?>"),
             2 => out.push_str("<?xml version=\"1.0\"?>"),
-            3 if self.fault() => out.push_str(
-                self.rng
-                    .pick(&[" <?xml version=\"1.0\"?>", "<?xml encoding=\"UTF-8\"?>", "<?xml?>"]),
-            ),
+            3 if self.fault() => out.push_str(self.rng.pick(&[
+                " <?xml version=\"1.0\"?>",
+                "<?xml encoding=\"UTF-8\"?>",
+                "<?xml?>",
+            ])),
             4 if self.rng.one_in(3) => {
                 self.outside = true;
                 out.push_str(self.rng.pick(&[
@@ -493,17 +524,30 @@ fn e2m_msg_and_xmllint_agree_on_well_formedness() {
         accepted_not_wf.is_empty(),
         "{} documents accepted by e2m-msg are not well-formed for xmllint, e.g.:\n{}",
         accepted_not_wf.len(),
-        accepted_not_wf.iter().take(5).cloned().collect::<Vec<_>>().join("\n---\n")
+        accepted_not_wf
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n---\n")
     );
     assert!(
         wf_refused.is_empty(),
         "{} well-formed documents within e2m's subset refused, e.g.:\n{}",
         wf_refused.len(),
-        wf_refused.iter().take(5).cloned().collect::<Vec<_>>().join("\n---\n")
+        wf_refused
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n---\n")
     );
     // The generator must reach both sides of the line, or the test proves nothing.
     assert!(accepted > count / 10, "only {accepted} accepted");
-    assert!(checked_reverse > count / 10, "only {checked_reverse} checked in reverse");
+    assert!(
+        checked_reverse > count / 10,
+        "only {checked_reverse} checked in reverse"
+    );
     assert!(
         oracle.iter().filter(|v| !**v).count() > count / 4,
         "too few malformed documents"
