@@ -413,10 +413,11 @@ fn xmllint_well_formed(docs: &[&[u8]]) -> Vec<bool> {
         starts.push(stderr.len());
         for pair in starts.windows(2) {
             let report = &stderr[pair[0]..pair[1]];
-            if report.contains(" error : ") && !report.contains("is not a valid URI") {
-                if let Some((path, _)) = report.split_once(".xml:") {
-                    failed.insert(format!("{path}.xml"));
-                }
+            if report.contains(" error : ")
+                && !report.contains("is not a valid URI")
+                && let Some((path, _)) = report.split_once(".xml:")
+            {
+                failed.insert(format!("{path}.xml"));
             }
         }
         verdicts.extend(
