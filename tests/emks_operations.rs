@@ -240,6 +240,82 @@ fn health_readiness_and_metrics_against_the_running_example() {
     }
 }
 
+/// A TLS client without a client certificate: trusts the e2m CA, checks the EMKS's name,
+/// and offers no certificate when the EMKS asks for one. Returns once the connection ends
+/// (the EMKS refuses the handshake).
+fn handshake_without_certificate(emks: &Emks) {
+    let pki = PkiDir::open(&emks.dir).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in pki.ca_certificates().unwrap() {
+        roots.add(ca).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(e2m_https::tls::profile_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let addr: SocketAddr = emks.base.strip_prefix("https://").unwrap().parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(e2m_https::pki::DEFAULT_EMKS_HOST)
+            .unwrap()
+            .to_owned();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        // TLS 1.3: the client's side completes; the EMKS refuses the empty Certificate
+        // message, which the client sees on its first read.
+        let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut tls = connector.connect(name, tcp).await?;
+            tls.write_all(b"GET /e2m/v1/sessions HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await?;
+            let mut buf = [0u8; 64];
+            tls.read(&mut buf).await
+        })
+        .await
+        .expect("the EMKS ends the connection");
+        assert!(
+            outcome.is_err(),
+            "a client without a certificate got an answer: {outcome:?}"
+        );
+    });
+}
+
+/// issue 16: TLS handshake failures are counted by reason, on a real failed handshake.
+#[test]
+fn tls_handshake_failures_are_counted_by_reason() {
+    let emks = Emks::start(&["--metrics-listen", "127.0.0.1:0"]);
+    let ops = emks.metrics.unwrap();
+    let no_certificate = r#"e2m_emks_tls_handshake_failures_total{reason="no-certificate"}"#;
+    let (_, _, before) = http(ops, "GET", "/metrics");
+    assert_eq!(sample(&before, no_certificate), Some(0.0), "{before}");
+
+    handshake_without_certificate(&emks);
+    handshake_without_certificate(&emks);
+
+    // The server counts a failure when the connection's task sees it end: poll briefly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, after) = http(ops, "GET", "/metrics");
+        let counted = sample(&after, no_certificate);
+        if counted == Some(2.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{no_certificate} = {counted:?} in:\n{after}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A registration with a certificate still works and moves no failure counter.
+    exercise(&emks);
+    let (_, _, after) = http(ops, "GET", "/metrics");
+    assert_eq!(sample(&after, no_certificate), Some(2.0));
+}
+
 #[test]
 fn without_metrics_listen_there_is_no_operations_listener() {
     let emks = Emks::start(&[]);

@@ -14,21 +14,10 @@
 //! and can send from any of its 2^64 addresses, so a bucket per IPv6 address would bound
 //! nothing. (An IPv4-mapped IPv6 address counts as its IPv4 address.)
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
-use e2m_oscore::e2m::FetchBudgetConfig;
-
-/// One token in bucket units: a token per minute refills one unit per millisecond, so that
-/// refills are exact integers (`elapsed_ms × per_minute`), as in `e2m-oscore`.
-const TOKEN: u64 = 60_000;
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    units: u64,
-    last_ms: u64,
-}
+use e2m_oscore::e2m::{FetchBuckets, FetchBudgetConfig};
 
 /// The source a budget is kept for (module docs): the IPv4 address, or the IPv6 /64.
 fn source_of(ip: IpAddr) -> IpAddr {
@@ -44,74 +33,31 @@ fn source_of(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The buckets of every source seen, bounded by [`FetchBudgetConfig::max_sources`].
+/// The buckets of every source seen, bounded by [`FetchBudgetConfig::max_sources`]: the
+/// token-bucket arithmetic is `e2m-oscore`'s [`FetchBuckets`] (the OSCORE endpoint's), keyed
+/// by [`source_of`].
 #[derive(Debug)]
 pub(crate) struct FetchBudget {
-    config: FetchBudgetConfig,
-    buckets: HashMap<IpAddr, Bucket>,
+    buckets: FetchBuckets<IpAddr>,
 }
 
 impl FetchBudget {
     pub(crate) fn new(config: FetchBudgetConfig) -> FetchBudget {
         FetchBudget {
-            config,
-            buckets: HashMap::new(),
+            buckets: FetchBuckets::new(config),
         }
-    }
-
-    fn full(&self) -> u64 {
-        u64::from(self.config.burst) * TOKEN
-    }
-
-    fn refill(bucket: &mut Bucket, per_minute: u32, full: u64, now_ms: u64) {
-        let gained = now_ms
-            .saturating_sub(bucket.last_ms)
-            .saturating_mul(u64::from(per_minute));
-        bucket.units = bucket.units.saturating_add(gained).min(full);
-        bucket.last_ms = now_ms.max(bucket.last_ms);
     }
 
     /// Takes a token for a fetch from `source`. `Err` holds how long until the refill
     /// brings one (`None`: no refill will, as with `per_minute` 0, or while the table of
     /// sources is full); a token given back may come sooner.
     pub(crate) fn take(&mut self, source: IpAddr, now_ms: u64) -> Result<(), Option<Duration>> {
-        let source = source_of(source);
-        let (full, per_minute) = (self.full(), self.config.per_minute);
-        if !self.buckets.contains_key(&source) && self.buckets.len() >= self.config.max_sources {
-            // Sources whose bucket has refilled are indistinguishable from new ones.
-            self.buckets.retain(|_, b| {
-                Self::refill(b, per_minute, full, now_ms);
-                b.units < full
-            });
-            if self.buckets.len() >= self.config.max_sources {
-                return Err(None);
-            }
-        }
-        let bucket = self.buckets.entry(source).or_insert(Bucket {
-            units: full,
-            last_ms: now_ms,
-        });
-        Self::refill(bucket, per_minute, full, now_ms);
-        if bucket.units >= TOKEN {
-            bucket.units -= TOKEN;
-            return Ok(());
-        }
-        if per_minute == 0 {
-            return Err(None);
-        }
-        let missing = TOKEN - bucket.units;
-        Err(Some(Duration::from_millis(
-            missing.div_ceil(u64::from(per_minute)),
-        )))
+        self.buckets.take(&source_of(source), now_ms)
     }
 
     /// Gives back the token of a fetch that found a key.
     pub(crate) fn give_back(&mut self, source: IpAddr, now_ms: u64) {
-        let (full, per_minute) = (self.full(), self.config.per_minute);
-        if let Some(bucket) = self.buckets.get_mut(&source_of(source)) {
-            Self::refill(bucket, per_minute, full, now_ms);
-            bucket.units = bucket.units.saturating_add(TOKEN).min(full);
-        }
+        self.buckets.give_back(&source_of(source), now_ms);
     }
 }
 
@@ -195,6 +141,6 @@ mod tests {
         assert_eq!(b.take(ip(3), 0), Err(None));
         // Once they have refilled (1 s at 60 per minute) they are forgotten to make room.
         assert_eq!(b.take(ip(3), 1_000), Ok(()));
-        assert_eq!(b.buckets.len(), 1);
+        assert_eq!(b.buckets.sources(), 1);
     }
 }

@@ -71,6 +71,16 @@ use crate::pki::{Credentials, PeerIdentity, PkiDir, PkiError, Role};
 /// Largest response body a client reads (the same cap as the server's request cap).
 pub const MAX_RESPONSE_BODY: usize = e2m_msg::MAX_DOCUMENT_LEN;
 
+/// Largest problem document (an answer other than the one expected) a client reads and
+/// decodes. Any problem document an EMKS or EMSE of this crate sends is far smaller (a
+/// few hundred octets); 8 KiB holds even one whose detail has
+/// [`ProblemDetail::MAX_LEN`](e2m_msg::ProblemDetail::MAX_LEN) octets, each escaped. A
+/// larger one is neither read to its end nor decoded (the error is then
+/// [`ClientError::UnexpectedStatus`], or [`ClientError::RetryLater`] without a problem),
+/// so that a hostile peer (e.g. an EMSE's notification endpoint answering the notifier)
+/// cannot make each answer cost a 64 KiB decode.
+pub const MAX_PROBLEM_BODY: usize = 8 * 1024;
+
 /// Why a call to the EMKS (or an EMSE) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -96,7 +106,14 @@ pub enum ClientError {
     #[error("client certificate carries no e2m identity")]
     NoIdentity,
     /// Connection, TLS or HTTP failure (the URL is stripped: it may hold session ids).
-    #[error("transport: {0}")]
+    ///
+    /// Its `Display` shows the whole chain of causes (e.g. `transport: error sending
+    /// request: client error (Connect): tcp connect error: Connection refused (os error
+    /// 111)`), so that a log line says what failed; `source()` therefore returns nothing
+    /// more (a reporter walking the chain would print each cause twice). The inner error
+    /// is the variant's field. No request target, and so no session id or UE identity,
+    /// is ever part of the text.
+    #[error("transport: {}", TransportChain(.0))]
     Transport(reqwest::Error),
     /// The server answered with a problem document (RFC 9457).
     #[error("problem {status}: {}", .problem.cause)]
@@ -128,6 +145,35 @@ pub enum ClientError {
         /// The problem document, if the answer had one.
         problem: Option<Problem>,
     },
+}
+
+/// Displays a transport error and every cause under it, `: `-separated, with any URL an
+/// inner `reqwest::Error` still carries replaced (the outer one's is stripped already).
+struct TransportChain<'a>(&'a reqwest::Error);
+
+impl std::fmt::Display for TransportChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        // Bounded: a chain is a few links; a cycle (never seen) must not loop forever.
+        let mut links = 0;
+        while let Some(cause) = source {
+            links += 1;
+            if links > 16 {
+                return f.write_str(": …");
+            }
+            let text = cause.to_string();
+            match cause
+                .downcast_ref::<reqwest::Error>()
+                .and_then(reqwest::Error::url)
+            {
+                Some(url) => write!(f, ": {}", text.replace(url.as_str(), "<url>"))?,
+                None => write!(f, ": {text}")?,
+            }
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 impl ClientError {
@@ -417,6 +463,26 @@ fn wipe(chunk: Bytes) {
     }
 }
 
+/// Reads a problem body of at most [`MAX_PROBLEM_BODY`] octets; `None` for a larger one,
+/// which is left unread (its connection is then not reused) or, when its length was not
+/// declared, read no further than the cap.
+async fn read_problem_body(mut response: reqwest::Response) -> Option<Vec<u8>> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_PROBLEM_BODY as u64)
+    {
+        return None;
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.ok()? {
+        if body.len() + chunk.len() > MAX_PROBLEM_BODY {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
+}
+
 /// Turns a response into its body if it has `expected` status, else into the error.
 async fn expect_status(
     response: reqwest::Response,
@@ -424,15 +490,23 @@ async fn expect_status(
 ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), ClientError> {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = read_body(response).await?;
     if status == expected {
+        let body = read_body(response).await?;
         return Ok((headers, body));
     }
     let is_problem = headers
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with(MEDIA_TYPE_PROBLEM_XML));
-    let problem = is_problem.then(|| Problem::decode(&body).ok()).flatten();
+    // Only a problem document is read, and only a small one (MAX_PROBLEM_BODY); any other
+    // body is dropped unread.
+    let problem = if is_problem {
+        read_problem_body(response)
+            .await
+            .and_then(|body| Problem::decode(&body).ok())
+    } else {
+        None
+    };
     match (status, problem) {
         (429, problem) => Err(ClientError::RetryLater {
             retry_after: retry_after(&headers),
@@ -750,8 +824,8 @@ impl EmksClient {
                 let wait = retry_after(response.headers())
                     .unwrap_or_else(|| self.retry.wait(refusals))
                     .min(self.max_retry_wait);
-                // Read the problem body so that the connection can be reused.
-                let _ = read_body(response).await;
+                // Read the (small) problem body so that the connection can be reused.
+                let _ = read_problem_body(response).await;
                 tracing::debug!(
                     retry = refusals,
                     wait_ms = wait.as_millis() as u64,

@@ -193,6 +193,10 @@ impl Pacer {
     }
 
     /// A pace that never exceeds `ceiling` requests per second (at least 1), 429 or not.
+    #[cfg_attr(
+        not(feature = "emks"),
+        allow(dead_code, reason = "the deliverer's (feature emks)")
+    )]
     pub(crate) fn with_ceiling(ceiling: f64) -> Pacer {
         let mut state = PaceState::new(Instant::now());
         state.cap = Some(ceiling.max(1.0));
@@ -225,6 +229,10 @@ impl Pacer {
 
     /// Whether the server refused a request with 429 within the last
     /// [`PACE_CALM`] (the pace then holds something learnt).
+    #[cfg_attr(
+        not(feature = "emks"),
+        allow(dead_code, reason = "the deliverer's (feature emks)")
+    )]
     pub(crate) fn refused_lately(&self) -> bool {
         self.state()
             .last_refusal

@@ -260,19 +260,17 @@ impl PeerIdentity {
     /// # Errors
     /// [`IdentityUriError`] if the certificate does not parse, has no `urn:e2m:` URI, more
     /// than one, or an invalid one.
+    ///
+    /// The certificate is read with webpki, the parser rustls verified it with (so the
+    /// identity comes from the same reading of the certificate as its chain, and a client
+    /// build needs no second X.509 parser).
     pub fn from_certificate(der: &[u8]) -> Result<PeerIdentity, IdentityUriError> {
-        use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|_| IdentityUriError::BadCertificate)?;
-        let san = cert
-            .subject_alternative_name()
-            .map_err(|_| IdentityUriError::BadCertificate)?
-            .ok_or(IdentityUriError::Missing)?;
+        let der = CertificateDer::from(der);
+        let cert =
+            webpki::EndEntityCert::try_from(&der).map_err(|_| IdentityUriError::BadCertificate)?;
         let mut found = None;
-        for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name
-                && let Some(identity) = PeerIdentity::from_uri(uri)?
-            {
+        for uri in cert.valid_uri_names() {
+            if let Some(identity) = PeerIdentity::from_uri(uri)? {
                 if found.is_some() {
                     return Err(IdentityUriError::Ambiguous);
                 }

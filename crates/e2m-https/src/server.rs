@@ -78,9 +78,10 @@ use tokio::task::JoinHandle;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::admission::{Pool, Refusal, Source, Ticket};
+use super::closing::ClosingStream;
 use super::ratelimit::{RateLimit, RateLimiter};
 use super::request_head::{Admit, CheckedHeads, HeadRefusal, Refusals, is_marker};
-use super::tls::{ClosingStream, peer_hosts, peer_identity};
+use super::tls::{peer_hosts, peer_identity};
 use crate::metrics::HandshakeFailure;
 use crate::pki::PeerIdentity;
 
