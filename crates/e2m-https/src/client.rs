@@ -416,6 +416,10 @@ fn build_http(
         // Loopback and operator networks: never route through an environment proxy.
         .no_proxy()
         .https_only(true)
+        // Never follow a redirect: a 3xx from an EMKS or an EMSE endpoint is an answer to
+        // report, and following it would present this client's certificate (and resend a
+        // key push's body) to whatever the `Location` names.
+        .redirect(reqwest::redirect::Policy::none())
         .http1_only()
         .connect_timeout(options.connect_timeout)
         .timeout(options.request_timeout)

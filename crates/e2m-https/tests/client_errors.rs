@@ -1,7 +1,7 @@
 //! What the client's errors say and what they cost (issue 16 follow-ups): a transport
 //! error shows its whole chain of causes (and never the request target, which holds
 //! session ids and UE identities); a problem document is read and decoded only up to
-//! `client::MAX_PROBLEM_BODY`, whoever answers.
+//! `client::MAX_PROBLEM_BODY`, whoever answers; a redirect is an answer, never followed.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -161,4 +161,66 @@ async fn a_problem_body_is_decoded_only_up_to_the_cap() {
     let error = client.fetch_key(&request()).await.unwrap_err();
     assert_eq!(error.problem_cause(), Some(ProblemCause::Malformed));
     server.shutdown().await;
+}
+
+/// Answers every request with a 307 to a second server, and counts the requests it gets.
+struct Redirect {
+    to: String,
+}
+
+impl Handler for Redirect {
+    async fn handle(&self, _request: Request) -> HttpResponse {
+        let mut response = hyper::Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = hyper::StatusCode::TEMPORARY_REDIRECT;
+        response.headers_mut().insert(
+            hyper::header::LOCATION,
+            hyper::header::HeaderValue::from_str(&self.to).unwrap(),
+        );
+        response
+    }
+}
+
+/// Counts the requests that reach it.
+struct Counting {
+    seen: AtomicUsize,
+}
+
+impl Handler for Counting {
+    async fn handle(&self, _request: Request) -> HttpResponse {
+        self.seen.fetch_add(1, Ordering::SeqCst);
+        hyper::Response::new(Full::new(Bytes::new()))
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_is_reported_and_never_followed() {
+    let pki = TestPki::new();
+    let target = Arc::new(Counting {
+        seen: AtomicUsize::new(0),
+    });
+    let elsewhere = start(&pki, Limits::default(), Arc::clone(&target)).await;
+    let redirect = Arc::new(Redirect {
+        to: format!(
+            "https://{}/e2m/v1/intermediate-keys",
+            elsewhere.local_addr()
+        ),
+    });
+    let server = start(&pki, Limits::default(), redirect).await;
+    let client = EmksClient::with_options(
+        &format!("https://{}", server.local_addr()),
+        &pki.emse("emse-a"),
+        &pki.ca(),
+        &options(),
+    )
+    .unwrap();
+    let error = client.fetch_key(&request()).await.unwrap_err();
+    // Before: reqwest followed the 307 and sent the request, with this client's
+    // certificate, to the second server.
+    assert!(
+        matches!(error, ClientError::UnexpectedStatus(307)),
+        "{error:?}"
+    );
+    assert_eq!(target.seen.load(Ordering::SeqCst), 0);
+    server.shutdown().await;
+    elsewhere.shutdown().await;
 }
