@@ -110,7 +110,6 @@ impl EmksDiameterConfig {
 
 /// Where the EMKS's Diameter pushes are reported besides the audit log.
 #[derive(Clone, Debug, Default)]
-#[non_exhaustive]
 pub struct EmksDiameterOptions {
     /// Metrics: each answer (`diameter_push`) and each refusal by cause (`refused`), like
     /// HTTPS pushes.
