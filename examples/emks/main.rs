@@ -60,6 +60,7 @@ use e2m_keystore_redb::{Keyring, RedbStore, RedbStoreConfig};
 #[path = "../support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
 mod cli;
+mod diameter;
 mod metrics;
 
 use metrics::{EmksMetrics, Operations, OperationsServer, Refresh};
@@ -204,6 +205,9 @@ struct ServeArgs {
     /// line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// The HSS's pushes over Diameter (examples/emks/diameter.rs).
+    #[command(flatten)]
+    diameter: diameter::DiameterArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -595,6 +599,13 @@ where
             }
             None => None,
         };
+        // One wake-up for the deliverer, whichever interface took the push.
+        let wake = outbox_wake.unwrap_or_else(|| Arc::new(tokio::sync::Notify::new()));
+        let observer: Option<Arc<dyn e2m_https::metrics::EmksObserver>> =
+            operations.is_some().then(|| {
+                let observer: Arc<dyn e2m_https::metrics::EmksObserver> = metrics.clone();
+                observer
+            });
         let options = EmksServerOptions {
             listen: args.listen,
             limits: Limits {
@@ -604,14 +615,11 @@ where
                 },
                 ..Limits::default()
             },
-            observer: operations.is_some().then(|| {
-                let observer: Arc<dyn e2m_https::metrics::EmksObserver> = metrics.clone();
-                observer
-            }),
-            outbox_wake,
+            observer: observer.clone(),
+            outbox_wake: Some(wake.clone()),
             ..EmksServerOptions::default()
         };
-        let server = start_emks(core, pki, options)
+        let server = start_emks(core.clone(), pki, options)
             .await
             .map_err(|e| e.to_string())?;
         ready.store(true, Ordering::Release);
@@ -625,9 +633,13 @@ where
             );
         }
         let _ = stdout.flush();
+        let diameter = diameter::start(&args.diameter, core, pki, observer, wake).await?;
         stop_signal().await;
         ready.store(false, Ordering::Release);
         tracing::info!("stopping");
+        if let Some(diameter) = diameter {
+            diameter.shutdown(Duration::from_secs(2)).await;
+        }
         server.shutdown().await;
         if let Some(operations) = operations {
             operations.shutdown().await;

@@ -61,6 +61,11 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DiameterLabels {
+    result_code: u32,
+}
+
 /// The EMKS's metrics (all under the `e2m_emks_` prefix).
 #[derive(Debug, Default)]
 pub(crate) struct EmksMetrics {
@@ -78,6 +83,10 @@ pub(crate) struct EmksMetrics {
     notifications_pending: Gauge,
     /// `e2m_emks_notifications_total{outcome}`: delivered, failed, dropped.
     notifications: Family<OutcomeLabels, Counter>,
+    /// `e2m_emks_diameter_pushes_total{result_code}`: pushes over Diameter, by the
+    /// Result-Code (or Experimental-Result-Code) answered; refusals are also counted in
+    /// `e2m_emks_refusals_total{cause}` with the HTTPS push's cause.
+    diameter_pushes: Family<DiameterLabels, Counter>,
 }
 
 /// The fetch latency histogram: 25 µs to about 0.4 s in factors of 2.
@@ -149,6 +158,11 @@ impl EmksMetrics {
             "Notification deliveries, by outcome",
             self.notifications.clone(),
         );
+        registry.register(
+            "diameter_pushes",
+            "Key pushes answered over Diameter, by Result-Code",
+            self.diameter_pushes.clone(),
+        );
         registry
     }
 }
@@ -171,6 +185,12 @@ impl EmksObserver for EmksMetrics {
             .get_or_create(&CauseLabels {
                 cause: cause.as_str(),
             })
+            .inc();
+    }
+
+    fn diameter_push(&self, result_code: u32, _elapsed: Duration) {
+        self.diameter_pushes
+            .get_or_create(&DiameterLabels { result_code })
             .inc();
     }
 

@@ -160,12 +160,14 @@ fn pki(tag: &str, nodes: &[&str]) -> PkiDir {
 
 fn tls_of(pki: &PkiDir, stem: &str) -> DiameterTls {
     use rustls::pki_types::pem::PemObject;
-    let chain = rustls::pki_types::CertificateDer::pem_file_iter(pki.path().join(format!("{stem}.pem")))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pki.path().join(format!("{stem}.key")))
-        .unwrap();
+    let chain =
+        rustls::pki_types::CertificateDer::pem_file_iter(pki.path().join(format!("{stem}.pem")))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_file(pki.path().join(format!("{stem}.key")))
+            .unwrap();
     DiameterTls {
         credentials: e2m_https::pki::Credentials::new(chain, key),
         ca: pki.ca_certificates().unwrap(),
@@ -198,7 +200,11 @@ async fn pushes_over_tcp_reach_the_core_and_are_acknowledged_with_the_expiry() {
         assert!((want - 1..=want).contains(&expiry), "{expiry} vs {want}");
         let held = core
             .keys()
-            .get(&p.imsi, KeyId::from_u32(n as u32 + 1), Timestamp::now_from_system_clock())
+            .get(
+                &p.imsi,
+                KeyId::from_u32(n as u32 + 1),
+                Timestamp::now_from_system_clock(),
+            )
             .await
             .unwrap()
             .expect("the pushed key is held");
@@ -214,9 +220,14 @@ async fn pushes_over_tcp_reach_the_core_and_are_acknowledged_with_the_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retransmission_gets_the_first_answer_and_is_not_stored_twice() {
     let (core, pushes) = core(Duration::ZERO);
-    let emks = start_emks_diameter(core, emks_config(&[HSS_HOST], &[]), None, Default::default())
-        .await
-        .unwrap();
+    let emks = start_emks_diameter(
+        core,
+        emks_config(&[HSS_HOST], &[]),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap();
     let hss = HssDiameter::start(hss_config(HSS_HOST, emks.local_addr(), false), None)
         .await
         .unwrap();
@@ -287,9 +298,16 @@ async fn backpressure_is_too_busy_and_the_hss_retries_until_every_push_is_held_o
     }
     let answers = counts.answers.lock().unwrap().clone();
     let busy = answers.iter().filter(|c| **c == 3004).count();
-    assert!(busy > 0 && retried > 0, "backpressure was exercised: {busy} busy");
+    assert!(
+        busy > 0 && retried > 0,
+        "backpressure was exercised: {busy} busy"
+    );
     assert_eq!(answers.iter().filter(|c| **c == 2001).count(), 40);
-    assert_eq!(pushes.load(Ordering::SeqCst), 40, "each push reached the store once");
+    assert_eq!(
+        pushes.load(Ordering::SeqCst),
+        40,
+        "each push reached the store once"
+    );
     assert_eq!(counts.refusals.load(Ordering::SeqCst), busy);
     hss.shutdown(Duration::from_secs(2)).await;
     emks.shutdown(Duration::from_secs(2)).await;
