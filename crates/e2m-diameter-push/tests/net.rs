@@ -393,3 +393,178 @@ async fn over_tls_the_certificates_name_the_diameter_identities() {
     emks.shutdown(Duration::from_secs(2)).await;
     pki.remove().unwrap();
 }
+
+/// A TCP forwarder between the HSS and the EMKS that the test can cut (every connection
+/// dropped, new ones refused) and restore: a network fault, not a peer. It counts the
+/// requests with the T flag it forwards towards the EMKS.
+struct Cable {
+    addr: SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    generation: Arc<AtomicUsize>,
+    retransmitted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Cable {
+    async fn new(upstream: SocketAddr) -> Cable {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let generation = Arc::new(AtomicUsize::new(0));
+        let retransmitted = Arc::new(AtomicUsize::new(0));
+        let (c, g, r) = (cut.clone(), generation.clone(), retransmitted.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((down, _)) = listener.accept().await else {
+                    return;
+                };
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: refused while cut
+                }
+                let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let born = g.load(Ordering::SeqCst);
+                let (mut dr, mut dw) = down.into_split();
+                let (mut ur, mut uw) = up.into_split();
+                let (g1, g2, r1) = (g.clone(), g.clone(), r.clone());
+                // HSS -> EMKS, framing messages to count T flags.
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let mut pending: Vec<u8> = Vec::new();
+                    loop {
+                        let n = tokio::select! {
+                            n = dr.read(&mut buf) => n.unwrap_or(0),
+                            () = tokio::time::sleep(Duration::from_millis(20)) => {
+                                if g1.load(Ordering::SeqCst) != born { 0 } else { continue }
+                            }
+                        };
+                        if n == 0 || g1.load(Ordering::SeqCst) != born {
+                            return;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        while pending.len() >= 20 {
+                            let len = u32::from_be_bytes([0, pending[1], pending[2], pending[3]])
+                                as usize;
+                            if pending.len() < len || len < 20 {
+                                break;
+                            }
+                            if pending[4] & 0x90 == 0x90 {
+                                r1.fetch_add(1, Ordering::SeqCst);
+                            }
+                            pending.drain(..len);
+                        }
+                        if uw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        let n = tokio::select! {
+                            n = ur.read(&mut buf) => n.unwrap_or(0),
+                            () = tokio::time::sleep(Duration::from_millis(20)) => {
+                                if g2.load(Ordering::SeqCst) != born { 0 } else { continue }
+                            }
+                        };
+                        if n == 0 || g2.load(Ordering::SeqCst) != born {
+                            return;
+                        }
+                        if dw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Cable {
+            addr,
+            cut,
+            generation,
+            retransmitted,
+            task,
+        }
+    }
+
+    /// Drops every connection (both directions stop at once, what is in flight is lost)
+    /// and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Cable {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_is_restored_and_pending_pushes_are_resent_once() {
+    // Store pushes take 20 ms, so that pushes are in flight (sent, not answered) when the
+    // connection drops.
+    let (core, pushes) = core(Duration::from_millis(20));
+    let emks = start_emks_diameter(
+        core.clone(),
+        emks_config(&[HSS_HOST], &[]),
+        None,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let cable = Cable::new(emks.local_addr()).await;
+    let mut config = hss_config(HSS_HOST, cable.addr, false);
+    config.retry.deadline = Duration::from_secs(60);
+    let hss = Arc::new(HssDiameter::start(config, None).await.unwrap());
+    assert!(hss.wait_ready(Duration::from_secs(10)).await);
+    const PUSHES: u64 = 60;
+    let mut tasks = Vec::new();
+    for n in 0..PUSHES {
+        let hss = hss.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(n * 10)).await;
+            (n, hss.push(&push(n)).await)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    cable.cut();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cable.restore();
+    let mut acked = 0;
+    for t in tasks {
+        let (n, result) = t.await.unwrap();
+        result.unwrap_or_else(|e| panic!("push {n}: {e}"));
+        acked += 1;
+        let p = push(n);
+        let held = core
+            .keys()
+            .get(
+                &p.imsi,
+                KeyId::from_u32(n as u32 + 1),
+                Timestamp::now_from_system_clock(),
+            )
+            .await
+            .unwrap();
+        assert!(
+            held.is_some_and(|h| h.key == p.int_key),
+            "push {n} acknowledged, not held"
+        );
+    }
+    assert_eq!(acked, PUSHES);
+    assert!(
+        cable.retransmitted.load(Ordering::SeqCst) > 0,
+        "the pushes pending at the cut were resent with the T flag"
+    );
+    // Each push reached the store once: a resent one that the EMKS had already taken was
+    // answered from its duplicate cache (or found pending there), not decided again.
+    assert_eq!(pushes.load(Ordering::SeqCst), PUSHES as usize);
+    hss.shutdown(Duration::from_secs(2)).await;
+    emks.shutdown(Duration::from_secs(2)).await;
+}
