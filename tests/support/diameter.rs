@@ -70,12 +70,20 @@ pub(crate) fn tools(python_modules: &[&str], programs: &[&str]) -> bool {
     false
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released: the caller binds it next).
+/// A free TCP port on 127.0.0.1 for a server the test starts next, below Linux's ephemeral
+/// range (32768–60999): a port taken from that range could be given meanwhile to an
+/// outgoing connection of another test running at the same time.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let base = 20_000 + (std::process::id() as usize * 613) % 10_000;
+    for _ in 0..10_000 {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = u16::try_from(20_000 + (base + n * 7) % 12_000).expect("a port");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999");
 }
 
 /// A child process of the test that is killed (by its own handle) when dropped, and whose
