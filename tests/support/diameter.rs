@@ -192,10 +192,12 @@ pub(crate) fn field(line: &str, name: &str) -> Option<String> {
     Some(rest[..end].trim().to_owned())
 }
 
-/// A memory key store that counts, per (IMSI, key id), the pushes it stored.
+/// A memory key store that counts, per (IMSI, key id), the pushes it stored; each push
+/// takes `delay` (a store commit's time).
 #[derive(Debug)]
 pub(crate) struct CountingStore {
     pub(crate) inner: MemoryIntKeyStore,
+    pub(crate) delay: Duration,
     pub(crate) calls: Arc<AtomicUsize>,
     pub(crate) stored: Arc<Mutex<HashMap<(String, u32), usize>>>,
 }
@@ -212,6 +214,9 @@ impl IntKeyStore for CountingStore {
         created: Timestamp,
         now: Timestamp,
     ) -> Result<PushOutcome, StoreError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         self.calls.fetch_add(1, Ordering::SeqCst);
         let outcome = self.inner.push(imsi, key_id, key, created, now).await?;
         if matches!(outcome, PushOutcome::Stored { .. } | PushOutcome::Replaced) {
@@ -249,18 +254,28 @@ impl IntKeyStore for CountingStore {
 pub(crate) type CountingCore =
     Emks<CountingStore, MemoryIdentityMap, MemorySessionStore, MemorySubscriptionStore>;
 
-/// An in-memory EMKS core over a counting key store (keys kept 24 h, 4 per UE).
-pub(crate) fn counting_core() -> (
+/// What `counting_core` returns: the core, the store's push calls, and its stores per
+/// (IMSI, key id).
+pub(crate) type Counted = (
     Arc<CountingCore>,
     Arc<AtomicUsize>,
     Arc<Mutex<HashMap<(String, u32), usize>>>,
-) {
+);
+
+/// An in-memory EMKS core over a counting key store (keys kept 24 h, 4 per UE).
+pub(crate) fn counting_core() -> Counted {
+    counting_core_with_delay(Duration::ZERO)
+}
+
+/// As [`counting_core`], each store push taking `delay`.
+pub(crate) fn counting_core_with_delay(delay: Duration) -> Counted {
     let calls = Arc::new(AtomicUsize::new(0));
     let stored = Arc::new(Mutex::new(HashMap::new()));
     let store = CountingStore {
         inner: MemoryIntKeyStore::new(
             RetentionPolicy::new(4, Duration::from_secs(86_400)).expect("policy"),
         ),
+        delay,
         calls: calls.clone(),
         stored: stored.clone(),
     };
@@ -338,4 +353,76 @@ impl Drop for Relay {
 /// 127.0.0.1 and a port.
 pub(crate) fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A TCP forwarder that records every whole message in each direction: what our peers put
+/// on the wire, for the independent decoders.
+pub(crate) struct Recorder {
+    pub(crate) addr: SocketAddr,
+    /// (towards the upstream server?, message octets), in the order read.
+    pub(crate) messages: Arc<Mutex<Vec<(bool, Vec<u8>)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    pub(crate) async fn start(upstream: SocketAddr) -> Recorder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let sink = messages.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (dr, dw) = down.into_split();
+                let (ur, uw) = up.into_split();
+                tokio::spawn(pump(dr, uw, true, sink.clone()));
+                tokio::spawn(pump(ur, dw, false, sink.clone()));
+            }
+        });
+        Recorder {
+            addr,
+            messages,
+            task,
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    upstream: bool,
+    sink: Arc<Mutex<Vec<(bool, Vec<u8>)>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 65536];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let n = from.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            let _ = to.shutdown().await;
+            return;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        while pending.len() >= 4 {
+            let len = u32::from_be_bytes([0, pending[1], pending[2], pending[3]]) as usize;
+            if len < 20 || pending.len() < len {
+                break;
+            }
+            let message: Vec<u8> = pending.drain(..len).collect();
+            sink.lock().expect("messages").push((upstream, message));
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
