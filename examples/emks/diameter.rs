@@ -1,6 +1,7 @@
 //! The `emks` example's Diameter interface (issue 17): the HSS's pushes over Diameter
 //! (`e2m-diameter-push`), beside HTTPS, into the same core, with the same metrics and audit.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,9 +116,13 @@ where
         DiameterTransport::Tls => "tls",
         DiameterTransport::Tcp => "tcp",
     };
-    println!(
+    // Like the other lines on stdout: a closed stdout is no reason to stop serving.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(
+        stdout,
         "Diameter listening on {} ({transport})",
         diameter.local_addr()
     );
+    let _ = stdout.flush();
     Ok(Some(diameter))
 }

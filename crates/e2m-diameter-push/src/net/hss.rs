@@ -119,6 +119,9 @@ pub struct HssDiameterConfig {
     /// Pushes sent to one peer and not yet answered; past it (on every peer) a push waits
     /// and is tried again (backpressure).
     pub max_pending_per_peer: usize,
+    /// DWAs needed before a peer reconnected after a failure takes pushes again (RFC 3539
+    /// REOPEN: 3).
+    pub reopen_watchdogs: u32,
     /// The driver's bounds.
     pub endpoint: EndpointConfig,
     /// Origin-State-Id, also in every Session-Id (default: the Unix time at start, so that
@@ -146,6 +149,7 @@ impl HssDiameterConfig {
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             max_pending_per_peer: 1024,
+            reopen_watchdogs: 3,
             endpoint: EndpointConfig::default(),
             origin_state_id: super::unix_now_u32(),
         }
@@ -226,6 +230,7 @@ impl HssDiameter {
         node_config.watchdog_interval = config.watchdog_interval;
         node_config.request_timeout = config.request_timeout;
         node_config.max_pending_per_peer = config.max_pending_per_peer;
+        node_config.reopen_watchdogs = config.reopen_watchdogs;
         node_config.seed = super::seed();
         let node = Node::new(node_config, config.profile.dictionary()?)?;
         let (endpoint, _incoming) = Endpoint::start(node, config.endpoint.clone());
