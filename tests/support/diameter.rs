@@ -355,12 +355,15 @@ pub(crate) fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// Messages seen on the wire: (towards the upstream server?, octets), in the order read.
+pub(crate) type Wire = Arc<Mutex<Vec<(bool, Vec<u8>)>>>;
+
 /// A TCP forwarder that records every whole message in each direction: what our peers put
 /// on the wire, for the independent decoders.
 pub(crate) struct Recorder {
     pub(crate) addr: SocketAddr,
     /// (towards the upstream server?, message octets), in the order read.
-    pub(crate) messages: Arc<Mutex<Vec<(bool, Vec<u8>)>>>,
+    pub(crate) messages: Wire,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -401,7 +404,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     upstream: bool,
-    sink: Arc<Mutex<Vec<(bool, Vec<u8>)>>>,
+    sink: Wire,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 65536];

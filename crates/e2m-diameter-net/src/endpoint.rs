@@ -162,6 +162,8 @@ impl Incoming {
 
 type NodeCall = Box<dyn FnOnce(&mut Node, Instant) + Send>;
 type Reply<T> = oneshot::Sender<T>;
+/// Where the answer to a request goes.
+type AnswerReply = Reply<Result<Zeroizing<Vec<u8>>, RequestError>>;
 
 enum Command {
     Input {
@@ -192,7 +194,7 @@ enum Command {
     },
     Request {
         message: Zeroizing<Vec<u8>>,
-        reply: Reply<Result<Zeroizing<Vec<u8>>, RequestError>>,
+        reply: AnswerReply,
     },
     Answer {
         id: IncomingId,
@@ -612,7 +614,7 @@ struct Driver {
     config: Arc<EndpointConfig>,
     conns: HashMap<ConnectionId, ConnHandle>,
     remotes: HashMap<PeerId, Remote>,
-    pending: HashMap<RequestId, Reply<Result<Zeroizing<Vec<u8>>, RequestError>>>,
+    pending: HashMap<RequestId, AnswerReply>,
     listeners: Vec<JoinHandle<()>>,
     max_peer: Option<u32>,
     stopping: Option<(Instant, Reply<()>)>,
@@ -645,10 +647,10 @@ impl Driver {
                 }
             }
             self.flush();
-            if let Some((at, _)) = &self.stopping {
-                if self.conns.is_empty() || Instant::now() >= *at {
-                    break;
-                }
+            if let Some((at, _)) = &self.stopping
+                && (self.conns.is_empty() || Instant::now() >= *at)
+            {
+                break;
             }
         }
         self.stop();

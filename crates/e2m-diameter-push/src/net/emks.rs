@@ -305,10 +305,10 @@ where
             // guarantees it).
             tracing::info!(target: "e2m::audit", "{record} (diameter)");
         }
-        if effects.notifications_recorded {
-            if let Some(wake) = &self.wake {
-                wake.notify_one();
-            }
+        if effects.notifications_recorded
+            && let Some(wake) = &self.wake
+        {
+            wake.notify_one();
         }
     }
 

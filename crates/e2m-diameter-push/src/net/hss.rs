@@ -10,7 +10,7 @@
 //! The EMKS answers a duplicate it remembers with its first answer and stores nothing twice.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use e2m_diameter::{
@@ -24,6 +24,13 @@ use tokio::time::Instant;
 use super::tls::{DiameterTls, hss_client_config};
 use super::{DiameterStartError, PRODUCT_NAME};
 use crate::{PushEncodeError, PushProfile, PushStatus, Refusal, Routing};
+
+/// The first End-to-End id of this client: the low 12 bits of the Unix time in the high 12
+/// bits (RFC 6733 §3's suggestion), random low 20 bits.
+fn first_end_to_end() -> u32 {
+    let time = super::unix_now_u32() & 0xfff;
+    (time << 20) | (super::seed() as u32 & 0x000f_ffff)
+}
 
 /// A peer the HSS connects to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,6 +208,7 @@ pub struct HssDiameter {
     peers: Vec<PeerId>,
     config: HssDiameterConfig,
     sessions: AtomicU64,
+    end_to_end: AtomicU32,
     jitter: AtomicU64,
 }
 
@@ -270,6 +278,7 @@ impl HssDiameter {
             endpoint,
             peers,
             sessions: AtomicU64::new(0),
+            end_to_end: AtomicU32::new(first_end_to_end()),
             jitter: AtomicU64::new(super::seed() | 1),
             config,
         })
@@ -334,11 +343,9 @@ impl HssDiameter {
     /// [`PushError`].
     pub async fn push(&self, push: &IntermediateKeyPush) -> Result<PushAck, PushError> {
         let end_to_end = loop {
-            let e2e = self
-                .endpoint
-                .with_node(|node, _| node.next_end_to_end())
-                .await
-                .ok_or(PushError::Stopped)?;
+            // RFC 6733 §3: locally unique; the first one from the clock (high 12 bits) and
+            // randomness, so that ids do not repeat soon across restarts either.
+            let e2e = self.end_to_end.fetch_add(1, Ordering::Relaxed);
             if e2e != 0 {
                 break e2e;
             }
