@@ -209,3 +209,41 @@ pub fn hss_client_config(tls: &DiameterTls) -> Result<Arc<rustls::ClientConfig>,
         .with_client_auth_cert(tls.credentials.chain.clone(), tls.credentials.key())?;
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use e2m_https::pki::{GeneratedPki, PkiSpec};
+
+    /// Which certificates of a generated PKI may stand for the HSS (as a TLS client of the
+    /// EMKS) and for the EMKS (as a TLS server of the HSS): an e2m certificate of another
+    /// role never, whatever dNSNames it carries (an EMSE's name its callback hosts); a
+    /// Diameter node's certificate without an e2m role (a relay's) by its names alone.
+    #[test]
+    fn a_certificate_of_another_e2m_role_stands_for_no_diameter_peer() {
+        let mut spec = PkiSpec::new(vec![e2m_msg::EmseId::new("emse-a").unwrap()]).unwrap();
+        spec.diameter_nodes = vec!["relay.relay.test".into()];
+        let pki = GeneratedPki::generate(&spec)
+            .unwrap()
+            .write_to_temp_dir("diameter-roles")
+            .unwrap();
+        let leaf = |c: Credentials| c.chain[0].clone();
+        let emse = leaf(pki.emse(&e2m_msg::EmseId::new("emse-a").unwrap()).unwrap());
+        let hss = leaf(pki.hss().unwrap());
+        let emks = leaf(pki.emks().unwrap());
+        let relay = {
+            use rustls::pki_types::pem::PemObject;
+            CertificateDer::from_pem_file(pki.path().join("relay.relay.test.pem")).unwrap()
+        };
+        assert!(role_allows(&hss, Role::Hss));
+        assert!(role_allows(&relay, Role::Hss));
+        assert!(!role_allows(&emse, Role::Hss), "an EMSE's certificate cannot push");
+        assert!(!role_allows(&emks, Role::Hss));
+        assert!(role_allows(&emks, Role::Emks));
+        assert!(role_allows(&relay, Role::Emks));
+        assert!(!role_allows(&emse, Role::Emks), "an EMSE's certificate cannot be the EMKS");
+        assert!(!role_allows(&hss, Role::Emks));
+        pki.remove().unwrap();
+    }
+}
