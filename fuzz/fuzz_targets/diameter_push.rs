@@ -77,7 +77,12 @@ fuzz_target!(|data: &[u8]| {
             for avp in AvpIter::new(&error.failed_avps) {
                 avp.expect("a Failed-AVP frames");
             }
-            if view.is_request() {
+            // An EMKS answers a refused push of this application with this application's
+            // answer (another command or application is the node's business: 3001/3007).
+            if view.is_request()
+                && view.command() == P.command()
+                && view.application() == P.application_id()
+            {
                 answer_and_read_back(&view, &PushAnswer::Refused(error));
             }
         }

@@ -232,7 +232,9 @@ impl fmt::Debug for Endpoint {
 
 impl Endpoint {
     /// Starts the driver task for `node` on the current tokio runtime; returns its handle
-    /// and the application's request queue.
+    /// and the application's request queue. The driver runs until [`Endpoint::shutdown`]
+    /// (or until its runtime ends): its listeners and connections keep it alive, so call
+    /// `shutdown` to leave peers cleanly and release them.
     pub fn start(node: Node, config: EndpointConfig) -> (Endpoint, Incoming) {
         let (commands, rx) = mpsc::channel(1024);
         let (incoming_tx, incoming_rx) = mpsc::channel(config.incoming_queue.max(1));

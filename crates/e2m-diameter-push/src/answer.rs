@@ -13,7 +13,10 @@ use crate::profile::{E2M_ERROR_USER_UNKNOWN, NO_STATE_MAINTAINED, PushProfile};
 use crate::request::PushRequest;
 
 /// What the EMKS answers to a push.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` shows a refusal's Failed-AVP by length only: it copies an AVP of the request,
+/// which may be (a malformed) E2M-Int-Key.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PushAnswer {
     /// 2001 DIAMETER_SUCCESS with E2M-Key-Expiry-Time: stored durably (or already held,
@@ -32,6 +35,28 @@ pub enum PushAnswer {
     UnableToComply,
     /// A refused request: the Result-Code (E bit for 3xxx) and Failed-AVP of the error.
     Refused(ProtocolError),
+}
+
+impl core::fmt::Debug for PushAnswer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PushAnswer::Success { expiry } => {
+                f.debug_struct("Success").field("expiry", expiry).finish()
+            }
+            PushAnswer::Refused(e) => f
+                .debug_struct("Refused")
+                .field("result_code", &e.result_code)
+                .field("reason", &e.reason)
+                .field("failed_avps_len", &e.failed_avps.len())
+                .finish(),
+            other => f.write_str(match other {
+                PushAnswer::UserUnknown => "UserUnknown",
+                PushAnswer::NotAuthorized => "NotAuthorized",
+                PushAnswer::TooBusy => "TooBusy",
+                _ => "UnableToComply",
+            }),
+        }
+    }
 }
 
 impl PushAnswer {
