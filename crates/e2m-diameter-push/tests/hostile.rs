@@ -350,6 +350,9 @@ fn a_refusal_does_not_show_the_avp_it_copies_in_debug() {
     let e = refused(&items);
     let answer = e2m_diameter_push::PushAnswer::Refused(e);
     let text = format!("{answer:?}");
-    assert!(text.contains("5004") || text.contains("INVALID_AVP_VALUE"), "{text}");
+    assert!(
+        text.contains("5004") || text.contains("INVALID_AVP_VALUE"),
+        "{text}"
+    );
     assert!(!text.contains("90, 90") && !text.contains("5a5a"), "{text}");
 }

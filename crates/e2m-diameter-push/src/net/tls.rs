@@ -238,11 +238,17 @@ mod tests {
         };
         assert!(role_allows(&hss, Role::Hss));
         assert!(role_allows(&relay, Role::Hss));
-        assert!(!role_allows(&emse, Role::Hss), "an EMSE's certificate cannot push");
+        assert!(
+            !role_allows(&emse, Role::Hss),
+            "an EMSE's certificate cannot push"
+        );
         assert!(!role_allows(&emks, Role::Hss));
         assert!(role_allows(&emks, Role::Emks));
         assert!(role_allows(&relay, Role::Emks));
-        assert!(!role_allows(&emse, Role::Emks), "an EMSE's certificate cannot be the EMKS");
+        assert!(
+            !role_allows(&emse, Role::Emks),
+            "an EMSE's certificate cannot be the EMKS"
+        );
         assert!(!role_allows(&hss, Role::Emks));
         pki.remove().unwrap();
     }
