@@ -1,6 +1,8 @@
 //! The whole of Solution #10 in one process, on 127.0.0.1, for real: MILENAGE AKA, the
 //! EMKS over HTTPS with mutual TLS on its embedded durable store (redb in a temporary data
-//! directory, intermediate keys sealed under a KEK generated for the run), two EMSEs, UEs
+//! directory, intermediate keys sealed under a KEK generated for the run) and, beside it,
+//! its Diameter interface (the HSS pushes one UE's key over Diameter/TLS: the interface the
+//! seed expects between HSS and EMKS), two EMSEs, UEs
 //! over DTLS 1.2 with TLS_PSK_WITH_AES_128_CCM_8 (seed clause 6.x.2.3, prerequisites a–c and
 //! steps 1–8) and one over OSCORE (RFC 8613, e2m profile) on the same keys, then the seed's
 //! edge cases, and a restart of the EMKS mid-run on the same data directory, after which a
@@ -23,6 +25,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2m_aka::{Aka, AuthVector, Milenage, Opc, Sqn, SubscriberKey};
 use e2m_coap::{Code, Message, MessageType, Token};
+use e2m_diameter_push::net::{
+    DiameterTls, EmksDiameter, EmksDiameterConfig, EmksDiameterOptions, HssDiameter,
+    HssDiameterConfig, HssPeer, start_emks_diameter,
+};
 use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
 use e2m_dtls::derived_record::{FileDerivedRecord, FileDerivedRecordConfig};
 use e2m_dtls::emks_source::EmksKeySource;
@@ -34,7 +40,7 @@ use e2m_emks::{Emks, EmksConfig};
 use e2m_https::client::{Backoff, ClientError, EmksClient, EmseSession};
 use e2m_https::emks::{EmksServer, EmksServerOptions, start_emks};
 use e2m_https::notify::{ReceivedNotification, endpoint_limits, start_notification_endpoint};
-use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
+use e2m_https::pki::{DEFAULT_EMKS_HOST, DEFAULT_HSS_HOST, GeneratedPki, PkiDir, PkiSpec};
 use e2m_kdf::{E2mIntKey, E2mKey, E2mProfile, ck_ik_prime, e2m_int_key};
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId, PskIdentity, e2m_key};
 use e2m_keystore::{IdentityMap, RetentionPolicy};
@@ -50,7 +56,7 @@ use e2m_msg::{
 use e2m_oscore::SenderSequence;
 use e2m_oscore::e2m::E2mOscoreProfile;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 #[path = "support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
@@ -76,6 +82,8 @@ const KEYS_PER_UE: usize = 2;
 /// The serving node's access network identity for CK'/IK' (TS 33.402 A.2 construction;
 /// the BEST study leaves the input open).
 const SERVING_NETWORK: &str = "UTRAN";
+/// The Diameter realm of the EMKS and the HSS (the generated PKI's identities).
+const DIAMETER_REALM: &str = "e2m.test";
 /// How long a handshake that is expected to succeed may take (debug builds of the DTLS
 /// crypto are slow; the EMSE also fetches the key from the EMKS inside the handshake).
 const HANDSHAKE: Duration = Duration::from_secs(15);
@@ -149,9 +157,34 @@ struct AkaRun {
 /// Prerequisite a: the HSS answers an Authentication Information Request, hands the serving
 /// node CK'/IK' (never CK/IK), derives e2m_int_key and its key id, and pushes them to the
 /// EMKS; the UE answers the challenge and derives the same e2m_int_key.
+/// How the HSS pushes: over HTTPS (mutual TLS, XML), or over Diameter (TLS, the e2m push
+/// application of `e2m-diameter-push`) into the same EMKS core.
+enum Hss<'a> {
+    Https(&'a EmksClient),
+    Diameter(&'a HssDiameter),
+}
+
+impl Hss<'_> {
+    /// Pushes; on success, how it went (for the narration).
+    async fn push(&self, push: &IntermediateKeyPush) -> Result<&'static str, String> {
+        match self {
+            Hss::Https(client) => client
+                .push_intermediate_key(push)
+                .await
+                .map(|()| "over HTTPS with mutual TLS (204)")
+                .map_err(|e| e.to_string()),
+            Hss::Diameter(client) => client
+                .push(push)
+                .await
+                .map(|_| "over Diameter (TLS, E2M-Key-Push-Request → DIAMETER_SUCCESS 2001)")
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
 async fn run_aka(
     sub: &mut Subscriber,
-    hss: &EmksClient,
+    hss: &Hss<'_>,
     profile: &E2mProfile<'static>,
     checks: &mut Checks,
 ) -> Result<AkaRun, String> {
@@ -202,10 +235,11 @@ async fn run_aka(
         // To the millisecond, as the HSS example stamps it (retention order, issue 9 item 15).
         created: Timestamp::now_from_system_clock(),
     };
-    let pushed = hss.push_intermediate_key(&push).await;
+    let pushed = hss.push(&push).await;
+    let how = pushed.as_ref().map_or("(failed)", |how| how);
     checks.check(
         pushed.is_ok(),
-        &format!("HSS pushes e2m_int_key and key id {key_id} to the EMKS over mutual TLS (204)"),
+        &format!("HSS pushes e2m_int_key and key id {key_id} to the EMKS {how}"),
     );
     Ok(AkaRun {
         key_id,
@@ -513,6 +547,7 @@ async fn start_durable_emks(
     retention: RetentionPolicy,
     pki: &PkiDir,
     listen: SocketAddr,
+    wake: Arc<Notify>,
 ) -> Result<DemoEmks, String> {
     let config = RedbStoreConfig {
         retention,
@@ -543,11 +578,62 @@ async fn start_durable_emks(
     );
     let options = EmksServerOptions {
         listen,
+        // Woken by the Diameter interface's pushes too.
+        outbox_wake: Some(wake),
         ..EmksServerOptions::default()
     };
     start_emks(Arc::new(core), pki, options)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The EMKS's Diameter interface over the running EMKS's core (TLS with the EMKS
+/// certificate, which names its Diameter identity), and the HSS's Diameter client (TLS with
+/// the HSS certificate, which names the HSS's).
+async fn start_diameter(
+    emks: &DemoEmks,
+    pki: &PkiDir,
+    wake: Arc<Notify>,
+) -> Result<(EmksDiameter, HssDiameter), String> {
+    let ca = pki.ca_certificates().map_err(|e| e.to_string())?;
+    let emks_tls = DiameterTls {
+        credentials: pki.emks().map_err(|e| e.to_string())?,
+        ca: ca.clone(),
+    };
+    let mut config = EmksDiameterConfig::new(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        DEFAULT_EMKS_HOST,
+        DIAMETER_REALM,
+    );
+    config.hss = vec![DEFAULT_HSS_HOST.to_owned()];
+    let options = EmksDiameterOptions {
+        observer: None,
+        wake: Some(wake),
+    };
+    let diameter = start_emks_diameter(emks.core().clone(), config, Some(&emks_tls), options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let hss_tls = DiameterTls {
+        credentials: pki.hss().map_err(|e| e.to_string())?,
+        ca,
+    };
+    let peer = HssPeer {
+        host: DEFAULT_EMKS_HOST.to_owned(),
+        addr: diameter.local_addr(),
+        tls: true,
+    };
+    let config =
+        HssDiameterConfig::new(DEFAULT_HSS_HOST, DIAMETER_REALM, DIAMETER_REALM, vec![peer]);
+    let hss = HssDiameter::start(config, Some(&hss_tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !hss.wait_ready(Duration::from_secs(10)).await {
+        return Err("the HSS's Diameter connection to the EMKS did not open".into());
+    }
+    println!(
+        "HSS: Diameter connection to {DEFAULT_EMKS_HOST} open (CER/CEA exchanged over TLS; each certificate names its Origin-Host)"
+    );
+    Ok((diameter, hss))
 }
 
 async fn run(checks: &mut Checks) -> Result<(), String> {
@@ -575,11 +661,17 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
         data.kek_file().display()
     );
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let emks = start_durable_emks(&data, profile, retention, &pki, listen).await?;
+    let wake = Arc::new(Notify::new());
+    let emks = start_durable_emks(&data, profile, retention, &pki, listen, wake.clone()).await?;
     let emks_url = emks.base_url();
     println!(
         "EMKS: listening on {emks_url} (HTTPS, client certificates required; keeps {KEYS_PER_UE} keys per UE); state in {} (redb, durable)",
         data.store_dir().display()
+    );
+    let (diameter, diameter_hss) = start_diameter(&emks, &pki, wake.clone()).await?;
+    println!(
+        "EMKS: also takes the HSS's pushes over Diameter on {} (TLS; Origin-Host {DEFAULT_EMKS_HOST}; the same core decides them)",
+        diameter.local_addr()
     );
 
     // Set 1 and set 3 of TS 35.208 (K, OP).
@@ -620,7 +712,8 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
         provisioned.is_ok(),
         "operator provisions sensor-17 for EMSE A and meter-9 for EMSE B (identity → IMSI)",
     );
-    let hss = EmksClient::for_hss(&emks_url, &pki).map_err(|e| e.to_string())?;
+    let hss_client = EmksClient::for_hss(&emks_url, &pki).map_err(|e| e.to_string())?;
+    let hss = Hss::Https(&hss_client);
 
     step("Prerequisite c: EMSEs register with the EMKS");
     let mut a = start_emse(EMSE_A, &sensor.app, &emks_url, &pki, &data, checks).await?;
@@ -635,7 +728,8 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
 
     step("Prerequisite a: AKA for sensor-17 and meter-9; the HSS pushes e2m_int_key");
     let run1 = run_aka(&mut sensor, &hss, &profile, checks).await?;
-    let meter_run = run_aka(&mut meter, &hss, &profile, checks).await?;
+    println!("HSS: meter-9's key goes over Diameter (the interface an operator's HSS speaks)");
+    let meter_run = run_aka(&mut meter, &Hss::Diameter(&diameter_hss), &profile, checks).await?;
     let seen = a.take_notifications(1).await;
     checks.check(
         seen.iter()
@@ -803,12 +897,15 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
 
     step("Restart: the EMKS is stopped and started again on the same data directory");
     let addr = emks.local_addr();
+    diameter_hss.shutdown(Duration::from_secs(2)).await;
+    diameter.shutdown(Duration::from_secs(2)).await;
+    println!("HSS: leaves the EMKS's Diameter interface (DPR/DPA)");
     emks.shutdown().await;
     println!(
         "EMKS: stopped; its keys, identity map, sessions and subscriptions are in {}",
         data.store_dir().display()
     );
-    let restarted = start_durable_emks(&data, profile, retention, &pki, addr).await;
+    let restarted = start_durable_emks(&data, profile, retention, &pki, addr, wake).await;
     checks.check(
         restarted.is_ok(),
         "the EMKS starts again on the same data directory and address (its KEK file opens the stored check record)",

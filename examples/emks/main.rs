@@ -62,6 +62,7 @@ mod akma;
 #[path = "../support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
 mod cli;
+mod diameter;
 mod metrics;
 
 use metrics::{EmksMetrics, Operations, OperationsServer, Refresh, StoreProbe};
@@ -243,6 +244,9 @@ struct ServeArgs {
     log_format: LogFormat,
     #[command(flatten)]
     akma: akma::AkmaArgs,
+    /// The HSS's pushes over Diameter (examples/emks/diameter.rs).
+    #[command(flatten)]
+    diameter: diameter::DiameterArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -856,6 +860,13 @@ where
             }
             None => None,
         };
+        // One wake-up for the deliverer, whichever interface took the push.
+        let wake = outbox_wake.unwrap_or_else(|| Arc::new(tokio::sync::Notify::new()));
+        let observer: Option<Arc<dyn e2m_https::metrics::EmksObserver>> =
+            operations.is_some().then(|| {
+                let observer: Arc<dyn e2m_https::metrics::EmksObserver> = metrics.clone();
+                observer
+            });
         let options = EmksServerOptions {
             listen: args.listen,
             limits: Limits {
@@ -865,14 +876,11 @@ where
                 },
                 ..Limits::default()
             },
-            observer: operations.is_some().then(|| {
-                let observer: Arc<dyn e2m_https::metrics::EmksObserver> = metrics.clone();
-                observer
-            }),
-            outbox_wake,
+            observer: observer.clone(),
+            outbox_wake: Some(wake.clone()),
             ..EmksServerOptions::default()
         };
-        let server = start_emks(core, pki, options)
+        let server = start_emks(core.clone(), pki, options)
             .await
             .map_err(|e| e.to_string())?;
         let aanf = match akma_store {
@@ -893,9 +901,13 @@ where
             );
         }
         let _ = stdout.flush();
+        let diameter = diameter::start(&args.diameter, core, pki, observer, wake).await?;
         stop_signal().await;
         ready.store(false, Ordering::Release);
         tracing::info!("stopping");
+        if let Some(diameter) = diameter {
+            diameter.shutdown(Duration::from_secs(2)).await;
+        }
         server.shutdown().await;
         if let Some(aanf) = aanf {
             aanf.shutdown().await;

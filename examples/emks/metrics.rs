@@ -92,6 +92,11 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DiameterLabels {
+    result_code: u32,
+}
+
 /// The EMKS's metrics (all under the `e2m_emks_` prefix).
 #[derive(Debug, Default)]
 pub(crate) struct EmksMetrics {
@@ -115,6 +120,10 @@ pub(crate) struct EmksMetrics {
     /// `e2m_emks_tls_handshake_failures_total{reason}`: connections that ended before
     /// their TLS handshake completed, by reason class (`HandshakeFailure::as_str`).
     handshake_failures: Family<ReasonLabels, Counter>,
+    /// `e2m_emks_diameter_pushes_total{result_code}`: pushes over Diameter, by the
+    /// Result-Code (or Experimental-Result-Code) answered; refusals are also counted in
+    /// `e2m_emks_refusals_total{cause}` with the HTTPS push's cause.
+    diameter_pushes: Family<DiameterLabels, Counter>,
 }
 
 /// The fetch latency histogram: 25 µs to about 0.4 s in factors of 2.
@@ -203,6 +212,11 @@ impl EmksMetrics {
             "Connections that ended before their TLS handshake completed, by reason",
             self.handshake_failures.clone(),
         );
+        registry.register(
+            "diameter_pushes",
+            "Key pushes answered over Diameter, by Result-Code",
+            self.diameter_pushes.clone(),
+        );
         registry
     }
 }
@@ -225,6 +239,12 @@ impl EmksObserver for EmksMetrics {
             .get_or_create(&CauseLabels {
                 cause: cause.as_str(),
             })
+            .inc();
+    }
+
+    fn diameter_push(&self, result_code: u32, _elapsed: Duration) {
+        self.diameter_pushes
+            .get_or_create(&DiameterLabels { result_code })
             .inc();
     }
 

@@ -322,6 +322,63 @@ fn pending_request_resent_after_reconnection_and_answered_once() {
 }
 
 #[test]
+fn a_retransmission_of_a_request_refused_too_busy_is_delivered_again() {
+    let (mut w, a, b) = client_server();
+    let now = w.now;
+    let mut octets = request(
+        "a.example.net",
+        "example.net",
+        "example.com",
+        None,
+        "s;busy",
+    );
+    octets[16..20].copy_from_slice(&0x0bad_cafe_u32.to_be_bytes());
+    w.nodes[a].send_request(octets.clone(), now).unwrap();
+    w.pump();
+    // b's application is busy: DIAMETER_TOO_BUSY (E bit).
+    let (id, message) = match w.events[b]
+        .iter()
+        .rev()
+        .find(|e| matches!(e, Event::Request { .. }))
+        .unwrap()
+    {
+        Event::Request { id, message, .. } => (*id, message.clone()),
+        _ => unreachable!(),
+    };
+    let busy = e2m_diameter::ProtocolError::new(ResultCode::TOO_BUSY, "busy");
+    w.nodes[b].refuse(id, &message, &busy).unwrap();
+    w.pump();
+    let got = answers(&w, a);
+    assert_eq!(
+        MessageView::parse(&got[0]).unwrap().result_code(),
+        Some(ResultCode::TOO_BUSY)
+    );
+    // The sender tries again later with the T flag and the same End-to-End id: b's
+    // application gets it again (a refused request was not processed), and its answer is
+    // the one a further duplicate gets.
+    w.auto_answer.insert(b);
+    for _ in 0..2 {
+        let mut again = octets.clone();
+        again[4] |= 0x10;
+        let now = w.now;
+        w.nodes[a].send_request(again, now).unwrap();
+        w.pump();
+    }
+    assert_eq!(
+        w.seen_requests[b].len(),
+        2,
+        "delivered twice: first, then after the 3004"
+    );
+    let got = answers(&w, a);
+    assert_eq!(got.len(), 3);
+    for answer in &got[1..] {
+        let view = MessageView::parse(answer).unwrap();
+        assert_eq!(view.result_code(), Some(ResultCode::SUCCESS));
+        assert_eq!(view.header().end_to_end, 0x0bad_cafe);
+    }
+}
+
+#[test]
 fn request_times_out_without_a_peer() {
     let (mut w, a, b) = client_server();
     w.mute.insert(b);

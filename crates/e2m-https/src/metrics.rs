@@ -163,6 +163,15 @@ pub trait EmksObserver: Send + Sync + std::fmt::Debug + 'static {
     fn handshake_failed(&self, failure: HandshakeFailure) {
         let _ = failure;
     }
+
+    /// A key push over Diameter was answered (the e2m push application of
+    /// `e2m-diameter-push`): its Result-Code, or its Experimental-Result-Code, and the time
+    /// from the complete request to the answer. A refused push is also reported to
+    /// [`EmksObserver::refused`] with the cause the same push over HTTPS would have had, so
+    /// that refusals count alike on both interfaces.
+    fn diameter_push(&self, result_code: u32, elapsed: Duration) {
+        let _ = (result_code, elapsed);
+    }
 }
 
 /// A short, stable label for an operation (`None`: `unrouted`), for metric labels and logs.

@@ -34,7 +34,7 @@
 //! | certificate | EKU | other names (dNSName, iPAddress) |
 //! |---|---|---|
 //! | EMKS (`emks.pem`) | `serverAuth`, `clientAuth` (it posts notifications) | **its own host name, which no other certificate carries** ([`DEFAULT_EMKS_HOST`] in the generated PKI) |
-//! | HSS (`hss.pem`) | `clientAuth` | none |
+//! | HSS (`hss.pem`) | `clientAuth` | its Diameter identity ([`DEFAULT_HSS_HOST`] in the generated PKI), which Diameter peers bind to its Origin-Host |
 //! | EMSE, client (`emse-<id>.pem`) | `clientAuth` only | the hosts where the EMKS may call it back |
 //! | EMSE, callback endpoint (`callback-<id>.pem`) | `serverAuth` only | its callback host |
 //!
@@ -54,7 +54,8 @@
 //!
 //! [`GeneratedPki::write_to`] writes `ca.pem`, `emks.pem` + `emks.key`, `hss.pem` +
 //! `hss.key`, and per EMSE `emse-<encoded EMSE_Id>.pem` + `.key` (its client certificate)
-//! and `callback-<encoded EMSE_Id>.pem` + `.key` (its notification endpoint's); keys mode
+//! and `callback-<encoded EMSE_Id>.pem` + `.key` (its notification endpoint's), and per
+//! Diameter relay agent asked for `<identity>.pem` + `.key`; keys mode
 //! 0600 on Unix. The CA's private key is never written: it is dropped after issuing, so the
 //! directory cannot mint more identities. Nothing here is ever committed: the examples
 //! generate a fresh directory.
@@ -85,6 +86,11 @@ pub const URN_PREFIX: &str = "urn:e2m:";
 /// `ClientBuilder::resolve`), and the TLS name check then holds the server to being the
 /// EMKS.
 pub const DEFAULT_EMKS_HOST: &str = "emks.e2m.test";
+
+/// The HSS's host name in the generated PKI: a dNSName of its (`clientAuth`-only)
+/// certificate, its Diameter identity (Origin-Host) for a Diameter peer over TLS, which
+/// binds the certificate's names to the CER's Origin-Host (RFC 6733 §13).
+pub const DEFAULT_HSS_HOST: &str = "hss.e2m.test";
 
 /// The validity of generated certificates unless the caller asks otherwise.
 pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -718,7 +724,8 @@ mod tests {
         assert!(server && client, "the EMKS serves and posts notifications");
         assert!(dns.iter().any(|d| d == DEFAULT_EMKS_HOST), "{dns:?}");
         let (server, client, dns, ips) = uses_and_names(&leaf(pki.hss().unwrap()));
-        assert!(!server && client && dns.is_empty() && ips == 0);
+        assert!(!server && client && ips == 0);
+        assert_eq!(dns, [DEFAULT_HSS_HOST], "the HSS's Diameter identity only");
         for id in &ids {
             let (server, client, dns, _) = uses_and_names(&leaf(pki.emse(id).unwrap()));
             assert!(

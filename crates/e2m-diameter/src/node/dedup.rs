@@ -76,6 +76,13 @@ impl DedupCache {
         }
     }
 
+    /// Forgets a request: a duplicate of it is delivered again, as a new one.
+    pub(super) fn forget(&mut self, key: &Key) {
+        if let Some((_, Seen::Answered(old))) = self.map.remove(key) {
+            self.bytes -= old.len();
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.map.len()
     }

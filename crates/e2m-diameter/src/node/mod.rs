@@ -1401,7 +1401,9 @@ impl Node {
 
     /// Answers a request of [`Event::Request`]. The node sets the Hop-by-Hop and End-to-End
     /// ids (sending it on the connection the request, or its latest duplicate, came from) and
-    /// keeps it for duplicates (§3: a duplicate gets the same answer).
+    /// keeps it for duplicates (§3: a duplicate gets the same answer), except an answer with
+    /// the E bit (a protocol error such as DIAMETER_TOO_BUSY: the request was not processed,
+    /// so a retransmission is delivered again).
     ///
     /// # Errors
     ///
@@ -1412,6 +1414,7 @@ impl Node {
         if view.is_request() {
             return Err(AnswerError::Invalid);
         }
+        let protocol_error = view.flags().is_error();
         let incoming = self
             .incoming
             .remove(&id)
@@ -1421,7 +1424,15 @@ impl Node {
         if let Some(p) = self.peers.get_mut(incoming.peer.0 as usize) {
             p.incoming = p.incoming.saturating_sub(1);
         }
-        self.dedup.answered(&incoming.key, &message);
+        if protocol_error {
+            // A protocol error (3xxx, E bit: DIAMETER_TOO_BUSY, ...) says the request was not
+            // processed: a retransmission is processed anew rather than answered with the
+            // same error until the cache forgets it (RFC 6733 §7.1.3: the sender tries
+            // again, on this or another peer).
+            self.dedup.forget(&incoming.key);
+        } else {
+            self.dedup.answered(&incoming.key, &message);
+        }
         if self.conns.contains_key(&incoming.conn) {
             self.send(incoming.conn, core::mem::take(&mut *message));
         }

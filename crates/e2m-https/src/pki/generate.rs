@@ -20,8 +20,8 @@ use rcgen::{
 use zeroize::Zeroizing;
 
 use super::{
-    CA_FILE, DEFAULT_EMKS_HOST, DEFAULT_VALIDITY, NodeName, PeerIdentity, PkiDir, PkiError,
-    callback_file_stem, file_stem,
+    CA_FILE, DEFAULT_EMKS_HOST, DEFAULT_HSS_HOST, DEFAULT_VALIDITY, NodeName, PeerIdentity, PkiDir,
+    PkiError, callback_file_stem, file_stem,
 };
 
 /// One issued certificate with its key, in PEM.
@@ -42,6 +42,16 @@ pub struct PkiSpec {
     pub emks_host: String,
     /// The HSS's node name.
     pub hss: NodeName,
+    /// The HSS's host name, a dNSName of its certificate: its Diameter identity
+    /// (Origin-Host), which a Diameter peer over TLS binds to the certificate (RFC 6733
+    /// §13; crate `e2m-diameter-push`). The certificate stays `clientAuth` only.
+    pub hss_host: String,
+    /// Other Diameter nodes (relay agents) to issue a certificate for, by Diameter identity:
+    /// `serverAuth` and `clientAuth`, the identity as dNSName, no `urn:e2m:` identity (a
+    /// relay has no e2m role), written as `<identity>.pem` and `.key` (the layout
+    /// freeDiameter test configurations read). Each must be a lower-case DNS name with at
+    /// least two labels.
+    pub diameter_nodes: Vec<String>,
     /// One client certificate and one callback certificate per EMSE_Id.
     pub emses: Vec<EmseId>,
     /// How long every certificate (and the CA) is valid from now.
@@ -59,6 +69,8 @@ impl PkiSpec {
             emks: NodeName::new("emks")?,
             emks_host: DEFAULT_EMKS_HOST.to_owned(),
             hss: NodeName::new("hss")?,
+            hss_host: DEFAULT_HSS_HOST.to_owned(),
+            diameter_nodes: Vec::new(),
             emses,
             validity: DEFAULT_VALIDITY,
         })
@@ -72,6 +84,7 @@ pub struct GeneratedPki {
     hss: Issued,
     emses: Vec<Issued>,
     emse_callbacks: Vec<Issued>,
+    diameter_nodes: Vec<(String, Issued)>,
 }
 
 impl fmt::Debug for GeneratedPki {
@@ -126,6 +139,18 @@ fn add_loopback_names(params: &mut CertificateParams) -> Result<(), PkiError> {
     Ok(())
 }
 
+/// A Diameter node's identity as a certificate file stem: a host name with two labels or
+/// more, so that it can be no other file's stem (`ca`, `emks`, `hss`, `emse-…`,
+/// `callback-…`).
+fn diameter_node_name(host: &str) -> Result<SanType, PkiError> {
+    if !host.contains('.') || host.starts_with("emse-") || host.starts_with("callback-") {
+        return Err(PkiError::InvalidName(
+            "a Diameter node needs a host name of two labels or more",
+        ));
+    }
+    emks_host_name(host)
+}
+
 /// The EMKS's own host name: a DNS name (RFC 1123 labels, lower case so that one
 /// spelling names it) that no other certificate of this PKI carries.
 fn emks_host_name(host: &str) -> Result<SanType, PkiError> {
@@ -174,12 +199,15 @@ impl GeneratedPki {
     /// - EMKS: `serverAuth` + `clientAuth` (it posts notifications), SANs
     ///   `urn:e2m:emks:<name>`, the dNSName `spec.emks_host` (no other certificate has it),
     ///   and `localhost`, `127.0.0.1` (for the demo's e2m clients, which check the role);
-    /// - HSS: `clientAuth`, SAN `urn:e2m:hss:<name>`;
+    /// - HSS: `clientAuth`, SANs `urn:e2m:hss:<name>` and the dNSName `spec.hss_host` (its
+    ///   Diameter identity);
     /// - each EMSE, its client certificate: `clientAuth` only, SANs
     ///   `urn:e2m:emse:<EMSE_Id>` and the hosts where the EMKS may call it back
     ///   (`localhost`, `127.0.0.1`);
     /// - each EMSE, its callback certificate (its notification endpoint's): `serverAuth`
-    ///   only, SANs `urn:e2m:emse:<EMSE_Id>`, `localhost`, `127.0.0.1`.
+    ///   only, SANs `urn:e2m:emse:<EMSE_Id>`, `localhost`, `127.0.0.1`;
+    /// - each of `spec.diameter_nodes` (relay agents): `serverAuth` + `clientAuth`, its
+    ///   identity as dNSName, no `urn:e2m:` identity.
     ///
     /// # Errors
     /// [`PkiError::Generate`] if rcgen fails, [`PkiError::InvalidName`] if
@@ -217,8 +245,48 @@ impl GeneratedPki {
 
         let hss_id = PeerIdentity::Hss(spec.hss.clone());
         let mut hss_params = base_params(&hss_id, spec.validity)?;
+        if spec.hss_host == spec.emks_host {
+            return Err(PkiError::InvalidName("the HSS host must not be the EMKS's"));
+        }
+        hss_params
+            .subject_alt_names
+            .push(emks_host_name(&spec.hss_host)?);
         hss_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let hss = issue(&issuer, hss_id, &hss_params)?;
+
+        let mut diameter_nodes = Vec::with_capacity(spec.diameter_nodes.len());
+        for host in &spec.diameter_nodes {
+            let san = diameter_node_name(host)?;
+            if *host == spec.emks_host || *host == spec.hss_host {
+                return Err(PkiError::InvalidName(
+                    "a Diameter node's host must be its own",
+                ));
+            }
+            let mut params = CertificateParams::default();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::OrganizationName, "e2m demo");
+            dn.push(DnType::CommonName, host.as_str());
+            params.distinguished_name = dn;
+            params.not_before = emks_params.not_before;
+            params.not_after = emks_params.not_after;
+            params.subject_alt_names.push(san);
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.use_authority_key_identifier_extension = true;
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let key = KeyPair::generate()?;
+            let cert = params.signed_by(&key, &issuer)?;
+            diameter_nodes.push((
+                host.clone(),
+                Issued {
+                    identity: PeerIdentity::Emks(spec.emks.clone()),
+                    cert_pem: cert.pem(),
+                    key_pem: Zeroizing::new(key.serialize_pem()),
+                },
+            ));
+        }
 
         let mut emses = Vec::with_capacity(spec.emses.len());
         let mut emse_callbacks = Vec::with_capacity(spec.emses.len());
@@ -240,6 +308,7 @@ impl GeneratedPki {
             hss,
             emses,
             emse_callbacks,
+            diameter_nodes,
         })
     }
 
@@ -264,7 +333,11 @@ impl GeneratedPki {
                 PeerIdentity::Emse(id) => Some((callback_file_stem(id), issued)),
                 _ => None,
             });
-        for (stem, issued) in clients.chain(callbacks) {
+        let nodes = self
+            .diameter_nodes
+            .iter()
+            .map(|(host, issued)| (host.clone(), issued));
+        for (stem, issued) in clients.chain(callbacks).chain(nodes) {
             write_file(
                 &dir.join(format!("{stem}.pem")),
                 issued.cert_pem.as_bytes(),
