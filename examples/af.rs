@@ -41,7 +41,7 @@ use clap::Parser;
 use e2m_dtls::akma::AKMA_UA_PROTOCOL;
 use e2m_dtls::akma_source::AkmaKeySource;
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, default_handler};
-use e2m_dtls::{NoPsk, PeerIdentity};
+use e2m_dtls::{NoPsk, PeerIdentity, ResolveError};
 use e2m_sbi::client::AfClient;
 use e2m_sbi::e2m_aanf::Host;
 use e2m_sbi::e2m_aanf::e2m_keyid::akma::{AfId, Fqdn};
@@ -225,10 +225,18 @@ fn narrate(event: &ServerEvent) {
             peer,
             identity,
             error,
-        } => println!(
-            "AF: no K_AF for {} from {peer}: {error}; the handshake fails",
-            who(identity)
-        ),
+        } => {
+            let why = match error {
+                ResolveError::UnknownIdentity => {
+                    "the AAnF holds no AKMA context for it (204) or refused this AF".to_owned()
+                }
+                other => other.to_string(),
+            };
+            println!(
+                "AF: no K_AF for {} from {peer}: {why}; the handshake fails",
+                who(identity)
+            )
+        }
         ServerEvent::Connected { peer, identity } => println!(
             "AF: DTLS session with {} at {peer} established on K_AF",
             who(identity)

@@ -59,9 +59,9 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Runs 5G AKA for one subscriber and registers K_AKMA and the A-KID with the AAnF.
-    Register(RegisterArgs),
+    Register(Box<RegisterArgs>),
     /// Removes a UE's AKMA context from the AAnF (which notifies the AFs that asked).
-    Remove(RemoveArgs),
+    Remove(Box<RemoveArgs>),
 }
 
 /// How to reach the AAnF, and as which AUSF.

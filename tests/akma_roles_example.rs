@@ -218,8 +218,9 @@ fn ue_args(v: &BTreeMap<String, String>, autn: &str, af: &str) -> Vec<String> {
     .to_vec()
 }
 
-/// The four processes, from the AUSF's registration to the UE's refused handshake.
-fn four_processes(tls: bool) {
+/// The four processes, from the AUSF's registration to the UE's refused handshake; with
+/// `via_nef`, the AF is one the AAnF serves only through the NEF's AKMA API.
+fn four_processes(tls: bool, via_nef: bool) {
     let (v, published_autn) = set_1();
     let dir = temp_dir(if tls {
         "akma-roles-tls"
@@ -234,10 +235,18 @@ fn four_processes(tls: bool) {
     emks.args(["--store", "memory", "--listen", "127.0.0.1:0", "--certs"])
         .arg(dir.join("pki"))
         .args(["--aanf-listen", "127.0.0.1:0"])
-        .args(["--aanf-ausf", AUSF, "--aanf-af", AF])
+        .args(["--aanf-ausf", AUSF, "--aanf-af"])
+        .arg(if via_nef {
+            format!("{AF}:nef")
+        } else {
+            AF.to_owned()
+        })
         .args(["--aanf-resolve", &format!("{AF}=127.0.0.1")])
         .args(["--aanf-first-retry", "200"])
         .env("RUST_LOG", "warn");
+    if via_nef {
+        emks.arg("--nef-api");
+    }
     if tls {
         emks.arg("--aanf-certs").arg(dir.join("akma"));
     } else {
@@ -254,13 +263,17 @@ fn four_processes(tls: bool) {
     af.args(["--listen", "127.0.0.1:0", "--af-fqdn", AF])
         .args(["--notify-listen", "127.0.0.1:0"])
         .args(sbi_flags(tls, &dir, &aanf, None));
+    if via_nef {
+        af.arg("--via-nef");
+    }
     if !tls {
         // Over h2c the AAnF (127.0.0.1) is named by the address plan.
         af.args(["--notifier", "aanf.e2m.test"]);
     }
     let mut af = Running::spawn(&mut af);
     af.wait_line(&["AF: notification endpoint on", "notifUri"]);
-    let line = af.wait_line(&["AF: DTLS 1.2 PSK server on"]);
+    let route = if via_nef { "the NEF" } else { "the AAnF" };
+    let line = af.wait_line(&["AF: DTLS 1.2 PSK server on", route]);
     let af_addr = after(&line, "server on ").to_owned();
 
     // The AUSF: 5G AKA on set 1, registration.
@@ -348,12 +361,19 @@ fn four_processes(tls: bool) {
 
 #[test]
 fn four_processes_over_h2_with_mutual_tls() {
-    four_processes(true);
+    four_processes(true, false);
 }
 
 #[test]
 fn four_processes_over_h2c() {
-    four_processes(false);
+    four_processes(false, false);
+}
+
+/// An AF outside the operator's domain (`--aanf-af FQDN:nef`): Naanf_AKMA would refuse
+/// it; the NEF's AKMA API serves it, and notifies it too.
+#[test]
+fn four_processes_with_the_af_through_the_nef() {
+    four_processes(true, true);
 }
 
 /// Runs `example` with `argv`: exit status 2, one short line on stderr naming it, nothing

@@ -171,9 +171,12 @@ async fn an_af_asking_with_another_afs_af_id_is_refused() {
     aanf.server.shutdown().await;
 }
 
-/// What an `AanfObserver` saw: (operation, status, cause) per answer.
+/// One answer as an `AanfObserver` sees it: operation, status, cause.
+type Answer = (Option<Operation>, u16, Option<&'static str>);
+
+/// What an `AanfObserver` saw.
 #[derive(Default)]
-struct Seen(std::sync::Mutex<Vec<(Option<Operation>, u16, Option<&'static str>)>>);
+struct Seen(std::sync::Mutex<Vec<Answer>>);
 
 impl e2m_sbi::aanf::AanfObserver for Seen {
     fn answered(&self, operation: Option<Operation>, status: u16, cause: Option<&'static str>) {
