@@ -778,6 +778,29 @@ fn the_aanf_counters_move_with_its_requests_and_notifications() {
         server.shutdown().await;
     });
 
+    // HTTP/1.1 is refused by the server stack before any route (505): counted as unrouted.
+    let akma_dir = dir.join("akma");
+    let curl = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--http1.1"])
+        .arg("--cacert")
+        .arg(akma_dir.join("ca.pem"))
+        .arg("--cert")
+        .arg(akma_dir.join(format!("af-{AF}.pem")))
+        .arg("--key")
+        .arg(akma_dir.join(format!("af-{AF}.key")))
+        .args([
+            "--resolve",
+            &format!("aanf.e2m.test:{}:127.0.0.1", aanf.port()),
+        ])
+        .args(["-H", "content-type: application/json", "--data", "{}"])
+        .arg(format!(
+            "https://aanf.e2m.test:{}/naanf-akma/v1/retrieve-applicationkey",
+            aanf.port()
+        ))
+        .output()
+        .expect("curl (Debian curl) runs");
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "505", "{curl:?}");
+
     // The deliverer counts the delivery once the AF's 204 is back: poll for it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let after = loop {
@@ -807,6 +830,14 @@ fn the_aanf_counters_move_with_its_requests_and_notifications() {
         ),
         (
             r#"e2m_emks_aanf_refusals_total{status="403",cause="none"}"#,
+            1.0,
+        ),
+        (
+            r#"e2m_emks_aanf_requests_total{operation="unrouted",status="505"}"#,
+            1.0,
+        ),
+        (
+            r#"e2m_emks_aanf_refusals_total{status="505",cause="none"}"#,
             1.0,
         ),
         (

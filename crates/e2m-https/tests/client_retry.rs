@@ -163,7 +163,10 @@ async fn relay(client: TcpStream, server: TcpStream, armed: &AtomicBool, closed:
         tokio::select! {
             read = client_rx.read(&mut up) => {
                 let Ok(n @ 1..) = read else { return };
-                if answered && armed.swap(false, Ordering::SeqCst) {
+                // Only a request (a TLS application-data record, type 23) meets the close:
+                // not the close_notify (an alert) a client sends back when the server
+                // ends another idle connection meanwhile.
+                if answered && up[0] == 23 && armed.swap(false, Ordering::SeqCst) {
                     closed.fetch_add(1, Ordering::SeqCst);
                     return; // dropping the halves closes both connections
                 }

@@ -31,7 +31,9 @@ use tokio::task::JoinHandle;
 use crate::client::Notifier;
 use crate::delivery::{Deliverer, DeliveryObserver};
 use crate::respond::{self, MEDIA_TYPE_JSON};
-use crate::server::{self, Handler, HttpResponse, Limits, SbiRequest, ServerHandle, Transport};
+use crate::server::{
+    self, Handler, HttpResponse, Limits, Rejection, SbiRequest, ServerHandle, Transport,
+};
 use crate::token::TokenPolicy;
 
 /// How [`start_aanf`] serves.
@@ -64,12 +66,12 @@ pub struct AanfServerOptions {
     pub observer: Option<Arc<dyn AanfObserver>>,
 }
 
-/// Sees each request the AAnF's routes answered (metrics). Refusals of the server stack
-/// itself, before a route runs (rate limit 429, body limits 413 and 408, header list 431,
-/// HTTP/1.1 505), are not seen here.
+/// Sees each request the AAnF answered (metrics), including the server stack's own
+/// refusals before a route runs (rate limit 429, body limits 413 and 408, bad body 400,
+/// header list 431, HTTP/1.1 505), which have no operation.
 pub trait AanfObserver: Send + Sync {
     /// A request was answered with `status`. `operation` is `None` when its path names no
-    /// operation served here (404); `cause` is the TS 29.500 cause of a refusal's problem
+    /// operation served here (404) or the server stack refused it before routing; `cause` is the TS 29.500 cause of a refusal's problem
     /// document, where it carried one.
     fn answered(&self, operation: Option<Operation>, status: u16, cause: Option<&'static str>);
 }
@@ -365,5 +367,18 @@ impl<C: AkmaContexts + AkmaOutbox + 'static> Handler for AanfHandler<C> {
             }
         };
         self.serve(op, &request, &caller, now).await
+    }
+
+    /// The stack's own refusals (rate limit, body and header limits, HTTP/1.1) are answered
+    /// as by default and told to the observer as unrouted, so that an operator sees them.
+    fn reject(&self, rejection: Rejection) -> HttpResponse {
+        let response = respond::rejection(rejection);
+        let cause = match rejection {
+            Rejection::RateLimited { .. } => Some(cause::NF_CONGESTION_RISK),
+            Rejection::BadBody => Some(cause::INVALID_MSG_FORMAT),
+            _ => None,
+        };
+        self.observe(None, &response, cause);
+        response
     }
 }

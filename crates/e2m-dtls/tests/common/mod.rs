@@ -147,7 +147,11 @@ impl Proc {
 
     pub fn write_line(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "{line}").expect("write to openssl");
+        // One write: `writeln!` on the unbuffered pipe writes the line and its newline
+        // separately, and s_client then sometimes sends them as two records (17 + 1 octets).
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write to openssl");
         stdin.flush().expect("flush");
     }
 
