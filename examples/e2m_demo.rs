@@ -6,8 +6,13 @@
 //! over DTLS 1.2 with TLS_PSK_WITH_AES_128_CCM_8 (seed clause 6.x.2.3, prerequisites a–c and
 //! steps 1–8) and one over OSCORE (RFC 8613, e2m profile) on the same keys, then the seed's
 //! edge cases, and a restart of the EMKS mid-run on the same data directory, after which a
-//! UE still connects on its key without re-authenticating. Every expected outcome is
-//! checked; the process exits non-zero if any does not happen.
+//! UE still connects on its key without re-authenticating. Then the same design in 5G,
+//! AKMA (TS 33.535): after 5G AKA the AUSF registers K_AKMA and the A-KID with the AAnF
+//! (HTTP/2 with mutual TLS), the UE derives K_AF and opens DTLS-PSK with an AF in the Ua*
+//! profile of TS 24.109 K.3.2, and the AF fetches K_AF from the AAnF; an AF asking with
+//! another AF's afId is refused, and a removed context is notified to the AF and fails
+//! the UE's next handshake (`support/akma_demo.rs`). Every expected outcome is checked;
+//! the process exits non-zero if any does not happen.
 //!
 //! ```text
 //! cargo run --example e2m_demo
@@ -58,6 +63,11 @@ use e2m_oscore::e2m::E2mOscoreProfile;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
+#[path = "support/akma_af.rs"]
+#[allow(dead_code, reason = "shared with the af example; the demo uses a part")]
+mod akma_af;
+#[path = "support/akma_demo.rs"]
+mod akma_demo;
 #[path = "support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
 mod cli;
@@ -65,9 +75,9 @@ mod cli;
 /// The whole of Solution #10 in one process on 127.0.0.1: MILENAGE AKA, the EMKS over HTTPS
 /// with mutual TLS on its durable store (redb in a temporary directory, keys sealed under a
 /// generated KEK), two EMSEs and UEs over DTLS 1.2 PSK and OSCORE, then the seed's edge
-/// cases and a restart of the EMKS mid-run. Exits non-zero if any expected outcome does not
-/// happen. Takes no arguments; set RUST_LOG (e.g. RUST_LOG=info) to also see the EMKS's
-/// audit records.
+/// cases and a restart of the EMKS mid-run; then a 5G UE reaching an AF through AKMA (the
+/// AAnF over HTTP/2). Exits non-zero if any expected outcome does not happen. Takes no
+/// arguments; set RUST_LOG (e.g. RUST_LOG=info) to also see the EMKS's audit records.
 #[derive(clap::Parser, Debug)]
 #[command(name = "e2m_demo", version)]
 struct Args {}
@@ -1034,7 +1044,11 @@ fn main() -> ExitCode {
         }
     };
     let mut checks = Checks::default();
-    let outcome = runtime.block_on(run(&mut checks));
+    let mut outcome = runtime.block_on(run(&mut checks));
+    if outcome.is_ok() {
+        // The 5G part: AKMA (examples/support/akma_demo.rs).
+        outcome = runtime.block_on(akma_demo::run(&mut checks));
+    }
     println!();
     if let Err(e) = &outcome {
         println!("e2m_demo stopped: {e}");

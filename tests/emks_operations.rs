@@ -624,3 +624,207 @@ fn readiness_is_503_while_draining_at_a_stop() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// With `--aanf-listen`, the AAnF's counters are on the metrics port (and only then): a
+/// registration, a retrieval, an AF asking with another AF's afId (403), a removal and its
+/// notification's delivery each move theirs.
+#[test]
+fn the_aanf_counters_move_with_its_requests_and_notifications() {
+    use e2m_sbi::client::{AfClient, AusfClient, ClientTransport, SbiClient};
+    use e2m_sbi::e2m_aanf::e2m_kdf::Kausf;
+    use e2m_sbi::e2m_aanf::e2m_keyid::akma::{
+        AfId, AkmaAnchor, Plmn, RoutingIndicator, Supi, UeId,
+    };
+    use e2m_sbi::e2m_akma::{AkmaAfKeyRequest, AkmaKeyInfo, NotifUri};
+    use e2m_sbi::notify::{NotificationEndpoint, serve_notifications};
+    use e2m_sbi::pki::AkmaPkiDir;
+    use e2m_sbi::server::{Limits, Transport};
+
+    const AF: &str = "af.example.com";
+    const AF2: &str = "af2.example.com";
+    let emks = example_binary("emks");
+    let dir = temp_dir("ops-aanf");
+    for args in [
+        vec!["gen-pki", "--dir", dir.join("pki").to_str().unwrap()],
+        vec![
+            "gen-akma-pki",
+            "--dir",
+            dir.join("akma").to_str().unwrap(),
+            "--ausf",
+            "ausf.test",
+            "--af",
+            AF,
+            "--af",
+            AF2,
+        ],
+    ] {
+        let out = Command::new(&emks).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let child = Command::new(&emks)
+        .args(["--store", "memory", "--listen", "127.0.0.1:0", "--certs"])
+        .arg(dir.join("pki"))
+        .args(["--aanf-listen", "127.0.0.1:0", "--aanf-certs"])
+        .arg(dir.join("akma"))
+        .args([
+            "--aanf-ausf",
+            "ausf.test",
+            "--aanf-af",
+            AF,
+            "--aanf-af",
+            AF2,
+        ])
+        .args(["--aanf-resolve", &format!("{AF}=127.0.0.1")])
+        .args([
+            "--aanf-first-retry",
+            "200",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut emks = Emks {
+        child,
+        base: String::new(),
+        metrics: None,
+        dir: dir.clone(),
+    };
+    let mut stdout = BufReader::new(emks.child.stdout.take().unwrap());
+    let mut aanf: Option<SocketAddr> = None;
+    for _ in 0..3 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        if let Some(addr) = line.trim().strip_prefix("AAnF listening on https://") {
+            aanf = Some(addr.parse().unwrap());
+        }
+        if let Some(addr) = line.trim().strip_prefix("metrics listening on http://") {
+            emks.metrics = Some(addr.parse().unwrap());
+        }
+    }
+    let (aanf, ops) = (aanf.unwrap(), emks.metrics.unwrap());
+    let (_, _, before) = http(ops, "GET", "/metrics");
+    assert_eq!(
+        sample(
+            &before,
+            r#"e2m_emks_aanf_notifications_total{outcome="delivered"}"#
+        ),
+        Some(0.0),
+        "{before}"
+    );
+
+    let pki = AkmaPkiDir::open(&dir.join("akma"));
+    let ca = pki.ca().unwrap();
+    let sbi = |credentials| {
+        let transport = ClientTransport::tls(&credentials, &ca).unwrap();
+        SbiClient::new(
+            &format!("https://aanf.e2m.test:{}", aanf.port()),
+            &transport,
+        )
+        .unwrap()
+        .resolve(aanf)
+    };
+    let ausf = AusfClient::new(sbi(pki.ausf("ausf.test").unwrap()));
+    let af = AfClient::new(sbi(pki.af(AF).unwrap()));
+    let af2 = AfClient::new(sbi(pki.af(AF2).unwrap()));
+    let supi = Supi::parse("imsi-208930000000005").unwrap();
+    let anchor = AkmaAnchor::derive(
+        &Kausf::from_array([5; 32]),
+        &supi,
+        &RoutingIndicator::parse("0").unwrap(),
+        &Plmn::new("208", "93").unwrap().home_network_domain(),
+    )
+    .unwrap();
+    let a_kid = anchor.a_kid;
+    let af_id = AfId::parse(&format!("{AF};ua=010001c0a8")).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let transport =
+            Transport::Tls(e2m_sbi::tls::server_config(&pki.af_notify(AF).unwrap(), &ca).unwrap());
+        let (endpoint, mut received) =
+            NotificationEndpoint::channel("/akma/notify", vec!["aanf.e2m.test".parse().unwrap()]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = serve_notifications(listener, transport, Limits::default(), endpoint).unwrap();
+        let info = AkmaKeyInfo {
+            ue: UeId::Supi(supi),
+            a_kid,
+            k_akma: anchor.kakma,
+            supp_feat: None,
+        };
+        ausf.register(&info).await.unwrap();
+        let uri = NotifUri::parse(&format!("https://{AF}:{port}/akma/notify")).unwrap();
+        let request = |notif_uri| AkmaAfKeyRequest {
+            af_id,
+            a_kid,
+            notif_uri,
+            anon_ind: false,
+            supp_feat: None,
+        };
+        assert!(af.retrieve(&request(Some(uri))).await.unwrap().is_some());
+        let refused = af2.retrieve(&request(None)).await.unwrap_err();
+        assert_eq!(refused.status(), Some(403));
+        ausf.remove(supi).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(15), received.recv())
+            .await
+            .expect("a notification in time")
+            .unwrap();
+        server.shutdown().await;
+    });
+
+    // The deliverer counts the delivery once the AF's 204 is back: poll for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let (_, _, text) = http(ops, "GET", "/metrics");
+        let delivered = r#"e2m_emks_aanf_notifications_total{outcome="delivered"}"#;
+        if sample(&text, delivered) == Some(1.0) || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for (name, value) in [
+        (
+            r#"e2m_emks_aanf_requests_total{operation="register-anchorkey",status="200"}"#,
+            1.0,
+        ),
+        (
+            r#"e2m_emks_aanf_requests_total{operation="retrieve-applicationkey",status="200"}"#,
+            1.0,
+        ),
+        (
+            r#"e2m_emks_aanf_requests_total{operation="retrieve-applicationkey",status="403"}"#,
+            1.0,
+        ),
+        (
+            r#"e2m_emks_aanf_requests_total{operation="remove-context",status="204"}"#,
+            1.0,
+        ),
+        (
+            r#"e2m_emks_aanf_refusals_total{status="403",cause="none"}"#,
+            1.0,
+        ),
+        (
+            r#"e2m_emks_aanf_notifications_total{outcome="delivered"}"#,
+            1.0,
+        ),
+        (
+            r#"e2m_emks_aanf_notifications_total{outcome="failed"}"#,
+            0.0,
+        ),
+    ] {
+        assert_eq!(sample(&after, name), Some(value), "{name} in:\n{after}");
+    }
+    for secret in ["0505050505", "208930000000005", "atid"] {
+        assert!(!after.contains(secret), "{secret} in the metrics");
+    }
+    // Without --aanf-listen there are no AAnF series at all.
+    let plain = Emks::start(&["--metrics-listen", "127.0.0.1:0"]);
+    let (_, _, text) = http(plain.metrics.unwrap(), "GET", "/metrics");
+    assert!(!text.contains("e2m_emks_aanf_"), "{text}");
+}

@@ -20,6 +20,7 @@ use e2m_sbi::server::{H2cPeers, Transport};
 use e2m_sbi::tls::server_config;
 use e2m_sbi::token::TokenPolicy;
 
+use crate::metrics::AanfMetrics;
 use crate::{PROGRAM, cli};
 
 /// The AAnF's flags (all off unless `--aanf-listen` is given).
@@ -188,12 +189,17 @@ fn pki_error(flag: &str, dir: &Path, e: impl std::fmt::Display) -> String {
     format!("{flag} {}: {e}", cli::printable(&dir.display().to_string()))
 }
 
-/// Starts the AAnF over `store` (must run on the serving runtime).
-pub(crate) async fn start(args: &AkmaArgs, store: AkmaStore) -> Result<AkmaRunning, String> {
+/// Starts the AAnF over `store` (must run on the serving runtime); `metrics` (with
+/// `--metrics-listen`) counts its answers and notification deliveries.
+pub(crate) async fn start(
+    args: &AkmaArgs,
+    store: AkmaStore,
+    metrics: Option<Arc<AanfMetrics>>,
+) -> Result<AkmaRunning, String> {
     match store {
-        AkmaStore::Memory(store) => start_on(args, store, None).await,
-        AkmaStore::Redb(store) => start_on(args, store, None).await,
-        AkmaStore::Postgres(store, wake) => start_on(args, store, Some(wake)).await,
+        AkmaStore::Memory(store) => start_on(args, store, None, metrics).await,
+        AkmaStore::Redb(store) => start_on(args, store, None, metrics).await,
+        AkmaStore::Postgres(store, wake) => start_on(args, store, Some(wake), metrics).await,
     }
 }
 
@@ -201,6 +207,7 @@ async fn start_on<C: AkmaContexts + AkmaOutbox + 'static>(
     args: &AkmaArgs,
     store: C,
     wake: Option<Arc<tokio::sync::Notify>>,
+    metrics: Option<Arc<AanfMetrics>>,
 ) -> Result<AkmaRunning, String> {
     let listen = args.aanf_listen.ok_or("--aanf-listen missing")?;
     let mut config = AanfConfig::new(Duration::from_secs(args.kaf_lifetime))
@@ -265,6 +272,10 @@ async fn start_on<C: AkmaContexts + AkmaOutbox + 'static>(
     options.outbox_wake = wake;
     options.delivery.first_retry = Duration::from_millis(args.aanf_first_retry.max(1));
     options.delivery.lease = Duration::from_secs(args.aanf_lease);
+    if let Some(metrics) = metrics {
+        options.observer = Some(metrics.clone());
+        options.delivery_observer = Some(metrics);
+    }
     let core = Arc::new(Aanf::new(config, store));
     let server = start_aanf(core, options)
         .await

@@ -851,6 +851,7 @@ where
                     ready: ready.clone(),
                     refresh,
                     store_probe: probe,
+                    aanf: args.akma.enabled(),
                 };
                 Some(
                     OperationsServer::start(addr, operations)
@@ -884,7 +885,10 @@ where
             .await
             .map_err(|e| e.to_string())?;
         let aanf = match akma_store {
-            Some(store) => Some(akma::start(&args.akma, store).await?),
+            Some(store) => {
+                let observed = operations.is_some().then(|| metrics.aanf.clone());
+                Some(akma::start(&args.akma, store, observed).await?)
+            }
             None => None,
         };
         ready.store(true, Ordering::Release);

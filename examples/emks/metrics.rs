@@ -9,6 +9,11 @@
 //! sessions) are read from the stores when `/metrics` is scraped; with the shared
 //! PostgreSQL store they are left out (see `Operations::refresh`).
 //!
+//! With `--aanf-listen`, the AAnF's counters join them under `e2m_emks_aanf_`: requests by
+//! operation and status, refusals by status and TS 29.500 cause, and service-disablement
+//! notification deliveries by outcome (`AanfMetrics`, fed by e2m-sbi's `AanfObserver` and
+//! `DeliveryObserver`).
+//!
 //! The listener is plain HTTP without authentication: it exposes counts, never keys,
 //! identities or session ids, but bind it to loopback or a management network only.
 //!
@@ -37,6 +42,9 @@ use std::time::Duration;
 use e2m_https::e2m_msg::ProblemCause;
 use e2m_https::e2m_msg::rest::Operation;
 use e2m_https::metrics::{EmksObserver, HandshakeFailure, NotificationEvent, operation_label};
+use e2m_sbi::aanf::AanfObserver;
+use e2m_sbi::delivery::{DeliveryEvent, DeliveryObserver};
+use e2m_sbi::e2m_akma::Operation as AanfOperation;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -97,6 +105,105 @@ struct DiameterLabels {
     result_code: u32,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AanfRefusalLabels {
+    status: u16,
+    cause: &'static str,
+}
+
+/// The AAnF's counters (under `e2m_emks_aanf_`), when `--aanf-listen` serves it.
+#[derive(Debug, Default)]
+pub(crate) struct AanfMetrics {
+    /// `e2m_emks_aanf_requests_total{operation,status}`: answers of the AAnF's routes.
+    requests: Family<RequestLabels, Counter>,
+    /// `e2m_emks_aanf_refusals_total{status,cause}`: answers with a problem document, by
+    /// status and TS 29.500 cause (`none` where the document carries none, e.g. a 403).
+    refusals: Family<AanfRefusalLabels, Counter>,
+    /// `e2m_emks_aanf_notifications_total{outcome}`: service-disablement notification
+    /// deliveries (delivered, failed and retried later, dropped).
+    notifications: Family<OutcomeLabels, Counter>,
+}
+
+/// A short, stable label for an AAnF operation (`None`: `unrouted`).
+fn aanf_operation_label(operation: Option<AanfOperation>) -> &'static str {
+    match operation {
+        Some(AanfOperation::RegisterAnchorKey) => "register-anchorkey",
+        Some(AanfOperation::RetrieveApplicationKey) => "retrieve-applicationkey",
+        Some(AanfOperation::RemoveContext) => "remove-context",
+        Some(AanfOperation::NefRetrieve) => "nef-retrieve",
+        Some(_) => "other",
+        None => "unrouted",
+    }
+}
+
+fn delivery_label(event: DeliveryEvent) -> &'static str {
+    match event {
+        DeliveryEvent::Delivered => "delivered",
+        DeliveryEvent::Failed => "failed",
+        DeliveryEvent::Dropped => "dropped",
+        _ => "other",
+    }
+}
+
+impl AanfMetrics {
+    fn register(&self, registry: &mut Registry) {
+        for event in [
+            DeliveryEvent::Delivered,
+            DeliveryEvent::Failed,
+            DeliveryEvent::Dropped,
+        ] {
+            let _ = self.notifications.get_or_create(&OutcomeLabels {
+                outcome: delivery_label(event),
+            });
+        }
+        let aanf = registry.sub_registry_with_prefix("aanf");
+        aanf.register(
+            "requests",
+            "AAnF requests answered, by operation and HTTP status",
+            self.requests.clone(),
+        );
+        aanf.register(
+            "refusals",
+            "AAnF requests refused with a problem document, by status and TS 29.500 cause",
+            self.refusals.clone(),
+        );
+        aanf.register(
+            "notifications",
+            "AKMA service-disablement notification deliveries, by outcome",
+            self.notifications.clone(),
+        );
+    }
+}
+
+impl AanfObserver for AanfMetrics {
+    fn answered(&self, operation: Option<AanfOperation>, status: u16, cause: Option<&'static str>) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation: aanf_operation_label(operation),
+                status,
+            })
+            .inc();
+        if status >= 400 {
+            self.refusals
+                .get_or_create(&AanfRefusalLabels {
+                    status,
+                    cause: cause.unwrap_or("none"),
+                })
+                .inc();
+        }
+    }
+}
+
+impl DeliveryObserver for AanfMetrics {
+    fn delivery(&self, event: DeliveryEvent) {
+        self.notifications
+            .get_or_create(&OutcomeLabels {
+                outcome: delivery_label(event),
+            })
+            .inc();
+    }
+}
+
 /// The EMKS's metrics (all under the `e2m_emks_` prefix).
 #[derive(Debug, Default)]
 pub(crate) struct EmksMetrics {
@@ -124,6 +231,8 @@ pub(crate) struct EmksMetrics {
     /// Result-Code (or Experimental-Result-Code) answered; refusals are also counted in
     /// `e2m_emks_refusals_total{cause}` with the HTTPS push's cause.
     diameter_pushes: Family<DiameterLabels, Counter>,
+    /// The AAnF's counters (registered only where the AAnF is served).
+    pub(crate) aanf: Arc<AanfMetrics>,
 }
 
 /// The fetch latency histogram: 25 µs to about 0.4 s in factors of 2.
@@ -164,8 +273,14 @@ impl EmksMetrics {
     }
 
     /// The registry that `/metrics` encodes; `store_gauges` adds the gauges read from the
-    /// store at each scrape, `store_probe` the store's writability.
-    pub(crate) fn registry(self: &Arc<Self>, store_gauges: bool, store_probe: bool) -> Registry {
+    /// store at each scrape, `store_probe` the store's writability, `aanf` the AAnF's
+    /// counters.
+    pub(crate) fn registry(
+        self: &Arc<Self>,
+        store_gauges: bool,
+        store_probe: bool,
+        aanf: bool,
+    ) -> Registry {
         let mut registry = Registry::with_prefix("e2m_emks");
         registry.register(
             "requests",
@@ -217,6 +332,9 @@ impl EmksMetrics {
             "Key pushes answered over Diameter, by Result-Code",
             self.diameter_pushes.clone(),
         );
+        if aanf {
+            self.aanf.register(&mut registry);
+        }
         registry
     }
 }
@@ -298,6 +416,8 @@ pub(crate) struct Operations {
     pub(crate) refresh: Option<Refresh>,
     /// Asks a durable store whether it can write; `None` (in memory): always.
     pub(crate) store_probe: Option<StoreProbe>,
+    /// Whether the AAnF is served (its counters are then exposed).
+    pub(crate) aanf: bool,
 }
 
 /// The running listener.
@@ -321,6 +441,7 @@ impl OperationsServer {
         let registry = operations.metrics.registry(
             operations.refresh.is_some(),
             operations.store_probe.is_some(),
+            operations.aanf,
         );
         let store = Arc::new(StoreState::default());
         operations.metrics.store_writable.set(1);

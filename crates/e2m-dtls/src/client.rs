@@ -26,6 +26,7 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,10 +34,12 @@ use dimpl::{Dtls, Output};
 use e2m_kdf::{E2mKey, Kaf};
 use e2m_keyid::PskIdentity;
 use e2m_keyid::akma::AKid;
-use tokio::net::UdpSocket;
+use tokio::time::Sleep;
 
 use super::akma::{AkmaIdentityForm, akma_psk_identity};
+use super::crypto;
 use super::record::peek_psk_identity_hint;
+use super::udp::Udp;
 use super::{DtlsError, DtlsLimits, MAX_DATAGRAM, PskKey, builder};
 use e2m_coap::{CoapError, Message};
 
@@ -133,12 +136,20 @@ impl UeDtlsConfig {
 }
 
 /// A DTLS-PSK connection from the UE to an EMSE.
+///
+/// A datagram that finds the socket's send buffer full for 100 ms is dropped, as UDP may
+/// (DTLS retransmits its handshake flights; an application on it, such as CoAP,
+/// retransmits its messages).
 pub struct DtlsClient {
-    socket: UdpSocket,
-    dtls: Dtls,
+    socket: Udp,
+    /// Boxed: `dimpl`'s state is over 3 KiB, and a connection is moved by value.
+    dtls: Box<Dtls>,
     out: Vec<u8>,
     inbox: VecDeque<Vec<u8>>,
     next_timer: Option<Instant>,
+    /// The one timer of the connection (the retransmission timer or the deadline), moved
+    /// rather than made anew at every wait.
+    timer: Pin<Box<Sleep>>,
     connected: bool,
     closed: bool,
     /// The server's `psk_identity_hint`, as its ServerKeyExchange carried it.
@@ -180,23 +191,27 @@ impl DtlsClient {
         server: SocketAddr,
         config: &UeDtlsConfig,
     ) -> Result<Self, DtlsError> {
-        let socket = UdpSocket::bind(local).await?;
-        socket.connect(server).await?;
+        let socket = std::net::UdpSocket::bind(local)?;
+        socket.connect(server)?;
+        let socket = Udp::new(socket)?;
         let now = Instant::now();
-        let mut dtls = Dtls::new_12_psk(Arc::clone(&config.config), now);
+        let mut dtls = Box::new(Dtls::new_12_psk(Arc::clone(&config.config), now));
         dtls.set_active(true);
-        dtls.handle_timeout(now)?;
+        crypto::scope(|| dtls.handle_timeout(now))?;
+        let deadline = now + config.limits.handshake_timeout;
         let mut client = DtlsClient {
             socket,
             dtls,
             out: vec![0u8; MAX_DATAGRAM],
             inbox: VecDeque::new(),
             next_timer: None,
+            timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
+                deadline,
+            ))),
             connected: false,
             closed: false,
             hint: None,
         };
-        let deadline = now + config.limits.handshake_timeout;
         while !client.connected {
             if client.closed {
                 return Err(DtlsError::Closed);
@@ -282,9 +297,13 @@ impl DtlsClient {
     async fn flush(&mut self) -> Result<(), DtlsError> {
         loop {
             match self.dtls.poll_output(&mut self.out) {
-                Output::Packet(p) => {
-                    self.socket.send(p).await?;
-                }
+                Output::Packet(p) => match self.socket.send_waiting(p).await {
+                    // Dropped, as UDP may (see the type's docs).
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    sent => {
+                        sent?;
+                    }
+                },
                 Output::BufferTooSmall { needed } => self.out.resize(needed, 0),
                 Output::Timeout(t) => {
                     self.next_timer = Some(t);
@@ -309,7 +328,11 @@ impl DtlsClient {
         if now >= deadline {
             return Err(DtlsError::Timeout);
         }
-        let wake = self.next_timer.unwrap_or(deadline).min(deadline);
+        let wake =
+            tokio::time::Instant::from_std(self.next_timer.unwrap_or(deadline).min(deadline));
+        if self.timer.deadline() != wake {
+            self.timer.as_mut().reset(wake);
+        }
         let mut buf = [0u8; MAX_DATAGRAM];
         tokio::select! {
             received = self.socket.recv(&mut buf) => {
@@ -325,11 +348,14 @@ impl DtlsClient {
                 {
                     self.hint = Some(hint.to_vec());
                 }
-                self.dtls.handle_timeout(Instant::now())?;
-                self.dtls.handle_packet(&buf[..n])?;
+                let dtls = &mut self.dtls;
+                crypto::scope(|| {
+                    dtls.handle_timeout(Instant::now())?;
+                    dtls.handle_packet(&buf[..n])
+                })?;
             }
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
-                self.dtls.handle_timeout(Instant::now())?;
+            () = self.timer.as_mut() => {
+                crypto::scope(|| self.dtls.handle_timeout(Instant::now()))?;
             }
         }
         Ok(())

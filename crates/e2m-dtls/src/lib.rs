@@ -40,6 +40,7 @@ pub mod akma_source;
 mod budget;
 pub mod client;
 mod cookie;
+mod crypto;
 pub mod derived_record;
 #[cfg(feature = "emks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "emks")))]
@@ -48,6 +49,7 @@ pub mod oscore_client;
 pub mod oscore_server;
 mod record;
 pub mod server;
+mod udp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -354,6 +356,7 @@ impl Default for DtlsLimits {
 
 fn builder(limits: &DtlsLimits) -> dimpl::ConfigBuilder {
     dimpl::Config::builder()
+        .with_crypto_provider(crypto::provider())
         .dtls12_cipher_suites(&[Dtls12CipherSuite::PSK_AES128_CCM_8])
         // DTLS 1.2 only: the seed's flow and RFC 7925 are DTLS 1.2.
         .dtls13_cipher_suites(&[])

@@ -78,7 +78,6 @@ use std::time::{Duration, Instant};
 
 use dimpl::{Dtls, Output};
 use e2m_oscore::e2m::FetchBudgetConfig;
-use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use zeroize::Zeroize;
@@ -86,10 +85,12 @@ use zeroize::Zeroize;
 use super::akma::{self, AkmaResolver, DynAkmaResolver};
 use super::budget::FetchBudget;
 use super::cookie::{self, COOKIE_LEN, CookieJar};
+use super::crypto;
 use super::record::{
     self, CkePeek, ClientHello, RANDOM_LEN, as_first_client_hello, parse_client_hello,
     peek_psk_identity,
 };
+use super::udp::Udp;
 use super::{
     AlertDescription, DtlsError, DtlsLimits, MAX_DATAGRAM, PeerIdentity, PskKey, PskResolver,
     ResolveError, builder,
@@ -315,7 +316,7 @@ impl DtlsServer {
         handler: AppHandler,
         config: ServerConfig,
     ) -> Result<ServerHandle, DtlsError> {
-        let socket = Arc::new(UdpSocket::bind(addr).await?);
+        let socket = Udp::bind(addr)?;
         let local_addr = socket.local_addr()?;
         let dimpl_config = Arc::new(
             builder(&config.limits)
@@ -357,7 +358,7 @@ impl DtlsServer {
 }
 
 struct Shared<R> {
-    socket: Arc<UdpSocket>,
+    socket: Udp,
     resolver: R,
     /// The AKMA profile's resolver, if served ([`DtlsServer::bind_with_akma`]).
     akma: Option<Box<dyn DynAkmaResolver>>,
@@ -515,7 +516,7 @@ impl<R: PskResolver> Dispatcher<R> {
 
     /// Sends a stateless answer; a full socket buffer drops it, as UDP may.
     fn send_stateless(&self, datagram: &[u8], to: SocketAddr) {
-        let _ = self.shared.socket.try_send_to(datagram, to);
+        let _ = self.shared.socket.send_to(datagram, to);
     }
 
     fn start_peer(&mut self, from: SocketAddr, hello: &ClientHello<'_>, datagram: Vec<u8>) {
@@ -620,7 +621,7 @@ async fn run_peer<R: PskResolver>(
         shared,
         peer,
         slot: Arc::new(Mutex::new(SlotState::default())),
-        dtls: Dtls::new_12_psk(Arc::clone(&shared.dimpl_config), started),
+        dtls: Box::new(Dtls::new_12_psk(Arc::clone(&shared.dimpl_config), started)),
         identity: None,
         connected: None,
         peeked: false,
@@ -672,7 +673,8 @@ struct PeerTask<'s, R> {
     shared: &'s Shared<R>,
     peer: SocketAddr,
     slot: Arc<Mutex<SlotState>>,
-    dtls: Dtls,
+    /// Boxed: `dimpl`'s state is over 3 KiB, and the task's future is moved when spawned.
+    dtls: Box<Dtls>,
     identity: Option<PeerIdentity>,
     connected: Option<PeerInfo>,
     /// Whether the ClientKeyExchange has been peeked (and its key fetched).
@@ -706,7 +708,7 @@ impl<R: PskResolver> PeerTask<'_, R> {
     async fn start(&mut self, hello: &VerifiedHello) -> Step {
         let (dtls, out) = (&mut self.dtls, &mut self.out);
         match SLOT.sync_scope(Arc::clone(&self.slot), || {
-            start_after_cookie(dtls, hello, out)
+            crypto::scope(|| start_after_cookie(dtls, hello, out))
         }) {
             Ok(()) => Step::Wait,
             Err(e) => self.handshake_failed(&e).await,
@@ -728,8 +730,10 @@ impl<R: PskResolver> PeerTask<'_, R> {
         }
         let dtls = &mut self.dtls;
         let fed = SLOT.sync_scope(Arc::clone(&self.slot), || {
-            dtls.handle_timeout(Instant::now())?;
-            dtls.handle_packet(datagram)
+            crypto::scope(|| {
+                dtls.handle_timeout(Instant::now())?;
+                dtls.handle_packet(datagram)
+            })
         });
         match fed {
             Ok(()) => Step::Again,
@@ -763,7 +767,8 @@ impl<R: PskResolver> PeerTask<'_, R> {
             match self.dtls.poll_output(&mut self.out) {
                 Output::Packet(p) => {
                     self.alerts.saw(p);
-                    let _ = self.shared.socket.send_to(p, self.peer).await;
+                    // A send buffer full for long drops the datagram (see the `udp` module).
+                    let _ = self.shared.socket.send_to_waiting(p, self.peer).await;
                 }
                 Output::BufferTooSmall { needed } => self.out.resize(needed, 0),
                 Output::Timeout(t) => {
@@ -830,7 +835,9 @@ impl<R: PskResolver> PeerTask<'_, R> {
                     return None;
                 }
                 let dtls = &mut self.dtls;
-                if let Err(e) = SLOT.sync_scope(Arc::clone(&self.slot), || dtls.handle_timeout(now)) {
+                if let Err(e) = SLOT.sync_scope(Arc::clone(&self.slot), || {
+                    crypto::scope(|| dtls.handle_timeout(now))
+                }) {
                     self.fail(handshake_failure(&self.slot, &e));
                     return None;
                 }
@@ -973,7 +980,7 @@ impl Alerter {
     async fn send<R>(&mut self, shared: &Shared<R>, peer: SocketAddr, alert: AlertDescription) {
         let record = record::fatal_alert(alert.0, self.next_sequence);
         self.next_sequence = self.next_sequence.saturating_add(1);
-        let _ = shared.socket.send_to(&record, peer).await;
+        let _ = shared.socket.send_to_waiting(&record, peer).await;
         shared.emit(ServerEvent::AlertSent { peer, alert });
     }
 

@@ -124,23 +124,30 @@ fn a_backup_under_load_restores_every_key_acknowledged_before_it_after_the_file_
     let store = open(&dir).unwrap();
     let keys = store.int_keys();
     // Of each UE, the newest four keys acknowledged before the backup are held (older ones
-    // were evicted by the retention policy before the backup was taken).
+    // were evicted by the retention policy before the backup was taken), unless a newer
+    // key, committed before the backup but recorded as acknowledged only after the list
+    // was copied, evicted one: then the four keys after it are all held.
     let mut newest: std::collections::HashMap<u64, Vec<u32>> = Default::default();
     for &(ue, id) in &before {
         newest.entry(ue).or_default().push(id);
     }
+    let held =
+        |ue: u64, id: u32| block_on(keys.get(&imsi(ue), KeyId::from_u32(id), at(2))).unwrap();
     let mut checked = 0;
     for (ue, mut ids) in newest {
         ids.sort_unstable();
         let keep = ids.len().saturating_sub(4);
         for &id in &ids[keep..] {
-            let held = block_on(keys.get(&imsi(ue), KeyId::from_u32(id), at(2)))
-                .unwrap()
-                .unwrap_or_else(|| {
-                    panic!("UE {ue} key {id}, acknowledged before the backup, not restored")
-                });
-            assert_eq!(held.key.expose_secret(), &test_key_bytes(ue, id));
-            checked += 1;
+            match held(ue, id) {
+                Some(key) => {
+                    assert_eq!(key.key.expose_secret(), &test_key_bytes(ue, id));
+                    checked += 1;
+                }
+                None => assert!(
+                    (id + 1..=id + 4).all(|newer| held(ue, newer).is_some()),
+                    "UE {ue} key {id}, acknowledged before the backup, not restored"
+                ),
+            }
         }
     }
     assert!(checked >= 400, "only {checked} keys checked");

@@ -14,6 +14,7 @@ pub mod identity_keys;
 pub mod import;
 mod inline_bytes;
 mod int_keys;
+mod open_table;
 mod outbox;
 mod packed;
 mod sessions;

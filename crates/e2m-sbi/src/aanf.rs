@@ -60,6 +60,18 @@ pub struct AanfServerOptions {
     pub expire_every: Duration,
     /// Sees each notification delivery's outcome.
     pub delivery_observer: Option<Arc<dyn DeliveryObserver>>,
+    /// Sees each request the AAnF's routes answered.
+    pub observer: Option<Arc<dyn AanfObserver>>,
+}
+
+/// Sees each request the AAnF's routes answered (metrics). Refusals of the server stack
+/// itself, before a route runs (rate limit 429, body limits 413 and 408, header list 431,
+/// HTTP/1.1 505), are not seen here.
+pub trait AanfObserver: Send + Sync {
+    /// A request was answered with `status`. `operation` is `None` when its path names no
+    /// operation served here (404); `cause` is the TS 29.500 cause of a refusal's problem
+    /// document, where it carried one.
+    fn answered(&self, operation: Option<Operation>, status: u16, cause: Option<&'static str>);
 }
 
 impl AanfServerOptions {
@@ -78,6 +90,7 @@ impl AanfServerOptions {
             outbox_wake: None,
             expire_every: Duration::from_secs(60),
             delivery_observer: None,
+            observer: None,
         }
     }
 }
@@ -135,6 +148,7 @@ where
         tokens: options.tokens,
         nef_api: options.nef_api,
         wake: wake.clone(),
+        observer: options.observer,
     });
     let server = server::serve(listener, options.transport, options.limits, handler)?;
     let deliverer = Arc::new(Deliverer::new(
@@ -171,6 +185,7 @@ struct AanfHandler<C> {
     tokens: Option<TokenPolicy>,
     nef_api: bool,
     wake: Arc<Notify>,
+    observer: Option<Arc<dyn AanfObserver>>,
 }
 
 fn problem_response(problem: &Problem) -> HttpResponse {
@@ -230,9 +245,18 @@ impl<C: AkmaContexts + AkmaOutbox + 'static> AanfHandler<C> {
         }
     }
 
-    /// Writes the audit record, wakes the deliverer if needed, and answers.
+    /// Tells the observer, if any, how a request was answered.
+    fn observe(&self, op: Option<Operation>, response: &HttpResponse, cause: Option<&'static str>) {
+        if let Some(observer) = &self.observer {
+            observer.answered(op, response.status().as_u16(), cause);
+        }
+    }
+
+    /// Writes the audit record, wakes the deliverer if needed, tells the observer, and
+    /// answers.
     fn finish<T>(
         &self,
+        op: Operation,
         outcome: Outcome<T>,
         answer: impl FnOnce(T) -> HttpResponse,
     ) -> HttpResponse {
@@ -240,10 +264,12 @@ impl<C: AkmaContexts + AkmaOutbox + 'static> AanfHandler<C> {
         if outcome.effects.notifications_recorded {
             self.wake.notify_one();
         }
-        match outcome.result {
-            Ok(value) => answer(value),
-            Err(problem) => problem_response(&problem),
-        }
+        let (response, cause) = match outcome.result {
+            Ok(value) => (answer(value), None),
+            Err(problem) => (problem_response(&problem), problem.cause),
+        };
+        self.observe(Some(op), &response, cause);
+        response
     }
 
     async fn serve(
@@ -261,7 +287,7 @@ impl<C: AkmaContexts + AkmaOutbox + 'static> AanfHandler<C> {
                 match <$t>::from_json(body) {
                     Ok(value) => value,
                     Err(error) => {
-                        return self.finish(core.undecodable(caller, op, &error, now), |()| {
+                        return self.finish(op, core.undecodable(caller, op, &error, now), |()| {
                             respond::empty(204)
                         });
                     }
@@ -272,14 +298,14 @@ impl<C: AkmaContexts + AkmaOutbox + 'static> AanfHandler<C> {
             Operation::RegisterAnchorKey => {
                 let info = decode!(AkmaKeyInfo);
                 let outcome = core.register_anchor_key(caller, &info, now).await;
-                self.finish(outcome, |stored| {
+                self.finish(op, outcome, |stored| {
                     respond::json(op.success_status(), stored.to_json(), true)
                 })
             }
             Operation::RetrieveApplicationKey => {
                 let req = decode!(AkmaAfKeyRequest);
                 let outcome = core.retrieve_application_key(caller, &req, now).await;
-                self.finish(outcome, |data| match data {
+                self.finish(op, outcome, |data| match data {
                     Some(data) => respond::json(op.success_status(), data.to_json(), true),
                     None => respond::empty(204),
                 })
@@ -287,21 +313,22 @@ impl<C: AkmaContexts + AkmaOutbox + 'static> AanfHandler<C> {
             Operation::RemoveContext => {
                 let req = decode!(CtxRemove);
                 let outcome = core.remove_context(caller, &req, now).await;
-                self.finish(outcome, |()| respond::empty(op.success_status()))
+                self.finish(op, outcome, |()| respond::empty(op.success_status()))
             }
             Operation::NefRetrieve => {
                 let req = decode!(AkmaAfKeyRequest);
                 let outcome = core.nef_retrieve(caller, &req, now).await;
-                self.finish(outcome, |data| match data {
+                self.finish(op, outcome, |data| match data {
                     Some(data) => respond::json(op.success_status(), data.to_json(), true),
                     None => respond::empty(204),
                 })
             }
-            _ => respond::problem_with(
-                404,
-                "Not Found",
-                Some(cause::RESOURCE_URI_STRUCTURE_NOT_FOUND),
-            ),
+            _ => {
+                let not_found = Some(cause::RESOURCE_URI_STRUCTURE_NOT_FOUND);
+                let response = respond::problem_with(404, "Not Found", not_found);
+                self.observe(None, &response, not_found);
+                response
+            }
         }
     }
 }
@@ -311,26 +338,31 @@ impl<C: AkmaContexts + AkmaOutbox + 'static> Handler for AanfHandler<C> {
         let op = Operation::from_path(request.uri.path())
             .filter(|op| self.nef_api || *op != Operation::NefRetrieve);
         let Some(op) = op else {
-            return respond::problem_with(
-                404,
-                "Not Found",
-                Some(cause::RESOURCE_URI_STRUCTURE_NOT_FOUND),
-            );
+            let not_found = Some(cause::RESOURCE_URI_STRUCTURE_NOT_FOUND);
+            let response = respond::problem_with(404, "Not Found", not_found);
+            self.observe(None, &response, not_found);
+            return response;
         };
         if request.method != Method::POST {
             let mut response = respond::problem_with(405, "Method Not Allowed", None);
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            self.observe(Some(op), &response, None);
             return response;
         }
         if !is_json(&request.headers) {
-            return respond::problem_with(415, "Unsupported Media Type", None);
+            let response = respond::problem_with(415, "Unsupported Media Type", None);
+            self.observe(Some(op), &response, None);
+            return response;
         }
         let now = Timestamp::now_from_system_clock();
         let caller = match self.caller(&request, now) {
             Ok(caller) => caller,
-            Err(response) => return *response,
+            Err(response) => {
+                self.observe(Some(op), &response, None);
+                return *response;
+            }
         };
         self.serve(op, &request, &caller, now).await
     }

@@ -171,6 +171,74 @@ async fn an_af_asking_with_another_afs_af_id_is_refused() {
     aanf.server.shutdown().await;
 }
 
+/// One answer as an `AanfObserver` sees it: operation, status, cause.
+type Answer = (Option<Operation>, u16, Option<&'static str>);
+
+/// What an `AanfObserver` saw.
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<Answer>>);
+
+impl e2m_sbi::aanf::AanfObserver for Seen {
+    fn answered(&self, operation: Option<Operation>, status: u16, cause: Option<&'static str>) {
+        self.0.lock().unwrap().push((operation, status, cause));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_sees_each_answer_with_its_operation_status_and_cause() {
+    let dir = TempDir::new("observer");
+    let pki = pki(&dir);
+    let seen = std::sync::Arc::new(Seen::default());
+    let aanf = start(
+        &pki,
+        Setup {
+            observer: Some(seen.clone()),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let u = ue(9);
+    aanf.ausf().register(&u.info()).await.unwrap();
+    let found = aanf.af(AF).retrieve(&request(AF, u.a_kid(), None)).await;
+    assert!(found.unwrap().is_some());
+    let none = aanf
+        .af(AF)
+        .retrieve(&request(AF, ue(10).a_kid(), None))
+        .await;
+    assert!(none.unwrap().is_none());
+    let refused = aanf.af(AF).retrieve(&request(AF2, u.a_kid(), None)).await;
+    assert_eq!(refused.unwrap_err().status(), Some(403));
+    let garbled = aanf
+        .af(AF)
+        .sbi()
+        .post(Operation::RetrieveApplicationKey.path(), b"{\"afId\":1}")
+        .await
+        .unwrap();
+    assert_eq!(garbled.status.as_u16(), 400);
+    let lost = aanf
+        .af(AF)
+        .sbi()
+        .post("/naanf-akma/v1/nothing", b"{}")
+        .await;
+    assert_eq!(lost.unwrap().status.as_u16(), 404);
+    aanf.ausf().remove(u.supi).await.unwrap();
+    let seen = seen.0.lock().unwrap().clone();
+    let retrieve = Some(Operation::RetrieveApplicationKey);
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    assert_eq!(seen[0], (Some(Operation::RegisterAnchorKey), 200, None));
+    assert_eq!(seen[1], (retrieve, 200, None));
+    assert_eq!(seen[2], (retrieve, 204, None));
+    assert_eq!(seen[3], (retrieve, 403, None));
+    assert_eq!((seen[4].0, seen[4].1), (retrieve, 400));
+    assert!(seen[4].2.is_some(), "a decode refusal carries its cause");
+    assert_eq!(
+        seen[5],
+        (None, 404, Some(cause::RESOURCE_URI_STRUCTURE_NOT_FOUND))
+    );
+    assert_eq!(seen[6], (Some(Operation::RemoveContext), 204, None));
+    aanf.server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_nef_never_returns_a_supi() {
     let dir = TempDir::new("nef");

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2m_sbi::aanf::{AanfServer, AanfServerOptions, start_aanf};
+use e2m_sbi::aanf::{AanfObserver, AanfServer, AanfServerOptions, start_aanf};
 use e2m_sbi::client::{AfClient, AusfClient, ClientTransport, Notifier, SbiClient};
 use e2m_sbi::e2m_aanf::e2m_kdf::Kausf;
 use e2m_sbi::e2m_aanf::e2m_keyid::akma::{
@@ -114,6 +114,7 @@ pub struct Setup {
     pub policy: AkmaPolicy,
     pub limits: Limits,
     pub nef_api: bool,
+    pub observer: Option<Arc<dyn AanfObserver>>,
 }
 
 impl Default for Setup {
@@ -124,6 +125,7 @@ impl Default for Setup {
             policy: AkmaPolicy::DEFAULT,
             limits: Limits::default(),
             nef_api: true,
+            observer: None,
         }
     }
 }
@@ -157,6 +159,7 @@ pub async fn start(pki: &AkmaPkiDir, setup: Setup) -> Aanfs {
     options.tokens = setup.tokens;
     options.limits = setup.limits;
     options.nef_api = setup.nef_api;
+    options.observer = setup.observer;
     options.delivery = fast_delivery();
     let server = start_aanf(core.clone(), options).await.unwrap();
     Aanfs {
