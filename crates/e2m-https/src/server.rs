@@ -844,18 +844,24 @@ async fn read_request(
             return Err(Rejection::PayloadTooLarge);
         }
     }
-    let collected = tokio::time::timeout(
-        limits.body_timeout,
-        Limited::new(body, limits.max_body).collect(),
-    )
-    .await
-    .map_err(|_| Rejection::BodyTimeout)?;
-    let body = match collected {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return Err(Rejection::PayloadTooLarge);
+    // A request without a body (no Content-Length, no Transfer-Encoding: a key fetch) has
+    // nothing to wait for: no body timer is set up for it.
+    let body = if hyper::body::Body::is_end_stream(&body) {
+        Bytes::new()
+    } else {
+        let collected = tokio::time::timeout(
+            limits.body_timeout,
+            Limited::new(body, limits.max_body).collect(),
+        )
+        .await
+        .map_err(|_| Rejection::BodyTimeout)?;
+        match collected {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                return Err(Rejection::PayloadTooLarge);
+            }
+            Err(_) => return Err(Rejection::BadBody),
         }
-        Err(_) => return Err(Rejection::BadBody),
     };
     Ok(Request {
         peer,
