@@ -234,7 +234,7 @@ impl Strace {
                 calls.push((name.to_owned(), n));
             }
         }
-        calls.sort_by(|a, b| b.1.cmp(&a.1));
+        calls.sort_by_key(|call| std::cmp::Reverse(call.1));
         Some(Syscalls { calls, total })
     }
 }
