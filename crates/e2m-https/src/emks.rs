@@ -82,17 +82,14 @@ fn log_audit(record: &e2m_emks::AuditRecord) {
         e2m_emks::Verdict::Refused(cause) => ("refused", Some(cause.as_str())),
         _ => ("other", None),
     };
-    let ue = record.ue.as_ref().map(|ue| match ue {
-        e2m_msg::UeRef::AppIdentity(app) => format!("app:{app}"),
-        e2m_msg::UeRef::Imsi(imsi) => format!("imsi:{imsi}"),
-    });
+    let ue = record.ue.as_ref().map(ShownUe);
     tracing::info!(
         target: "e2m::audit",
         time = record.time.as_unix_secs(),
         action = %record.action.as_str(),
         peer = record.peer.as_ref().map(shown),
         session = record.session.map(shown),
-        ue = ue.as_deref().map(shown),
+        ue = ue.map(shown),
         imsi = record.imsi.as_ref().map(shown),
         key_id = record.key_id.map(shown),
         subscription = record.subscription.map(shown),
@@ -102,6 +99,20 @@ fn log_audit(record: &e2m_emks::AuditRecord) {
         reason = (!record.reason.is_empty()).then_some(shown(record.reason)),
         "audit"
     );
+}
+
+/// A UE reference as the audit record's `ue` field shows it (`app:<identity>` or
+/// `imsi:<IMSI>`), written only when a subscriber records the event: no string is built
+/// per request.
+struct ShownUe<'a>(&'a e2m_msg::UeRef);
+
+impl std::fmt::Display for ShownUe<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            e2m_msg::UeRef::AppIdentity(app) => write!(f, "app:{app}"),
+            e2m_msg::UeRef::Imsi(imsi) => write!(f, "imsi:{imsi}"),
+        }
+    }
 }
 
 /// The EMKS's request handler: routes, decodes, asks the core, answers, runs effects.

@@ -192,7 +192,7 @@ impl fmt::Display for NodeName {
 }
 
 /// The authenticated identity of a TLS peer, read from its verified certificate.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 #[allow(
     clippy::large_enum_variant,
     reason = "EmseId is stored inline by design (no allocation); identities are built once per connection"
@@ -205,6 +205,21 @@ pub enum PeerIdentity {
     Hss(NodeName),
     /// An EMKS.
     Emks(NodeName),
+}
+
+/// Hashes the role and the identity's text only. The derived hash would feed all 255 octets
+/// of an `EmseId`'s inline buffer to the hasher; the per-peer budget hashes the identity on
+/// every request. Equal identities have equal text, so this agrees with `Eq`.
+impl std::hash::Hash for PeerIdentity {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let (role, text) = match self {
+            PeerIdentity::Emse(id) => (0u8, id.as_str()),
+            PeerIdentity::Hss(name) => (1, name.as_str()),
+            PeerIdentity::Emks(name) => (2, name.as_str()),
+        };
+        state.write_u8(role);
+        text.hash(state);
+    }
 }
 
 impl PeerIdentity {

@@ -178,6 +178,27 @@ mod tests {
     }
 
     #[test]
+    fn a_budget_belongs_to_the_identity_and_its_role() {
+        let limiter = RateLimiter::with_clock(
+            RateLimit {
+                per_second: 1.0,
+                burst: 1,
+            },
+            FakeRelativeClock::default(),
+        );
+        // The same identity read again (a new connection) finds its spent budget.
+        assert!(limiter.check(&emse("node-1")).is_ok());
+        assert!(limiter.check(&emse("node-1")).is_err());
+        // The same text in another role is another peer.
+        let hss = PeerIdentity::Hss(crate::pki::NodeName::new("node-1").unwrap());
+        let emks = PeerIdentity::Emks(crate::pki::NodeName::new("node-1").unwrap());
+        assert!(limiter.check(&hss).is_ok());
+        assert!(limiter.check(&emks).is_ok());
+        assert!(limiter.check(&hss).is_err());
+        assert_eq!(limiter.peers(), 3);
+    }
+
+    #[test]
     fn out_of_range_budgets_fall_back() {
         let clock = FakeRelativeClock::default();
         for per_second in [0.0, -1.0, f64::NAN, f64::INFINITY] {

@@ -82,13 +82,13 @@ pub fn cause(cause: ProblemCause) -> HttpResponse {
     problem(&Problem::new(cause))
 }
 
-/// A message response with `status`. When `secret` (a key response), the body buffer we
-/// encoded into is zeroized on drop and `Cache-Control: no-store` is set (RFC 9111
-/// §5.2.2.5), so that no cache keeps the key. The copy handed to hyper is freed without
-/// clearing: hyper and rustls keep their own buffers, which this crate cannot reach.
+/// A message response with `status`. The body is the buffer the message was encoded into,
+/// handed to hyper without a copy and zeroized when hyper drops it. When `secret` (a key
+/// response), `Cache-Control: no-store` is set (RFC 9111 §5.2.2.5), so that no cache keeps
+/// the key. Hyper's and rustls's own buffers (the record being encrypted) are out of this
+/// crate's reach.
 pub fn message<M: XmlMessage>(code: u16, message: &M, secret: bool) -> HttpResponse {
-    let encoded = message.encode();
-    let mut response = hyper::Response::new(Full::new(Bytes::copy_from_slice(encoded.as_bytes())));
+    let mut response = hyper::Response::new(Full::new(Bytes::from_owner(message.encode())));
     *response.status_mut() = status(code);
     response.headers_mut().insert(
         header::CONTENT_TYPE,

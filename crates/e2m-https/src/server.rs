@@ -673,6 +673,9 @@ async fn established<H: Handler>(
         .header_read_timeout(shared.limits.header_timeout)
         .max_header_size(shared.limits.max_header_bytes)
         .keep_alive(true);
+    // Shared by the connection's requests: a request's future holds a pointer, not the
+    // identity (an EmseId is 255 octets inline), and clones it once, into its `Request`.
+    let peer = Arc::new(peer);
     let service = {
         let shared = shared.clone();
         service_fn(move |request: hyper::Request<Incoming>| {
@@ -684,7 +687,7 @@ async fn established<H: Handler>(
                 Ok::<_, Infallible>(match refused {
                     Some(refusal) => answer_refusal(&*shared.handler, &peer, refusal),
                     None => {
-                        handle_request(&*shared.handler, &shared.limits, (peer, hosts), request)
+                        handle_request(&*shared.handler, &shared.limits, (&peer, hosts), request)
                             .await
                     }
                 })
@@ -752,7 +755,7 @@ fn answer_refusal<H: Handler>(
 async fn handle_request<H: Handler>(
     handler: &H,
     limits: &Limits,
-    (peer, hosts): (PeerIdentity, Arc<[e2m_emks::CallbackHost]>),
+    (peer, hosts): (&PeerIdentity, Arc<[e2m_emks::CallbackHost]>),
     request: hyper::Request<Incoming>,
 ) -> HttpResponse {
     let started = Instant::now();
@@ -760,7 +763,7 @@ async fn handle_request<H: Handler>(
     let response = match read_request(limits, (peer.clone(), hosts), request).await {
         Ok(request) => handler.handle(request).await,
         Err(rejection) => {
-            audit_rejection(&peer, rejection);
+            audit_rejection(peer, rejection);
             let mut response = handler.reject(rejection);
             // The rest of the body was not read: the connection cannot be reused.
             response
@@ -841,18 +844,24 @@ async fn read_request(
             return Err(Rejection::PayloadTooLarge);
         }
     }
-    let collected = tokio::time::timeout(
-        limits.body_timeout,
-        Limited::new(body, limits.max_body).collect(),
-    )
-    .await
-    .map_err(|_| Rejection::BodyTimeout)?;
-    let body = match collected {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return Err(Rejection::PayloadTooLarge);
+    // A request without a body (no Content-Length, no Transfer-Encoding: a key fetch) has
+    // nothing to wait for: no body timer is set up for it.
+    let body = if hyper::body::Body::is_end_stream(&body) {
+        Bytes::new()
+    } else {
+        let collected = tokio::time::timeout(
+            limits.body_timeout,
+            Limited::new(body, limits.max_body).collect(),
+        )
+        .await
+        .map_err(|_| Rejection::BodyTimeout)?;
+        match collected {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                return Err(Rejection::PayloadTooLarge);
+            }
+            Err(_) => return Err(Rejection::BadBody),
         }
-        Err(_) => return Err(Rejection::BadBody),
     };
     Ok(Request {
         peer,

@@ -988,6 +988,11 @@ mod in_process {
             text.contains("action=fetch-key"),
             "no audit records captured"
         );
+        // The UE of a fetch, as the record names it.
+        assert!(
+            text.contains("ue=app:sensor-17@iot.example.com"),
+            "no UE in the fetch's audit record"
+        );
         assert!(text.contains("TRACE"), "not captured at TRACE");
         let derived2 = key2.key.expose_secret().to_vec();
         let secrets: Vec<(&str, Vec<u8>)> = vec![
