@@ -53,9 +53,9 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Checks an EMKS, acting as the HSS and as two EMSEs (exit 1 if any check fails).
-    Emks(EmksArgs),
+    Emks(Box<EmksArgs>),
     /// Checks an EMSE, acting as UEs and, towards the EMKS it uses, as the HSS.
-    Emse(EmseArgs),
+    Emse(Box<EmseArgs>),
     /// Writes a test deployment: a PKI (CA, EMKS, HSS, the EMSEs) and provision.csv.
     Init {
         /// The directory to write (`pki/` and `provision.csv` in it).
@@ -93,8 +93,9 @@ struct PlanArgs {
 
 impl PlanArgs {
     fn plan(&self) -> UePlan {
-        UePlan::new(&self.imsi_base, &self.domain)
-            .unwrap_or_else(|e| cli::usage_error(PROGRAM, format_args!("--imsi-base/--domain: {e}")))
+        UePlan::new(&self.imsi_base, &self.domain).unwrap_or_else(|e| {
+            cli::usage_error(PROGRAM, format_args!("--imsi-base/--domain: {e}"))
+        })
     }
 }
 
@@ -206,12 +207,13 @@ fn main() -> ExitCode {
             print!("{}", plan.plan().provisioning_csv(&emses_or_default(emse)));
             ExitCode::SUCCESS
         }
-        Command::Init { dir, emse, plan } => match init(&dir, emses_or_default(emse), &plan.plan()) {
+        Command::Init { dir, emse, plan } => match init(&dir, emses_or_default(emse), &plan.plan())
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => cli::failure(PROGRAM, e),
         },
-        Command::Emks(args) => run(|| emks(args)),
-        Command::Emse(args) => run(|| emse(args)),
+        Command::Emks(args) => run(|| emks(*args)),
+        Command::Emse(args) => run(|| emse(*args)),
     }
 }
 
@@ -243,12 +245,17 @@ fn init(dir: &Path, emses: Vec<EmseId>, plan: &UePlan) -> Result<(), String> {
         .map_err(|e| format!("writing the PKI: {e}"))?;
     std::fs::write(dir.join("provision.csv"), plan.provisioning_csv(&emses))
         .map_err(|e| format!("writing provision.csv: {e}"))?;
-    println!("wrote {0}/pki (ca.pem, emks.*, hss.*, emse-*) and {0}/provision.csv", dir.display());
+    println!(
+        "wrote {0}/pki (ca.pem, emks.*, hss.*, emse-*) and {0}/provision.csv",
+        dir.display()
+    );
     Ok(())
 }
 
 /// Runs a suite on a runtime, prints the table, writes the reports; exit 1 on a failure.
-fn run(suite: impl FnOnce() -> Result<(Report, Option<PathBuf>, Option<PathBuf>), String>) -> ExitCode {
+fn run(
+    suite: impl FnOnce() -> Result<(Report, Option<PathBuf>, Option<PathBuf>), String>,
+) -> ExitCode {
     let (report, junit, json) = match suite() {
         Ok(r) => r,
         Err(e) => return cli::failure(PROGRAM, e),
@@ -281,7 +288,10 @@ fn selection(run: &RunArgs, checks: &[CheckInfo]) -> Selection {
     if let Some(first) = unmatched.first() {
         cli::usage_error(
             PROGRAM,
-            format_args!("--only/--skip {}: matches no check (see `check list`)", cli::clip(first, cli::ECHO_LIMIT)),
+            format_args!(
+                "--only/--skip {}: matches no check (see `check list`)",
+                cli::clip(first, cli::ECHO_LIMIT)
+            ),
         );
     }
     selection

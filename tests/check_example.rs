@@ -121,9 +121,15 @@ fn check(d: &Deployment, args: &[&str]) -> (Option<i32>, serde_json::Value, Stri
     );
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{table}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default())
-            .unwrap_or_else(|e| panic!("no JSON report ({e}); stderr {}", String::from_utf8_lossy(&out.stderr)));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&json).unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}); stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     let xml = std::fs::read_to_string(&junit).unwrap();
     (out.status.code(), report, format!("{table}\n{xml}"))
 }
@@ -292,7 +298,15 @@ fn the_emse_example_passes_every_check() {
     let (code, report, text) = check(
         &d,
         &[
-            "emse", "--dtls", &dtls, "--oscore", &oscore, "--emse-id", "emse-a", "--emks", &url,
+            "emse",
+            "--dtls",
+            &dtls,
+            "--oscore",
+            &oscore,
+            "--emse-id",
+            "emse-a",
+            "--emks",
+            &url,
         ],
     );
     assert_all_passed(code, &report, &text);
@@ -332,13 +346,33 @@ fn a_failing_check_exits_1_and_is_reported() {
 #[test]
 fn bad_arguments_exit_2_with_one_line() {
     for (argv, what) in [
-        (&["emks", "--url", "https://127.0.0.1:9", "--certs", "/nonexistent"][..], "missing certs"),
         (
-            &["emks", "--url", "https://127.0.0.1:9", "--certs", "/tmp", "--only", "no-such.*"],
+            &[
+                "emks",
+                "--url",
+                "https://127.0.0.1:9",
+                "--certs",
+                "/nonexistent",
+            ][..],
+            "missing certs",
+        ),
+        (
+            &[
+                "emks",
+                "--url",
+                "https://127.0.0.1:9",
+                "--certs",
+                "/tmp",
+                "--only",
+                "no-such.*",
+            ],
             "a glob matching nothing",
         ),
         (&["emks", "--certs", "/tmp"], "no --url"),
-        (&["emse", "--dtls", "localhost", "--certs", "/tmp"], "an address without a port"),
+        (
+            &["emse", "--dtls", "localhost", "--certs", "/tmp"],
+            "an address without a port",
+        ),
         (&["provisioning", "--imsi-base", "12"], "a short IMSI base"),
         (&["bogus"], "an unknown command"),
     ] {

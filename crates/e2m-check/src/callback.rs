@@ -78,9 +78,10 @@ impl CallbackServer {
             roots.add(cert.clone()).map_err(|e| format!("CA: {e}"))?;
         }
         let provider = e2m_https::tls::profile_provider();
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| format!("client verifier: {e}"))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| format!("client verifier: {e}"))?;
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(e2m_https::tls::PROFILE_VERSIONS)
             .map_err(|e| e.to_string())?
@@ -163,7 +164,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, inner: Arc<Inner>) {
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    inner: Arc<Inner>,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -211,7 +216,10 @@ async fn record(
     let status = {
         let mut refusals = lock(&inner.refusals);
         let text = String::from_utf8_lossy(&body);
-        match refusals.iter().position(|(needle, _)| text.contains(needle.as_str())) {
+        match refusals
+            .iter()
+            .position(|(needle, _)| text.contains(needle.as_str()))
+        {
             Some(i) => refusals.remove(i).1,
             None => 204,
         }
@@ -236,11 +244,13 @@ async fn record(
     lock(&inner.received).push(received);
     inner.arrived.notify_waiters();
     let mut response = hyper::Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::NO_CONTENT);
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::NO_CONTENT);
     if status == 503 {
-        response
-            .headers_mut()
-            .insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
     }
     response
 }

@@ -22,3 +22,20 @@ pub use xsd::XmlLint;
 
 // The crates whose types this crate's signatures expose.
 pub use {e2m_https, e2m_kdf, e2m_msg, rustls};
+
+#[cfg(test)]
+mod tests {
+    /// The README's tables list every check with its clause, what it sends and expects, as
+    /// the code describes it (docs stay true).
+    #[test]
+    fn the_readme_lists_every_check() {
+        let readme = include_str!("../README.md");
+        for c in crate::emks_checks().iter().chain(&crate::emse_checks()) {
+            let row = format!(
+                "| `{}` | {} | {} | {} |",
+                c.name, c.clause, c.sends, c.expects
+            );
+            assert!(readme.contains(&row), "README lacks or misstates: {row}");
+        }
+    }
+}

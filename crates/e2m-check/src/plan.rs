@@ -53,8 +53,7 @@ impl UePlan {
     /// A message if the base is not digits or leaves no room, or the domain makes invalid
     /// identities.
     pub fn new(imsi_base: &str, domain: &str) -> Result<UePlan, String> {
-        if !(6..=15).contains(&imsi_base.len()) || !imsi_base.bytes().all(|b| b.is_ascii_digit())
-        {
+        if !(6..=15).contains(&imsi_base.len()) || !imsi_base.bytes().all(|b| b.is_ascii_digit()) {
             return Err("the IMSI base must be 6 to 15 digits".into());
         }
         let base: u64 = imsi_base.parse().map_err(|_| "bad IMSI base")?;

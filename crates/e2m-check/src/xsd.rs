@@ -73,9 +73,7 @@ impl Xsd {
             (XmlLint::Auto, false) => {
                 return Ok((
                     Xsd { dir: None },
-                    Some(
-                        "xmllint not installed: XSD validation off, strict decoding only".into(),
-                    ),
+                    Some("xmllint not installed: XSD validation off, strict decoding only".into()),
                 ));
             }
             _ => {}
@@ -83,10 +81,8 @@ impl Xsd {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "e2m-check-xsd-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("e2m-check-xsd-{}-{nanos}", std::process::id()));
         let write = |name: &str, text: &str| std::fs::write(dir.join(name), text);
         std::fs::create_dir_all(&dir)
             .and_then(|()| write("e2m-msg-v1.xsd", e2m_msg::XSD))

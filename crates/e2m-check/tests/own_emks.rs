@@ -29,7 +29,12 @@ fn assert_all_pass(report: &e2m_check::Report) {
         report.table()
     );
     let s = report.summary();
-    assert_eq!(s.skipped, 0, "nothing may be skipped here:\n{}", report.table());
+    assert_eq!(
+        s.skipped,
+        0,
+        "nothing may be skipped here:\n{}",
+        report.table()
+    );
     assert_eq!(s.passed, e2m_check::emks_checks().len());
 }
 

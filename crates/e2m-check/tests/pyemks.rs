@@ -100,7 +100,10 @@ async fn the_python_emks_passes_every_check() {
 
 /// Each planted fault and the checks that must fail because of it.
 const FAULTS: &[(&str, &[&str])] = &[
-    ("wrong-emse-id", &["fetch.by-app-identity", "fetch.key-separation"]),
+    (
+        "wrong-emse-id",
+        &["fetch.by-app-identity", "fetch.key-separation"],
+    ),
     ("keep-oldest", &["retention.most-recent-n"]),
     (
         "404-for-403",
@@ -124,14 +127,23 @@ const FAULTS: &[(&str, &[&str])] = &[
         ],
     ),
     ("unscoped-identities", &["fetch.identity-scoped"]),
-    ("dereg-keeps-subscriptions", &["deregister.ends-subscriptions"]),
+    (
+        "dereg-keeps-subscriptions",
+        &["deregister.ends-subscriptions"],
+    ),
     ("no-location", &["register.created"]),
     ("register-200", &["register.created"]),
     ("fetch-201", &["fetch.by-app-identity"]),
-    ("serve-expired", &["expiry.expired-key", "expiry.key-lifetime"]),
+    (
+        "serve-expired",
+        &["expiry.expired-key", "expiry.key-lifetime"],
+    ),
     ("text-xml", &["register.created", "fetch.by-app-identity"]),
     ("no-allow", &["binding.method-not-allowed"]),
-    ("json-problems", &["binding.not-found", "fetch.unknown-key-id"]),
+    (
+        "json-problems",
+        &["binding.not-found", "fetch.unknown-key-id"],
+    ),
     ("any-media-type", &["binding.unsupported-media-type"]),
     ("no-body-limit", &["limits.body-size"]),
     ("emse-can-push", &["push.emse-refused"]),
@@ -197,5 +209,9 @@ async fn every_planted_fault_is_caught() {
             }
         }
     }
-    assert!(missed.is_empty(), "faults not caught:\n{}", missed.join("\n"));
+    assert!(
+        missed.is_empty(),
+        "faults not caught:\n{}",
+        missed.join("\n")
+    );
 }

@@ -42,7 +42,10 @@ async fn no_http_without_trust(cx: &EmksCx, who: Who) -> Outcome {
     }
     .encode();
     match cx
-        .exchange(who, Request::new("POST", rest::SESSIONS_PATH).xml(body.as_bytes()))
+        .exchange(
+            who,
+            Request::new("POST", rest::SESSIONS_PATH).xml(body.as_bytes()),
+        )
         .await?
     {
         Err(e @ (WireError::Tls(_) | WireError::Http(_))) => {
@@ -203,8 +206,12 @@ async fn push_emse_refused(cx: &EmksCx) -> Outcome {
             cx.next_created(),
         )
         .await?;
-    cx.expect_problem(&ex, "key push with EMSE A's certificate", ProblemCause::EmseNotAuthorized)
-        .await?;
+    cx.expect_problem(
+        &ex,
+        "key push with EMSE A's certificate",
+        ProblemCause::EmseNotAuthorized,
+    )
+    .await?;
     let session = cx.register(Who::A).await?;
     let ex = cx.fetch(Who::A, &session, &app(ue), key_id).await?;
     cx.expect_problem(
@@ -221,7 +228,13 @@ async fn push_short_hash(cx: &EmksCx) -> Outcome {
     let int_key = Zeroizing::new(random::<32>()?);
     let created = cx.next_created();
     let ex = cx
-        .push_raw(Who::Hss, &ue.imsi, KeyIdSource::ShortHash, &int_key, created)
+        .push_raw(
+            Who::Hss,
+            &ue.imsi,
+            KeyIdSource::ShortHash,
+            &int_key,
+            created,
+        )
         .await?;
     EmksCx::expect_empty(&ex, "short-hash key push", 204)?;
     let Some(key_id) = kdf::short_hash(&int_key, &cx.t.profile) else {
@@ -374,11 +387,15 @@ async fn fetch_key_separation(cx: &EmksCx) -> Outcome {
     let pushed = cx.push_fresh(ue).await?;
     let session_a = cx.register(Who::A).await?;
     let session_b = cx.register(Who::B).await?;
-    let ex_a = cx.fetch(Who::A, &session_a, &app(ue), pushed.key_id).await?;
+    let ex_a = cx
+        .fetch(Who::A, &session_a, &app(ue), pushed.key_id)
+        .await?;
     let key_a = cx
         .expect_key(&ex_a, "fetch by EMSE A", Who::A, &app(ue), &pushed)
         .await?;
-    let ex_b = cx.fetch(Who::B, &session_b, &app(ue), pushed.key_id).await?;
+    let ex_b = cx
+        .fetch(Who::B, &session_b, &app(ue), pushed.key_id)
+        .await?;
     let key_b = cx
         .expect_key(&ex_b, "fetch by EMSE B", Who::B, &app(ue), &pushed)
         .await?;
@@ -446,14 +463,14 @@ async fn fetch_identity_scoped(cx: &EmksCx) -> Outcome {
         &key_b,
     )
     .await?;
-    Ok("identities resolve per EMSE: not provisioned → 404 ue-unknown; one identity, two IMSIs".into())
+    Ok(
+        "identities resolve per EMSE: not provisioned → 404 ue-unknown; one identity, two IMSIs"
+            .into(),
+    )
 }
 
 async fn fetch_unknown_identity(cx: &EmksCx) -> Outcome {
-    let never = cx
-        .plan()
-        .unprovisioned(random_u32()?)
-        .map_err(Stop::Fail)?;
+    let never = cx.plan().unprovisioned(random_u32()?).map_err(Stop::Fail)?;
     let session = cx.register(Who::A).await?;
     let ex = cx
         .fetch(Who::A, &session, &UeRef::AppIdentity(never), random_u32()?)
@@ -629,7 +646,10 @@ async fn retention_race_b(cx: &EmksCx) -> Outcome {
     let ex = cx.fetch(Who::A, &session, &app(ue), new.key_id).await?;
     cx.expect_key(&ex, "fetch of the newer key", Who::A, &app(ue), &new)
         .await?;
-    Ok("during and after a newer push, the older key id got the older key, the newer the newer".into())
+    Ok(
+        "during and after a newer push, the older key id got the older key, the newer the newer"
+            .into(),
+    )
 }
 
 // ---- expiry -------------------------------------------------------------------------------
@@ -720,8 +740,14 @@ async fn deregister_ends_session(cx: &EmksCx) -> Outcome {
     let pushed = cx.push_fresh(ue).await?;
     let session = cx.register(Who::A).await?;
     let ex = cx.fetch(Who::A, &session, &app(ue), pushed.key_id).await?;
-    cx.expect_key(&ex, "fetch before deregistration", Who::A, &app(ue), &pushed)
-        .await?;
+    cx.expect_key(
+        &ex,
+        "fetch before deregistration",
+        Who::A,
+        &app(ue),
+        &pushed,
+    )
+    .await?;
     let ex = cx.deregister(Who::A, &session).await?;
     EmksCx::expect_empty(&ex, "deregistration", 204)?;
     let ex = cx.fetch(Who::A, &session, &app(ue), pushed.key_id).await?;
@@ -732,12 +758,8 @@ async fn deregister_ends_session(cx: &EmksCx) -> Outcome {
     )
     .await?;
     let ex = cx.deregister(Who::A, &session).await?;
-    cx.expect_problem(
-        &ex,
-        "second deregistration",
-        ProblemCause::UnknownSession,
-    )
-    .await?;
+    cx.expect_problem(&ex, "second deregistration", ProblemCause::UnknownSession)
+        .await?;
     Ok("204; then the session is unknown to fetches (404) and to a second DELETE (404)".into())
 }
 
@@ -844,10 +866,13 @@ async fn judge_notification(cx: &EmksCx, r: &Received, what: &str) -> Result<Not
         ),
         Err(e) => fail!("{what}: the client certificate carries no e2m identity: {e}"),
     }
-    let media = r
-        .content_type
-        .as_deref()
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let media = r.content_type.as_deref().map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
     ensure!(
         media.as_deref() == Some(MEDIA_TYPE_XML),
         "{what}: Content-Type {}, want {MEDIA_TYPE_XML}",
@@ -921,12 +946,8 @@ async fn subscribe_key_in_use_refused(cx: &EmksCx) -> Outcome {
     {
         cx.track_subscription(Who::A, r.subscription_id);
     }
-    cx.expect_problem(
-        &ex,
-        "subscription to key-in-use",
-        ProblemCause::Malformed,
-    )
-    .await?;
+    cx.expect_problem(&ex, "subscription to key-in-use", ProblemCause::Malformed)
+        .await?;
     Ok("400 malformed".into())
 }
 
@@ -1067,7 +1088,10 @@ async fn notify_redelivered(cx: &EmksCx) -> Outcome {
             cx.t.notification_wait.as_secs()
         );
     };
-    ensure!(first.answered == 503, "the first delivery was not the one refused");
+    ensure!(
+        first.answered == 503,
+        "the first delivery was not the one refused"
+    );
     let a = judge_notification(cx, first, "refused delivery").await?;
     let b = judge_notification(cx, second, "repeated delivery").await?;
     ensure!(
@@ -1176,10 +1200,9 @@ async fn notification_key_in_use(cx: &EmksCx) -> Outcome {
 async fn binding_not_found(cx: &EmksCx) -> Outcome {
     for target in ["/e2m/v1/no-such-resource", "/e2m/v2/sessions", "/"] {
         let what = format!("GET {target}");
-        let ex = cx
-            .send(Who::A, &what, Request::new("GET", target))
+        let ex = cx.send(Who::A, &what, Request::new("GET", target)).await?;
+        cx.expect_problem(&ex, &what, ProblemCause::NotFound)
             .await?;
-        cx.expect_problem(&ex, &what, ProblemCause::NotFound).await?;
     }
     Ok("404 not-found for three unknown resources".into())
 }
@@ -1195,7 +1218,10 @@ async fn binding_method_not_allowed(cx: &EmksCx) -> Outcome {
         ("GET", rest::INTERMEDIATE_KEYS_PATH, "POST"),
     ];
     for (method, target, allow) in cases {
-        let what = format!("{method} {}", redact_ids(target.split('?').next().unwrap_or("")));
+        let what = format!(
+            "{method} {}",
+            redact_ids(target.split('?').next().unwrap_or(""))
+        );
         let mut request = Request::new(method, target);
         if method != "GET" {
             request = request.xml(b"<x/>");
@@ -1225,8 +1251,7 @@ async fn binding_unsupported_media_type(cx: &EmksCx) -> Outcome {
             "registration with Content-Type {}",
             content_type.unwrap_or("absent")
         );
-        let mut request =
-            Request::new("POST", rest::SESSIONS_PATH).body(body.as_bytes().to_vec());
+        let mut request = Request::new("POST", rest::SESSIONS_PATH).body(body.as_bytes().to_vec());
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
@@ -1267,7 +1292,10 @@ async fn binding_malformed_xml(cx: &EmksCx) -> Outcome {
     let emse = cx.emse_id(Who::A).as_str();
     let ns = e2m_msg::NAMESPACE;
     let cases = [
-        ("truncated", format!("<registration xmlns=\"{ns}\"><emseId>{emse}</emseId>")),
+        (
+            "truncated",
+            format!("<registration xmlns=\"{ns}\"><emseId>{emse}</emseId>"),
+        ),
         (
             "a DOCTYPE with an entity",
             format!(
@@ -1282,7 +1310,9 @@ async fn binding_malformed_xml(cx: &EmksCx) -> Outcome {
         ),
         (
             "another namespace",
-            format!("<registration xmlns=\"urn:example:other\"><emseId>{emse}</emseId></registration>"),
+            format!(
+                "<registration xmlns=\"urn:example:other\"><emseId>{emse}</emseId></registration>"
+            ),
         ),
         ("not XML", "emseId=".to_owned() + emse),
     ];
@@ -1328,14 +1358,15 @@ async fn binding_bad_query(cx: &EmksCx) -> Outcome {
             format!("{path}?{app_param}&imsi={}&{id}", ue.imsi),
         ),
         ("keyId twice", format!("{path}?{app_param}&{id}&{id}")),
-        ("an unknown parameter", format!("{path}?{app_param}&{id}&x=1")),
+        (
+            "an unknown parameter",
+            format!("{path}?{app_param}&{id}&x=1"),
+        ),
         ("an upper-case keyId", format!("{path}?{app_param}&{upper}")),
     ];
     for (name, target) in cases {
         let what = format!("key fetch with {name}");
-        let ex = cx
-            .send(Who::A, &what, Request::new("GET", &target))
-            .await?;
+        let ex = cx.send(Who::A, &what, Request::new("GET", &target)).await?;
         cx.expect_problem(&ex, &what, ProblemCause::Malformed)
             .await?;
     }
@@ -1362,7 +1393,8 @@ async fn binding_body_on_get(cx: &EmksCx) -> Outcome {
     let ex = cx
         .send(Who::A, what, Request::new("GET", &target).xml(b"<x/>"))
         .await?;
-    cx.expect_problem(&ex, what, ProblemCause::Malformed).await?;
+    cx.expect_problem(&ex, what, ProblemCause::Malformed)
+        .await?;
     Ok("400 malformed".into())
 }
 
@@ -1378,10 +1410,7 @@ async fn limits_body_size(cx: &EmksCx) -> Outcome {
     body.resize(e2m_msg::MAX_DOCUMENT_LEN + 1, b' ');
     let what = format!("registration of {} octets", body.len());
     let ex = match cx
-        .exchange(
-            Who::A,
-            Request::new("POST", rest::SESSIONS_PATH).xml(&body),
-        )
+        .exchange(Who::A, Request::new("POST", rest::SESSIONS_PATH).xml(&body))
         .await?
     {
         Ok(ex) => ex,
@@ -1415,7 +1444,7 @@ async fn limits_head_size(cx: &EmksCx) -> Outcome {
             clip(&e.to_string(), 60)
         )),
         Err(e) => fail!("{what}: {e}"),
-        Ok(ex) if matches!(ex.status, 431 | 400 | 413) => Ok(format!("{}", describe(&ex))),
+        Ok(ex) if matches!(ex.status, 431 | 400 | 413) => Ok(describe(&ex)),
         Ok(ex) => fail!(
             "{what}: {}, want 431 (RFC 6585 §5) or 400: the head was accepted",
             describe(&ex)

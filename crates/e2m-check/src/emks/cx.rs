@@ -8,8 +8,8 @@ use std::time::Duration;
 use e2m_msg::rest::{self, MEDIA_TYPE_PROBLEM_XML, MEDIA_TYPE_XML};
 use e2m_msg::{
     CallbackUri, EmseId, EventSet, Imsi, IntermediateKeyPush, KeyId, KeyIdSource, KeyRequest,
-    KeyResponse, Problem, ProblemCause, Registration, RegistrationResult, SessionId,
-    Subscription, SubscriptionId, SubscriptionResult, Timestamp, UeRef, XmlMessage,
+    KeyResponse, Problem, ProblemCause, Registration, RegistrationResult, SessionId, Subscription,
+    SubscriptionId, SubscriptionResult, Timestamp, UeRef, XmlMessage,
 };
 use rustls::ClientConfig;
 use tokio::sync::OnceCell;
@@ -210,9 +210,11 @@ impl EmksCx {
         request: Request<'_>,
     ) -> Result<Result<Exchange, WireError>, Stop> {
         let config = self.config(who)?;
-        Ok(wire::send(&self.base, config, request, self.t.request_timeout)
-            .await
-            .map(|(exchange, _)| exchange))
+        Ok(
+            wire::send(&self.base, config, request, self.t.request_timeout)
+                .await
+                .map(|(exchange, _)| exchange),
+        )
     }
 
     /// One exchange; no HTTP answer fails the check (evidence: `what` and the error).
@@ -287,7 +289,10 @@ impl EmksCx {
             ex.header("content-type").unwrap_or("absent")
         );
         if let Err(e) = self.xsd.validate(&ex.body, Schema::Problem).await {
-            fail!("{what}: the problem document is not valid: {}", clip(&e, 120));
+            fail!(
+                "{what}: the problem document is not valid: {}",
+                clip(&e, 120)
+            );
         }
         match Problem::decode(&ex.body) {
             Ok(p) if p.cause == cause => Ok(()),
@@ -312,7 +317,12 @@ impl EmksCx {
     }
 
     /// The `Location` of a 201 names `path` (as a path, or an absolute URL of this EMKS).
-    pub(crate) fn expect_location(&self, ex: &Exchange, what: &str, path: &str) -> Result<(), Stop> {
+    pub(crate) fn expect_location(
+        &self,
+        ex: &Exchange,
+        what: &str,
+        path: &str,
+    ) -> Result<(), Stop> {
         let Some(location) = ex.header("location") else {
             fail!("{what}: 201 without Location");
         };
@@ -485,15 +495,20 @@ impl EmksCx {
             response.key_id,
             pushed.key_id
         );
-        let Some(expected) = kdf::e2m_key(&pushed.int_key, self.emse_id(who).as_str(), &self.t.profile)
+        let Some(expected) =
+            kdf::e2m_key(&pushed.int_key, self.emse_id(who).as_str(), &self.t.profile)
         else {
             fail!("{what}: the checker cannot derive for this EMSE_Id");
         };
         if response.key.expose_secret() != &*expected {
             let for_other = [Who::A, Who::B].into_iter().find(|&other| {
                 other != who
-                    && kdf::e2m_key(&pushed.int_key, self.emse_id(other).as_str(), &self.t.profile)
-                        .is_some_and(|k| response.key.expose_secret() == &*k)
+                    && kdf::e2m_key(
+                        &pushed.int_key,
+                        self.emse_id(other).as_str(),
+                        &self.t.profile,
+                    )
+                    .is_some_and(|k| response.key.expose_secret() == &*k)
             });
             match for_other {
                 Some(other) => fail!(
@@ -573,7 +588,11 @@ impl EmksCx {
         let what = format!("subscription by {}", who.label());
         let result: SubscriptionResult = self.expect_message(&ex, &what, 201).await?;
         self.track_subscription(who, result.subscription_id);
-        self.expect_location(&ex, &what, &rest::subscription_path(&result.subscription_id))?;
+        self.expect_location(
+            &ex,
+            &what,
+            &rest::subscription_path(&result.subscription_id),
+        )?;
         Ok(result.subscription_id)
     }
 

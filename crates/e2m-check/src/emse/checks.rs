@@ -14,8 +14,8 @@ use e2m_oscore::SenderSequence;
 use e2m_oscore::e2m::E2mOscoreProfile;
 use tokio::net::UdpSocket;
 
-use super::dtls_wire::{self, Answer, PSK_AES_128_CCM_8, PSK_NULL_SHA};
 use super::EmseCx;
+use super::dtls_wire::{self, Answer, PSK_AES_128_CCM_8, PSK_NULL_SHA};
 use crate::emks::random;
 use crate::verdict::{CheckDef, Outcome, Stop, check_table, clip, ensure, fail, skip};
 
@@ -39,14 +39,15 @@ async fn udp_socket(to: SocketAddr) -> Result<UdpSocket, Stop> {
         .map_err(|e| Stop::Fail(format!("UDP socket: {e}")))
 }
 
-async fn exchange(
-    cx: &EmseCx,
-    socket: &UdpSocket,
-    datagram: &[u8],
-) -> Result<Answer, Stop> {
-    dtls_wire::exchange(socket, cx.t.dtls, datagram, cx.t.alert_wait.min(Duration::from_secs(3)))
-        .await
-        .map_err(|e| Stop::Fail(format!("UDP to {}: {e}", cx.t.dtls)))
+async fn exchange(cx: &EmseCx, socket: &UdpSocket, datagram: &[u8]) -> Result<Answer, Stop> {
+    dtls_wire::exchange(
+        socket,
+        cx.t.dtls,
+        datagram,
+        cx.t.alert_wait.min(Duration::from_secs(3)),
+    )
+    .await
+    .map_err(|e| Stop::Fail(format!("UDP to {}: {e}", cx.t.dtls)))
 }
 
 /// The first ClientHello offering `suites` and the cookie of its HelloVerifyRequest.
@@ -164,7 +165,13 @@ async fn handshake(cx: &EmseCx) -> Outcome {
 }
 
 /// A handshake that must fail with a PSK failure alert, quickly.
-async fn must_fail(cx: &EmseCx, app: &AppIdentity, key_id: u32, psk: &E2mKey, what: &str) -> Outcome {
+async fn must_fail(
+    cx: &EmseCx,
+    app: &AppIdentity,
+    key_id: u32,
+    psk: &E2mKey,
+    what: &str,
+) -> Outcome {
     let started = std::time::Instant::now();
     match cx.connect(app, key_id, psk, cx.t.alert_wait).await? {
         Ok(client) => {
@@ -194,11 +201,10 @@ async fn wrong_key(cx: &EmseCx) -> Outcome {
 }
 
 async fn unknown_identity(cx: &EmseCx) -> Outcome {
-    let app = cx
-        .t
-        .plan
-        .unprovisioned(crate::emks::random_u32()?)
-        .map_err(Stop::Fail)?;
+    let app =
+        cx.t.plan
+            .unprovisioned(crate::emks::random_u32()?)
+            .map_err(Stop::Fail)?;
     let psk = E2mKey::from_array(random::<32>()?);
     must_fail(
         cx,
@@ -215,7 +221,14 @@ async fn unknown_key_id(cx: &EmseCx) -> Outcome {
     let pushed = cx.push(ue).await?;
     // The UE claims a key id never pushed, with a key that would be right for the pushed one.
     let psk = cx.ue_key(&pushed)?;
-    must_fail(cx, &ue.app, pushed.key_id ^ 0x8000_0001, &psk, "a key id never pushed").await
+    must_fail(
+        cx,
+        &ue.app,
+        pushed.key_id ^ 0x8000_0001,
+        &psk,
+        "a key id never pushed",
+    )
+    .await
 }
 
 async fn evicted_key_id(cx: &EmseCx) -> Outcome {
@@ -294,7 +307,12 @@ async fn oscore_client(
     key: &E2mKey,
 ) -> Result<OscoreClient, Stop> {
     let context = E2mOscoreProfile::PROVISIONAL
-        .ue_context(key, app, KeyId::from_u32(key_id), SenderSequence::volatile())
+        .ue_context(
+            key,
+            app,
+            KeyId::from_u32(key_id),
+            SenderSequence::volatile(),
+        )
         .map_err(|e| Stop::Fail(format!("OSCORE context: {e}")))?;
     let mut client = OscoreClient::connect(to, context)
         .await
@@ -335,7 +353,9 @@ impl Relay {
         } else {
             Ipv6Addr::LOCALHOST.into()
         };
-        let front = UdpSocket::bind(SocketAddr::new(front_ip, 0)).await.map_err(io)?;
+        let front = UdpSocket::bind(SocketAddr::new(front_ip, 0))
+            .await
+            .map_err(io)?;
         let back = Arc::new(udp_socket(to).await?);
         back.connect(to).await.map_err(io)?;
         let front_addr = front.local_addr().map_err(io)?;
@@ -411,7 +431,11 @@ async fn oscore_replay(cx: &EmseCx) -> Outcome {
         .await
         .map_err(|e| Stop::Fail(format!("replay: {e}")))?;
     let mut buf = vec![0u8; 2048];
-    let answer = tokio::time::timeout(cx.t.alert_wait.min(Duration::from_secs(2)), relay.back.recv(&mut buf)).await;
+    let answer = tokio::time::timeout(
+        cx.t.alert_wait.min(Duration::from_secs(2)),
+        relay.back.recv(&mut buf),
+    )
+    .await;
     let Ok(Ok(n)) = answer else {
         return Ok("the replayed request got no answer".into());
     };
