@@ -156,6 +156,11 @@ struct EmksArgs {
     /// An EMSE the operator lets name UEs by IMSI (repeatable; default: none).
     #[arg(long, value_name = "EMSE_ID")]
     imsi_emse: Vec<EmseId>,
+    /// Sessions one EMSE may hold before a registration replaces its oldest (the EMKS's
+    /// policy); the checker registers one more.
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..=4096))]
+    sessions_per_emse: u16,
     /// How long the EMKS serves an intermediate key after its creation, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 86_400)]
     key_max_age: u64,
@@ -324,6 +329,7 @@ fn emks(args: EmksArgs) -> Outcome {
     target.imsi_allowed_a = args.imsi_emse.contains(&args.emse_a);
     target.imsi_allowed_b = args.imsi_emse.contains(&args.emse_b);
     target.keys_per_ue = usize::from(args.run.keys_per_ue);
+    target.sessions_per_emse = usize::from(args.sessions_per_emse);
     target.key_max_age = Duration::from_secs(args.key_max_age.max(1));
     target.callback_listen = args.callback_listen;
     target.callback_host = args.callback_host;

@@ -37,5 +37,11 @@ mod tests {
             );
             assert!(readme.contains(&row), "README lacks or misstates: {row}");
         }
+        let emks = format!("**EMKS checks** ({})", crate::emks_checks().len());
+        let emse = format!("**EMSE checks** ({})", crate::emse_checks().len());
+        assert!(
+            readme.contains(&emks) && readme.contains(&emse),
+            "README's counts"
+        );
     }
 }

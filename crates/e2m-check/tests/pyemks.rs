@@ -162,6 +162,9 @@ const FAULTS: &[(&str, &[&str])] = &[
     ("unsubscribe-any", &["unsubscribe.other-emse"]),
     ("session-id-hex", &["register.created"]),
     ("any-callback", &["subscribe.callback-host"]),
+    ("subscribe-all-open", &["subscribe.all-ues"]),
+    ("notify-unchecked", &["notification.refused"]),
+    ("session-limit", &["register.never-locked-out"]),
 ];
 
 #[test]

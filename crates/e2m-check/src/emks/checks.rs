@@ -180,6 +180,37 @@ async fn register_hss_refused(cx: &EmksCx) -> Outcome {
     Ok("403 emse-not-authorized".into())
 }
 
+async fn register_never_locked_out(cx: &EmksCx) -> Outcome {
+    let n = cx.t.sessions_per_emse;
+    let mut last = None;
+    for i in 0..=n {
+        let session = cx.register(Who::B).await.map_err(|stop| match stop {
+            Stop::Fail(e) => Stop::Fail(format!("registration {} of {}: {e}", i + 1, n + 1)),
+            other => other,
+        })?;
+        last = Some(session);
+    }
+    let Some(last) = last else {
+        fail!("no registration made");
+    };
+    // The newest session works.
+    let ue = cx.plan().shared(32);
+    let pushed = cx.push_fresh(ue).await?;
+    let ex = cx.fetch(Who::B, &last, &app(ue), pushed.key_id).await?;
+    cx.expect_key(
+        &ex,
+        "fetch in the newest session",
+        Who::B,
+        &app(ue),
+        &pushed,
+    )
+    .await?;
+    Ok(format!(
+        "{} registrations of one EMSE: every one 201; the newest session serves keys",
+        n + 1
+    ))
+}
+
 // ---- pushes (6.x.2.1) --------------------------------------------------------------------
 
 async fn push_accepted(cx: &EmksCx) -> Outcome {
@@ -902,6 +933,71 @@ async fn subscribe_created(cx: &EmksCx) -> Outcome {
     Ok("201 with Location /e2m/v1/subscriptions/{id} and a valid result; DELETE 204".into())
 }
 
+async fn subscribe_all_ues(cx: &EmksCx) -> Outcome {
+    let permitted = [Who::A, Who::B].into_iter().find(|&w| cx.imsi_allowed(w));
+    let refused = [Who::B, Who::A].into_iter().find(|&w| !cx.imsi_allowed(w));
+    let mut evidence = Vec::new();
+    if let Some(who) = refused {
+        let _session = cx.register(who).await?;
+        let callback = cx.callback().await?.callback().clone();
+        let ex = cx
+            .subscribe_raw(
+                who,
+                EventSet::single(EventType::KeyAvailable),
+                None,
+                callback,
+            )
+            .await?;
+        if ex.status == 201
+            && let Ok(r) = e2m_msg::SubscriptionResult::decode(&ex.body)
+        {
+            cx.track_subscription(who, r.subscription_id);
+        }
+        cx.expect_problem(
+            &ex,
+            &format!(
+                "subscription to every UE by {} (no IMSI permission)",
+                who.label()
+            ),
+            ProblemCause::EmseNotAuthorized,
+        )
+        .await?;
+        evidence.push(format!("{}: 403 emse-not-authorized", who.label()));
+    }
+    if let Some(who) = permitted {
+        let ue = cx.plan().shared(31);
+        let _session = cx.register(who).await?;
+        let sub = cx
+            .subscribe(who, EventSet::single(EventType::KeyAvailable), None)
+            .await?;
+        let pushed = cx.push_fresh(ue).await?;
+        let key_hex = format!("<keyId>{:08x}</keyId>", pushed.key_id);
+        let callback = cx.callback().await?;
+        let seen = callback
+            .wait_for(1, cx.t.notification_wait, &|r| {
+                for_subscription(r, sub) && String::from_utf8_lossy(&r.body).contains(&key_hex)
+            })
+            .await;
+        let Some(first) = seen.first() else {
+            fail!(
+                "no notification to {}'s subscription to every UE within {} s of a push",
+                who.label(),
+                cx.t.notification_wait.as_secs()
+            );
+        };
+        let n = judge_notification(cx, first, "notification to a subscription to every UE").await?;
+        ensure!(
+            n.ue == UeRef::Imsi(ue.imsi.clone()),
+            "a notification to a subscription to every UE must name the UE by IMSI"
+        );
+        evidence.push(format!("{}: 201, notified naming the IMSI", who.label()));
+    }
+    if evidence.is_empty() {
+        skip!("no EMSE to check with");
+    }
+    Ok(evidence.join("; "))
+}
+
 async fn subscribe_callback_host(cx: &EmksCx) -> Outcome {
     let ue = cx.plan().shared(22);
     let _session = cx.register(Who::A).await?;
@@ -1193,6 +1289,54 @@ async fn notification_key_in_use(cx: &EmksCx) -> Outcome {
         .await?;
     EmksCx::expect_empty(&ex, what, 204)?;
     Ok("204".into())
+}
+
+async fn notification_refused(cx: &EmksCx) -> Outcome {
+    let ue = cx.plan().shared(27);
+    let _session = cx.register(Who::A).await?;
+    let never = cx.plan().unprovisioned(random_u32()?).map_err(Stop::Fail)?;
+    let note = |event: EventType, ue: UeRef| {
+        Notification {
+            subscription_id: SubscriptionId::from_u64(0),
+            event,
+            ue,
+            key_id: KeyId::from_u32(1),
+            time: Timestamp::now_from_system_clock(),
+            id: None,
+        }
+        .encode()
+    };
+    let cases = [
+        (
+            Who::A,
+            "key-in-use about an identity never provisioned",
+            note(EventType::KeyInUse, UeRef::AppIdentity(never)),
+            ProblemCause::UeUnknown,
+        ),
+        (
+            Who::A,
+            "key-available from an EMSE",
+            note(EventType::KeyAvailable, app(ue)),
+            ProblemCause::Malformed,
+        ),
+        (
+            Who::Hss,
+            "key-in-use from the HSS",
+            note(EventType::KeyInUse, app(ue)),
+            ProblemCause::EmseNotAuthorized,
+        ),
+    ];
+    for (who, what, body, cause) in cases {
+        let ex = cx
+            .send(
+                who,
+                what,
+                Request::new("POST", rest::NOTIFICATIONS_PATH).xml(body.as_bytes()),
+            )
+            .await?;
+        cx.expect_problem(&ex, what, cause).await?;
+    }
+    Ok("404 ue-unknown, 400 malformed, 403 emse-not-authorized".into())
 }
 
 // ---- the REST binding: resources, methods, media types, bodies, limits ------------------
@@ -1490,6 +1634,12 @@ pub(super) static CHECKS: &[CheckDef<EmksCx>] = check_table![EmksCx;
         sends: "a registration with the HSS's certificate",
         expects: "403 emse-not-authorized",
     },
+    register_never_locked_out => {
+        name: "register.never-locked-out",
+        clause: "e2m binding (an EMSE that lost its sessions is never locked out)",
+        sends: "--sessions-per-emse + 1 registrations of EMSE B (default 65), then a fetch in the newest session",
+        expects: "201 every time (the oldest session makes way); the newest session serves keys",
+    },
     push_accepted => {
         name: "push.accepted",
         clause: "6.x.2.3 prerequisite a; e2m push binding",
@@ -1628,6 +1778,12 @@ pub(super) static CHECKS: &[CheckDef<EmksCx>] = check_table![EmksCx;
         sends: "POST /e2m/v1/subscriptions (key-available, one UE, the checker's callback), then DELETE",
         expects: "201, a valid subscriptionResult, Location: /e2m/v1/subscriptions/{id}; 204",
     },
+    subscribe_all_ues => {
+        name: "subscribe.all-ues",
+        clause: "6.x.2.1 user identity, case 1; e2m binding",
+        sends: "a subscription with no UE by an EMSE not allowed IMSIs; one by an EMSE allowed (--imsi-emse), then a push",
+        expects: "403 emse-not-authorized; 201 and a notification naming the UE by IMSI",
+    },
     subscribe_callback_host => {
         name: "subscribe.callback-host",
         clause: "e2m binding (callbacks only to hosts the certificate names)",
@@ -1675,6 +1831,12 @@ pub(super) static CHECKS: &[CheckDef<EmksCx>] = check_table![EmksCx;
         clause: "6.x.2.2.2 (notification by EMSE)",
         sends: "POST /e2m/v1/notifications: key-in-use for a UE EMSE A may name",
         expects: "204 with no body",
+    },
+    notification_refused => {
+        name: "notification.refused",
+        clause: "6.x.2.2.2 (notification by EMSE); e2m binding",
+        sends: "key-in-use about an identity never provisioned; key-available from an EMSE; key-in-use from the HSS",
+        expects: "404 ue-unknown; 400 malformed; 403 emse-not-authorized",
     },
     binding_not_found => {
         name: "binding.not-found",

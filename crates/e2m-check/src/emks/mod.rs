@@ -64,6 +64,9 @@ pub struct EmksTarget {
     /// How many intermediate keys the EMKS keeps per UE (its retention policy; e2m's
     /// default is 4).
     pub keys_per_ue: usize,
+    /// How many sessions one EMSE may hold before a registration replaces its oldest
+    /// (e2m's default is 64; the checker registers one more).
+    pub sessions_per_emse: usize,
     /// How long after its creation the EMKS serves an intermediate key (e2m's default is
     /// 24 hours).
     pub key_max_age: Duration,
@@ -110,6 +113,7 @@ impl EmksTarget {
             imsi_allowed_a: false,
             imsi_allowed_b: false,
             keys_per_ue: 4,
+            sessions_per_emse: 64,
             key_max_age: Duration::from_secs(24 * 60 * 60),
             profile: E2mProfile::PROVISIONAL,
             callback_listen: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -28,6 +28,15 @@ const PSK_FAILURE_ALERTS: [AlertDescription; 3] = [
     AlertDescription(20),
 ];
 
+/// Whether a handshake ended at its deadline (the client's own timer, or dimpl's).
+fn is_timeout(e: &DtlsError) -> bool {
+    match e {
+        DtlsError::Timeout => true,
+        DtlsError::Protocol(text) => text.contains("Timeout"),
+        _ => false,
+    }
+}
+
 async fn udp_socket(to: SocketAddr) -> Result<UdpSocket, Stop> {
     let local: IpAddr = if to.is_ipv4() {
         Ipv4Addr::UNSPECIFIED.into()
@@ -185,7 +194,7 @@ async fn must_fail(
         Err(DtlsError::Alert(alert)) => fail!(
             "{what}: fatal alert {alert}, want decrypt_error, unknown_psk_identity or bad_record_mac"
         ),
-        Err(DtlsError::Timeout) => fail!(
+        Err(e) if is_timeout(&e) => fail!(
             "{what}: no alert within {} s (the UE waits for its deadline)",
             cx.t.alert_wait.as_secs()
         ),
@@ -198,6 +207,32 @@ async fn wrong_key(cx: &EmseCx) -> Outcome {
     let pushed = cx.push(ue).await?;
     let wrong = E2mKey::from_array(random::<32>()?);
     must_fail(cx, &ue.app, pushed.key_id, &wrong, "a wrong PSK").await
+}
+
+async fn psk_identity_format(cx: &EmseCx) -> Outcome {
+    let ue = cx.t.plan.shared(9);
+    let pushed = cx.push(ue).await?;
+    let psk = cx.ue_key(&pushed)?;
+    // The application identity alone: no "e2m1." version, no key id.
+    let started = std::time::Instant::now();
+    match cx
+        .connect_raw(ue.app.as_str().as_bytes(), &psk, cx.t.alert_wait)
+        .await?
+    {
+        Ok(client) => {
+            let _ = client.close().await;
+            fail!("a psk_identity without the e2m1.<key id>. prefix completed a handshake")
+        }
+        Err(DtlsError::Alert(alert)) => Ok(format!(
+            "a psk_identity without the e2m1.<key id>. prefix: fatal alert {alert} after {} ms",
+            started.elapsed().as_millis()
+        )),
+        Err(e) if is_timeout(&e) => fail!(
+            "a psk_identity that is not e2m's: no alert within {} s",
+            cx.t.alert_wait.as_secs()
+        ),
+        Err(e) => fail!("a psk_identity that is not e2m's: {e}, want a fatal alert"),
+    }
 }
 
 async fn unknown_identity(cx: &EmseCx) -> Outcome {
@@ -503,6 +538,12 @@ pub(super) static CHECKS: &[CheckDef<EmseCx>] = check_table![EmseCx;
         clause: "RFC 4279 §2; RFC 5246 §7.2.2",
         sends: "a handshake with the right identity and a wrong PSK",
         expects: "a fatal decrypt_error (or unknown_psk_identity, bad_record_mac) alert, not silence",
+    },
+    psk_identity_format => {
+        name: "dtls.psk-identity-format",
+        clause: "6.x.2.3 step 4; e2m psk_identity (e2m1.<key id>.<identity>)",
+        sends: "a handshake whose psk_identity is the application identity alone",
+        expects: "a fatal alert; never a completed handshake",
     },
     unknown_identity => {
         name: "dtls.unknown-identity",

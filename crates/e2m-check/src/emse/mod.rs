@@ -207,6 +207,24 @@ impl EmseCx {
         }
     }
 
+    /// A DTLS handshake with any `psk_identity` octets and `psk`, within `deadline`.
+    pub(crate) async fn connect_raw(
+        &self,
+        identity: &[u8],
+        psk: &E2mKey,
+        deadline: Duration,
+    ) -> Result<Result<DtlsClient, e2m_dtls::DtlsError>, Stop> {
+        let limits = DtlsLimits {
+            handshake_timeout: deadline,
+            ..DtlsLimits::default()
+        };
+        let config = match UeDtlsConfig::with_raw_identity(identity.to_vec(), psk, limits) {
+            Ok(c) => c,
+            Err(e) => fail!("UE configuration: {e}"),
+        };
+        Ok(DtlsClient::connect(self.t.dtls, &config).await)
+    }
+
     /// A DTLS handshake as the UE `app` on key id `key_id` with `psk`, within `deadline`.
     pub(crate) async fn connect(
         &self,

@@ -77,6 +77,9 @@ FAULTS = {
     "unsubscribe-any": "lets any EMSE remove any subscription",
     "session-id-hex": "issues session ids as 32 hex digits",
     "any-callback": "accepts callbacks to any host",
+    "subscribe-all-open": "lets any EMSE subscribe to every UE (no IMSI permission needed)",
+    "notify-unchecked": "accepts any notification from any client",
+    "session-limit": "refuses a 65th session of one EMSE with 429 (the EMSE is locked out)",
 }
 
 
@@ -631,6 +634,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if callback is not None:
             self.check_callback(callback)
         now = now_ms()
+        live = [s for s in self.state.sessions.values() if s[0] == emse and now < s[1]]
+        if len(live) >= 64:
+            if self.state.fault("session-limit"):
+                raise Refusal("rate-limited")
+            # The EMSE's oldest session makes way (with its subscriptions).
+            oldest = min((s[2], sid) for sid, s in self.state.sessions.items()
+                         if s[0] == emse and now < s[1])[1]
+            del self.state.sessions[oldest]
+            for sub_id in [i for i, s in self.state.subscriptions.items() if s["session"] == oldest]:
+                del self.state.subscriptions[sub_id]
         sid = self.state.new_session_id()
         expires = now + self.state.session_ttl_ms
         self.state.sessions[sid] = (emse, expires, now)
@@ -696,7 +709,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             ue = ("app", app, self.state.resolve(emse, "app", app))
         elif imsi_name is not None:
             ue = ("imsi", imsi_name, self.state.resolve(emse, "imsi", imsi_name))
-        elif emse in self.state.allow_imsi:
+        elif emse in self.state.allow_imsi or self.state.fault("subscribe-all-open"):
             ue = None
         else:
             raise Refusal("emse-not-authorized")
@@ -724,6 +737,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         fields = parse_message(self.xml_body(body), "notification",
                                ("subscriptionId", "event", "appIdentity", "imsi", "keyId", "time",
                                 "notificationId"), self.state.fault("lenient-xml"))
+        if self.state.fault("notify-unchecked"):
+            self.send(204)
+            return
         emse = self.emse()
         self.state.newest_session(emse, now_ms())
         if one(fields, "event") != "key-in-use":
