@@ -175,6 +175,10 @@ struct EmksArgs {
     /// Seconds to wait for a notification.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     notification_wait: u64,
+    /// Seconds to wait, after a key's expiry, for its key-retired notification (at least
+    /// the EMKS's expiry sweep period); without it that check is skipped.
+    #[arg(long, value_name = "SECS")]
+    expiry_notification_wait: Option<u64>,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -334,6 +338,7 @@ fn emks(args: EmksArgs) -> Outcome {
     target.callback_listen = args.callback_listen;
     target.callback_host = args.callback_host;
     target.notification_wait = Duration::from_secs(args.notification_wait.max(1));
+    target.expiry_notification_wait = args.expiry_notification_wait.map(Duration::from_secs);
     target.clock_margin = Duration::from_millis(args.run.clock_margin);
     target.xmllint = lint(args.run.xmllint);
     let report = runtime()?.block_on(run_emks(target, &selection))?;

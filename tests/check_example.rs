@@ -134,10 +134,22 @@ fn check(d: &Deployment, args: &[&str]) -> (Option<i32>, serde_json::Value, Stri
     (out.status.code(), report, format!("{table}\n{xml}"))
 }
 
+/// Every check passed; the only skip allowed is the key-retired-on-expiry check (the
+/// `emks` example sweeps every 30 s: waiting for it would add half a minute per store).
 fn assert_all_passed(code: Option<i32>, report: &serde_json::Value, text: &str) {
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(report["summary"]["fail"], 0, "{text}");
-    assert_eq!(report["summary"]["skip"], 0, "{text}");
+    let skipped: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["verdict"] == "skip")
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        skipped.is_empty() || skipped == ["notify.key-retired-on-expiry"],
+        "{text}"
+    );
     assert!(report["summary"]["pass"].as_u64().unwrap() > 10, "{text}");
 }
 

@@ -9,7 +9,7 @@
 //!
 //! | identity | IMSI | provisioned for |
 //! |---|---|---|
-//! | `check-01@<domain>` … `check-32@<domain>` | base + 1 … base + 32 | every EMSE the checker acts as |
+//! | `check-01@<domain>` … `check-40@<domain>` | base + 1 … base + 40 | every EMSE the checker acts as |
 //! | `only-b@<domain>` | base + 90 | the second EMSE only |
 //! | `split@<domain>` | base + 91 for the first EMSE, base + 92 for the second | both, to different IMSIs |
 //!
@@ -20,7 +20,7 @@
 use e2m_msg::{AppIdentity, EmseId, Imsi};
 
 /// How many shared identities (`check-01` …) there are.
-pub const SHARED_UES: u8 = 32;
+pub const SHARED_UES: u8 = 40;
 
 /// The default IMSI base: MCC 001, MNC 01 (the test network of TS 23.003), MSIN from
 /// 9900000000.
@@ -182,7 +182,7 @@ mod tests {
         let b = EmseId::new("emse-b").ok();
         let emses: Vec<EmseId> = [a, b].into_iter().flatten().collect();
         let csv = plan.provisioning_csv(&emses);
-        assert_eq!(csv.lines().count(), 1 + 2 * 32 + 3);
+        assert_eq!(csv.lines().count(), 1 + 2 * 40 + 3);
         assert!(csv.contains("emse-b,only-b@e2m-check.example,001019900000090\n"));
         assert!(csv.contains("emse-a,split@e2m-check.example,001019900000091\n"));
         assert!(!csv.contains("emse-a,only-b"));

@@ -165,6 +165,7 @@ const FAULTS: &[(&str, &[&str])] = &[
     ("subscribe-all-open", &["subscribe.all-ues"]),
     ("notify-unchecked", &["notification.refused"]),
     ("session-limit", &["register.never-locked-out"]),
+    ("no-sweep", &["notify.key-retired-on-expiry"]),
 ];
 
 #[test]

@@ -1206,6 +1206,51 @@ async fn notify_redelivered(cx: &EmksCx) -> Outcome {
     ))
 }
 
+async fn notify_key_retired_on_expiry(cx: &EmksCx) -> Outcome {
+    let Some(wait) = cx.t.expiry_notification_wait else {
+        skip!("no --expiry-notification-wait given (it must cover the EMKS's expiry sweep period)");
+    };
+    let ue = cx.plan().shared(33);
+    let _session = cx.register(Who::A).await?;
+    let sub = cx
+        .subscribe(
+            Who::A,
+            EventSet::single(EventType::KeyRetired),
+            Some(app(ue)),
+        )
+        .await?;
+    let lead = Duration::from_secs(2);
+    let created = Timestamp::now_from_system_clock()
+        .saturating_sub(cx.t.key_max_age)
+        .saturating_add(lead);
+    let pushed = cx.push_at(ue, created).await?;
+    let expires = created.saturating_add(cx.t.key_max_age);
+    let callback = cx.callback().await?;
+    let key_hex = format!("<keyId>{:08x}</keyId>", pushed.key_id);
+    let seen = callback
+        .wait_for(1, lead + wait, &|r| {
+            for_subscription(r, sub) && String::from_utf8_lossy(&r.body).contains(&key_hex)
+        })
+        .await;
+    let Some(first) = seen.first() else {
+        fail!(
+            "no key-retired notification within {} s of the key's expiry",
+            wait.as_secs()
+        );
+    };
+    let n = judge_notification(cx, first, "key-retired notification on expiry").await?;
+    ensure!(
+        n.event == EventType::KeyRetired,
+        "the notification names event {}, want key-retired",
+        n.event
+    );
+    let after = Timestamp::now_from_system_clock().saturating_duration_since(expires);
+    Ok(format!(
+        "key-retired for the expired key about {} ms after its expiry",
+        after.as_millis()
+    ))
+}
+
 async fn unsubscribe_ends_notifications(cx: &EmksCx) -> Outcome {
     let ue = cx.plan().shared(25);
     let _session = cx.register(Who::A).await?;
@@ -1813,6 +1858,12 @@ pub(super) static CHECKS: &[CheckDef<EmksCx>] = check_table![EmksCx;
         clause: "e2m binding (notifications at least once)",
         sends: "a key-available subscription, a push, and a 503 to the first delivery",
         expects: "the notification delivered again, with the same notificationId",
+    },
+    notify_key_retired_on_expiry => {
+        name: "notify.key-retired-on-expiry",
+        clause: "6.x.2.2.2; 6.x.2.1 retention (maximum age)",
+        sends: "a key-retired subscription, a push of a key 2 s short of its maximum age (only with --expiry-notification-wait)",
+        expects: "a valid key-retired notification for it after its expiry, within the wait",
     },
     unsubscribe_ends_notifications => {
         name: "unsubscribe.ends-notifications",

@@ -81,6 +81,9 @@ pub struct EmksTarget {
     pub request_timeout: Duration,
     /// Time allowed for a notification to arrive.
     pub notification_wait: Duration,
+    /// How long to wait, after a key's expiry, for its `key-retired` notification (the
+    /// EMKS's sweep period and some); `None` skips that check (e2m's sweep runs every 30 s).
+    pub expiry_notification_wait: Option<Duration>,
     /// How long the checker watches for a notification that must not come.
     pub quiet_period: Duration,
     /// How far before now the checker dates the keys it pushes (room for a clock skew
@@ -120,6 +123,7 @@ impl EmksTarget {
             callback_host: None,
             request_timeout: Duration::from_secs(10),
             notification_wait: Duration::from_secs(10),
+            expiry_notification_wait: None,
             quiet_period: Duration::from_millis(1500),
             clock_margin: Duration::from_secs(2),
             xmllint: XmlLint::Auto,

@@ -77,9 +77,12 @@ where
     S: SessionStore + 'static,
     B: SubscriptionStore + 'static,
 {
-    start_emks(core, &pki.dir, EmksServerOptions::default())
-        .await
-        .unwrap()
+    let options = EmksServerOptions {
+        // The expiry sweep every second, so that notify.key-retired-on-expiry runs.
+        expire_every: std::time::Duration::from_secs(1),
+        ..EmksServerOptions::default()
+    };
+    start_emks(core, &pki.dir, options).await.unwrap()
 }
 
 /// The checker's target for an EMKS at `url` with `pki`: EMSE A allowed IMSIs, xmllint
@@ -95,5 +98,6 @@ pub fn target(url: &str, pki: &TestPki) -> EmksTarget {
     .unwrap();
     target.imsi_allowed_a = true;
     target.xmllint = XmlLint::Required;
+    target.expiry_notification_wait = Some(std::time::Duration::from_secs(5));
     target
 }

@@ -80,6 +80,7 @@ FAULTS = {
     "subscribe-all-open": "lets any EMSE subscribe to every UE (no IMSI permission needed)",
     "notify-unchecked": "accepts any notification from any client",
     "session-limit": "refuses a 65th session of one EMSE with 429 (the EMSE is locked out)",
+    "no-sweep": "never retires expired keys (no key-retired notification on expiry)",
 }
 
 
@@ -382,6 +383,22 @@ class State:
                 element("time", format_ts(now)), element("notificationId", str(nid)),
             ])
             self.outbox.put((sid, sub["callback"], sub["emse"], body, 0))
+
+
+def sweeper(state):
+    """Every second: expired keys leave the store, each with a key-retired notification."""
+    while True:
+        time.sleep(1.0)
+        if state.fault("no-sweep") or state.fault("serve-expired"):
+            continue
+        with state.lock:
+            now = now_ms()
+            for imsi, held in list(state.keys.items()):
+                live = [k for k in held if now < k[0] + state.max_age_ms]
+                for k in held:
+                    if k not in live:
+                        state.notify(imsi, "key-retired", k[1], now)
+                state.keys[imsi] = live
 
 
 # ---- delivery ----------------------------------------------------------------------------------
@@ -851,6 +868,7 @@ def main():
     server = Server((host, int(port)), context, state)
     server.RequestHandlerClass = LimitedHandler
     threading.Thread(target=deliverer, args=(state, client_context), daemon=True).start()
+    threading.Thread(target=sweeper, args=(state,), daemon=True).start()
     bound = server.server_address
     print("EMKS listening on https://%s:%d" % (bound[0], bound[1]), flush=True)
     try:
