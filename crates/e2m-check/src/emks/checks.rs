@@ -1568,23 +1568,40 @@ async fn binding_bad_query(cx: &EmksCx) -> Outcome {
     Ok("400 malformed for six ambiguous or incomplete queries; the well-formed one 200".into())
 }
 
-async fn binding_body_on_get(cx: &EmksCx) -> Outcome {
+async fn binding_unexpected_body(cx: &EmksCx) -> Outcome {
     let ue = cx.plan().shared(29);
     let pushed = cx.push_fresh(ue).await?;
     let session = cx.register(Who::A).await?;
-    let target = KeyRequest {
+    let fetch = KeyRequest {
         session_id: session.copy_secret(),
         ue: app(ue),
         key_id: KeyId::from_u32(pushed.key_id),
     }
     .to_target();
-    let what = "key fetch with a body";
-    let ex = cx
-        .send(Who::A, what, Request::new("GET", &target).xml(b"<x/>"))
-        .await?;
-    cx.expect_problem(&ex, what, ProblemCause::Malformed)
-        .await?;
-    Ok("400 malformed".into())
+    let deregister = rest::session_path(&session);
+    let unsubscribe = rest::subscription_path(&SubscriptionId::from_u64(1));
+    for (method, target, what) in [
+        ("GET", fetch.as_str(), "key fetch with a body"),
+        ("DELETE", deregister.as_str(), "deregistration with a body"),
+        ("DELETE", unsubscribe.as_str(), "unsubscription with a body"),
+    ] {
+        let ex = cx
+            .send(Who::A, what, Request::new(method, target).xml(b"<x/>"))
+            .await?;
+        cx.expect_problem(&ex, what, ProblemCause::Malformed)
+            .await?;
+    }
+    // The refused DELETE left the session alone.
+    let ex = cx.fetch(Who::A, &session, &app(ue), pushed.key_id).await?;
+    cx.expect_key(
+        &ex,
+        "fetch after the refused deregistration",
+        Who::A,
+        &app(ue),
+        &pushed,
+    )
+    .await?;
+    Ok("400 malformed for a GET and two DELETEs with a body; the session unharmed".into())
 }
 
 async fn limits_body_size(cx: &EmksCx) -> Outcome {
@@ -1925,11 +1942,11 @@ pub(super) static CHECKS: &[CheckDef<EmksCx>] = check_table![EmksCx;
         sends: "key fetches without keyId, without UE, with appIdentity and imsi, keyId twice, an unknown parameter, an upper-case keyId",
         expects: "400 malformed for each; the well-formed fetch 200",
     },
-    binding_body_on_get => {
-        name: "binding.body-on-get",
-        clause: "e2m binding",
-        sends: "a key fetch with an XML body",
-        expects: "400 malformed",
+    binding_unexpected_body => {
+        name: "binding.unexpected-body",
+        clause: "e2m binding (GET and DELETE carry everything in the target)",
+        sends: "a key fetch, a deregistration and an unsubscription, each with an XML body",
+        expects: "400 malformed for each; the session not deregistered",
     },
     limits_body_size => {
         name: "limits.body-size",
