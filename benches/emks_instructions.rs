@@ -6,7 +6,10 @@
 //! cargo bench --bench emks_instructions --no-run
 //! valgrind --tool=callgrind --toggle-collect='*measured_fetches*' <bench binary>
 //! ```
-//! and divide the reported `Collected` instructions by the fetches it prints. With
+//! and divide the reported `Collected` instructions by the fetches it prints.
+//! `E2M_BENCH_UES=250000 E2M_BENCH_KEYS=4` fills a store larger than the caches, with four
+//! keys per UE and fetches of a random one of them: with `--cache-sim=yes` callgrind then
+//! counts the cache misses per fetch at scale (issue 20; defaults: 1,024 UEs, one key). With
 //! `--toggle-collect='*measured_key_gets*'` and `'*measured_boxed_key_gets*'` it counts a key
 //! store lookup awaited inline (as the generic core does) and through a boxed `dyn Future`
 //! (what holding the stores as `Arc<dyn …>` would cost), the same number of times;
@@ -22,8 +25,15 @@ use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
 use e2m_keystore::{IdentityMap, IntKeyStore, block_on};
 use e2m_msg::{IntermediateKeyPush, KeyIdSource, KeyRequest, Registration, UeRef};
 
-const UES: u32 = 1024;
 const FETCHES: usize = 10_000;
+
+fn from_env(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
 
 fn imsi(n: u32) -> Imsi {
     Imsi::new(&format!("00101{n:010}")).unwrap()
@@ -91,19 +101,27 @@ fn main() {
     let emse = Peer::emse(emse_id.clone());
     let hss = Peer::hss("hss-1");
     let emks = Emks::in_memory(EmksConfig::default());
-    for n in 0..UES {
+    let (ues, keys) = (
+        from_env("E2M_BENCH_UES", 1024),
+        from_env("E2M_BENCH_KEYS", 1),
+    );
+    for n in 0..ues {
         block_on(emks.identities().provision(&emse_id, &app(n), &imsi(n))).unwrap();
-        let push = IntermediateKeyPush {
-            imsi: imsi(n),
-            key_id: KeyIdSource::RandLsb32(KeyId::from_u32(1)),
-            int_key: E2mIntKey::from_array([n as u8; 32]),
-            created: now,
-        };
-        assert!(
-            block_on(emks.push_intermediate_key(&hss, &push, now))
-                .result
-                .is_ok()
-        );
+    }
+    for id in 1..=keys {
+        for n in 0..ues {
+            let push = IntermediateKeyPush {
+                imsi: imsi(n),
+                key_id: KeyIdSource::RandLsb32(KeyId::from_u32(id)),
+                int_key: E2mIntKey::from_array([n as u8; 32]),
+                created: now,
+            };
+            assert!(
+                block_on(emks.push_intermediate_key(&hss, &push, now))
+                    .result
+                    .is_ok()
+            );
+        }
     }
     let registration = Registration {
         emse_id: emse_id.clone(),
@@ -113,25 +131,26 @@ fn main() {
         .result
         .unwrap()
         .session_id;
-    let requests: Vec<KeyRequest> = (0..FETCHES)
+    // Spread over the whole population; the key id cycles through the ids held.
+    let requests: Vec<KeyRequest> = (0..FETCHES as u32)
         .map(|i| KeyRequest {
             session_id: session_id.copy_secret(),
-            ue: UeRef::AppIdentity(app((i as u32 * 7919) % UES)),
-            key_id: KeyId::from_u32(1),
+            ue: UeRef::AppIdentity(app(i.wrapping_mul(2_654_435_761) % ues)),
+            key_id: KeyId::from_u32(1 + i % keys),
         })
         .collect();
     sizes(&emks, &emse, &requests[0], now);
     let granted = measured_fetches(&emks, &emse, &requests, now);
     assert_eq!(granted, FETCHES);
     let imsis: Vec<Imsi> = (0..FETCHES as u32)
-        .map(|i| imsi((i * 7919) % UES))
+        .map(|i| imsi(i.wrapping_mul(2_654_435_761) % ues))
         .collect();
     assert_eq!(measured_key_gets(&emks, &imsis, now), FETCHES);
     assert_eq!(measured_boxed_key_gets(&emks, &imsis, now), FETCHES);
     let pushes: Vec<IntermediateKeyPush> = (0..FETCHES as u32)
         .map(|i| IntermediateKeyPush {
-            imsi: imsi(i % UES),
-            key_id: KeyIdSource::RandLsb32(KeyId::from_u32(2 + i / UES)),
+            imsi: imsi(i % ues),
+            key_id: KeyIdSource::RandLsb32(KeyId::from_u32(keys + 1 + i / ues)),
             int_key: E2mIntKey::from_array([i as u8; 32]),
             created: now,
         })

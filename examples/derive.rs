@@ -11,6 +11,14 @@
 //!     --sqn ff9bb4d0b607 --amf b9b9
 //! cargo run --example derive -- oscore-context --app-identity sensor-17@iot.example.com \
 //!     --key-id ae47bf35 --e2m-key 43f9e9070a6fd917f970649e08ff443f9a4f3d1d1d34ad810e46d48222cf0b39
+//! # AKMA (TS 33.535): the A-KID and the DTLS psk_identity of TS 24.109 K.3.2, then K_AF
+//! # for an AF serving TLS_PSK_WITH_AES_128_CCM_8 (Ua* protocol id 010001c0a8, the default):
+//! cargo run --example derive -- a-kid \
+//!     --kausf f2e35260f85194d4f891504d02111e56689ac23dd393bee3abbcc5bfbc013ef9 \
+//!     --supi imsi-208930000000001 --routing-indicator 0 \
+//!     --home-network 5gc.mnc093.mcc208.3gppnetwork.org
+//! cargo run --example derive -- kaf --af-fqdn af.example.com \
+//!     --kakma 0e53d2e2e2e22c5cbd216782c4828c1725717b2cd56b8e2bd777f43c860e6a2b
 //! ```
 //!
 //! This tool prints key material by design (it is a calculator); never point it at
@@ -20,10 +28,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use e2m_aka::{Milenage, Opc, SubscriberKey};
+use e2m_dtls::akma::{AKMA_UA_PROTOCOL, AkmaIdentityForm, akma_psk_identity};
 use e2m_kdf::{
-    Ck, E2mIntKey, E2mKey, E2mProfile, Fc, Ik, Kakma, Kausf, Ks, a_tid, ck_ik_prime, e2m_int_key,
-    kaf, kakma, kasme, kausf, kdf, ks_naf,
+    ATid, Ck, E2mIntKey, E2mKey, E2mProfile, Fc, Ik, Kakma, Kausf, Ks, ck_ik_prime, e2m_int_key,
+    kaf, kasme, kausf, kdf, ks_naf, res_star,
 };
+use e2m_keyid::akma::{AKid, AfId, Fqdn, Realm, RoutingIndicator, Supi, UaProtocolId};
 use e2m_keyid::{AppIdentity, E2mKeyDeriver, EmseId, KeyId, PskIdentity};
 use e2m_oscore::SenderSequence;
 use e2m_oscore::e2m::E2mOscoreProfile;
@@ -45,6 +55,10 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per run; the AKMA identifiers are stored inline"
+)]
 enum Command {
     /// Raw TS 33.220 B.2 KDF; --p and --p-text give P0, P1, … in command-line order.
     Kdf {
@@ -94,6 +108,21 @@ enum Command {
         #[arg(long, value_name = "HEX12", value_parser = hex_array::<6>)]
         sqn_xor_ak: Hex<6>,
     },
+    /// RES* (UE) or XRES* (UDM/ARPF) (TS 33.501 A.4): the last 16 octets of
+    /// KDF(CK ‖ IK, 0x6B, serving network name, RAND, RES).
+    ResStar {
+        #[command(flatten)]
+        ck_ik: CkIk,
+        /// Serving network name (e.g. 5G:mnc093.mcc208.3gppnetwork.org).
+        #[arg(long, value_name = "TEXT")]
+        serving_network_name: String,
+        /// RAND (16 octets).
+        #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>)]
+        rand: Hex<16>,
+        /// RES or XRES (4 to 16 octets; 8 from MILENAGE).
+        #[arg(long, value_name = "HEX", value_parser = hex_bytes)]
+        res: HexBytes,
+    },
     /// Ks_NAF (TS 33.220 B.3), from --ks or from --ck and --ik.
     KsNaf {
         /// Ks (32 octets).
@@ -120,14 +149,43 @@ enum Command {
     Kakma(KausfSupi),
     /// A-TID (TS 33.535 A.3).
     ATid(KausfSupi),
-    /// K_AF (TS 33.535 A.4).
+    /// The A-KID (TS 33.535 §6.1; e2m's provisional username spelling, see e2m-keyid's
+    /// `AKid`) and the UE's DTLS psk_identity for it (TS 24.109 K.3.2 e)), from --a-tid
+    /// or from --kausf and --supi.
+    AKid {
+        /// The A-TID (32 octets).
+        #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>,
+              conflicts_with_all = ["kausf", "supi"], required_unless_present_all = ["kausf", "supi"])]
+        a_tid: Option<Hex<32>>,
+        /// K_AUSF (32 octets): the A-TID is derived from it.
+        #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>, requires = "supi")]
+        kausf: Option<Hex<32>>,
+        /// SUPI, as in K_AKMA.
+        #[arg(long, value_name = "SUPI", value_parser = parse_supi, requires = "kausf")]
+        supi: Option<Supi>,
+        /// Routing indicator (1 to 4 digits; TS 23.003 §2.2B).
+        #[arg(long, value_name = "DIGITS", default_value = "0", value_parser = RoutingIndicator::parse)]
+        routing_indicator: RoutingIndicator,
+        /// Home network identifier, the A-KID's realm (e.g. 5gc.mnc093.mcc208.3gppnetwork.org).
+        #[arg(long, value_name = "REALM", value_parser = Realm::parse)]
+        home_network: Realm,
+    },
+    /// K_AF (TS 33.535 A.4), AF_ID given as octets or as FQDN and Ua* protocol id.
     Kaf {
         /// K_AKMA (32 octets).
         #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>)]
         kakma: Hex<32>,
-        /// AF_ID, binary.
-        #[arg(long, value_name = "HEX", value_parser = hex_bytes)]
-        af_id: HexBytes,
+        /// AF_ID, binary (FQDN ‖ Ua* security protocol identifier).
+        #[arg(long, value_name = "HEX", value_parser = hex_bytes,
+              conflicts_with = "af_fqdn", required_unless_present = "af_fqdn")]
+        af_id: Option<HexBytes>,
+        /// The AF's FQDN (AF_ID = FQDN ‖ --ua-protocol).
+        #[arg(long, value_name = "FQDN", value_parser = Fqdn::parse)]
+        af_fqdn: Option<Fqdn>,
+        /// Ua* security protocol identifier (TS 33.220 H.3, 5 octets; default 010001c0a8:
+        /// shared-key (D)TLS 1.2 with TLS_PSK_WITH_AES_128_CCM_8, the e2m DTLS suite).
+        #[arg(long, value_name = "HEX10", value_parser = hex_array::<5>, requires = "af_fqdn")]
+        ua_protocol: Option<Hex<5>>,
     },
     /// e2m_int_key = KDF(CK ‖ IK, FC, "e2m_CIoT") (Solution #10, step 1).
     E2mIntKey {
@@ -245,9 +303,18 @@ struct KausfSupi {
     /// K_AUSF (32 octets).
     #[arg(long, value_name = "HEX64", value_parser = hex_array::<32>)]
     kausf: Hex<32>,
-    /// SUPI (e.g. an IMSI).
-    #[arg(long, value_name = "TEXT")]
-    supi: String,
+    /// SUPI: TS 29.571 form (imsi-208930000000001, nai-user@realm) or the IMSI's digits.
+    /// The KDF takes the IMSI digits or the NAI (TS 33.501 A.7.0), never the prefix.
+    #[arg(long, value_name = "SUPI", value_parser = parse_supi)]
+    supi: Supi,
+}
+
+/// A SUPI in its TS 29.571 form, or bare digits as an IMSI.
+fn parse_supi(text: &str) -> Result<Supi, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Supi::imsi(text).map_err(|e| e.to_string());
+    }
+    Supi::parse(text).map_err(|e| e.to_string())
 }
 
 /// The e2m profile (default: the provisional profile; the e2m FCs are not allocated by
@@ -401,20 +468,72 @@ fn run(command: &Command, matches: &clap::ArgMatches) -> Result<(), String> {
             let k = ks_naf(&ks, rand.expose(), impi, naf_id.expose()).map_err(|x| e(&x))?;
             out("ks_naf", k.expose_secret());
         }
+        Command::ResStar {
+            ck_ik,
+            serving_network_name,
+            rand,
+            res,
+        } => {
+            let (ck, ik) = ck_ik.keys();
+            let r = res_star(&ck, &ik, serving_network_name, rand.expose(), res.expose())
+                .map_err(|x| e(&x))?;
+            out("res_star", r.expose_secret());
+        }
         Command::Kakma(KausfSupi { kausf, supi }) => {
             let k = Kausf::from_array(*kausf.expose());
-            out("kakma", kakma(&k, supi).map_err(|x| e(&x))?.expose_secret());
+            let kakma = e2m_keyid::akma::kakma(&k, supi).map_err(|x| e(&x))?;
+            out("kakma", kakma.expose_secret());
         }
         Command::ATid(KausfSupi { kausf, supi }) => {
             let k = Kausf::from_array(*kausf.expose());
-            out("a_tid", &a_tid(&k, supi).map_err(|x| e(&x))?.0);
-        }
-        Command::Kaf { kakma, af_id } => {
-            let k = Kakma::from_array(*kakma.expose());
             out(
-                "kaf",
-                kaf(&k, af_id.expose()).map_err(|x| e(&x))?.expose_secret(),
+                "a_tid",
+                &e2m_keyid::akma::a_tid(&k, supi).map_err(|x| e(&x))?.0,
             );
+        }
+        Command::AKid {
+            a_tid,
+            kausf,
+            supi,
+            routing_indicator,
+            home_network,
+        } => {
+            let tid = match (a_tid, kausf, supi) {
+                (Some(tid), _, _) => ATid(*tid.expose()),
+                (None, Some(kausf), Some(supi)) => {
+                    let k = Kausf::from_array(*kausf.expose());
+                    e2m_keyid::akma::a_tid(&k, supi).map_err(|x| e(&x))?
+                }
+                _ => return Err("give --a-tid, or --kausf and --supi".into()),
+            };
+            let a_kid = AKid::new(routing_indicator, &tid, home_network).map_err(|x| e(&x))?;
+            println!("a_kid = {a_kid}");
+            println!(
+                "psk_identity = {}",
+                akma_psk_identity(&a_kid, AkmaIdentityForm::Prefixed)
+            );
+        }
+        Command::Kaf {
+            kakma,
+            af_id,
+            af_fqdn,
+            ua_protocol,
+        } => {
+            let k = Kakma::from_array(*kakma.expose());
+            let key = match (af_id, af_fqdn) {
+                (Some(af_id), _) => kaf(&k, af_id.expose()).map_err(|x| e(&x))?,
+                (None, Some(fqdn)) => {
+                    let ua = ua_protocol
+                        .as_ref()
+                        .map_or(AKMA_UA_PROTOCOL, |ua| UaProtocolId(*ua.expose()));
+                    let af = AfId::new(*fqdn, ua);
+                    println!("af_id = {af}");
+                    out("af_id_octets", &af.kdf_param());
+                    e2m_keyid::akma::kaf(&k, &af).map_err(|x| e(&x))?
+                }
+                (None, None) => return Err("give --af-id, or --af-fqdn".into()),
+            };
+            out("kaf", key.expose_secret());
         }
         Command::E2mIntKey { ck_ik, profile } => {
             let (ck, ik) = ck_ik.keys();

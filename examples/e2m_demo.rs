@@ -1,11 +1,18 @@
 //! The whole of Solution #10 in one process, on 127.0.0.1, for real: MILENAGE AKA, the
 //! EMKS over HTTPS with mutual TLS on its embedded durable store (redb in a temporary data
-//! directory, intermediate keys sealed under a KEK generated for the run), two EMSEs, UEs
+//! directory, intermediate keys sealed under a KEK generated for the run) and, beside it,
+//! its Diameter interface (the HSS pushes one UE's key over Diameter/TLS: the interface the
+//! seed expects between HSS and EMKS), two EMSEs, UEs
 //! over DTLS 1.2 with TLS_PSK_WITH_AES_128_CCM_8 (seed clause 6.x.2.3, prerequisites a–c and
 //! steps 1–8) and one over OSCORE (RFC 8613, e2m profile) on the same keys, then the seed's
 //! edge cases, and a restart of the EMKS mid-run on the same data directory, after which a
-//! UE still connects on its key without re-authenticating. Every expected outcome is
-//! checked; the process exits non-zero if any does not happen.
+//! UE still connects on its key without re-authenticating. Then the same design in 5G,
+//! AKMA (TS 33.535): after 5G AKA the AUSF registers K_AKMA and the A-KID with the AAnF
+//! (HTTP/2 with mutual TLS), the UE derives K_AF and opens DTLS-PSK with an AF in the Ua*
+//! profile of TS 24.109 K.3.2, and the AF fetches K_AF from the AAnF; an AF asking with
+//! another AF's afId is refused, and a removed context is notified to the AF and fails
+//! the UE's next handshake (`support/akma_demo.rs`). Every expected outcome is checked;
+//! the process exits non-zero if any does not happen.
 //!
 //! ```text
 //! cargo run --example e2m_demo
@@ -23,6 +30,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2m_aka::{Aka, AuthVector, Milenage, Opc, Sqn, SubscriberKey};
 use e2m_coap::{Code, Message, MessageType, Token};
+use e2m_diameter_push::net::{
+    DiameterTls, EmksDiameter, EmksDiameterConfig, EmksDiameterOptions, HssDiameter,
+    HssDiameterConfig, HssPeer, start_emks_diameter,
+};
 use e2m_dtls::client::{DtlsClient, UeDtlsConfig};
 use e2m_dtls::derived_record::{FileDerivedRecord, FileDerivedRecordConfig};
 use e2m_dtls::emks_source::EmksKeySource;
@@ -33,9 +44,8 @@ use e2m_dtls::{DtlsLimits, PskResolver, ResolveError};
 use e2m_emks::{Emks, EmksConfig};
 use e2m_https::client::{Backoff, ClientError, EmksClient, EmseSession};
 use e2m_https::emks::{EmksServer, EmksServerOptions, start_emks};
-use e2m_https::notify::{ReceivedNotification, start_notification_endpoint};
-use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
-use e2m_https::server::Limits;
+use e2m_https::notify::{ReceivedNotification, endpoint_limits, start_notification_endpoint};
+use e2m_https::pki::{DEFAULT_EMKS_HOST, DEFAULT_HSS_HOST, GeneratedPki, PkiDir, PkiSpec};
 use e2m_kdf::{E2mIntKey, E2mKey, E2mProfile, ck_ik_prime, e2m_int_key};
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId, PskIdentity, e2m_key};
 use e2m_keystore::{IdentityMap, RetentionPolicy};
@@ -51,8 +61,13 @@ use e2m_msg::{
 use e2m_oscore::SenderSequence;
 use e2m_oscore::e2m::E2mOscoreProfile;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
+#[path = "support/akma_af.rs"]
+#[allow(dead_code, reason = "shared with the af example; the demo uses a part")]
+mod akma_af;
+#[path = "support/akma_demo.rs"]
+mod akma_demo;
 #[path = "support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
 mod cli;
@@ -60,9 +75,9 @@ mod cli;
 /// The whole of Solution #10 in one process on 127.0.0.1: MILENAGE AKA, the EMKS over HTTPS
 /// with mutual TLS on its durable store (redb in a temporary directory, keys sealed under a
 /// generated KEK), two EMSEs and UEs over DTLS 1.2 PSK and OSCORE, then the seed's edge
-/// cases and a restart of the EMKS mid-run. Exits non-zero if any expected outcome does not
-/// happen. Takes no arguments; set RUST_LOG (e.g. RUST_LOG=info) to also see the EMKS's
-/// audit records.
+/// cases and a restart of the EMKS mid-run; then a 5G UE reaching an AF through AKMA (the
+/// AAnF over HTTP/2). Exits non-zero if any expected outcome does not happen. Takes no
+/// arguments; set RUST_LOG (e.g. RUST_LOG=info) to also see the EMKS's audit records.
 #[derive(clap::Parser, Debug)]
 #[command(name = "e2m_demo", version)]
 struct Args {}
@@ -77,6 +92,8 @@ const KEYS_PER_UE: usize = 2;
 /// The serving node's access network identity for CK'/IK' (TS 33.402 A.2 construction;
 /// the BEST study leaves the input open).
 const SERVING_NETWORK: &str = "UTRAN";
+/// The Diameter realm of the EMKS and the HSS (the generated PKI's identities).
+const DIAMETER_REALM: &str = "e2m.test";
 /// How long a handshake that is expected to succeed may take (debug builds of the DTLS
 /// crypto are slow; the EMSE also fetches the key from the EMKS inside the handshake).
 const HANDSHAKE: Duration = Duration::from_secs(15);
@@ -150,9 +167,34 @@ struct AkaRun {
 /// Prerequisite a: the HSS answers an Authentication Information Request, hands the serving
 /// node CK'/IK' (never CK/IK), derives e2m_int_key and its key id, and pushes them to the
 /// EMKS; the UE answers the challenge and derives the same e2m_int_key.
+/// How the HSS pushes: over HTTPS (mutual TLS, XML), or over Diameter (TLS, the e2m push
+/// application of `e2m-diameter-push`) into the same EMKS core.
+enum Hss<'a> {
+    Https(&'a EmksClient),
+    Diameter(&'a HssDiameter),
+}
+
+impl Hss<'_> {
+    /// Pushes; on success, how it went (for the narration).
+    async fn push(&self, push: &IntermediateKeyPush) -> Result<&'static str, String> {
+        match self {
+            Hss::Https(client) => client
+                .push_intermediate_key(push)
+                .await
+                .map(|()| "over HTTPS with mutual TLS (204)")
+                .map_err(|e| e.to_string()),
+            Hss::Diameter(client) => client
+                .push(push)
+                .await
+                .map(|_| "over Diameter (TLS, E2M-Key-Push-Request → DIAMETER_SUCCESS 2001)")
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
 async fn run_aka(
     sub: &mut Subscriber,
-    hss: &EmksClient,
+    hss: &Hss<'_>,
     profile: &E2mProfile<'static>,
     checks: &mut Checks,
 ) -> Result<AkaRun, String> {
@@ -203,10 +245,11 @@ async fn run_aka(
         // To the millisecond, as the HSS example stamps it (retention order, issue 9 item 15).
         created: Timestamp::now_from_system_clock(),
     };
-    let pushed = hss.push_intermediate_key(&push).await;
+    let pushed = hss.push(&push).await;
+    let how = pushed.as_ref().map_or("(failed)", |how| how);
     checks.check(
         pushed.is_ok(),
-        &format!("HSS pushes e2m_int_key and key id {key_id} to the EMKS over mutual TLS (204)"),
+        &format!("HSS pushes e2m_int_key and key id {key_id} to the EMKS {how}"),
     );
     Ok(AkaRun {
         key_id,
@@ -293,12 +336,14 @@ async fn start_emse(
     checks: &mut Checks,
 ) -> Result<Emse, String> {
     let id = EmseId::new(name).map_err(|e| e.to_string())?;
-    let credentials = pki.emse(&id).map_err(|e| e.to_string())?;
+    // The notification endpoint serves with the EMSE's callback certificate (its client
+    // certificate has no server use).
+    let credentials = pki.emse_callback(&id).map_err(|e| e.to_string())?;
     let ca = pki.ca_certificates().map_err(|e| e.to_string())?;
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
-    let endpoint = start_notification_endpoint(listener, &credentials, &ca, Limits::default())
+    let endpoint = start_notification_endpoint(listener, &credentials, &ca, endpoint_limits())
         .map_err(|e| e.to_string())?;
 
     let client = EmksClient::for_emse(emks_url, pki, &id).map_err(|e| e.to_string())?;
@@ -512,6 +557,7 @@ async fn start_durable_emks(
     retention: RetentionPolicy,
     pki: &PkiDir,
     listen: SocketAddr,
+    wake: Arc<Notify>,
 ) -> Result<DemoEmks, String> {
     let config = RedbStoreConfig {
         retention,
@@ -528,8 +574,13 @@ async fn start_durable_emks(
             Err(e) => return Err(format!("EMKS store: {e}")),
         }
     };
+    // The demo's EMSE notification endpoints listen on ephemeral ports of 127.0.0.1, which
+    // their certificates name: an operator's EMKS allows only port 443 of such hosts.
+    let config = EmksConfig::new(profile)
+        .map_err(|e| e.to_string())?
+        .allow_certificate_callback_ports(1024..=65535);
     let core = Emks::new(
-        EmksConfig::new(profile).map_err(|e| e.to_string())?,
+        config,
         store.int_keys(),
         store.identities(),
         store.sessions(),
@@ -537,11 +588,62 @@ async fn start_durable_emks(
     );
     let options = EmksServerOptions {
         listen,
+        // Woken by the Diameter interface's pushes too.
+        outbox_wake: Some(wake),
         ..EmksServerOptions::default()
     };
     start_emks(Arc::new(core), pki, options)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The EMKS's Diameter interface over the running EMKS's core (TLS with the EMKS
+/// certificate, which names its Diameter identity), and the HSS's Diameter client (TLS with
+/// the HSS certificate, which names the HSS's).
+async fn start_diameter(
+    emks: &DemoEmks,
+    pki: &PkiDir,
+    wake: Arc<Notify>,
+) -> Result<(EmksDiameter, HssDiameter), String> {
+    let ca = pki.ca_certificates().map_err(|e| e.to_string())?;
+    let emks_tls = DiameterTls {
+        credentials: pki.emks().map_err(|e| e.to_string())?,
+        ca: ca.clone(),
+    };
+    let mut config = EmksDiameterConfig::new(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        DEFAULT_EMKS_HOST,
+        DIAMETER_REALM,
+    );
+    config.hss = vec![DEFAULT_HSS_HOST.to_owned()];
+    let options = EmksDiameterOptions {
+        observer: None,
+        wake: Some(wake),
+    };
+    let diameter = start_emks_diameter(emks.core().clone(), config, Some(&emks_tls), options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let hss_tls = DiameterTls {
+        credentials: pki.hss().map_err(|e| e.to_string())?,
+        ca,
+    };
+    let peer = HssPeer {
+        host: DEFAULT_EMKS_HOST.to_owned(),
+        addr: diameter.local_addr(),
+        tls: true,
+    };
+    let config =
+        HssDiameterConfig::new(DEFAULT_HSS_HOST, DIAMETER_REALM, DIAMETER_REALM, vec![peer]);
+    let hss = HssDiameter::start(config, Some(&hss_tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !hss.wait_ready(Duration::from_secs(10)).await {
+        return Err("the HSS's Diameter connection to the EMKS did not open".into());
+    }
+    println!(
+        "HSS: Diameter connection to {DEFAULT_EMKS_HOST} open (CER/CEA exchanged over TLS; each certificate names its Origin-Host)"
+    );
+    Ok((diameter, hss))
 }
 
 async fn run(checks: &mut Checks) -> Result<(), String> {
@@ -569,11 +671,17 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
         data.kek_file().display()
     );
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let emks = start_durable_emks(&data, profile, retention, &pki, listen).await?;
+    let wake = Arc::new(Notify::new());
+    let emks = start_durable_emks(&data, profile, retention, &pki, listen, wake.clone()).await?;
     let emks_url = emks.base_url();
     println!(
         "EMKS: listening on {emks_url} (HTTPS, client certificates required; keeps {KEYS_PER_UE} keys per UE); state in {} (redb, durable)",
         data.store_dir().display()
+    );
+    let (diameter, diameter_hss) = start_diameter(&emks, &pki, wake.clone()).await?;
+    println!(
+        "EMKS: also takes the HSS's pushes over Diameter on {} (TLS; Origin-Host {DEFAULT_EMKS_HOST}; the same core decides them)",
+        diameter.local_addr()
     );
 
     // Set 1 and set 3 of TS 35.208 (K, OP).
@@ -614,7 +722,8 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
         provisioned.is_ok(),
         "operator provisions sensor-17 for EMSE A and meter-9 for EMSE B (identity → IMSI)",
     );
-    let hss = EmksClient::for_hss(&emks_url, &pki).map_err(|e| e.to_string())?;
+    let hss_client = EmksClient::for_hss(&emks_url, &pki).map_err(|e| e.to_string())?;
+    let hss = Hss::Https(&hss_client);
 
     step("Prerequisite c: EMSEs register with the EMKS");
     let mut a = start_emse(EMSE_A, &sensor.app, &emks_url, &pki, &data, checks).await?;
@@ -629,7 +738,8 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
 
     step("Prerequisite a: AKA for sensor-17 and meter-9; the HSS pushes e2m_int_key");
     let run1 = run_aka(&mut sensor, &hss, &profile, checks).await?;
-    let meter_run = run_aka(&mut meter, &hss, &profile, checks).await?;
+    println!("HSS: meter-9's key goes over Diameter (the interface an operator's HSS speaks)");
+    let meter_run = run_aka(&mut meter, &Hss::Diameter(&diameter_hss), &profile, checks).await?;
     let seen = a.take_notifications(1).await;
     checks.check(
         seen.iter()
@@ -765,7 +875,7 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
     );
     let evicted = ue_session(a.addr(), &sensor.app, run1.key_id, &psk1, FAILING_HANDSHAKE).await;
     let event = a
-        .wait_event(|e| matches!(e, ServerEvent::KeyUnavailable { identity, .. } if identity.key_id == run1.key_id))
+        .wait_event(|e| matches!(e, ServerEvent::KeyUnavailable { identity, .. } if identity.e2m().is_some_and(|i| i.key_id == run1.key_id)))
         .await;
     checks.check(
         evicted.is_err()
@@ -797,12 +907,15 @@ async fn run(checks: &mut Checks) -> Result<(), String> {
 
     step("Restart: the EMKS is stopped and started again on the same data directory");
     let addr = emks.local_addr();
+    diameter_hss.shutdown(Duration::from_secs(2)).await;
+    diameter.shutdown(Duration::from_secs(2)).await;
+    println!("HSS: leaves the EMKS's Diameter interface (DPR/DPA)");
     emks.shutdown().await;
     println!(
         "EMKS: stopped; its keys, identity map, sessions and subscriptions are in {}",
         data.store_dir().display()
     );
-    let restarted = start_durable_emks(&data, profile, retention, &pki, addr).await;
+    let restarted = start_durable_emks(&data, profile, retention, &pki, addr, wake).await;
     checks.check(
         restarted.is_ok(),
         "the EMKS starts again on the same data directory and address (its KEK file opens the stored check record)",
@@ -931,7 +1044,11 @@ fn main() -> ExitCode {
         }
     };
     let mut checks = Checks::default();
-    let outcome = runtime.block_on(run(&mut checks));
+    let mut outcome = runtime.block_on(run(&mut checks));
+    if outcome.is_ok() {
+        // The 5G part: AKMA (examples/support/akma_demo.rs).
+        outcome = runtime.block_on(akma_demo::run(&mut checks));
+    }
     println!();
     if let Err(e) = &outcome {
         println!("e2m_demo stopped: {e}");

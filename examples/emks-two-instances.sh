@@ -97,8 +97,14 @@ say "1. The HSS pushes through A"
 "$bin/hss" --emks "$url_a" --certs "$work/pki" --imsi "$IMSI" --k "$K" --opc "$OPC" --rand "$RAND"
 
 say "2. An EMSE registers through A and fetches through B (curl with emse-a's certificate)"
+# As a stock client checks the EMKS (crates/e2m-https/README.md): the e2m CA only, and the
+# EMKS addressed by its own host name (emks.e2m.test, which no EMSE certificate carries),
+# mapped to each instance's address.
+port_a=${url_a##*:} port_b=${url_b##*:}
 mtls=(--silent --show-error --max-time 10 --noproxy '*' --cacert "$work/pki/ca.pem"
-  --cert "$work/pki/emse-emse-a.pem" --key "$work/pki/emse-emse-a.key")
+  --cert "$work/pki/emse-emse-a.pem" --key "$work/pki/emse-emse-a.key"
+  --resolve "emks.e2m.test:$port_a:127.0.0.1" --resolve "emks.e2m.test:$port_b:127.0.0.1")
+url_a=https://emks.e2m.test:$port_a url_b_ip=$url_b url_b=https://emks.e2m.test:$port_b
 registration='<?xml version="1.0" encoding="UTF-8"?><registration xmlns="urn:e2m:xml:ns:emse-emks:1"><emseId>emse-a</emseId></registration>'
 answer=$(curl "${mtls[@]}" -H 'content-type: application/xml' --data-binary "$registration" \
   -w '\n%{http_code}' "$url_a/e2m/v1/sessions")
@@ -121,7 +127,7 @@ echo "EMSE: GET through A on that session → 404 (deregistered through B: gone 
 
 say "3. The emse example on B, a UE on the key pushed through A"
 port=$(free_port DGRAM)
-"$bin/emse" --listen "127.0.0.1:$port" --emks "$url_b" --certs "$work/pki" --emse-id emse-a \
+"$bin/emse" --listen "127.0.0.1:$port" --emks "$url_b_ip" --certs "$work/pki" --emse-id emse-a \
   >"$work/emse" 2>"$work/emse.log" &
 pids+=($!)
 wait_line "$work/emse" "EMSE: registered" $! >/dev/null

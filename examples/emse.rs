@@ -52,7 +52,7 @@ use e2m_dtls::derived_record::{FileDerivedRecord, FileDerivedRecordConfig};
 use e2m_dtls::emks_source::EmksKeySource;
 use e2m_dtls::oscore_server::{self, OscoreEvent, OscoreServer, OscoreServerConfig};
 use e2m_dtls::server::{DtlsServer, ServerConfig, ServerEvent, default_handler};
-use e2m_dtls::{PskResolver, ResolveError, StaticPsk};
+use e2m_dtls::{PeerIdentity, PskResolver, ResolveError, StaticPsk};
 use e2m_https::client::{Backoff, EmksClient, EmseSession};
 use e2m_https::pki::PkiDir;
 use e2m_kdf::E2mKey;
@@ -94,8 +94,8 @@ struct Args {
     /// This EMSE's EMSE_Id (its certificate must name it).
     #[arg(long, value_name = "ID")]
     emse_id: Option<EmseId>,
-    /// Peers handled at once (default: the server's default).
-    #[arg(long, value_name = "N")]
+    /// Peers handled at once, at least 1 (default: the server's default).
+    #[arg(long, value_name = "N", value_parser = parse_max_peers)]
     max_peers: Option<usize>,
     /// Exit after this many seconds (default: until Ctrl-C).
     #[arg(long, value_name = "SECS")]
@@ -166,23 +166,33 @@ async fn stop_signal() {
 /// Keys the EMSE caches (bounded by each key's expiry; see `e2m_dtls::emks_source`).
 const KEY_CACHE_CAPACITY: usize = 1024;
 
+/// The application identity of an e2m peer (the whole identity of any other).
+fn who(identity: &PeerIdentity) -> String {
+    identity
+        .e2m()
+        .map_or_else(|| identity.to_string(), |id| id.identity.to_string())
+}
+
 fn narrate(event: &ServerEvent) {
     match event {
-        ServerEvent::Fetching { peer, identity } => println!(
-            "EMSE: {peer} sent psk_identity (application identity {}, key id {}); fetching its key (step 5)",
-            identity.identity, identity.key_id
-        ),
+        ServerEvent::Fetching { peer, identity } => match identity.e2m() {
+            Some(id) => println!(
+                "EMSE: {peer} sent psk_identity (application identity {}, key id {}); fetching its key (step 5)",
+                id.identity, id.key_id
+            ),
+            None => println!("EMSE: {peer} sent psk_identity \"{identity}\"; fetching its key"),
+        },
         ServerEvent::KeyUnavailable {
             peer,
             identity,
             error,
         } => println!(
             "EMSE: no key for {} from {peer}: {error}; the handshake will fail",
-            identity.identity
+            who(identity)
         ),
         ServerEvent::Connected { peer, identity } => println!(
             "EMSE: DTLS session with {} at {peer} established (step 8)",
-            identity.identity
+            who(identity)
         ),
         ServerEvent::Failed {
             peer,
@@ -192,7 +202,7 @@ fn narrate(event: &ServerEvent) {
             "EMSE: handshake with {peer}{} failed: {reason}",
             identity
                 .as_ref()
-                .map(|i| format!(" ({})", i.identity))
+                .map(|i| format!(" ({})", who(i)))
                 .unwrap_or_default()
         ),
         ServerEvent::Exchanged {
@@ -350,6 +360,14 @@ async fn run(args: Args) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `--max-peers`: a server that may handle no peer at all would refuse every handshake.
+fn parse_max_peers(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("want a whole number of at least 1".into()),
+    }
 }
 
 fn main() -> ExitCode {

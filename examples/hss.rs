@@ -29,6 +29,8 @@ use e2m_msg::{IntermediateKeyPush, KeyIdSource, Timestamp};
 #[path = "support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
 mod cli;
+#[path = "support/hss_diameter.rs"]
+mod hss_diameter;
 
 use cli::{Hex, hex_array, to_hex as hex};
 
@@ -37,9 +39,14 @@ use cli::{Hex, hex_array, to_hex as hex};
 #[derive(Parser, Debug)]
 #[command(name = "hss", version)]
 struct Args {
-    /// The EMKS's base URL.
-    #[arg(long, value_name = "https://HOST:PORT")]
-    emks: String,
+    /// The EMKS's base URL (or push over Diameter with --diameter).
+    #[arg(
+        long,
+        value_name = "https://HOST:PORT",
+        required_unless_present = "diameter",
+        conflicts_with = "diameter"
+    )]
+    emks: Option<String>,
     /// The PKI directory (from `emks gen-pki`).
     #[arg(long, value_name = "DIR")]
     certs: PathBuf,
@@ -69,6 +76,9 @@ struct Args {
     /// (the EMKS computes it).
     #[arg(long = "key-id", value_enum, default_value_t = KeyIdScheme::Rand)]
     key_id: KeyIdScheme,
+    /// The push over Diameter (examples/support/hss_diameter.rs).
+    #[command(flatten)]
+    diameter: hss_diameter::HssDiameterArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -149,11 +159,24 @@ fn run(args: Args) -> Result<(), String> {
         created: Timestamp::now_from_system_clock(),
     };
 
-    // 3. Push over HTTPS with the HSS certificate.
+    // 3. Push over HTTPS with the HSS certificate (or over Diameter, --diameter).
     let pki = PkiDir::open(&args.certs).map_err(|e| e.to_string())?;
+    if args.diameter.diameter.is_some() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let how = runtime.block_on(hss_diameter::push(&args.diameter, &pki, &push))?;
+        println!("HSS: pushed e2m_int_key for IMSI {imsi} {how}");
+        return Ok(());
+    }
+    let emks = args
+        .emks
+        .as_deref()
+        .ok_or("--emks or --diameter is required")?;
     let credentials = pki.hss().map_err(|e| e.to_string())?;
     let ca = pki.ca_certificates().map_err(|e| e.to_string())?;
-    let client = EmksClient::new(&args.emks, &credentials, &ca).map_err(|e| e.to_string())?;
+    let client = EmksClient::new(emks, &credentials, &ca).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -27,6 +27,21 @@
 //! `decrypt_error (51)`: re-authenticate) on one line and exits 1 at once. Over OSCORE, an
 //! EMSE that can no longer get the key id's key answers so that the UE prints
 //! "re-authenticate" and exits 1.
+//!
+//! `--akma` (TS 33.535, module `support/ue_akma.rs`): the USIM answers the 5G AKA challenge
+//! (`--k --opc --rand --autn`), the ME derives K_AUSF and RES* for `--serving-network-name`,
+//! K_AKMA and the A-KID (`--supi`, `--routing-indicator`, `--home-network`), and K_AF for
+//! `--af-fqdn` and `--ua-protocol` (default `010001c0a8`, this DTLS suite's), then GETs over
+//! DTLS 1.2 PSK with psk_identity "3GPP-AKMA" + A-KID (TS 24.109 K.3.2):
+//!
+//! ```text
+//! cargo run --example ue -- --akma --connect 127.0.0.1:5684 \
+//!     --k 465b5ce8b199b49faa5f0a2ee238a6bc --opc cd63cb71954a9f4e48a5994e37a02baf \
+//!     --rand 23553cbe9637a89d218ae64dae47bf35 --autn 55f328b43577b9b94a9ffac354dfafb3 \
+//!     --supi imsi-208930000000001 --serving-network-name 5G:mnc093.mcc208.3gppnetwork.org \
+//!     --home-network 5gc.mnc093.mcc208.3gppnetwork.org --af-fqdn af.example.com
+//! ```
+//!
 //! Prints short narrated lines; never key bytes. `ue --help` lists the flags
 //! and defaults; bad input: one line on stderr, exit status 2.
 
@@ -48,6 +63,8 @@ use e2m_oscore::e2m::E2mOscoreProfile;
 #[path = "support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
 mod cli;
+#[path = "support/ue_akma.rs"]
+mod ue_akma;
 
 use cli::{Hex, hex_array};
 
@@ -64,7 +81,8 @@ struct Args {
     protocol: Protocol,
     /// The whole psk_identity (instead of --identity and --key-id).
     #[arg(long, value_name = "TEXT", value_parser = parse_psk_identity,
-          conflicts_with_all = ["identity", "key_id"], required_unless_present = "identity")]
+          conflicts_with_all = ["identity", "key_id"],
+          required_unless_present_any = ["identity", "akma"])]
     psk_identity: Option<PskIdentity>,
     /// The application identity.
     #[arg(long, value_name = "APP_ID")]
@@ -75,7 +93,8 @@ struct Args {
     /// e2m_key (32 octets) given directly: the DTLS PSK, or the OSCORE profile's input.
     #[arg(long, visible_alias = "e2m-key", value_name = "HEX64", value_parser = hex_array::<32>,
           conflicts_with_all = ["k", "opc", "autn", "emse_id"],
-          required_unless_present_all = ["k", "opc", "rand", "emse_id"])]
+          required_unless_present_all = ["k", "opc", "rand", "emse_id"],
+          required_unless_present = "akma")]
     psk_hex: Option<Hex<32>>,
     /// K, the subscriber key (the USIM's; with --opc, --rand, --emse-id).
     #[arg(long, value_name = "HEX32", value_parser = hex_array::<16>)]
@@ -98,6 +117,8 @@ struct Args {
     /// Handshake and request timeout, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     timeout: u64,
+    #[command(flatten)]
+    akma: ue_akma::AkmaArgs,
 }
 
 /// The application protocol secured with e2m_key.
@@ -175,13 +196,43 @@ fn identity_from_args(args: &Args, rand: Option<[u8; 16]>) -> Result<PskIdentity
 async fn run(args: Args) -> Result<(), String> {
     let connect = args.connect;
     let timeout = Duration::from_secs(args.timeout);
+    if args.akma.akma {
+        return akma_get(&args, timeout).await;
+    }
     let (psk, rand) = psk_from_args(&args)?;
     let identity = identity_from_args(&args, rand)?;
     println!(
         "UE: psk_identity \"{identity}\" (application identity {}, key id {})",
         identity.identity, identity.key_id
     );
-    let path = args.path.as_str();
+    let request = get_request(&args.path)?;
+    match args.protocol {
+        Protocol::Dtls => dtls_get(connect, &identity, &psk, &request, timeout).await,
+        Protocol::Oscore => oscore_get(connect, &identity, &psk, &request, timeout).await,
+    }
+}
+
+/// `--akma`: 5G AKA, the AKMA keys, and the GET to the AF (module `ue_akma`).
+async fn akma_get(args: &Args, timeout: Duration) -> Result<(), String> {
+    if args.protocol != Protocol::Dtls {
+        return Err("--akma runs over DTLS (TS 24.109 K.3.2) only".into());
+    }
+    let (Some(k), Some(opc), Some(rand), Some(autn)) = (&args.k, &args.opc, &args.rand, &args.autn)
+    else {
+        return Err("--akma needs --k, --opc, --rand and --autn".into());
+    };
+    let usim = ue_akma::Usim { k, opc, rand, autn };
+    ue_akma::run(
+        &args.akma,
+        &usim,
+        args.connect,
+        &get_request(&args.path)?,
+        timeout,
+    )
+    .await
+}
+
+fn get_request(path: &str) -> Result<Message, String> {
     let mut request = Message::new(
         MessageType::Confirmable,
         Code::GET,
@@ -189,10 +240,7 @@ async fn run(args: Args) -> Result<(), String> {
         Token::new(b"e2m").map_err(|e| e.to_string())?,
     );
     request.set_uri_path(path).map_err(|e| e.to_string())?;
-    match args.protocol {
-        Protocol::Dtls => dtls_get(connect, &identity, &psk, &request, timeout).await,
-        Protocol::Oscore => oscore_get(connect, &identity, &psk, &request, timeout).await,
-    }
+    Ok(request)
 }
 
 async fn dtls_get(

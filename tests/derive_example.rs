@@ -203,3 +203,121 @@ fn oscore_context_matches_the_independent_e2m_profile_vector() {
     assert_eq!(out["emse_sender_id"], "");
     assert_eq!(out["master_salt"], "");
 }
+
+/// The AKMA sets of `crates/e2m-keyid/tests/data/akma.txt` (written by e2m-kdf's
+/// independent Python reference from TS 35.208 sets 1, 3 and 4), as `name → value`.
+fn akma_sets() -> Vec<BTreeMap<String, String>> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/e2m-keyid/tests/data/akma.txt"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    text.split("\n[")
+        .skip(1)
+        .map(|section| {
+            section
+                .lines()
+                .filter_map(|line| line.split_once(" = "))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+/// `derive kausf`, `res-star`, `kakma`, `a-tid`, `a-kid` and `kaf` reproduce every step of
+/// the AKMA chain of each set; the SUPI is given in its TS 29.571 form (the KDF takes it
+/// without the prefix) and, for an IMSI, as bare digits.
+#[test]
+fn derive_akma_chain_matches_the_independent_reference() {
+    let sets = akma_sets();
+    assert_eq!(sets.len(), 3);
+    for set in &sets {
+        let v = |name: &str| set[name].as_str();
+        let name = v("supi");
+        let kausf = derive(&[
+            "kausf",
+            "--ck",
+            v("ck"),
+            "--ik",
+            v("ik"),
+            "--serving-network-name",
+            v("serving_network_name"),
+            "--sqn-xor-ak",
+            v("sqn_xor_ak"),
+        ]);
+        assert_eq!(kausf["kausf"], v("kausf"), "{name}");
+        let res_star = derive(&[
+            "res-star",
+            "--ck",
+            v("ck"),
+            "--ik",
+            v("ik"),
+            "--serving-network-name",
+            v("serving_network_name"),
+            "--rand",
+            v("rand"),
+            "--res",
+            v("res"),
+        ]);
+        assert_eq!(res_star["res_star"], v("xres_star"), "{name}");
+        let mut supis = vec![v("supi")];
+        if v("supi").starts_with("imsi-") {
+            supis.push(v("supi_kdf_param"));
+        }
+        for supi in supis {
+            let kakma = derive(&["kakma", "--kausf", v("kausf"), "--supi", supi]);
+            assert_eq!(kakma["kakma"], v("kakma"), "{supi}");
+            let a_tid = derive(&["a-tid", "--kausf", v("kausf"), "--supi", supi]);
+            assert_eq!(a_tid["a_tid"], v("a_tid"), "{supi}");
+        }
+        let home = ["--routing-indicator", v("routing_indicator")];
+        let realm = ["--home-network", v("home_realm")];
+        for from in [
+            vec!["--kausf", v("kausf"), "--supi", v("supi")],
+            vec!["--a-tid", v("a_tid")],
+        ] {
+            let mut args = vec!["a-kid"];
+            args.extend(&from);
+            args.extend(home);
+            args.extend(realm);
+            let a_kid = derive(&args);
+            assert_eq!(a_kid["a_kid"], v("a_kid"), "{name}");
+            // TS 24.109 K.3.2 e): the prefix "3GPP-AKMA" and the A-KID.
+            assert_eq!(
+                a_kid["psk_identity"],
+                format!("3GPP-AKMA{}", v("a_kid")),
+                "{name}"
+            );
+        }
+        for i in 0..3 {
+            let af_id = v(&format!("af_id_{i}"));
+            let (fqdn, ua) = af_id.split_once(";ua=").unwrap();
+            let want = v(&format!("kaf_{i}"));
+            let by_parts = derive(&[
+                "kaf",
+                "--kakma",
+                v("kakma"),
+                "--af-fqdn",
+                fqdn,
+                "--ua-protocol",
+                ua,
+            ]);
+            assert_eq!(by_parts["kaf"], want, "{name} K_AF {i}");
+            assert_eq!(by_parts["af_id"], af_id);
+            assert_eq!(by_parts["af_id_octets"], v(&format!("af_id_{i}_octets")));
+            let by_octets = derive(&[
+                "kaf",
+                "--kakma",
+                v("kakma"),
+                "--af-id",
+                v(&format!("af_id_{i}_octets")),
+            ]);
+            assert_eq!(by_octets["kaf"], want, "{name} K_AF {i}");
+            if ua == "010001c0a8" {
+                // The default Ua* id is the e2m DTLS suite's (TS 33.220 H.3).
+                let default = derive(&["kaf", "--kakma", v("kakma"), "--af-fqdn", fqdn]);
+                assert_eq!(default["kaf"], want, "{name}");
+            }
+        }
+    }
+}

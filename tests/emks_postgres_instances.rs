@@ -213,7 +213,23 @@ impl Drop for Instance {
 
 impl Instance {
     fn start(name: &'static str, dir: &Path, conninfo: &str) -> Instance {
-        let mut child = Command::new(example_binary("emks"))
+        Instance::start_allowing(name, dir, conninfo, &[])
+    }
+
+    /// An instance that accepts callbacks to `callbacks` (`--callback-allow`): the test's
+    /// notification endpoints listen on ephemeral ports, and certificate-named hosts take
+    /// callbacks on port 443 only.
+    fn start_allowing(
+        name: &'static str,
+        dir: &Path,
+        conninfo: &str,
+        callbacks: &[std::net::SocketAddr],
+    ) -> Instance {
+        let mut command = Command::new(example_binary("emks"));
+        for callback in callbacks {
+            command.arg("--callback-allow").arg(callback.to_string());
+        }
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--store", "postgres", "--certs"])
             .arg(dir.join("pki"))
             .arg("--kek-file")
@@ -477,12 +493,13 @@ fn quiet_period() -> Duration {
 }
 
 /// The EMSE's notification endpoint of e2m-https (the one the demo's EMSEs run): mutual
-/// TLS with EMSE `emse-a`'s certificate, which names 127.0.0.1, so the EMKS accepts a
-/// callback to it without `--callback-allow`; it admits only EMKS certificates.
+/// TLS with EMSE `emse-a`'s certificate, which names 127.0.0.1; it admits only EMKS
+/// certificates. Its port is ephemeral, not 443: the instances get `--callback-allow` for
+/// it ([`Instance::start_allowing`]).
 fn notification_endpoint(pki: &PkiDir, listener: tokio::net::TcpListener) -> NotificationServer {
     start_notification_endpoint(
         listener,
-        &pki.emse(&emse_id()).unwrap(),
+        &pki.emse_callback(&emse_id()).unwrap(),
         &pki.ca_certificates().unwrap(),
         Limits::default(),
     )
@@ -601,10 +618,13 @@ fn a_push_through_a_notifies_a_subscriber_registered_through_b_once() {
         .enable_all()
         .build()
         .unwrap();
-    let a = Instance::start("A", &dir, &pg.conninfo);
-    let b = Instance::start("B", &dir, &pg.conninfo);
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let callbacks = [listener.local_addr().unwrap()];
+    let a = Instance::start_allowing("A", &dir, &pg.conninfo, &callbacks);
+    let b = Instance::start_allowing("B", &dir, &pg.conninfo, &callbacks);
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut endpoint = notification_endpoint(&pki, listener);
         let emse_via_b = b.emse(&pki);
         emse_via_b.register(None).await.unwrap();
@@ -657,13 +677,17 @@ fn a_push_acknowledged_by_an_instance_killed_at_once_is_notified_by_the_other() 
         .enable_all()
         .build()
         .unwrap();
-    let mut a = Instance::start("A", &dir, &pg.conninfo);
-    let b = Instance::start("B", &dir, &pg.conninfo);
+    let socket = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        socket
+    });
+    let callbacks = [socket.local_addr().unwrap()];
+    let mut a = Instance::start_allowing("A", &dir, &pg.conninfo, &callbacks);
+    let b = Instance::start_allowing("B", &dir, &pg.conninfo, &callbacks);
     // A claimed entry comes back after the lease; then B claims it within a poll.
     let after_a_crash = delivery().lease + DELIVERED_WITHIN;
     runtime.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let callback = CallbackUri::new(&format!(
             "https://{}{NOTIFICATIONS_PATH}",
             socket.local_addr().unwrap()
@@ -706,7 +730,7 @@ fn a_push_acknowledged_by_an_instance_killed_at_once_is_notified_by_the_other() 
         assert_eq!(repeats, 0, "delivered {repeats} more times");
 
         // 2. The endpoint is up; A comes back, takes a push and is killed at once.
-        a = Instance::start("A", &dir, &pg.conninfo);
+        a = Instance::start_allowing("A", &dir, &pg.conninfo, &callbacks);
         a.hss(&pki)
             .push_intermediate_key(&push_of(second))
             .await

@@ -14,142 +14,31 @@
     reason = "integration tests"
 )]
 
+#[path = "support/redb_crash.rs"]
+mod redb_crash;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2m_https::client::EmksClient;
+use e2m_https::client::{ClientOptions, EmksClient, RetryPolicy};
 use e2m_https::pki::PkiDir;
-use e2m_kdf::{E2mIntKey, E2mProfile};
-use e2m_keyid::{AppIdentity, E2mKeyDeriver, EmseId, Imsi, KeyId};
-use e2m_keystore::conformance::test_key_bytes;
+use e2m_keyid::EmseId;
 use e2m_msg::{
-    CallbackUri, EventSet, EventType, IntermediateKeyPush, KeyIdSource, KeyRequest, SessionId,
-    Subscription, Timestamp, UeRef,
+    CallbackUri, EventSet, EventType, IntermediateKeyPush, KeyIdSource, Subscription, UeRef,
 };
-use support::{example_binary, kill, temp_dir};
+use redb_crash::{app, check_key, imsi, int_key, key_id, now, prepare};
+use support::{example_binary, temp_dir};
+
+/// The example on `dir`, HTTPS only.
+fn start(dir: &Path) -> redb_crash::Server {
+    redb_crash::start(dir, &[], 0)
+}
 
 const KILLS: usize = 20;
 const UES: u64 = 2_000;
-
-fn app(ue: u64) -> AppIdentity {
-    AppIdentity::new(&format!("ue-{ue}@crash.example")).unwrap()
-}
-
-fn imsi(ue: u64) -> Imsi {
-    Imsi::new(&format!("00101{ue:010}")).unwrap()
-}
-
-fn key_id(ue: u64) -> KeyId {
-    KeyId::from_u32(ue as u32 + 1)
-}
-
-/// The key pushed for `ue`: distinct per UE, so a served key from another row shows.
-fn int_key(ue: u64) -> E2mIntKey {
-    E2mIntKey::from_array(test_key_bytes(ue, key_id(ue).as_u32()))
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        kill(&mut self.child);
-    }
-}
-
-fn start(dir: &Path) -> Server {
-    let mut child = Command::new(example_binary("emks"))
-        .args(["--listen", "127.0.0.1:0", "--certs"])
-        .arg(dir.join("pki"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--kek-file")
-        .arg(dir.join("kek-1"))
-        .arg("--provision-file")
-        .arg(dir.join("identities.csv"))
-        // The per-peer limiter must not answer the test's pushes with 429.
-        .args(["--rate", "1000000", "--burst", "1000000"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("EMKS listening on ")
-        .unwrap_or_else(|| panic!("emks did not start: first line {line:?}"))
-        .to_owned();
-    Server { child, base }
-}
-
-fn prepare(dir: &Path) {
-    let emks = example_binary("emks");
-    let out = Command::new(&emks)
-        .args(["gen-pki", "--dir"])
-        .arg(dir.join("pki"))
-        .args(["--emse", "emse-a"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "gen-pki: {out:?}");
-    let out = Command::new(&emks)
-        .args(["gen-kek", "--out"])
-        .arg(dir.join("kek-1"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "gen-kek: {out:?}");
-    let mut csv = String::from("emse_id,app_identity,imsi\n");
-    for ue in 0..UES {
-        csv.push_str(&format!("emse-a,{},{}\n", app(ue), imsi(ue)));
-    }
-    std::fs::write(dir.join("identities.csv"), csv).unwrap();
-}
-
-fn now() -> Timestamp {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    Timestamp::from_unix_secs(secs)
-}
-
-/// Checks that `ue`'s key is served exactly (`must`), or is absent or exact (`!must`).
-async fn check_key(emse: &EmksClient, session: &SessionId, ue: u64, must: bool) {
-    let request = KeyRequest {
-        session_id: SessionId::from_array(*session.expose_secret()),
-        ue: UeRef::AppIdentity(app(ue)),
-        key_id: key_id(ue),
-    };
-    match emse.fetch_key(&request).await {
-        Ok(key) => {
-            let expected = E2mKeyDeriver::new(&int_key(ue), E2mProfile::PROVISIONAL)
-                .unwrap()
-                .derive(&EmseId::new("emse-a").unwrap())
-                .unwrap();
-            assert!(
-                key.key == expected,
-                "UE {ue}: served key differs (torn or mixed up)"
-            );
-            assert_eq!(key.key_id, key_id(ue), "UE {ue}: key id");
-        }
-        Err(e) if !must => {
-            // In flight at the kill: not stored, which is fine, but never a server fault.
-            assert!(e.problem_cause().is_some(), "UE {ue}: {e}");
-        }
-        Err(e) => panic!("UE {ue}: acknowledged push not fetchable after a restart: {e}"),
-    }
-}
 
 /// Pushes UEs `from..` one after another until a push fails (the server was killed);
 /// returns the UEs acknowledged (204) and the one in flight when it failed.
@@ -173,7 +62,7 @@ async fn push_until_killed(hss: EmksClient, from: u64, acked: Arc<Mutex<Vec<u64>
 fn acknowledged_pushes_sessions_and_subscriptions_survive_kill_9() {
     let dir: PathBuf = temp_dir("redb-crash");
     std::fs::create_dir_all(&dir).unwrap();
-    prepare(&dir);
+    prepare(&dir, UES);
     let seed = std::env::var("E2M_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -202,7 +91,9 @@ fn acknowledged_pushes_sessions_and_subscriptions_survive_kill_9() {
         let subscription = Subscription {
             events: EventSet::single(EventType::KeyAvailable),
             ue: Some(UeRef::AppIdentity(app(0))),
-            callback: CallbackUri::new("https://127.0.0.1:9/e2m/v1/notifications").unwrap(),
+            // Port 443 of a host the certificate names (the only port allowed by
+            // default); nothing listens there, and the notification stays pending.
+            callback: CallbackUri::new("https://127.0.0.1/e2m/v1/notifications").unwrap(),
         };
         let subscribed = emse.subscribe(&subscription).await.unwrap();
         (registered.session_id, subscribed.subscription_id)
@@ -216,7 +107,18 @@ fn acknowledged_pushes_sessions_and_subscriptions_survive_kill_9() {
     for round in 0..=KILLS {
         let mut server = start(&dir);
         let emse = EmksClient::for_emse(&server.base, &pki, &emse_id).unwrap();
-        let hss = EmksClient::for_hss(&server.base, &pki).unwrap();
+        // No retries: a push in flight at the kill fails at once instead of retrying
+        // against the dead address (the next instance listens elsewhere).
+        let hss = EmksClient::with_options(
+            &server.base,
+            &pki.hss().unwrap(),
+            &pki.ca_certificates().unwrap(),
+            &ClientOptions {
+                retry: RetryPolicy::NEVER,
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap();
         // Everything acknowledged before the last kill, and what was in flight then.
         let done: Vec<u64> = acked.lock().unwrap().clone();
         runtime.block_on(async {
@@ -277,7 +179,7 @@ fn refused_start(dir: &Path, extra: &[&std::ffi::OsStr]) -> String {
 fn a_wrong_kek_or_a_bad_provisioning_file_stops_the_start_with_a_clear_message() {
     let dir: PathBuf = temp_dir("redb-refusals");
     std::fs::create_dir_all(&dir).unwrap();
-    prepare(&dir);
+    prepare(&dir, UES);
     // A first start creates the store under KEK version 1.
     drop(start(&dir));
     let emks = example_binary("emks");

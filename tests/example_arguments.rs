@@ -443,6 +443,10 @@ fn emse_refuses_hostile_arguments_with_one_short_line() {
             "not a number",
         ),
         (
+            args(&["--psk-hex", KEY32, "--max-peers", "0"]),
+            "no peer at all",
+        ),
+        (
             args(&["--psk-hex", KEY32, "--run-for", "-5"]),
             "negative duration",
         ),
@@ -559,6 +563,43 @@ fn emks_refuses_hostile_arguments_with_one_short_line() {
             with(&certs, args(&["--data-dir", "/nonexistent"])),
             "redb store without --kek-file",
         ),
+        (
+            with(&certs, args(&["--store", "memory", "--data-dir", "/tmp/x"])),
+            "memory store with --data-dir",
+        ),
+        (
+            with(&certs, args(&["--store", "memory", "--kek-file", "/tmp/k"])),
+            "memory store with --kek-file",
+        ),
+        (
+            with(
+                &certs,
+                args(&["--store", "memory", "--backup-dir", "/tmp/b"]),
+            ),
+            "memory store with --backup-dir",
+        ),
+        (
+            with(
+                &certs,
+                args(&[
+                    "--store",
+                    "postgres",
+                    "--kek-file",
+                    "/tmp/k",
+                    "--backup-dir",
+                    "/tmp/b",
+                ]),
+            ),
+            "postgres store with --backup-dir",
+        ),
+        (
+            with(&certs, args(&["--store", "memory"])),
+            "a --certs directory that does not exist",
+        ),
+        (
+            args(&["restore", "--backup", "/tmp/b", "--data-dir", "/tmp/d"]),
+            "restore without --kek-file",
+        ),
         (args(&["gen-kek"]), "gen-kek without --out"),
         (
             args(&["gen-kek", "--out", "/nonexistent/k", "--version", "0"]),
@@ -602,6 +643,8 @@ fn help_works_everywhere_and_shows_defaults() {
                 "gen-kek",
                 "--data-dir",
                 "[default: redb]",
+                "--backup-dir",
+                "restore",
             ],
         ),
         ("hss", &["--help"], &["[default: 1]", "[default: rand]"]),
@@ -628,4 +671,57 @@ fn help_works_everywhere_and_shows_defaults() {
             "{example}: colour codes in help written to a pipe"
         );
     }
+}
+
+/// Control characters in what an error line echoes (a file name, a value) come out
+/// escaped: a hostile name cannot move the cursor, recolour the terminal or forge a second
+/// log line. Checked on a path the example reads (a missing --provision-file, which is bad
+/// input: exit 2) and on a value clap refuses.
+#[test]
+fn echoed_paths_and_values_show_control_characters_escaped() {
+    let pki = support::temp_dir("args-pki");
+    let out = run_bounded(
+        Command::new(example_binary("emks"))
+            .args(["gen-pki", "--dir"])
+            .arg(&pki)
+            .args(["--emse", "emse-a"]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "gen-pki: {out:?}");
+    let hostile = "/nonexistent/\u{1b}[31mred\nemks: forged line\u{202e}";
+    let cases: Vec<(Vec<OsString>, &str)> = vec![
+        (
+            with(
+                &["--store", "memory", "--certs", pki.to_str().unwrap()],
+                args(&["--provision-file", hostile]),
+            ),
+            "missing --provision-file",
+        ),
+        (
+            args(&["--store", "memory", "--certs", hostile]),
+            "missing --certs",
+        ),
+        (
+            args(&["--certs", "/nonexistent", "--listen", "\u{1b}[2J\r1.2.3.4"]),
+            "--listen value",
+        ),
+    ];
+    for (argv, what) in &cases {
+        expect_usage_error("emks", argv, what);
+        let out = run_bounded(
+            Command::new(example_binary("emks")).args(argv),
+            Duration::from_secs(20),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stderr.trim_end_matches('\n');
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{what}: control characters in {line:?}"
+        );
+        assert!(
+            line.contains("\\u{1b}"),
+            "{what}: escape not shown: {line:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&pki);
 }

@@ -5,7 +5,8 @@
 //! any of them serves any request; keys sealed the same way), or, with `--store memory`,
 //! the in-memory stores; health, readiness and Prometheus metrics on a separate plain-HTTP
 //! listener. Also the helpers that write the certificate directory every role reads and a
-//! KEK file.
+//! KEK file, and `restore`, which installs an online backup of the redb store (written to
+//! `--backup-dir` on SIGUSR1) into a data directory.
 //!
 //! ```text
 //! # 1. certificates (a CA, the EMKS, the HSS, one per EMSE; the CA key is not kept)
@@ -34,7 +35,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,12 +58,14 @@ use e2m_keystore_pg::{PgBackend, PgConfig};
 use e2m_keystore_redb::e2m_seal::{KekVersion, write_new_kek_file};
 use e2m_keystore_redb::{Keyring, RedbStore, RedbStoreConfig};
 
+mod akma;
 #[path = "../support/cli.rs"]
 #[allow(dead_code, reason = "shared by all examples; each uses a part")]
 mod cli;
+mod diameter;
 mod metrics;
 
-use metrics::{EmksMetrics, Operations, OperationsServer, Refresh};
+use metrics::{EmksMetrics, Operations, OperationsServer, Refresh, StoreProbe};
 
 const PROGRAM: &str = "emks";
 
@@ -111,6 +114,36 @@ enum Command {
               value_parser = clap::value_parser!(u32).range(1..))]
         version: u32,
     },
+    /// Writes an AKMA PKI directory for the AAnF (`--aanf-certs`): a CA, the AAnF's server
+    /// and client certificates, and one per AUSF, NEF and AF (the CA key is not kept).
+    GenAkmaPki {
+        /// Where to write it.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// An AUSF's name (repeatable).
+        #[arg(long, value_name = "NAME")]
+        ausf: Vec<String>,
+        /// A NEF's name (repeatable).
+        #[arg(long, value_name = "NAME")]
+        nef: Vec<String>,
+        /// An AF's FQDN (repeatable).
+        #[arg(long, value_name = "FQDN")]
+        af: Vec<String>,
+    },
+    /// Restores a backup (written by `--backup-dir` on SIGUSR1) into a redb data directory,
+    /// with the EMKS stopped: verifies it (checksums, schema, the KEK files), keeps the
+    /// file it replaces beside it (`e2m-emks.redb.replaced-<unix ms>`), and installs it.
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        backup: PathBuf,
+        /// The data directory to restore into (the EMKS's --data-dir).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The KEK files of the store (repeatable; the backup must open with them).
+        #[arg(long, value_name = "FILE", required = true)]
+        kek_file: Vec<PathBuf>,
+    },
 }
 
 /// Where the EMKS keeps its state.
@@ -141,6 +174,10 @@ struct ServeArgs {
     /// The data directory of the redb store (created if missing).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// With --store redb: where SIGUSR1 writes an online backup of the store
+    /// (`e2m-emks-<UTC time>.redb`; created if missing). Restore one with `emks restore`.
+    #[arg(long, value_name = "DIR")]
+    backup_dir: Option<PathBuf>,
     /// The PostgreSQL store's connection string, libpq style (`host=H port=P user=U
     /// dbname=D`) or a URL (`postgresql://U@H:P/D`); without it, $E2M_DATABASE_URL (which
     /// keeps a password out of the process list).
@@ -184,10 +221,11 @@ struct ServeArgs {
     /// Let this EMSE name UEs by IMSI (the seed's case 1; repeatable).
     #[arg(long, value_name = "EMSE_ID")]
     allow_imsi: Vec<EmseId>,
-    /// Accept callbacks to this host (DNS name, `*.` wildcard or IP address) from any
-    /// EMSE; without it, a callback must name a host of the EMSE's certificate (repeatable).
-    #[arg(long, value_name = "HOST")]
-    callback_allow: Vec<e2m_emks::CallbackHost>,
+    /// Accept callbacks to this host (DNS name, `*.` wildcard or IP address, IPv6 in
+    /// brackets) on this port from any EMSE; without it, a callback must name a host of
+    /// the EMSE's certificate, on port 443 (repeatable).
+    #[arg(long, value_name = "HOST:PORT")]
+    callback_allow: Vec<e2m_emks::AllowedCallback>,
     /// Requests per second per peer (sustained).
     #[arg(long, value_name = "PER_SEC", default_value_t = RateLimit::DEFAULT.per_second,
           value_parser = parse_rate)]
@@ -204,6 +242,11 @@ struct ServeArgs {
     /// line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    akma: akma::AkmaArgs,
+    /// The HSS's pushes over Diameter (examples/emks/diameter.rs).
+    #[command(flatten)]
+    diameter: diameter::DiameterArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -253,6 +296,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::GenPki { dir, emse }) => gen_pki(&dir, emse),
         Some(Command::GenKek { out, version }) => gen_kek(&out, version),
+        Some(Command::GenAkmaPki { dir, ausf, nef, af }) => akma::gen_pki(&dir, &ausf, &nef, &af),
+        Some(Command::Restore {
+            backup,
+            data_dir,
+            kek_file,
+        }) => restore(&backup, &data_dir, &kek_file),
         None => serve(cli.serve),
     };
     match result {
@@ -273,6 +322,31 @@ fn gen_kek(out: &std::path::Path, version: u32) -> Result<(), String> {
     let version = KekVersion::new(version).ok_or("--version must be at least 1")?;
     write_new_kek_file(out, version).map_err(|e| e.to_string())?;
     println!("KEK version {} written to {}", version.get(), out.display());
+    Ok(())
+}
+
+fn restore(backup: &Path, data_dir: &Path, kek_files: &[PathBuf]) -> Result<(), String> {
+    let keyring = read_keyring(kek_files);
+    let summary = RedbStore::restore(backup, data_dir, &keyring).map_err(|e| {
+        format!(
+            "restore {} into {}: {e}",
+            cli::printable(&backup.display().to_string()),
+            cli::printable(&data_dir.display().to_string())
+        )
+    })?;
+    println!(
+        "restored {} keys of {} UEs from {} into {}",
+        summary.keys,
+        summary.ues,
+        cli::printable(&backup.display().to_string()),
+        cli::printable(&data_dir.display().to_string())
+    );
+    if let Some(replaced) = summary.replaced {
+        println!(
+            "the file it replaced is kept as {}",
+            cli::printable(&replaced.display().to_string())
+        );
+    }
     Ok(())
 }
 
@@ -321,22 +395,35 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         cli::usage_error(PROGRAM, "--certs is required");
     };
     check_store_flags(&args);
+    args.akma.check();
     init_logs(args.log_format);
 
-    let pki = PkiDir::open(&certs).map_err(|e| e.to_string())?;
+    let pki = PkiDir::open(&certs).unwrap_or_else(|e| {
+        cli::usage_error(
+            PROGRAM,
+            format!(
+                "--certs {}: {e}",
+                cli::printable(&certs.display().to_string())
+            ),
+        )
+    });
     let mut config = EmksConfig::default();
-    for host in &args.callback_allow {
-        config = config.allow_callback_host(host.clone());
+    for allowed in &args.callback_allow {
+        config = config.allow_callback(allowed.clone());
     }
     for emse in &args.allow_imsi {
         config = config.allow_imsi(emse);
     }
+    // A file that cannot be read or parsed is bad input like a bad flag (exit 2).
     let rows = match &args.provision_file {
         Some(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| format!("--provision-file {}: {e}", path.display()))?;
-            parse_identity_csv(&bytes)
-                .map_err(|e| format!("--provision-file {}: {e}", path.display()))?
+            let shown = cli::printable(&path.display().to_string());
+            let bytes = std::fs::read(path).unwrap_or_else(|e| {
+                cli::usage_error(PROGRAM, format!("--provision-file {shown}: {e}"))
+            });
+            parse_identity_csv(&bytes).unwrap_or_else(|e| {
+                cli::usage_error(PROGRAM, format!("--provision-file {shown}: {e}"))
+            })
         }
         None => Vec::new(),
     };
@@ -357,15 +444,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 m.sessions
                     .set(i64::try_from(probe.sessions().len()).unwrap_or(i64::MAX));
             };
-            run(
-                &runtime,
-                core,
-                &args,
-                rows,
-                &pki,
-                Some(Box::new(refresh)),
-                None,
-            )
+            let hooks = StoreHooks {
+                refresh: Some(Box::new(refresh)),
+                akma: args.akma.enabled().then(|| {
+                    akma::AkmaStore::Memory(e2m_keystore::MemoryAkmaContexts::new(
+                        args.akma.policy(),
+                    ))
+                }),
+                ..StoreHooks::default()
+            };
+            run(&runtime, core, &args, rows, &pki, hooks)
         }
         StoreKind::Redb => {
             let Some(data_dir) = &args.data_dir else {
@@ -388,6 +476,30 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 store.sessions(),
                 store.subscriptions(),
             ));
+            let backup = args.backup_dir.as_ref().map(|dir| {
+                std::fs::create_dir_all(dir).unwrap_or_else(|e| {
+                    cli::usage_error(
+                        PROGRAM,
+                        format!(
+                            "--backup-dir {}: {e}",
+                            cli::printable(&dir.display().to_string())
+                        ),
+                    )
+                });
+                OnlineBackup {
+                    store: store.clone(),
+                    dir: dir.clone(),
+                }
+            });
+            let akma_store = args
+                .akma
+                .enabled()
+                .then(|| akma::AkmaStore::Redb(store.akma(args.akma.policy())));
+            let probed = store.clone();
+            let probe: StoreProbe = Box::new(move || {
+                let store = probed.clone();
+                Box::pin(async move { store.check_writable().await.map_err(|e| e.to_string()) })
+            });
             let refresh = move |m: &EmksMetrics| {
                 if let Ok(n) = store.key_count() {
                     m.keys_held.set(i64::try_from(n).unwrap_or(i64::MAX));
@@ -396,15 +508,14 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                     m.sessions.set(i64::try_from(n).unwrap_or(i64::MAX));
                 }
             };
-            run(
-                &runtime,
-                core,
-                &args,
-                rows,
-                &pki,
-                Some(Box::new(refresh)),
-                None,
-            )
+            let hooks = StoreHooks {
+                refresh: Some(Box::new(refresh)),
+                probe: Some(probe),
+                backup,
+                outbox_wake: None,
+                akma: akma_store,
+            };
+            run(&runtime, core, &args, rows, &pki, hooks)
         }
         StoreKind::Postgres => {
             let pg_config = postgres_config(&args);
@@ -437,7 +548,27 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 let _runtime = runtime.enter();
                 backend.outbox_wakeups()
             };
-            let result = run(&runtime, core, &args, rows, &pki, None, Some(wake));
+            let probed = backend.clone();
+            let probe: StoreProbe = Box::new(move || {
+                let backend = probed.clone();
+                Box::pin(async move { backend.check_writable().await.map_err(|e| with_causes(&e)) })
+            });
+            // The AAnF's deliverer listens for the AKMA entries on a channel of its own.
+            let akma_store = args.akma.enabled().then(|| {
+                let _runtime = runtime.enter();
+                akma::AkmaStore::Postgres(
+                    backend.akma(args.akma.policy()),
+                    backend.outbox_wakeups(),
+                )
+            });
+            let hooks = StoreHooks {
+                refresh: None,
+                probe: Some(probe),
+                backup: None,
+                outbox_wake: Some(wake),
+                akma: akma_store,
+            };
+            let result = run(&runtime, core, &args, rows, &pki, hooks);
             backend.close();
             result
         }
@@ -505,8 +636,29 @@ fn check_store_flags(args: &ServeArgs) {
             }
             true
         }
-        StoreKind::Memory => false,
+        StoreKind::Memory => {
+            for (given, flag) in [
+                (args.data_dir.is_some(), "--data-dir"),
+                (!args.kek_file.is_empty(), "--kek-file"),
+            ] {
+                if given {
+                    cli::usage_error(
+                        PROGRAM,
+                        format!(
+                            "{flag} is for --store redb and --store postgres; --store memory keeps nothing"
+                        ),
+                    );
+                }
+            }
+            false
+        }
     };
+    if args.store != StoreKind::Redb && args.backup_dir.is_some() {
+        cli::usage_error(
+            PROGRAM,
+            "--backup-dir is for --store redb (back up PostgreSQL with pg_dump or pg_basebackup)",
+        );
+    }
     if args.store != StoreKind::Postgres && args.database_url.is_some() {
         cli::usage_error(PROGRAM, "--database-url is for --store postgres");
     }
@@ -542,16 +694,120 @@ fn postgres_config(args: &ServeArgs) -> PgConfig {
         .unwrap_or_else(|e| cli::usage_error(PROGRAM, format!("--database-url: {e}")))
 }
 
-/// Provisions, then serves until a stop signal, over any stores; `outbox_wake` (the
-/// PostgreSQL store's `LISTEN`) wakes the deliverer for notifications other instances recorded.
+/// What the serving loop uses of a store besides the core.
+#[derive(Default)]
+struct StoreHooks {
+    /// Reads the state gauges before each scrape.
+    refresh: Option<Refresh>,
+    /// Asks a durable store whether it can write (readiness).
+    probe: Option<StoreProbe>,
+    /// Where SIGUSR1 writes an online backup (redb with `--backup-dir`).
+    backup: Option<OnlineBackup>,
+    /// The PostgreSQL store's `LISTEN`: wakes the deliverer for notifications other
+    /// instances recorded.
+    outbox_wake: Option<Arc<tokio::sync::Notify>>,
+    /// The AKMA contexts the AAnF serves (with `--aanf-listen`).
+    akma: Option<akma::AkmaStore>,
+}
+
+/// The redb store and the directory its online backups go to.
+struct OnlineBackup {
+    store: RedbStore,
+    dir: PathBuf,
+}
+
+/// Writes an online backup on each SIGUSR1 (one at a time, on a blocking thread); with no
+/// backup configured, logs that none was written (SIGUSR1 never ends the process).
+fn backups_on_sigusr1(backup: Option<OnlineBackup>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut usr1 = match signal(SignalKind::user_defined1()) {
+            Ok(usr1) => usr1,
+            Err(error) => {
+                tracing::warn!(%error, "SIGUSR1 handler not installed: no online backups");
+                return;
+            }
+        };
+        let busy = Arc::new(AtomicBool::new(false));
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                let Some(backup) = &backup else {
+                    tracing::warn!(
+                        "SIGUSR1: online backups need --store redb and --backup-dir; none written"
+                    );
+                    continue;
+                };
+                if busy.swap(true, Ordering::AcqRel) {
+                    tracing::warn!("SIGUSR1: a backup is being written; no second one started");
+                    continue;
+                }
+                let path = backup.dir.join(format!(
+                    "e2m-emks-{}.redb",
+                    utc_stamp(std::time::SystemTime::now())
+                ));
+                let (store, busy) = (backup.store.clone(), busy.clone());
+                tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
+                    let shown = path.display().to_string();
+                    match store.backup_to(&path) {
+                        Ok(summary) => tracing::info!(
+                            path = %shown,
+                            keys = summary.keys,
+                            ues = summary.ues,
+                            bytes = summary.bytes,
+                            millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                            "online backup written"
+                        ),
+                        Err(error) => {
+                            tracing::error!(path = %shown, %error, "online backup failed");
+                        }
+                    }
+                    busy.store(false, Ordering::Release);
+                });
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    if backup.is_some() {
+        tracing::warn!("online backups on SIGUSR1 need a Unix system");
+    }
+}
+
+/// `YYYYMMDDTHHMMSS.mmmZ` (UTC) for a backup's file name.
+fn utc_stamp(time: std::time::SystemTime) -> String {
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's days_from_civil, inverted).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Provisions, then serves until a stop signal, over any stores.
 fn run<K, M, S, B>(
     runtime: &tokio::runtime::Runtime,
     core: Arc<Emks<K, M, S, B>>,
     args: &ServeArgs,
     rows: Vec<IdentityRow>,
     pki: &PkiDir,
-    refresh: Option<Refresh>,
-    outbox_wake: Option<Arc<tokio::sync::Notify>>,
+    hooks: StoreHooks,
 ) -> Result<(), String>
 where
     K: IntKeyStore + NotificationOutbox + 'static,
@@ -576,7 +832,15 @@ where
     }
     let metrics = Arc::new(EmksMetrics::new());
     let ready = Arc::new(AtomicBool::new(false));
+    let StoreHooks {
+        refresh,
+        probe,
+        backup,
+        outbox_wake,
+        akma: akma_store,
+    } = hooks;
     runtime.block_on(async {
+        backups_on_sigusr1(backup);
         let operations = match args.metrics_listen {
             Some(addr) => {
                 if !addr.ip().is_loopback() {
@@ -586,6 +850,8 @@ where
                     metrics: metrics.clone(),
                     ready: ready.clone(),
                     refresh,
+                    store_probe: probe,
+                    aanf: args.akma.enabled(),
                 };
                 Some(
                     OperationsServer::start(addr, operations)
@@ -595,6 +861,13 @@ where
             }
             None => None,
         };
+        // One wake-up for the deliverer, whichever interface took the push.
+        let wake = outbox_wake.unwrap_or_else(|| Arc::new(tokio::sync::Notify::new()));
+        let observer: Option<Arc<dyn e2m_https::metrics::EmksObserver>> =
+            operations.is_some().then(|| {
+                let observer: Arc<dyn e2m_https::metrics::EmksObserver> = metrics.clone();
+                observer
+            });
         let options = EmksServerOptions {
             listen: args.listen,
             limits: Limits {
@@ -604,19 +877,26 @@ where
                 },
                 ..Limits::default()
             },
-            observer: operations.is_some().then(|| {
-                let observer: Arc<dyn e2m_https::metrics::EmksObserver> = metrics.clone();
-                observer
-            }),
-            outbox_wake,
+            observer: observer.clone(),
+            outbox_wake: Some(wake.clone()),
             ..EmksServerOptions::default()
         };
-        let server = start_emks(core, pki, options)
+        let server = start_emks(core.clone(), pki, options)
             .await
             .map_err(|e| e.to_string())?;
+        let aanf = match akma_store {
+            Some(store) => {
+                let observed = operations.is_some().then(|| metrics.aanf.clone());
+                Some(akma::start(&args.akma, store, observed).await?)
+            }
+            None => None,
+        };
         ready.store(true, Ordering::Release);
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "EMKS listening on {}", server.base_url());
+        if let Some(aanf) = &aanf {
+            let _ = writeln!(stdout, "AAnF listening on {}", aanf.base_url());
+        }
         if let Some(operations) = &operations {
             let _ = writeln!(
                 stdout,
@@ -625,10 +905,17 @@ where
             );
         }
         let _ = stdout.flush();
+        let diameter = diameter::start(&args.diameter, core, pki, observer, wake).await?;
         stop_signal().await;
         ready.store(false, Ordering::Release);
         tracing::info!("stopping");
+        if let Some(diameter) = diameter {
+            diameter.shutdown(Duration::from_secs(2)).await;
+        }
         server.shutdown().await;
+        if let Some(aanf) = aanf {
+            aanf.shutdown().await;
+        }
         if let Some(operations) = operations {
             operations.shutdown().await;
         }

@@ -8,7 +8,9 @@
 //!   input prints **one line** on stderr and exits 2 (clap's usage exit code), whatever went
 //!   wrong: unknown flag, missing value, invalid UTF-8, a value our own parsers refuse.
 //! - Every error line echoes at most [`ECHO_LIMIT`] characters of what the user typed, so a
-//!   64 KiB argument does not come back as a 64 KiB message.
+//!   64 KiB argument does not come back as a 64 KiB message, and shows control characters
+//!   (and Unicode's bidirectional overrides) escaped ([`printable`]), so that a file name
+//!   cannot move the cursor, recolour the terminal or forge a second log line.
 //! - [`hex_array`] / [`hex_bytes`] are the one hex parser of the examples: `base16ct`'s
 //!   strict decoder (the one `e2m-kdf`'s secret types use), digits `0-9a-fA-F` only, exact
 //!   length; `+a` is not `0a`.
@@ -42,7 +44,10 @@ pub(crate) fn parse_or_exit<T: CommandFactory + FromArgMatches>(program: &str) -
 /// Exits 2 with `message` as the one line (for input errors found after parsing, e.g. a
 /// combination the KDF refuses), formatted like every parse error.
 pub(crate) fn usage_error(program: &str, message: impl fmt::Display) -> ! {
-    eprintln!("{}", clip(&format!("{program}: {message}"), LINE_LIMIT));
+    eprintln!(
+        "{}",
+        clip(&printable(&format!("{program}: {message}")), LINE_LIMIT)
+    );
     std::process::exit(2)
 }
 
@@ -50,7 +55,10 @@ pub(crate) fn usage_error(program: &str, message: impl fmt::Display) -> ! {
 /// one clipped line on stderr (a path or URL in the message may be the user's, and long),
 /// exit status 1.
 pub(crate) fn failure(program: &str, message: impl fmt::Display) -> std::process::ExitCode {
-    eprintln!("{}", clip(&format!("{program}: {message}"), LINE_LIMIT));
+    eprintln!(
+        "{}",
+        clip(&printable(&format!("{program}: {message}")), LINE_LIMIT)
+    );
     std::process::ExitCode::FAILURE
 }
 
@@ -95,9 +103,28 @@ fn exit_with(program: &str, mut error: clap::Error) -> ! {
     }
     eprintln!(
         "{} (see --help)",
-        clip(&format!("{program}: {line}"), LINE_LIMIT)
+        clip(&printable(&format!("{program}: {line}")), LINE_LIMIT)
     );
     std::process::exit(2)
+}
+
+/// `text` with every control character (C0, DEL, C1: a line break, an escape sequence)
+/// and every Unicode bidirectional control written as a Rust-style escape (`\n`, `\u{1b}`,
+/// `\u{202e}`); everything else, non-ASCII letters included, unchanged.
+pub(crate) fn printable(text: &str) -> String {
+    const BIDI: &[char] = &[
+        '\u{061c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}',
+        '\u{202e}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+    ];
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || BIDI.contains(&c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// At most `limit` characters of `text`, with `…` when cut (on a character boundary).

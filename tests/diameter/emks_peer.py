@@ -11,7 +11,9 @@ invalid AVPs are refused with the spec's Result-Code and a Failed-AVP), then "st
 in memory by (IMSI, key id): a second push of a held key is answered success and not
 stored again ("already held"), and a retransmission (T flag) of a request already
 answered (same Origin-Host and end-to-end id) gets the same answer again and is not
-stored twice ("duplicate"). python-diameter's own duplicate check (which answers
+stored twice ("duplicate"); one answered with a protocol error (3xxx, e.g.
+DIAMETER_TOO_BUSY) was not processed and is processed again. python-diameter's own
+duplicate check (which answers
 DIAMETER_UNABLE_TO_COMPLY) is turned off so that this peer applies the spec's rule.
 
 Refusals to order, for tests: --refuse IMSI=user-unknown|not-authorized|too-busy|CODE,
@@ -86,8 +88,12 @@ class Emks:
                                            "created")}
             answer, outcome = self.decide(origin, push)
             result = answer.get("experimental_code") or answer.get("result_code")
-            self.answered[(origin, e2e)] = {"answer": answer,
-                                            "event": {**fields, "result": result}}
+            # A protocol error (3xxx: DIAMETER_TOO_BUSY) means "not processed": its
+            # retransmission is processed anew, not answered with the same error (SPEC.md,
+            # "Semantics" 3; the e2m-diameter node does the same).
+            if not (answer.get("result_code") or 0) // 1000 == 3:
+                self.answered[(origin, e2e)] = {"answer": answer,
+                                                "event": {**fields, "result": result}}
             emit("push", outcome=outcome, result=result, **fields, **base)
             return e2m.build_answer(req, origin_host=a.origin_host, origin_realm=a.realm,
                                     **answer)

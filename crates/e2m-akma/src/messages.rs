@@ -20,14 +20,10 @@ const FEAT_REASON: &str = "not supported features (hex digits)";
 const URI_REASON: &str = "not an absolute http(s) URI";
 const TIME_REASON: &str = "not a date-time (YYYY-MM-DDThh:mm:ss[.fff]Z)";
 
-/// The UE a K_AKMA belongs to: its SUPI, or its GPSI (TS 29.535 `AkmaKeyInfo`: exactly one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UeId {
-    /// The SUPI (the AUSF's normal case).
-    Supi(Supi),
-    /// The GPSI.
-    Gpsi(Gpsi),
-}
+/// The UE a K_AKMA belongs to (TS 29.535 `AkmaKeyInfo`: exactly one of SUPI and GPSI):
+/// the identifier crate's type, so that the stores and the AAnF core name it without this
+/// crate.
+pub use e2m_keyid::akma::UeId;
 
 /// `AkmaKeyInfo`: the AUSF registers K_AKMA and the A-KID of a UE with the AAnF
 /// (`POST …/register-anchorkey`, TS 29.535 §5.1.4.2); also the body of its 200 answer.

@@ -25,6 +25,9 @@ pub mod cause {
     pub const NF_CONGESTION_RISK: &str = "NF_CONGESTION_RISK";
     /// 500: the NF failed for an unspecified reason.
     pub const SYSTEM_FAILURE: &str = "SYSTEM_FAILURE";
+    /// 500: the request is rejected for lack of resources (the AAnF: a UE's notification
+    /// targets at their limit).
+    pub const INSUFFICIENT_RESOURCES: &str = "INSUFFICIENT_RESOURCES";
     /// 503: the NF is congested.
     pub const NF_CONGESTION: &str = "NF_CONGESTION";
 }

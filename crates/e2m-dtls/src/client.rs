@@ -26,19 +26,25 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dimpl::{Dtls, Output};
-use e2m_kdf::E2mKey;
+use e2m_kdf::{E2mKey, Kaf};
 use e2m_keyid::PskIdentity;
-use tokio::net::UdpSocket;
+use e2m_keyid::akma::AKid;
+use tokio::time::Sleep;
 
-use super::{DtlsError, DtlsLimits, MAX_DATAGRAM, builder};
+use super::akma::{AkmaIdentityForm, akma_psk_identity};
+use super::crypto;
+use super::record::peek_psk_identity_hint;
+use super::udp::Udp;
+use super::{DtlsError, DtlsLimits, MAX_DATAGRAM, PskKey, builder};
 use e2m_coap::{CoapError, Message};
 
 /// The client's key, handed to `dimpl` on request.
-struct ClientKey(E2mKey);
+struct ClientKey(PskKey);
 
 impl dimpl::PskResolver for ClientKey {
     fn resolve(&self, _identity: &[u8]) -> Option<Vec<u8>> {
@@ -85,8 +91,41 @@ impl UeDtlsConfig {
         psk: &E2mKey,
         limits: DtlsLimits,
     ) -> Result<UeDtlsConfig, DtlsError> {
+        Self::build(identity, PskKey::E2m(psk.copy_secret()), limits)
+    }
+
+    /// The AKMA Ua* profile (TS 24.109 K.3.2; the [`akma`](crate::akma) module):
+    /// psk_identity = `"3GPP-AKMA"` and `a_kid` (K.3.2 e), [`AkmaIdentityForm::Prefixed`]),
+    /// PSK = `kaf`, the K_AF the UE derived for the AF's FQDN and
+    /// [`AKMA_UA_PROTOCOL`](crate::akma::AKMA_UA_PROTOCOL).
+    ///
+    /// # Errors
+    /// [`DtlsError::Config`] if `dimpl` refuses the configuration.
+    pub fn akma(a_kid: &AKid, kaf: &Kaf, limits: DtlsLimits) -> Result<UeDtlsConfig, DtlsError> {
+        Self::akma_in_form(a_kid, kaf, AkmaIdentityForm::Prefixed, limits)
+    }
+
+    /// As [`Self::akma`], with the `psk_identity` written in `form`.
+    ///
+    /// # Errors
+    /// [`DtlsError::Config`] if `dimpl` refuses the configuration.
+    pub fn akma_in_form(
+        a_kid: &AKid,
+        kaf: &Kaf,
+        form: AkmaIdentityForm,
+        limits: DtlsLimits,
+    ) -> Result<UeDtlsConfig, DtlsError> {
+        let identity = akma_psk_identity(a_kid, form).into_bytes();
+        Self::build(identity, PskKey::Af(kaf.copy_secret()), limits)
+    }
+
+    fn build(
+        identity: Vec<u8>,
+        psk: PskKey,
+        limits: DtlsLimits,
+    ) -> Result<UeDtlsConfig, DtlsError> {
         let config = builder(&limits)
-            .with_psk_client(identity, Arc::new(ClientKey(psk.copy_secret())))
+            .with_psk_client(identity, Arc::new(ClientKey(psk)))
             .build()
             .map_err(|e| DtlsError::Config(format!("{e:?}")))?;
         Ok(UeDtlsConfig {
@@ -97,14 +136,24 @@ impl UeDtlsConfig {
 }
 
 /// A DTLS-PSK connection from the UE to an EMSE.
+///
+/// A datagram that finds the socket's send buffer full for 100 ms is dropped, as UDP may
+/// (DTLS retransmits its handshake flights; an application on it, such as CoAP,
+/// retransmits its messages).
 pub struct DtlsClient {
-    socket: UdpSocket,
-    dtls: Dtls,
+    socket: Udp,
+    /// Boxed: `dimpl`'s state is over 3 KiB, and a connection is moved by value.
+    dtls: Box<Dtls>,
     out: Vec<u8>,
     inbox: VecDeque<Vec<u8>>,
     next_timer: Option<Instant>,
+    /// The one timer of the connection (the retransmission timer or the deadline), moved
+    /// rather than made anew at every wait.
+    timer: Pin<Box<Sleep>>,
     connected: bool,
     closed: bool,
+    /// The server's `psk_identity_hint`, as its ServerKeyExchange carried it.
+    hint: Option<Vec<u8>>,
 }
 
 impl core::fmt::Debug for DtlsClient {
@@ -129,22 +178,40 @@ impl DtlsClient {
         } else {
             Ipv6Addr::UNSPECIFIED.into()
         };
-        let socket = UdpSocket::bind(SocketAddr::new(local, 0)).await?;
-        socket.connect(server).await?;
+        Self::connect_from(SocketAddr::new(local, 0), server, config).await
+    }
+
+    /// As [`Self::connect`], from the local address `local` (a UE with several addresses;
+    /// tests that play UEs on several loopback addresses).
+    ///
+    /// # Errors
+    /// As [`Self::connect`].
+    pub async fn connect_from(
+        local: SocketAddr,
+        server: SocketAddr,
+        config: &UeDtlsConfig,
+    ) -> Result<Self, DtlsError> {
+        let socket = std::net::UdpSocket::bind(local)?;
+        socket.connect(server)?;
+        let socket = Udp::new(socket)?;
         let now = Instant::now();
-        let mut dtls = Dtls::new_12_psk(Arc::clone(&config.config), now);
+        let mut dtls = Box::new(Dtls::new_12_psk(Arc::clone(&config.config), now));
         dtls.set_active(true);
-        dtls.handle_timeout(now)?;
+        crypto::scope(|| dtls.handle_timeout(now))?;
+        let deadline = now + config.limits.handshake_timeout;
         let mut client = DtlsClient {
             socket,
             dtls,
             out: vec![0u8; MAX_DATAGRAM],
             inbox: VecDeque::new(),
             next_timer: None,
+            timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
+                deadline,
+            ))),
             connected: false,
             closed: false,
+            hint: None,
         };
-        let deadline = now + config.limits.handshake_timeout;
         while !client.connected {
             if client.closed {
                 return Err(DtlsError::Closed);
@@ -152,6 +219,13 @@ impl DtlsClient {
             client.step(deadline, |c| c.connected).await?;
         }
         Ok(client)
+    }
+
+    /// The `psk_identity_hint` the server sent in its ServerKeyExchange (RFC 4279 §2), if
+    /// any: `"3GPP-AKMA"` from an AKMA AF (TS 24.109 K.3.2 d)); none from a server
+    /// without a hint, which omits the message.
+    pub fn psk_identity_hint(&self) -> Option<&[u8]> {
+        self.hint.as_deref()
     }
 
     /// The local UDP address.
@@ -223,9 +297,13 @@ impl DtlsClient {
     async fn flush(&mut self) -> Result<(), DtlsError> {
         loop {
             match self.dtls.poll_output(&mut self.out) {
-                Output::Packet(p) => {
-                    self.socket.send(p).await?;
-                }
+                Output::Packet(p) => match self.socket.send_waiting(p).await {
+                    // Dropped, as UDP may (see the type's docs).
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    sent => {
+                        sent?;
+                    }
+                },
                 Output::BufferTooSmall { needed } => self.out.resize(needed, 0),
                 Output::Timeout(t) => {
                     self.next_timer = Some(t);
@@ -250,7 +328,11 @@ impl DtlsClient {
         if now >= deadline {
             return Err(DtlsError::Timeout);
         }
-        let wake = self.next_timer.unwrap_or(deadline).min(deadline);
+        let wake =
+            tokio::time::Instant::from_std(self.next_timer.unwrap_or(deadline).min(deadline));
+        if self.timer.deadline() != wake {
+            self.timer.as_mut().reset(wake);
+        }
         let mut buf = [0u8; MAX_DATAGRAM];
         tokio::select! {
             received = self.socket.recv(&mut buf) => {
@@ -261,11 +343,19 @@ impl DtlsClient {
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(()),
                     Err(e) => return Err(e.into()),
                 };
-                self.dtls.handle_timeout(Instant::now())?;
-                self.dtls.handle_packet(&buf[..n])?;
+                if !self.connected
+                    && let Some(hint) = peek_psk_identity_hint(&buf[..n])
+                {
+                    self.hint = Some(hint.to_vec());
+                }
+                let dtls = &mut self.dtls;
+                crypto::scope(|| {
+                    dtls.handle_timeout(Instant::now())?;
+                    dtls.handle_packet(&buf[..n])
+                })?;
             }
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
-                self.dtls.handle_timeout(Instant::now())?;
+            () = self.timer.as_mut() => {
+                crypto::scope(|| self.dtls.handle_timeout(Instant::now()))?;
             }
         }
         Ok(())

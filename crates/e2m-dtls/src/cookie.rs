@@ -189,8 +189,9 @@ pub(crate) struct CookieDeferringHmac;
 
 static DEFERRING_HMAC: CookieDeferringHmac = CookieDeferringHmac;
 
-fn rust_crypto_hmac() -> &'static dyn HmacProvider {
-    dimpl::crypto::rust_crypto::default_provider().hmac_provider
+/// Every HMAC but the deferred cookie: the endpoints' common one (see the `crypto` module).
+fn other_hmac() -> &'static dyn HmacProvider {
+    &crate::crypto::CACHING_HMAC
 }
 
 impl HmacProvider for CookieDeferringHmac {
@@ -201,7 +202,7 @@ impl HmacProvider for CookieDeferringHmac {
         {
             return Ok(cookie);
         }
-        rust_crypto_hmac().hmac_sha256(key, data)
+        other_hmac().hmac_sha256(key, data)
     }
 
     fn hmac(
@@ -211,16 +212,16 @@ impl HmacProvider for CookieDeferringHmac {
         data: &[u8],
         out: &mut [u8],
     ) -> Result<usize, dimpl::CryptoError> {
-        rust_crypto_hmac().hmac(hash, key, data, out)
+        other_hmac().hmac(hash, key, data, out)
     }
 }
 
-/// `dimpl`'s RustCrypto provider with [`CookieDeferringHmac`] in place of its HMAC: the
-/// EMSE's server provider.
+/// The endpoints' provider (see the `crypto` module) with [`CookieDeferringHmac`] in
+/// place of its HMAC: the EMSE's server provider.
 pub(crate) fn server_crypto_provider() -> CryptoProvider {
     CryptoProvider {
         hmac_provider: &DEFERRING_HMAC,
-        ..dimpl::crypto::rust_crypto::default_provider()
+        ..crate::crypto::provider()
     }
 }
 
@@ -310,16 +311,12 @@ mod tests {
         let hmac = CookieDeferringHmac;
         let random = [9u8; RANDOM_LEN];
         let cookie = [0xc0u8; COOKIE_LEN];
-        let genuine = rust_crypto_hmac()
-            .hmac_sha256(&[1; 32], &random)
-            .expect("hmac");
+        let genuine = other_hmac().hmac_sha256(&[1; 32], &random).expect("hmac");
         assert_eq!(hmac.hmac_sha256(&[1; 32], &random).expect("hmac"), genuine);
         with_verified_cookie(random, cookie, || {
             assert_eq!(hmac.hmac_sha256(&[1; 32], &random).expect("hmac"), cookie);
             // Another key length (a PRF key) or other data: the genuine HMAC.
-            let prf = rust_crypto_hmac()
-                .hmac_sha256(&[1; 48], &random)
-                .expect("hmac");
+            let prf = other_hmac().hmac_sha256(&[1; 48], &random).expect("hmac");
             assert_eq!(hmac.hmac_sha256(&[1; 48], &random).expect("hmac"), prf);
             assert_ne!(hmac.hmac_sha256(&[1; 32], &[8; 32]).expect("hmac"), cookie);
         });

@@ -14,10 +14,16 @@
 //! - Cookie first (RFC 6347 §4.2.1): [`server::DtlsServer`] answers a new source address
 //!   statelessly with a HelloVerifyRequest; only a returned cookie creates per-peer state,
 //!   and only such a peer can make the EMSE fetch a key. Peers are bounded globally and per
-//!   source IP ([`server::ServerConfig`]).
+//!   source IP ([`server::ServerConfig`]), and so are key fetches that find no key
+//!   ([`server::ServerConfig::fetch_budget`]).
 //! - A failed handshake ends with a fatal alert ([`AlertDescription`]; which one for a PSK
 //!   failure: [`server::PskFailureAlert`]), which the client reports as
 //!   [`DtlsError::Alert`].
+//! - The AKMA Ua* profile (TS 24.109 K.3.2) beside the e2m one: [`akma`] (the
+//!   `"3GPP-AKMA"` hint and `psk_identity`, K_AF as the PSK), served by
+//!   [`server::DtlsServer::bind_with_akma`] with K_AF from an [`akma::AkmaResolver`]
+//!   ([`akma_source::AkmaKeySource`] over the AAnF client), spoken by
+//!   [`client::UeDtlsConfig::akma`]. A handshake names a [`PeerIdentity`] of either profile.
 //! - CoAP ([`e2m_coap`], re-exported) is the application protocol on top.
 //! - [`oscore_server::OscoreServer`] is the EMSE's OSCORE endpoint (keys through the same
 //!   resolver; spoofed sources bounded by a fetch budget per source address) and
@@ -29,8 +35,12 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod akma;
+pub mod akma_source;
+mod budget;
 pub mod client;
 mod cookie;
+mod crypto;
 pub mod derived_record;
 #[cfg(feature = "emks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "emks")))]
@@ -39,15 +49,17 @@ pub mod oscore_client;
 pub mod oscore_server;
 mod record;
 pub mod server;
+mod udp;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dimpl::crypto::Dtls12CipherSuite;
 use e2m_keyid::PskIdentity;
+use e2m_keyid::akma::AKid;
 
 pub use e2m_coap;
-pub use e2m_kdf::E2mKey;
+pub use e2m_kdf::{E2mKey, Kaf};
 pub use e2m_keyid;
 pub use e2m_oscore;
 
@@ -98,6 +110,18 @@ pub trait PskResolver: Send + Sync + 'static {
         &self,
         identity: &PskIdentity,
     ) -> impl Future<Output = Result<E2mKey, ResolveError>> + Send;
+
+    /// The answer for `identity` if the resolver has it at hand, without asking its key
+    /// server (a cache hit, positive or negative), else `None` (the default).
+    ///
+    /// The DTLS server asks this first and spends the source's fetch budget
+    /// ([`server::ServerConfig::fetch_budget`]) only when it returns `None`, so that a UE
+    /// whose key is cached connects even when another host behind its address has spent
+    /// the budget. An answer given here must be one [`PskResolver::resolve`] would give.
+    fn resolve_local(&self, identity: &PskIdentity) -> Option<Result<E2mKey, ResolveError>> {
+        let _ = identity;
+        None
+    }
 }
 
 impl<R: PskResolver> PskResolver for Arc<R> {
@@ -107,6 +131,10 @@ impl<R: PskResolver> PskResolver for Arc<R> {
     ) -> impl Future<Output = Result<E2mKey, ResolveError>> + Send {
         (**self).resolve(identity)
     }
+
+    fn resolve_local(&self, identity: &PskIdentity) -> Option<Result<E2mKey, ResolveError>> {
+        (**self).resolve_local(identity)
+    }
 }
 
 /// One key for every identity (the `emse` example's `--psk-hex` mode and the tests).
@@ -115,6 +143,105 @@ pub struct StaticPsk(pub E2mKey);
 impl PskResolver for StaticPsk {
     async fn resolve(&self, _identity: &PskIdentity) -> Result<E2mKey, ResolveError> {
         Ok(self.0.copy_secret())
+    }
+
+    fn resolve_local(&self, _identity: &PskIdentity) -> Option<Result<E2mKey, ResolveError>> {
+        Some(Ok(self.0.copy_secret()))
+    }
+}
+
+/// A resolver that knows no e2m identity: for an AF that serves only the AKMA profile
+/// ([`server::DtlsServer::bind_with_akma`]). Every e2m identity fails as unknown, without
+/// a fetch.
+pub struct NoPsk;
+
+impl PskResolver for NoPsk {
+    async fn resolve(&self, _identity: &PskIdentity) -> Result<E2mKey, ResolveError> {
+        Err(ResolveError::UnknownIdentity)
+    }
+
+    fn resolve_local(&self, _identity: &PskIdentity) -> Option<Result<E2mKey, ResolveError>> {
+        Some(Err(ResolveError::UnknownIdentity))
+    }
+}
+
+/// Whom a handshake names: the `psk_identity` as the EMSE/AF read it, in one of the two
+/// profiles one server can serve.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PeerIdentity {
+    /// The e2m profile: application identity and key id (seed step 4).
+    E2m(PskIdentity),
+    /// The AKMA Ua* profile (TS 24.109 K.3.2 e)): the A-KID after the `"3GPP-AKMA"` prefix.
+    Akma(AKid),
+}
+
+impl PeerIdentity {
+    /// The e2m identity, if this is one.
+    pub fn e2m(&self) -> Option<&PskIdentity> {
+        match self {
+            PeerIdentity::E2m(id) => Some(id),
+            PeerIdentity::Akma(_) => None,
+        }
+    }
+
+    /// The A-KID, if this is an AKMA identity.
+    pub fn akma(&self) -> Option<&AKid> {
+        match self {
+            PeerIdentity::Akma(a_kid) => Some(a_kid),
+            PeerIdentity::E2m(_) => None,
+        }
+    }
+}
+
+impl From<PskIdentity> for PeerIdentity {
+    fn from(id: PskIdentity) -> Self {
+        PeerIdentity::E2m(id)
+    }
+}
+
+impl From<AKid> for PeerIdentity {
+    fn from(a_kid: AKid) -> Self {
+        PeerIdentity::Akma(a_kid)
+    }
+}
+
+impl PartialEq<PskIdentity> for PeerIdentity {
+    fn eq(&self, other: &PskIdentity) -> bool {
+        self.e2m() == Some(other)
+    }
+}
+
+impl PartialEq<AKid> for PeerIdentity {
+    fn eq(&self, other: &AKid) -> bool {
+        self.akma() == Some(other)
+    }
+}
+
+/// The e2m identity in its `psk_identity` text; an A-KID as `3GPP-AKMA` and the A-KID
+/// (the `psk_identity` of [`akma::AkmaIdentityForm::Prefixed`]).
+impl core::fmt::Display for PeerIdentity {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PeerIdentity::E2m(id) => core::fmt::Display::fmt(id, f),
+            PeerIdentity::Akma(a_kid) => write!(f, "{}{a_kid}", akma::AKMA_PSK_IDENTITY_PREFIX),
+        }
+    }
+}
+
+/// The PSK of one handshake, of either profile. Crate-private: outside it the two kinds
+/// of key stay apart ([`E2mKey`], [`Kaf`]).
+pub(crate) enum PskKey {
+    E2m(E2mKey),
+    Af(Kaf),
+}
+
+impl PskKey {
+    pub(crate) fn expose_secret(&self) -> &[u8; 32] {
+        match self {
+            PskKey::E2m(key) => key.expose_secret(),
+            PskKey::Af(key) => key.expose_secret(),
+        }
     }
 }
 
@@ -229,6 +356,7 @@ impl Default for DtlsLimits {
 
 fn builder(limits: &DtlsLimits) -> dimpl::ConfigBuilder {
     dimpl::Config::builder()
+        .with_crypto_provider(crypto::provider())
         .dtls12_cipher_suites(&[Dtls12CipherSuite::PSK_AES128_CCM_8])
         // DTLS 1.2 only: the seed's flow and RFC 7925 are DTLS 1.2.
         .dtls13_cipher_suites(&[])

@@ -33,7 +33,10 @@
 //! EMKS answers a wrong pair like a wrong PSK), and a UE whose budget a spoofer spent
 //! still gets through by answering the Echo. At most
 //! [`OscoreServerConfig::max_fetches_in_flight`] fetches run at once, whatever the sources
-//! (more get 5.03). [`FetchGuard::Budget`] answers 5.03 past the budget instead;
+//! (more get 5.03). A request whose key the resolver has at hand
+//! ([`PskResolver::resolve_local`]: `EmksKeySource`'s cache, positive or negative) spends
+//! no token and meets no challenge ([`ContextLookup::KeyAtHand`]): it costs the key server
+//! nothing, as on the DTLS server. [`FetchGuard::Budget`] answers 5.03 past the budget instead;
 //! [`FetchGuard::EchoThenBudget`] challenges before every fetch (two round trips on first
 //! contact). Unmodified OSCORE clients such as aiocoap cannot answer an unprotected Echo
 //! (see the `e2m-oscore` README): within the budget they are served like e2m UEs.
@@ -82,8 +85,8 @@ use e2m_kdf::E2mKey;
 use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
 use e2m_oscore::derived::{Derivation, DerivedContextRecord};
 use e2m_oscore::e2m::{
-    Classified, E2mOscoreProfile, EmseGate, FetchBudgetConfig, FetchGuard, RequestHint,
-    context_not_found,
+    Classified, ContextLookup, E2mOscoreProfile, EmseGate, FetchBudgetConfig, FetchGuard,
+    RequestHint, context_not_found,
 };
 use e2m_oscore::{
     OscoreError, SecurityContext, SenderSequence, VerifiedRequest, unprotected_error,
@@ -653,10 +656,11 @@ fn decide<R: PskResolver>(shared: &Shared<R>, request: Message, from: SocketAddr
     }
     let contexts = &mut state.contexts;
     let lifetime = shared.config.context_lifetime;
+    let resolver = &shared.resolver;
     let classified = state
         .gate
-        .classify(&request, &budget_source(from), now_ms, |hint| {
-            contexts.has(hint, lifetime)
+        .classify_lookup(&request, &budget_source(from), now_ms, |hint| {
+            lookup(contexts, resolver, hint, lifetime)
         });
     match classified {
         Classified::Answer(answer) => {
@@ -691,6 +695,31 @@ fn decide<R: PskResolver>(shared: &Shared<R>, request: Message, from: SocketAddr
                 .insert(slot, vec![Pending { request, from }]);
             Step::Fetch(identity, key_id)
         }
+    }
+}
+
+/// A held context, else the resolver's answer at hand ([`PskResolver::resolve_local`]: a
+/// cached key or a cached "unknown"), which the gate lets through without a fetch token
+/// (as the DTLS server asks `resolve_local` before it spends the source's budget); the
+/// fetch task then gets that answer from the resolver without asking the key server.
+fn lookup<R: PskResolver>(
+    contexts: &mut ContextStore,
+    resolver: &R,
+    hint: &RequestHint,
+    lifetime: Duration,
+) -> ContextLookup {
+    if contexts.has(hint, lifetime) {
+        return ContextLookup::Held;
+    }
+    match &hint.identity {
+        Some(identity)
+            if resolver
+                .resolve_local(&PskIdentity::new(identity.clone(), hint.key_id))
+                .is_some() =>
+        {
+            ContextLookup::KeyAtHand
+        }
+        _ => ContextLookup::Absent,
     }
 }
 

@@ -16,6 +16,7 @@ const CONTENT_ALERT: u8 = 21;
 const CONTENT_HANDSHAKE: u8 = 22;
 const CLIENT_HELLO: u8 = 1;
 const HELLO_VERIFY_REQUEST: u8 = 3;
+const SERVER_KEY_EXCHANGE: u8 = 12;
 const CLIENT_KEY_EXCHANGE: u8 = 16;
 /// DTLS 1.2 on the wire (RFC 6347 §4.1: {254, 253}).
 const DTLS_1_2: [u8; 2] = [0xfe, 0xfd];
@@ -95,6 +96,23 @@ pub(crate) fn peek_psk_identity(datagram: &[u8]) -> CkePeek<'_> {
         };
     }
     CkePeek::Absent
+}
+
+/// The `psk_identity_hint` of a PSK ServerKeyExchange in a datagram, if it carries one
+/// whole (RFC 4279 §2: `opaque psk_identity_hint<0..2^16-1>`, the message's only field).
+/// The UE reads it to report what the server asked for (TS 24.109 K.3.2 d)); the Finished
+/// check covers the ServerKeyExchange the DTLS state machine processed.
+pub(crate) fn peek_psk_identity_hint(datagram: &[u8]) -> Option<&[u8]> {
+    epoch0_handshakes(datagram).find_map(|(msg_type, total, offset, fragment)| {
+        if msg_type != SERVER_KEY_EXCHANGE || offset != 0 || fragment.len() < total {
+            return None;
+        }
+        let hint_len = usize::from(u16::from_be_bytes([*fragment.first()?, *fragment.get(1)?]));
+        if 2 + hint_len != total {
+            return None;
+        }
+        fragment.get(2..2 + hint_len)
+    })
 }
 
 /// A ClientHello that arrived whole in the first record of a datagram, in epoch 0.
@@ -321,6 +339,31 @@ mod tests {
         // Epoch 1 (encrypted) is never read.
         let dgram = record(CONTENT_HANDSHAKE, 1, &handshake(16, &cke, 0, &cke));
         assert_eq!(peek_psk_identity(&dgram), CkePeek::Absent);
+    }
+
+    #[test]
+    fn reads_the_hint_of_a_whole_server_key_exchange_only() {
+        let mut ske = 9u16.to_be_bytes().to_vec();
+        ske.extend_from_slice(b"3GPP-AKMA");
+        let mut flight = record(CONTENT_HANDSHAKE, 0, &handshake(2, &[0; 38], 0, &[0; 38]));
+        flight.extend(record(CONTENT_HANDSHAKE, 0, &handshake(12, &ske, 0, &ske)));
+        flight.extend(record(CONTENT_HANDSHAKE, 0, &handshake(14, &[], 0, &[])));
+        assert_eq!(peek_psk_identity_hint(&flight), Some(&b"3GPP-AKMA"[..]));
+        // No ServerKeyExchange (a server without a hint), a fragment, a lying length,
+        // epoch 1, and every truncation: nothing, and no panic.
+        let done = record(CONTENT_HANDSHAKE, 0, &handshake(14, &[], 0, &[]));
+        assert_eq!(peek_psk_identity_hint(&done), None);
+        let frag = record(CONTENT_HANDSHAKE, 0, &handshake(12, &ske, 0, &ske[..5]));
+        assert_eq!(peek_psk_identity_hint(&frag), None);
+        let mut lying = ske.clone();
+        lying[1] = 30;
+        let lie = record(CONTENT_HANDSHAKE, 0, &handshake(12, &lying, 0, &lying));
+        assert_eq!(peek_psk_identity_hint(&lie), None);
+        let epoch1 = record(CONTENT_HANDSHAKE, 1, &handshake(12, &ske, 0, &ske));
+        assert_eq!(peek_psk_identity_hint(&epoch1), None);
+        for cut in 0..flight.len() {
+            let _ = peek_psk_identity_hint(&flight[..cut]);
+        }
     }
 
     /// A ClientHello body: version, random, session id, cookie, one suite, null

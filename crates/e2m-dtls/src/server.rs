@@ -41,6 +41,21 @@
 //! that proved they receive at their address; a peer that sends nothing for
 //! [`ServerConfig::idle_timeout`] is dropped.
 //!
+//! # A fetch budget per source address
+//! A source that does return cookies could still name a made-up identity in every
+//! handshake, and each would cost a key fetch from the EMKS. So before a fetch the peer
+//! task takes a token from its source IP address's bucket
+//! ([`ServerConfig::fetch_budget`], the terms of the OSCORE endpoint's budget), and a fetch
+//! that found a key gives its token back: a source spends its budget only on fetches that
+//! found nothing. An answer the resolver has at hand ([`PskResolver::resolve_local`]: a
+//! cached key, or a cached "unknown") costs no token. Without a token the task waits for
+//! one until [`ServerConfig::resolve_timeout`]; then the handshake ends with
+//! `internal_error` (try again later) and [`ServerEvent::FetchRefused`], and the key server
+//! is not asked. Tokens are counted per IPv4 address or IPv6 /64, not per port (ports,
+//! and the addresses of one's own /64, are free to a sender), and UEs behind one NAT
+//! address share the bucket: the default lets 16 fetches run at once per source and 30
+//! fetches that found nothing per minute.
+//!
 //! # Alerts
 //! A handshake that fails ends with a fatal alert to the client (RFC 5246 §7.2), so a UE
 //! fails fast instead of waiting for its own deadline: `handshake_failure` when the client
@@ -62,20 +77,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dimpl::{Dtls, Output};
-use e2m_kdf::E2mKey;
-use e2m_keyid::PskIdentity;
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use e2m_oscore::e2m::FetchBudgetConfig;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use zeroize::Zeroize;
 
+use super::akma::{self, AkmaResolver, DynAkmaResolver};
+use super::budget::FetchBudget;
 use super::cookie::{self, COOKIE_LEN, CookieJar};
+use super::crypto;
 use super::record::{
     self, CkePeek, ClientHello, RANDOM_LEN, as_first_client_hello, parse_client_hello,
     peek_psk_identity,
 };
+use super::udp::Udp;
 use super::{
-    AlertDescription, DtlsError, DtlsLimits, MAX_DATAGRAM, PskResolver, ResolveError, builder,
+    AlertDescription, DtlsError, DtlsLimits, MAX_DATAGRAM, PeerIdentity, PskKey, PskResolver,
+    ResolveError, builder,
 };
 
 /// Server limits.
@@ -94,8 +112,13 @@ pub struct ServerConfig {
     pub cookie_rotation: Duration,
     /// Which alert a PSK failure gets (RFC 4279 §2).
     pub psk_failure_alert: PskFailureAlert,
-    /// How long one key fetch may take before the handshake is failed.
+    /// How long one key fetch may take, waiting for a token of the fetch budget included,
+    /// before the handshake is failed.
     pub resolve_timeout: Duration,
+    /// Key fetches per source, an IPv4 address or an IPv6 /64 (module docs, "A fetch
+    /// budget per source address"): `burst` at once, and `per_minute` fetches that found no key; a fetch
+    /// that found a key costs nothing. `max_sources` bounds the addresses tracked.
+    pub fetch_budget: FetchBudgetConfig,
     /// A connected peer that sends nothing for this long is dropped.
     pub idle_timeout: Duration,
     /// Datagrams queued per peer while it waits (more are dropped, as UDP may).
@@ -111,6 +134,11 @@ impl Default for ServerConfig {
             cookie_rotation: Duration::from_secs(30),
             psk_failure_alert: PskFailureAlert::DecryptError,
             resolve_timeout: Duration::from_secs(5),
+            fetch_budget: FetchBudgetConfig {
+                burst: 16,
+                per_minute: 30,
+                max_sources: 65_536,
+            },
             idle_timeout: Duration::from_secs(60),
             queue_per_peer: 32,
         }
@@ -139,7 +167,7 @@ pub struct PeerInfo {
     /// The UE's UDP address.
     pub addr: SocketAddr,
     /// The `psk_identity` whose key completed the handshake.
-    pub identity: PskIdentity,
+    pub identity: PeerIdentity,
 }
 
 /// The application: plaintext in, optional plaintext reply out.
@@ -154,21 +182,29 @@ pub enum ServerEvent {
         /// The UE's address.
         peer: SocketAddr,
         /// The identity.
-        identity: PskIdentity,
+        identity: PeerIdentity,
     },
     /// The handshake completed (seed step 8).
     Connected {
         /// The UE's address.
         peer: SocketAddr,
         /// The authenticated identity.
-        identity: PskIdentity,
+        identity: PeerIdentity,
+    },
+    /// The source's fetch budget was spent and no token came back in time: the key
+    /// server was not asked, and the handshake ends with `internal_error`.
+    FetchRefused {
+        /// The UE's address.
+        peer: SocketAddr,
+        /// The identity.
+        identity: PeerIdentity,
     },
     /// The resolver had no key; the handshake will fail.
     KeyUnavailable {
         /// The UE's address.
         peer: SocketAddr,
         /// The identity.
-        identity: PskIdentity,
+        identity: PeerIdentity,
         /// Why.
         error: ResolveError,
     },
@@ -177,7 +213,7 @@ pub enum ServerEvent {
         /// The UE's address.
         peer: SocketAddr,
         /// The identity, if one was read.
-        identity: Option<PskIdentity>,
+        identity: Option<PeerIdentity>,
         /// Why (no key material).
         reason: String,
     },
@@ -251,7 +287,36 @@ impl DtlsServer {
         handler: AppHandler,
         config: ServerConfig,
     ) -> Result<ServerHandle, DtlsError> {
-        let socket = Arc::new(UdpSocket::bind(addr).await?);
+        Self::serve(addr, resolver, None, handler, config).await
+    }
+
+    /// As [`Self::bind`], serving the AKMA Ua* profile beside the e2m one (TS 24.109
+    /// K.3.2; see the [`akma`] module): the ServerKeyExchange carries the
+    /// `psk_identity_hint` `"3GPP-AKMA"`, and a `psk_identity` that starts with
+    /// `"3GPP-AKMA"` names an A-KID whose K_AF `akma` resolves, under the same fetch
+    /// budget per source as e2m keys. Every other identity takes the e2m path of
+    /// [`Self::bind`] (`resolver`; [`NoPsk`](crate::NoPsk) for an AF without e2m).
+    ///
+    /// # Errors
+    /// As [`Self::bind`].
+    pub async fn bind_with_akma<R: PskResolver, A: AkmaResolver>(
+        addr: SocketAddr,
+        resolver: R,
+        akma: A,
+        handler: AppHandler,
+        config: ServerConfig,
+    ) -> Result<ServerHandle, DtlsError> {
+        Self::serve(addr, resolver, Some(Box::new(akma)), handler, config).await
+    }
+
+    async fn serve<R: PskResolver>(
+        addr: SocketAddr,
+        resolver: R,
+        akma: Option<Box<dyn DynAkmaResolver>>,
+        handler: AppHandler,
+        config: ServerConfig,
+    ) -> Result<ServerHandle, DtlsError> {
+        let socket = Udp::bind(addr)?;
         let local_addr = socket.local_addr()?;
         let dimpl_config = Arc::new(
             builder(&config.limits)
@@ -260,7 +325,11 @@ impl DtlsServer {
                 // `cookie` module).
                 .use_server_cookie(true)
                 .with_crypto_provider(cookie::server_crypto_provider())
-                .with_psk_server(None, Arc::new(SlotResolver))
+                .with_psk_server(
+                    akma.is_some()
+                        .then(|| akma::AKMA_PSK_IDENTITY_HINT.to_vec()),
+                    Arc::new(SlotResolver),
+                )
                 .build()
                 .map_err(|e| DtlsError::Config(format!("{e:?}")))?,
         );
@@ -270,7 +339,11 @@ impl DtlsServer {
         let shared = Arc::new(Shared {
             socket,
             resolver,
+            akma,
             handler,
+            budget: Mutex::new(FetchBudget::new(config.fetch_budget)),
+            budget_freed: Notify::new(),
+            started: Instant::now(),
             config,
             dimpl_config,
             events: events_tx,
@@ -285,9 +358,17 @@ impl DtlsServer {
 }
 
 struct Shared<R> {
-    socket: Arc<UdpSocket>,
+    socket: Udp,
     resolver: R,
+    /// The AKMA profile's resolver, if served ([`DtlsServer::bind_with_akma`]).
+    akma: Option<Box<dyn DynAkmaResolver>>,
     handler: AppHandler,
+    /// The fetch budget per source address, and the wake-up of tasks waiting for a token
+    /// when one is given back.
+    budget: Mutex<FetchBudget>,
+    budget_freed: Notify,
+    /// The budget's time origin.
+    started: Instant,
     config: ServerConfig,
     dimpl_config: Arc<dimpl::Config>,
     events: mpsc::Sender<ServerEvent>,
@@ -297,6 +378,50 @@ impl<R> Shared<R> {
     fn emit(&self, event: ServerEvent) {
         // Never wait on a slow observer: drop the event instead.
         let _ = self.events.try_send(event);
+    }
+
+    /// Milliseconds since the server started: the budget's clock.
+    fn budget_now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn budget(&self) -> std::sync::MutexGuard<'_, FetchBudget> {
+        // A poisoned lock only means a task panicked while holding a map whose every state
+        // is valid; keep serving.
+        self.budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes a fetch token for `source`, waiting until `deadline` for one to come back or
+    /// refill. `false`: none came.
+    async fn take_fetch_token(&self, source: IpAddr, deadline: tokio::time::Instant) -> bool {
+        loop {
+            // Registered before the check, so that a token given back between the check and
+            // the wait is not missed.
+            let freed = self.budget_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let refill = match self.budget().take(source, self.budget_now_ms()) {
+                Ok(()) => return true,
+                Err(refill) => refill,
+            };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let until = refill.map_or(deadline, |wait| (now + wait).min(deadline));
+            tokio::select! {
+                () = &mut freed => {}
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
+    /// Gives back the token of a fetch from `source` that found a key.
+    fn give_back_fetch_token(&self, source: IpAddr) {
+        self.budget().give_back(source, self.budget_now_ms());
+        self.budget_freed.notify_waiters();
     }
 }
 
@@ -391,7 +516,7 @@ impl<R: PskResolver> Dispatcher<R> {
 
     /// Sends a stateless answer; a full socket buffer drops it, as UDP may.
     fn send_stateless(&self, datagram: &[u8], to: SocketAddr) {
-        let _ = self.shared.socket.try_send_to(datagram, to);
+        let _ = self.shared.socket.send_to(datagram, to);
     }
 
     fn start_peer(&mut self, from: SocketAddr, hello: &ClientHello<'_>, datagram: Vec<u8>) {
@@ -452,7 +577,7 @@ struct VerifiedHello {
 #[derive(Default)]
 struct SlotState {
     identity: Option<Vec<u8>>,
-    key: Option<E2mKey>,
+    key: Option<PskKey>,
     /// Set when `dimpl` asked for exactly `identity` (the "record the identity" rule).
     asked: bool,
 }
@@ -496,7 +621,7 @@ async fn run_peer<R: PskResolver>(
         shared,
         peer,
         slot: Arc::new(Mutex::new(SlotState::default())),
-        dtls: Dtls::new_12_psk(Arc::clone(&shared.dimpl_config), started),
+        dtls: Box::new(Dtls::new_12_psk(Arc::clone(&shared.dimpl_config), started)),
         identity: None,
         connected: None,
         peeked: false,
@@ -548,8 +673,9 @@ struct PeerTask<'s, R> {
     shared: &'s Shared<R>,
     peer: SocketAddr,
     slot: Arc<Mutex<SlotState>>,
-    dtls: Dtls,
-    identity: Option<PskIdentity>,
+    /// Boxed: `dimpl`'s state is over 3 KiB, and the task's future is moved when spawned.
+    dtls: Box<Dtls>,
+    identity: Option<PeerIdentity>,
     connected: Option<PeerInfo>,
     /// Whether the ClientKeyExchange has been peeked (and its key fetched).
     peeked: bool,
@@ -582,7 +708,7 @@ impl<R: PskResolver> PeerTask<'_, R> {
     async fn start(&mut self, hello: &VerifiedHello) -> Step {
         let (dtls, out) = (&mut self.dtls, &mut self.out);
         match SLOT.sync_scope(Arc::clone(&self.slot), || {
-            start_after_cookie(dtls, hello, out)
+            crypto::scope(|| start_after_cookie(dtls, hello, out))
         }) {
             Ok(()) => Step::Wait,
             Err(e) => self.handshake_failed(&e).await,
@@ -604,8 +730,10 @@ impl<R: PskResolver> PeerTask<'_, R> {
         }
         let dtls = &mut self.dtls;
         let fed = SLOT.sync_scope(Arc::clone(&self.slot), || {
-            dtls.handle_timeout(Instant::now())?;
-            dtls.handle_packet(datagram)
+            crypto::scope(|| {
+                dtls.handle_timeout(Instant::now())?;
+                dtls.handle_packet(datagram)
+            })
         });
         match fed {
             Ok(()) => Step::Again,
@@ -639,7 +767,8 @@ impl<R: PskResolver> PeerTask<'_, R> {
             match self.dtls.poll_output(&mut self.out) {
                 Output::Packet(p) => {
                     self.alerts.saw(p);
-                    let _ = self.shared.socket.send_to(p, self.peer).await;
+                    // A send buffer full for long drops the datagram (see the `udp` module).
+                    let _ = self.shared.socket.send_to_waiting(p, self.peer).await;
                 }
                 Output::BufferTooSmall { needed } => self.out.resize(needed, 0),
                 Output::Timeout(t) => {
@@ -706,7 +835,9 @@ impl<R: PskResolver> PeerTask<'_, R> {
                     return None;
                 }
                 let dtls = &mut self.dtls;
-                if let Err(e) = SLOT.sync_scope(Arc::clone(&self.slot), || dtls.handle_timeout(now)) {
+                if let Err(e) = SLOT.sync_scope(Arc::clone(&self.slot), || {
+                    crypto::scope(|| dtls.handle_timeout(now))
+                }) {
                     self.fail(handshake_failure(&self.slot, &e));
                     return None;
                 }
@@ -722,7 +853,7 @@ fn attribute<R>(
     shared: &Shared<R>,
     peer: SocketAddr,
     slot: &Mutex<SlotState>,
-    identity: &Option<PskIdentity>,
+    identity: &Option<PeerIdentity>,
 ) -> Option<PeerInfo> {
     let asked = slot.lock().map(|s| s.asked).unwrap_or(false);
     match (identity, asked) {
@@ -849,7 +980,7 @@ impl Alerter {
     async fn send<R>(&mut self, shared: &Shared<R>, peer: SocketAddr, alert: AlertDescription) {
         let record = record::fatal_alert(alert.0, self.next_sequence);
         self.next_sequence = self.next_sequence.saturating_add(1);
-        let _ = shared.socket.send_to(&record, peer).await;
+        let _ = shared.socket.send_to_waiting(&record, peer).await;
         shared.emit(ServerEvent::AlertSent { peer, alert });
     }
 
@@ -866,26 +997,29 @@ async fn resolve_into_slot<R: PskResolver>(
     peer: SocketAddr,
     octets: &[u8],
     slot: &Mutex<SlotState>,
-) -> (Option<PskIdentity>, KeyOutcome) {
-    let parsed = PskIdentity::parse(octets);
+) -> (Option<PeerIdentity>, KeyOutcome) {
+    let parsed = akma::peer_identity(octets, shared.akma.is_some());
     let (identity, key, outcome) = match parsed {
-        Err(e) => {
+        Err(reason) => {
             shared.emit(ServerEvent::Failed {
                 peer,
                 identity: None,
-                reason: format!("psk_identity: {e}"),
+                reason,
             });
             (None, None, KeyOutcome::NoKey)
         }
         Ok(id) => {
-            shared.emit(ServerEvent::Fetching {
-                peer,
-                identity: id.clone(),
-            });
-            let fetched =
-                tokio::time::timeout(shared.config.resolve_timeout, shared.resolver.resolve(&id))
-                    .await
-                    .unwrap_or_else(|_| Err(ResolveError::Unavailable("timed out".into())));
+            let Some(fetched) = fetch_within_budget(shared, peer, &id).await else {
+                shared.emit(ServerEvent::FetchRefused {
+                    peer,
+                    identity: id.clone(),
+                });
+                if let Ok(mut state) = slot.lock() {
+                    state.identity = Some(octets.to_vec());
+                    state.key = None;
+                }
+                return (Some(id), KeyOutcome::Unavailable);
+            };
             match fetched {
                 Ok(key) => (Some(id), Some(key), KeyOutcome::Key),
                 Err(error) => {
@@ -910,6 +1044,35 @@ async fn resolve_into_slot<R: PskResolver>(
         state.key = key;
     }
     (identity, outcome)
+}
+
+/// The resolver's answer for `id`: at hand ([`PskResolver::resolve_local`], no token), or
+/// fetched with a token of the source's budget (given back if the fetch found a key).
+/// `None` if no token came within the resolve timeout: nothing was fetched.
+async fn fetch_within_budget<R: PskResolver>(
+    shared: &Shared<R>,
+    peer: SocketAddr,
+    id: &PeerIdentity,
+) -> Option<Result<PskKey, ResolveError>> {
+    shared.emit(ServerEvent::Fetching {
+        peer,
+        identity: id.clone(),
+    });
+    if let Some(answer) = akma::resolve_local_any(&shared.resolver, shared.akma.as_deref(), id) {
+        return Some(answer);
+    }
+    let deadline = tokio::time::Instant::now() + shared.config.resolve_timeout;
+    if !shared.take_fetch_token(peer.ip(), deadline).await {
+        return None;
+    }
+    let fetch = akma::resolve_any(&shared.resolver, shared.akma.as_deref(), id);
+    let fetched = tokio::time::timeout_at(deadline, fetch)
+        .await
+        .unwrap_or_else(|_| Err(ResolveError::Unavailable("timed out".into())));
+    if fetched.is_ok() {
+        shared.give_back_fetch_token(peer.ip());
+    }
+    Some(fetched)
 }
 
 /// A reason for a failed handshake that says whether the EMSE had a key at all.
@@ -943,9 +1106,8 @@ pub fn default_handler() -> AppHandler {
                     (
                         Code::CONTENT,
                         format!(
-                            "hello {} (key id {}), you asked for /{}",
-                            peer.identity.identity,
-                            peer.identity.key_id,
+                            "hello {}, you asked for /{}",
+                            akma::describe(&peer.identity),
                             req.uri_path()
                         ),
                     )
@@ -961,7 +1123,7 @@ pub fn default_handler() -> AppHandler {
                 format!(
                     "e2m EMSE: {} octets from {}\n",
                     data.len(),
-                    peer.identity.identity
+                    akma::name(&peer.identity)
                 )
                 .into_bytes(),
             ),

@@ -266,6 +266,85 @@ async fn a_spoofed_flood_causes_at_most_the_budgeted_fetches() {
     );
 }
 
+/// Has the keys of `cached` key ids at hand (`resolve_local`, as `EmksKeySource`'s cache);
+/// counts the fetches that had to ask the key server.
+#[derive(Default)]
+struct CachingResolver {
+    cached: Vec<u32>,
+    remote: AtomicUsize,
+}
+
+impl PskResolver for CachingResolver {
+    fn resolve_local(&self, identity: &PskIdentity) -> Option<Result<E2mKey, ResolveError>> {
+        self.cached
+            .contains(&identity.key_id.as_u32())
+            .then(|| Ok(key()))
+    }
+
+    async fn resolve(&self, identity: &PskIdentity) -> Result<E2mKey, ResolveError> {
+        if let Some(answer) = self.resolve_local(identity) {
+            return answer;
+        }
+        self.remote.fetch_add(1, Ordering::SeqCst);
+        Ok(key())
+    }
+}
+
+/// issue 16: a key the resolver has at hand costs no fetch token, as on the DTLS side.
+/// One source (127.0.0.1) with a budget of one fetch and no refill spends it on an
+/// uncached key; UEs whose keys are cached are still served from that source, and the
+/// next uncached key is refused (the budget still holds).
+#[tokio::test]
+async fn a_cached_key_costs_no_fetch_token() {
+    let resolver = Arc::new(CachingResolver {
+        cached: (100..105).collect(),
+        ..CachingResolver::default()
+    });
+    let config = OscoreServerConfig {
+        guard: FetchGuard::Budget(FetchBudgetConfig {
+            burst: 1,
+            per_minute: 0,
+            max_sources: 16,
+        }),
+        ..OscoreServerConfig::default()
+    };
+    let server = start(Arc::clone(&resolver), config).await;
+    let mut first = ue(server.local_addr(), "first@iot.example.com", 1).await;
+    let answer = first
+        .request(&get("t", 1, b"a"), WAIT)
+        .await
+        .expect("first");
+    assert_eq!(answer.code, Code::CONTENT);
+    assert_eq!(resolver.remote.load(Ordering::SeqCst), 1);
+
+    for key_id in 100..105u32 {
+        let mut cached = ue(
+            server.local_addr(),
+            &format!("c{key_id}@iot.example.com"),
+            key_id,
+        )
+        .await;
+        let answer = cached.request(&get("t", 1, b"c"), WAIT).await;
+        assert!(
+            matches!(&answer, Ok(m) if m.code == Code::CONTENT),
+            "cached key id {key_id}: {answer:?}"
+        );
+    }
+    assert_eq!(
+        resolver.remote.load(Ordering::SeqCst),
+        1,
+        "no fetch for cached keys"
+    );
+
+    let mut uncached = ue(server.local_addr(), "late@iot.example.com", 2).await;
+    let refused = uncached.request(&get("t", 1, b"u"), WAIT).await;
+    assert!(
+        matches!(refused, Err(OscoreClientError::RetryAfter(_))),
+        "{refused:?}"
+    );
+    assert_eq!(resolver.remote.load(Ordering::SeqCst), 1);
+}
+
 /// Holds the key of one key id until the test opens the gate.
 struct GatedResolver {
     slow_key_id: u32,

@@ -1,12 +1,13 @@
 //! The EMKS's configuration: the derivation profile and per-EMSE policy.
 
 use std::collections::HashSet;
+use std::ops::RangeInclusive;
 
 use e2m_kdf::{E2mProfile, KdfError};
 use e2m_keyid::EmseId;
 use foldhash::fast::RandomState;
 
-use crate::CallbackHost;
+use crate::{AllowedCallback, CallbackHost, HTTPS_DEFAULT_PORT};
 
 /// How the EMKS derives keys and what each EMSE may do beyond the default.
 ///
@@ -16,7 +17,13 @@ use crate::CallbackHost;
 pub struct EmksConfig {
     profile: E2mProfile<'static>,
     imsi_allowed: HashSet<Box<str>, RandomState>,
-    callback_hosts: Vec<CallbackHost>,
+    callbacks_allowed: Vec<AllowedCallback>,
+    certificate_ports: Vec<RangeInclusive<u16>>,
+}
+
+/// The ports callbacks to certificate-named hosts may use by default: 443 alone.
+fn default_certificate_ports() -> Vec<RangeInclusive<u16>> {
+    vec![HTTPS_DEFAULT_PORT..=HTTPS_DEFAULT_PORT]
 }
 
 impl EmksConfig {
@@ -31,7 +38,8 @@ impl EmksConfig {
         Ok(EmksConfig {
             profile,
             imsi_allowed: HashSet::default(),
-            callback_hosts: Vec::new(),
+            callbacks_allowed: Vec::new(),
+            certificate_ports: default_certificate_ports(),
         })
     }
 
@@ -49,21 +57,46 @@ impl EmksConfig {
         self
     }
 
-    /// Lets every EMSE name `host` in a callback, whether or not its certificate names it
-    /// (the operator's allow-list, e.g. a notification gateway; a `*.` name allows one
-    /// label under it). Without an entry, an EMSE's callbacks must name a host its own
-    /// certificate names (issue 9 item 5).
+    /// Lets every EMSE name `allowed.host` on `allowed.port` in a callback, whether or not
+    /// its certificate names that host (the operator's allow-list, e.g. a notification
+    /// gateway; a `*.` name allows one label under it). The entry names one port: other
+    /// ports of the host stay closed to callbacks. Without an entry, an EMSE's callbacks
+    /// must name a host its own certificate names, on a port of
+    /// [`Self::allow_certificate_callback_ports`] (issue 9 item 5, issue 16 item 4).
     #[must_use]
-    pub fn allow_callback_host(mut self, host: CallbackHost) -> Self {
-        self.callback_hosts.push(host);
+    pub fn allow_callback(mut self, allowed: AllowedCallback) -> Self {
+        self.callbacks_allowed.push(allowed);
         self
     }
 
-    /// Whether the allow-list covers `host`.
-    pub fn callback_host_allowed(&self, host: &CallbackHost) -> bool {
-        self.callback_hosts
+    /// Lets callbacks to hosts that the EMSE's own certificate names use the ports in
+    /// `ports` as well (by default only 443, the default port of `https`): e.g. `8443..=8443`
+    /// for EMSEs whose notification endpoints listen there. `1..=65535` allows every port,
+    /// which only a closed test network should do (an EMSE could then aim notifications at
+    /// any service of its own hosts, such as ssh or a metrics port).
+    #[must_use]
+    pub fn allow_certificate_callback_ports(mut self, ports: RangeInclusive<u16>) -> Self {
+        self.certificate_ports.push(ports);
+        self
+    }
+
+    /// Whether a callback to `host` on `port` is acceptable from an EMSE whose certificate
+    /// names `named`: a named host on a certificate port, or an allow-list entry.
+    pub fn callback_allowed(&self, named: &[CallbackHost], host: &CallbackHost, port: u16) -> bool {
+        (self.certificate_port_allowed(port) && named.iter().any(|n| n.covers(host)))
+            || self.allow_list_covers(host, port)
+    }
+
+    /// Whether the allow-list has an entry for `host` on `port`.
+    pub fn allow_list_covers(&self, host: &CallbackHost, port: u16) -> bool {
+        self.callbacks_allowed
             .iter()
-            .any(|allowed| allowed.covers(host))
+            .any(|allowed| allowed.covers(host, port))
+    }
+
+    /// Whether callbacks to certificate-named hosts may use `port`.
+    pub fn certificate_port_allowed(&self, port: u16) -> bool {
+        self.certificate_ports.iter().any(|r| r.contains(&port))
     }
 
     /// Whether `emse` may name UEs by IMSI.
@@ -78,19 +111,51 @@ impl Default for EmksConfig {
         EmksConfig {
             profile: E2mProfile::PROVISIONAL,
             imsi_allowed: HashSet::default(),
-            callback_hosts: Vec::new(),
+            callbacks_allowed: Vec::new(),
+            certificate_ports: default_certificate_ports(),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     #[test]
     fn the_default_profile_is_valid() {
         assert_eq!(EmksConfig::default().profile().validate(), Ok(()));
         assert!(EmksConfig::new(E2mProfile::PROVISIONAL).is_ok());
+    }
+
+    #[test]
+    fn certificate_hosts_get_port_443_unless_configured() {
+        let named = ["emse-a.example.com".parse::<CallbackHost>().unwrap()];
+        let host = &named[0];
+        let config = EmksConfig::default();
+        assert!(config.callback_allowed(&named, host, 443));
+        for port in [22, 80, 8443, 9464, 65535] {
+            assert!(!config.callback_allowed(&named, host, port), "{port}");
+        }
+        let config = config.allow_certificate_callback_ports(8443..=8444);
+        assert!(config.callback_allowed(&named, host, 8443));
+        assert!(config.callback_allowed(&named, host, 8444));
+        assert!(!config.callback_allowed(&named, host, 8445));
+        let other = "emse-b.example.com".parse::<CallbackHost>().unwrap();
+        assert!(
+            !config.callback_allowed(&named, &other, 443),
+            "a host not named"
+        );
+        let config = config.allow_callback("emse-b.example.com:9443".parse().unwrap());
+        assert!(config.callback_allowed(&named, &other, 9443));
+        assert!(
+            !config.callback_allowed(&named, &other, 443),
+            "the entry names 9443 only"
+        );
+        assert!(
+            config.callback_allowed(&[], &other, 9443),
+            "whatever the certificate names"
+        );
     }
 
     #[test]

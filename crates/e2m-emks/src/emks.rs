@@ -17,7 +17,7 @@ use e2m_types::{EventType, SessionId, SubscriptionId, Timestamp, UeRef};
 use crate::audit::{
     Action, AuditRecord, AuditRecords, Effects, OutboundNotification, Outcome, Verdict,
 };
-use crate::{CallbackHost, EmksConfig, Peer};
+use crate::{EmksConfig, Peer, callback_target};
 
 /// A refusal: the cause the peer is told, and the reason the audit records.
 struct Refusal {
@@ -43,7 +43,8 @@ fn identity_not_provisioned() -> Refusal {
 fn store_failed(e: StoreError) -> Refusal {
     match e {
         StoreError::LimitReached(ks::Limit::SessionsPerEmse)
-        | StoreError::LimitReached(ks::Limit::SubscriptionsPerSession) => {
+        | StoreError::LimitReached(ks::Limit::SubscriptionsPerSession)
+        | StoreError::LimitReached(ks::Limit::SubscriptionsPerUe) => {
             refuse(ProblemCause::RateLimited, "limit reached")
         }
         StoreError::InvalidInput(_) => refuse(ProblemCause::Malformed, "invalid input"),
@@ -148,12 +149,21 @@ impl<K, M, S, B> core::fmt::Debug for Emks<K, M, S, B> {
 
 impl<K, M, S, B> Emks<K, M, S, B>
 where
-    K: IntKeyStore + NotificationOutbox,
+    K: IntKeyStore,
     M: IdentityMap,
     S: SessionStore,
     B: SubscriptionStore,
 {
     /// An EMKS over these stores.
+    ///
+    /// Any [`IntKeyStore`] will do: the core never reads an outbox. Notifications are the
+    /// key store's work: a store that is also a [`NotificationOutbox`] records them with
+    /// each push or sweep (the in-memory store does once linked to the subscriptions, see
+    /// [`Emks::in_memory_with`]), and the transport's deliverer takes them from there. Over
+    /// a key store without an outbox this is the EMKS **without notifications**:
+    /// [`Emks::subscribe`] and [`Emks::unsubscribe`] need the outbox and are not available
+    /// (so a transport cannot accept subscriptions that would never be served), and
+    /// [`Effects::notifications_recorded`] has no deliverer to wake.
     pub fn new(config: EmksConfig, keys: K, identities: M, sessions: S, subscriptions: B) -> Self {
         Emks {
             keys,
@@ -164,8 +174,9 @@ where
         }
     }
 
-    /// The intermediate key store, and the outbox of the notifications its pushes and
-    /// sweeps record (the transport's deliverer claims and settles them there).
+    /// The intermediate key store (and, if it keeps one, the outbox of the notifications
+    /// its pushes and sweeps record: the transport's deliverer claims and settles them
+    /// there).
     pub fn keys(&self) -> &K {
         &self.keys
     }
@@ -202,8 +213,10 @@ where
         }
     }
 
-    /// A callback is accepted only for a host that the EMSE's certificate names or that
-    /// the operator allows (issue 9 item 5): refused here, it is never connected to.
+    /// A callback is accepted only for a host that the EMSE's certificate names, on a port
+    /// the operator lets such hosts use (443 unless configured), or for a host and port the
+    /// operator's allow-list names (issue 9 item 5, issue 16 item 4): refused here, it is
+    /// never connected to.
     fn check_callback(&self, peer: &Peer, callback: &CallbackUri) -> Result<(), Refusal> {
         let Peer::Emse(emse) = peer else {
             return Err(refuse(
@@ -211,22 +224,24 @@ where
                 "peer is not an EMSE",
             ));
         };
-        let host = CallbackHost::of_callback(callback).ok_or_else(|| {
+        let (host, port) = callback_target(callback).ok_or_else(|| {
             refuse(
                 ProblemCause::EmseNotAuthorized,
                 "callback host is not a DNS name or IP address",
             )
         })?;
-        if emse.hosts().iter().any(|named| named.covers(&host))
-            || self.config.callback_host_allowed(&host)
-        {
-            Ok(())
-        } else {
-            Err(refuse(
-                ProblemCause::EmseNotAuthorized,
-                "callback host neither named by the EMSE's certificate nor allowed",
-            ))
+        if self.config.callback_allowed(emse.hosts(), &host, port) {
+            return Ok(());
         }
+        let named = emse.hosts().iter().any(|named| named.covers(&host));
+        Err(refuse(
+            ProblemCause::EmseNotAuthorized,
+            if named {
+                "callback port not allowed for certificate-named hosts, nor on the allow-list"
+            } else {
+                "callback host neither named by the EMSE's certificate nor allowed"
+            },
+        ))
     }
 
     /// The live session named by `id`, which must be bound to the peer's identity.
@@ -519,24 +534,71 @@ where
     /// session the answer is [`ProblemCause::UnknownSession`]. A UE filter by application
     /// identity must resolve for this EMSE; a filter by IMSI, or no filter at all (whose
     /// notifications must then name UEs by IMSI), needs the EMSE's IMSI permission.
-    /// `key-in-use` is an EMSE → EMKS event and cannot be subscribed to here. The callback's
-    /// host must be one the EMSE's certificate names or the operator allows
-    /// ([`EmksConfig::allow_callback_host`]); otherwise [`ProblemCause::EmseNotAuthorized`],
-    /// and the EMKS never connects to it.
+    /// `key-in-use` is an EMSE → EMKS event and cannot be subscribed to here. The callback
+    /// must name a host the EMSE's certificate names on a port the operator lets such hosts
+    /// use (443 unless [`EmksConfig::allow_certificate_callback_ports`] says more), or a
+    /// host and port on the operator's allow-list ([`EmksConfig::allow_callback`]);
+    /// otherwise [`ProblemCause::EmseNotAuthorized`], and the EMKS never connects to it.
+    ///
+    /// One push's fan-out is bounded (issue 16 item 4): an EMSE holds at most
+    /// [`SubscriptionPolicy::max_per_ue`] subscriptions for one UE (and as many without a
+    /// filter). An EMSE at that limit is not refused: its oldest subscription for that UE
+    /// ends (audited as `unsubscribe`, reason "replaced") and the new one takes its place,
+    /// so an EMSE that restarted without unsubscribing is never locked out of its UEs.
     ///
     /// The transport answers 201 with `Location: e2m_msg::rest::subscription_path(&id)`.
+    ///
+    /// Only over a key store that records notifications (a [`NotificationOutbox`]): see
+    /// [`Emks::new`].
     pub async fn subscribe(
         &self,
         peer: &Peer,
         subscription: &Subscription,
         now: Timestamp,
-    ) -> Outcome<SubscriptionResult> {
+    ) -> Outcome<SubscriptionResult>
+    where
+        K: NotificationOutbox,
+    {
         let mut record = AuditRecord::new(now, Action::Subscribe, Some(peer));
         record.ue = subscription.ue.clone();
+        let mut effects = Effects::default();
         let result = self
-            .try_subscribe(peer, subscription, now, &mut record)
+            .try_subscribe(peer, subscription, now, &mut record, &mut effects)
             .await;
-        finish(record, Effects::default(), result)
+        finish(record, effects, result)
+    }
+
+    /// Ends `emse`'s oldest subscription with the UE filter `imsi` (none: unfiltered), with
+    /// an audit record of its own (action `unsubscribe`, reason: replaced).
+    async fn replace_oldest_subscription(
+        &self,
+        emse: &EmseId,
+        imsi: Option<&Imsi>,
+        now: Timestamp,
+        effects: &mut Effects,
+    ) -> Result<(), Refusal> {
+        let held = self
+            .subscriptions
+            .of_emse_for_ue(emse, imsi)
+            .await
+            .map_err(store_failed)?;
+        if let Some((id, oldest)) = held.into_iter().next() {
+            let removed = self
+                .subscriptions
+                .remove(oldest.session, id)
+                .await
+                .map_err(store_failed)?;
+            if removed.is_some() {
+                let mut ended = AuditRecord::new(now, Action::Unsubscribe, None);
+                ended.session = Some(oldest.session);
+                ended.subscription = Some(id);
+                ended.imsi = imsi.cloned();
+                ended.verdict = Verdict::Granted;
+                ended.reason = "replaced by a new subscription of its EMSE (per-UE limit)";
+                effects.audit.push(ended);
+            }
+        }
+        Ok(())
     }
 
     async fn try_subscribe(
@@ -545,6 +607,7 @@ where
         subscription: &Subscription,
         now: Timestamp,
         record: &mut AuditRecord,
+        effects: &mut Effects,
     ) -> Result<SubscriptionResult, Refusal> {
         let emse = Self::emse_peer(peer)?;
         if subscription.events.contains(EventType::KeyInUse) {
@@ -573,17 +636,26 @@ where
                 ));
             }
         };
-        let id = self
-            .subscriptions
-            .add(SubscriptionRecord {
-                session: session.session,
-                emse: emse.clone(),
-                events: subscription.events,
-                ue,
-                callback: subscription.callback.as_str().to_owned(),
-            })
-            .await
-            .map_err(store_failed)?;
+        let imsi = ue.as_ref().map(|filter| filter.imsi.clone());
+        let new = SubscriptionRecord {
+            session: session.session,
+            emse: emse.clone(),
+            events: subscription.events,
+            ue,
+            callback: subscription.callback.as_str().to_owned(),
+        };
+        let id = match self.subscriptions.add(new.clone()).await {
+            Err(StoreError::LimitReached(ks::Limit::SubscriptionsPerUe)) => {
+                // The EMSE holds its limit of subscriptions for this UE (the bound on one
+                // push's fan-out, issue 16 item 4): its oldest one makes way, so that an
+                // EMSE that restarted without unsubscribing is never locked out of its
+                // UEs' events. Only its own certificate can do this to its subscriptions.
+                self.replace_oldest_subscription(emse, imsi.as_ref(), now, effects)
+                    .await?;
+                self.subscriptions.add(new).await.map_err(store_failed)?
+            }
+            added => added.map_err(store_failed)?,
+        };
         record.subscription = Some(id);
         Ok(SubscriptionResult {
             subscription_id: id,
@@ -593,12 +665,11 @@ where
 
     /// Removes a subscription: `DELETE /e2m/v1/subscriptions/{id}`. Only a session of the
     /// EMSE that made it may; to anyone else it does not exist. The transport answers 204.
-    pub async fn unsubscribe(
-        &self,
-        peer: &Peer,
-        id: &SubscriptionId,
-        now: Timestamp,
-    ) -> Outcome<()> {
+    /// Only over a key store that records notifications, as [`Emks::subscribe`].
+    pub async fn unsubscribe(&self, peer: &Peer, id: &SubscriptionId, now: Timestamp) -> Outcome<()>
+    where
+        K: NotificationOutbox,
+    {
         let mut record = AuditRecord::new(now, Action::Unsubscribe, Some(peer));
         record.subscription = Some(*id);
         let result = self.try_unsubscribe(peer, *id, now, &mut record).await;
@@ -815,8 +886,9 @@ where
     ///
     /// `None` for an entry that must not be sent (the transport settles it as done): an
     /// unfiltered subscription of an EMSE no longer allowed to see IMSIs (the permission
-    /// was withdrawn since it subscribed), a callback that no longer validates, or an
-    /// event that is not an EMKS → EMSE event.
+    /// was withdrawn since it subscribed), a callback that no longer validates or whose
+    /// port the configuration no longer allows (neither a certificate port nor on the
+    /// allow-list), or an event that is not an EMKS → EMSE event.
     pub fn outbound(&self, pending: &PendingNotification) -> Option<OutboundNotification> {
         if !matches!(
             pending.event,
@@ -831,8 +903,18 @@ where
             None => return None,
         };
         // The store keeps the callback as the text the subscription carried (validated
-        // then); one that no longer validates names nowhere to deliver to.
+        // then); one that no longer validates names nowhere to deliver to, and one whose
+        // port this configuration no longer allows (a subscription stored before the port
+        // rule, or before the operator narrowed it) is not connected to. (The host was
+        // checked against the certificate at subscription time; the notifier's TLS check
+        // demands that EMSE's certificate again on every connection.)
         let callback = e2m_msg::CallbackUri::new(&sub.callback).ok()?;
+        let (host, port) = callback_target(&callback)?;
+        if !(self.config.certificate_port_allowed(port)
+            || self.config.allow_list_covers(&host, port))
+        {
+            return None;
+        }
         Some(OutboundNotification {
             callback,
             notification: Notification {

@@ -9,7 +9,10 @@ mod peer;
 pub use audit::{
     Action, AuditRecord, AuditRecords, Effects, OutboundNotification, Outcome, Verdict,
 };
-pub use callback::{BadCallbackHost, CallbackHost};
+pub use callback::{
+    AllowedCallback, BadAllowedCallback, BadCallbackHost, CallbackHost, HTTPS_DEFAULT_PORT,
+    callback_target,
+};
 pub use config::EmksConfig;
 // The crates whose types the core's signatures expose, so that a user of this crate names
 // them without adding dependencies (the hkdf `pub use hmac` / rustls `pki_types` pattern).

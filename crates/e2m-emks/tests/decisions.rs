@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use e2m_emks::{Action, EmksConfig, Peer, Verdict};
 use e2m_keyid::{EmseId, KeyId};
-use e2m_keystore::{SessionStore, SubscriptionStore};
+use e2m_keystore::{SessionStore, SubscriptionPolicy, SubscriptionStore};
 use e2m_msg::{
     Deregistration, EventSet, EventType, IntermediateKeyPush, KeyIdSource, Notification,
     ProblemCause, Registration, SessionId, Subscription, SubscriptionId, UeRef,
@@ -579,11 +579,12 @@ fn every_decision_is_audited() {
     );
 }
 
-/// Issue 9 item 5: a callback is accepted only for a host the EMSE's certificate names or
-/// the operator allows; refused, it is refused when given, so nothing ever connects to it.
+/// Issue 9 item 5 and issue 16 item 4: a callback is accepted only for a host the EMSE's
+/// certificate names, on port 443 unless the operator allows more, or for a host *and
+/// port* on the operator's allow-list; refused, it is refused when given, so nothing ever
+/// connects to it.
 #[test]
 fn callbacks_must_name_a_host_of_the_certificate_or_the_allow_list() {
-    use e2m_emks::CallbackHost;
     let subscribe_to = |w: &World, uri: &str| {
         let out = block_on(w.emks.subscribe(
             &w.a,
@@ -608,15 +609,33 @@ fn callbacks_must_name_a_host_of_the_certificate_or_the_allow_list() {
         ));
         w.record(out).map(|r| r.session_id)
     };
+    let refused = |w: &World, uri: &str, why: &str| {
+        let (result, reason) = subscribe_to(w, uri);
+        assert_eq!(result.err(), Some(ProblemCause::EmseNotAuthorized), "{uri}");
+        assert_eq!(reason, Some(why), "{uri}");
+        assert_eq!(
+            register_with(w, uri).err(),
+            Some(ProblemCause::EmseNotAuthorized),
+            "{uri}"
+        );
+    };
+    const NOT_NAMED: &str = "callback host neither named by the EMSE's certificate nor allowed";
+    const PORT: &str =
+        "callback port not allowed for certificate-named hosts, nor on the allow-list";
     let w = world();
     w.register(&w.a, at(0)).unwrap();
-    // The certificate names A (any port, any path; case does not matter).
+    // The certificate names A: port 443, written or not (any path; case does not matter).
     for ok in [
         format!("https://{A}/e2m/v1/notifications"),
-        format!("https://{}:8443/cb", A.to_uppercase()),
+        format!("https://{}:443/cb", A.to_uppercase()),
     ] {
         assert!(subscribe_to(&w, &ok).0.is_ok(), "{ok}");
         assert!(register_with(&w, &ok).is_ok(), "{ok}");
+    }
+    // Any other port of that host: ssh, a metrics port, an EMKS port, an alternative
+    // HTTPS port the operator did not allow.
+    for port in [22, 80, 8443, 9464, 65535] {
+        refused(&w, &format!("https://{A}:{port}/cb"), PORT);
     }
     // Another EMSE's host, an internal address, a port probe: refused, with the reason in
     // the audit only.
@@ -627,34 +646,168 @@ fn callbacks_must_name_a_host_of_the_certificate_or_the_allow_list() {
         "https://[::1]:25/".to_owned(),
         "https://metadata.internal/".to_owned(),
     ] {
-        let (result, reason) = subscribe_to(&w, &bad);
-        assert_eq!(result.err(), Some(ProblemCause::EmseNotAuthorized), "{bad}");
-        assert_eq!(
-            reason,
-            Some("callback host neither named by the EMSE's certificate nor allowed")
-        );
-        assert_eq!(
-            register_with(&w, &bad).err(),
-            Some(ProblemCause::EmseNotAuthorized),
-            "{bad}"
-        );
+        refused(&w, &bad, NOT_NAMED);
     }
-    // The operator's allow-list lets any EMSE name these.
+    // The operator lets certificate-named hosts use 8443 as well: that port, not others.
+    let w = World::new(EmksConfig::default().allow_certificate_callback_ports(8443..=8443));
+    w.register(&w.a, at(0)).unwrap();
+    assert!(subscribe_to(&w, &format!("https://{A}:8443/cb")).0.is_ok());
+    assert!(subscribe_to(&w, &format!("https://{A}/cb")).0.is_ok());
+    refused(&w, &format!("https://{A}:22/cb"), PORT);
+    refused(&w, &format!("https://{B}:8443/cb"), NOT_NAMED);
+    // The operator's allow-list lets any EMSE name these hosts, each on its one port.
     let w = World::new(
         EmksConfig::default()
-            .allow_callback_host("10.0.0.1".parse::<CallbackHost>().unwrap())
-            .allow_callback_host("*.gw.example.net".parse::<CallbackHost>().unwrap()),
+            .allow_callback("10.0.0.1:8443".parse().unwrap())
+            .allow_callback("*.gw.example.net:443".parse().unwrap()),
     );
     w.register(&w.a, at(0)).unwrap();
     assert!(subscribe_to(&w, "https://10.0.0.1:8443/cb").0.is_ok());
     assert!(subscribe_to(&w, "https://eu.gw.example.net/cb").0.is_ok());
+    for bad in [
+        "https://10.0.0.1/cb",
+        "https://10.0.0.1:22/cb",
+        "https://eu.gw.example.net:8443/cb",
+        "https://10.0.0.2:8443/cb",
+        "https://gw.example.net/cb",
+    ] {
+        refused(&w, bad, NOT_NAMED);
+    }
+}
+
+/// Issue 16 item 4: however often an EMSE subscribes to one UE's events, one push sends it
+/// at most `SubscriptionPolicy::max_per_ue` notifications from its filtered subscriptions
+/// and as many from its unfiltered ones; each subscription over the limit replaces the
+/// EMSE's oldest one for that UE (audited), so the EMSE is never locked out.
+#[test]
+fn one_push_fans_out_to_at_most_max_per_ue_subscriptions_per_emse() {
+    let w = World::new(EmksConfig::default().allow_imsi(&emse_id(B)));
+    let cap = SubscriptionPolicy::DEFAULT.max_per_ue;
+    assert_eq!(cap, 4, "the documented default");
+    w.register(&w.a, at(0)).unwrap();
+    w.register(&w.b, at(0)).unwrap();
+    let both = EventSet::single(EventType::KeyAvailable).with(EventType::KeyRetired);
+    let mut a_ids = Vec::new();
+    let mut replaced = 0;
+    for n in 0..40 {
+        // Several sessions, as an EMSE that restarts without unsubscribing has.
+        if n % 10 == 9 {
+            w.register(&w.a, at(n)).unwrap();
+        }
+        let out = block_on(w.emks.subscribe(
+            &w.a,
+            &Subscription {
+                events: both,
+                ue: Some(app_ue(1, A)),
+                callback: callback(A),
+            },
+            at(n),
+        ));
+        replaced += out
+            .effects
+            .audit
+            .iter()
+            .filter(|r| r.action == Action::Unsubscribe && r.reason.contains("replaced"))
+            .count();
+        a_ids.push(w.record(out).unwrap().subscription_id);
+        // A's subscriptions for another UE are counted apart.
+        if n < 2 {
+            subscribe(&w, &w.a, Some(app_ue(2, A)), both, n).unwrap();
+        }
+    }
     assert_eq!(
-        subscribe_to(&w, "https://10.0.0.2/cb").0.err(),
-        Some(ProblemCause::EmseNotAuthorized)
+        replaced,
+        40 - cap,
+        "every subscription over the limit replaced one"
     );
+    for _ in 0..10 {
+        subscribe(&w, &w.b, None, both, 1).unwrap();
+        subscribe(&w, &w.b, Some(UeRef::Imsi(imsi(1))), both, 1).unwrap();
+    }
+    w.push(1, 0x31, at(50), at(50)).unwrap();
+    let sent = w.sent(at(50));
+    let to = |emse: &str| sent.iter().filter(|n| n.emse == emse_id(emse)).count();
+    assert_eq!(to(A), cap, "filtered subscriptions of A for UE 1");
     assert_eq!(
-        subscribe_to(&w, "https://gw.example.net/cb").0.err(),
-        Some(ProblemCause::EmseNotAuthorized)
+        to(B),
+        2 * cap,
+        "B's filtered plus its unfiltered subscriptions"
+    );
+    // The newest subscriptions are the ones kept.
+    let mut kept: Vec<_> = sent
+        .iter()
+        .filter(|n| n.emse == emse_id(A))
+        .map(|n| n.notification.subscription_id)
+        .collect();
+    kept.sort_unstable();
+    assert_eq!(kept, a_ids[a_ids.len() - cap..]);
+    // The replaced ones are gone: A cannot remove them any more.
+    let gone = block_on(w.emks.unsubscribe(&w.a, &a_ids[0], at(51)));
+    assert_eq!(
+        w.record(gone).err(),
+        Some(ProblemCause::UnknownSubscription)
+    );
+}
+
+/// Issue 16 item 4: a callback stored before the port rule (or before the operator narrowed
+/// it) whose port is no longer allowed is never connected to: the notification for it is
+/// settled as undeliverable.
+#[test]
+fn a_stored_callback_on_a_port_no_longer_allowed_is_not_delivered() {
+    use e2m_keystore::{PendingNotification, SessionRef, SubscriptionRecord, UeFilter};
+    let pending = |callback: &str| PendingNotification {
+        id: 1,
+        subscription: SubscriptionId::from_u64(1),
+        record: SubscriptionRecord {
+            session: SessionRef::from_u64(1),
+            emse: emse_id(A),
+            events: EventSet::single(EventType::KeyAvailable),
+            ue: Some(UeFilter {
+                imsi: imsi(1),
+                name: app_ue(1, A),
+            }),
+            callback: callback.to_owned(),
+        },
+        event: EventType::KeyAvailable,
+        imsi: imsi(1),
+        key_id: KeyId::from_u32(1),
+        time: at(1),
+        attempts: 0,
+    };
+    let w = world();
+    assert!(
+        w.emks
+            .outbound(&pending(&format!("https://{A}/cb")))
+            .is_some()
+    );
+    assert!(
+        w.emks
+            .outbound(&pending(&format!("https://{A}:443/cb")))
+            .is_some()
+    );
+    for port in [22, 8443, 9464] {
+        let uri = format!("https://{A}:{port}/cb");
+        assert!(w.emks.outbound(&pending(&uri)).is_none(), "{uri}");
+    }
+    let w = World::new(
+        EmksConfig::default()
+            .allow_certificate_callback_ports(8443..=8443)
+            .allow_callback("gw.example.net:9443".parse().unwrap()),
+    );
+    assert!(
+        w.emks
+            .outbound(&pending(&format!("https://{A}:8443/cb")))
+            .is_some()
+    );
+    assert!(
+        w.emks
+            .outbound(&pending("https://gw.example.net:9443/cb"))
+            .is_some()
+    );
+    assert!(
+        w.emks
+            .outbound(&pending("https://gw.example.net:22/cb"))
+            .is_none()
     );
 }
 

@@ -10,10 +10,48 @@
 //! Errors never carry the request URL (it holds session ids and UE identities; see
 //! [`ClientError`]), and response bodies that hold key material are zeroized after decoding
 //! where the buffer is ours to clear.
+//!
+//! # Retries
+//!
+//! A request that fails without an answer is sent again, after a wait drawn at random up
+//! to a ceiling that doubles with each failure ([`RetryPolicy`]: "full jitter", so that a
+//! crowd of requests refused together does not come back together):
+//!
+//! - **a connection refused or reset before the request went out** (the server's
+//!   admission bound, e.g. more than 32 handshakes at once from one address; a TLS
+//!   handshake the server dropped; a connect timeout): retried for every request, since
+//!   the server saw nothing of it;
+//! - **no answer after the request went out** (the connection closed or reset before any
+//!   response arrived, e.g. a server closing an idle keep-alive connection just as the
+//!   client reused it, with or without TLS `close_notify`): retried only for idempotent
+//!   requests: key fetches (`GET`), deregistration and unsubscription (`DELETE`; a repeat
+//!   of one that took effect is answered `unknown-session` / `unknown-subscription`, which
+//!   [`EmseSession::close`] counts as done), key pushes (`POST`, idempotent by key id: the
+//!   EMKS holds a key once, however often it is pushed) and notifications to an EMSE
+//!   (idempotent by `notificationId`). A registration, subscription or EMSE notification
+//!   is not sent twice: its error is returned.
+//!
+//! A certificate the client refuses, or one the server refuses, is never retried, nor is a
+//! request that timed out ([`ClientOptions::request_timeout`] bounds each attempt).
+//!
+//! A key push answered `429 Too Many Requests` is sent again after the server's
+//! `Retry-After` (counted from when the answer arrived, at most
+//! [`ClientOptions::max_retry_wait`]), up to [`ClientOptions::push_retries`] times. Only
+//! the refused push waits: the client's other requests go on, **paced** ([`EmksClient`]'s
+//! clones share one pace). After a 429 the client spaces its requests at a little under
+//! the rate the server accepted lately, cuts that rate by a fifth at each further 429 (once
+//! per 100 ms), raises it while requests are accepted (doubling per second until the
+//! server refuses at that pace, then by a quarter per second near it), and stops pacing
+//! after 10 s without a 429: AIMD with a slow start, as TCP paces a congested path. So a
+//! burst of pushes runs at about the server's budget instead of stopping whole seconds at
+//! a time with every worker waiting together (a simulation of 128 pushing tasks against
+//! the server's budget of 500/s with bursts of 20, in the tests of the crate's private
+//! `pace` module: 500/s paced, 49/s unpaced).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use e2m_keyid::{EmseId, KeyId};
 use e2m_msg::rest::{self, MEDIA_TYPE_PROBLEM_XML, MEDIA_TYPE_XML};
@@ -26,11 +64,22 @@ use hyper::body::Bytes;
 use rustls::pki_types::CertificateDer;
 use zeroize::Zeroize;
 
+use super::pace::Pacer;
 use super::tls::{ExpectedServer, TlsSetupError, client_config};
 use crate::pki::{Credentials, PeerIdentity, PkiDir, PkiError, Role};
 
 /// Largest response body a client reads (the same cap as the server's request cap).
 pub const MAX_RESPONSE_BODY: usize = e2m_msg::MAX_DOCUMENT_LEN;
+
+/// Largest problem document (an answer other than the one expected) a client reads and
+/// decodes. Any problem document an EMKS or EMSE of this crate sends is far smaller (a
+/// few hundred octets); 8 KiB holds even one whose detail has
+/// [`ProblemDetail::MAX_LEN`](e2m_msg::ProblemDetail::MAX_LEN) octets, each escaped. A
+/// larger one is neither read to its end nor decoded (the error is then
+/// [`ClientError::UnexpectedStatus`], or [`ClientError::RetryLater`] without a problem),
+/// so that a hostile peer (e.g. an EMSE's notification endpoint answering the notifier)
+/// cannot make each answer cost a 64 KiB decode.
+pub const MAX_PROBLEM_BODY: usize = 8 * 1024;
 
 /// Why a call to the EMKS (or an EMSE) failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +106,14 @@ pub enum ClientError {
     #[error("client certificate carries no e2m identity")]
     NoIdentity,
     /// Connection, TLS or HTTP failure (the URL is stripped: it may hold session ids).
-    #[error("transport: {0}")]
+    ///
+    /// Its `Display` shows the whole chain of causes (e.g. `transport: error sending
+    /// request: client error (Connect): tcp connect error: Connection refused (os error
+    /// 111)`), so that a log line says what failed; `source()` therefore returns nothing
+    /// more (a reporter walking the chain would print each cause twice). The inner error
+    /// is the variant's field. No request target, and so no session id or UE identity,
+    /// is ever part of the text.
+    #[error("transport: {}", TransportChain(.0))]
     Transport(reqwest::Error),
     /// The server answered with a problem document (RFC 9457).
     #[error("problem {status}: {}", .problem.cause)]
@@ -80,6 +136,44 @@ pub enum ClientError {
     /// A `201 Created` without a usable `Location`.
     #[error("201 without a valid Location header")]
     BadLocation,
+    /// `429 Too Many Requests`: the server refused the request for now (after the retries
+    /// the operation makes, if any).
+    #[error("refused for now (HTTP 429){}", .problem.as_ref().map(|p| format!(": {}", p.cause)).unwrap_or_default())]
+    RetryLater {
+        /// The server's `Retry-After` (delay-seconds), if it sent one.
+        retry_after: Option<Duration>,
+        /// The problem document, if the answer had one.
+        problem: Option<Problem>,
+    },
+}
+
+/// Displays a transport error and every cause under it, `: `-separated, with any URL an
+/// inner `reqwest::Error` still carries replaced (the outer one's is stripped already).
+struct TransportChain<'a>(&'a reqwest::Error);
+
+impl std::fmt::Display for TransportChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        // Bounded: a chain is a few links; a cycle (never seen) must not loop forever.
+        let mut links = 0;
+        while let Some(cause) = source {
+            links += 1;
+            if links > 16 {
+                return f.write_str(": …");
+            }
+            let text = cause.to_string();
+            match cause
+                .downcast_ref::<reqwest::Error>()
+                .and_then(reqwest::Error::url)
+            {
+                Some(url) => write!(f, ": {}", text.replace(url.as_str(), "<url>"))?,
+                None => write!(f, ": {text}")?,
+            }
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 impl ClientError {
@@ -91,6 +185,18 @@ impl ClientError {
     pub fn problem_cause(&self) -> Option<e2m_msg::ProblemCause> {
         match self {
             ClientError::Problem { problem, .. } => Some(problem.cause),
+            ClientError::RetryLater {
+                problem: Some(problem),
+                ..
+            } => Some(problem.cause),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked to wait, for [`ClientError::RetryLater`].
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ClientError::RetryLater { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -112,6 +218,8 @@ pub struct ClientOptions {
     pub push_retries: u32,
     /// The longest `Retry-After` honoured; a longer one is cut to this.
     pub max_retry_wait: Duration,
+    /// How requests that failed without an answer are retried (see the module docs).
+    pub retry: RetryPolicy,
 }
 
 impl Default for ClientOptions {
@@ -122,7 +230,177 @@ impl Default for ClientOptions {
             pool_idle_timeout: Duration::from_secs(5),
             push_retries: 5,
             max_retry_wait: Duration::from_secs(10),
+            retry: RetryPolicy::DEFAULT,
         }
+    }
+}
+
+/// How a request that failed without an answer is retried: at most `retries` more times,
+/// the `n`-th after a wait drawn uniformly from zero to `first_wait · 2^(n-1)` (at most
+/// `max_wait`). Which failures are retried is in the [module docs](self).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts after the first (0: none).
+    pub retries: u32,
+    /// The ceiling of the first wait.
+    pub first_wait: Duration,
+    /// The highest ceiling.
+    pub max_wait: Duration,
+}
+
+impl RetryPolicy {
+    /// 8 retries, ceilings 25 ms doubling to 2 s: a request refused at a server's
+    /// admission bound eight times in a row has waited about 2.7 s on average (5.4 s at
+    /// most), long enough for a burst of a few hundred handshakes to be admitted 32 at a
+    /// time; an idle connection closed under a request costs one retry, at once.
+    pub const DEFAULT: RetryPolicy = RetryPolicy {
+        retries: 8,
+        first_wait: Duration::from_millis(25),
+        max_wait: Duration::from_secs(2),
+    };
+
+    /// No retries.
+    pub const NEVER: RetryPolicy = RetryPolicy {
+        retries: 0,
+        first_wait: Duration::ZERO,
+        max_wait: Duration::ZERO,
+    };
+
+    /// The ceiling of the wait before retry `n` (1-based).
+    fn ceiling(&self, n: u32) -> Duration {
+        self.first_wait
+            .saturating_mul(1u32 << n.saturating_sub(1).min(20))
+            .min(self.max_wait)
+    }
+
+    /// The wait before retry `n` (1-based): uniform in `[0, ceiling]`.
+    fn wait(&self, n: u32) -> Duration {
+        self.ceiling(n).mul_f64(random_unit())
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy::DEFAULT
+    }
+}
+
+/// A number in `[0, 1)` for spreading waits (no secret: only spread). splitmix64 over a
+/// process-wide counter and the clock, so that tasks asking at the same instant get
+/// different numbers.
+fn random_unit() -> f64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut z = COUNTER
+        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+        .wrapping_add(nanos);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    // The top 53 bits, as f64's mantissa holds them.
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// How far a failed request got, judged from its error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// The connection was refused, reset or timed out before the request went out.
+    NotSent,
+    /// The request went out (perhaps in part); the connection closed or reset before any
+    /// answer arrived.
+    NoAnswer,
+    /// Anything else (a certificate refused, a timeout, a protocol error): not retried.
+    Final,
+}
+
+/// Reads the error chain: connect-phase failures did not send the request; a closed or
+/// reset connection without a response sent it but got nothing back. A TLS error (a
+/// certificate refused by either side) is final, whatever the phase.
+fn failure_of(error: &reqwest::Error) -> Failure {
+    let mut closed = false;
+    let mut canceled = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<rustls::Error>() {
+            return Failure::Final;
+        }
+        let mut next = e.source();
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            // `io::Error::source` skips the error it wraps (e.g. an `io::Error` around
+            // rustls's): go on from that one instead.
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner);
+            }
+            closed |= matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::NotConnected
+            );
+        }
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+            closed |= hyper.is_incomplete_message();
+            // The connection closed before the request was written (hyper-util retries
+            // this itself on a reused connection; on a fresh one it reports it).
+            canceled |= hyper.is_canceled();
+        }
+        source = next;
+    }
+    if error.is_connect() || canceled {
+        // Refused, reset or timed out while connecting or in the handshake.
+        Failure::NotSent
+    } else if error.is_timeout() {
+        Failure::Final
+    } else if closed {
+        Failure::NoAnswer
+    } else {
+        Failure::Final
+    }
+}
+
+/// Whether a request is sent again after it went out and no answer came back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Idempotent {
+    Yes,
+    No,
+}
+
+/// Sends the request `build` makes, retrying as `policy` and the [module docs](self) say.
+async fn send_retrying(
+    policy: &RetryPolicy,
+    idempotent: Idempotent,
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<reqwest::Response, ClientError> {
+    let mut retries = 0;
+    loop {
+        let error = match build().send().await {
+            Ok(response) => return Ok(response),
+            Err(error) => error,
+        };
+        let failure = failure_of(&error);
+        let retry = match failure {
+            Failure::NotSent => true,
+            Failure::NoAnswer => idempotent == Idempotent::Yes,
+            Failure::Final => false,
+        };
+        if !retry || retries >= policy.retries {
+            return Err(ClientError::transport(error));
+        }
+        retries += 1;
+        let wait = policy.wait(retries);
+        tracing::debug!(
+            retry = retries,
+            wait_ms = wait.as_millis() as u64,
+            sent = failure == Failure::NoAnswer,
+            error = %error.without_url(),
+            "request failed without an answer; retrying"
+        );
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -138,6 +416,10 @@ fn build_http(
         // Loopback and operator networks: never route through an environment proxy.
         .no_proxy()
         .https_only(true)
+        // Never follow a redirect: a 3xx from an EMKS or an EMSE endpoint is an answer to
+        // report, and following it would present this client's certificate (and resend a
+        // key push's body) to whatever the `Location` names.
+        .redirect(reqwest::redirect::Policy::none())
         .http1_only()
         .connect_timeout(options.connect_timeout)
         .timeout(options.request_timeout)
@@ -185,6 +467,26 @@ fn wipe(chunk: Bytes) {
     }
 }
 
+/// Reads a problem body of at most [`MAX_PROBLEM_BODY`] octets; `None` for a larger one,
+/// which is left unread (its connection is then not reused) or, when its length was not
+/// declared, read no further than the cap.
+async fn read_problem_body(mut response: reqwest::Response) -> Option<Vec<u8>> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_PROBLEM_BODY as u64)
+    {
+        return None;
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.ok()? {
+        if body.len() + chunk.len() > MAX_PROBLEM_BODY {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
+}
+
 /// Turns a response into its body if it has `expected` status, else into the error.
 async fn expect_status(
     response: reqwest::Response,
@@ -192,18 +494,31 @@ async fn expect_status(
 ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), ClientError> {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = read_body(response).await?;
     if status == expected {
+        let body = read_body(response).await?;
         return Ok((headers, body));
     }
     let is_problem = headers
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with(MEDIA_TYPE_PROBLEM_XML));
-    if is_problem && let Ok(problem) = Problem::decode(&body) {
-        return Err(ClientError::Problem { status, problem });
+    // Only a problem document is read, and only a small one (MAX_PROBLEM_BODY); any other
+    // body is dropped unread.
+    let problem = if is_problem {
+        read_problem_body(response)
+            .await
+            .and_then(|body| Problem::decode(&body).ok())
+    } else {
+        None
+    };
+    match (status, problem) {
+        (429, problem) => Err(ClientError::RetryLater {
+            retry_after: retry_after(&headers),
+            problem,
+        }),
+        (status, Some(problem)) => Err(ClientError::Problem { status, problem }),
+        (status, None) => Err(ClientError::UnexpectedStatus(status)),
     }
-    Err(ClientError::UnexpectedStatus(status))
 }
 
 /// `Retry-After` in delay-seconds form (RFC 9110 §10.2.3); the HTTP-date form is not used
@@ -227,7 +542,9 @@ fn location_id<'h>(headers: &'h reqwest::header::HeaderMap, collection: &str) ->
 /// The EMSE's or the HSS's HTTPS client to the EMKS (seed 6.x.2.2.2 procedures, and the
 /// HSS push, e2m's stand-in for the stage-3 Diameter interface).
 ///
-/// Cheap to clone (the connection pool is shared); connections are kept alive and reused.
+/// Cheap to clone (the connection pool and the pace after 429s are shared); connections are
+/// kept alive and reused; requests that get no answer are retried as the [module
+/// docs](self) say.
 #[derive(Clone, Debug)]
 pub struct EmksClient {
     http: reqwest::Client,
@@ -235,6 +552,8 @@ pub struct EmksClient {
     identity: PeerIdentity,
     push_retries: u32,
     max_retry_wait: Duration,
+    retry: RetryPolicy,
+    pacer: Arc<Pacer>,
 }
 
 impl EmksClient {
@@ -278,6 +597,8 @@ impl EmksClient {
             identity,
             push_retries: options.push_retries,
             max_retry_wait: options.max_retry_wait,
+            retry: options.retry,
+            pacer: Arc::new(Pacer::new()),
         })
     }
 
@@ -322,22 +643,44 @@ impl EmksClient {
         }
     }
 
+    /// Sends one request in its pace slot, retrying as the module docs say; tells the
+    /// pace whether the server accepted or refused it (429).
+    async fn send(
+        &self,
+        idempotent: Idempotent,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        self.pacer.slot().await;
+        let response = send_retrying(&self.retry, idempotent, build).await?;
+        match response.status().as_u16() {
+            429 => self.pacer.refused(Instant::now()),
+            status if status < 400 => self.pacer.accepted(),
+            _ => {}
+        }
+        Ok(response)
+    }
+
     async fn post<M: XmlMessage>(
         &self,
         target: &str,
         message: &M,
+        idempotent: Idempotent,
     ) -> Result<reqwest::Response, ClientError> {
-        let body = message.encode();
-        // reqwest needs an owned body; the copy is what goes on the wire.
+        let body = Bytes::from(message.encode().as_bytes().to_vec());
+        let url = self.url(target);
+        // reqwest needs an owned body; the copy is what goes on the wire (the `Bytes` is
+        // shared by the attempts, not copied again). It may hold a key (a push): cleared
+        // once the attempts are over, if no other handle on it is left.
         let response = self
-            .http
-            .post(self.url(target))
-            .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE_XML)
-            .body(body.as_bytes().to_vec())
-            .send()
-            .await
-            .map_err(ClientError::transport)?;
-        Ok(response)
+            .send(idempotent, || {
+                self.http
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE_XML)
+                    .body(body.clone())
+            })
+            .await;
+        wipe(body);
+        response
     }
 
     /// Initial registration (seed 6.x.2.2.2.1) with this client's own EMSE_Id, the one in
@@ -364,7 +707,11 @@ impl EmksClient {
         callback: Option<CallbackUri>,
     ) -> Result<RegistrationResult, ClientError> {
         let response = self
-            .post(rest::SESSIONS_PATH, &Registration { emse_id, callback })
+            .post(
+                rest::SESSIONS_PATH,
+                &Registration { emse_id, callback },
+                Idempotent::No,
+            )
             .await?;
         let (headers, body) = expect_status(response, 201).await?;
         let result = RegistrationResult::decode(&body)?;
@@ -380,12 +727,8 @@ impl EmksClient {
     /// # Errors
     /// A problem from the EMKS (e.g. `key-not-available`: the UE must re-authenticate).
     pub async fn fetch_key(&self, request: &KeyRequest) -> Result<KeyResponse, ClientError> {
-        let response = self
-            .http
-            .get(self.url(&request.to_target()))
-            .send()
-            .await
-            .map_err(ClientError::transport)?;
+        let url = self.url(&request.to_target());
+        let response = self.send(Idempotent::Yes, || self.http.get(&url)).await?;
         let (_, mut body) = expect_status(response, 200).await?;
         let decoded = KeyResponse::decode(&body);
         body.zeroize();
@@ -397,13 +740,10 @@ impl EmksClient {
     /// # Errors
     /// A problem from the EMKS (e.g. `unknown-session`).
     pub async fn deregister(&self, session_id: SessionId) -> Result<(), ClientError> {
-        let target = Deregistration { session_id }.to_target();
+        let url = self.url(&Deregistration { session_id }.to_target());
         let response = self
-            .http
-            .delete(self.url(&target))
-            .send()
-            .await
-            .map_err(ClientError::transport)?;
+            .send(Idempotent::Yes, || self.http.delete(&url))
+            .await?;
         expect_status(response, 204).await.map(|_| ())
     }
 
@@ -415,7 +755,9 @@ impl EmksClient {
         &self,
         subscription: &Subscription,
     ) -> Result<SubscriptionResult, ClientError> {
-        let response = self.post(rest::SUBSCRIPTIONS_PATH, subscription).await?;
+        let response = self
+            .post(rest::SUBSCRIPTIONS_PATH, subscription, Idempotent::No)
+            .await?;
         let (headers, body) = expect_status(response, 201).await?;
         let result = SubscriptionResult::decode(&body)?;
         if location_id(&headers, rest::SUBSCRIPTIONS_PATH)
@@ -431,12 +773,10 @@ impl EmksClient {
     /// # Errors
     /// A problem from the EMKS (e.g. `unknown-subscription`).
     pub async fn unsubscribe(&self, subscription_id: &SubscriptionId) -> Result<(), ClientError> {
+        let url = self.url(&rest::subscription_path(subscription_id));
         let response = self
-            .http
-            .delete(self.url(&rest::subscription_path(subscription_id)))
-            .send()
-            .await
-            .map_err(ClientError::transport)?;
+            .send(Idempotent::Yes, || self.http.delete(&url))
+            .await?;
         expect_status(response, 204).await.map(|_| ())
     }
 
@@ -445,14 +785,26 @@ impl EmksClient {
     /// # Errors
     /// A problem from the EMKS.
     pub async fn notify(&self, notification: &Notification) -> Result<(), ClientError> {
-        let response = self.post(rest::NOTIFICATIONS_PATH, notification).await?;
+        let response = self
+            .post(rest::NOTIFICATIONS_PATH, notification, Idempotent::No)
+            .await?;
         expect_status(response, 204).await.map(|_| ())
     }
 
     /// HSS role: pushes an intermediate key (seed 6.x.2.1 step 1, prerequisite a): 204.
     ///
+    /// A push is idempotent by key id (the EMKS holds a key once, however often it is
+    /// pushed), so a push that got no answer (a refused or reset connection, a keep-alive
+    /// connection closed under it) is sent again as [`ClientOptions::retry`] says, and a
+    /// push answered 429 is sent again after `Retry-After`, up to
+    /// [`ClientOptions::push_retries`] times, while the client's other requests go on at a
+    /// pace the server accepts (see the module docs). Pushes from many tasks at once
+    /// should share one client (clone it): they then share its connections and its pace.
+    ///
     /// # Errors
-    /// [`ClientError::WrongRole`] for a non-HSS certificate; a problem from the EMKS.
+    /// [`ClientError::WrongRole`] for a non-HSS certificate; a problem from the EMKS;
+    /// [`ClientError::RetryLater`] if the last retry was refused too; a transport error
+    /// when the retries ran out.
     pub async fn push_intermediate_key(
         &self,
         push: &IntermediateKeyPush,
@@ -463,22 +815,27 @@ impl EmksClient {
                 actual: self.identity.role(),
             });
         }
-        let mut retries = 0;
+        let mut refusals = 0;
         loop {
-            let response = self.post(rest::INTERMEDIATE_KEYS_PATH, push).await?;
-            if response.status().as_u16() == 429 && retries < self.push_retries {
+            let response = self
+                .post(rest::INTERMEDIATE_KEYS_PATH, push, Idempotent::Yes)
+                .await?;
+            if response.status().as_u16() == 429 && refusals < self.push_retries {
+                let received = Instant::now();
+                refusals += 1;
+                // The server's wait, counted from its answer; without one, the transport
+                // retry's (shorter than a whole second, spread at random).
                 let wait = retry_after(response.headers())
-                    .unwrap_or(Duration::from_secs(1))
+                    .unwrap_or_else(|| self.retry.wait(refusals))
                     .min(self.max_retry_wait);
-                // Read the problem body so that the connection can be reused.
-                let _ = read_body(response).await;
-                tracing::info!(
-                    retry = retries + 1,
+                // Read the (small) problem body so that the connection can be reused.
+                let _ = read_problem_body(response).await;
+                tracing::debug!(
+                    retry = refusals,
                     wait_ms = wait.as_millis() as u64,
                     "key push rate-limited by the EMKS; retrying after Retry-After"
                 );
-                tokio::time::sleep(wait).await;
-                retries += 1;
+                tokio::time::sleep_until((received + wait).into()).await;
                 continue;
             }
             return expect_status(response, 204).await.map(|_| ());
@@ -514,13 +871,8 @@ impl Backoff {
             .initial
             .saturating_mul(1u32 << failures.saturating_sub(1).min(20));
         let wait = doubled.min(self.max);
-        // Jitter from the clock's nanoseconds: no secret, only spread.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
         let quarter = wait / 4;
-        let cut = quarter.mul_f64(f64::from(nanos % 1000) / 1000.0);
-        wait - cut
+        wait - quarter.mul_f64(random_unit())
     }
 }
 
@@ -535,7 +887,9 @@ impl Default for Backoff {
 /// EMSE (403, 400, …), which retrying would only repeat.
 fn worth_retrying(error: &ClientError) -> bool {
     match error {
-        ClientError::Transport(_) | ClientError::UnexpectedStatus(_) => true,
+        ClientError::Transport(_)
+        | ClientError::UnexpectedStatus(_)
+        | ClientError::RetryLater { .. } => true,
         ClientError::Problem { problem, .. } => matches!(
             problem.cause,
             e2m_msg::ProblemCause::Unavailable | e2m_msg::ProblemCause::RateLimited
@@ -770,9 +1124,15 @@ impl Notifier {
 
     /// POSTs `notification` to `callback`, which must be served by EMSE `to`: 204.
     ///
+    /// A notification is idempotent by its `notificationId` (the EMSE's endpoint drops a
+    /// repeat), so one that got no answer is sent again as [`ClientOptions::retry`] says,
+    /// at most twice: the deliverer's outbox retries anything longer with its own backoff.
+    /// A 429 is returned at once as [`ClientError::RetryLater`] with the EMSE's
+    /// `Retry-After`: the deliverer paces that EMSE by it.
+    ///
     /// # Errors
     /// A transport error (including a callback served by anyone but `to`), a problem or an
-    /// unexpected status from the EMSE.
+    /// unexpected status from the EMSE, [`ClientError::RetryLater`].
     pub async fn notify(
         &self,
         to: &EmseId,
@@ -780,13 +1140,18 @@ impl Notifier {
         notification: &Notification,
     ) -> Result<(), ClientError> {
         let client = self.client_for(to)?;
-        let response = client
-            .post(callback.as_str())
-            .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE_XML)
-            .body(notification.encode().as_bytes().to_vec())
-            .send()
-            .await
-            .map_err(ClientError::transport)?;
+        let body = Bytes::from(notification.encode().as_bytes().to_vec());
+        let policy = RetryPolicy {
+            retries: self.options.retry.retries.min(2),
+            ..self.options.retry
+        };
+        let response = send_retrying(&policy, Idempotent::Yes, || {
+            client
+                .post(callback.as_str())
+                .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE_XML)
+                .body(body.clone())
+        })
+        .await?;
         expect_status(response, 204).await.map(|_| ())
     }
 }
@@ -795,6 +1160,27 @@ impl Notifier {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    #[test]
+    fn retry_waits_are_spread_under_a_doubling_ceiling() {
+        let policy = RetryPolicy::DEFAULT;
+        let ceilings: Vec<u64> = (1..=9)
+            .map(|n| policy.ceiling(n).as_millis() as u64)
+            .collect();
+        assert_eq!(ceilings, [25, 50, 100, 200, 400, 800, 1600, 2000, 2000]);
+        // Full jitter: 1,000 draws of the first wait cover [0, 25 ms] evenly enough.
+        let waits: Vec<Duration> = (0..1000).map(|_| policy.wait(1)).collect();
+        assert!(waits.iter().all(|w| *w <= Duration::from_millis(25)));
+        let low = waits
+            .iter()
+            .filter(|w| **w < Duration::from_millis(12))
+            .count();
+        assert!((350..650).contains(&low), "{low} of 1000 in the lower half");
+        let mut distinct = waits.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert!(distinct.len() > 900, "draws at the same instant repeat");
+    }
 
     #[test]
     fn base_url_is_checked() {

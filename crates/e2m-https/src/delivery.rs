@@ -19,6 +19,15 @@
 //!   subscriber whose lane is full is left out of the next claims. A callback that stalls
 //!   therefore holds back its own notifications only; every other EMSE's are claimed and
 //!   delivered as usual.
+//! - **Paced per EMSE** (issue 16 item 9). A lane starts at most
+//!   [`DeliveryOptions::per_emse_rate`] deliveries per second (1,000 by default; the
+//!   EMSE's endpoint admits twice that from an EMKS by default,
+//!   [`crate::notify::EMKS_BUDGET`], so two instances at their most are not refused).
+//!   An EMSE that answers `429 Too Many Requests` gets that notification again after its
+//!   `Retry-After` (the entry is released to the outbox until then), and its lane's pace
+//!   follows what it accepts: a little under its accepted rate after the first 429, a
+//!   fifth less at each further one, growing while deliveries are accepted (the client's
+//!   pace, see [`crate::client`]). Other EMSEs' lanes are not slowed.
 //! - **Wake-ups.** The deliverer sleeps until the outbox's next due time (at most
 //!   [`DeliveryOptions::poll`]), and wakes at once when its service recorded a
 //!   notification, or when the wake handle given in
@@ -33,7 +42,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use e2m_emks::{Emks, Timestamp};
 use e2m_keyid::EmseId;
@@ -44,8 +53,9 @@ use e2m_keystore::{
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use super::client::Notifier;
+use super::client::{ClientError, Notifier};
 use super::metrics::{EmksObserver, NotificationEvent};
+use super::pace::Pacer;
 
 /// How the deliverer claims, paces and retries.
 #[derive(Clone, Debug)]
@@ -65,11 +75,16 @@ pub struct DeliveryOptions {
     pub first_retry: Duration,
     /// The longest wait between retries.
     pub max_retry: Duration,
+    /// The most deliveries started per second to one subscriber (EMSE), 429 or not.
+    pub per_emse_rate: f64,
 }
 
 impl Default for DeliveryOptions {
     /// A 30 s lease (twice the notifier's 15 s request timeout), 8 deliveries in flight per
-    /// EMSE, 256 per claim, a poll every second, retries after 1, 2, 4 … up to 60 s.
+    /// EMSE, 256 per claim, a poll every second, retries after 1, 2, 4 … up to 60 s, at
+    /// most 1,000 deliveries per second to one EMSE (above the 750 pushes per second one
+    /// EMKS took in issue 16's measurement, each notifying one subscriber; an EMSE with a
+    /// backlog, e.g. back from an outage, is not flooded faster).
     fn default() -> Self {
         DeliveryOptions {
             lease: Duration::from_secs(30),
@@ -78,6 +93,7 @@ impl Default for DeliveryOptions {
             poll: Duration::from_secs(1),
             first_retry: Duration::from_secs(1),
             max_retry: Duration::from_secs(60),
+            per_emse_rate: 1000.0,
         }
     }
 }
@@ -93,12 +109,13 @@ impl DeliveryOptions {
     }
 }
 
-/// One subscriber's lane: its in-flight budget, and how many of its entries this instance
-/// holds (in flight or queued for the budget).
+/// One subscriber's lane: its in-flight budget, how many of its entries this instance
+/// holds (in flight or queued for the budget), and its pace.
 #[derive(Debug)]
 struct Lane {
     budget: Arc<Semaphore>,
     held: AtomicUsize,
+    pace: Pacer,
 }
 
 /// The deliverer of one EMKS instance.
@@ -150,6 +167,7 @@ where
             Arc::new(Lane {
                 budget: Arc::new(Semaphore::new(self.options.per_emse.max(1))),
                 held: AtomicUsize::new(0),
+                pace: Pacer::with_ceiling(self.options.per_emse_rate),
             })
         }))
     }
@@ -157,8 +175,9 @@ where
     /// Subscribers whose lanes are full: left out of the next claim.
     fn full_lanes(&self) -> Vec<EmseId> {
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
-        // Idle lanes are dropped so that the map holds only subscribers with work.
-        lanes.retain(|_, lane| lane.held.load(Ordering::Acquire) > 0);
+        // Idle lanes are dropped so that the map holds only subscribers with work (or a
+        // pace they learnt from a 429 lately, which a new lane would have to learn again).
+        lanes.retain(|_, lane| lane.held.load(Ordering::Acquire) > 0 || lane.pace.refused_lately());
         lanes
             .iter()
             .filter(|(_, lane)| lane.held.load(Ordering::Acquire) >= self.options.per_emse)
@@ -221,10 +240,11 @@ where
         }
     }
 
-    /// One entry: wait for the lane's budget, POST, settle.
+    /// One entry: wait for the lane's budget and pace, POST, settle.
     async fn deliver(self: Arc<Self>, pending: PendingNotification, lane: Arc<Lane>) {
         let permit = Arc::clone(&lane.budget).acquire_owned().await;
-        self.settle(&pending).await;
+        lane.pace.slot().await;
+        self.settle(&pending, &lane.pace).await;
         drop(permit);
         // A lane that was full may take more now: look again without waiting for the poll.
         if lane.held.fetch_sub(1, Ordering::AcqRel) >= self.options.per_emse {
@@ -232,7 +252,7 @@ where
         }
     }
 
-    async fn settle(&self, pending: &PendingNotification) {
+    async fn settle(&self, pending: &PendingNotification, pace: &Pacer) {
         let keys = self.core.keys();
         let Some(outbound) = self.core.outbound(pending) else {
             tracing::info!(
@@ -256,12 +276,28 @@ where
             .await
         {
             Ok(()) => {
+                pace.accepted();
                 tracing::debug!(%emse, %event, id, "notification delivered");
                 self.observe(NotificationEvent::Delivered);
                 if let Err(error) = keys.delivered(id).await {
                     // Delivered but not settled: it comes back after the lease and is sent
                     // again with the same id (the EMSE drops the repeat).
                     tracing::warn!(%error, id, "delivered notification not settled");
+                }
+            }
+            Err(ClientError::RetryLater { retry_after, .. }) => {
+                // The EMSE's budget is spent: this one again after its Retry-After (not a
+                // backoff: nothing failed), the lane slower meanwhile.
+                let answered = Instant::now();
+                pace.refused(answered);
+                let wait = retry_after
+                    .unwrap_or(self.options.first_retry)
+                    .min(self.options.max_retry);
+                tracing::debug!(%emse, %event, id, retry_in = ?wait, "notification refused for now (429); lane paced");
+                self.observe(NotificationEvent::Failed);
+                let when = Timestamp::now_from_system_clock().saturating_add(wait);
+                if let Err(error) = keys.retry_at(id, self.instance, when).await {
+                    tracing::warn!(%error, id, "retry not recorded; the lease will bring it back");
                 }
             }
             Err(error) => {

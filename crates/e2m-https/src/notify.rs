@@ -6,6 +6,14 @@
 //! notification is handed to the EMSE's code through a bounded channel (full → 503, so a
 //! slow consumer pushes back instead of growing memory; the EMKS retries later).
 //!
+//! Its request budget for the EMKS is [`EMKS_BUDGET`] when started with
+//! [`endpoint_limits`]: twice what one EMKS's deliverer sends one EMSE at most
+//! ([`DeliveryOptions::per_emse_rate`](crate::delivery::DeliveryOptions::per_emse_rate),
+//! 1,000/s), so that neither one instance nor two at their most meet a 429 (issue 16 item
+//! 9: the stack's default of 500/s for any peer refused 9,073 deliveries of an EMKS that
+//! pushed 750/s). Over it, the endpoint answers 429 with `Retry-After`, which the deliverer
+//! honours and paces its lane by; [`NotificationServer::rate_limited`] counts them.
+//!
 //! The EMKS delivers at least once (its outbox retries until a 204 comes back), so the same
 //! notification can arrive twice. The endpoint drops a repeat: a notification whose
 //! `(subscriptionId, notificationId)` it has accepted among the last
@@ -24,6 +32,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use super::ratelimit::RateLimit;
 use super::respond;
 use super::server::{Handler, HttpResponse, Limits, Rejection, Request, ServerHandle, serve};
 use super::tls::server_config;
@@ -31,6 +40,23 @@ use crate::pki::{Credentials, PeerIdentity, Role};
 
 /// Notifications the endpoint buffers before answering 503.
 pub const NOTIFICATION_QUEUE: usize = 256;
+
+/// The request budget of each EMKS at an endpoint started with [`endpoint_limits`]: 2,000
+/// notifications per second, bursts of 2,000 (twice one deliverer's most to one EMSE).
+pub const EMKS_BUDGET: RateLimit = RateLimit {
+    per_second: 2000.0,
+    burst: 2000,
+};
+
+/// The transport bounds of a notification endpoint: the server stack's defaults
+/// ([`Limits::default`]), with [`EMKS_BUDGET`] as the budget of each peer (the endpoint
+/// admits EMKS certificates only).
+pub fn endpoint_limits() -> Limits {
+    Limits {
+        rate: EMKS_BUDGET,
+        ..Limits::default()
+    }
+}
 
 /// How many recently accepted notification ids the endpoint remembers to drop repeats.
 pub const RECENT_NOTIFICATION_IDS: usize = 4096;
@@ -73,6 +99,7 @@ pub struct NotificationEndpoint {
     tx: mpsc::Sender<ReceivedNotification>,
     recent: Mutex<RecentIds>,
     duplicates: Arc<AtomicU64>,
+    rate_limited: Arc<AtomicU64>,
 }
 
 impl Handler for NotificationEndpoint {
@@ -131,6 +158,9 @@ impl Handler for NotificationEndpoint {
     }
 
     fn reject(&self, rejection: Rejection) -> HttpResponse {
+        if matches!(rejection, Rejection::RateLimited { .. }) {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
         respond::rejection(rejection)
     }
 }
@@ -146,6 +176,8 @@ pub struct NotificationServer {
     pub notifications: mpsc::Receiver<ReceivedNotification>,
     /// Repeats answered 204 and not handed on (see the module docs).
     pub duplicates_dropped: Arc<AtomicU64>,
+    /// Requests answered 429 (an EMKS over its budget, see the module docs).
+    pub rate_limited: Arc<AtomicU64>,
 }
 
 /// Why the notification endpoint could not start.
@@ -163,9 +195,11 @@ pub enum EndpointStartError {
     Callback(e2m_msg::ValueError),
 }
 
-/// Starts an EMSE's notification endpoint on `listener` with the EMSE's `credentials`
-/// (which must have `serverAuth`, as [`crate::pki`] issues them), admitting only EMKS
-/// certificates chaining to `ca`.
+/// Starts an EMSE's notification endpoint on `listener` with the EMSE's callback
+/// `credentials` (a certificate with `serverAuth` naming the EMSE and the callback host:
+/// [`PkiDir::emse_callback`](crate::pki::PkiDir::emse_callback) in the generated PKI),
+/// admitting only EMKS certificates chaining to `ca`, under `limits` ([`endpoint_limits`]
+/// unless the operator has reasons for others).
 ///
 /// # Errors
 /// [`EndpointStartError`].
@@ -181,10 +215,12 @@ pub fn start_notification_endpoint(
         .map_err(EndpointStartError::Callback)?;
     let (tx, notifications) = mpsc::channel(NOTIFICATION_QUEUE);
     let duplicates_dropped = Arc::new(AtomicU64::new(0));
+    let rate_limited = Arc::new(AtomicU64::new(0));
     let endpoint = NotificationEndpoint {
         tx,
         recent: Mutex::new(RecentIds::default()),
         duplicates: Arc::clone(&duplicates_dropped),
+        rate_limited: Arc::clone(&rate_limited),
     };
     let handle = serve(listener, tls, limits, Arc::new(endpoint))?;
     Ok(NotificationServer {
@@ -192,12 +228,21 @@ pub fn start_notification_endpoint(
         callback,
         notifications,
         duplicates_dropped,
+        rate_limited,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_endpoint_admits_two_deliverers_at_their_most() {
+        let deliverer = crate::delivery::DeliveryOptions::default().per_emse_rate;
+        assert!(EMKS_BUDGET.per_second >= 2.0 * deliverer);
+        assert!(f64::from(EMKS_BUDGET.burst) >= 2.0 * deliverer);
+        assert_eq!(endpoint_limits().rate, EMKS_BUDGET);
+    }
 
     #[test]
     fn recent_ids_forget_the_oldest_beyond_the_bound() {

@@ -24,20 +24,41 @@
 //! hex digits, needless escapes) can make two certificate texts name the same EMSE.
 //! A certificate with no `urn:e2m:` URI, or with more than one, names no one and is refused.
 //!
+//! # Roles and names
+//!
 //! Certificates also carry the usual key-usage extensions: the CA is the only issuer
-//! (`pathLenConstraint` 0); client certificates have the `clientAuth` extended key usage, so a
-//! server certificate cannot be replayed as a client one (webpki checks it). The EMKS
-//! certificate also has `clientAuth` (it posts notifications to EMSEs) and the EMSE
-//! certificates also have `serverAuth` (an EMSE serves its notification endpoint); every
-//! server-side verification therefore also checks the *role* in the certificate (see
-//! `emks_http::tls`), not just the host name.
+//! (`pathLenConstraint` 0), and each certificate has the extended key usages of its one
+//! job, so that no certificate can stand in for another role's, even before anyone reads
+//! its `urn:e2m:` URI:
+//!
+//! | certificate | EKU | other names (dNSName, iPAddress) |
+//! |---|---|---|
+//! | EMKS (`emks.pem`) | `serverAuth`, `clientAuth` (it posts notifications) | **its own host name, which no other certificate carries** ([`DEFAULT_EMKS_HOST`] in the generated PKI) |
+//! | HSS (`hss.pem`) | `clientAuth` | its Diameter identity ([`DEFAULT_HSS_HOST`] in the generated PKI), which Diameter peers bind to its Origin-Host |
+//! | EMSE, client (`emse-<id>.pem`) | `clientAuth` only | the hosts where the EMKS may call it back |
+//! | EMSE, callback endpoint (`callback-<id>.pem`) | `serverAuth` only | its callback host |
+//!
+//! An EMSE's client certificate, the one it registers with, cannot serve a TLS server: any
+//! stock client refuses it for want of `serverAuth`. An EMSE's callback certificate can,
+//! but only under the EMSE's own names: a client that checks the EMKS's host name (as any
+//! stock HTTP stack does) refuses it as the EMKS. e2m's own clients check more: the role in
+//! the `urn:e2m:` URI (see [`crate::tls`]), so they accept the EMKS under any name its
+//! certificate holds; the generated EMKS certificate also names `localhost` and `127.0.0.1`
+//! for the demos, which the EMSE callback certificates name too, so a client that checks
+//! only a host name must address the EMKS by its own host name (the crate README, "Talking
+//! to the EMKS from another HTTP stack"). A CA of one's own must keep the same rules: the
+//! EMKS's host name is issued to no one else, and nothing but the EMKS gets `serverAuth`
+//! under it.
 //!
 //! # Files
 //!
 //! [`GeneratedPki::write_to`] writes `ca.pem`, `emks.pem` + `emks.key`, `hss.pem` +
-//! `hss.key` and `emse-<encoded EMSE_Id>.pem` + `.key` (keys mode 0600 on Unix). The CA's
-//! private key is never written: it is dropped after issuing, so the directory cannot mint
-//! more identities. Nothing here is ever committed: the examples generate a fresh directory.
+//! `hss.key`, and per EMSE `emse-<encoded EMSE_Id>.pem` + `.key` (its client certificate)
+//! and `callback-<encoded EMSE_Id>.pem` + `.key` (its notification endpoint's), and per
+//! Diameter relay agent asked for `<identity>.pem` + `.key`; keys mode
+//! 0600 on Unix. The CA's private key is never written: it is dropped after issuing, so the
+//! directory cannot mint more identities. Nothing here is ever committed: the examples
+//! generate a fresh directory.
 
 use std::fmt;
 use std::fs;
@@ -58,6 +79,18 @@ pub use generate::{GeneratedPki, PkiSpec};
 
 /// The URN prefix of every e2m identity in a certificate.
 pub const URN_PREFIX: &str = "urn:e2m:";
+
+/// The EMKS's host name in the generated PKI: the one dNSName no other certificate of it
+/// carries. Under `.test` (RFC 6761 §6.2), so no public resolver answers for it: a client
+/// maps it to the EMKS's address itself (`curl --resolve`, reqwest's
+/// `ClientBuilder::resolve`), and the TLS name check then holds the server to being the
+/// EMKS.
+pub const DEFAULT_EMKS_HOST: &str = "emks.e2m.test";
+
+/// The HSS's host name in the generated PKI: a dNSName of its (`clientAuth`-only)
+/// certificate, its Diameter identity (Origin-Host) for a Diameter peer over TLS, which
+/// binds the certificate's names to the CER's Origin-Host (RFC 6733 §13).
+pub const DEFAULT_HSS_HOST: &str = "hss.e2m.test";
 
 /// The validity of generated certificates unless the caller asks otherwise.
 pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -233,19 +266,17 @@ impl PeerIdentity {
     /// # Errors
     /// [`IdentityUriError`] if the certificate does not parse, has no `urn:e2m:` URI, more
     /// than one, or an invalid one.
+    ///
+    /// The certificate is read with webpki, the parser rustls verified it with (so the
+    /// identity comes from the same reading of the certificate as its chain, and a client
+    /// build needs no second X.509 parser).
     pub fn from_certificate(der: &[u8]) -> Result<PeerIdentity, IdentityUriError> {
-        use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|_| IdentityUriError::BadCertificate)?;
-        let san = cert
-            .subject_alternative_name()
-            .map_err(|_| IdentityUriError::BadCertificate)?
-            .ok_or(IdentityUriError::Missing)?;
+        let der = CertificateDer::from(der);
+        let cert =
+            webpki::EndEntityCert::try_from(&der).map_err(|_| IdentityUriError::BadCertificate)?;
         let mut found = None;
-        for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name
-                && let Some(identity) = PeerIdentity::from_uri(uri)?
-            {
+        for uri in cert.valid_uri_names() {
+            if let Some(identity) = PeerIdentity::from_uri(uri)? {
                 if found.is_some() {
                     return Err(IdentityUriError::Ambiguous);
                 }
@@ -383,6 +414,14 @@ fn file_stem(identity: &PeerIdentity) -> String {
     }
 }
 
+/// The file stem of an EMSE's callback endpoint certificate: `callback-<encoded EMSE_Id>`
+/// (no other stem starts with `callback-`).
+fn callback_file_stem(id: &EmseId) -> String {
+    let mut stem = String::from("callback-");
+    percent_encode_into(id.as_str(), &mut stem);
+    stem
+}
+
 /// A directory written by [`GeneratedPki::write_to`] (or by hand, with the same names).
 #[derive(Clone, Debug)]
 pub struct PkiDir {
@@ -465,12 +504,32 @@ impl PkiDir {
         self.load_stem("hss")
     }
 
-    /// An EMSE's credentials.
+    /// An EMSE's client credentials (`emse-<id>.pem`: `clientAuth` only), to register with
+    /// the EMKS and fetch keys.
     ///
     /// # Errors
     /// As [`Self::credentials`].
     pub fn emse(&self, id: &EmseId) -> Result<Credentials, PkiError> {
         self.credentials(&PeerIdentity::Emse(id.clone()))
+    }
+
+    /// An EMSE's callback credentials (`callback-<id>.pem`: `serverAuth` only), for its
+    /// notification endpoint
+    /// ([`start_notification_endpoint`](crate::notify::start_notification_endpoint)).
+    ///
+    /// # Errors
+    /// As [`Self::credentials`].
+    pub fn emse_callback(&self, id: &EmseId) -> Result<Credentials, PkiError> {
+        self.load_stem(&callback_file_stem(id))
+    }
+
+    /// The certificate and key paths of an EMSE's callback credentials.
+    pub fn callback_paths_for(&self, id: &EmseId) -> (PathBuf, PathBuf) {
+        let stem = callback_file_stem(id);
+        (
+            self.dir.join(format!("{stem}.pem")),
+            self.dir.join(format!("{stem}.key")),
+        )
     }
 
     fn load_stem(&self, stem: &str) -> Result<Credentials, PkiError> {
@@ -604,6 +663,8 @@ mod tests {
             let creds = loaded.emse(&emse(id)).unwrap();
             assert_eq!(creds.identity().unwrap(), PeerIdentity::Emse(emse(id)));
             assert!(!format!("{creds:?}").contains("PRIVATE"));
+            let callback = loaded.emse_callback(&emse(id)).unwrap();
+            assert_eq!(callback.identity().unwrap(), PeerIdentity::Emse(emse(id)));
         }
         #[cfg(unix)]
         {
@@ -617,5 +678,88 @@ mod tests {
         assert!(!dir.join("ca.key").exists());
         assert!(loaded.emse(&emse("nobody")).is_err());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// (serverAuth, clientAuth, dNSNames, iPAddresses) of a certificate, read with
+    /// x509-parser (not with the generator's own types).
+    fn uses_and_names(der: &[u8]) -> (bool, bool, Vec<String>, usize) {
+        use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+        let (_, cert) = X509Certificate::from_der(der).unwrap();
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        let mut dns = Vec::new();
+        let mut ips = 0;
+        for name in &cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+        {
+            match name {
+                GeneralName::DNSName(d) => dns.push((*d).to_owned()),
+                GeneralName::IPAddress(_) => ips += 1,
+                _ => {}
+            }
+        }
+        (eku.server_auth, eku.client_auth, dns, ips)
+    }
+
+    #[test]
+    fn every_certificate_has_one_role_and_only_the_emks_its_host_name() {
+        let dir = std::env::temp_dir().join(format!(
+            "e2m-pki-roles-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let ids = [emse("emse-a"), emse("emse-b")];
+        let pki = GeneratedPki::generate(&PkiSpec::new(ids.to_vec()).unwrap())
+            .unwrap()
+            .write_to(&dir)
+            .unwrap();
+        let leaf = |c: Credentials| c.chain[0].to_vec();
+        let (server, client, dns, _) = uses_and_names(&leaf(pki.emks().unwrap()));
+        assert!(server && client, "the EMKS serves and posts notifications");
+        assert!(dns.iter().any(|d| d == DEFAULT_EMKS_HOST), "{dns:?}");
+        let (server, client, dns, ips) = uses_and_names(&leaf(pki.hss().unwrap()));
+        assert!(!server && client && ips == 0);
+        assert_eq!(dns, [DEFAULT_HSS_HOST], "the HSS's Diameter identity only");
+        for id in &ids {
+            let (server, client, dns, _) = uses_and_names(&leaf(pki.emse(id).unwrap()));
+            assert!(
+                !server && client,
+                "an EMSE's client certificate cannot serve"
+            );
+            assert!(!dns.iter().any(|d| d == DEFAULT_EMKS_HOST));
+            let callback = pki.emse_callback(id).unwrap();
+            assert_eq!(callback.identity().unwrap(), PeerIdentity::Emse(id.clone()));
+            let (server, client, dns, _) = uses_and_names(&leaf(callback));
+            assert!(
+                server && !client,
+                "an EMSE's callback certificate cannot be a client"
+            );
+            assert!(!dns.iter().any(|d| d == DEFAULT_EMKS_HOST));
+            assert!(pki.callback_paths_for(id).1.exists());
+        }
+        fs::remove_dir_all(&dir).unwrap();
+
+        // The EMKS host must be a DNS name no EMSE certificate carries.
+        for bad in [
+            "localhost",
+            "127.0.0.1",
+            "EMKS.e2m.test",
+            "emks..test",
+            "-emks.test",
+            "",
+        ] {
+            let mut spec = PkiSpec::new(vec![]).unwrap();
+            spec.emks_host = bad.to_owned();
+            assert!(
+                matches!(GeneratedPki::generate(&spec), Err(PkiError::InvalidName(_))),
+                "{bad:?} accepted"
+            );
+        }
     }
 }

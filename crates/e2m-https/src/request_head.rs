@@ -27,9 +27,11 @@
 //!
 //! To find where the next head starts, the body of each message is followed by its framing
 //! (a length, or the chunked coding, RFC 9112 §7.1). Body bytes pass through unchanged;
-//! if the chunked coding is broken, the bytes up to the error still reach hyper (whose own
-//! decoder then fails the body, which the server answers with a problem) and nothing after
-//! them does: a message whose end is uncertain is the last one on its connection.
+//! if the chunked coding is broken (an invalid chunk size, a missing CRLF, an overlong
+//! extension), the bytes up to the error still reach hyper, then a read error: hyper fails
+//! the body at once and the server answers 400 (issue 16: it used to wait for more body
+//! until the body timeout). Nothing after the error is read: a message whose end is
+//! uncertain is the last one on its connection.
 
 use std::collections::VecDeque;
 use std::io;
@@ -115,6 +117,9 @@ enum State {
     Body(Framing),
     /// Skipping the body of a refused request.
     Skip(Framing),
+    /// The body's chunked coding broke: once hyper has the octets before the error, its
+    /// next read fails (and nothing more is read).
+    Broken,
     /// Nothing more is read from this connection.
     Closed,
 }
@@ -191,7 +196,7 @@ impl<IO> CheckedHeads<IO> {
     fn process(&mut self) {
         loop {
             match self.state {
-                State::Closed => {
+                State::Closed | State::Broken => {
                     self.input.clear();
                     return;
                 }
@@ -210,7 +215,7 @@ impl<IO> CheckedHeads<IO> {
                             return;
                         }
                         Advance::Done => self.state = State::Head { searched: 0 },
-                        Advance::Broken => self.state = State::Closed,
+                        Advance::Broken => self.state = State::Broken,
                     }
                 }
                 State::Skip(framing) => {
@@ -635,10 +640,19 @@ impl<IO: AsyncRead + Unpin> AsyncRead for CheckedHeads<IO> {
                 }
                 return Poll::Ready(Ok(()));
             }
-            if this.state == State::Closed {
+            match this.state {
                 // Nothing after a refused head reaches hyper, not even the end of the
                 // stream: hyper answers the marker, then closes (the answer says so).
-                return Poll::Pending;
+                State::Closed => return Poll::Pending,
+                // hyper is reading the body: the error fails it now (the server answers
+                // 400 and closes), rather than when the body timeout runs out.
+                State::Broken => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "broken chunked coding",
+                    )));
+                }
+                _ => {}
             }
             // The connection's own scratch buffer, zeroed once: zeroing one on the stack
             // for every read (most of which find nothing and return Pending) cost more than

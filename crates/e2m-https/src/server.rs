@@ -4,33 +4,55 @@
 //!
 //! Every connection goes through the same steps, each bounded:
 //!
-//! 1. admission before any TLS work: at most [`Limits::max_handshaking`] connections in the
-//!    handshake at once, and at most [`Limits::max_handshaking_per_source`] from one source
-//!    address; a connection over either bound is closed at once, so idle or stalled
-//!    connections from one source cannot take the slots of everyone else (issue 9 item 2);
-//! 2. the TLS handshake, under [`Limits::handshake_timeout`] (a client that stalls or dribbles
-//!    its handshake is dropped), then an authenticated connection slot (at most
-//!    [`Limits::max_connections`] at once; over it, the connection is closed);
-//! 3. the peer's identity from its **verified** certificate (the handshake already refused
+//! 1. admission on arrival, before any TLS work, to the pool of connections **waiting for
+//!    their ClientHello**: large ([`Limits::max_awaiting_hello`], at most
+//!    [`Limits::max_awaiting_hello_per_source`] from one source), since such a connection
+//!    costs a socket and a small task and nothing else (nothing is read or allocated for it
+//!    until its first octet arrives), and short ([`Limits::client_hello_timeout`]). A
+//!    connection that has sent nothing holds no scarce slot (issue 16 item 2; issue 9
+//!    item 2 bounded it per source only);
+//! 2. once the ClientHello has arrived, admission to the small pool of **handshakes in
+//!    progress** ([`Limits::max_handshaking`], [`Limits::max_handshaking_per_source`]):
+//!    the key exchange and the signature are the server's real cost. Both pools are fair
+//!    between sources (an IPv4 address or an IPv6 /64): when one is full, a connection
+//!    from a source holding fewer takes the place of the oldest connection of the source
+//!    holding the most, so a flood from many addresses slows only itself, and a source
+//!    holding nothing gets in as long as any source holds two or more; over its source's
+//!    bound, or when no source holds two more than its own, a connection is closed at
+//!    once;
+//! 3. the TLS handshake, the whole of it (from arrival) under [`Limits::handshake_timeout`]
+//!    (a client that stalls or dribbles its handshake is dropped), then an authenticated
+//!    connection slot (at most [`Limits::max_connections`] at once; over it, the
+//!    connection is closed). Every connection that ends before its handshake completes is
+//!    reported with its reason class to [`Handler::handshake_failed`] (metrics);
+//! 4. the peer's identity from its **verified** certificate (the handshake already refused
 //!    anyone else, see [`super::tls`]);
-//! 4. each request head checked on the wire before hyper parses it (strict HTTP/1.1:
+//! 5. each request head checked on the wire before hyper parses it (strict HTTP/1.1:
 //!    origin-form target without fragment, one `Host`, at most one `Content-Length`, only
 //!    `chunked` as transfer coding, at most [`Limits::max_header_bytes`]), and the peer's
 //!    rate limit taken there, as soon as the head is complete: a refused request never
 //!    reaches hyper, its body is skipped unread, and the handler's problem document answers
 //!    it in its turn ([`Rejection`]; issue 9 items 3 and 8);
-//! 5. HTTP/1.1 with hyper's `header_read_timeout` (= [`Limits::header_timeout`]): the whole
+//! 6. HTTP/1.1 with hyper's `header_read_timeout` (= [`Limits::header_timeout`]): the whole
 //!    request head must arrive within it, and since hyper restarts that timer whenever a
 //!    keep-alive connection goes idle, it also closes idle connections. `axum::serve` has no
 //!    such timeout, which is why the stack is built on hyper's connection builder directly;
-//! 6. per request: the declared length (413 before reading), then the body, read with a
-//!    size cap (413) under [`Limits::body_timeout`] (408);
-//! 7. the handler, given the peer identity and the complete body.
+//! 7. per request: the declared length (413 before reading, and before any `100 Continue`),
+//!    then the body, read with a size cap (413) under [`Limits::body_timeout`] (408); a
+//!    broken chunked coding is answered 400 at once;
+//! 8. the handler, given the peer identity and the complete body.
 //!
 //! Every error the stack answers goes through [`Handler::reject`], so a handler with its
 //! own problem vocabulary (the EMKS: RFC 9457 `application/problem+xml`) answers all of
 //! them; hyper's own bare error responses are not reached, since no head it would refuse
 //! gets to it.
+//!
+//! Closing: whenever the server ends an established connection (the idle keep-alive
+//! timeout, after an answer that closes it, at shutdown, on an error) it sends TLS
+//! `close_notify` first, then closes its side and reads what the client still sends for a
+//! moment, so that a client reusing an idle connection learns that the server closed it
+//! rather than seeing a truncated stream or a reset (issue 16 item 8). At shutdown, open
+//! connections finish their requests for [`Limits::shutdown_grace`] and are then closed.
 //!
 //! Logging: the stack logs the peer identity (not secret), the method and the status, never
 //! the request target (it contains session ids) and never a body (it may contain keys).
@@ -39,6 +61,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -49,14 +72,17 @@ use hyper::service::service_fn;
 use hyper::{Method, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 
+use super::admission::{Pool, Refusal, Source, Ticket};
+use super::closing::ClosingStream;
 use super::ratelimit::{RateLimit, RateLimiter};
 use super::request_head::{Admit, CheckedHeads, HeadRefusal, Refusals, is_marker};
 use super::tls::{peer_hosts, peer_identity};
+use crate::metrics::HandshakeFailure;
 use crate::pki::PeerIdentity;
 
 /// The HTTP response type of the stack.
@@ -69,12 +95,23 @@ pub struct Limits {
     pub max_body: usize,
     /// Largest request head (start line + headers) accepted (larger → 431).
     pub max_header_bytes: usize,
-    /// Time allowed for the TLS handshake (short: an unauthenticated client holds a
-    /// pre-handshake slot until it completes or this runs out).
+    /// Time allowed for the whole TLS handshake, from the connection's arrival to the
+    /// verified peer (short: until then, the client is not authenticated).
     pub handshake_timeout: Duration,
-    /// Connections in the TLS handshake at once, from all sources.
+    /// Time allowed from the connection's arrival to its complete ClientHello (short: a
+    /// connection that sends nothing is closed after it). At most `handshake_timeout`
+    /// counts.
+    pub client_hello_timeout: Duration,
+    /// Connections waiting for their ClientHello at once, from all sources. Large: such a
+    /// connection costs a socket and a small task; the process needs a file descriptor for
+    /// each (see the crate README on `RLIMIT_NOFILE`).
+    pub max_awaiting_hello: usize,
+    /// Connections waiting for their ClientHello at once from one source (an IPv4 address
+    /// or an IPv6 /64).
+    pub max_awaiting_hello_per_source: usize,
+    /// TLS handshakes in progress (ClientHello received) at once, from all sources.
     pub max_handshaking: usize,
-    /// Connections in the TLS handshake at once from one source address.
+    /// TLS handshakes in progress at once from one source (an IPv4 address or an IPv6 /64).
     pub max_handshaking_per_source: usize,
     /// Time allowed for a request head to arrive, and for a keep-alive connection to idle.
     pub header_timeout: Duration,
@@ -87,7 +124,8 @@ pub struct Limits {
     /// The HSS's own budget (issue 9 item 12): key pushes come in bursts after AKA storms
     /// and must not share the EMSEs' budget; each HSS identity has this one.
     pub hss_rate: RateLimit,
-    /// How long [`ServerHandle::shutdown`] lets open connections finish.
+    /// How long [`ServerHandle::shutdown`] lets open connections finish their requests
+    /// before it closes them.
     pub shutdown_grace: Duration,
 }
 
@@ -97,6 +135,9 @@ impl Default for Limits {
             max_body: 64 * 1024,
             max_header_bytes: 16 * 1024,
             handshake_timeout: Duration::from_secs(3),
+            client_hello_timeout: Duration::from_secs(2),
+            max_awaiting_hello: 4096,
+            max_awaiting_hello_per_source: 256,
             max_handshaking: 256,
             max_handshaking_per_source: 32,
             header_timeout: Duration::from_secs(10),
@@ -227,6 +268,13 @@ pub trait Handler: Send + Sync + 'static {
     fn reject(&self, rejection: Rejection) -> HttpResponse {
         generic_problem(rejection.status())
     }
+
+    /// A connection ended before its TLS handshake completed, for `failure` (called once
+    /// per such connection, on its task or on the accept loop: keep it cheap, e.g. an
+    /// atomic counter). The default does nothing.
+    fn handshake_failed(&self, failure: HandshakeFailure) {
+        let _ = failure;
+    }
 }
 
 /// A bare RFC 9457 (Appendix B, XML) problem document for `status`.
@@ -281,8 +329,9 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// Stops accepting, lets open connections finish for [`Limits::shutdown_grace`], then
-    /// drops them. Returns when the server is gone.
+    /// Stops accepting, closes the connections that have not completed their handshake,
+    /// lets open connections finish their requests for [`Limits::shutdown_grace`], then
+    /// closes them (each with `close_notify`). Returns when the server is gone.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
@@ -310,6 +359,49 @@ pub fn serve<H: Handler>(
     })
 }
 
+/// What the accept loop and every connection task share.
+struct Shared<H> {
+    tls: Arc<rustls::ServerConfig>,
+    handler: Arc<H>,
+    limits: Limits,
+    limiter: RoleLimiters,
+    /// Authenticated connections.
+    slots: Arc<Semaphore>,
+    /// Connections waiting for their ClientHello.
+    awaiting_hello: Arc<Pool>,
+    /// Handshakes in progress.
+    handshaking: Arc<Pool>,
+    /// Connections closed on arrival or evicted, for the aggregated log lines.
+    refused: AtomicU64,
+    evicted: AtomicU64,
+}
+
+impl<H: Handler> Shared<H> {
+    /// Reports a connection that ended before its handshake completed.
+    fn failed(&self, remote: SocketAddr, failure: HandshakeFailure) {
+        tracing::debug!(%remote, reason = failure.as_str(), "connection ended before its TLS handshake completed");
+        let aggregate = match failure {
+            HandshakeFailure::Refused => Some((
+                &self.refused,
+                "connections refused before the TLS handshake (per-source bound, or full and fair)",
+            )),
+            HandshakeFailure::Evicted => Some((
+                &self.evicted,
+                "connections closed before the TLS handshake to make room for lighter sources",
+            )),
+            _ => None,
+        };
+        if let Some((counter, message)) = aggregate {
+            // One line per power of two: visible, yet a flood cannot flood the log.
+            let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::info!(count = n, "{message}");
+            }
+        }
+        self.handler.handshake_failed(failure);
+    }
+}
+
 async fn accept_loop<H: Handler>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -317,187 +409,298 @@ async fn accept_loop<H: Handler>(
     handler: Arc<H>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let gate = Arc::new(HandshakeGate::new(
-        limits.max_handshaking.max(1),
-        limits.max_handshaking_per_source.max(1),
-    ));
-    let limiter = Arc::new(RoleLimiters {
-        hss: RateLimiter::new(limits.hss_rate),
-        others: RateLimiter::new(limits.rate),
+    let shared = Arc::new(Shared {
+        tls,
+        handler,
+        limiter: RoleLimiters {
+            hss: RateLimiter::new(limits.hss_rate),
+            others: RateLimiter::new(limits.rate),
+        },
+        slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+        awaiting_hello: Arc::new(Pool::new(
+            limits.max_awaiting_hello,
+            limits.max_awaiting_hello_per_source,
+        )),
+        handshaking: Arc::new(Pool::new(
+            limits.max_handshaking,
+            limits.max_handshaking_per_source,
+        )),
+        limits,
+        refused: AtomicU64::new(0),
+        evicted: AtomicU64::new(0),
     });
+    // Sent when the shutdown grace is over: connections still open then are closed.
+    let (halt, halted) = watch::channel(false);
     let graceful = GracefulShutdown::new();
-    let limits = Arc::new(limits);
     loop {
         let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    // E.g. EMFILE: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Out of file descriptors: a connection waiting for its ClientHello,
+                    // from the source holding the most, gives its own back. Otherwise
+                    // (other errors, or none waiting) back off instead of spinning.
+                    if out_of_descriptors(&error) && shared.awaiting_hello.evict_one() {
+                        // A few more, so that a full accept queue drains in a moment.
+                        for _ in 1..EVICT_WHEN_OUT_OF_DESCRIPTORS {
+                            if !shared.awaiting_hello.evict_one() {
+                                break;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    } else {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                     continue;
                 }
             },
             _ = stop.changed() => break,
         };
         // Admission before any TLS work: refusing costs one accept and one close.
-        let Some(ticket) = gate.admit(remote.ip()) else {
-            drop(tcp);
-            continue;
+        let source = Source::of(remote.ip());
+        let ticket = match shared.awaiting_hello.admit(source) {
+            Ok(ticket) => ticket,
+            Err(Refusal::SourceFull | Refusal::Full) => {
+                drop(tcp);
+                shared.failed(remote, HandshakeFailure::Refused);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let handler = handler.clone();
-        let limiter = limiter.clone();
-        let limits = limits.clone();
-        let slots = slots.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let handshake =
-                tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await;
-            drop(ticket);
-            let tls = match handshake {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => {
-                    tracing::debug!(%remote, %error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%remote, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let Ok(_permit) = slots.try_acquire_owned() else {
-                tracing::info!(%remote, "authenticated connection limit reached; connection closed");
-                return;
-            };
-            let Some(peer) = peer_identity(tls.get_ref().1) else {
-                // Unreachable with our verifier (it requires an identity); refuse anyway.
-                tracing::warn!(%remote, "verified peer without an e2m identity");
-                return;
-            };
-            let hosts: Arc<[e2m_emks::CallbackHost]> = peer_hosts(tls.get_ref().1).into();
-            tracing::debug!(%remote, %peer, "TLS connection established");
-            let refusals = Arc::new(Refusals::default());
-            let admit: Admit = {
-                let limiter = limiter.clone();
-                let peer = peer.clone();
-                Box::new(move || limiter.check(&peer))
-            };
-            let tls = CheckedHeads::new(
-                tls,
-                limits.max_header_bytes,
-                limits.max_body as u64,
-                refusals.clone(),
-                admit,
-            );
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_header_size(limits.max_header_bytes)
-                .keep_alive(true);
-            let service = service_fn(move |request: hyper::Request<Incoming>| {
-                let handler = handler.clone();
-                let limits = limits.clone();
-                let peer = peer.clone();
-                let hosts = hosts.clone();
-                let refused = is_marker(&request).then(|| refusals.take());
-                async move {
-                    Ok::<_, Infallible>(match refused {
-                        Some(refusal) => answer_refusal(&*handler, &peer, refusal),
-                        None => handle_request(&*handler, &limits, (peer, hosts), request).await,
-                    })
-                }
-            });
-            let connection = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%remote, %error, "connection closed with an error");
-            }
-        });
+        let arrival = Arrival {
+            tcp,
+            remote,
+            source,
+            ticket,
+        };
+        let ends = ConnectionEnds {
+            watcher: graceful.watcher(),
+            stop: stop.clone(),
+            halt: halted.clone(),
+        };
+        tokio::spawn(connection(shared.clone(), arrival, ends));
     }
     drop(listener);
-    let limits_grace = limits.shutdown_grace;
+    let limits_grace = shared.limits.shutdown_grace;
     if tokio::time::timeout(limits_grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::debug!("shutdown grace period over; dropping open connections");
+        tracing::debug!("shutdown grace period over; closing open connections");
+    }
+    let _ = halt.send(true);
+}
+
+/// How many connections waiting for their ClientHello are closed when the process has no
+/// file descriptor left for a new one.
+const EVICT_WHEN_OUT_OF_DESCRIPTORS: usize = 8;
+
+/// Whether an accept error says that the process (EMFILE) or the system (ENFILE) has no
+/// file descriptor left (the same numbers on Linux, the BSDs and macOS; WSAEMFILE).
+fn out_of_descriptors(error: &std::io::Error) -> bool {
+    match error.raw_os_error() {
+        Some(23 | 24) => cfg!(unix),
+        Some(10024) => cfg!(windows),
+        _ => false,
     }
 }
 
-/// Bounds the connections that have not finished their TLS handshake, globally and per
-/// source address: nothing is known about such a client yet, so it gets little.
-struct HandshakeGate {
-    max_total: usize,
-    max_per_source: usize,
-    state: std::sync::Mutex<GateState>,
+/// A connection just accepted, with its place among those waiting for a ClientHello.
+struct Arrival {
+    tcp: TcpStream,
+    remote: SocketAddr,
+    source: Source,
+    ticket: Ticket,
 }
 
-#[derive(Default)]
-struct GateState {
-    total: usize,
-    per_source: std::collections::HashMap<std::net::IpAddr, usize>,
-    refused: u64,
+/// How a connection learns that the server is stopping.
+struct ConnectionEnds {
+    /// Graceful shutdown of the HTTP connection.
+    watcher: hyper_util::server::graceful::Watcher,
+    /// The server stopped accepting (connections not yet established end at once).
+    stop: watch::Receiver<bool>,
+    /// The shutdown grace is over (established connections end).
+    halt: watch::Receiver<bool>,
 }
 
-impl HandshakeGate {
-    fn new(max_total: usize, max_per_source: usize) -> Self {
-        HandshakeGate {
-            max_total,
-            max_per_source,
-            state: std::sync::Mutex::new(GateState::default()),
+/// One connection, from its arrival to its end.
+///
+/// Each stage runs in its own boxed future, entered when the one before it is done, so
+/// that the task of a connection that has sent nothing is only as large as the first
+/// stage's state (a socket, a ticket, two receivers; the TLS state machine alone is over a
+/// kilobyte, hyper's connection more).
+async fn connection<H: Handler>(shared: Arc<Shared<H>>, arrival: Arrival, ends: ConnectionEnds) {
+    let arrived = tokio::time::Instant::now();
+    let deadlines = Deadlines {
+        hello: (arrived + shared.limits.client_hello_timeout)
+            .min(arrived + shared.limits.handshake_timeout),
+        handshake: arrived + shared.limits.handshake_timeout,
+    };
+    let Arrival {
+        tcp,
+        remote,
+        source,
+        mut ticket,
+    } = arrival;
+    let mut stop = ends.stop.clone();
+    // Waiting for the first octet: nothing is read, nothing allocated.
+    let mut first = [0u8; 1];
+    let first_octet = tokio::select! {
+        peeked = tokio::time::timeout_at(deadlines.hello, tcp.peek(&mut first)) => peeked,
+        () = ticket.evicted() => return shared.failed(remote, HandshakeFailure::Evicted),
+        _ = stop.wait_for(|stopped| *stopped) => return,
+    };
+    match first_octet {
+        Ok(Ok(1..)) => {}
+        Ok(Ok(0)) => return shared.failed(remote, HandshakeFailure::Closed),
+        Ok(Err(error)) => {
+            tracing::debug!(%remote, %error, "no ClientHello");
+            return shared.failed(remote, HandshakeFailure::of_error(&error));
         }
+        Err(_) => return shared.failed(remote, HandshakeFailure::HelloTimeout),
     }
+    let arrival = Arrival {
+        tcp,
+        remote,
+        source,
+        ticket,
+    };
+    Box::pin(handshake(shared, arrival, ends, deadlines)).await;
+}
 
-    /// A ticket for one handshake from `source`, or `None` over either bound.
-    fn admit(self: &Arc<Self>, source: std::net::IpAddr) -> Option<HandshakeTicket> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let from_source = state.per_source.get(&source).copied().unwrap_or(0);
-        if state.total >= self.max_total || from_source >= self.max_per_source {
-            state.refused += 1;
-            // One line per power of two refused: visible, yet a flood cannot flood the log.
-            if state.refused.is_power_of_two() {
-                tracing::info!(
-                    refused = state.refused,
-                    "connections refused before the TLS handshake (per-source or global bound)"
-                );
+/// When the ClientHello, and the whole handshake, must be done.
+#[derive(Clone, Copy)]
+struct Deadlines {
+    hello: tokio::time::Instant,
+    handshake: tokio::time::Instant,
+}
+
+/// The rest of the ClientHello (still in the large pool), then the handshake (in the small
+/// pool), then the established connection.
+async fn handshake<H: Handler>(
+    shared: Arc<Shared<H>>,
+    arrival: Arrival,
+    ends: ConnectionEnds,
+    deadlines: Deadlines,
+) {
+    let Arrival {
+        tcp,
+        remote,
+        source,
+        mut ticket,
+    } = arrival;
+    let mut stop = ends.stop.clone();
+    let hello = tokio::select! {
+        hello = tokio::time::timeout_at(
+            deadlines.hello,
+            LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp),
+        ) => hello,
+        () = ticket.evicted() => return shared.failed(remote, HandshakeFailure::Evicted),
+        _ = stop.wait_for(|stopped| *stopped) => return,
+    };
+    drop(ticket);
+    let start = match hello {
+        Ok(Ok(start)) => start,
+        Ok(Err(error)) => {
+            tracing::debug!(%remote, %error, "no ClientHello");
+            return shared.failed(remote, HandshakeFailure::of_error(&error));
+        }
+        Err(_) => return shared.failed(remote, HandshakeFailure::HelloTimeout),
+    };
+
+    // The handshake, in the small pool.
+    let Ok(mut ticket) = shared.handshaking.admit(source) else {
+        return shared.failed(remote, HandshakeFailure::Refused);
+    };
+    let handshake = tokio::select! {
+        done = tokio::time::timeout_at(
+            deadlines.handshake,
+            start.into_stream(shared.tls.clone()),
+        ) => done,
+        () = ticket.evicted() => return shared.failed(remote, HandshakeFailure::Evicted),
+        _ = stop.wait_for(|stopped| *stopped) => return,
+    };
+    drop(ticket);
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::debug!(%remote, %error, "TLS handshake failed");
+            return shared.failed(remote, HandshakeFailure::of_error(&error));
+        }
+        Err(_) => return shared.failed(remote, HandshakeFailure::Timeout),
+    };
+    Box::pin(established(shared, tls, remote, ends)).await;
+}
+
+/// An authenticated connection: HTTP/1.1 until it ends.
+async fn established<H: Handler>(
+    shared: Arc<Shared<H>>,
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    remote: SocketAddr,
+    ends: ConnectionEnds,
+) {
+    let ConnectionEnds {
+        watcher, mut halt, ..
+    } = ends;
+    let Ok(_permit) = shared.slots.clone().try_acquire_owned() else {
+        tracing::info!(%remote, "authenticated connection limit reached; connection closed");
+        return;
+    };
+    let Some(peer) = peer_identity(tls.get_ref().1) else {
+        // Unreachable with our verifier (it requires an identity); refuse anyway.
+        tracing::warn!(%remote, "verified peer without an e2m identity");
+        return;
+    };
+    let hosts: Arc<[e2m_emks::CallbackHost]> = peer_hosts(tls.get_ref().1).into();
+    tracing::debug!(%remote, %peer, "TLS connection established");
+    let refusals = Arc::new(Refusals::default());
+    let admit: Admit = {
+        let shared = shared.clone();
+        let peer = peer.clone();
+        Box::new(move || shared.limiter.check(&peer))
+    };
+    let io = CheckedHeads::new(
+        ClosingStream::new(tls),
+        shared.limits.max_header_bytes,
+        shared.limits.max_body as u64,
+        refusals.clone(),
+        admit,
+    );
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.header_timeout)
+        .max_header_size(shared.limits.max_header_bytes)
+        .keep_alive(true);
+    let service = {
+        let shared = shared.clone();
+        service_fn(move |request: hyper::Request<Incoming>| {
+            let shared = shared.clone();
+            let peer = peer.clone();
+            let hosts = hosts.clone();
+            let refused = is_marker(&request).then(|| refusals.take());
+            async move {
+                Ok::<_, Infallible>(match refused {
+                    Some(refusal) => answer_refusal(&*shared.handler, &peer, refusal),
+                    None => {
+                        handle_request(&*shared.handler, &shared.limits, (peer, hosts), request)
+                            .await
+                    }
+                })
             }
-            return None;
-        }
-        state.total += 1;
-        *state.per_source.entry(source).or_insert(0) += 1;
-        Some(HandshakeTicket {
-            gate: Arc::clone(self),
-            source,
         })
-    }
-}
-
-/// One admitted handshake; its slot is released when dropped.
-struct HandshakeTicket {
-    gate: Arc<HandshakeGate>,
-    source: std::net::IpAddr,
-}
-
-impl Drop for HandshakeTicket {
-    fn drop(&mut self) {
-        let mut state = self
-            .gate
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.total = state.total.saturating_sub(1);
-        if let Some(n) = state.per_source.get_mut(&self.source) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                state.per_source.remove(&self.source);
+    };
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    // Whichever way it ends, dropping the stream sends close_notify (ClosingStream).
+    tokio::select! {
+        served = watcher.watch(connection) => {
+            if let Err(error) = served {
+                tracing::debug!(%remote, %error, "connection closed with an error");
             }
+        }
+        _ = halt.wait_for(|halted| *halted) => {
+            tracing::debug!(%remote, "connection closed at the end of the shutdown grace");
         }
     }
 }
@@ -619,8 +822,12 @@ async fn read_request(
             // octets resets it, and the client sees a broken pipe instead of the 413 (RFC 9112
             // §9.6, lingering close). A body up to LINGER_BODY_MAX is read and discarded,
             // frame by frame and never kept, within the body timeout; a larger one is refused
-            // at once (the connection then ends).
-            if declared <= LINGER_BODY_MAX {
+            // at once (the connection then ends). A client that sent `Expect: 100-continue`
+            // waits for our answer before it sends the body: it gets the 413 at once, and no
+            // `100 Continue` (which hyper sends when the body is first read) before it
+            // (RFC 9110 §10.1.1).
+            let waits_for_continue = parts.headers.contains_key(header::EXPECT);
+            if declared <= LINGER_BODY_MAX && !waits_for_continue {
                 let mut body = body;
                 let discard = async {
                     while let Some(frame) = body.frame().await {

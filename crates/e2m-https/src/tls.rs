@@ -302,6 +302,8 @@ pub fn client_config(
 /// The hosts a certificate names (subjectAltName dNSName and iPAddress entries): where the
 /// EMKS accepts callbacks from its holder (issue 9 item 5; see [`e2m_emks::CallbackHost`]).
 /// Entries that are neither a host name nor a 4- or 16-octet address are left out.
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub fn certified_hosts(der: &[u8]) -> Vec<e2m_emks::CallbackHost> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let Ok((_, cert)) = X509Certificate::from_der(der) else {
@@ -329,6 +331,8 @@ pub fn certified_hosts(der: &[u8]) -> Vec<e2m_emks::CallbackHost> {
 }
 
 /// The hosts the verified certificate of an established server-side connection names.
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub fn peer_hosts(conn: &rustls::ServerConnection) -> Vec<e2m_emks::CallbackHost> {
     conn.peer_certificates()
         .and_then(|chain| chain.first())

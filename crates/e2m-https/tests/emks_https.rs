@@ -57,6 +57,10 @@ impl TestPki {
     fn emse(&self, id: &str) -> Credentials {
         self.dir.emse(&emse(id)).unwrap()
     }
+    /// The EMSE's callback (notification endpoint) certificate.
+    fn callback(&self, id: &str) -> Credentials {
+        self.dir.emse_callback(&emse(id)).unwrap()
+    }
 }
 
 impl Drop for TestPki {
@@ -214,10 +218,10 @@ async fn no_or_foreign_client_certificate_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_check_the_server_role() {
-    // An EMSE certificate has serverAuth (for its notification endpoint) and names
-    // 127.0.0.1, so host-name checks alone would accept it as the EMKS.
+    // An EMSE's callback certificate has serverAuth (for its notification endpoint) and
+    // names 127.0.0.1, so host-name checks alone would accept it as the EMKS there.
     let pki = TestPki::new();
-    let tls = server_config(&pki.emse("emse-b"), &pki.ca(), &[Role::Emse]).unwrap();
+    let tls = server_config(&pki.callback("emse-b"), &pki.ca(), &[Role::Emse]).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake = serve(listener, tls, Limits::default(), Arc::new(Echo)).unwrap();
     let client = http_client(&pki.emse("emse-a"), &pki);
@@ -791,7 +795,10 @@ mod in_process {
         let pki = TestPki::new();
         let app = AppIdentity::new("sensor-17@iot.example.com").unwrap();
         let imsi = Imsi::new("001010123456789").unwrap();
-        let core = Arc::new(Emks::in_memory(EmksConfig::default()));
+        // The endpoints listen on ephemeral ports of 127.0.0.1 (which the EMSE
+        // certificates name): ports other than 443 must be allowed for them.
+        let config = EmksConfig::default().allow_certificate_callback_ports(1024..=65535);
+        let core = Arc::new(Emks::in_memory(config));
         core.identities()
             .provision(&emse("emse-a"), &app, &imsi)
             .await
@@ -807,14 +814,14 @@ mod in_process {
         // EMSE A's notification endpoint; EMSE B's too (for the misdirected callback).
         let mut a_notes = start_notification_endpoint(
             TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            &pki.emse("emse-a"),
+            &pki.callback("emse-a"),
             &ca,
             Limits::default(),
         )
         .unwrap();
         let mut b_notes = start_notification_endpoint(
             TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            &pki.emse("emse-b"),
+            &pki.callback("emse-b"),
             &ca,
             Limits::default(),
         )
@@ -1287,7 +1294,7 @@ mod callbacks {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    use e2m_emks::{CallbackHost, Emks, EmksConfig};
+    use e2m_emks::{AllowedCallback, Emks, EmksConfig};
     use e2m_https::client::EmksClient;
     use e2m_https::emks::{EmksServerOptions, start_emks};
     use e2m_keyid::{AppIdentity, Imsi, KeyId};
@@ -1360,6 +1367,12 @@ mod callbacks {
         (answer, connections.load(Ordering::SeqCst))
     }
 
+    /// The port of a listener, as the range that allows only it.
+    fn only(listener: &TcpListener) -> std::ops::RangeInclusive<u16> {
+        let port = listener.local_addr().unwrap().port();
+        port..=port
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_host_the_certificate_does_not_name_is_refused_and_never_connected_to() {
         // 127.0.0.2 is loopback, but the certificate names 127.0.0.1 only.
@@ -1368,15 +1381,17 @@ mod callbacks {
             "https://{}/e2m/v1/notifications",
             listener.local_addr().unwrap()
         );
-        let (answer, connections) =
-            subscribe_and_push(EmksConfig::default(), &callback, listener).await;
+        let config = EmksConfig::default().allow_certificate_callback_ports(only(&listener));
+        let (answer, connections) = subscribe_and_push(config, &callback, listener).await;
         assert_eq!(answer, Err(Some(ProblemCause::EmseNotAuthorized)));
         assert_eq!(connections, 0, "the EMKS connected to a refused callback");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_named_or_allowed_host_is_accepted_and_notified() {
-        // Named by the certificate: accepted, and the push's notification connects.
+    async fn another_port_of_a_named_host_is_refused_and_never_connected_to() {
+        // Issue 16 item 4: the certificate names 127.0.0.1, but a host is not a service:
+        // without the operator's leave, only port 443 of it takes callbacks (this one
+        // stands for ssh, a metrics port or the EMKS itself).
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let callback = format!(
             "https://{}/e2m/v1/notifications",
@@ -1384,16 +1399,42 @@ mod callbacks {
         );
         let (answer, connections) =
             subscribe_and_push(EmksConfig::default(), &callback, listener).await;
-        assert_eq!(answer, Ok(()));
-        assert!(connections >= 1, "no notification was attempted");
-        // On the operator's allow-list: accepted as well.
+        assert_eq!(answer, Err(Some(ProblemCause::EmseNotAuthorized)));
+        assert_eq!(connections, 0, "the EMKS connected to a refused callback");
+        // An allow-list entry for that host on another port does not open this one.
         let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let callback = format!("https://127.0.0.2:{port}/e2m/v1/notifications");
+        let other = if port == 65535 { port - 1 } else { port + 1 };
+        let allowed = EmksConfig::default().allow_callback(
+            format!("127.0.0.2:{other}")
+                .parse::<AllowedCallback>()
+                .unwrap(),
+        );
+        let (answer, connections) = subscribe_and_push(allowed, &callback, listener).await;
+        assert_eq!(answer, Err(Some(ProblemCause::EmseNotAuthorized)));
+        assert_eq!(connections, 0, "the EMKS connected to a refused callback");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_named_or_allowed_host_is_accepted_and_notified() {
+        // Named by the certificate, on a port the operator allows such hosts: accepted,
+        // and the push's notification connects.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let callback = format!(
             "https://{}/e2m/v1/notifications",
             listener.local_addr().unwrap()
         );
-        let allowed =
-            EmksConfig::default().allow_callback_host("127.0.0.2".parse::<CallbackHost>().unwrap());
+        let config = EmksConfig::default().allow_certificate_callback_ports(only(&listener));
+        let (answer, connections) = subscribe_and_push(config, &callback, listener).await;
+        assert_eq!(answer, Ok(()));
+        assert!(connections >= 1, "no notification was attempted");
+        // On the operator's allow-list (host and port): accepted as well.
+        let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let callback = format!("https://{addr}/e2m/v1/notifications");
+        let allowed = EmksConfig::default()
+            .allow_callback(addr.to_string().parse::<AllowedCallback>().unwrap());
         let (answer, connections) = subscribe_and_push(allowed, &callback, listener).await;
         assert_eq!(answer, Ok(()));
         assert!(connections >= 1, "no notification was attempted");

@@ -14,14 +14,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2m_emks::{Emks, EmksConfig};
+use e2m_emks::Emks;
 use e2m_https::emks::start_emks;
 use e2m_keyid::AppIdentity;
 use e2m_keystore::IdentityMap;
 use e2m_msg::{EventSet, EventType, Subscription, UeRef};
 use tokio::net::TcpListener;
 
-use common::{TestPki, emse, fast_delivery, imsi, push, receive};
+use common::{TestPki, emse, fast_delivery, imsi, loopback_config, push, receive};
 
 /// An EMSE's callback is unreachable (nothing listens on its port) for several seconds
 /// while the HSS pushes 8 keys; then its endpoint comes up on that port, and it receives
@@ -31,7 +31,7 @@ use common::{TestPki, emse, fast_delivery, imsi, push, receive};
 async fn an_emse_down_for_seconds_then_up_receives_every_notification() {
     let pki = TestPki::new();
     let app = AppIdentity::new("sensor-1@iot.example.com").unwrap();
-    let core = Arc::new(Emks::in_memory(EmksConfig::default()));
+    let core = Arc::new(Emks::in_memory(loopback_config()));
     core.identities()
         .provision(&emse("emse-a"), &app, &imsi(1))
         .await
@@ -98,7 +98,7 @@ async fn a_stalled_emse_neither_delays_nor_drops_another_emses_notifications() {
     const PUSHES: u32 = 300;
     let pki = TestPki::new();
     let app = AppIdentity::new("sensor-2@iot.example.com").unwrap();
-    let core = Arc::new(Emks::in_memory(EmksConfig::default()));
+    let core = Arc::new(Emks::in_memory(loopback_config()));
     for who in ["emse-a", "emse-b"] {
         core.identities()
             .provision(&emse(who), &app, &imsi(2))
@@ -166,6 +166,67 @@ async fn a_stalled_emse_neither_delays_nor_drops_another_emses_notifications() {
         "B's notifications must stay pending"
     );
     holder.abort();
+    server.shutdown().await;
+}
+
+/// Issue 16 item 9: an EMSE's endpoint over its budget answers 429; the deliverer paces
+/// that EMSE's lane to what the endpoint accepts and sends each refused notification again
+/// after its `Retry-After`. 150 notifications to an endpoint that takes 40/s (bursts of 5)
+/// all arrive, each once, with few refusals (the deliverer before this change treated each
+/// 429 as a failed delivery and kept 8 in flight at full speed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deliverer_paces_an_emse_that_answers_429() {
+    use e2m_https::ratelimit::RateLimit;
+    use e2m_https::server::Limits;
+    const PUSHES: u32 = 150;
+    let pki = TestPki::new();
+    let core = Arc::new(Emks::in_memory(
+        loopback_config().allow_imsi(&emse("emse-a")),
+    ));
+    let server = start_emks(core, &pki.dir, fast_delivery()).await.unwrap();
+    let hss = pki.hss_at(&server.base_url());
+    let mut endpoint = pki
+        .endpoint_with(
+            "127.0.0.1:0".parse().unwrap(),
+            "emse-a",
+            Limits {
+                rate: RateLimit {
+                    per_second: 40.0,
+                    burst: 5,
+                },
+                ..e2m_https::notify::endpoint_limits()
+            },
+        )
+        .await;
+    let a = pki.client_at(&server.base_url(), "emse-a");
+    a.register(None).await.unwrap();
+    // Every UE's new keys (the EMSE may name UEs by IMSI).
+    a.subscribe(&Subscription {
+        events: EventSet::single(EventType::KeyAvailable),
+        ue: None,
+        callback: endpoint.callback.clone(),
+    })
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    for n in 1..=PUSHES {
+        push(&hss, &imsi(u64::from(n)), n).await;
+    }
+    let got = receive(&mut endpoint, PUSHES as usize, Duration::from_secs(40)).await;
+    let keys: BTreeSet<u32> = got.iter().map(|n| n.key_id.as_u32()).collect();
+    let refused = endpoint
+        .rate_limited
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "{} of {PUSHES} notifications in {} ms, {refused} answered 429",
+        keys.len(),
+        started.elapsed().as_millis()
+    );
+    assert_eq!(keys, (1..=PUSHES).collect(), "every notification arrives");
+    assert!(
+        refused <= u64::from(PUSHES) / 5,
+        "{refused} deliveries refused: the lane was not paced"
+    );
     server.shutdown().await;
 }
 

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2m_emks::{Emks, EmksConfig};
+use e2m_emks::Emks;
 use e2m_https::emks::{EmksServerOptions, start_emks};
 use e2m_keyid::AppIdentity;
 use e2m_keystore::{
@@ -28,7 +28,7 @@ use e2m_keystore_pg::{PgBackend, PgConfig};
 use e2m_keystore_redb::{RedbStore, RedbStoreConfig, RedbStoreError};
 use e2m_msg::{EventSet, EventType, Subscription, Timestamp, UeRef};
 
-use common::{TestPki, emse, fast_delivery, imsi, push, receive};
+use common::{TestPki, emse, fast_delivery, imsi, loopback_config, push, receive};
 
 fn keyring() -> e2m_seal::Keyring {
     let v = e2m_seal::KekVersion::new(1).unwrap();
@@ -61,7 +61,7 @@ fn redb_core(
     >,
 > {
     Arc::new(Emks::new(
-        EmksConfig::default(),
+        loopback_config(),
         store.int_keys(),
         store.identities(),
         store.sessions(),
@@ -130,7 +130,7 @@ type PgEmks = Emks<
 
 fn pg_core(backend: &PgBackend) -> Arc<PgEmks> {
     Arc::new(Emks::new(
-        EmksConfig::default(),
+        loopback_config(),
         backend.int_keys(RetentionPolicy::DEFAULT),
         backend.identities(),
         backend.sessions(SessionPolicy::DEFAULT),

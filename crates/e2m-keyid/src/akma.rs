@@ -14,6 +14,7 @@
 //! | [`Realm`] | an NAI realm; the home network domain `5gc.mnc<MNC>.mcc<MCC>.3gppnetwork.org` | RFC 7542 §2.2, TS 23.003 §28.2 |
 //! | [`Supi`] | IMSI, or network specific identifier / GCI / GLI as an NAI | TS 23.003 §2.2, §28.7.2; wire form TS 29.571 `Supi` |
 //! | [`Gpsi`] | MSISDN or external identifier | TS 23.003 §28.8; wire form TS 29.571 `Gpsi` |
+//! | [`UeId`] | a SUPI or a GPSI: whom an AKMA context belongs to | TS 29.535 `AkmaKeyInfo` |
 //! | [`RoutingIndicator`] | 1 to 4 decimal digits | TS 23.003 §2.2B |
 //! | [`AKid`] | the AKMA key identifier, an NAI | TS 33.535 §6.1 |
 //! | [`UaProtocolId`], [`Fqdn`], [`AfId`] | AF_ID = FQDN ‖ Ua* security protocol identifier | TS 33.535 A.4, TS 33.220 Annex H |
@@ -565,6 +566,102 @@ impl Gpsi {
 
 text_type_common!(Gpsi);
 
+/// The UE an AKMA context belongs to: its SUPI or its GPSI (TS 29.535 `AkmaKeyInfo` carries
+/// exactly one; TS 33.535 §6.1 registers K_AKMA under the SUPI, later releases also allow
+/// the GPSI).
+///
+/// One text form for both: the TS 29.571 wire form of the one it holds. The two sets of
+/// type prefixes (`imsi-`, `nai-`, `gci-`, `gli-`; `msisdn-`, `extid-`) do not meet, so
+/// [`UeId::parse`] always knows which one it reads, and a store may key its contexts by
+/// this text alone.
+///
+/// ```
+/// use e2m_keyid::akma::UeId;
+/// let supi: UeId = "imsi-208930000000001".parse()?;
+/// let gpsi: UeId = "msisdn-33612345678".parse()?;
+/// assert!(matches!(supi, UeId::Supi(_)) && matches!(gpsi, UeId::Gpsi(_)));
+/// assert_eq!(gpsi.to_string(), "msisdn-33612345678");
+/// # Ok::<(), e2m_keyid::akma::AkmaIdError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UeId {
+    /// The SUPI (the AUSF's normal case).
+    Supi(Supi),
+    /// The GPSI.
+    Gpsi(Gpsi),
+}
+
+impl UeId {
+    /// The most octets of the text form (a GPSI's; a SUPI's is at most 258).
+    pub const MAX_LEN: usize = Gpsi::MAX_LEN;
+
+    /// Parses the wire form of a SUPI or of a GPSI, told apart by their type prefixes.
+    ///
+    /// # Errors
+    /// What [`Supi::parse`] or [`Gpsi::parse`] return; [`AkmaIdError::TypePrefix`] for a
+    /// prefix of neither.
+    pub fn parse(text: &str) -> Result<UeId, AkmaIdError> {
+        if text.starts_with("msisdn-") || text.starts_with("extid-") {
+            Gpsi::parse(text).map(UeId::Gpsi)
+        } else {
+            Supi::parse(text).map(UeId::Supi)
+        }
+    }
+
+    /// The SUPI, if this is one.
+    pub fn supi(&self) -> Option<&Supi> {
+        match self {
+            UeId::Supi(supi) => Some(supi),
+            UeId::Gpsi(_) => None,
+        }
+    }
+
+    /// The GPSI, if this is one.
+    pub fn gpsi(&self) -> Option<&Gpsi> {
+        match self {
+            UeId::Gpsi(gpsi) => Some(gpsi),
+            UeId::Supi(_) => None,
+        }
+    }
+}
+
+impl From<Supi> for UeId {
+    fn from(supi: Supi) -> UeId {
+        UeId::Supi(supi)
+    }
+}
+
+impl From<Gpsi> for UeId {
+    fn from(gpsi: Gpsi) -> UeId {
+        UeId::Gpsi(gpsi)
+    }
+}
+
+impl fmt::Display for UeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UeId::Supi(supi) => fmt::Display::fmt(supi, f),
+            UeId::Gpsi(gpsi) => fmt::Display::fmt(gpsi, f),
+        }
+    }
+}
+
+impl fmt::Debug for UeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UeId::Supi(supi) => fmt::Debug::fmt(supi, f),
+            UeId::Gpsi(gpsi) => fmt::Debug::fmt(gpsi, f),
+        }
+    }
+}
+
+impl FromStr for UeId {
+    type Err = AkmaIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        UeId::parse(s)
+    }
+}
+
 /// The routing indicator: 1 to 4 decimal digits that, with the home network identifier,
 /// route to the AUSF and UDM instances serving the subscriber (TS 23.003 §2.2B). The UDM
 /// hands it to the AUSF with the AKMA indication (TS 33.535 §6.1 step 2); it is part of the
@@ -606,7 +703,12 @@ text_type_common!(RoutingIndicator);
 ///   TS 23.003 §28.7.3), and [`AKid::a_tid`] / [`AKid::routing_indicator`] read those parts
 ///   back. TS 33.535 §6.1 says what the username *includes*, not how it is spelled: this is
 ///   the spelling our UE and AUSF share, documented so that another implementation can
-///   produce it; replace it only on both sides.
+///   produce it; replace it only on both sides. **Provisional**: no public text or
+///   implementation found so far fixes the spelling (TS 33.535 §6.1 names the parts only;
+///   no A-KID clause of TS 23.003 was found in the copies available; UERANSIM derives
+///   K_AKMA but no A-KID; open5gs's AKMA work is an unmerged draft, free5gc's a
+///   proposal). GBA's B-TID, by analogy, writes its random part in base64 (TS 33.220
+///   §4.5.2), which may be what a later 3GPP text chooses.
 ///
 /// ```
 /// use e2m_keyid::akma::{AKid, Plmn, RoutingIndicator};
@@ -987,6 +1089,26 @@ pub enum AkmaAnchorError {
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ue_ids_read_either_wire_form_and_nothing_else() {
+        for (text, is_supi) in [
+            ("imsi-001010123456789", true),
+            ("nai-user@example.org", true),
+            ("gli-line@example.org", true),
+            ("msisdn-33612345678", false),
+            ("extid-sensor@example.org", false),
+        ] {
+            let ue = UeId::parse(text).unwrap();
+            assert_eq!(ue.to_string(), text);
+            assert_eq!(ue.supi().is_some(), is_supi, "{text}");
+            assert_eq!(ue.gpsi().is_some(), !is_supi, "{text}");
+        }
+        assert_eq!(UeId::parse("tel-123456"), Err(AkmaIdError::TypePrefix));
+        assert_eq!(UeId::parse("msisdn-12"), Err(AkmaIdError::Msisdn));
+        assert_eq!(UeId::parse("imsi-12"), Err(AkmaIdError::Imsi));
+        assert_eq!(UeId::parse(""), Err(AkmaIdError::Empty));
+    }
 
     #[test]
     fn plmn_names_pad_the_mnc() {

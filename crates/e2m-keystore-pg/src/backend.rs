@@ -19,6 +19,8 @@ pub(crate) struct Shared {
     pub(crate) pool: Pool,
     pub(crate) keyring: Keyring,
     pub(crate) sql: Sql,
+    /// The AKMA tables' DDL and statements (issue 18).
+    pub(crate) akma: crate::akma::AkmaSql,
     /// The token every store of this backend answers to `database()`: stores sharing it
     /// share the pool, the schema and the keyring, so one statement can read them together.
     pub(crate) database: DatabaseId,
@@ -99,7 +101,7 @@ impl Shared {
 /// Cloning is cheap (one `Arc`); every clone uses the same pool.
 #[derive(Clone)]
 pub struct PgBackend {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl core::fmt::Debug for PgBackend {
@@ -141,6 +143,7 @@ impl PgBackend {
             pool,
             keyring,
             sql: Sql::new(&config.schema),
+            akma: crate::akma::AkmaSql::new(&config.schema),
             database: DatabaseId::unique(),
             listen_config: config.connection_config(),
             announcer: Arc::clone(&announcer),
@@ -188,6 +191,26 @@ impl PgBackend {
         wake
     }
 
+    /// Whether this instance can write to the database now: one small write on a pooled
+    /// connection, committed like a push (it sets the `write_probe` row of the schema's
+    /// `meta` table to the time of the test; with a synchronous standby, it waits for it as
+    /// a push does). It fails while the database is down or unreachable, on a standby
+    /// (read-only until promoted), with `default_transaction_read_only` on, and when the
+    /// database cannot write. An EMKS's readiness check calls it (at most about once a
+    /// second); bound it with a timeout, since with a synchronous standby that is gone it
+    /// waits as pushes do.
+    ///
+    /// # Errors
+    /// [`BackendError::Pool`] if no connection can be had (the database is down: within
+    /// the configured timeout), [`BackendError::Database`] if the statement fails
+    /// (read-only, in recovery, the connection broke).
+    pub async fn check_writable(&self) -> Result<(), BackendError> {
+        self.shared
+            .execute(&self.shared.sql.write_probe, &[])
+            .await
+            .map(drop)
+    }
+
     /// Closes the pool: every operation after this fails with a typed error, and the
     /// connections are closed as they return.
     pub fn close(&self) {
@@ -211,6 +234,7 @@ async fn create_schema(shared: &Shared) -> Result<(), ConnectError> {
         check_format(row.try_get(0)?)?;
     }
     tx.batch_execute(&shared.sql.ddl).await?;
+    tx.batch_execute(&shared.akma.ddl).await?;
     tx.execute(&shared.sql.format_set, &[&schema::FORMAT.to_string()])
         .await?;
     let row = tx.query_one(&shared.sql.format_get, &[]).await?;

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod akma;
 mod backend;
 mod config;
 mod error;
@@ -10,6 +11,7 @@ mod schema;
 mod sessions;
 mod subscriptions;
 
+pub use akma::PgAkmaContexts;
 pub use backend::PgBackend;
 pub use config::PgConfig;
 pub use error::{BackendError, ConnectError, PoolError};

@@ -220,6 +220,9 @@ pub(crate) struct Sql {
     pub(crate) format_get: String,
     pub(crate) format_exists: String,
     pub(crate) format_set: String,
+    /// The readiness test write ([`crate::PgBackend::check_writable`]): one row of `meta`,
+    /// `write_probe`, set to the time of the test (read by nothing).
+    pub(crate) write_probe: String,
     pub(crate) checks_get: String,
     pub(crate) checks_add: String,
 
@@ -253,6 +256,7 @@ pub(crate) struct Sql {
     pub(crate) sub_remove: String,
     pub(crate) sub_remove_session: String,
     pub(crate) sub_matching: String,
+    pub(crate) sub_of_emse_for_ue: String,
 
     pub(crate) outbox_claim: String,
     pub(crate) outbox_delivered: String,
@@ -284,6 +288,10 @@ impl Sql {
             format_exists: format!("SELECT to_regclass('{s}.meta') IS NOT NULL"),
             format_set: format!(
                 "INSERT INTO {s}.meta (name, value) VALUES ('format', $1) ON CONFLICT DO NOTHING"
+            ),
+            write_probe: format!(
+                "INSERT INTO {s}.meta (name, value) VALUES ('write_probe', now()::text) \
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
             ),
             checks_get: format!("SELECT record FROM {s}.kek_checks ORDER BY kek_version"),
             checks_add: format!(
@@ -387,7 +395,9 @@ impl Sql {
             ),
 
             sub_counts: format!(
-                "SELECT count(*), count(*) FILTER (WHERE session_ref = $1) FROM {s}.subscriptions"
+                "SELECT count(*), count(*) FILTER (WHERE session_ref = $1), \
+                 count(*) FILTER (WHERE emse = $2 AND imsi IS NOT DISTINCT FROM $3) \
+                 FROM {s}.subscriptions"
             ),
             sub_insert: format!(
                 "INSERT INTO {s}.subscriptions \
@@ -433,6 +443,10 @@ impl Sql {
             sub_matching: format!(
                 "SELECT {SUB_COLUMNS} FROM {s}.subscriptions \
                  WHERE (imsi = $1 OR imsi IS NULL) AND (events & $2) <> 0 ORDER BY id"
+            ),
+            sub_of_emse_for_ue: format!(
+                "SELECT {SUB_COLUMNS} FROM {s}.subscriptions \
+                 WHERE emse = $1 AND imsi IS NOT DISTINCT FROM $2 ORDER BY id"
             ),
         }
     }

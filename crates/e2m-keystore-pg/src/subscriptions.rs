@@ -135,16 +135,20 @@ impl PgSubscriptionStore {
             .await
             .map_err(BackendError::from)?;
         let row = tx
-            .query_one(&counts, &[&session])
+            .query_one(&counts, &[&session, &sub.emse.as_str(), &imsi])
             .await
             .map_err(BackendError::from)?;
         let total: i64 = row.try_get(0).map_err(BackendError::from)?;
         let of_session: i64 = row.try_get(1).map_err(BackendError::from)?;
+        let same_ue: i64 = row.try_get(2).map_err(BackendError::from)?;
         if count(total) >= self.policy.max_total {
             return Err(StoreError::LimitReached(Limit::SubscriptionsTotal));
         }
         if count(of_session) >= self.policy.max_per_session {
             return Err(StoreError::LimitReached(Limit::SubscriptionsPerSession));
+        }
+        if count(same_ue) >= self.policy.max_per_ue {
+            return Err(StoreError::LimitReached(Limit::SubscriptionsPerUe));
         }
         let insert = tx
             .prepare_cached(&sql.sub_insert)
@@ -212,6 +216,21 @@ impl PgSubscriptionStore {
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
+    async fn of_emse_for_ue_now(
+        &self,
+        emse: &EmseId,
+        imsi: Option<&Imsi>,
+    ) -> Result<Vec<(SubscriptionId, SubscriptionRecord)>, BackendError> {
+        let rows = self
+            .shared
+            .query(
+                &self.shared.sql.sub_of_emse_for_ue,
+                &[&emse.as_str(), &imsi.map(Imsi::as_str)],
+            )
+            .await?;
+        rows.iter().map(subscription).collect()
+    }
+
     async fn matching_now(
         &self,
         imsi: &Imsi,
@@ -251,6 +270,14 @@ impl SubscriptionStore for PgSubscriptionStore {
 
     async fn remove_session(&self, owner: SessionRef) -> Result<usize, StoreError> {
         Ok(self.remove_session_now(owner).await?)
+    }
+
+    async fn of_emse_for_ue(
+        &self,
+        emse: &EmseId,
+        imsi: Option<&Imsi>,
+    ) -> Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError> {
+        Ok(self.of_emse_for_ue_now(emse, imsi).await?)
     }
 
     async fn matching(

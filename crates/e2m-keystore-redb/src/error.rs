@@ -66,6 +66,28 @@ pub enum RedbStoreError {
     /// The writer thread stopped (it panicked or the store is shutting down).
     #[error("the store's writer thread stopped")]
     WriterStopped,
+    /// A write failed with an I/O error (the source, when known: a full disk, a failing
+    /// device), and the store has not written since: it refuses writes at once while it
+    /// recovers by itself (reopening the file and committing a test write, see
+    /// [`RedbStore::check_writable`](crate::RedbStore::check_writable)). Reads are
+    /// refused only for the moment the file is being reopened. Nothing acknowledged is
+    /// lost: a write that failed was never acknowledged.
+    #[error("the store cannot write since an I/O failure and is recovering{}", cause_text(.0))]
+    Unavailable(Option<std::sync::Arc<RedbStoreError>>),
+    /// A backup or restore file could not be created, read, written or renamed (for a
+    /// backup, also: the file already exists).
+    #[error("backup file: {0}")]
+    BackupFile(#[source] std::io::Error),
+    /// The file holds a table this build does not know (written by another build of this
+    /// crate): a backup would not copy it, so none is made.
+    #[error("the database holds table {0:?}, unknown to this build; no backup was made")]
+    UnknownTable(String),
+}
+
+fn cause_text(cause: &Option<std::sync::Arc<RedbStoreError>>) -> String {
+    cause
+        .as_ref()
+        .map_or_else(String::new, |cause| format!(" (cause: {cause})"))
 }
 
 impl From<RedbStoreError> for StoreError {

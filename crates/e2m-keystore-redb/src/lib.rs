@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod akma;
+mod backup;
 mod codec;
 mod error;
+mod handle;
 mod identities;
 mod int_keys;
 mod outbox;
@@ -12,6 +15,8 @@ mod subscriptions;
 mod tables;
 mod writer;
 
+pub use akma::RedbAkmaContexts;
+pub use backup::{BackupSummary, RestoreSummary};
 pub use error::RedbStoreError;
 pub use store::{
     DATABASE_FILE, RedbIdentityMap, RedbIntKeyStore, RedbSessionStore, RedbStore, RedbStoreConfig,

@@ -4,20 +4,18 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use e2m_keystore::{RetentionPolicy, SessionPolicy, SubscriptionPolicy};
+use e2m_keystore::{RetentionPolicy, SessionPolicy, StoreError, SubscriptionPolicy};
 use e2m_seal::{CheckRecord, Keyring, SealNonce};
-use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    WriteTransaction,
-};
+use redb::{Database, ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use crate::RedbStoreError;
 use crate::error::{DbResult, redb_err};
+use crate::handle::Handle;
 use crate::tables::{
     IDENTITIES, INT_KEY_EXPIRY, INT_KEYS, KEK_CHECKS, META, META_NEXT_SESSION_REF,
-    META_NEXT_SUBSCRIPTION_ID, META_SCHEMA, OUTBOX, OUTBOX_BY_SUBSCRIPTION, OUTBOX_DUE,
-    SCHEMA_VERSION, SESSIONS, SESSIONS_BY_EMSE, SESSIONS_BY_EXPIRY, SUBS_BY_SESSION, SUBS_BY_UE,
-    SUBSCRIPTIONS,
+    META_NEXT_SUBSCRIPTION_ID, META_SCHEMA, META_WRITE_PROBE, OUTBOX, OUTBOX_BY_SUBSCRIPTION,
+    OUTBOX_DUE, SCHEMA_VERSION, SESSIONS, SESSIONS_BY_EMSE, SESSIONS_BY_EXPIRY, SUBS_BY_SESSION,
+    SUBS_BY_UE, SUBSCRIPTIONS,
 };
 use crate::writer::Writer;
 
@@ -99,7 +97,7 @@ pub(crate) struct Inner {
     // Declared first so that it drops first: the writer thread commits what is queued and
     // releases its handle on the database before the database closes.
     pub(crate) writer: Writer,
-    pub(crate) db: Arc<Database>,
+    pub(crate) db: Arc<Handle>,
     pub(crate) keyring: Arc<Keyring>,
     pub(crate) config: RedbStoreConfig,
     path: PathBuf,
@@ -139,21 +137,49 @@ impl RedbStore {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(RedbStoreError::DataDir)?;
         let path = dir.join(DATABASE_FILE);
-        let db = open_file(&path, config.verify_at_open)?;
-        prepare(&db, &keyring).map_err(|e| match e {
-            RedbStoreError::Redb(e) => classify(e),
-            other => other,
-        })?;
-        let db = Arc::new(db);
+        let db = open_checked(&path, &keyring, config.verify_at_open)?;
+        let keyring = Arc::new(keyring);
+        let db = Arc::new(Handle::new(db, path.clone(), Arc::clone(&keyring)));
         let writer = Writer::start(Arc::clone(&db), config.quick_repair)?;
         Ok(RedbStore {
             inner: Arc::new(Inner {
                 writer,
                 db,
-                keyring: Arc::new(keyring),
+                keyring,
                 config,
                 path,
             }),
+        })
+    }
+
+    /// Commits a small test write through the group commit (it rides on the batch being
+    /// formed, if any) and returns when it is durable: whether the store can write now.
+    /// An EMKS's readiness check calls it (at most about once a second: each call is a
+    /// disk flush).
+    ///
+    /// After a write failed with an I/O error (a full disk), the store refuses writes with
+    /// [`RedbStoreError::Unavailable`] and recovers by itself, without a restart: its
+    /// writer thread closes and reopens the database (reads go on from the reopened file)
+    /// and commits such a test write, at once and then every 100 ms doubling to 2 s, until
+    /// one succeeds; meanwhile this returns the `Unavailable` error.
+    ///
+    /// # Errors
+    /// [`RedbStoreError::Unavailable`] while the store recovers from an I/O failure;
+    /// [`RedbStoreError::Batch`] if the commit holding the test write failed (its source
+    /// says why); [`RedbStoreError::WriterStopped`].
+    pub async fn check_writable(&self) -> Result<(), RedbStoreError> {
+        let done = self.inner.writer.write(|txn| {
+            let mut meta = txn.open_table(META).map_err(redb_err)?;
+            meta.insert(META_WRITE_PROBE, crate::handle::unix_millis())
+                .map_err(redb_err)?;
+            Ok(Ok(()))
+        });
+        done.await.map_err(|e| match e {
+            StoreError::Backend(source) => match source.downcast::<RedbStoreError>() {
+                Ok(e) => *e,
+                Err(_) => RedbStoreError::WriterStopped,
+            },
+            _ => RedbStoreError::WriterStopped,
         })
     }
 
@@ -190,8 +216,21 @@ impl RedbStore {
     /// A snapshot for reading: it sees every commit made before it began, never waits for
     /// the writer, and the writer never waits for it (redb's MVCC).
     pub(crate) fn read(&self) -> DbResult<ReadTransaction> {
-        self.inner.db.begin_read().map_err(redb_err)
+        self.inner.db.begin_read()
     }
+}
+
+/// Opens the file at `path` (verifying it if asked) and prepares it: tables, schema
+/// version, KEK check records. What every open of a store file does: at start, at each
+/// recovery after an I/O failure (without the whole-file verification), and on a backup
+/// being restored.
+pub(crate) fn open_checked(path: &Path, keyring: &Keyring, verify: bool) -> DbResult<Database> {
+    let db = open_file(path, verify)?;
+    prepare(&db, keyring).map_err(|e| match e {
+        RedbStoreError::Redb(e) => classify(e),
+        other => other,
+    })?;
+    Ok(db)
 }
 
 /// Opens (or creates) the file and, if asked, verifies it.
@@ -201,7 +240,7 @@ impl RedbStore {
 /// the database exists yet at that point (the half-built handle and its file lock are
 /// dropped while unwinding), so the panic is contained here and reported as
 /// [`RedbStoreError::Unreadable`] instead of taking the process down with a backtrace.
-fn open_file(path: &Path, verify: bool) -> DbResult<Database> {
+pub(crate) fn open_file(path: &Path, verify: bool) -> DbResult<Database> {
     let attempt = std::panic::catch_unwind(AssertUnwindSafe(|| -> DbResult<Database> {
         // `create` would turn an existing empty file (a store truncated to nothing) into a
         // new, empty store without a word: an existing file is only ever opened.
@@ -223,7 +262,7 @@ fn open_file(path: &Path, verify: bool) -> DbResult<Database> {
 
 /// Sorts a redb error met while opening: a lock held elsewhere, a damaged or foreign file,
 /// or anything else.
-fn classify(e: impl Into<redb::Error>) -> RedbStoreError {
+pub(crate) fn classify(e: impl Into<redb::Error>) -> RedbStoreError {
     let e: redb::Error = e.into();
     match e {
         redb::Error::DatabaseAlreadyOpen => RedbStoreError::AlreadyOpen,
@@ -267,6 +306,8 @@ fn create_tables(txn: &WriteTransaction) -> DbResult<()> {
     txn.open_table(OUTBOX).map_err(redb_err)?;
     txn.open_table(OUTBOX_DUE).map_err(redb_err)?;
     txn.open_table(OUTBOX_BY_SUBSCRIPTION).map_err(redb_err)?;
+    // The AAnF's AKMA contexts (issue 18), likewise added without a new version.
+    crate::akma::create_tables(txn)?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use core::future::{Future, ready};
 
 use e2m_keystore::{
-    EventSet, Imsi, Limit, SessionRef, StoreError, SubscriptionId, SubscriptionPolicy,
+    EmseId, EventSet, Imsi, Limit, SessionRef, StoreError, SubscriptionId, SubscriptionPolicy,
     SubscriptionRecord, SubscriptionStore,
 };
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
@@ -44,6 +44,13 @@ fn add_in(
             Limit::SubscriptionsPerSession,
         )));
     }
+    let same_ue = {
+        let by_ue = txn.open_table(SUBS_BY_UE).map_err(redb_err)?;
+        same_ue_in(&by_ue, &subs, &sub.emse, ue_key(sub))?.len()
+    };
+    if same_ue >= policy.max_per_ue {
+        return Ok(Err(StoreError::LimitReached(Limit::SubscriptionsPerUe)));
+    }
     let id = next_number(txn, META_NEXT_SUBSCRIPTION_ID)?;
     subs.insert(id, encode_subscription(sub).as_slice())
         .map_err(redb_err)?;
@@ -53,6 +60,30 @@ fn add_in(
         .insert((ue_key(sub), id), ())
         .map_err(redb_err)?;
     Ok(Ok(SubscriptionId::from_u64(id)))
+}
+
+/// `emse`'s subscriptions under the UE index key `ue` (an IMSI, or [`UNFILTERED`]), in id
+/// order. The index holds every EMSE's subscriptions for that UE: at most
+/// `max_per_ue` for each EMSE that can name the UE.
+fn same_ue_in(
+    by_ue: &impl ReadableTable<(&'static str, u64), ()>,
+    subs: &impl ReadableTable<u64, &'static [u8]>,
+    emse: &EmseId,
+    ue: &str,
+) -> DbResult<Vec<(SubscriptionId, SubscriptionRecord)>> {
+    let mut out = Vec::new();
+    for entry in by_ue.range((ue, 0)..=(ue, u64::MAX)).map_err(redb_err)? {
+        let (k, _) = entry.map_err(redb_err)?;
+        let id = k.value().1;
+        let Some(row) = subs.get(id).map_err(redb_err)? else {
+            continue;
+        };
+        let sub = decode_subscription(row.value())?;
+        if sub.emse == *emse {
+            out.push((SubscriptionId::from_u64(id), sub));
+        }
+    }
+    Ok(out)
 }
 
 /// Removes subscription `id` and its index entries if `owner` made it (any owner if
@@ -113,6 +144,17 @@ impl RedbStore {
         let row = subs.get(id.as_u64()).map_err(redb_err)?;
         let sub = row.map(|v| decode_subscription(v.value())).transpose()?;
         Ok(sub.filter(|s| s.session == owner))
+    }
+
+    fn of_emse_for_ue_now(
+        &self,
+        emse: &EmseId,
+        imsi: Option<&Imsi>,
+    ) -> DbResult<Vec<(SubscriptionId, SubscriptionRecord)>> {
+        let txn = self.read()?;
+        let by_ue = txn.open_table(SUBS_BY_UE).map_err(redb_err)?;
+        let subs = txn.open_table(SUBSCRIPTIONS).map_err(redb_err)?;
+        same_ue_in(&by_ue, &subs, emse, imsi.map_or(UNFILTERED, Imsi::as_str))
     }
 
     fn matching_now(
@@ -187,6 +229,19 @@ impl SubscriptionStore for RedbSubscriptionStore {
             .inner
             .writer
             .write(move |txn| remove_session_in(txn, owner).map(Ok))
+    }
+
+    fn of_emse_for_ue(
+        &self,
+        emse: &EmseId,
+        imsi: Option<&Imsi>,
+    ) -> impl Future<Output = Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError>> + Send
+    {
+        ready(
+            self.0
+                .of_emse_for_ue_now(emse, imsi)
+                .map_err(StoreError::from),
+        )
     }
 
     fn matching(

@@ -21,6 +21,9 @@ pub(crate) const META_NEXT_SUBSCRIPTION_ID: &str = "next_subscription_id";
 pub(crate) const META_NEXT_NOTIFICATION_ID: &str = "next_notification_id";
 /// `"keys_held"` → intermediate keys held (changed in the transactions that change them).
 pub(crate) const META_KEYS_HELD: &str = "keys_held";
+/// `"write_probe"` → when (Unix milliseconds) a readiness check or a recovery last
+/// committed its test write ([`crate::RedbStore::check_writable`]); read by nothing.
+pub(crate) const META_WRITE_PROBE: &str = "write_probe";
 
 /// KEK version → its e2m-seal check record (65 octets), verified at every start.
 pub(crate) const KEK_CHECKS: TableDefinition<'_, u32, &[u8]> = TableDefinition::new("kek_checks");

@@ -11,15 +11,16 @@
 //! committed) and every caller in it gets the error.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 
 use e2m_keystore::StoreError;
-use redb::{Database, WriteTransaction};
+use redb::WriteTransaction;
 use tokio::sync::oneshot;
 
 use crate::RedbStoreError;
 use crate::error::{DbResult, redb_err};
+use crate::handle::{Handle, Retry};
 
 /// The most operations committed in one transaction: bounds the time a caller at the
 /// back of a batch waits for the ones before it.
@@ -50,7 +51,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer thread over `db`.
-    pub(crate) fn start(db: Arc<Database>, quick_repair: bool) -> DbResult<Writer> {
+    pub(crate) fn start(db: Arc<Handle>, quick_repair: bool) -> DbResult<Writer> {
         let (jobs, queue) = channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("e2m-redb-writer".into())
@@ -128,9 +129,33 @@ fn batch_error(outcome: Outcome<'_>) -> StoreError {
     }
 }
 
-/// The writer thread: batch, apply, commit, answer; until the queue closes.
-fn run(db: &Database, queue: &Receiver<Job>, quick_repair: bool) {
-    while let Ok(first) = queue.recv() {
+/// The writer thread: batch, apply, commit, answer; until the queue closes. While the
+/// store is failed after an I/O error, it also runs the recovery attempts (see
+/// [`crate::handle`]), between batches, whether or not anything is queued.
+fn run(db: &Handle, queue: &Receiver<Job>, quick_repair: bool) {
+    let mut retry = Retry::default();
+    loop {
+        let first = if db.is_failed() {
+            let wait = retry.until_due();
+            if wait.is_zero() {
+                if db.recover() {
+                    retry.succeeded();
+                } else {
+                    retry.failed();
+                }
+                continue;
+            }
+            match queue.recv_timeout(wait) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match queue.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            }
+        };
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -145,7 +170,7 @@ fn run(db: &Database, queue: &Receiver<Job>, quick_repair: bool) {
                 for job in batch {
                     completions.push(job(None).complete);
                 }
-                Err(Arc::new(redb_err(e)))
+                Err(Arc::new(e))
             }
             Ok(mut txn) => {
                 // See `RedbStoreConfig::quick_repair`.
@@ -168,6 +193,12 @@ fn run(db: &Database, queue: &Receiver<Job>, quick_repair: bool) {
             }
         };
         let outcome = outcome.err();
+        if let Some(e) = &outcome
+            && db.note_failure(e)
+        {
+            // The first recovery attempt comes at once (before the next batch).
+            retry.succeeded();
+        }
         for complete in completions {
             complete(outcome.as_ref());
         }

@@ -216,7 +216,9 @@ macro_rules! conformance_tests {
             add_get_remove_by_owner_only,
             matching_by_ue_and_event,
             remove_session_removes_only_its_own,
-            limits_and_invalid_input
+            limits_and_invalid_input,
+            a_subscription_id_is_never_reused,
+            at_most_max_per_ue_for_one_emse_and_one_ue
         ]);)?
         $($crate::__conformance_suite_tests!(outbox, outbox_only, $run, $outbox, [
             a_push_records_one_entry_per_matching_subscription,
@@ -1397,6 +1399,7 @@ async fn subscriptions_selected<B: SubscriptionStore>(
     };
     let policy = SubscriptionPolicy {
         max_per_session: 3,
+        max_per_ue: 3,
         max_total: 5,
         max_callback_len: 64,
     };
@@ -1504,6 +1507,123 @@ async fn subscriptions_selected<B: SubscriptionStore>(
         Ok(())
     })
     .await;
+    r.run(S, "a_subscription_id_is_never_reused", async {
+        // Notifications, their outbox entries and `DELETE /subscriptions/{id}` name a
+        // subscription by its id: an id handed out again after its subscription ended
+        // (removed, or its session ended) would route a stale notification, or another
+        // EMSE's unsubscribe, to a new subscriber. The newest id is removed each time, so
+        // that a store counting from its highest live id fails as well.
+        let b = make(policy);
+        let mut ids = Vec::new();
+        for round in 0..4u64 {
+            let s = SessionRef::from_u64(10 + round);
+            let kept = ok(b
+                .add(sub(
+                    10 + round,
+                    Some(7),
+                    EventSet::single(EventType::KeyAvailable),
+                ))
+                .await)?;
+            let newest = ok(b
+                .add(sub(
+                    10 + round,
+                    None,
+                    EventSet::single(EventType::KeyRetired),
+                ))
+                .await)?;
+            ids.extend([kept, newest]);
+            ensure!(
+                ok(b.remove(s, newest).await)?.is_some(),
+                "round {round}: the owner could not remove its subscription"
+            );
+            let after_remove = ok(b
+                .add(sub(
+                    10 + round,
+                    None,
+                    EventSet::single(EventType::KeyAvailable),
+                ))
+                .await)?;
+            ids.push(after_remove);
+            ensure!(
+                ok(b.remove_session(s).await)? == 2,
+                "round {round}: ending the session did not remove its two subscriptions"
+            );
+        }
+        let after_all_ended = ok(b
+            .add(sub(99, Some(8), EventSet::single(EventType::KeyAvailable)))
+            .await)?;
+        ids.push(after_all_ended);
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        ensure!(
+            ids.len() == n,
+            "a subscription id was handed out again after its subscription ended"
+        );
+        Ok(())
+    })
+    .await;
+    r.run(S, "at_most_max_per_ue_for_one_emse_and_one_ue", async {
+        // The fan-out bound of one push (issue 16 item 4): whatever its sessions, one EMSE
+        // holds at most `max_per_ue` subscriptions for one UE, and at most `max_per_ue`
+        // without a filter; other UEs and other EMSEs are counted apart.
+        let b = make(SubscriptionPolicy {
+            max_per_session: 10,
+            max_per_ue: 2,
+            max_total: 100,
+            max_callback_len: 64,
+        });
+        let of = |who: &str, session: u64, ue: Option<u64>| SubscriptionRecord {
+            emse: emse(who),
+            ..sub(session, ue, EventSet::single(EventType::KeyAvailable))
+        };
+        let (a, b_emse) = ("emse-a.example.com", "emse-b.example.com");
+        let a1 = ok(b.add(of(a, 1, Some(7))).await)?;
+        let a2 = ok(b.add(of(a, 2, Some(7))).await)?;
+        ensure!(
+            matches!(
+                b.add(of(a, 3, Some(7))).await,
+                Err(StoreError::LimitReached(Limit::SubscriptionsPerUe))
+            ),
+            "a third subscription of one EMSE for one UE was accepted"
+        );
+        let a8 = ok(b.add(of(a, 3, Some(8))).await)?;
+        let b7 = ok(b.add(of(b_emse, 4, Some(7))).await)?;
+        let u1 = ok(b.add(of(a, 1, None)).await)?;
+        let u2 = ok(b.add(of(a, 2, None)).await)?;
+        ensure!(
+            matches!(
+                b.add(of(a, 3, None)).await,
+                Err(StoreError::LimitReached(Limit::SubscriptionsPerUe))
+            ),
+            "a third unfiltered subscription of one EMSE was accepted"
+        );
+        let ids = |v: Vec<(crate::SubscriptionId, SubscriptionRecord)>| -> Vec<_> {
+            v.into_iter().map(|(id, _)| id).collect()
+        };
+        let listed = ids(ok(b.of_emse_for_ue(&emse(a), Some(&imsi(7))).await)?);
+        ensure!(listed == [a1, a2], "EMSE A, UE 7: {listed:?}");
+        let listed = ids(ok(b.of_emse_for_ue(&emse(a), None).await)?);
+        ensure!(listed == [u1, u2], "EMSE A, no filter: {listed:?}");
+        let listed = ids(ok(b.of_emse_for_ue(&emse(a), Some(&imsi(8))).await)?);
+        ensure!(listed == [a8], "EMSE A, UE 8: {listed:?}");
+        let listed = ids(ok(b.of_emse_for_ue(&emse(b_emse), Some(&imsi(7))).await)?);
+        ensure!(listed == [b7], "EMSE B, UE 7: {listed:?}");
+        let matched = ids(ok(b
+            .matching(&imsi(7), EventSet::single(EventType::KeyAvailable))
+            .await)?);
+        ensure!(
+            matched == [a1, a2, b7, u1, u2],
+            "refused subscriptions were stored: {matched:?}"
+        );
+        // Removing one frees its place.
+        ok(b.remove(s1, a1).await)?;
+        let a3 = ok(b.add(of(a, 3, Some(7))).await)?;
+        let listed = ids(ok(b.of_emse_for_ue(&emse(a), Some(&imsi(7))).await)?);
+        ensure!(listed == [a2, a3], "after a removal: {listed:?}");
+        Ok(())
+    })
+    .await;
     r.run(S, "limits_and_invalid_input", async {
         let b = make(policy);
         for _ in 0..3 {
@@ -1520,15 +1640,16 @@ async fn subscriptions_selected<B: SubscriptionStore>(
             ),
             "fourth subscription of one session accepted"
         );
-        for _ in 0..2 {
+        // (Filtered on UEs of their own, so that the per-UE limit stays out of the way.)
+        for n in 20..22 {
             ok(
-                b.add(sub(2, None, EventSet::single(EventType::KeyAvailable)))
+                b.add(sub(2, Some(n), EventSet::single(EventType::KeyAvailable)))
                     .await,
             )?;
         }
         ensure!(
             matches!(
-                b.add(sub(3, None, EventSet::single(EventType::KeyAvailable)))
+                b.add(sub(3, Some(22), EventSet::single(EventType::KeyAvailable)))
                     .await,
                 Err(StoreError::LimitReached(Limit::SubscriptionsTotal))
             ),
@@ -1862,7 +1983,9 @@ pub fn shuffled_pushes<S: IntKeyStore, W: WaitOn>(
     }
     Ok(report)
 }
+mod akma;
 mod identity_keys;
 mod outbox;
+pub use akma::{AKMA_CHECKS, akma, akma_only, concurrent_akma_registrations};
 pub use identity_keys::{identity_keys, identity_keys_only};
 pub use outbox::{outbox, outbox_only};

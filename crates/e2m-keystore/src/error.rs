@@ -40,6 +40,10 @@ pub enum Limit {
     SubscriptionsPerSession,
     /// [`SubscriptionPolicy::max_total`](crate::SubscriptionPolicy::max_total).
     SubscriptionsTotal,
+    /// [`SubscriptionPolicy::max_per_ue`](crate::SubscriptionPolicy::max_per_ue).
+    SubscriptionsPerUe,
+    /// [`AkmaPolicy::notify_per_ue`](crate::AkmaPolicy::notify_per_ue).
+    NotifyTargetsPerUe,
 }
 
 impl core::fmt::Display for Limit {
@@ -49,6 +53,8 @@ impl core::fmt::Display for Limit {
             Limit::SessionsTotal => "sessions in total",
             Limit::SubscriptionsPerSession => "subscriptions per session",
             Limit::SubscriptionsTotal => "subscriptions in total",
+            Limit::SubscriptionsPerUe => "subscriptions of one EMSE for one UE",
+            Limit::NotifyTargetsPerUe => "AKMA notification targets per UE",
         })
     }
 }
@@ -63,4 +69,7 @@ pub enum PolicyError {
     /// A lifetime or limit of zero would make the store useless.
     #[error("{0} must not be zero")]
     Zero(&'static str),
+    /// A count above what the policy type allows (the field is named).
+    #[error("{0} is too large")]
+    TooMany(&'static str),
 }

@@ -3,6 +3,7 @@
 //! layer identity and the EMKS translates it to an IMSI).
 
 use core::future::Future;
+use core::hash::BuildHasher;
 use std::collections::HashMap;
 
 use e2m_keyid::{AppIdentity, EmseId, Imsi, KeyId};
@@ -11,6 +12,7 @@ use foldhash::fast::RandomState;
 use crate::identity_keys::{IdentityKey, IdentityKeyError, resolve_then_get};
 use crate::import::{IdentityRow, ImportSummary};
 use crate::inline_bytes::InlineBytes;
+use crate::open_table::{OpenTable, Slots};
 use crate::packed::PackedImsi;
 use crate::shard::Sharded;
 use crate::{DatabaseId, IntKeyStore, StoreError, Timestamp};
@@ -149,9 +151,130 @@ pub trait IdentityMap: Send + Sync {
     }
 }
 
-/// Identities of one EMSE within one shard, each kept in its slot when short
-/// ([`InlineBytes`]): resolving one then touches one line of the map, not two.
-type PerEmse = HashMap<InlineBytes, PackedImsi, RandomState>;
+/// One mapping: the identity (in its slot when short, see [`InlineBytes`]) and the IMSI.
+struct IdEntry {
+    app: InlineBytes,
+    imsi: PackedImsi,
+}
+
+/// The slots of one EMSE's identities within one shard: 40 octets each, so that resolving
+/// an identity reads the line (or two adjacent lines) its home slot lies on.
+struct IdSlots {
+    slots: Box<[Option<IdEntry>]>,
+    hasher: RandomState,
+}
+
+impl IdSlots {
+    fn hash_of(&self, app: &[u8]) -> u64 {
+        self.hasher.hash_one(app)
+    }
+
+    fn holds(&self, i: usize, app: &[u8]) -> bool {
+        self.slots[i]
+            .as_ref()
+            .is_some_and(|e| e.app.as_bytes() == app)
+    }
+}
+
+impl Slots for IdSlots {
+    fn vacant_like(&self, capacity: usize) -> Self {
+        IdSlots {
+            slots: (0..capacity).map(|_| None).collect(),
+            hasher: self.hasher.clone(),
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn is_vacant(&self, i: usize) -> bool {
+        self.slots[i].is_none()
+    }
+
+    fn hash_at(&self, i: usize) -> u64 {
+        self.slots[i]
+            .as_ref()
+            .map_or(0, |e| self.hash_of(e.app.as_bytes()))
+    }
+
+    fn move_to(&mut self, from: usize, dest: &mut Self, to: usize) {
+        dest.slots[to] = self.slots[from].take();
+    }
+
+    fn move_within(&mut self, from: usize, to: usize) {
+        self.slots[to] = self.slots[from].take();
+    }
+
+    fn clear(&mut self, i: usize) {
+        self.slots[i] = None;
+    }
+
+    /// The home slot and the five after it (240 octets, where most searches end): their
+    /// lines are requested together rather than one after another.
+    fn touch(&self, home: usize) {
+        for slot in self.slots.iter().skip(home).take(6) {
+            core::hint::black_box(slot.is_some());
+        }
+    }
+}
+
+/// Identities of one EMSE within one shard, in open addressing (the crate's `open_table`
+/// module): resolving one touches the lines of its home slot and nothing else, where a
+/// `HashMap` read its control bytes first and then the bucket they pointed to.
+struct PerEmse(OpenTable<IdSlots>);
+
+impl PerEmse {
+    fn new(hasher: RandomState) -> PerEmse {
+        PerEmse(OpenTable::new(IdSlots {
+            slots: Box::new([]),
+            hasher,
+        }))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+
+    fn find(&self, app: &[u8]) -> Result<usize, Option<usize>> {
+        self.0
+            .find(self.0.slots().hash_of(app), |s, i| s.holds(i, app))
+    }
+
+    fn get(&self, app: &[u8]) -> Option<PackedImsi> {
+        let i = self.find(app).ok()?;
+        self.0.slots().slots[i].as_ref().map(|e| e.imsi)
+    }
+
+    /// Maps `app` to `imsi`; the IMSI it named before, if any.
+    fn insert(&mut self, app: &[u8], imsi: PackedImsi) -> Option<PackedImsi> {
+        if let Ok(i) = self.find(app) {
+            let entry = self.0.slots_mut().slots[i].as_mut()?;
+            return Some(core::mem::replace(&mut entry.imsi, imsi));
+        }
+        self.0.reserve_one();
+        if let Err(Some(vacant)) = self.find(app) {
+            self.0.insert_at(vacant, |s, i| {
+                s.slots[i] = Some(IdEntry {
+                    app: app.into(),
+                    imsi,
+                });
+            });
+        }
+        None
+    }
+
+    fn remove(&mut self, app: &[u8]) -> Option<PackedImsi> {
+        let i = self.find(app).ok()?;
+        let imsi = self.0.slots().slots[i].as_ref().map(|e| e.imsi);
+        self.0.remove_at(i);
+        imsi
+    }
+}
 
 /// The in-memory [`IdentityMap`].
 ///
@@ -176,7 +299,7 @@ impl MemoryIdentityMap {
     pub fn len(&self) -> usize {
         let mut n = 0;
         self.map
-            .for_each_shard(|m| n += m.values().map(HashMap::len).sum::<usize>());
+            .for_each_shard(|m| n += m.values().map(PerEmse::len).sum::<usize>());
         n
     }
 
@@ -221,9 +344,9 @@ impl MemoryIdentityMap {
             Some(m) => m,
             None => shard
                 .entry(emse.as_bytes().into())
-                .or_insert_with(|| HashMap::with_hasher(self.hasher.clone())),
+                .or_insert_with(|| PerEmse::new(self.hasher.clone())),
         };
-        let previous = per_emse.insert(app.as_bytes().into(), packed);
+        let previous = per_emse.insert(app.as_bytes(), packed);
         Ok(match previous {
             None => Provisioned::New,
             Some(p) if p == packed => Provisioned::Unchanged,
@@ -239,7 +362,7 @@ impl MemoryIdentityMap {
         Ok(shard
             .get(emse.as_bytes())
             .and_then(|m| m.get(app.as_bytes()))
-            .and_then(|p| p.unpack()))
+            .and_then(PackedImsi::unpack))
     }
 
     fn remove_now(&self, emse: &EmseId, app: &AppIdentity) -> Result<Option<Imsi>, StoreError> {
@@ -277,7 +400,7 @@ impl MemoryIdentityMap {
                 .get(row.emse.as_bytes())
                 .and_then(|m| m.get(row.app.as_bytes()))
             {
-                Some(stored) if *stored != packed => {
+                Some(stored) if stored != packed => {
                     return Err(StoreError::ImportConflict { line: row.line });
                 }
                 Some(_) => unchanged += 1,
@@ -292,10 +415,10 @@ impl MemoryIdentityMap {
                 Some(m) => m,
                 None => shard
                     .entry(row.emse.as_bytes().into())
-                    .or_insert_with(|| HashMap::with_hasher(self.hasher.clone())),
+                    .or_insert_with(|| PerEmse::new(self.hasher.clone())),
             };
-            if !per_emse.contains_key(row.app.as_bytes()) {
-                per_emse.insert(row.app.as_bytes().into(), PackedImsi::new(&row.imsi));
+            if per_emse.get(row.app.as_bytes()).is_none() {
+                per_emse.insert(row.app.as_bytes(), PackedImsi::new(&row.imsi));
                 added += 1;
             }
         }

@@ -2,16 +2,19 @@
 //! on the key identifier", and the derivation step 1).
 
 use core::future::Future;
+use core::hash::BuildHasher;
 use core::time::Duration;
 
 use e2m_kdf::E2mIntKey;
 use e2m_keyid::{Imsi, KeyId};
+use foldhash::fast::RandomState;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+use crate::open_table::{OpenTable, Slots};
 use crate::outbox::MemoryOutbox;
 use crate::packed::PackedImsi;
-use crate::shard::Sharded;
+use crate::shard::Striped;
 use crate::{PolicyError, StoreError, Timestamp};
 
 /// How many intermediate keys the EMKS keeps per UE, and for how long.
@@ -249,65 +252,27 @@ pub trait IntKeyStore: Send + Sync {
     }
 }
 
-/// One retained key, 44 octets: `created` (Unix milliseconds, the full resolution) is kept
-/// as two `u32` halves rather than a `u64` so that the slot needs 4-octet alignment only (a
-/// `u64` would pad it to 48, 16 octets more per UE at N = 4).
+/// One retained key as a push or a sweep handles it: a copy taken out of a record or about
+/// to go into one, zeroized when dropped.
 struct Slot {
     key: [u8; 32],
     key_id: u32,
-    created: [u32; 2],
+    /// Unix milliseconds (the full resolution).
+    created: u64,
 }
 
 impl Slot {
     fn new(key: &E2mIntKey, key_id: KeyId, created: Timestamp) -> Slot {
-        let ms = created.as_unix_millis();
         Slot {
             key: *key.expose_secret(),
             key_id: key_id.as_u32(),
-            // The two halves of a u64: the casts keep exactly 32 bits each, by design.
-            created: [(ms >> 32) as u32, ms as u32],
+            created: created.as_unix_millis(),
         }
-    }
-
-    fn created(&self) -> Timestamp {
-        Timestamp::from_unix_millis((u64::from(self.created[0]) << 32) | u64::from(self.created[1]))
     }
 
     /// Where the slot stands in retention order: creation time, then key id.
-    fn order(&self) -> (Timestamp, u32) {
-        (self.created(), self.key_id)
-    }
-
-    fn key_id(&self) -> KeyId {
-        KeyId::from_u32(self.key_id)
-    }
-
-    fn duplicate(&self) -> Slot {
-        Slot {
-            key: self.key,
-            key_id: self.key_id,
-            created: self.created,
-        }
-    }
-
-    fn info(&self, policy: &RetentionPolicy) -> KeyInfo {
-        let created = self.created();
-        KeyInfo {
-            key_id: self.key_id(),
-            created,
-            expires: policy.expires_at(created),
-        }
-    }
-
-    fn held(&self, policy: &RetentionPolicy) -> HeldKey {
-        HeldKey {
-            info: self.info(policy),
-            key: E2mIntKey::from_array(self.key),
-        }
-    }
-
-    fn is_live(&self, policy: &RetentionPolicy, now: Timestamp) -> bool {
-        now < policy.expires_at(self.created())
+    fn order(&self) -> (u64, u32) {
+        (self.created, self.key_id)
     }
 }
 
@@ -324,19 +289,354 @@ enum Src {
     New,
 }
 
+/// One cache line of the key table. Zeroized when dropped, so that no key outlives the
+/// table that held it, whatever the path by which the table is freed.
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// Where a UE's record lies in its slot of the key table, for N keys per UE: octets 0..8
+/// the packed IMSI (0 in a vacant slot: a packed IMSI never is), octet 8 the number of
+/// keys held, from 16 the creation times (`u64` Unix milliseconds each), then the key ids
+/// (`u32` each), then from a multiple of 32 the keys (32 octets each, so that no key
+/// straddles two lines); the whole rounded up to lines. N = 4: the 64-octet header fills
+/// the first line and the four keys the next two: 192 octets, three lines. Held keys come
+/// first, oldest first in retention order; the places after them are zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    keys: usize,
+    lines: usize,
+    ids_at: usize,
+    keys_at: usize,
+}
+
+/// Where the creation times start in a record.
+const CREATED_AT: usize = 16;
+
+impl Layout {
+    fn new(keys: usize) -> Layout {
+        let ids_at = CREATED_AT + 8 * keys;
+        let keys_at = (ids_at + 4 * keys).next_multiple_of(32);
+        Layout {
+            keys,
+            lines: (keys_at + 32 * keys).div_ceil(64),
+            ids_at,
+            keys_at,
+        }
+    }
+}
+
+/// The slots of one shard's key table: `lines.len() / layout.lines` records, each
+/// `layout.lines` lines long and starting on a line.
+struct KeyLines {
+    lines: Box<[Line]>,
+    /// Records: `lines.len() / layout.lines`, kept to spare a division per lookup.
+    records: usize,
+    layout: Layout,
+    /// Picks a record's home slot (its own seed: independent of the shard choice).
+    hasher: RandomState,
+}
+
+/// A shard's key table.
+type KeyTable = OpenTable<KeyLines>;
+
+fn le_u64(bytes: &[u8]) -> u64 {
+    let mut b = [0; 8];
+    b.copy_from_slice(bytes);
+    u64::from_le_bytes(b)
+}
+
+fn le_u32(bytes: &[u8]) -> u32 {
+    let mut b = [0; 4];
+    b.copy_from_slice(bytes);
+    u32::from_le_bytes(b)
+}
+
+impl KeyLines {
+    fn empty(layout: Layout) -> KeyLines {
+        KeyLines {
+            lines: Box::new([]),
+            records: 0,
+            layout,
+            hasher: RandomState::default(),
+        }
+    }
+
+    fn hash_of(&self, imsi: PackedImsi) -> u64 {
+        self.hasher.hash_one(imsi.as_u64())
+    }
+
+    /// The lines of record `slot`.
+    #[cfg(test)]
+    fn record(&self, slot: usize) -> &[Line] {
+        let per = self.layout.lines;
+        &self.lines[slot * per..(slot + 1) * per]
+    }
+
+    fn record_mut(&mut self, slot: usize) -> &mut [Line] {
+        let per = self.layout.lines;
+        &mut self.lines[slot * per..(slot + 1) * per]
+    }
+
+    /// The line of record `slot` that holds octet `offset` of the record.
+    fn line(&self, slot: usize, offset: usize) -> &[u8; 64] {
+        &self.lines[slot * self.layout.lines + offset / 64].0
+    }
+
+    fn imsi(&self, slot: usize) -> u64 {
+        le_u64(&self.line(slot, 0)[..8])
+    }
+
+    /// Keys held in record `slot`.
+    fn count(&self, slot: usize) -> usize {
+        usize::from(self.line(slot, 0)[8])
+    }
+
+    /// Record `slot`, to read its keys.
+    fn rec(&self, slot: usize) -> Rec<'_> {
+        let per = self.layout.lines;
+        Rec {
+            lines: &self.lines[slot * per..(slot + 1) * per],
+            layout: self.layout,
+        }
+    }
+
+    /// `len` octets at `offset` in record `slot`, to write.
+    fn octets_mut(&mut self, slot: usize, offset: usize, len: usize) -> &mut [u8] {
+        let line = &mut self.lines[slot * self.layout.lines + offset / 64].0;
+        &mut line[offset % 64..][..len]
+    }
+
+    /// The places of key `k`'s three fields: creation time, key id, key.
+    fn places(&self, k: usize) -> [(usize, usize); 3] {
+        [
+            (CREATED_AT + 8 * k, 8),
+            (self.layout.ids_at + 4 * k, 4),
+            (self.layout.keys_at + 32 * k, 32),
+        ]
+    }
+
+    /// Sets the IMSI and the number of keys of record `slot`.
+    fn set_header(&mut self, slot: usize, imsi: PackedImsi, count: usize) {
+        self.octets_mut(slot, 0, 8)
+            .copy_from_slice(&imsi.as_u64().to_le_bytes());
+        // At most MAX_KEYS_PER_UE (16).
+        self.octets_mut(slot, 8, 1)[0] = count as u8;
+    }
+
+    /// Writes `key` into place `k` of record `slot`.
+    fn put_key(&mut self, slot: usize, k: usize, key: &Slot) {
+        let [created, id, octets] = self.places(k);
+        self.octets_mut(slot, created.0, created.1)
+            .copy_from_slice(&key.created.to_le_bytes());
+        self.octets_mut(slot, id.0, id.1)
+            .copy_from_slice(&key.key_id.to_le_bytes());
+        self.octets_mut(slot, octets.0, octets.1)
+            .copy_from_slice(&key.key);
+    }
+
+    /// Copies place `from` of record `slot` over place `to` (the caller overwrites or
+    /// clears `from` afterwards), line to line: no copy of a key passes through the stack.
+    fn copy_key(&mut self, slot: usize, from: usize, to: usize) {
+        let base = slot * self.layout.lines;
+        for ((at, len), (to_at, _)) in self.places(from).into_iter().zip(self.places(to)) {
+            let (src, dst) = (base + at / 64, base + to_at / 64);
+            let (src_range, dst_at) = (at % 64..at % 64 + len, to_at % 64);
+            if src == dst {
+                self.lines[src].0.copy_within(src_range, dst_at);
+            } else if src < dst {
+                let (before, from_dst) = self.lines.split_at_mut(dst);
+                from_dst[0].0[dst_at..][..len].copy_from_slice(&before[src].0[src_range]);
+            } else {
+                let (before, from_src) = self.lines.split_at_mut(src);
+                before[dst].0[dst_at..][..len].copy_from_slice(&from_src[0].0[src_range]);
+            }
+        }
+    }
+
+    /// Zeroes place `k` of record `slot`.
+    fn clear_key(&mut self, slot: usize, k: usize) {
+        for (at, len) in self.places(k) {
+            self.octets_mut(slot, at, len).zeroize();
+        }
+    }
+}
+
+/// One record's lines, to read its fields (the record's place is found once).
+#[derive(Clone, Copy)]
+struct Rec<'a> {
+    lines: &'a [Line],
+    layout: Layout,
+}
+
+impl Rec<'_> {
+    /// `len` octets at `offset` (the layout keeps every field within a line).
+    fn octets(&self, offset: usize, len: usize) -> &[u8] {
+        &self.lines[offset / 64].0[offset % 64..][..len]
+    }
+
+    /// Keys held.
+    fn count(&self) -> usize {
+        usize::from(self.octets(8, 1)[0])
+    }
+
+    fn key_id(&self, k: usize) -> u32 {
+        le_u32(self.octets(self.layout.ids_at + 4 * k, 4))
+    }
+
+    fn created(&self, k: usize) -> Timestamp {
+        Timestamp::from_unix_millis(le_u64(self.octets(CREATED_AT + 8 * k, 8)))
+    }
+
+    fn key(&self, k: usize) -> &[u8] {
+        self.octets(self.layout.keys_at + 32 * k, 32)
+    }
+
+    fn is_live(&self, k: usize, policy: &RetentionPolicy, now: Timestamp) -> bool {
+        now < policy.expires_at(self.created(k))
+    }
+
+    fn info(&self, k: usize, policy: &RetentionPolicy) -> KeyInfo {
+        let created = self.created(k);
+        KeyInfo {
+            key_id: KeyId::from_u32(self.key_id(k)),
+            created,
+            expires: policy.expires_at(created),
+        }
+    }
+
+    fn held(&self, k: usize, policy: &RetentionPolicy) -> Option<HeldKey> {
+        Some(HeldKey {
+            info: self.info(k, policy),
+            // A 32-octet field: this cannot fail.
+            key: E2mIntKey::from_slice(self.key(k)).ok()?,
+        })
+    }
+}
+
+/// Rearranges the keys of record `slot` in place: place `p` receives what `plan[p]` names
+/// (an old place, or `new`), the places after the plan are zeroed, and the count is set.
+/// The old places a plan names must be strictly increasing (they are: held keys keep their
+/// order), which makes a safe order of copies: first the moves to a later place, from the
+/// last, then the moves to an earlier place, from the first, then `new`.
+fn rearrange(
+    s: &mut KeyLines,
+    slot: usize,
+    imsi: PackedImsi,
+    plan: &[Src],
+    new: &Slot,
+    held_before: usize,
+) {
+    for (p, src) in plan.iter().enumerate().rev() {
+        if let Src::Old(o) = *src
+            && o < p
+        {
+            s.copy_key(slot, o, p);
+        }
+    }
+    for (p, src) in plan.iter().enumerate() {
+        if let Src::Old(o) = *src
+            && o > p
+        {
+            s.copy_key(slot, o, p);
+        }
+    }
+    for (p, src) in plan.iter().enumerate() {
+        if let Src::New = src {
+            s.put_key(slot, p, new);
+        }
+    }
+    for k in plan.len()..held_before {
+        s.clear_key(slot, k);
+    }
+    s.set_header(slot, imsi, plan.len());
+}
+
+impl Slots for KeyLines {
+    fn vacant_like(&self, capacity: usize) -> Self {
+        KeyLines {
+            lines: (0..capacity * self.layout.lines)
+                .map(|_| Line([0; 64]))
+                .collect(),
+            records: capacity,
+            layout: self.layout,
+            hasher: self.hasher.clone(),
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.records
+    }
+
+    fn is_vacant(&self, i: usize) -> bool {
+        self.imsi(i) == 0
+    }
+
+    fn hash_at(&self, i: usize) -> u64 {
+        self.hasher.hash_one(self.imsi(i))
+    }
+
+    fn move_to(&mut self, from: usize, dest: &mut Self, to: usize) {
+        for (d, s) in dest
+            .record_mut(to)
+            .iter_mut()
+            .zip(self.record_mut(from).iter_mut())
+        {
+            d.0 = s.0;
+            s.0.zeroize();
+        }
+    }
+
+    fn move_within(&mut self, from: usize, to: usize) {
+        let per = self.layout.lines;
+        for l in 0..per {
+            let line = self.lines[from * per + l].0;
+            self.lines[to * per + l].0 = line;
+            self.lines[from * per + l].0.zeroize();
+        }
+    }
+
+    fn clear(&mut self, i: usize) {
+        for line in self.record_mut(i) {
+            line.0.zeroize();
+        }
+    }
+
+    /// The home record and the two after it, whole (576 octets, in one run of lines): a
+    /// hit reads the header line and then one key line of the record that holds the IMSI,
+    /// which is one of these three for most records (linear probing keeps about 3 in 4
+    /// within two slots of their home at the highest load), so their misses overlap
+    /// instead of following one another.
+    fn touch(&self, home: usize) {
+        let per = self.layout.lines;
+        for line in self.lines.iter().skip(home * per).take(3 * per) {
+            core::hint::black_box(line.0[0]);
+        }
+    }
+}
+
 /// The in-memory [`IntKeyStore`], built for tens of millions of UEs.
 ///
-/// Layout: a lock-striped hash map (foldhash) from the IMSI, packed into one `u64`, to an
-/// exactly sized boxed slice of 44-octet slots, oldest first in retention order. The key
-/// octets live only in those boxes, which the map moves by pointer when it grows, so a
-/// rehash never leaves a stray copy of a key in freed memory; a record is rebuilt into a
-/// new box of the exact size on every change (never `realloc`ed, which would free the old
-/// bytes unzeroized) and the old box is zeroized as it drops. About 230 octets per UE at N = 4 (see the
-/// `keystore` benchmark for the measured figure).
+/// Layout: lock-striped tables (64 shards by default), each one array of fixed-size
+/// records in open addressing (the crate's `open_table` module): a UE's IMSI, packed into
+/// one `u64`, and its N keys lie together in one slot of a fixed size (192 octets,
+/// three cache lines, at N = 4), oldest first in retention order. A lookup computes the
+/// home slot from the IMSI's hash and reads that record's lines at once: about one memory
+/// latency at any size, where a map of boxed records took three in a row (issue 20).
+/// Keys are never left behind: a record is rewritten in place; a table grows by copying
+/// each record and then wiping its old place, and a removal's backward shift likewise;
+/// every line is zeroized when freed. Memory: the slot size over the load (between 3/4
+/// and 9/10), 213–256 octets per UE at N = 4 (see the `keystore` benchmark for the
+/// measured figure).
 pub struct MemoryIntKeyStore {
-    map: Sharded<PackedImsi, Box<[Slot]>>,
+    map: Striped<KeyTable>,
     policy: RetentionPolicy,
-    /// Notifications its pushes and sweeps cause (none unless linked to subscriptions).
+    /// Notifications its pushes and sweeps record (none unless linked to subscriptions).
     outbox: MemoryOutbox,
 }
 
@@ -353,11 +653,7 @@ impl MemoryIntKeyStore {
     /// An empty store with `shards` independently locked parts (rounded up to a power of
     /// two, at most 256). More shards mean less contention between many threads.
     pub fn with_shards(policy: RetentionPolicy, shards: usize) -> Self {
-        MemoryIntKeyStore {
-            map: Sharded::new(shards),
-            policy,
-            outbox: MemoryOutbox::default(),
-        }
+        Self::build(policy, shards, MemoryOutbox::default())
     }
 
     /// An empty store applying `policy` whose pushes and sweeps record their notifications
@@ -368,10 +664,19 @@ impl MemoryIntKeyStore {
         policy: RetentionPolicy,
         subscriptions: &crate::MemorySubscriptionStore,
     ) -> Self {
-        MemoryIntKeyStore {
-            map: Sharded::new(Self::DEFAULT_SHARDS),
+        Self::build(
             policy,
-            outbox: MemoryOutbox::linked(subscriptions),
+            Self::DEFAULT_SHARDS,
+            MemoryOutbox::linked(subscriptions),
+        )
+    }
+
+    fn build(policy: RetentionPolicy, shards: usize, outbox: MemoryOutbox) -> Self {
+        let layout = Layout::new(policy.keys_per_ue());
+        MemoryIntKeyStore {
+            map: Striped::with(shards, |_| OpenTable::new(KeyLines::empty(layout))),
+            policy,
+            outbox,
         }
     }
 
@@ -382,15 +687,16 @@ impl MemoryIntKeyStore {
     /// UEs with at least one key record (expired keys count until swept).
     pub fn ue_count(&self) -> usize {
         let mut n = 0;
-        self.map.for_each_shard(|m| n += m.len());
+        self.map.for_each_shard(|t| n += t.len());
         n
     }
 
     /// Keys held (expired keys count until swept).
     pub fn key_count(&self) -> usize {
         let mut n = 0;
-        self.map
-            .for_each_shard(|m| n += m.values().map(|r| r.len()).sum::<usize>());
+        self.map.for_each_shard(|t| {
+            n += t.occupied().map(|i| t.slots().count(i)).sum::<usize>();
+        });
         n
     }
 }
@@ -409,18 +715,10 @@ impl core::fmt::Debug for MemoryIntKeyStore {
     }
 }
 
-/// Builds a record of exactly `plan.len()` slots from `old` and `new`.
-fn build(old: &[Slot], new: &Slot, plan: &[Src]) -> Box<[Slot]> {
-    let mut slots = Vec::with_capacity(plan.len());
-    for src in plan {
-        let slot = match *src {
-            Src::Old(i) => old[i].duplicate(),
-            Src::New => new.duplicate(),
-        };
-        slots.push(slot);
-    }
-    // Capacity equals length, so this does not reallocate.
-    slots.into_boxed_slice()
+/// The slot of `imsi`'s record in `table`, or the vacant slot where it would go.
+fn find(table: &KeyTable, imsi: PackedImsi) -> Result<usize, Option<usize>> {
+    let want = imsi.as_u64();
+    table.find(table.slots().hash_of(imsi), |s, i| s.imsi(i) == want)
 }
 
 /// The synchronous work behind the trait methods: the in-memory store never waits, so
@@ -441,48 +739,53 @@ impl MemoryIntKeyStore {
         }
         let new = Slot::new(key, key_id, created);
         let packed = PackedImsi::new(imsi);
-        let mut shard = self.map.write(&packed);
-        let old: &[Slot] = shard.get(&packed).map_or(&[], |r| r);
+        let mut table = self.map.write(&packed);
+        let found = find(&table, packed);
+        let s = table.slots();
+        let old = found.ok().map(|i| s.rec(i));
+        let held = old.map_or(0, |r| r.count());
+        let order_of = |src: &Src| match (*src, old) {
+            (Src::Old(k), Some(r)) => (r.created(k).as_unix_millis(), r.key_id(k)),
+            _ => new.order(),
+        };
 
-        // Plan the new record: the live old slots except one with the same id, then the new
-        // slot at its place in retention order (creation time, then key id).
+        // Plan the new record: the live old keys except one with the same id, then the new
+        // key at its place in retention order (creation time, then key id).
         let mut plan = [Src::New; RetentionPolicy::MAX_KEYS_PER_UE + 1];
         let mut len = 0;
         let mut replaced = false;
-        for (i, slot) in old.iter().enumerate() {
-            if !slot.is_live(policy, now) {
-                continue;
-            }
-            if slot.key_id == new.key_id {
-                if slot.created == new.created && bool::from(slot.key.ct_eq(&new.key)) {
-                    return Ok(PushOutcome::Unchanged);
+        if let Some(r) = old {
+            for k in 0..held {
+                if !r.is_live(k, policy, now) {
+                    continue;
                 }
-                if slot.created() > created {
-                    // The held key with this id is newer: it wins, whatever the arrival order.
-                    return Ok(PushOutcome::Stale);
+                if r.key_id(k) == new.key_id {
+                    if r.created(k) == created && bool::from(r.key(k).ct_eq(&new.key)) {
+                        return Ok(PushOutcome::Unchanged);
+                    }
+                    if r.created(k) > created {
+                        // The held key with this id is newer: it wins, whatever the arrival order.
+                        return Ok(PushOutcome::Stale);
+                    }
+                    replaced = true;
+                    continue;
                 }
-                replaced = true;
-                continue;
-            }
-            if len < plan.len() {
-                plan[len] = Src::Old(i);
-                len += 1;
+                if len < plan.len() {
+                    plan[len] = Src::Old(k);
+                    len += 1;
+                }
             }
         }
-        let order_of = |src: &Src| match *src {
-            Src::Old(i) => old[i].order(),
-            Src::New => new.order(),
-        };
-        // Every planned slot has another id than the new one, so no slot ties with it.
-        let mut pos = plan[..len].partition_point(|s| order_of(s) < new.order());
+        // Every planned key has another id than the new one, so none ties with it.
+        let mut pos = plan[..len].partition_point(|src| order_of(src) < new.order());
         let mut evicted = None;
         if !replaced && len >= policy.keys_per_ue() {
             if pos == 0 {
                 return Ok(PushOutcome::Stale);
             }
             // Evict the oldest live key.
-            if let Src::Old(i) = plan[0] {
-                evicted = Some(old[i].key_id());
+            if let (Src::Old(k), Some(r)) = (plan[0], old) {
+                evicted = Some(KeyId::from_u32(r.key_id(k)));
             }
             plan.copy_within(1..len, 0);
             len -= 1;
@@ -491,9 +794,18 @@ impl MemoryIntKeyStore {
         plan.copy_within(pos..len, pos + 1);
         plan[pos] = Src::New;
         len += 1;
-        let record = build(old, &new, &plan[..len]);
-        // The replaced record drops here: every slot in it is zeroized before it is freed.
-        shard.insert(packed, record);
+        // The record is rewritten where it lies: no copy of a key is made anywhere else.
+        match found {
+            Ok(i) => rearrange(table.slots_mut(), i, packed, &plan[..len], &new, held),
+            Err(_) => {
+                table.reserve_one();
+                if let Err(Some(vacant)) = find(&table, packed) {
+                    table.insert_at(vacant, |s, i| {
+                        rearrange(s, i, packed, &plan[..len], &new, 0);
+                    });
+                }
+            }
+        }
         Ok(if replaced {
             PushOutcome::Replaced
         } else {
@@ -508,66 +820,80 @@ impl MemoryIntKeyStore {
         now: Timestamp,
     ) -> Result<Option<HeldKey>, StoreError> {
         let packed = PackedImsi::new(imsi);
-        let shard = self.map.read(&packed);
-        let id = key_id.as_u32();
-        Ok(shard.get(&packed).and_then(|record| {
-            record
-                .iter()
-                .find(|s| s.key_id == id && s.is_live(&self.policy, now))
-                .map(|s| s.held(&self.policy))
-        }))
+        let table = self.map.read(&packed);
+        let Ok(i) = find(&table, packed) else {
+            return Ok(None);
+        };
+        let (r, id, policy) = (table.slots().rec(i), key_id.as_u32(), &self.policy);
+        Ok((0..r.count())
+            .find(|&k| r.key_id(k) == id && r.is_live(k, policy, now))
+            .and_then(|k| r.held(k, policy)))
     }
 
     fn latest_now(&self, imsi: &Imsi, now: Timestamp) -> Result<Option<HeldKey>, StoreError> {
         let packed = PackedImsi::new(imsi);
-        let shard = self.map.read(&packed);
-        Ok(shard.get(&packed).and_then(|record| {
-            record
-                .last()
-                .filter(|s| s.is_live(&self.policy, now))
-                .map(|s| s.held(&self.policy))
-        }))
+        let table = self.map.read(&packed);
+        let Ok(i) = find(&table, packed) else {
+            return Ok(None);
+        };
+        let (r, policy) = (table.slots().rec(i), &self.policy);
+        Ok(r.count()
+            .checked_sub(1)
+            .filter(|&k| r.is_live(k, policy, now))
+            .and_then(|k| r.held(k, policy)))
     }
 
     fn held_now(&self, imsi: &Imsi, now: Timestamp) -> Result<Vec<KeyInfo>, StoreError> {
         let packed = PackedImsi::new(imsi);
-        let shard = self.map.read(&packed);
-        Ok(shard.get(&packed).map_or_else(Vec::new, |record| {
-            record
-                .iter()
-                .filter(|s| s.is_live(&self.policy, now))
-                .map(|s| s.info(&self.policy))
-                .collect()
-        }))
+        let table = self.map.read(&packed);
+        let Ok(i) = find(&table, packed) else {
+            return Ok(Vec::new());
+        };
+        let (r, policy) = (table.slots().rec(i), &self.policy);
+        Ok((0..r.count())
+            .filter(|&k| r.is_live(k, policy, now))
+            .map(|k| r.info(k, policy))
+            .collect())
     }
 
     fn remove_ue_now(&self, imsi: &Imsi) -> Result<usize, StoreError> {
         let packed = PackedImsi::new(imsi);
-        let removed = self.map.write(&packed).remove(&packed);
-        Ok(removed.map_or(0, |r| r.len()))
+        let mut table = self.map.write(&packed);
+        let Ok(i) = find(&table, packed) else {
+            return Ok(0);
+        };
+        let held = table.slots().count(i);
+        table.remove_at(i);
+        Ok(held)
     }
 
     fn sweep_now(&self, now: Timestamp) -> Vec<(Imsi, KeyInfo)> {
         let policy = &self.policy;
         let mut gone: Vec<(PackedImsi, KeyInfo)> = Vec::new();
-        self.map.for_each_shard_mut(|map| {
-            map.retain(|imsi, record| {
-                // Records are in creation order, so the expired slots are a prefix.
-                let expired = record
-                    .iter()
-                    .take_while(|s| !s.is_live(policy, now))
+        self.map.for_each_shard_mut(|table| {
+            table.retain(|s, i| {
+                // Records are in creation order, so the expired keys are a prefix.
+                let r = s.rec(i);
+                let held = r.count();
+                let expired = (0..held)
+                    .take_while(|&k| !r.is_live(k, policy, now))
                     .count();
                 if expired == 0 {
                     return true;
                 }
-                gone.extend(record[..expired].iter().map(|s| (*imsi, s.info(policy))));
-                if expired == record.len() {
+                let imsi = PackedImsi::from_u64(s.imsi(i));
+                gone.extend((0..expired).map(|k| (imsi, r.info(k, policy))));
+                if expired == held {
                     return false;
                 }
-                // Exactly sized, so `into_boxed_slice` does not reallocate (see `build`).
-                let mut kept = Vec::with_capacity(record.len() - expired);
-                kept.extend(record[expired..].iter().map(Slot::duplicate));
-                *record = kept.into_boxed_slice();
+                let plan: Vec<Src> = (expired..held).map(Src::Old).collect();
+                // `new` is not placed: the plan names old keys only.
+                let none = Slot {
+                    key: [0; 32],
+                    key_id: 0,
+                    created: 0,
+                };
+                rearrange(s, i, imsi, &plan, &none, held);
                 true
             });
         });
@@ -634,8 +960,131 @@ mod tests {
     use crate::block_on;
 
     #[test]
-    fn slot_is_44_octets() {
-        assert_eq!(core::mem::size_of::<Slot>(), 44);
+    fn four_keys_take_three_lines_and_no_key_straddles_two() {
+        assert_eq!(core::mem::size_of::<Line>(), 64);
+        assert_eq!(core::mem::align_of::<Line>(), 64);
+        let four = Layout::new(4);
+        assert_eq!((four.lines, four.ids_at, four.keys_at), (3, 48, 64));
+        for n in 1..=RetentionPolicy::MAX_KEYS_PER_UE {
+            let l = Layout::new(n);
+            assert!(l.ids_at + 4 * n <= l.keys_at, "{l:?}");
+            assert_eq!(l.keys_at % 32, 0, "{l:?}");
+            assert!(l.keys_at + 32 * n <= 64 * l.lines, "{l:?}");
+            // Every u64 field lies within a line (offsets are multiples of 8).
+            assert_eq!(CREATED_AT % 8, 0);
+        }
+    }
+
+    fn key_of(ue: u32, id: u32) -> E2mIntKey {
+        let mut k = [0x5a; 32];
+        k[..4].copy_from_slice(&ue.to_le_bytes());
+        k[4..8].copy_from_slice(&id.to_le_bytes());
+        E2mIntKey::from_array(k)
+    }
+
+    /// Every way a record leaves a place wipes that place: moving it to another table (a
+    /// table growing), within one (a removal's backward shift), or clearing it.
+    #[test]
+    fn a_record_leaves_nothing_where_it_was() {
+        let policy = RetentionPolicy::DEFAULT;
+        let mut lines = KeyLines::empty(Layout::new(policy.keys_per_ue())).vacant_like(4);
+        let imsi = PackedImsi::new(&Imsi::new("001010000000001").unwrap());
+        let held = [
+            Slot::new(
+                &key_of(1, 1),
+                KeyId::from_u32(1),
+                Timestamp::from_unix_secs(5),
+            ),
+            Slot::new(
+                &key_of(1, 2),
+                KeyId::from_u32(2),
+                Timestamp::from_unix_secs(6),
+            ),
+        ];
+        let wiped = |l: &KeyLines, slot: usize| l.record(slot).iter().all(|x| x.0 == [0; 64]);
+        for (k, key) in held.iter().enumerate() {
+            lines.put_key(0, k, key);
+        }
+        lines.set_header(0, imsi, held.len());
+        assert!(!wiped(&lines, 0));
+        assert_eq!(
+            (lines.count(0), lines.rec(0).key(1)),
+            (2, key_of(1, 2).expose_secret().as_slice())
+        );
+
+        lines.move_within(0, 2);
+        assert!(wiped(&lines, 0));
+        assert_eq!(lines.imsi(2), imsi.as_u64());
+
+        let mut other = lines.vacant_like(8);
+        lines.move_to(2, &mut other, 5);
+        assert!(wiped(&lines, 2));
+        assert_eq!(other.rec(5).key(0), key_of(1, 1).expose_secret().as_slice());
+
+        other.clear(5);
+        assert!(wiped(&other, 5));
+        assert!(other.is_vacant(5));
+    }
+
+    /// Thousands of UEs in two shards: the tables grow many times, then half the UEs are
+    /// removed and a sweep expires part of the rest (backward shifts all over the tables);
+    /// after each step every UE holds exactly the keys it should.
+    #[test]
+    fn growing_removing_and_sweeping_keep_every_record() {
+        let policy = RetentionPolicy::new(3, Duration::from_secs(100)).unwrap();
+        let store = MemoryIntKeyStore::with_shards(policy, 2);
+        let imsi = |ue: u32| Imsi::new(&format!("00101{ue:010}")).unwrap();
+        let t = |s: u64| Timestamp::from_unix_secs(s);
+        const UES: u32 = 3000;
+        // UE n gets keys 1..=4 (the first evicted), created at second id + n % 50.
+        for id in 1..=4u32 {
+            for ue in 0..UES {
+                let created = t(u64::from(id + ue % 50));
+                let out = block_on(store.push(
+                    &imsi(ue),
+                    KeyId::from_u32(id),
+                    &key_of(ue, id),
+                    created,
+                    created,
+                ));
+                assert!(out.unwrap().is_held());
+            }
+        }
+        let check = |ue: u32, now: Timestamp, removed: bool| {
+            for id in 1..=4u32 {
+                let created = u64::from(id + ue % 50);
+                let live = !removed && id >= 2 && now < t(created + 100);
+                let got = block_on(store.get(&imsi(ue), KeyId::from_u32(id), now)).unwrap();
+                assert_eq!(got.is_some(), live, "UE {ue} key {id} at {now:?}");
+                if let Some(held) = got {
+                    assert!(held.key == key_of(ue, id), "UE {ue} key {id}: other octets");
+                    assert_eq!(held.info.created, t(created));
+                }
+            }
+        };
+        let now = t(60);
+        assert_eq!(store.ue_count(), UES as usize);
+        assert_eq!(store.key_count(), 3 * UES as usize);
+        (0..UES).for_each(|ue| check(ue, now, false));
+        for ue in (0..UES).step_by(2) {
+            assert_eq!(block_on(store.remove_ue(&imsi(ue))).unwrap(), 3);
+        }
+        (0..UES).for_each(|ue| check(ue, now, ue % 2 == 0));
+        // At 130 s, keys created before 30 s are gone: for UEs with ue % 50 < 28, key 2
+        // (created at 2 + ue % 50); others keep all three.
+        let later = t(130);
+        let gone = block_on(store.sweep(later)).unwrap();
+        let expected: usize = (1..UES)
+            .step_by(2)
+            .map(|ue| (2..=4).filter(|id| id + ue % 50 + 100 <= 130).count())
+            .sum();
+        assert_eq!(gone.len(), expected);
+        (0..UES).for_each(|ue| check(ue, later, ue % 2 == 0));
+        let still: usize = (1..UES)
+            .step_by(2)
+            .filter(|ue| (2..=4).any(|id| id + ue % 50 + 100 > 130))
+            .count();
+        assert_eq!(store.ue_count(), still);
     }
 
     #[test]

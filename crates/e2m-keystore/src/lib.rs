@@ -5,6 +5,7 @@
     reason = "the README's conformance example needs `fn main` to hold a block gated on the feature"
 )]
 
+pub mod akma;
 mod block_on;
 pub mod cache;
 mod error;
@@ -13,6 +14,7 @@ pub mod identity_keys;
 pub mod import;
 mod inline_bytes;
 mod int_keys;
+mod open_table;
 mod outbox;
 mod packed;
 mod sessions;
@@ -23,6 +25,10 @@ mod subscriptions;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
+pub use akma::{
+    AkmaContext, AkmaContexts, AkmaOutbox, AkmaPendingNotification, AkmaPolicy, AkmaRegistered,
+    AkmaRemoved, MemoryAkmaContexts, NotifyTarget,
+};
 pub use block_on::block_on;
 pub use cache::{
     CacheConfig, CachedIdentities, CachedIntKeys, CachedSessions, ManualClock, MonotonicClock,

@@ -74,9 +74,11 @@ pub struct PendingNotification {
     pub attempts: u32,
 }
 
-/// What one [`NotificationOutbox::claim_due`] asks for.
+/// What one [`NotificationOutbox::claim_due`] (or
+/// [`AkmaOutbox::claim_due`](crate::AkmaOutbox::claim_due), whose subscribers are AFs named
+/// by FQDN: `S` = [`Fqdn`](e2m_keyid::akma::Fqdn)) asks for.
 #[derive(Clone, Debug)]
-pub struct Claim<'a> {
+pub struct Claim<'a, S = EmseId> {
     /// Who claims.
     pub instance: InstanceId,
     /// The claimer's clock: entries due at or before it are claimed.
@@ -86,13 +88,13 @@ pub struct Claim<'a> {
     pub lease: Duration,
     /// The most entries in all.
     pub max: usize,
-    /// The most entries for one subscriber (EMSE) in this claim.
+    /// The most entries for one subscriber (EMSE, or AF) in this claim.
     pub per_emse: usize,
     /// Subscribers to leave out (their deliveries are at their budget already).
-    pub skip: &'a [EmseId],
+    pub skip: &'a [S],
 }
 
-impl Claim<'_> {
+impl<S> Claim<'_, S> {
     /// When a claim made now runs out.
     pub fn lease_until(&self) -> Timestamp {
         let secs = self.lease.as_secs() + u64::from(self.lease.subsec_nanos() > 0);

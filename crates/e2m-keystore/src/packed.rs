@@ -21,6 +21,17 @@ impl PackedImsi {
         PackedImsi(((digits.len() as u64) << 56) | value)
     }
 
+    /// The packed value: never 0 (the digit count, at least 6, is in the top octet), so
+    /// 0 can mark a vacant slot.
+    pub(crate) fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// A value [`as_u64`](Self::as_u64) returned.
+    pub(crate) fn from_u64(packed: u64) -> PackedImsi {
+        PackedImsi(packed)
+    }
+
     pub(crate) fn unpack(self) -> Option<Imsi> {
         let len = (self.0 >> 56) as usize;
         let mut value = self.0 & ((1 << 56) - 1);
@@ -48,5 +59,6 @@ mod tests {
         let a = Imsi::new("0012345").unwrap();
         let b = Imsi::new("012345").unwrap();
         assert_ne!(PackedImsi::new(&a), PackedImsi::new(&b));
+        assert_ne!(PackedImsi::new(&Imsi::new("000000").unwrap()).as_u64(), 0);
     }
 }

@@ -1,4 +1,4 @@
-//! Lock striping: a map split into independently locked shards.
+//! Lock striping: a store split into independently locked shards.
 //!
 //! Why hand-written rather than a concurrent-map crate: it is a few lines over `std`, and it
 //! keeps full control of where values live and when they are dropped, which the zeroizing
@@ -12,28 +12,38 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use foldhash::fast::RandomState;
 
-/// One shard: a `RwLock`ed map, padded to 128 bytes (two cache lines: the adjacent-line
+/// One shard: a `RwLock`ed part, padded to 128 bytes (two cache lines: the adjacent-line
 /// prefetcher of x86 pulls pairs).
 #[repr(align(128))]
-pub(crate) struct Shard<K, V>(RwLock<HashMap<K, V, RandomState>>);
+pub(crate) struct Shard<T>(RwLock<T>);
 
-pub(crate) struct Sharded<K, V> {
-    shards: Box<[Shard<K, V>]>,
+/// `T`s behind independent locks, the one for a key picked by the key's hash.
+pub(crate) struct Striped<T> {
+    shards: Box<[Shard<T>]>,
     hasher: RandomState,
     mask: usize,
 }
 
-impl<K: Hash + Eq, V> Sharded<K, V> {
-    /// `shards` is rounded up to a power of two (at least 1).
+/// Striped hash maps: the common case.
+pub(crate) type Sharded<K, V> = Striped<HashMap<K, V, RandomState>>;
+
+impl<K, V> Sharded<K, V> {
+    /// `shards` hash maps (rounded up to a power of two, at least 1).
     pub(crate) fn new(shards: usize) -> Self {
+        Striped::with(shards, |hasher| HashMap::with_hasher(hasher.clone()))
+    }
+}
+
+impl<T> Striped<T> {
+    /// `shards` parts (rounded up to a power of two, at least 1, at most 256), each made by
+    /// `make` from the hasher that picks the shards.
+    pub(crate) fn with(shards: usize, mut make: impl FnMut(&RandomState) -> T) -> Self {
         // At most 256 shards: the shard index uses hash bits 48..56, which must stay clear of
         // the top seven bits that hashbrown keeps as its control tag.
         let n = shards.clamp(1, 256).next_power_of_two();
         let hasher = RandomState::default();
-        let shards = (0..n)
-            .map(|_| Shard(RwLock::new(HashMap::with_hasher(hasher.clone()))))
-            .collect();
-        Sharded {
+        let shards = (0..n).map(|_| Shard(RwLock::new(make(&hasher)))).collect();
+        Striped {
             shards,
             hasher,
             mask: n - 1,
@@ -52,19 +62,13 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
     /// an allocation failure (which aborts) or a bug, and every critical section leaves the
     /// map consistent at each step (values are built before they are inserted), so the data
     /// behind a poisoned lock is still valid.
-    pub(crate) fn read<Q: Hash + ?Sized>(
-        &self,
-        key: &Q,
-    ) -> RwLockReadGuard<'_, HashMap<K, V, RandomState>> {
+    pub(crate) fn read<Q: Hash + ?Sized>(&self, key: &Q) -> RwLockReadGuard<'_, T> {
         let shard = &self.shards[self.index(key)];
         shard.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The shard holding `key`, locked for writing.
-    pub(crate) fn write<Q: Hash + ?Sized>(
-        &self,
-        key: &Q,
-    ) -> RwLockWriteGuard<'_, HashMap<K, V, RandomState>> {
+    pub(crate) fn write<Q: Hash + ?Sized>(&self, key: &Q) -> RwLockWriteGuard<'_, T> {
         let shard = &self.shards[self.index(key)];
         shard.0.write().unwrap_or_else(PoisonError::into_inner)
     }
@@ -76,7 +80,7 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
 
     /// Every shard locked for writing at once, in index order (one fixed order, so two
     /// callers cannot deadlock), for a change that must be seen whole or not at all.
-    pub(crate) fn lock_all(&self) -> Vec<RwLockWriteGuard<'_, HashMap<K, V, RandomState>>> {
+    pub(crate) fn lock_all(&self) -> Vec<RwLockWriteGuard<'_, T>> {
         self.shards
             .iter()
             .map(|s| s.0.write().unwrap_or_else(PoisonError::into_inner))
@@ -84,7 +88,7 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
     }
 
     /// Every shard in turn, locked for writing (for sweeps and counts).
-    pub(crate) fn for_each_shard_mut(&self, mut f: impl FnMut(&mut HashMap<K, V, RandomState>)) {
+    pub(crate) fn for_each_shard_mut(&self, mut f: impl FnMut(&mut T)) {
         for shard in &*self.shards {
             let mut guard = shard.0.write().unwrap_or_else(PoisonError::into_inner);
             f(&mut guard);
@@ -92,7 +96,7 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
     }
 
     /// Every shard in turn, locked for reading.
-    pub(crate) fn for_each_shard(&self, mut f: impl FnMut(&HashMap<K, V, RandomState>)) {
+    pub(crate) fn for_each_shard(&self, mut f: impl FnMut(&T)) {
         for shard in &*self.shards {
             let guard = shard.0.read().unwrap_or_else(PoisonError::into_inner);
             f(&guard);

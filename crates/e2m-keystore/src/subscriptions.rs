@@ -39,10 +39,20 @@ pub struct SubscriptionRecord {
 }
 
 /// Subscription limits.
+///
+/// `max_per_ue` bounds the fan-out of one push (issue 16 item 4): a push for a UE records
+/// one notification per matching subscription, so one EMSE receives at most `max_per_ue`
+/// of them from its subscriptions filtered on that UE plus `max_per_ue` from its
+/// subscriptions without a filter, per event, however many subscriptions it holds in all.
+/// `max_per_session` and the session store's `max_per_emse` together bound what one EMSE
+/// holds in all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SubscriptionPolicy {
     /// The most subscriptions one session may hold.
     pub max_per_session: usize,
+    /// The most subscriptions one EMSE (all its sessions together) may hold for one UE,
+    /// and the most it may hold without a UE filter.
+    pub max_per_ue: usize,
     /// The most subscriptions in all.
     pub max_total: usize,
     /// The longest callback accepted, in octets.
@@ -50,9 +60,17 @@ pub struct SubscriptionPolicy {
 }
 
 impl SubscriptionPolicy {
-    /// 1,024 per session, 1,000,000 in all, callbacks up to 2,048 octets.
+    /// 1,024 per session, 4 per EMSE and UE (and 4 without a filter per EMSE), 1,000,000
+    /// in all, callbacks up to 2,048 octets.
+    ///
+    /// Four per UE: an EMSE needs one subscription per UE (both events fit in one), one
+    /// more while it moves to a new callback (it subscribes anew, then removes the old
+    /// one), and room for an EMSE run as a few nodes with their own endpoints; so one push
+    /// sends one EMSE at most 8 notifications per event (4 filtered, 4 unfiltered), where
+    /// 1,024 per session and 64 sessions per EMSE let it be 65,536.
     pub const DEFAULT: SubscriptionPolicy = SubscriptionPolicy {
         max_per_session: 1024,
+        max_per_ue: 4,
         max_total: 1_000_000,
         max_callback_len: 2048,
     };
@@ -69,13 +87,26 @@ impl Default for SubscriptionPolicy {
 /// Promises, checked by [`conformance::subscriptions`](crate::conformance::subscriptions):
 /// only the owning session can see or remove a subscription; a subscription matches an
 /// event for a UE iff it wants that event and its filter is absent or names that UE; the
-/// limits hold; ending a session removes its subscriptions.
+/// limits hold (per session, per EMSE and UE, in all); ending a session removes its subscriptions; **a subscription id is never
+/// handed out twice**, not even after its subscription was removed or its session ended
+/// (a durable backend keeps this across restarts, a shared one across instances).
+///
+/// The last promise is what keeps a notification with its subscriber: outbox entries,
+/// notifications on the wire and `DELETE /e2m/v1/subscriptions/{id}` all name a
+/// subscription by its id, so an id reused after removal could route a stale notification,
+/// or another EMSE's unsubscribe, to the new holder of that id.
 pub trait SubscriptionStore: Send + Sync {
-    /// Adds `sub`.
+    /// Adds `sub`, under an id this store has never handed out before.
+    ///
+    /// The limits are checked in the same transaction as the insertion, so that concurrent
+    /// adds (from several EMKS instances, too) cannot pass them together.
     ///
     /// # Errors
-    /// [`StoreError::LimitReached`], [`StoreError::InvalidInput`] for an empty or over-long
-    /// callback, or a backend error.
+    /// [`StoreError::LimitReached`] ([`Limit::SubscriptionsPerSession`],
+    /// [`Limit::SubscriptionsPerUe`]: `sub.emse` already holds
+    /// [`SubscriptionPolicy::max_per_ue`] subscriptions with `sub`'s UE filter, or without
+    /// one if `sub` has none; [`Limit::SubscriptionsTotal`]), [`StoreError::InvalidInput`]
+    /// for an empty or over-long callback, or a backend error.
     fn add(
         &self,
         sub: SubscriptionRecord,
@@ -110,6 +141,19 @@ pub trait SubscriptionStore: Send + Sync {
         owner: SessionRef,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
+    /// The subscriptions of `emse` (all its sessions) with the UE filter `imsi`, or without
+    /// a filter if `imsi` is `None`, in id order: what
+    /// [`SubscriptionPolicy::max_per_ue`] counts (the EMKS replaces the oldest of them
+    /// when an EMSE at that limit subscribes again).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the backend fails.
+    fn of_emse_for_ue(
+        &self,
+        emse: &EmseId,
+        imsi: Option<&Imsi>,
+    ) -> impl Future<Output = Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError>> + Send;
+
     /// The subscriptions that want an event of `event` about `imsi`, in id order.
     ///
     /// # Errors
@@ -131,6 +175,24 @@ struct Inner {
 }
 
 impl Inner {
+    /// The ids of `emse`'s subscriptions with the UE filter `imsi` (none: unfiltered).
+    fn same_ue<'a>(
+        &'a self,
+        emse: &'a EmseId,
+        imsi: Option<&Imsi>,
+    ) -> impl Iterator<Item = u64> + 'a {
+        let ids = match imsi {
+            Some(imsi) => self
+                .by_imsi
+                .get(&PackedImsi::new(imsi))
+                .map_or(&[][..], Vec::as_slice),
+            None => self.unfiltered.as_slice(),
+        };
+        ids.iter()
+            .copied()
+            .filter(move |id| self.subs.get(id).is_some_and(|s| s.emse == *emse))
+    }
+
     fn unlink(&mut self, id: u64, sub: &SubscriptionRecord) {
         let drop_id = |v: &mut Vec<u64>| v.retain(|x| *x != id);
         match &sub.ue {
@@ -241,6 +303,10 @@ impl MemorySubscriptionStore {
         if held >= self.policy.max_per_session {
             return Err(StoreError::LimitReached(Limit::SubscriptionsPerSession));
         }
+        let same_ue = inner.same_ue(&sub.emse, sub.ue.as_ref().map(|f| &f.imsi));
+        if same_ue.count() >= self.policy.max_per_ue {
+            return Err(StoreError::LimitReached(Limit::SubscriptionsPerUe));
+        }
         let id = inner.next;
         inner.next += 1;
         match &sub.ue {
@@ -300,6 +366,23 @@ impl MemorySubscriptionStore {
         Ok(ids.len())
     }
 
+    fn of_emse_for_ue_now(
+        &self,
+        emse: &EmseId,
+        imsi: Option<&Imsi>,
+    ) -> Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError> {
+        let inner = self.read();
+        let mut out: Vec<(SubscriptionId, SubscriptionRecord)> = inner
+            .same_ue(emse, imsi)
+            .filter_map(|id| {
+                let sub = inner.subs.get(&id)?;
+                Some((SubscriptionId::from_u64(id), sub.clone()))
+            })
+            .collect();
+        out.sort_by_key(|(id, _)| *id);
+        Ok(out)
+    }
+
     pub(crate) fn matching_now(
         &self,
         imsi: &Imsi,
@@ -350,6 +433,14 @@ impl SubscriptionStore for MemorySubscriptionStore {
 
     async fn remove_session(&self, owner: SessionRef) -> Result<usize, StoreError> {
         self.remove_session_now(owner)
+    }
+
+    async fn of_emse_for_ue(
+        &self,
+        emse: &EmseId,
+        imsi: Option<&Imsi>,
+    ) -> Result<Vec<(SubscriptionId, SubscriptionRecord)>, StoreError> {
+        self.of_emse_for_ue_now(emse, imsi)
     }
 
     async fn matching(

@@ -125,6 +125,14 @@ pub enum DecodeError {
         /// The limit.
         max: usize,
     },
+    /// An element with more than [`MAX_ATTRIBUTES`](crate::MAX_ATTRIBUTES) attributes
+    /// (namespace declarations included), refused when the next one is reached, so that
+    /// no start tag costs more than a bounded amount of work.
+    #[error("more than {max} attributes on one element")]
+    TooManyAttributes {
+        /// The limit.
+        max: usize,
+    },
     /// A comment or element inside a value (e.g. `<keyId>ae47<!---->bf35</keyId>`), which
     /// would make one value out of several pieces.
     #[error("<{element}> must contain plain text only")]

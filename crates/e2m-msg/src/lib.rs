@@ -3,6 +3,7 @@
 mod decode;
 mod encode;
 mod error;
+mod lex;
 mod message;
 mod problem;
 pub mod rest;
@@ -40,6 +41,12 @@ pub const PROBLEM_NAMESPACE: &str = "urn:ietf:rfc:7807";
 /// kilobytes; anything bigger is refused before parsing. A server should refuse a larger
 /// body with 413 before reading it whole.
 pub const MAX_DOCUMENT_LEN: usize = 64 * 1024;
+
+/// The most attributes one element may carry, namespace declarations included. e2m
+/// messages need one (the namespace declaration on the root) and problem extension members
+/// a few; the decoder refuses the next one with [`DecodeError::TooManyAttributes`] before
+/// reading further, which keeps the work per start tag bounded.
+pub const MAX_ATTRIBUTES: usize = 16;
 
 /// The XSD of every e2m message ([`NAMESPACE`]), as shipped in `schema/e2m-msg-v1.xsd`.
 pub const XSD: &str = include_str!("../schema/e2m-msg-v1.xsd");

@@ -16,8 +16,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
 use e2m_msg::{
-    DecodeError, IntermediateKeyPush, KeyResponse, MAX_DOCUMENT_LEN, Notification, Problem,
-    Registration, RegistrationResult, Subscription, SubscriptionResult, XmlMessage,
+    DecodeError, IntermediateKeyPush, KeyResponse, MAX_ATTRIBUTES, MAX_DOCUMENT_LEN, Notification,
+    Problem, Registration, RegistrationResult, Subscription, SubscriptionResult, XmlMessage,
 };
 
 #[derive(Default)]
@@ -29,6 +29,8 @@ struct Tally {
     /// Accepted e2m messages (not problem details, whose decoder skips unknown extensions
     /// that the XSD does not list), for the differential check against xmllint.
     accepted_messages: Vec<(String, String)>,
+    /// Accepted problem details, for xmllint's well-formedness check.
+    accepted_problems: Vec<String>,
 }
 
 /// Decodes with `M`; if accepted, checks encode → decode gives the same value.
@@ -77,9 +79,11 @@ fn all_decoders(doc: &[u8], tally: &mut Tally) -> bool {
     }
     if accepted {
         tally.accepted += 1;
+        let text = String::from_utf8_lossy(doc).into_owned();
         if Problem::decode(doc).is_err() {
-            let text = String::from_utf8_lossy(doc).into_owned();
             tally.accepted_messages.push(("accepted".to_owned(), text));
+        } else {
+            tally.accepted_problems.push(text);
         }
     }
     accepted
@@ -201,13 +205,22 @@ fn malformed_input_suite() {
                 all_decoders(spliced.as_bytes(), &mut tally);
             }
         }
-        // Inside the root start tag: an attribute, a second default namespace, an unbound prefix.
+        // Inside the root start tag: an attribute, a second default namespace, an unbound
+        // prefix, a declaration or an attribute with no white space before it (issue 16),
+        // more attributes than the limit.
         let root_tag_end = doc.find("\">").unwrap() + 1;
+        let too_many: String = (0..=MAX_ATTRIBUTES)
+            .map(|i| format!(" a{i}=\"\""))
+            .collect();
         for fragment in [
             " id=\"1\"",
             " xmlns=\"urn:other\"",
             " a:b=\"1\"",
             " xmlns:a=\"\"",
+            "xmlns:p=\"urn:p\"",
+            "a=\"1\"",
+            " xmlns:p=\"urn:p\"xmlns:q=\"urn:q\"",
+            &too_many,
         ] {
             let spliced = format!("{}{fragment}{}", &doc[..root_tag_end], &doc[root_tag_end..]);
             assert!(!all_decoders(spliced.as_bytes(), &mut tally), "{spliced}");
@@ -276,6 +289,37 @@ fn malformed_input_suite() {
             assert_eq!(got, expected);
         }
     }
+    // Issue 16: many attributes cost a bounded amount of work and are refused, on any
+    // element; attributes without white space between them are refused where they would
+    // otherwise be skipped.
+    let attributes: String = (0..6_000).map(|i| format!(" a{i}=\"\"")).collect();
+    for doc in [
+        format!("<registration xmlns=\"{ns}\"{attributes}><emseId>e</emseId></registration>"),
+        format!("<registration xmlns=\"{ns}\"><emseId{attributes}>e</emseId></registration>"),
+        format!(
+            "<problem xmlns=\"urn:ietf:rfc:7807\"><cause>internal</cause><x{attributes}/></problem>"
+        ),
+    ] {
+        let _ = all_decoders(doc.as_bytes(), &mut tally);
+        let expected = Err(DecodeError::TooManyAttributes {
+            max: MAX_ATTRIBUTES,
+        });
+        if doc.starts_with("<problem") {
+            assert_eq!(Problem::decode(doc.as_bytes()).map(|_| ()), expected);
+        } else {
+            assert_eq!(Registration::decode(doc.as_bytes()).map(|_| ()), expected);
+        }
+    }
+    for extension in ["<x a=\"1\"b=\"2\"/>", "<x><y a='1'b='2'/></x>"] {
+        let doc = format!(
+            "<problem xmlns=\"urn:ietf:rfc:7807\"><cause>internal</cause>{extension}</problem>"
+        );
+        assert!(!all_decoders(doc.as_bytes(), &mut tally), "{doc}");
+        assert!(matches!(
+            Problem::decode(doc.as_bytes()),
+            Err(DecodeError::Syntax { .. })
+        ));
+    }
     let deep_problem = format!(
         "<problem xmlns=\"urn:ietf:rfc:7807\">{}",
         "<a>".repeat(20_000)
@@ -297,6 +341,8 @@ fn malformed_input_suite() {
         tally.documents
     );
 
-    // Differential check: whatever the strict decoder accepts, the XSD accepts too.
+    // Differential check: whatever the strict decoder accepts, the XSD accepts too; and the
+    // problem details it accepts (extension members and all) are well-formed for xmllint.
     common::xmllint_validate(&tally.accepted_messages);
+    common::xmllint_well_formed(&tally.accepted_problems);
 }

@@ -2,8 +2,11 @@
 //! the UE's application identity and key id, and the EMSE's admission of unknown contexts.
 //! The decisions and their reasons are in the crate README ("The e2m profile").
 
+use alloc::borrow::ToOwned;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::borrow::Borrow;
+use core::time::Duration;
 
 use e2m_coap::{Code, Message, OptionNumber};
 use e2m_kdf::{E2mKey, E2mProfile, Fc, KdfError, KdfKey, kdf, text_param};
@@ -366,12 +369,177 @@ impl Default for FetchBudgetConfig {
     }
 }
 
+impl FetchGuard {
+    /// The budget terms of every guard.
+    fn budget(&self) -> FetchBudgetConfig {
+        match *self {
+            FetchGuard::Budget(budget)
+            | FetchGuard::BudgetThenEcho(budget)
+            | FetchGuard::EchoThenBudget(budget) => budget,
+        }
+    }
+}
+
+/// One token in bucket units: a token per minute refills one unit per millisecond, so that
+/// refills are exact integers (`elapsed_ms × per_minute`).
+const TOKEN: u64 = 60_000;
+
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
-    /// Tokens in units of 1/60000: one millisecond at one token per minute, so that refills
-    /// are exact integers (`elapsed_ms × per_minute`).
+    /// Tokens in units of 1/60000 ([`TOKEN`]).
     units: u64,
     last_ms: u64,
+}
+
+/// The token buckets of a [`FetchBudgetConfig`], one per source: the arithmetic that
+/// [`EmseGate`] and the `e2m-dtls` DTLS server share.
+///
+/// A source starts with [`FetchBudgetConfig::burst`] tokens and regains
+/// [`FetchBudgetConfig::per_minute`] per minute, up to the burst; a fetch takes one
+/// ([`Self::take`]), and a caller whose fetches that found a key should cost nothing gives
+/// it back ([`Self::give_back`]). At most [`FetchBudgetConfig::max_sources`] sources are
+/// tracked: when the table is full, sources whose bucket has refilled (indistinguishable
+/// from new ones) are forgotten to make room, and a new source is refused while none has.
+/// Time is an argument, in milliseconds from any fixed origin; the caller chooses what a
+/// source is (the gate: address octets; the DTLS server: an IPv4 address or IPv6 /64).
+///
+/// ```
+/// use core::time::Duration;
+/// use e2m_oscore::e2m::{FetchBuckets, FetchBudgetConfig};
+///
+/// let mut buckets = FetchBuckets::new(FetchBudgetConfig { burst: 2, per_minute: 30, max_sources: 16 });
+/// assert_eq!(buckets.take(&[10, 0, 0, 1][..], 0), Ok(()));
+/// assert_eq!(buckets.take(&[10, 0, 0, 1][..], 0), Ok(()));
+/// // 30 per minute: the next token in 2 s.
+/// assert_eq!(buckets.take(&[10, 0, 0, 1][..], 0), Err(Some(Duration::from_secs(2))));
+/// buckets.give_back(&[10, 0, 0, 1][..], 0);
+/// assert_eq!(buckets.take(&[10, 0, 0, 1][..], 0), Ok(()));
+/// # let _: &FetchBuckets<Vec<u8>> = &buckets;
+/// ```
+#[derive(Debug, Clone)]
+pub struct FetchBuckets<K> {
+    config: FetchBudgetConfig,
+    buckets: BTreeMap<K, Bucket>,
+}
+
+impl<K: Ord> FetchBuckets<K> {
+    /// No source seen yet.
+    pub fn new(config: FetchBudgetConfig) -> Self {
+        FetchBuckets {
+            config,
+            buckets: BTreeMap::new(),
+        }
+    }
+
+    /// The terms.
+    pub fn config(&self) -> FetchBudgetConfig {
+        self.config
+    }
+
+    /// How many sources are tracked now.
+    pub fn sources(&self) -> usize {
+        self.buckets.len()
+    }
+
+    fn full(&self) -> u64 {
+        u64::from(self.config.burst) * TOKEN
+    }
+
+    fn refill(bucket: &mut Bucket, per_minute: u32, full: u64, now_ms: u64) {
+        let gained = now_ms
+            .saturating_sub(bucket.last_ms)
+            .saturating_mul(u64::from(per_minute));
+        bucket.units = bucket.units.saturating_add(gained).min(full);
+        bucket.last_ms = now_ms.max(bucket.last_ms);
+    }
+
+    /// Takes a token for a fetch from `source` at `now_ms`.
+    ///
+    /// # Errors
+    /// How long until the refill brings a token (`None`: no refill will, as with
+    /// `per_minute` 0, or while the table of sources is full); a token given back may come
+    /// sooner.
+    pub fn take<Q>(&mut self, source: &Q, now_ms: u64) -> Result<(), Option<Duration>>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ToOwned<Owned = K> + ?Sized,
+    {
+        let (full, per_minute) = (self.full(), self.config.per_minute);
+        if !self.buckets.contains_key(source) && self.buckets.len() >= self.config.max_sources {
+            self.buckets.retain(|_, b| {
+                Self::refill(b, per_minute, full, now_ms);
+                b.units < full
+            });
+            if self.buckets.len() >= self.config.max_sources {
+                return Err(None);
+            }
+        }
+        if !self.buckets.contains_key(source) {
+            self.buckets.insert(
+                source.to_owned(),
+                Bucket {
+                    units: full,
+                    last_ms: now_ms,
+                },
+            );
+        }
+        let Some(bucket) = self.buckets.get_mut(source) else {
+            // Just inserted: not reached.
+            return Err(None);
+        };
+        Self::refill(bucket, per_minute, full, now_ms);
+        if bucket.units >= TOKEN {
+            bucket.units -= TOKEN;
+            return Ok(());
+        }
+        if per_minute == 0 {
+            return Err(None);
+        }
+        let missing = TOKEN - bucket.units;
+        Err(Some(Duration::from_millis(
+            missing.div_ceil(u64::from(per_minute)),
+        )))
+    }
+
+    /// Gives back a token of `source` (never past the burst); nothing for a source not
+    /// tracked.
+    pub fn give_back<Q>(&mut self, source: &Q, now_ms: u64)
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        let (full, per_minute) = (self.full(), self.config.per_minute);
+        if let Some(bucket) = self.buckets.get_mut(source) {
+            Self::refill(bucket, per_minute, full, now_ms);
+            bucket.units = bucket.units.saturating_add(TOKEN).min(full);
+        }
+    }
+}
+
+/// What the caller's lookup in [`EmseGate::classify_lookup`] found for a request. A `bool`
+/// (the lookup of [`EmseGate::classify`]) converts to it (`true`: [`Held`](Self::Held),
+/// `false`: [`Absent`](Self::Absent)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextLookup {
+    /// A context is held: verify with it.
+    Held,
+    /// No context is held, but the key is at hand (the EMSE's key cache answers, positively
+    /// or negatively, without asking the key server): the request goes to
+    /// [`Classified::Fetch`] without spending a fetch token or an Echo round trip, since
+    /// resolving it costs the key server nothing.
+    KeyAtHand,
+    /// Neither: a fetch, within the guard.
+    Absent,
+}
+
+impl From<bool> for ContextLookup {
+    fn from(held: bool) -> Self {
+        if held {
+            ContextLookup::Held
+        } else {
+            ContextLookup::Absent
+        }
+    }
 }
 
 /// What an EMSE does with an incoming datagram that parsed as a CoAP request.
@@ -398,7 +566,7 @@ pub enum Classified {
 /// challenge secret come from the caller.
 pub struct EmseGate {
     guard: FetchGuard,
-    buckets: BTreeMap<Vec<u8>, Bucket>,
+    buckets: FetchBuckets<Vec<u8>>,
     echo_key: KdfKey,
     echo_slot_ms: u64,
 }
@@ -407,7 +575,7 @@ impl core::fmt::Debug for EmseGate {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("EmseGate")
             .field("guard", &self.guard)
-            .field("sources", &self.buckets.len())
+            .field("sources", &self.buckets.sources())
             .finish_non_exhaustive()
     }
 }
@@ -435,7 +603,7 @@ impl EmseGate {
     pub fn new(guard: FetchGuard, echo_secret: &[u8; 32], echo_slot_ms: u64) -> EmseGate {
         EmseGate {
             guard,
-            buckets: BTreeMap::new(),
+            buckets: FetchBuckets::new(guard.budget()),
             echo_key: KdfKey::new(echo_secret),
             echo_slot_ms: echo_slot_ms.max(1),
         }
@@ -451,6 +619,22 @@ impl EmseGate {
         now_ms: u64,
         have_context: impl FnOnce(&RequestHint) -> bool,
     ) -> Classified {
+        self.classify_lookup(request, source, now_ms, |hint| {
+            ContextLookup::from(have_context(hint))
+        })
+    }
+
+    /// As [`Self::classify`], with a lookup that may also find the key at hand
+    /// ([`ContextLookup::KeyAtHand`]: the EMSE's key cache answers): such a request goes to
+    /// [`Classified::Fetch`] without spending its source's fetch token or an Echo round
+    /// trip, since resolving it costs the key server nothing.
+    pub fn classify_lookup(
+        &mut self,
+        request: &Message,
+        source: &[u8],
+        now_ms: u64,
+        lookup: impl FnOnce(&RequestHint) -> ContextLookup,
+    ) -> Classified {
         let hint = match RequestHint::from_request(request) {
             Ok(hint) => hint,
             Err(E2mOscoreError::Oscore(e)) => {
@@ -460,16 +644,23 @@ impl EmseGate {
             }
             Err(_) => return Classified::Answer(context_not_found(request)),
         };
-        if have_context(&hint) {
+        let lookup = lookup(&hint);
+        if lookup == ContextLookup::Held {
             return Classified::Verify(hint);
         }
         let Some(identity) = hint.identity else {
             return Classified::Answer(context_not_found(request));
         };
+        if lookup == ContextLookup::KeyAtHand {
+            return Classified::Fetch {
+                identity,
+                key_id: hint.key_id,
+            };
+        }
         let budget = match self.guard {
             FetchGuard::Budget(budget) => budget,
             FetchGuard::BudgetThenEcho(budget) => {
-                if self.take_token(&budget, source, now_ms) {
+                if self.take_token(source, now_ms) {
                     return Classified::Fetch {
                         identity,
                         key_id: hint.key_id,
@@ -487,7 +678,7 @@ impl EmseGate {
                 let mut routable_source = Vec::with_capacity(1 + source.len());
                 routable_source.push(ROUTABLE_MARKER);
                 routable_source.extend_from_slice(source);
-                if self.take_token(&budget, &routable_source, now_ms) {
+                if self.take_token(&routable_source, now_ms) {
                     return Classified::Fetch {
                         identity,
                         key_id: hint.key_id,
@@ -506,7 +697,7 @@ impl EmseGate {
                 budget
             }
         };
-        if !self.take_token(&budget, source, now_ms) {
+        if !self.take_token(source, now_ms) {
             return Classified::Answer(service_unavailable(request, &budget));
         }
         Classified::Fetch {
@@ -548,37 +739,8 @@ impl EmseGate {
         answer
     }
 
-    fn take_token(&mut self, budget: &FetchBudgetConfig, source: &[u8], now_ms: u64) -> bool {
-        const TOKEN: u64 = 60_000;
-        let full = u64::from(budget.burst) * TOKEN;
-        let refill = |b: &mut Bucket| {
-            let gained = now_ms
-                .saturating_sub(b.last_ms)
-                .saturating_mul(u64::from(budget.per_minute));
-            b.units = b.units.saturating_add(gained).min(full);
-            b.last_ms = now_ms.max(b.last_ms);
-        };
-        if !self.buckets.contains_key(source) && self.buckets.len() >= budget.max_sources {
-            // Forget sources whose bucket has refilled: they are indistinguishable from new.
-            self.buckets.retain(|_, b| {
-                refill(b);
-                b.units < full
-            });
-            if self.buckets.len() >= budget.max_sources {
-                return false;
-            }
-        }
-        let bucket = self.buckets.entry(source.to_vec()).or_insert(Bucket {
-            units: full,
-            last_ms: now_ms,
-        });
-        refill(bucket);
-        if bucket.units >= TOKEN {
-            bucket.units -= TOKEN;
-            true
-        } else {
-            false
-        }
+    fn take_token(&mut self, source: &[u8], now_ms: u64) -> bool {
+        self.buckets.take(source, now_ms).is_ok()
     }
 }
 

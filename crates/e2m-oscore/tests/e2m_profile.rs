@@ -227,6 +227,92 @@ fn gate_routes_known_unknown_and_evicted_contexts() {
     assert_eq!(answer.code, Code::UNAUTHORIZED);
 }
 
+/// issue 16: a request whose key the EMSE has at hand goes to `Fetch` without a token; the
+/// budget still bounds the others.
+#[test]
+fn a_key_at_hand_spends_no_fetch_token() {
+    let mut gate = EmseGate::new(
+        FetchGuard::Budget(FetchBudgetConfig {
+            burst: 1,
+            per_minute: 0,
+            max_sources: 4,
+        }),
+        &[7; 32],
+        30_000,
+    );
+    let (mut ue, identity, key_id) = ue(0);
+    let (request, _) = ue.protect_request(&get(1), true).unwrap();
+    let source = b"10.0.0.1";
+    // The one token, on a fetch.
+    assert!(matches!(
+        gate.classify(&request, source, 0, |_| false),
+        Classified::Fetch { .. }
+    ));
+    // Spent: a request whose key is at hand still goes through, as often as it comes.
+    for _ in 0..10 {
+        match gate.classify_lookup(&request, source, 0, |_| ContextLookup::KeyAtHand) {
+            Classified::Fetch {
+                identity: i,
+                key_id: k,
+            } => assert_eq!((i, k), (identity.clone(), key_id)),
+            other => panic!("{other:?}"),
+        }
+    }
+    // One that needs the key server is refused (5.03): the budget is as it was.
+    let Classified::Answer(answer) =
+        gate.classify_lookup(&request, source, 0, |_| ContextLookup::Absent)
+    else {
+        panic!("fetched past the budget")
+    };
+    assert_eq!(answer.code, Code::SERVICE_UNAVAILABLE);
+    // Held is Verify, as `true` is.
+    assert!(matches!(
+        gate.classify_lookup(&request, source, 0, |_| ContextLookup::Held),
+        Classified::Verify(_)
+    ));
+}
+
+/// The token-bucket arithmetic the gate and the DTLS server share: burst, refill in exact
+/// integer steps, the wait until the next token, give-back capped at the burst, and the
+/// bounded table.
+#[test]
+fn fetch_buckets_take_refill_give_back_and_bound_sources() {
+    use std::time::Duration;
+    let mut b: FetchBuckets<Vec<u8>> = FetchBuckets::new(FetchBudgetConfig {
+        burst: 3,
+        per_minute: 30,
+        max_sources: 2,
+    });
+    let (one, two, three) = (&[1u8][..], &[2u8][..], &[3u8][..]);
+    for _ in 0..3 {
+        assert_eq!(b.take(one, 0), Ok(()));
+    }
+    // 30 per minute: a token every 2,000 ms; 1,999 ms in, 1 ms short.
+    assert_eq!(b.take(one, 0), Err(Some(Duration::from_secs(2))));
+    assert_eq!(b.take(one, 1_999), Err(Some(Duration::from_millis(1))));
+    assert_eq!(b.take(one, 2_000), Ok(()));
+    // Give-back: one token per call, never past the burst.
+    for _ in 0..10 {
+        b.give_back(one, 2_000);
+    }
+    for _ in 0..3 {
+        assert_eq!(b.take(one, 2_000), Ok(()));
+    }
+    assert!(b.take(one, 2_000).is_err());
+    // A source not tracked gains nothing from a give-back.
+    b.give_back(two, 2_000);
+    assert_eq!(b.sources(), 1);
+    assert_eq!(b.take(two, 2_000), Ok(()));
+    // Two sources tracked, both spent: a third is refused until one has refilled.
+    assert_eq!(b.take(three, 2_000), Err(None));
+    // 2 s later `two` is full again (2 + 1 tokens) and so forgotten; `one` (1 token) is not.
+    assert_eq!(b.take(three, 4_000), Ok(()));
+    assert_eq!(b.sources(), 2);
+    assert_eq!(b.take(one, 4_000), Ok(()));
+    assert!(b.take(one, 4_000).is_err(), "one kept its state");
+    assert_eq!(b.config().burst, 3);
+}
+
 #[test]
 fn fetch_budget_bounds_each_source() {
     let budget = FetchBudgetConfig {

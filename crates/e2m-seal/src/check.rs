@@ -84,7 +84,13 @@ impl Keyring {
         let kek = self
             .get(version)
             .ok_or(SealError::UnknownKekVersion(version))?;
-        seal_value(kek, &check_aad(FORMAT, version), CHECK_PLAINTEXT, nonce).map(CheckRecord)
+        seal_value(
+            kek,
+            check_aad(FORMAT, version).as_bytes(),
+            CHECK_PLAINTEXT,
+            nonce,
+        )
+        .map(CheckRecord)
     }
 
     /// Verifies one stored check record against the keyring; returns its version.
@@ -95,8 +101,12 @@ impl Keyring {
     pub fn verify_check_record(&self, record: &CheckRecord) -> Result<KekVersion, CheckError> {
         let version = record.kek_version();
         let kek = self.get(version).ok_or(CheckError::MissingKek(version))?;
-        let plain = open_value(kek, &check_aad(record.0.format(), version), &record.0)
-            .map_err(|_| CheckError::WrongKek(version))?;
+        let plain = open_value(
+            kek,
+            check_aad(record.0.format(), version).as_bytes(),
+            &record.0,
+        )
+        .map_err(|_| CheckError::WrongKek(version))?;
         if bool::from(plain.ct_eq(CHECK_PLAINTEXT)) {
             Ok(version)
         } else {

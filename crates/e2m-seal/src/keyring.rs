@@ -6,7 +6,7 @@ use e2m_kdf::E2mIntKey;
 use zeroize::Zeroizing;
 
 use crate::aead::NotAuthentic;
-use crate::record::{Aad, FORMAT, Sealed};
+use crate::record::{FORMAT, Sealed};
 use crate::{
     IntKeyRecord, Kek, KekVersion, KeyringError, OpenError, SealError, SealNonce, SealedKey,
 };
@@ -45,7 +45,7 @@ impl Keyring {
     }
 
     /// The newest KEK: the one [`seal`](Self::seal) uses.
-    fn newest(&self) -> &Kek {
+    pub(crate) fn newest(&self) -> &Kek {
         // Never empty (checked in `new`); `last` on a non-empty Vec is `Some`.
         let last = self.keks.len() - 1;
         &self.keks[last]
@@ -85,7 +85,7 @@ impl Keyring {
     ) -> Result<SealedKey, SealError> {
         let kek = self.newest();
         let aad = record.associated_data(FORMAT, kek.version());
-        seal_value(kek, &aad, key.expose_secret(), nonce).map(SealedKey)
+        seal_value(kek, aad.as_bytes(), key.expose_secret(), nonce).map(SealedKey)
     }
 
     /// Opens `sealed` as the key of `record`.
@@ -105,7 +105,7 @@ impl Keyring {
             .get(version)
             .ok_or(OpenError::UnknownKekVersion(version))?;
         let aad = record.associated_data(sealed.0.format(), version);
-        let plain = open_value(kek, &aad, &sealed.0)
+        let plain = open_value(kek, aad.as_bytes(), &sealed.0)
             .map_err(|NotAuthentic| OpenError::NotAuthentic(version))?;
         Ok(E2mIntKey::from_array(*plain))
     }
@@ -122,7 +122,7 @@ impl fmt::Debug for Keyring {
 /// Seals 32 octets under `kek` with `aad` and `nonce`; the plaintext copy is zeroized.
 pub(crate) fn seal_value(
     kek: &Kek,
-    aad: &Aad,
+    aad: &[u8],
     plaintext: &[u8; 32],
     nonce: SealNonce,
 ) -> Result<Sealed, SealError> {
@@ -130,7 +130,7 @@ pub(crate) fn seal_value(
     let mut buffer = Zeroizing::new(*plaintext);
     let tag = kek
         .cipher()
-        .seal_in_place(&nonce, aad.as_bytes(), buffer.as_mut_slice())
+        .seal_in_place(&nonce, aad, buffer.as_mut_slice())
         .map_err(|NotAuthentic| SealError::CipherRefused)?;
     Ok(Sealed::assemble(kek.version(), &nonce, &buffer, &tag))
 }
@@ -139,15 +139,11 @@ pub(crate) fn seal_value(
 /// buffer, and nothing but an error is returned if the tag does not verify.
 pub(crate) fn open_value(
     kek: &Kek,
-    aad: &Aad,
+    aad: &[u8],
     sealed: &Sealed,
 ) -> Result<Zeroizing<[u8; 32]>, NotAuthentic> {
     let mut buffer = Zeroizing::new(sealed.ciphertext());
-    kek.cipher().open_in_place(
-        &sealed.nonce(),
-        aad.as_bytes(),
-        buffer.as_mut_slice(),
-        &sealed.tag(),
-    )?;
+    kek.cipher()
+        .open_in_place(&sealed.nonce(), aad, buffer.as_mut_slice(), &sealed.tag())?;
     Ok(buffer)
 }

@@ -9,6 +9,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod aead;
+mod akma;
 mod check;
 mod error;
 #[cfg(feature = "fs")]
@@ -17,6 +18,7 @@ mod kek;
 mod keyring;
 mod record;
 
+pub use akma::AkmaKeyRecord;
 pub use check::{CheckRecord, StartupCheck};
 pub use error::{CheckError, KekFileError, KeyringError, OpenError, SealError};
 #[cfg(all(feature = "fs", feature = "getrandom"))]
@@ -30,6 +32,7 @@ pub use keyring::Keyring;
 pub use record::{FORMAT, IntKeyRecord, SealNonce, SealedKey};
 
 // The types a backend names when it calls this crate, so that it needs no other import.
-pub use e2m_kdf::E2mIntKey;
+pub use e2m_kdf::{E2mIntKey, Kakma};
+pub use e2m_keyid::akma::{AKid, UeId};
 pub use e2m_keyid::{Imsi, KeyId};
 pub use e2m_types::Timestamp;

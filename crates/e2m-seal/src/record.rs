@@ -29,6 +29,7 @@ pub(crate) const SEALED_LEN: usize = HEADER_LEN + NONCE_LEN + 32 + TAG_LEN;
 /// intermediate key, and a later kind, e.g. sealed session state, gets its own label).
 pub(crate) const LABEL_INT_KEY: &[u8] = b"e2m-seal int-key";
 pub(crate) const LABEL_CHECK: &[u8] = b"e2m-seal check";
+pub(crate) const LABEL_K_AKMA: &[u8] = b"e2m-seal k-akma";
 
 /// Where an intermediate key belongs: the clear fields a backend stores beside its sealed
 /// bytes (and indexes by), all of which are bound into the sealed value's associated data.
@@ -96,17 +97,18 @@ impl<'a> IntKeyRecord<'a> {
     }
 }
 
-/// Associated data built on the stack (at most 58 octets for an intermediate key).
-pub(crate) struct Aad {
-    bytes: [u8; 64],
+/// Associated data built on the stack, in a buffer of `N` octets (64 holds an intermediate
+/// key's 58; an AKMA record's needs [`crate::akma`]'s larger bound).
+pub(crate) struct Aad<const N: usize = 64> {
+    bytes: [u8; N],
     len: usize,
 }
 
-impl Aad {
+impl<const N: usize> Aad<N> {
     /// `len(label) ‖ label ‖ format ‖ KEK version`: the prefix every kind shares.
-    pub(crate) fn start(label: &[u8], format: u8, kek: KekVersion) -> Aad {
+    pub(crate) fn start(label: &[u8], format: u8, kek: KekVersion) -> Aad<N> {
         let mut aad = Aad {
-            bytes: [0; 64],
+            bytes: [0; N],
             len: 0,
         };
         aad.push(&[u8::try_from(label.len()).unwrap_or(u8::MAX)]);
@@ -116,8 +118,8 @@ impl Aad {
         aad
     }
 
-    fn push(&mut self, part: &[u8]) {
-        // Every caller's total is a compile-time bound under 64 (see `associated_data`);
+    pub(crate) fn push(&mut self, part: &[u8]) {
+        // Every caller's total is a compile-time bound under N (see `associated_data`);
         // `get_mut` keeps an impossible overflow from panicking.
         if let Some(dst) = self.bytes.get_mut(self.len..self.len + part.len()) {
             dst.copy_from_slice(part);
@@ -316,7 +318,7 @@ mod tests {
         assert_eq!(aad.as_bytes(), &expected[..]);
         assert_eq!(aad.as_bytes().len(), 58);
 
-        let check = Aad::start(LABEL_CHECK, FORMAT, KekVersion::new(2).unwrap());
+        let check: Aad = Aad::start(LABEL_CHECK, FORMAT, KekVersion::new(2).unwrap());
         let mut expected = vec![14u8];
         expected.extend_from_slice(b"e2m-seal check");
         expected.extend_from_slice(&[2, 0, 0, 0, 2]);

@@ -1,7 +1,9 @@
 //! Certificate generation for tests, examples and demos (feature `pki-gen`): a CA, the
-//! EMKS, the HSS and one certificate per EMSE, issued with rcgen and written as a
-//! [`PkiDir`]. An operator's deployment uses its own PKI and only [`PkiDir`] /
-//! [`Credentials`](super::Credentials) from the parent module.
+//! EMKS, the HSS and two certificates per EMSE (its client certificate and its callback
+//! endpoint's server certificate), issued with rcgen and written as a [`PkiDir`]. An
+//! operator's deployment uses its own PKI and only [`PkiDir`] /
+//! [`Credentials`](super::Credentials) from the parent module; the parent module's docs
+//! say which rules about roles and names it must keep.
 
 use std::fmt;
 use std::fs;
@@ -17,7 +19,10 @@ use rcgen::{
 };
 use zeroize::Zeroizing;
 
-use super::{CA_FILE, DEFAULT_VALIDITY, NodeName, PeerIdentity, PkiDir, PkiError, file_stem};
+use super::{
+    CA_FILE, DEFAULT_EMKS_HOST, DEFAULT_HSS_HOST, DEFAULT_VALIDITY, NodeName, PeerIdentity, PkiDir,
+    PkiError, callback_file_stem, file_stem,
+};
 
 /// One issued certificate with its key, in PEM.
 struct Issued {
@@ -31,23 +36,41 @@ struct Issued {
 pub struct PkiSpec {
     /// The EMKS's node name (its `urn:e2m:emks:` identity).
     pub emks: NodeName,
+    /// The EMKS's host name (a dNSName in its certificate that no other certificate of
+    /// this PKI carries): what a client on a stock HTTP stack checks (see [`super`]).
+    /// Never `localhost`: the EMSE callback certificates carry that.
+    pub emks_host: String,
     /// The HSS's node name.
     pub hss: NodeName,
-    /// One client certificate per EMSE_Id.
+    /// The HSS's host name, a dNSName of its certificate: its Diameter identity
+    /// (Origin-Host), which a Diameter peer over TLS binds to the certificate (RFC 6733
+    /// §13; crate `e2m-diameter-push`). The certificate stays `clientAuth` only.
+    pub hss_host: String,
+    /// Other Diameter nodes (relay agents) to issue a certificate for, by Diameter identity:
+    /// `serverAuth` and `clientAuth`, the identity as dNSName, no `urn:e2m:` identity (a
+    /// relay has no e2m role), written as `<identity>.pem` and `.key` (the layout
+    /// freeDiameter test configurations read). Each must be a lower-case DNS name with at
+    /// least two labels.
+    pub diameter_nodes: Vec<String>,
+    /// One client certificate and one callback certificate per EMSE_Id.
     pub emses: Vec<EmseId>,
     /// How long every certificate (and the CA) is valid from now.
     pub validity: Duration,
 }
 
 impl PkiSpec {
-    /// The usual names (`emks`, `hss`) for the given EMSEs, valid for [`DEFAULT_VALIDITY`].
+    /// The usual names (`emks`, `hss`, the EMKS host [`DEFAULT_EMKS_HOST`]) for the given
+    /// EMSEs, valid for [`DEFAULT_VALIDITY`].
     ///
     /// # Errors
     /// Never in practice (the fixed names are valid); typed for symmetry.
     pub fn new(emses: Vec<EmseId>) -> Result<PkiSpec, PkiError> {
         Ok(PkiSpec {
             emks: NodeName::new("emks")?,
+            emks_host: DEFAULT_EMKS_HOST.to_owned(),
             hss: NodeName::new("hss")?,
+            hss_host: DEFAULT_HSS_HOST.to_owned(),
+            diameter_nodes: Vec::new(),
             emses,
             validity: DEFAULT_VALIDITY,
         })
@@ -60,6 +83,8 @@ pub struct GeneratedPki {
     emks: Issued,
     hss: Issued,
     emses: Vec<Issued>,
+    emse_callbacks: Vec<Issued>,
+    diameter_nodes: Vec<(String, Issued)>,
 }
 
 impl fmt::Debug for GeneratedPki {
@@ -99,9 +124,12 @@ fn base_params(identity: &PeerIdentity, validity: Duration) -> Result<Certificat
     Ok(params)
 }
 
+/// The names of the demo's loopback host, which every role listens on.
+const LOOPBACK_HOST: &str = "localhost";
+
 fn add_loopback_names(params: &mut CertificateParams) -> Result<(), PkiError> {
     params.subject_alt_names.push(SanType::DnsName(
-        "localhost"
+        LOOPBACK_HOST
             .try_into()
             .map_err(|_| PkiError::InvalidName("localhost"))?,
     ));
@@ -109,6 +137,45 @@ fn add_loopback_names(params: &mut CertificateParams) -> Result<(), PkiError> {
         .subject_alt_names
         .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
     Ok(())
+}
+
+/// A Diameter node's identity as a certificate file stem: a host name with two labels or
+/// more, so that it can be no other file's stem (`ca`, `emks`, `hss`, `emse-…`,
+/// `callback-…`).
+fn diameter_node_name(host: &str) -> Result<SanType, PkiError> {
+    if !host.contains('.') || host.starts_with("emse-") || host.starts_with("callback-") {
+        return Err(PkiError::InvalidName(
+            "a Diameter node needs a host name of two labels or more",
+        ));
+    }
+    emks_host_name(host)
+}
+
+/// The EMKS's own host name: a DNS name (RFC 1123 labels, lower case so that one
+/// spelling names it) that no other certificate of this PKI carries.
+fn emks_host_name(host: &str) -> Result<SanType, PkiError> {
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(PkiError::InvalidName(
+            "EMKS host must be a lower-case DNS name",
+        ));
+    }
+    if host == LOOPBACK_HOST || host.parse::<IpAddr>().is_ok() {
+        return Err(PkiError::InvalidName(
+            "EMKS host must be a name no EMSE certificate carries",
+        ));
+    }
+    Ok(SanType::DnsName(host.try_into().map_err(|_| {
+        PkiError::InvalidName("EMKS host is not IA5")
+    })?))
 }
 
 fn issue(
@@ -126,16 +193,25 @@ fn issue(
 }
 
 impl GeneratedPki {
-    /// Generates a CA (ECDSA P-256) and issues every certificate of `spec`.
+    /// Generates a CA (ECDSA P-256) and issues every certificate of `spec`, each with one
+    /// role (see [`super`], "Roles and names"):
     ///
-    /// - EMKS: `serverAuth` + `clientAuth`, SANs `localhost`, `127.0.0.1` and
-    ///   `urn:e2m:emks:<name>`;
-    /// - HSS: `clientAuth`, SAN `urn:e2m:hss:<name>`;
-    /// - each EMSE: `clientAuth` + `serverAuth` (its notification endpoint), SANs
-    ///   `urn:e2m:emse:<EMSE_Id>`, `localhost`, `127.0.0.1`.
+    /// - EMKS: `serverAuth` + `clientAuth` (it posts notifications), SANs
+    ///   `urn:e2m:emks:<name>`, the dNSName `spec.emks_host` (no other certificate has it),
+    ///   and `localhost`, `127.0.0.1` (for the demo's e2m clients, which check the role);
+    /// - HSS: `clientAuth`, SANs `urn:e2m:hss:<name>` and the dNSName `spec.hss_host` (its
+    ///   Diameter identity);
+    /// - each EMSE, its client certificate: `clientAuth` only, SANs
+    ///   `urn:e2m:emse:<EMSE_Id>` and the hosts where the EMKS may call it back
+    ///   (`localhost`, `127.0.0.1`);
+    /// - each EMSE, its callback certificate (its notification endpoint's): `serverAuth`
+    ///   only, SANs `urn:e2m:emse:<EMSE_Id>`, `localhost`, `127.0.0.1`;
+    /// - each of `spec.diameter_nodes` (relay agents): `serverAuth` + `clientAuth`, its
+    ///   identity as dNSName, no `urn:e2m:` identity.
     ///
     /// # Errors
-    /// [`PkiError::Generate`] if rcgen fails.
+    /// [`PkiError::Generate`] if rcgen fails, [`PkiError::InvalidName`] if
+    /// `spec.emks_host` is not a DNS name or is one an EMSE certificate carries.
     pub fn generate(spec: &PkiSpec) -> Result<GeneratedPki, PkiError> {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::default();
@@ -157,6 +233,9 @@ impl GeneratedPki {
 
         let emks_id = PeerIdentity::Emks(spec.emks.clone());
         let mut emks_params = base_params(&emks_id, spec.validity)?;
+        emks_params
+            .subject_alt_names
+            .push(emks_host_name(&spec.emks_host)?);
         add_loopback_names(&mut emks_params)?;
         emks_params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
@@ -166,19 +245,61 @@ impl GeneratedPki {
 
         let hss_id = PeerIdentity::Hss(spec.hss.clone());
         let mut hss_params = base_params(&hss_id, spec.validity)?;
+        if spec.hss_host == spec.emks_host {
+            return Err(PkiError::InvalidName("the HSS host must not be the EMKS's"));
+        }
+        hss_params
+            .subject_alt_names
+            .push(emks_host_name(&spec.hss_host)?);
         hss_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let hss = issue(&issuer, hss_id, &hss_params)?;
 
+        let mut diameter_nodes = Vec::with_capacity(spec.diameter_nodes.len());
+        for host in &spec.diameter_nodes {
+            let san = diameter_node_name(host)?;
+            if *host == spec.emks_host || *host == spec.hss_host {
+                return Err(PkiError::InvalidName(
+                    "a Diameter node's host must be its own",
+                ));
+            }
+            let mut params = CertificateParams::default();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::OrganizationName, "e2m demo");
+            dn.push(DnType::CommonName, host.as_str());
+            params.distinguished_name = dn;
+            params.not_before = emks_params.not_before;
+            params.not_after = emks_params.not_after;
+            params.subject_alt_names.push(san);
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.use_authority_key_identifier_extension = true;
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let key = KeyPair::generate()?;
+            let cert = params.signed_by(&key, &issuer)?;
+            diameter_nodes.push((
+                host.clone(),
+                Issued {
+                    identity: PeerIdentity::Emks(spec.emks.clone()),
+                    cert_pem: cert.pem(),
+                    key_pem: Zeroizing::new(key.serialize_pem()),
+                },
+            ));
+        }
+
         let mut emses = Vec::with_capacity(spec.emses.len());
+        let mut emse_callbacks = Vec::with_capacity(spec.emses.len());
         for emse in &spec.emses {
             let id = PeerIdentity::Emse(emse.clone());
             let mut params = base_params(&id, spec.validity)?;
+            // The client certificate names its callback hosts too: the EMKS accepts a
+            // callback only on a host the registering EMSE's certificate names.
             add_loopback_names(&mut params)?;
-            params.extended_key_usages = vec![
-                ExtendedKeyUsagePurpose::ClientAuth,
-                ExtendedKeyUsagePurpose::ServerAuth,
-            ];
-            emses.push(issue(&issuer, id, &params)?);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            emses.push(issue(&issuer, id.clone(), &params)?);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            emse_callbacks.push(issue(&issuer, id, &params)?);
         }
         // `issuer` (the CA key) is dropped here: nothing more can be issued.
         Ok(GeneratedPki {
@@ -186,6 +307,8 @@ impl GeneratedPki {
             emks,
             hss,
             emses,
+            emse_callbacks,
+            diameter_nodes,
         })
     }
 
@@ -199,11 +322,22 @@ impl GeneratedPki {
             source,
         })?;
         write_file(&dir.join(CA_FILE), self.ca_pem.as_bytes(), false)?;
-        for issued in std::iter::once(&self.emks)
+        let clients = std::iter::once(&self.emks)
             .chain(std::iter::once(&self.hss))
             .chain(&self.emses)
-        {
-            let stem = file_stem(&issued.identity);
+            .map(|issued| (file_stem(&issued.identity), issued));
+        let callbacks = self
+            .emse_callbacks
+            .iter()
+            .filter_map(|issued| match &issued.identity {
+                PeerIdentity::Emse(id) => Some((callback_file_stem(id), issued)),
+                _ => None,
+            });
+        let nodes = self
+            .diameter_nodes
+            .iter()
+            .map(|(host, issued)| (host.clone(), issued));
+        for (stem, issued) in clients.chain(callbacks).chain(nodes) {
             write_file(
                 &dir.join(format!("{stem}.pem")),
                 issued.cert_pem.as_bytes(),

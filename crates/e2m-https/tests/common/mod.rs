@@ -9,10 +9,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use e2m_emks::EmksConfig;
 use e2m_https::client::EmksClient;
 use e2m_https::delivery::DeliveryOptions;
 use e2m_https::emks::EmksServerOptions;
-use e2m_https::notify::{NotificationServer, start_notification_endpoint};
+use e2m_https::notify::{NotificationServer, endpoint_limits, start_notification_endpoint};
 use e2m_https::pki::{GeneratedPki, PkiDir, PkiSpec};
 use e2m_https::server::Limits;
 use e2m_kdf::E2mIntKey;
@@ -34,6 +35,13 @@ pub fn emse(id: &str) -> EmseId {
 
 pub fn imsi(n: u64) -> Imsi {
     Imsi::new(&format!("00101{n:010}")).unwrap()
+}
+
+/// The EMKS configuration of tests whose EMSE endpoints listen on ephemeral ports of
+/// 127.0.0.1 (which the test certificates name): certificate-named hosts may use any port
+/// from 1024 up, not only 443.
+pub fn loopback_config() -> EmksConfig {
+    EmksConfig::default().allow_certificate_callback_ports(1024..=65535)
 }
 
 /// Retries after 1 s, then 2 s at most, and a short lease: a test sees recovery in seconds.
@@ -76,12 +84,22 @@ impl TestPki {
 
     /// EMSE `who`'s notification endpoint, listening on `addr`.
     pub async fn endpoint_on(&self, addr: SocketAddr, who: &str) -> NotificationServer {
+        self.endpoint_with(addr, who, endpoint_limits()).await
+    }
+
+    /// EMSE `who`'s notification endpoint, listening on `addr`, under `limits`.
+    pub async fn endpoint_with(
+        &self,
+        addr: SocketAddr,
+        who: &str,
+        limits: Limits,
+    ) -> NotificationServer {
         let ca = self.dir.ca_certificates().unwrap();
         start_notification_endpoint(
             TcpListener::bind(addr).await.unwrap(),
-            &self.dir.emse(&emse(who)).unwrap(),
+            &self.dir.emse_callback(&emse(who)).unwrap(),
             &ca,
-            Limits::default(),
+            limits,
         )
         .unwrap()
     }

@@ -356,6 +356,44 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Feeds `script` (e.g. a `pg_dump`) to psql on the cluster's database, stopping at
+    /// the first error.
+    pub(crate) fn psql_script(&self, script: &[u8]) {
+        use std::io::Write as _;
+        let mut child = self
+            .command("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                USER,
+                "-d",
+                DATABASE,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run psql");
+        child
+            .stdin
+            .take()
+            .expect("psql stdin")
+            .write_all(script)
+            .expect("write to psql");
+        let out = child.wait_with_output().expect("psql");
+        assert!(
+            out.status.success(),
+            "psql script: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub(crate) fn server_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }

@@ -29,3 +29,5 @@ pub(crate) fn fresh(base: &Path, config: RedbStoreConfig) -> RedbStore {
     let dir = base.join(format!("store-{}", N.fetch_add(1, Ordering::Relaxed)));
     RedbStore::open(dir, keyring(), config).expect("open a fresh store")
 }
+
+pub(crate) mod tmpfs;
