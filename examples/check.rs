@@ -164,7 +164,7 @@ struct EmksArgs {
     /// How long the EMKS serves an intermediate key after its creation, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 86_400)]
     key_max_age: u64,
-    /// Where the checker's notification endpoint listens (mutual TLS, EMSE A's
+    /// Where the checker's notification endpoint listens (mutual TLS, EMSE A's callback
     /// certificate).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     callback_listen: SocketAddr,

@@ -37,6 +37,9 @@ impl Drop for Proc {
 /// `check init` into a new directory (removed when dropped).
 struct Deployment {
     dir: PathBuf,
+    /// The port of the checker's callback endpoint, which the EMKS is told to allow
+    /// (`--callback-allow 127.0.0.1:PORT`; by default it calls back on port 443 only).
+    callback_port: u16,
 }
 
 impl Deployment {
@@ -58,7 +61,14 @@ impl Deployment {
             String::from_utf8_lossy(&printed.stdout),
             std::fs::read_to_string(dir.join("provision.csv")).unwrap()
         );
-        Deployment { dir }
+        // A free port now (a race with another process taking it is harmless here: the
+        // checker's bind would fail loudly).
+        let callback_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Deployment { dir, callback_port }
     }
 
     fn pki(&self) -> PathBuf {
@@ -81,6 +91,8 @@ fn start_emks(d: &Deployment, store_args: &[&str], env: &[(&str, &str)]) -> (Pro
         .arg("--provision-file")
         .arg(d.dir.join("provision.csv"))
         .args(["--allow-imsi", "emse-a"])
+        .arg("--callback-allow")
+        .arg(format!("127.0.0.1:{}", d.callback_port))
         .args(store_args)
         .env("RUST_LOG", "warn");
     for (k, v) in env {
@@ -154,7 +166,19 @@ fn assert_all_passed(code: Option<i32>, report: &serde_json::Value, text: &str) 
 }
 
 fn check_emks(d: &Deployment, url: &str) {
-    let (code, report, text) = check(d, &["emks", "--url", url, "--imsi-emse", "emse-a"]);
+    let listen = format!("127.0.0.1:{}", d.callback_port);
+    let (code, report, text) = check(
+        d,
+        &[
+            "emks",
+            "--url",
+            url,
+            "--imsi-emse",
+            "emse-a",
+            "--callback-listen",
+            &listen,
+        ],
+    );
     assert_all_passed(code, &report, &text);
 }
 

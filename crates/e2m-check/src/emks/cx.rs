@@ -552,7 +552,10 @@ impl EmksCx {
                 CallbackServer::start(
                     self.t.callback_listen,
                     self.t.callback_host.as_deref(),
-                    &self.t.emse_a.credentials,
+                    self.t
+                        .callback_credentials
+                        .as_ref()
+                        .unwrap_or(&self.t.emse_a.credentials),
                     &self.t.ca,
                 )
                 .await

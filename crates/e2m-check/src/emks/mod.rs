@@ -77,6 +77,10 @@ pub struct EmksTarget {
     /// The host the callback URI names (default: the listening IP address). It must be a
     /// host the first EMSE's certificate names, or one the EMKS allows.
     pub callback_host: Option<String>,
+    /// The certificate and key the notification endpoint serves (`serverAuth`, naming the
+    /// callback host; e2m's layout: `callback-<EMSE_Id>.pem`). `None`: the first EMSE's
+    /// client credentials, for a PKI whose EMSE certificates carry `serverAuth` too.
+    pub callback_credentials: Option<Credentials>,
     /// Time allowed for one HTTP exchange.
     pub request_timeout: Duration,
     /// Time allowed for a notification to arrive.
@@ -121,6 +125,7 @@ impl EmksTarget {
             profile: E2mProfile::PROVISIONAL,
             callback_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             callback_host: None,
+            callback_credentials: None,
             request_timeout: Duration::from_secs(10),
             notification_wait: Duration::from_secs(10),
             expiry_notification_wait: None,
@@ -132,7 +137,9 @@ impl EmksTarget {
     }
 
     /// A target from a PKI directory in e2m's layout (`ca.pem`, `hss.pem` + `hss.key`,
-    /// `emse-<EMSE_Id>.pem` + `.key`; what `emks gen-pki` and `check init` write).
+    /// `emse-<EMSE_Id>.pem` + `.key`, and for the first EMSE's notification endpoint
+    /// `callback-<EMSE_Id>.pem` + `.key` when present; what `emks gen-pki` and `check init`
+    /// write).
     ///
     /// # Errors
     /// A message naming the file that could not be loaded.
@@ -147,14 +154,21 @@ impl EmksTarget {
         let hss = pki.hss().map_err(|e| e.to_string())?;
         let a = pki.emse(emse_a).map_err(|e| e.to_string())?;
         let b = pki.emse(emse_b).map_err(|e| e.to_string())?;
-        Ok(EmksTarget::new(
+        let callback = if pki.callback_paths_for(emse_a).0.exists() {
+            Some(pki.emse_callback(emse_a).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let mut target = EmksTarget::new(
             url,
             ca,
             hss,
             EmseCredentials::new(emse_a.clone(), a),
             EmseCredentials::new(emse_b.clone(), b),
             plan,
-        ))
+        );
+        target.callback_credentials = callback;
+        Ok(target)
     }
 }
 

@@ -55,11 +55,14 @@ impl Drop for TestPki {
 }
 
 /// The EMKS configuration the checker's default target expects: e2m's profile, EMSE A
-/// allowed to name UEs by IMSI.
+/// allowed to name UEs by IMSI, callbacks to the hosts an EMSE's certificate names on any
+/// unprivileged port (the checker's callback endpoint listens on an ephemeral port of
+/// 127.0.0.1, which EMSE A's test certificate names).
 pub fn config() -> EmksConfig {
     EmksConfig::new(E2mProfile::PROVISIONAL)
         .unwrap()
         .allow_imsi(&emse("emse-a"))
+        .allow_certificate_callback_ports(1024..=65535)
 }
 
 /// Provisions the checker's plan for EMSE A and EMSE B.
