@@ -87,7 +87,10 @@ fn main() {
         let plan = UePlan::standard().unwrap();
         let config = EmksConfig::new(E2mProfile::PROVISIONAL)
             .unwrap()
-            .allow_imsi(&a);
+            .allow_imsi(&a)
+            // The checker's callback endpoint: 127.0.0.1 (named by EMSE A's certificate)
+            // on an ephemeral port.
+            .allow_certificate_callback_ports(1024..=65535);
         let core = Arc::new(Emks::in_memory(config));
         for (emse, app, imsi) in plan.provisioning(&[a.clone(), b.clone()]) {
             core.identities()

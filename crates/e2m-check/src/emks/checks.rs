@@ -933,6 +933,54 @@ async fn subscribe_created(cx: &EmksCx) -> Outcome {
     Ok("201 with Location /e2m/v1/subscriptions/{id} and a valid result; DELETE 204".into())
 }
 
+/// More subscriptions of one EMSE to one UE than e2m's per-UE bound on a push's fan-out
+/// (4): an EMKS that bounds them makes the oldest give way (as for sessions), so that an
+/// EMSE that restarted without unsubscribing is never locked out of its UEs' events.
+const SUBSCRIPTIONS_TO_ONE_UE: usize = 8;
+
+async fn subscribe_never_locked_out(cx: &EmksCx) -> Outcome {
+    let ue = cx.plan().shared(34);
+    let _session = cx.register(Who::A).await?;
+    let mut newest = None;
+    for i in 0..SUBSCRIPTIONS_TO_ONE_UE {
+        let sub = cx
+            .subscribe(
+                Who::A,
+                EventSet::single(EventType::KeyAvailable),
+                Some(app(ue)),
+            )
+            .await
+            .map_err(|stop| match stop {
+                Stop::Fail(e) => Stop::Fail(format!(
+                    "subscription {} of {SUBSCRIPTIONS_TO_ONE_UE} to one UE: {e}",
+                    i + 1
+                )),
+                other => other,
+            })?;
+        newest = Some(sub);
+    }
+    let Some(newest) = newest else {
+        fail!("no subscription made");
+    };
+    // The newest subscription is live: a push reaches it.
+    let pushed = cx.push_fresh(ue).await?;
+    let callback = cx.callback().await?;
+    let key_hex = format!("<keyId>{:08x}</keyId>", pushed.key_id);
+    let seen = callback
+        .wait_for(1, cx.t.notification_wait, &|r| {
+            for_subscription(r, newest) && String::from_utf8_lossy(&r.body).contains(&key_hex)
+        })
+        .await;
+    ensure!(
+        !seen.is_empty(),
+        "no key-available notification to the newest of {SUBSCRIPTIONS_TO_ONE_UE} subscriptions within {} s of a push",
+        cx.t.notification_wait.as_secs()
+    );
+    Ok(format!(
+        "{SUBSCRIPTIONS_TO_ONE_UE} subscriptions of one EMSE to one UE: every one 201; the newest notified of a push"
+    ))
+}
+
 async fn subscribe_all_ues(cx: &EmksCx) -> Outcome {
     let permitted = [Who::A, Who::B].into_iter().find(|&w| cx.imsi_allowed(w));
     let refused = [Who::B, Who::A].into_iter().find(|&w| !cx.imsi_allowed(w));
@@ -1527,7 +1575,18 @@ async fn binding_malformed_xml(cx: &EmksCx) -> Outcome {
 
 async fn binding_bad_query(cx: &EmksCx) -> Outcome {
     let ue = cx.plan().shared(28);
-    let pushed = cx.push_fresh(ue).await?;
+    // A key id with a hex letter in it, so that its upper-case spelling differs (a random
+    // one has none about once in 43).
+    let mut pushed = cx.push_fresh(ue).await?;
+    for _ in 0..16 {
+        if format!("{:08x}", pushed.key_id)
+            .bytes()
+            .any(|b| b.is_ascii_alphabetic())
+        {
+            break;
+        }
+        pushed = cx.push_fresh(ue).await?;
+    }
     let session = cx.register(Who::A).await?;
     let good = KeyRequest {
         session_id: session.copy_secret(),
@@ -1839,6 +1898,12 @@ pub(super) static CHECKS: &[CheckDef<EmksCx>] = check_table![EmksCx;
         clause: "6.x.2.2.2 (subscription)",
         sends: "POST /e2m/v1/subscriptions (key-available, one UE, the checker's callback), then DELETE",
         expects: "201, a valid subscriptionResult, Location: /e2m/v1/subscriptions/{id}; 204",
+    },
+    subscribe_never_locked_out => {
+        name: "subscribe.never-locked-out",
+        clause: "e2m binding (an EMSE that lost its subscriptions is never locked out)",
+        sends: "8 key-available subscriptions of EMSE A to one UE (twice e2m's per-UE bound), then a push for the UE",
+        expects: "201 every time (an EMKS that bounds them lets the oldest make way); a key-available notification to the newest",
     },
     subscribe_all_ues => {
         name: "subscribe.all-ues",
