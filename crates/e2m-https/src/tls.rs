@@ -105,14 +105,68 @@ fn root_store(ca: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, TlsS
     Ok(Arc::new(roots))
 }
 
-/// A client certificate verifier that adds the e2m identity check to webpki's.
-#[derive(Debug)]
-struct IdentityClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-    accepted: Vec<Role>,
+/// A check added to webpki's verification of a peer's certificate: it sees the end-entity
+/// certificate once webpki has verified its chain and validity (and, for a server, the
+/// name the client asked for), and says whether this peer may stand at the other end.
+/// Another transport over the same PKI (the Diameter push, for one) states its own rule
+/// with it and keeps everything else of the profile.
+pub type CertificateCheck = Arc<dyn Fn(&CertificateDer<'_>) -> bool + Send + Sync>;
+
+/// Mandatory client certificates chaining to `ca` (webpki, the profile's algorithms),
+/// then `check`: a certificate that fails it fails the handshake with
+/// `ApplicationVerificationFailure`.
+///
+/// # Errors
+/// [`TlsSetupError`] if the CA is unusable.
+pub fn checked_client_verifier(
+    ca: &[CertificateDer<'static>],
+    check: CertificateCheck,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsSetupError> {
+    let inner = WebPkiClientVerifier::builder_with_provider(root_store(ca)?, profile_provider())
+        .build()
+        .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
+    Ok(Arc::new(CheckedClientVerifier { inner, check }))
 }
 
-impl ClientCertVerifier for IdentityClientVerifier {
+/// Server certificates chaining to `ca` and valid for the name connected to (webpki, the
+/// profile's algorithms), then `check`.
+///
+/// # Errors
+/// [`TlsSetupError`] if the CA is unusable.
+pub fn checked_server_verifier(
+    ca: &[CertificateDer<'static>],
+    check: CertificateCheck,
+) -> Result<Arc<dyn ServerCertVerifier>, TlsSetupError> {
+    let inner = WebPkiServerVerifier::builder_with_provider(root_store(ca)?, profile_provider())
+        .build()
+        .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
+    Ok(Arc::new(CheckedServerVerifier { inner, check }))
+}
+
+fn application_check(passed: bool) -> Result<(), Error> {
+    if passed {
+        Ok(())
+    } else {
+        Err(Error::InvalidCertificate(
+            CertificateError::ApplicationVerificationFailure,
+        ))
+    }
+}
+
+struct CheckedClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    check: CertificateCheck,
+}
+
+impl core::fmt::Debug for CheckedClientVerifier {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CheckedClientVerifier")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCertVerifier for CheckedClientVerifier {
     fn offer_client_auth(&self) -> bool {
         true
     }
@@ -135,15 +189,8 @@ impl ClientCertVerifier for IdentityClientVerifier {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        match PeerIdentity::from_certificate(end_entity) {
-            Ok(id) if self.accepted.contains(&id.role()) => Ok(verified),
-            Ok(_) => Err(Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            )),
-            Err(_) => Err(Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            )),
-        }
+        application_check((self.check)(end_entity))?;
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -180,15 +227,14 @@ pub fn server_config(
     ca: &[CertificateDer<'static>],
     accepted: &[Role],
 ) -> Result<Arc<ServerConfig>, TlsSetupError> {
-    let provider = profile_provider();
-    let inner = WebPkiClientVerifier::builder_with_provider(root_store(ca)?, provider.clone())
-        .build()
-        .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
-    let verifier = Arc::new(IdentityClientVerifier {
-        inner,
-        accepted: accepted.to_vec(),
-    });
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let accepted = accepted.to_vec();
+    let verifier = checked_client_verifier(
+        ca,
+        Arc::new(move |cert: &CertificateDer<'_>| {
+            PeerIdentity::from_certificate(cert).is_ok_and(|id| accepted.contains(&id.role()))
+        }),
+    )?;
+    let mut config = ServerConfig::builder_with_provider(profile_provider())
         .with_protocol_versions(PROFILE_VERSIONS)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(credentials.chain.clone(), credentials.key())?;
@@ -221,13 +267,20 @@ impl ExpectedServer {
     }
 }
 
-#[derive(Debug)]
-struct IdentityServerVerifier {
+struct CheckedServerVerifier {
     inner: Arc<WebPkiServerVerifier>,
-    expected: ExpectedServer,
+    check: CertificateCheck,
 }
 
-impl ServerCertVerifier for IdentityServerVerifier {
+impl core::fmt::Debug for CheckedServerVerifier {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CheckedServerVerifier")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerCertVerifier for CheckedServerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -243,12 +296,8 @@ impl ServerCertVerifier for IdentityServerVerifier {
             ocsp_response,
             now,
         )?;
-        match PeerIdentity::from_certificate(end_entity) {
-            Ok(id) if self.expected.accepts(&id) => Ok(verified),
-            _ => Err(Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            )),
-        }
+        application_check((self.check)(end_entity))?;
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -285,12 +334,13 @@ pub fn client_config(
     ca: &[CertificateDer<'static>],
     expected: ExpectedServer,
 ) -> Result<ClientConfig, TlsSetupError> {
-    let provider = profile_provider();
-    let inner = WebPkiServerVerifier::builder_with_provider(root_store(ca)?, provider.clone())
-        .build()
-        .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
-    let verifier = Arc::new(IdentityServerVerifier { inner, expected });
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let verifier = checked_server_verifier(
+        ca,
+        Arc::new(move |cert: &CertificateDer<'_>| {
+            PeerIdentity::from_certificate(cert).is_ok_and(|id| expected.accepts(&id))
+        }),
+    )?;
+    let mut config = ClientConfig::builder_with_provider(profile_provider())
         .with_protocol_versions(PROFILE_VERSIONS)?
         .dangerous() // Not dangerous: the custom verifier *adds* a check to webpki's.
         .with_custom_certificate_verifier(verifier)

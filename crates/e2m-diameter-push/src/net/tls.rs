@@ -8,16 +8,11 @@
 use std::sync::Arc;
 
 use e2m_https::pki::{Credentials, IdentityUriError, PeerIdentity, Role};
-use e2m_https::tls::{PROFILE_VERSIONS, TlsSetupError, profile_provider};
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, Error, RootCertStore,
-    SignatureScheme,
+use e2m_https::tls::{
+    PROFILE_VERSIONS, TlsSetupError, checked_client_verifier, checked_server_verifier,
+    profile_provider,
 };
+use rustls::pki_types::CertificateDer;
 
 /// A node's TLS material: its certificate chain and key, and the CA its peers chain to.
 pub struct DiameterTls {
@@ -35,19 +30,6 @@ impl core::fmt::Debug for DiameterTls {
     }
 }
 
-fn roots(ca: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, TlsSetupError> {
-    let mut roots = RootCertStore::empty();
-    for cert in ca {
-        roots
-            .add(cert.clone())
-            .map_err(|e| TlsSetupError::Roots(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(TlsSetupError::Roots("no CA certificate".into()));
-    }
-    Ok(Arc::new(roots))
-}
-
 /// Whether a verified certificate may stand for `role`: it carries no `urn:e2m:` identity
 /// (a Diameter node's certificate: a relay agent, an operator's HSS), or one of that role.
 fn role_allows(end_entity: &CertificateDer<'_>, role: Role) -> bool {
@@ -55,118 +37,6 @@ fn role_allows(end_entity: &CertificateDer<'_>, role: Role) -> bool {
         Ok(id) => id.role() == role,
         Err(IdentityUriError::Missing) => true,
         Err(_) => false,
-    }
-}
-
-#[derive(Debug)]
-struct ClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-}
-
-impl ClientCertVerifier for ClientVerifier {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        true
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        if role_allows(end_entity, Role::Hss) {
-            Ok(verified)
-        } else {
-            Err(Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-#[derive(Debug)]
-struct ServerVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-}
-
-impl ServerCertVerifier for ServerVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        let verified = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        if role_allows(end_entity, Role::Emks) {
-            Ok(verified)
-        } else {
-            Err(Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
     }
 }
 
@@ -178,13 +48,13 @@ impl ServerCertVerifier for ServerVerifier {
 ///
 /// [`TlsSetupError`] if the CA or the credentials are unusable.
 pub fn emks_server_config(tls: &DiameterTls) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
-    let provider = profile_provider();
-    let inner = WebPkiClientVerifier::builder_with_provider(roots(&tls.ca)?, provider.clone())
-        .build()
-        .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let verifier = checked_client_verifier(
+        &tls.ca,
+        Arc::new(|cert: &CertificateDer<'_>| role_allows(cert, Role::Hss)),
+    )?;
+    let mut config = rustls::ServerConfig::builder_with_provider(profile_provider())
         .with_protocol_versions(PROFILE_VERSIONS)?
-        .with_client_cert_verifier(Arc::new(ClientVerifier { inner }))
+        .with_client_cert_verifier(verifier)
         .with_single_cert(tls.credentials.chain.clone(), tls.credentials.key())?;
     config.max_early_data_size = 0;
     Ok(Arc::new(config))
@@ -198,14 +68,14 @@ pub fn emks_server_config(tls: &DiameterTls) -> Result<Arc<rustls::ServerConfig>
 ///
 /// [`TlsSetupError`] if the CA or the credentials are unusable.
 pub fn hss_client_config(tls: &DiameterTls) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
-    let provider = profile_provider();
-    let inner = WebPkiServerVerifier::builder_with_provider(roots(&tls.ca)?, provider.clone())
-        .build()
-        .map_err(|e| TlsSetupError::Verifier(e.to_string()))?;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let verifier = checked_server_verifier(
+        &tls.ca,
+        Arc::new(|cert: &CertificateDer<'_>| role_allows(cert, Role::Emks)),
+    )?;
+    let config = rustls::ClientConfig::builder_with_provider(profile_provider())
         .with_protocol_versions(PROFILE_VERSIONS)?
         .dangerous() // Not dangerous: the verifier adds a check to webpki's.
-        .with_custom_certificate_verifier(Arc::new(ServerVerifier { inner }))
+        .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(tls.credentials.chain.clone(), tls.credentials.key())?;
     Ok(Arc::new(config))
 }
