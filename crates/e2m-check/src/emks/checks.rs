@@ -1776,7 +1776,7 @@ pub(super) static CHECKS: &[CheckDef<EmksCx>] = check_table![EmksCx;
     push_short_hash => {
         name: "push.short-hash",
         clause: "6.x.2.1 key identifier, alternative 2",
-        sends: "a push with <shortHash/>, then a fetch by the short hash the checker computes",
+        sends: "a push with `<shortHash/>`, then a fetch by the short hash the checker computes",
         expects: "204; 200 with the key derived from the pushed e2m_int_key",
     },
     push_same_key_id_replaces => {
@@ -1914,7 +1914,7 @@ pub(super) static CHECKS: &[CheckDef<EmksCx>] = check_table![EmksCx;
     subscribe_callback_host => {
         name: "subscribe.callback-host",
         clause: "e2m binding (callbacks only to hosts the certificate names)",
-        sends: "a subscription whose callback is https://callback.invalid/…",
+        sends: "a subscription whose callback is `https://callback.invalid/…`",
         expects: "403 emse-not-authorized",
     },
     subscribe_key_in_use_refused => {

@@ -535,7 +535,7 @@ pub(super) static CHECKS: &[CheckDef<EmseCx>] = check_table![EmseCx;
     handshake => {
         name: "dtls.handshake",
         clause: "6.x.2.3 steps 1-8",
-        sends: "a DTLS 1.2 PSK handshake with psk_identity e2m1.<key id>.<identity> and the e2m_key derived for the EMSE_Id, then a CoAP GET",
+        sends: "a DTLS 1.2 PSK handshake with psk_identity `e2m1.<key id>.<identity>` and the e2m_key derived for the EMSE_Id, then a CoAP GET",
         expects: "the handshake completes; the GET is answered",
     },
     wrong_key => {
@@ -546,7 +546,7 @@ pub(super) static CHECKS: &[CheckDef<EmseCx>] = check_table![EmseCx;
     },
     psk_identity_format => {
         name: "dtls.psk-identity-format",
-        clause: "6.x.2.3 step 4; e2m psk_identity (e2m1.<key id>.<identity>)",
+        clause: "6.x.2.3 step 4; e2m psk_identity (`e2m1.<key id>.<identity>`)",
         sends: "a handshake whose psk_identity is the application identity alone",
         expects: "a fatal alert; never a completed handshake",
     },
