@@ -261,8 +261,7 @@ async fn what_crosses_the_wire_validates_against_the_openapi_files() {
         "status": null, "response": null, "callback": true}),
     );
 
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2m-akma/tests/openapi_check.py");
+    let script = openapi_check_script();
     let mut child = Command::new("python3")
         .arg(&script)
         .stdin(Stdio::piped())
@@ -299,4 +298,30 @@ async fn what_crosses_the_wire_validates_against_the_openapi_files() {
         p.shutdown().await;
     }
     aanf.server.shutdown().await;
+}
+
+/// e2m-akma's validator script (beside the OpenAPI files it vendors): in the workspace at
+/// `crates/e2m-akma`, or, when the packages are tested unpacked (`.ci/package`), in the
+/// sibling directory `e2m-akma-<version>`.
+fn openapi_check_script() -> std::path::PathBuf {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let parent = here.parent().expect("a parent directory");
+    let mut candidates = vec![parent.join("e2m-akma")];
+    if let Ok(entries) = std::fs::read_dir(parent) {
+        candidates.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("e2m-akma-"))
+                }),
+        );
+    }
+    candidates
+        .into_iter()
+        .map(|dir| dir.join("tests/openapi_check.py"))
+        .find(|script| script.exists())
+        .expect("e2m-akma's tests/openapi_check.py beside this crate")
 }
