@@ -15,7 +15,7 @@ pub use messages::{
 };
 pub use problem::{InvalidParam, ProblemDetails, cause};
 pub use types::{NotifUri, SupportedFeatures, ValueError};
-pub use wire::{JsonBody, MAX_BODY};
+pub use wire::{JsonBody, MAX_BODY, SecretBuffer};
 
 /// The identifier crate whose types (`Supi`, `Gpsi`, `AKid`, `AfId`) the bodies hold.
 pub use e2m_keyid;

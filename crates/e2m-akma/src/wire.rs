@@ -8,9 +8,12 @@
 //! straight from the caller's buffer: no copy of a key is made on the way in (the caller
 //! wipes its buffer, or lets [`JsonBody::from_json_wiping`] do it).
 //!
-//! Writing: into one buffer reserved at [`MAX_BODY`] octets, so that it never grows (a grown
-//! `Vec` leaves its old contents in freed memory), returned as `Zeroizing<Vec<u8>>`; a key is
-//! written as hex from a stack buffer that is wiped afterwards.
+//! Writing: into a [`SecretBuffer`], which grows by copy-then-wipe (a `Vec` that
+//! reallocates leaves its old contents in freed memory) and never past [`MAX_BODY`],
+//! returned as `Zeroizing<Vec<u8>>`; a key is written as hex from a stack buffer that is
+//! wiped afterwards. The buffer starts at [`SecretBuffer::TYPICAL`] octets, which holds
+//! every AKMA body but the rare long ones: reserving the whole bound each time cost an
+//! 8 KiB allocation and an 8 KiB wipe per message (issue 18's profile).
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -66,16 +69,125 @@ pub(crate) fn parse<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, 
     Ok(serde_json::from_slice(body)?)
 }
 
-/// Writes `value` into a buffer that never reallocates below [`MAX_BODY`].
+/// Writes `value` into a [`SecretBuffer`] bounded by [`MAX_BODY`].
 pub(crate) fn write<T: Serialize>(value: &T) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(MAX_BODY));
-    // Serialising these structs of strings cannot fail; an error would leave a partial body,
-    // so it is replaced by an empty one, which every reader refuses.
-    if serde_json::to_writer(&mut *out, value).is_err() {
-        out.zeroize();
-        out.clear();
+    let mut out = SecretBuffer::new(SecretBuffer::TYPICAL, MAX_BODY);
+    // Serialising these structs of strings cannot fail but for a body over MAX_BODY; an
+    // error would leave a partial body, so it is replaced by an empty one, which every
+    // reader refuses.
+    if serde_json::to_writer(&mut out, value).is_err() {
+        return Zeroizing::new(Vec::new());
     }
-    out
+    out.into_inner()
+}
+
+/// A byte buffer for a body that may hold a key: it grows by copying into a new allocation
+/// and wiping the old one, never past its bound, and is wiped when dropped.
+///
+/// ```
+/// use e2m_akma::{MAX_BODY, SecretBuffer};
+///
+/// let mut body = SecretBuffer::new(4, MAX_BODY);
+/// body.extend(b"{\"kaf\":")?;          // grown: the 4-octet buffer was wiped first
+/// body.extend(b"\"00\"}")?;
+/// assert_eq!(body.as_slice(), b"{\"kaf\":\"00\"}");
+/// assert!(SecretBuffer::new(0, 4).extend(b"12345").is_err()); // past its bound
+/// # Ok::<(), e2m_akma::DecodeError>(())
+/// ```
+pub struct SecretBuffer {
+    bytes: Zeroizing<Vec<u8>>,
+    max: usize,
+}
+
+impl SecretBuffer {
+    /// A capacity that holds every usual AKMA body (the largest, an `AkmaAfKeyData` with a
+    /// 253-octet NAI SUPI and a GPSI, is about 700 octets).
+    pub const TYPICAL: usize = 1024;
+
+    /// An empty buffer with room for `initial` octets (at most `max`) that refuses to hold
+    /// more than `max`.
+    #[must_use]
+    pub fn new(initial: usize, max: usize) -> SecretBuffer {
+        SecretBuffer {
+            bytes: Zeroizing::new(Vec::with_capacity(initial.min(max))),
+            max,
+        }
+    }
+
+    /// Appends `data`, growing by copy-then-wipe if needed.
+    ///
+    /// # Errors
+    /// [`DecodeError::TooLarge`] if the buffer would hold more than its bound; the buffer
+    /// is left as it was.
+    pub fn extend(&mut self, data: &[u8]) -> Result<(), DecodeError> {
+        let len = self.bytes.len().saturating_add(data.len());
+        if len > self.max {
+            return Err(DecodeError::TooLarge { len, max: self.max });
+        }
+        if len > self.bytes.capacity() {
+            let capacity = len
+                .max(self.bytes.capacity().saturating_mul(2))
+                .min(self.max);
+            let mut grown = Zeroizing::new(Vec::with_capacity(capacity));
+            grown.extend_from_slice(&self.bytes);
+            // The old allocation is wiped (all of its capacity) as it is dropped here.
+            self.bytes = grown;
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// The octets held.
+    #[must_use]
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The octets held, to be read and wiped in place (as [`JsonBody::from_json_wiping`]).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+
+    /// How many octets are held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether no octet is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The octets as a buffer wiped when dropped.
+    #[must_use]
+    pub fn into_inner(self) -> Zeroizing<Vec<u8>> {
+        self.bytes
+    }
+}
+
+/// The octets are not shown: they may be a key.
+impl core::fmt::Debug for SecretBuffer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SecretBuffer")
+            .field("len", &self.bytes.len())
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+/// For serialisers (`serde_json::to_writer`): a write past the bound fails whole.
+impl std::io::Write for SecretBuffer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.extend(data)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An attribute that must be present.

@@ -428,3 +428,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Appending chunks holds their concatenation while it fits the bound; a chunk that
+    /// would not fit is refused and leaves the buffer as it was.
+    #[test]
+    fn secret_buffer_holds_what_fits(
+        initial in 0usize..64,
+        max in 0usize..512,
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 0..12),
+    ) {
+        let mut buffer = e2m_akma::SecretBuffer::new(initial, max);
+        let mut expected = Vec::new();
+        for chunk in &chunks {
+            let fits = expected.len() + chunk.len() <= max;
+            prop_assert_eq!(buffer.extend(chunk).is_ok(), fits);
+            if fits {
+                expected.extend_from_slice(chunk);
+            }
+            prop_assert_eq!(buffer.as_slice(), &expected[..]);
+            prop_assert_eq!(buffer.len(), expected.len());
+        }
+        let shown = format!("{buffer:?}");
+        prop_assert!(!shown.contains('['), "octets in Debug: {}", shown);
+        prop_assert_eq!(&buffer.into_inner()[..], &expected[..]);
+    }
+}
