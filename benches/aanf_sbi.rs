@@ -17,6 +17,7 @@
 //! cargo bench --bench aanf_sbi
 //! E2M_BENCH_SECS=10 E2M_BENCH_STREAMS=64 E2M_BENCH_CONNECTIONS=1 cargo bench --bench aanf_sbi
 //! E2M_BENCH_SKIP_CRITERION=1 cargo bench --bench aanf_sbi      # the table only
+//! E2M_BENCH_ONLY=akma E2M_BENCH_SKIP_CRITERION=1 cargo bench --bench aanf_sbi  # one side, for a profiler
 //! ```
 //!
 //! Both servers and the client share the process and the machine's cores; wall-clock
@@ -350,9 +351,23 @@ fn main() {
     let (warmup, measure) = (Duration::from_secs(1), Duration::from_secs(secs));
     let mut best: [Option<Run>; 2] = [None, None];
     for _ in 0..rounds.max(1) {
+        let only = std::env::var("E2M_BENCH_ONLY").unwrap_or_default();
         let runs = runtime.block_on(async {
-            let a = load(retrieve.clone(), inflight, warmup, measure).await;
-            let e = load(fetch.clone(), inflight, warmup, measure).await;
+            let idle = || Run {
+                elapsed: measure,
+                latencies: vec![Duration::from_secs(1)],
+                cpu: None,
+            };
+            let a = if only == "e2m" {
+                idle()
+            } else {
+                load(retrieve.clone(), inflight, warmup, measure).await
+            };
+            let e = if only == "akma" {
+                idle()
+            } else {
+                load(fetch.clone(), inflight, warmup, measure).await
+            };
             [a, e]
         });
         println!(

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -29,12 +29,9 @@ use e2m_akma::{
 };
 use e2m_https::pki::Credentials;
 use e2m_https::tls::TlsSetupError;
-use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper::client::conn::http2::SendRequest;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, StatusCode, Uri};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use zeroize::Zeroizing;
@@ -63,7 +60,7 @@ pub enum ClientError {
     NotH2,
     /// HTTP/2 failed (connection or stream error).
     #[error("HTTP/2: {0}")]
-    Http(#[from] hyper::Error),
+    Http(#[from] h2::Error),
     /// No answer within the client's timeout.
     #[error("no answer in time")]
     Timeout,
@@ -265,7 +262,7 @@ pub struct SbiClient {
 struct Inner {
     target: Target,
     connect_to: Option<SocketAddr>,
-    slots: Vec<tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>>,
+    slots: Vec<tokio::sync::Mutex<Option<Connection>>>,
     next: AtomicUsize,
     token: Option<HeaderValue>,
     timeout: Duration,
@@ -364,7 +361,7 @@ impl SbiClient {
         self.with(|i| i.timeout = timeout)
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+    async fn connect(&self) -> Result<Connection, ClientError> {
         let target = &self.inner.target;
         let address = match self.inner.connect_to {
             Some(address) => address,
@@ -378,13 +375,7 @@ impl SbiClient {
             .await
             .map_err(ClientError::Connect)?;
         let _ = tcp.set_nodelay(true);
-        let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .max_header_list_size(16 * 1024);
-        let send = match &target.tls {
+        match &target.tls {
             Some((config, name)) => {
                 let tls = tokio_rustls::TlsConnector::from(config.clone())
                     .connect(name.clone(), tcp)
@@ -393,28 +384,22 @@ impl SbiClient {
                 if tls.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
                     return Err(ClientError::NotH2);
                 }
-                let (send, connection) = builder.handshake(TokioIo::new(tls)).await?;
-                tokio::spawn(connection);
-                send
+                Connection::start(tls).await
             }
-            None => {
-                let (send, connection) = builder.handshake(TokioIo::new(tcp)).await?;
-                tokio::spawn(connection);
-                send
-            }
-        };
-        Ok(send)
+            None => Connection::start(tcp).await,
+        }
     }
 
     /// A live connection from the next slot (opened if needed); its slot index.
-    async fn sender(&self) -> Result<(SendRequest<Full<Bytes>>, usize), ClientError> {
+    async fn sender(&self) -> Result<(h2::client::SendRequest<Bytes>, usize), ClientError> {
         let index = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.slots.len();
         let mut slot = self.inner.slots[index].lock().await;
-        if let Some(send) = slot.as_ref().filter(|send| !send.is_closed()) {
-            return Ok((send.clone(), index));
+        if let Some(connection) = slot.as_ref().filter(|c| !c.closed.load(Ordering::Acquire)) {
+            return Ok((connection.send.clone(), index));
         }
-        let send = self.connect().await?;
-        *slot = Some(send.clone());
+        let connection = self.connect().await?;
+        let send = connection.send.clone();
+        *slot = Some(connection);
         Ok((send, index))
     }
 
@@ -422,7 +407,7 @@ impl SbiClient {
         *self.inner.slots[index].lock().await = None;
     }
 
-    fn request(&self, path: &str, body: &[u8]) -> Result<hyper::Request<Full<Bytes>>, ClientError> {
+    fn request(&self, path: &str) -> Result<hyper::Request<()>, ClientError> {
         let target = &self.inner.target;
         let uri = format!(
             "{}://{}{}{}",
@@ -437,7 +422,7 @@ impl SbiClient {
             builder = builder.header(header::AUTHORIZATION, token.clone());
         }
         builder
-            .body(Full::new(Bytes::copy_from_slice(body)))
+            .body(())
             .map_err(|_| ClientError::Url("path is not a URI path"))
     }
 
@@ -448,25 +433,35 @@ impl SbiClient {
     /// # Errors
     /// [`ClientError`] for anything but an answer (any status is an answer here).
     pub async fn post(&self, path: &str, body: &[u8]) -> Result<Reply, ClientError> {
+        self.post_wiped(path, Zeroizing::new(body.to_vec())).await
+    }
+
+    /// [`SbiClient::post`] of a body that may hold a key: sent without a copy, wiped when
+    /// the request is done.
+    pub(crate) async fn post_wiped(
+        &self,
+        path: &str,
+        body: Zeroizing<Vec<u8>>,
+    ) -> Result<Reply, ClientError> {
+        let body = crate::respond::wiped_bytes(body);
         let attempt = async {
             let mut last = None;
             for _ in 0..2 {
-                let (mut send, index) = self.sender().await?;
-                let request = self.request(path, body)?;
-                let sent = async {
-                    send.ready().await?;
-                    send.send_request(request).await
-                };
-                match sent.await {
-                    Ok(response) => return self.read(response).await,
-                    // No answer on this connection: a new one, once.
-                    Err(error) if error.is_closed() || error.is_canceled() => {
+                let (send, index) = self.sender().await?;
+                let request = self.request(path)?;
+                match self.exchange(send, request, body.clone()).await {
+                    Ok(reply) => return Ok(reply),
+                    // Refused before any processing (GOAWAY past this stream, REFUSED_STREAM:
+                    // RFC 9113 §8.7) or the connection gone: a new connection, once.
+                    Err(Exchange::NotProcessed(error)) => {
                         self.forget(index).await;
-                        last = Some(ClientError::Http(error));
+                        last = Some(error);
                     }
-                    Err(error) => {
-                        self.forget(index).await;
-                        return Err(ClientError::Http(error));
+                    Err(Exchange::Failed(error)) => {
+                        if matches!(&error, ClientError::Http(e) if e.is_io() || e.is_go_away()) {
+                            self.forget(index).await;
+                        }
+                        return Err(error);
                     }
                 }
             }
@@ -477,11 +472,39 @@ impl SbiClient {
             .map_err(|_| ClientError::Timeout)?
     }
 
-    async fn read(
+    /// Sends one request on `send` and reads its whole answer.
+    async fn exchange(
         &self,
-        response: hyper::Response<hyper::body::Incoming>,
-    ) -> Result<Reply, ClientError> {
-        let (parts, body) = response.into_parts();
+        send: h2::client::SendRequest<Bytes>,
+        request: hyper::Request<()>,
+        body: Bytes,
+    ) -> Result<Reply, Exchange> {
+        let not_processed = |error: h2::Error| {
+            if error.is_io()
+                || error.is_go_away()
+                || error.reason() == Some(h2::Reason::REFUSED_STREAM)
+            {
+                Exchange::NotProcessed(ClientError::Http(error))
+            } else {
+                Exchange::Failed(ClientError::Http(error))
+            }
+        };
+        let mut send = send.ready().await.map_err(not_processed)?;
+        let end_of_stream = body.is_empty();
+        let (answer, mut stream) = send
+            .send_request(request, end_of_stream)
+            .map_err(not_processed)?;
+        if !end_of_stream {
+            // The body is buffered by h2 and sent as the stream's window allows; AKMA bodies
+            // are far below the default window.
+            stream.send_data(body, true).map_err(not_processed)?;
+        }
+        let answer = answer.await.map_err(not_processed)?;
+        self.read(answer).await.map_err(Exchange::Failed)
+    }
+
+    async fn read(&self, answer: hyper::Response<h2::RecvStream>) -> Result<Reply, ClientError> {
+        let (parts, mut body) = answer.into_parts();
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -494,30 +517,105 @@ impl SbiClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let mut out = Zeroizing::new(Vec::with_capacity(self.inner.max_answer));
-        let mut body = Limited::new(body, self.inner.max_answer);
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| match e.downcast::<hyper::Error>() {
-                Ok(e) => ClientError::Http(*e),
-                Err(_) => ClientError::Unexpected {
-                    status: parts.status.as_u16(),
-                },
-            })?;
-            if let Some(data) = frame.data_ref() {
-                if out.len() + data.len() > out.capacity() {
-                    return Err(ClientError::Unexpected {
-                        status: parts.status.as_u16(),
-                    });
-                }
-                out.extend_from_slice(data);
-            }
+        // Room for the declared length (most answers are one DATA frame of it), grown by
+        // copy-then-wipe otherwise: a key answer leaves no copy in freed memory, and no
+        // answer costs a `max_answer` allocation and wipe.
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(e2m_akma::SecretBuffer::TYPICAL);
+        let mut out = e2m_akma::SecretBuffer::new(declared, self.inner.max_answer);
+        let too_long = || ClientError::Unexpected {
+            status: parts.status.as_u16(),
+        };
+        while let Some(data) = body.data().await {
+            let data = data?;
+            // Returned to the window at once: the octets are kept here, not in h2.
+            let _ = body.flow_control().release_capacity(data.len());
+            out.extend(&data).map_err(|_| too_long())?;
         }
         Ok(Reply {
             status: parts.status,
             content_type,
             retry_after,
-            body: out,
+            body: out.into_inner(),
         })
+    }
+}
+
+/// How one exchange failed: before the server processed the request (safe to send again
+/// on another connection), or otherwise.
+enum Exchange {
+    NotProcessed(ClientError),
+    Failed(ClientError),
+}
+
+/// One HTTP/2 connection of an [`SbiClient`]: the handle to open streams on it, and whether
+/// the task driving it has ended.
+struct Connection {
+    send: h2::client::SendRequest<Bytes>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Connection {
+    /// Pings an idle or busy connection this often (as hyper's client did for this crate)
+    /// and drops it when no PONG comes back in [`Connection::KEEP_ALIVE_TIMEOUT`].
+    const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+    const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The HTTP/2 handshake on `io`, and a task driving the connection until it ends.
+    async fn start<IO>(io: IO) -> Result<Connection, ClientError>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (send, mut connection) = h2::client::Builder::new()
+            .enable_push(false)
+            .max_header_list_size(16 * 1024)
+            .handshake::<_, Bytes>(io)
+            .await?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let ended = closed.clone();
+        let mut ping = connection.ping_pong();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(
+                tokio::time::Instant::now() + Self::KEEP_ALIVE_INTERVAL,
+                Self::KEEP_ALIVE_INTERVAL,
+            );
+            loop {
+                tokio::select! {
+                    ended = &mut connection => {
+                        if let Err(error) = ended {
+                            tracing::debug!(%error, "HTTP/2 client connection ended");
+                        }
+                        break;
+                    }
+                    _ = ticks.tick() => {
+                        let Some(ping) = ping.as_mut() else { continue };
+                        let pong = tokio::time::timeout(
+                            Self::KEEP_ALIVE_TIMEOUT,
+                            ping.ping(h2::Ping::opaque()),
+                        );
+                        // The connection is driven while the PONG is awaited.
+                        tokio::select! {
+                            ended = &mut connection => {
+                                if let Err(error) = ended {
+                                    tracing::debug!(%error, "HTTP/2 client connection ended");
+                                }
+                                break;
+                            }
+                            answered = pong => if !matches!(answered, Ok(Ok(_))) {
+                                tracing::debug!("no PONG in time: HTTP/2 client connection dropped");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            ended.store(true, Ordering::Release);
+        });
+        Ok(Connection { send, closed })
     }
 }
 
@@ -556,7 +654,7 @@ impl AusfClient {
     pub async fn register(&self, info: &AkmaKeyInfo) -> Result<AkmaKeyInfo, ClientError> {
         let reply = self
             .sbi
-            .post(Operation::RegisterAnchorKey.path(), &info.to_json())
+            .post_wiped(Operation::RegisterAnchorKey.path(), info.to_json())
             .await?;
         reply
             .decode(false)?
@@ -571,9 +669,9 @@ impl AusfClient {
     pub async fn remove(&self, supi: Supi) -> Result<(), ClientError> {
         let reply = self
             .sbi
-            .post(
+            .post_wiped(
                 Operation::RemoveContext.path(),
-                &CtxRemove { supi }.to_json(),
+                CtxRemove { supi }.to_json(),
             )
             .await?;
         match reply.status {
@@ -627,7 +725,7 @@ impl AfClient {
         request: &AkmaAfKeyRequest,
     ) -> Result<Option<AkmaAfKeyData>, ClientError> {
         self.sbi
-            .post(Operation::RetrieveApplicationKey.path(), &request.to_json())
+            .post_wiped(Operation::RetrieveApplicationKey.path(), request.to_json())
             .await?
             .decode(true)
     }
@@ -642,7 +740,7 @@ impl AfClient {
         request: &AkmaAfKeyRequest,
     ) -> Result<Option<NefAkmaAfKeyData>, ClientError> {
         self.sbi
-            .post(Operation::NefRetrieve.path(), &request.to_json())
+            .post_wiped(Operation::NefRetrieve.path(), request.to_json())
             .await?
             .decode(true)
     }
@@ -774,7 +872,7 @@ impl Notifier {
         let origin = format!("{scheme}://{authority}");
         let path = parsed.path_and_query().map_or("/", |p| p.as_str());
         let client = self.client_for(&origin)?;
-        let reply = client.post(path, &body.to_json()).await?;
+        let reply = client.post_wiped(path, body.to_json()).await?;
         if reply.status.is_success() {
             Ok(())
         } else {

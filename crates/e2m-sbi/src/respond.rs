@@ -24,6 +24,12 @@ impl AsRef<[u8]> for Wiped {
     }
 }
 
+/// `body` as `Bytes` that wipe it when the last reference goes (a request or answer that
+/// may hold a key).
+pub(crate) fn wiped_bytes(body: Zeroizing<Vec<u8>>) -> Bytes {
+    Bytes::from_owner(Wiped(body))
+}
+
 fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
@@ -32,7 +38,7 @@ fn status(code: u16) -> StatusCode {
 /// wiped when dropped and `Cache-Control: no-store` is set (RFC 9111 §5.2.2.5), so that no
 /// cache on the way keeps the key.
 pub fn json(code: u16, body: Zeroizing<Vec<u8>>, secret: bool) -> HttpResponse {
-    let mut response = hyper::Response::new(Full::new(Bytes::from_owner(Wiped(body))));
+    let mut response = hyper::Response::new(Full::new(wiped_bytes(body)));
     *response.status_mut() = status(code);
     response.headers_mut().insert(
         header::CONTENT_TYPE,

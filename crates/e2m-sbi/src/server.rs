@@ -743,11 +743,14 @@ where
             let shared = shared.clone();
             let peer = peer.clone();
             let busy = activity.begin();
-            async move {
+            // Boxed: hyper spawns a task per stream holding this future, and the future of
+            // a whole request is a few KiB that the spawn and the task's end would otherwise
+            // copy (issue 18's profile: 2.5 % of the CPU in those copies).
+            Box::pin(async move {
                 let response = handle_request(&shared, peer, request).await;
                 drop(busy);
                 Ok::<_, Infallible>(response)
-            }
+            })
         })
     };
     let builder = h2_builder(&shared.limits);
