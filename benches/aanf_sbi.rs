@@ -6,8 +6,12 @@
 //! 1. criterion: the latency of one request at a time on a warm connection
 //!    (`aanf-h2/retrieve`, `e2m-h1/fetch`);
 //! 2. throughput: `E2M_BENCH_STREAMS` requests in flight (default 32) for
-//!    `E2M_BENCH_SECS` (default 3) per round, `E2M_BENCH_ROUNDS` rounds (default 2)
-//!    alternating the targets, the best round of each kept. The AKMA client multiplexes
+//!    `E2M_BENCH_SECS` (default 3) per round, `E2M_BENCH_ROUNDS` rounds (default 5), each
+//!    running both targets back to back (which goes first alternates), so that a round's
+//!    ratio compares two runs taken under the same conditions. The table gives the best
+//!    round of each target; the ratio reported is the **median of the rounds' ratios**,
+//!    which a slow spell of a shared machine moves far less than a best-of-rounds ratio
+//!    (rounds on this VM move by up to 2× when its neighbours are busy). The AKMA client multiplexes
 //!    them over `E2M_BENCH_CONNECTIONS` HTTP/2 connections (default 2); the e2m client
 //!    (reqwest, HTTP/1.1 keep-alive) needs one connection per request in flight. A table
 //!    gives requests/s, p50 and p99 latency and the CPU time of this process per request,
@@ -166,7 +170,7 @@ fn main() {
     let secs = env_or("E2M_BENCH_SECS", 3);
     let inflight = env_or("E2M_BENCH_STREAMS", 32) as usize;
     let connections = env_or("E2M_BENCH_CONNECTIONS", 2) as usize;
-    let rounds = env_or("E2M_BENCH_ROUNDS", 2) as usize;
+    let rounds = env_or("E2M_BENCH_ROUNDS", 5) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -350,7 +354,8 @@ fn main() {
     // 2. throughput with `inflight` requests in flight.
     let (warmup, measure) = (Duration::from_secs(1), Duration::from_secs(secs));
     let mut best: [Option<Run>; 2] = [None, None];
-    for _ in 0..rounds.max(1) {
+    let mut ratios = Vec::new();
+    for round in 0..rounds.max(1) {
         let only = std::env::var("E2M_BENCH_ONLY").unwrap_or_default();
         let runs = runtime.block_on(async {
             let idle = || Run {
@@ -358,20 +363,33 @@ fn main() {
                 latencies: vec![Duration::from_secs(1)],
                 cpu: None,
             };
-            let a = if only == "e2m" {
-                idle()
-            } else {
-                load(retrieve.clone(), inflight, warmup, measure).await
+            let akma = async {
+                if only == "e2m" {
+                    idle()
+                } else {
+                    load(retrieve.clone(), inflight, warmup, measure).await
+                }
             };
-            let e = if only == "akma" {
-                idle()
-            } else {
-                load(fetch.clone(), inflight, warmup, measure).await
+            let e2m = async {
+                if only == "akma" {
+                    idle()
+                } else {
+                    load(fetch.clone(), inflight, warmup, measure).await
+                }
             };
-            [a, e]
+            if round % 2 == 0 {
+                let a = akma.await;
+                [a, e2m.await]
+            } else {
+                let e = e2m.await;
+                [akma.await, e]
+            }
         });
+        let ratio = runs[0].per_second() / runs[1].per_second();
+        ratios.push(ratio);
         println!(
-            "  round: AKMA h2 {:>8.0} req/s, e2m HTTP/1.1 {:>8.0} req/s",
+            "  round {}: AKMA h2 {:>8.0} req/s, e2m HTTP/1.1 {:>8.0} req/s, ratio {ratio:.2}",
+            round + 1,
             runs[0].per_second(),
             runs[1].per_second()
         );
@@ -412,8 +430,17 @@ fn main() {
             run.cpu_micros()
         );
     }
+    ratios.sort_by(f64::total_cmp);
     println!(
-        "\nAKMA / e2m requests/s = {:.2}; per CPU-second = {:.2}\n",
+        "\nAKMA / e2m requests/s: median of the {} rounds' ratios = {:.2} (rounds {}); \
+         best rounds = {:.2}; per CPU-second (best rounds) = {:.2}\n",
+        ratios.len(),
+        ratios[ratios.len() / 2],
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         akma_run.per_second() / e2m_run.per_second(),
         e2m_run.cpu_micros() / akma_run.cpu_micros()
     );
