@@ -683,7 +683,11 @@ async fn established<H: Handler>(
             let peer = peer.clone();
             let hosts = hosts.clone();
             let refused = is_marker(&request).then(|| refusals.take());
-            async move {
+            // Boxed: hyper moves the request's future into its connection state before
+            // polling it, and that future (the largest route's) is several KiB that each
+            // request would otherwise copy twice (issue 20's profile: 2.8 % of the server's
+            // CPU in those copies, against one allocation).
+            Box::pin(async move {
                 Ok::<_, Infallible>(match refused {
                     Some(refusal) => answer_refusal(&*shared.handler, &peer, refusal),
                     None => {
@@ -691,7 +695,7 @@ async fn established<H: Handler>(
                             .await
                     }
                 })
-            }
+            })
         })
     };
     let connection = builder.serve_connection(TokioIo::new(io), service);
