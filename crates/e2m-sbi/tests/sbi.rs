@@ -895,3 +895,53 @@ async fn silent_connections_are_closed_before_any_tls_or_http2_work() {
         aanf.server.shutdown().await;
     }
 }
+
+/// The client's connection handling: the server ends idle connections (`GOAWAY`, then the
+/// close) while the client sleeps just under, at and past the idle timeout; every request
+/// is answered, on the old connection or on a new one, and none is lost in the race
+/// between the client's request and the server's `GOAWAY`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reconnects_when_the_server_ends_idle_connections() {
+    let dir = TempDir::new("reconnect");
+    let pki = pki(&dir);
+    let idle = Duration::from_millis(300);
+    let aanf = start(
+        &pki,
+        Setup {
+            limits: Limits {
+                idle_timeout: idle,
+                ..Limits::default()
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
+    let u = ue(7);
+    aanf.ausf().register(&u.info()).await.unwrap();
+    let af = e2m_sbi::client::AfClient::new(
+        aanf.sbi(Some(&format!("af-{AF}")))
+            .connections(1)
+            .timeout(Duration::from_secs(5)),
+    );
+    for (round, sleep_ms) in [0u64, 250, 290, 300, 310, 350, 450, 600, 295, 305, 320, 280]
+        .into_iter()
+        .enumerate()
+    {
+        tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+        let data = af
+            .retrieve(&request(AF, u.a_kid(), None))
+            .await
+            .unwrap_or_else(|e| panic!("round {round} after {sleep_ms} ms idle: {e}"))
+            .expect("200 with K_AF");
+        assert!(data.kaf == kaf(&u.again().kakma, &af_id(AF)).unwrap());
+    }
+    aanf.server.shutdown().await;
+    // With the server gone, a request fails with an error in time (no hang, no panic).
+    let gone = tokio::time::timeout(
+        Duration::from_secs(10),
+        af.retrieve(&request(AF, u.a_kid(), None)),
+    )
+    .await
+    .expect("an answer or an error within the client's timeout");
+    assert!(gone.is_err(), "no server, no key: {gone:?}");
+}
