@@ -494,10 +494,14 @@ impl SbiClient {
         let (answer, mut stream) = send
             .send_request(request, end_of_stream)
             .map_err(not_processed)?;
+        // The body is buffered by h2 and sent as the stream's window allows; AKMA bodies
+        // are far below the default window. Sending it fails when the server has already
+        // reset the stream (`REFUSED_STREAM` may arrive before the body goes out): the
+        // reason comes with the answer, awaited either way, which says whether to send
+        // the request again. An answer that came although the body could not be sent is
+        // an answer (a server may refuse before reading a body).
         if !end_of_stream {
-            // The body is buffered by h2 and sent as the stream's window allows; AKMA bodies
-            // are far below the default window.
-            stream.send_data(body, true).map_err(not_processed)?;
+            let _ = stream.send_data(body, true);
         }
         let answer = answer.await.map_err(not_processed)?;
         self.read(answer).await.map_err(Exchange::Failed)
