@@ -63,6 +63,8 @@ pub mod delivery;
 #[cfg_attr(docsrs, doc(cfg(feature = "emks")))]
 pub mod emks;
 #[cfg(feature = "server")]
+mod http1;
+#[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod metrics;
 #[cfg(feature = "notify-endpoint")]

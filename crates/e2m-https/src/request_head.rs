@@ -1,19 +1,14 @@
-//! The request heads of a connection, checked on the wire before hyper sees them.
+//! Request heads and bodies as RFC 9112 frames them, checked strictly: the parsing half of
+//! the stack's HTTP/1.1 ([`super::http1`] does the I/O).
 //!
-//! hyper answers the errors it finds itself (a duplicate `Content-Length`, a head over its
-//! size limit) with a bare 400 or 431 and no body, and `http::Uri` drops a fragment
-//! silently, so `POST /e2m/v1/sessions#frag` used to be served (issue 9 item 8). This
-//! layer sits between the TLS stream and hyper: it reads each request head itself
-//! (httparse, the parser hyper uses), checks it strictly, and hands hyper only heads that
-//! pass. A head that does not pass never reaches hyper: in its place hyper gets a *marker*
-//! request, `OPTIONS * HTTP/1.1`, and the refusal is queued for the server to answer with
-//! a problem document in order, after the responses to the requests before it. A client
-//! cannot forge a marker: an asterisk-form target from a client is itself refused here.
-//!
-//! The per-peer rate limit is checked here too (issue 9 item 3), as soon as a head is
-//! complete: an over-limit request is answered through a marker as well, and its body is
-//! skipped on the wire without being buffered or parsed, so that a refusal costs a head
-//! parse and a prebuilt answer, and the connection stays usable.
+//! Why our own checks, and since issue 20 our own HTTP/1.1: hyper answered the errors it
+//! found itself (a duplicate `Content-Length`, a head over its size limit) with a bare 400
+//! or 431 and no body, and `http::Uri` drops a fragment silently, so `POST
+//! /e2m/v1/sessions#frag` used to be served (issue 9 item 8). The heads were therefore
+//! parsed and checked here first and then parsed again by hyper; the profile of a key fetch
+//! (issue 20) found hyper's parse, dispatch and request building a third of the server's
+//! user time. Now each head is parsed once (httparse), checked here, and the request built
+//! from that one parse.
 //!
 //! What a head must be (RFC 9112 §2.2, §3, §6; stricter than hyper where hyper is lenient):
 //! - HTTP/1.1 (anything else: 505);
@@ -25,314 +20,102 @@
 //!   only `chunked`, never together with `Content-Length` (RFC 9112 §6.3: 400 otherwise);
 //! - at most [`MAX_HEADERS`] header lines and `max_head` octets in all (431 otherwise).
 //!
-//! To find where the next head starts, the body of each message is followed by its framing
-//! (a length, or the chunked coding, RFC 9112 §7.1). Body bytes pass through unchanged;
-//! if the chunked coding is broken (an invalid chunk size, a missing CRLF, an overlong
-//! extension), the bytes up to the error still reach hyper, then a read error: hyper fails
-//! the body at once and the server answers 400 (issue 16: it used to wait for more body
-//! until the body timeout). Nothing after the error is read: a message whose end is
-//! uncertain is the last one on its connection.
-
-use std::collections::VecDeque;
-use std::io;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+//! Bodies are followed by their framing (a length, or the chunked coding, RFC 9112 §7.1),
+//! octet by octet for the chunked coding, with bounded chunk sizes, extensions and
+//! trailers; a broken coding is reported where it breaks, and nothing after it is read.
 
 use super::server::Rejection;
 
 /// Header lines a request may have (hyper's default limit).
 pub(crate) const MAX_HEADERS: usize = 100;
 
-/// Octets read from the stream at once.
-const READ_SIZE: usize = 8192;
-
 /// Octets a chunk extension, and the trailer section, may have.
 const MAX_CHUNK_EXTENSION: usize = 4096;
 
-/// The request hyper gets in place of a refused one. Its target is asterisk-form, which no
-/// client request can reach hyper with.
-const MARKER: &[u8] = b"OPTIONS * HTTP/1.1\r\n\r\n";
-
-/// A request refused on the wire, to be answered in its place in the sequence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct HeadRefusal {
-    /// Why.
-    pub rejection: Rejection,
-    /// Whether the connection ends after the answer (nothing after the refused head is
-    /// read).
-    pub close: bool,
-}
-
-/// The refusals of one connection, in order; the server takes one for each marker request.
-#[derive(Debug, Default)]
-pub(crate) struct Refusals(Mutex<VecDeque<HeadRefusal>>);
-
-impl Refusals {
-    fn push(&self, refusal: HeadRefusal) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push_back(refusal);
-    }
-
-    /// The refusal a marker request stands for.
-    pub(crate) fn take(&self) -> Option<HeadRefusal> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop_front()
-    }
-}
-
-/// Whether a request hyper parsed is a marker (stands for a refusal in [`Refusals`]).
-pub(crate) fn is_marker<B>(request: &hyper::Request<B>) -> bool {
-    request.method() == hyper::Method::OPTIONS && request.uri() == "*"
-}
-
-/// Takes one request from the peer's budget, or says how long until one is available.
-pub(crate) type Admit = Box<dyn Fn() -> Result<(), Duration> + Send + Sync>;
-
 /// How a message's body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
+pub(crate) enum Framing {
     /// This many octets (RFC 9112 §6.2).
     Length(u64),
     /// The chunked coding (RFC 9112 §7.1).
     Chunked(Chunked),
 }
 
-/// Where the reader is.
+/// What a complete head that passed the checks says about its message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// Reading a request head.
-    Head {
-        /// Input already searched for the end of the head.
-        searched: usize,
-    },
-    /// Passing a body through to hyper.
-    Body(Framing),
-    /// Skipping the body of a refused request.
-    Skip(Framing),
-    /// The body's chunked coding broke: once hyper has the octets before the error, its
-    /// next read fails (and nothing more is read).
-    Broken,
-    /// Nothing more is read from this connection.
-    Closed,
+pub(crate) struct Head {
+    /// Octets of the head, its empty line included.
+    pub(crate) len: usize,
+    /// The body's framing; `None`: no body.
+    pub(crate) framing: Option<Framing>,
+    /// The client waits for `100 Continue` before it sends the body (RFC 9110 §10.1.1).
+    pub(crate) expects_continue: bool,
+    /// The request asked for the connection to end after it (RFC 9112 §9.6).
+    pub(crate) close: bool,
 }
 
-/// A connection's byte stream with its request heads checked (see the module docs).
-pub(crate) struct CheckedHeads<IO> {
-    inner: IO,
-    state: State,
-    /// Received, not yet handled.
-    input: Vec<u8>,
-    /// Where reads from the stream land first.
-    scratch: Box<[u8; READ_SIZE]>,
-    /// Ready for hyper, from `output[given..]`.
-    output: Vec<u8>,
-    given: usize,
+/// What [`parse_head`] found at the start of the input.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HeadStatus<T> {
+    /// No complete head yet: read more.
+    Partial,
+    /// A head that must not be served (the connection ends after the answer).
+    Refused(Rejection),
+    /// A head that passed the checks, and what `then` made of it.
+    Complete(Head, T),
+}
+
+/// Looks for a complete request head at the start of `input`, at most `max_head` octets,
+/// and checks it (see the module docs); `then` gets a head that passed, with httparse's
+/// view of it (borrowing `input`), to take what it needs.
+///
+/// `searched`: how much of `input` an earlier call already looked at. A head can only be
+/// complete once a line has ended since then, so it is parsed again only then: a head
+/// dribbled one octet at a time is not parsed for every octet. Set to 0 after a head is
+/// taken off the input.
+pub(crate) fn parse_head<T>(
+    input: &[u8],
+    searched: &mut usize,
     max_head: usize,
-    max_skip: u64,
-    refusals: Arc<Refusals>,
-    admit: Admit,
-    /// Until when this connection's peer is known to be over its budget: requests before
-    /// then are refused without asking the limiter (a refused request takes nothing from
-    /// the budget, so the earliest admission time only moves later).
-    refused_until: Option<Instant>,
+    then: impl FnOnce(&Head, &httparse::Request<'_, '_>) -> T,
+) -> HeadStatus<T> {
+    let from = (*searched).min(input.len());
+    if !input[from..].contains(&b'\n') {
+        return incomplete(input, searched, max_head);
+    }
+    // Uninitialised header slots, as hyper uses: initialising 100 of them for every head
+    // was a measurable share of a refusal's cost.
+    let mut headers =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(input, &mut headers) {
+        Ok(httparse::Status::Complete(len)) if len <= max_head => match check(&request) {
+            Ok(framing) => {
+                let head = Head {
+                    len,
+                    framing,
+                    expects_continue: expects_continue(&request),
+                    close: asks_to_close(&request),
+                };
+                let made = then(&head, &request);
+                HeadStatus::Complete(head, made)
+            }
+            Err(rejection) => HeadStatus::Refused(rejection),
+        },
+        Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
+            HeadStatus::Refused(Rejection::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => incomplete(input, searched, max_head),
+        Err(_) => HeadStatus::Refused(Rejection::MalformedHead),
+    }
 }
 
-impl<IO> CheckedHeads<IO> {
-    /// Checks the heads read from `inner` (at most `max_head` octets each), asks `admit`
-    /// for each request, and skips at most `max_skip` body octets of a refused request
-    /// (beyond that, the connection is closed after the refusal).
-    pub(crate) fn new(
-        inner: IO,
-        max_head: usize,
-        max_skip: u64,
-        refusals: Arc<Refusals>,
-        admit: Admit,
-    ) -> Self {
-        CheckedHeads {
-            inner,
-            state: State::Head { searched: 0 },
-            input: Vec::new(),
-            scratch: Box::new([0; READ_SIZE]),
-            output: Vec::new(),
-            given: 0,
-            max_head,
-            max_skip,
-            refusals,
-            admit,
-            refused_until: None,
-        }
+fn incomplete<T>(input: &[u8], searched: &mut usize, max_head: usize) -> HeadStatus<T> {
+    if input.len() > max_head {
+        return HeadStatus::Refused(Rejection::HeadTooLarge);
     }
-
-    fn refuse(&mut self, rejection: Rejection, close: bool) {
-        self.refusals.push(HeadRefusal { rejection, close });
-        self.output.extend_from_slice(MARKER);
-        if close {
-            self.state = State::Closed;
-            self.input.clear();
-        }
-    }
-
-    fn admit(&mut self) -> Result<(), Duration> {
-        let now = Instant::now();
-        if let Some(until) = self.refused_until {
-            if now < until {
-                return Err(until - now);
-            }
-            self.refused_until = None;
-        }
-        (self.admit)().inspect_err(|wait| self.refused_until = Some(now + *wait))
-    }
-
-    /// Handles as much input as possible, moving what hyper may see to `output`.
-    /// Returns whether more input is needed to go on.
-    fn process(&mut self) {
-        loop {
-            match self.state {
-                State::Closed | State::Broken => {
-                    self.input.clear();
-                    return;
-                }
-                State::Head { searched } => {
-                    if !self.head(searched) {
-                        return;
-                    }
-                }
-                State::Body(framing) => {
-                    let (used, next) = advance(framing, &self.input);
-                    self.output.extend_from_slice(&self.input[..used]);
-                    self.input.drain(..used);
-                    match next {
-                        Advance::More(framing) => {
-                            self.state = State::Body(framing);
-                            return;
-                        }
-                        Advance::Done => self.state = State::Head { searched: 0 },
-                        Advance::Broken => self.state = State::Broken,
-                    }
-                }
-                State::Skip(framing) => {
-                    let (used, next) = advance(framing, &self.input);
-                    self.input.drain(..used);
-                    match next {
-                        Advance::More(framing) => {
-                            self.state = State::Skip(framing);
-                            return;
-                        }
-                        Advance::Done => self.state = State::Head { searched: 0 },
-                        // The refusal was answered with keep-alive; the client's framing
-                        // is broken, so nothing after it is read (hyper closes the
-                        // connection when its idle timer runs out).
-                        Advance::Broken => self.state = State::Closed,
-                    }
-                }
-            }
-        }
-    }
-
-    /// Tries to complete and check a head; returns whether it did (and the state moved on).
-    fn head(&mut self, searched: usize) -> bool {
-        // A head can only be complete once a line has ended since the last look: parse
-        // again only then, so that a head dribbled one octet at a time is not parsed for
-        // every octet (`contains` on octets is a memchr).
-        if !self.input[searched..].contains(&b'\n') {
-            return self.incomplete_head();
-        }
-        let parsed = {
-            // Uninitialised header slots, as hyper uses: initialising 100 of them for every
-            // head was a measurable share of a refusal's cost.
-            let mut headers =
-                [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-            let mut request = httparse::Request::new(&mut []);
-            match request.parse_with_uninit_headers(&self.input, &mut headers) {
-                Ok(httparse::Status::Complete(len)) if len <= self.max_head => Ok(Some((
-                    len,
-                    check(&request),
-                    expects_continue(&request),
-                    asks_to_close(&request),
-                ))),
-                Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
-                    Err(Rejection::HeadTooLarge)
-                }
-                Ok(httparse::Status::Partial) => Ok(None),
-                Err(_) => Err(Rejection::MalformedHead),
-            }
-        };
-        match parsed {
-            Ok(Some((len, Ok(framing), expects_continue, close))) => {
-                self.admit_head(len, framing, expects_continue, close);
-            }
-            Ok(Some((_, Err(rejection), _, _))) | Err(rejection) => self.refuse(rejection, true),
-            Ok(None) => return self.incomplete_head(),
-        }
-        true
-    }
-
-    fn incomplete_head(&mut self) -> bool {
-        if self.input.len() > self.max_head {
-            self.refuse(Rejection::HeadTooLarge, true);
-            return true;
-        }
-        self.state = State::Head {
-            searched: self.input.len(),
-        };
-        false
-    }
-
-    /// A head that passed the checks: hyper gets it, unless the peer is over its budget.
-    /// `close`: the request asked for the connection to end after it (its head, with that
-    /// `Connection: close`, is not what hyper sees when it is refused).
-    fn admit_head(
-        &mut self,
-        len: usize,
-        framing: Option<Framing>,
-        expects_continue: bool,
-        close: bool,
-    ) {
-        match self.admit() {
-            Ok(()) => {
-                self.output.extend_from_slice(&self.input[..len]);
-                self.input.drain(..len);
-                self.state = match framing {
-                    Some(framing) => State::Body(framing),
-                    None => State::Head { searched: 0 },
-                };
-            }
-            Err(wait) => {
-                self.input.drain(..len);
-                let retry_after_secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                // Skip the body on the wire when its end is known and near; otherwise
-                // (chunked, long, or a client waiting for 100-continue, which may never
-                // send it) the refusal ends the connection.
-                let skip = match framing {
-                    _ if close => None,
-                    None => Some(None),
-                    Some(Framing::Length(n)) if n <= self.max_skip && !expects_continue => {
-                        Some(Some(Framing::Length(n)))
-                    }
-                    Some(_) => None,
-                };
-                let rejection = Rejection::RateLimited { retry_after_secs };
-                match skip {
-                    Some(framing) => {
-                        self.refuse(rejection, false);
-                        self.state = match framing {
-                            Some(framing) => State::Skip(framing),
-                            None => State::Head { searched: 0 },
-                        };
-                    }
-                    None => self.refuse(rejection, true),
-                }
-            }
-        }
-    }
+    *searched = input.len();
+    HeadStatus::Partial
 }
 
 /// Whether the request's `Connection` header has the `close` option (RFC 9112 §9.6).
@@ -345,6 +128,9 @@ fn asks_to_close(request: &httparse::Request<'_, '_>) -> bool {
         .any(|option| option.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
+/// Whether the request has an `Expect` header (RFC 9110 §10.1.1). Any expectation
+/// counts: the only one defined is `100-continue`, and a client that sent another one
+/// waits for an answer too.
 fn expects_continue(request: &httparse::Request<'_, '_>) -> bool {
     request
         .headers
@@ -459,7 +245,7 @@ static ORIGIN_FORM: [bool; 256] = {
 
 /// What a step through a body found.
 #[derive(Debug, PartialEq, Eq)]
-enum Advance {
+pub(crate) enum Advance {
     /// The body goes on.
     More(Framing),
     /// The body ended (the octets used included its last one).
@@ -470,10 +256,21 @@ enum Advance {
 
 /// Steps through `input` as body octets of `framing`: how many belong to the body, and
 /// what comes next.
-fn advance(framing: Framing, input: &[u8]) -> (usize, Advance) {
+pub(crate) fn advance(framing: Framing, input: &[u8]) -> (usize, Advance) {
+    decode(framing, input, |_| {})
+}
+
+/// [`advance`], handing the body's content to `data` as it goes (chunk data only, without
+/// the chunked coding's size lines and trailers).
+pub(crate) fn decode(
+    framing: Framing,
+    input: &[u8],
+    mut data: impl FnMut(&[u8]),
+) -> (usize, Advance) {
     match framing {
         Framing::Length(left) => {
             let used = (input.len() as u64).min(left);
+            data(&input[..used as usize]);
             let left = left - used;
             let next = if left == 0 {
                 Advance::Done
@@ -487,6 +284,7 @@ fn advance(framing: Framing, input: &[u8]) -> (usize, Advance) {
             while used < input.len() {
                 if let Chunked::Data { left } = chunked {
                     let take = ((input.len() - used) as u64).min(left);
+                    data(&input[used..used + take as usize]);
                     used += take as usize;
                     chunked = if left == take {
                         Chunked::DataCr
@@ -511,7 +309,7 @@ fn advance(framing: Framing, input: &[u8]) -> (usize, Advance) {
 /// more: lines end in CRLF, chunk sizes have at most 16 hex digits, extensions and trailer
 /// sections are bounded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Chunked {
+pub(crate) enum Chunked {
     /// In a chunk-size: the digits read and the value so far.
     Size {
         digits: u8,
@@ -619,89 +417,6 @@ fn hex_value(b: u8) -> u8 {
         b'0'..=b'9' => b - b'0',
         b'a'..=b'f' => b - b'a' + 10,
         _ => b - b'A' + 10,
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for CheckedHeads<IO> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            if this.given < this.output.len() {
-                let n = (this.output.len() - this.given).min(buf.remaining());
-                buf.put_slice(&this.output[this.given..this.given + n]);
-                this.given += n;
-                if this.given == this.output.len() {
-                    this.output.clear();
-                    this.given = 0;
-                }
-                return Poll::Ready(Ok(()));
-            }
-            match this.state {
-                // Nothing after a refused head reaches hyper, not even the end of the
-                // stream: hyper answers the marker, then closes (the answer says so).
-                State::Closed => return Poll::Pending,
-                // hyper is reading the body: the error fails it now (the server answers
-                // 400 and closes), rather than when the body timeout runs out.
-                State::Broken => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "broken chunked coding",
-                    )));
-                }
-                _ => {}
-            }
-            // The connection's own scratch buffer, zeroed once: zeroing one on the stack
-            // for every read (most of which find nothing and return Pending) cost more than
-            // the rest of a refusal.
-            let mut read = ReadBuf::new(&mut this.scratch[..]);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-                Poll::Ready(Ok(())) if read.filled().is_empty() => {
-                    // The end of the stream: hyper sees it once what came before is out.
-                    return Poll::Ready(Ok(()));
-                }
-                Poll::Ready(Ok(())) => {
-                    let n = read.filled().len();
-                    this.input.extend_from_slice(&this.scratch[..n]);
-                    this.process();
-                }
-            }
-        }
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for CheckedHeads<IO> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

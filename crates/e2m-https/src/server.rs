@@ -27,25 +27,24 @@
 //!    reported with its reason class to [`Handler::handshake_failed`] (metrics);
 //! 4. the peer's identity from its **verified** certificate (the handshake already refused
 //!    anyone else, see [`super::tls`]);
-//! 5. each request head checked on the wire before hyper parses it (strict HTTP/1.1:
-//!    origin-form target without fragment, one `Host`, at most one `Content-Length`, only
-//!    `chunked` as transfer coding, at most [`Limits::max_header_bytes`]), and the peer's
-//!    rate limit taken there, as soon as the head is complete: a refused request never
-//!    reaches hyper, its body is skipped unread, and the handler's problem document answers
-//!    it in its turn ([`Rejection`]; issue 9 items 3 and 8);
-//! 6. HTTP/1.1 with hyper's `header_read_timeout` (= [`Limits::header_timeout`]): the whole
-//!    request head must arrive within it, and since hyper restarts that timer whenever a
-//!    keep-alive connection goes idle, it also closes idle connections. `axum::serve` has no
-//!    such timeout, which is why the stack is built on hyper's connection builder directly;
-//! 7. per request: the declared length (413 before reading, and before any `100 Continue`),
+//! 5. HTTP/1.1, the stack's own (issue 20: hyper parsed every head a second time after
+//!    our checks): each request head must arrive whole within [`Limits::header_timeout`]
+//!    of the moment the connection waits for it, which also closes idle keep-alive
+//!    connections, and is checked strictly (origin-form target without fragment, one
+//!    `Host`, at most one `Content-Length`, only `chunked` as transfer coding, at most
+//!    [`Limits::max_header_bytes`]); the peer's rate limit is taken as soon as the head is
+//!    complete: a refused request never reaches the handler, its body is skipped unread,
+//!    and the handler's problem document answers it in its turn ([`Rejection`]; issue 9
+//!    items 3 and 8);
+//! 6. per request: the declared length (413 before reading, and before any `100 Continue`),
 //!    then the body, read with a size cap (413) under [`Limits::body_timeout`] (408); a
 //!    broken chunked coding is answered 400 at once;
-//! 8. the handler, given the peer identity and the complete body.
+//! 7. the handler, given the peer identity and the complete body; its answer is written
+//!    with its length and date, under the head timeout.
 //!
 //! Every error the stack answers goes through [`Handler::reject`], so a handler with its
 //! own problem vocabulary (the EMKS: RFC 9457 `application/problem+xml`) answers all of
-//! them; hyper's own bare error responses are not reached, since no head it would refuse
-//! gets to it.
+//! them.
 //!
 //! Closing: whenever the server ends an established connection (the idle keep-alive
 //! timeout, after an answer that closes it, at shutdown, on an error) it sends TLS
@@ -57,30 +56,25 @@
 //! Logging: the stack logs the peer identity (not secret), the method and the status, never
 //! the request target (it contains session ids) and never a body (it may contain keys).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::Full;
+use hyper::body::Bytes;
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, StatusCode, Uri};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::admission::{Pool, Refusal, Source, Ticket};
 use super::closing::ClosingStream;
+use super::http1;
 use super::ratelimit::{RateLimit, RateLimiter};
-use super::request_head::{Admit, CheckedHeads, HeadRefusal, Refusals, is_marker};
 use super::tls::{peer_hosts, peer_identity};
 use crate::metrics::HandshakeFailure;
 use crate::pki::PeerIdentity;
@@ -170,24 +164,6 @@ pub struct Request {
     pub headers: HeaderMap,
     /// The whole body (at most [`Limits::max_body`] octets).
     pub body: Bytes,
-}
-
-impl Request {
-    /// A request hyper says has no body, taken as it is (nothing to read or time).
-    fn without_body(
-        (peer, peer_hosts): (PeerIdentity, Arc<[e2m_emks::CallbackHost]>),
-        request: hyper::Request<Incoming>,
-    ) -> Request {
-        let (parts, _) = request.into_parts();
-        Request {
-            peer,
-            peer_hosts,
-            method: parts.method,
-            uri: parts.uri,
-            headers: parts.headers,
-            body: Bytes::new(),
-        }
-    }
 }
 
 impl core::fmt::Debug for Request {
@@ -449,7 +425,8 @@ async fn accept_loop<H: Handler>(
     });
     // Sent when the shutdown grace is over: connections still open then are closed.
     let (halt, halted) = watch::channel(false);
-    let graceful = GracefulShutdown::new();
+    // Every connection's task holds a sender: once all are dropped, `recv` says so.
+    let (open, mut all_closed) = mpsc::channel::<()>(1);
     loop {
         let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -493,15 +470,16 @@ async fn accept_loop<H: Handler>(
             ticket,
         };
         let ends = ConnectionEnds {
-            watcher: graceful.watcher(),
             stop: stop.clone(),
             halt: halted.clone(),
+            _open: open.clone(),
         };
         tokio::spawn(connection(shared.clone(), arrival, ends));
     }
     drop(listener);
+    drop(open);
     let limits_grace = shared.limits.shutdown_grace;
-    if tokio::time::timeout(limits_grace, graceful.shutdown())
+    if tokio::time::timeout(limits_grace, all_closed.recv())
         .await
         .is_err()
     {
@@ -534,12 +512,13 @@ struct Arrival {
 
 /// How a connection learns that the server is stopping.
 struct ConnectionEnds {
-    /// Graceful shutdown of the HTTP connection.
-    watcher: hyper_util::server::graceful::Watcher,
-    /// The server stopped accepting (connections not yet established end at once).
+    /// The server stopped accepting (connections not yet established end at once,
+    /// established ones once idle).
     stop: watch::Receiver<bool>,
     /// The shutdown grace is over (established connections end).
     halt: watch::Receiver<bool>,
+    /// Held while the connection is open: the accept loop waits for every one to drop.
+    _open: mpsc::Sender<()>,
 }
 
 /// One connection, from its arrival to its end.
@@ -658,9 +637,7 @@ async fn established<H: Handler>(
     remote: SocketAddr,
     ends: ConnectionEnds,
 ) {
-    let ConnectionEnds {
-        watcher, mut halt, ..
-    } = ends;
+    let ConnectionEnds { stop, mut halt, .. } = ends;
     let Ok(_permit) = shared.slots.clone().try_acquire_owned() else {
         tracing::info!(%remote, "authenticated connection limit reached; connection closed");
         return;
@@ -672,58 +649,17 @@ async fn established<H: Handler>(
     };
     let hosts: Arc<[e2m_emks::CallbackHost]> = peer_hosts(tls.get_ref().1).into();
     tracing::debug!(%remote, %peer, "TLS connection established");
-    let refusals = Arc::new(Refusals::default());
-    let admit: Admit = {
-        let shared = shared.clone();
-        let peer = peer.clone();
-        Box::new(move || shared.limiter.check(&peer))
+    let admit = || shared.limiter.check(&peer);
+    let exchange = http1::Exchange {
+        handler: &*shared.handler,
+        limits: &shared.limits,
+        peer: &peer,
+        peer_hosts: &hosts,
+        admit: &admit,
     };
-    let io = CheckedHeads::new(
-        ClosingStream::new(tls),
-        shared.limits.max_header_bytes,
-        shared.limits.max_body as u64,
-        refusals.clone(),
-        admit,
-    );
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.limits.header_timeout)
-        .max_header_size(shared.limits.max_header_bytes)
-        .keep_alive(true);
-    // Shared by the connection's requests: a request's future holds a pointer, not the
-    // identity (an EmseId is 255 octets inline), and clones it once, into its `Request`.
-    let peer = Arc::new(peer);
-    let service = {
-        let shared = shared.clone();
-        service_fn(move |request: hyper::Request<Incoming>| {
-            let shared = shared.clone();
-            let peer = peer.clone();
-            let hosts = hosts.clone();
-            let refused = is_marker(&request).then(|| refusals.take());
-            // Boxed: hyper moves the request's future into its connection state before
-            // polling it, and that future (the largest route's) is several KiB that each
-            // request would otherwise copy twice (issue 20's profile: 2.8 % of the server's
-            // CPU in those copies, against one allocation).
-            Box::pin(async move {
-                Ok::<_, Infallible>(match refused {
-                    Some(refusal) => answer_refusal(&*shared.handler, &peer, refusal),
-                    None => {
-                        handle_request(&*shared.handler, &shared.limits, (&peer, hosts), request)
-                            .await
-                    }
-                })
-            })
-        })
-    };
-    let connection = builder.serve_connection(TokioIo::new(io), service);
     // Whichever way it ends, dropping the stream sends close_notify (ClosingStream).
     tokio::select! {
-        served = watcher.watch(connection) => {
-            if let Err(error) = served {
-                tracing::debug!(%remote, %error, "connection closed with an error");
-            }
-        }
+        () = http1::serve(ClosingStream::new(tls), exchange, stop) => {}
         _ = halt.wait_for(|halted| *halted) => {
             tracing::debug!(%remote, "connection closed at the end of the shutdown grace");
         }
@@ -745,78 +681,10 @@ impl RoleLimiters {
     }
 }
 
-/// The answer to a request refused on the wire (a marker request; see
-/// [`super::request_head`]): the handler's problem for it, with `Retry-After` for a rate
-/// limit, and `Connection: close` when nothing after it will be read.
-fn answer_refusal<H: Handler>(
-    handler: &H,
-    peer: &PeerIdentity,
-    refusal: Option<HeadRefusal>,
-) -> HttpResponse {
-    // A marker always has its refusal queued before hyper can parse it; without one, the
-    // connection is in a state this code does not know, and it ends.
-    let refusal = refusal.unwrap_or(HeadRefusal {
-        rejection: Rejection::MalformedHead,
-        close: true,
-    });
-    audit_rejection(peer, refusal.rejection);
-    let mut response = handler.reject(refusal.rejection);
-    if let Rejection::RateLimited { retry_after_secs } = refusal.rejection {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-    }
-    if refusal.close {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
-}
-
-async fn handle_request<H: Handler>(
-    handler: &H,
-    limits: &Limits,
-    (peer, hosts): (&PeerIdentity, Arc<[e2m_emks::CallbackHost]>),
-    request: hyper::Request<Incoming>,
-) -> HttpResponse {
-    let started = Instant::now();
-    let method = request.method().clone();
-    // A request without a body (no Content-Length, no Transfer-Encoding: a key fetch) has
-    // nothing to wait for, and is taken as it is, without building the body-reading future:
-    // each future level is copied whole when first awaited (issue 20's profile), and that
-    // one is boxed so that it does not add its size to every request's.
-    let read = if hyper::body::Body::is_end_stream(request.body()) {
-        Ok(Request::without_body((peer.clone(), hosts), request))
-    } else {
-        Box::pin(read_request(limits, (peer.clone(), hosts), request)).await
-    };
-    let response = match read {
-        Ok(request) => handler.handle(request).await,
-        Err(rejection) => {
-            audit_rejection(peer, rejection);
-            let mut response = handler.reject(rejection);
-            // The rest of the body was not read: the connection cannot be reused.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
-        }
-    };
-    tracing::debug!(
-        %peer,
-        %method,
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    response
-}
-
 /// Every refusal by the stack is visible at info level with its cause and the peer (an
 /// identity from its certificate, not a secret), aggregated so that a flood cannot flood
 /// the log (issue 9 item 13): a line for the 1st, 2nd, 4th, 8th, … refusal of each cause.
-fn audit_rejection(peer: &PeerIdentity, rejection: Rejection) {
+pub(crate) fn audit_rejection(peer: &PeerIdentity, rejection: Rejection) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
     let (index, cause) = match rejection {
@@ -832,76 +700,6 @@ fn audit_rejection(peer: &PeerIdentity, rejection: Rejection) {
     if n.is_power_of_two() {
         tracing::info!(target: "e2m::audit", %peer, cause, refused_so_far = n, "request refused by the transport");
     }
-}
-
-/// The largest declared body that a 413 still reads (and discards) before answering, so that
-/// the client can finish sending and read the answer.
-const LINGER_BODY_MAX: u64 = 256 * 1024;
-
-async fn read_request(
-    limits: &Limits,
-    (peer, peer_hosts): (PeerIdentity, Arc<[e2m_emks::CallbackHost]>),
-    request: hyper::Request<Incoming>,
-) -> Result<Request, Rejection> {
-    let (parts, body) = request.into_parts();
-    // Refuse a declared oversize body before reading any of it.
-    if let Some(length) = parts.headers.get(header::CONTENT_LENGTH) {
-        let declared = length
-            .to_str()
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or(Rejection::BadBody)?;
-        if declared > limits.max_body as u64 {
-            // A client may already be sending the body: closing the connection with unread
-            // octets resets it, and the client sees a broken pipe instead of the 413 (RFC 9112
-            // §9.6, lingering close). A body up to LINGER_BODY_MAX is read and discarded,
-            // frame by frame and never kept, within the body timeout; a larger one is refused
-            // at once (the connection then ends). A client that sent `Expect: 100-continue`
-            // waits for our answer before it sends the body: it gets the 413 at once, and no
-            // `100 Continue` (which hyper sends when the body is first read) before it
-            // (RFC 9110 §10.1.1).
-            let waits_for_continue = parts.headers.contains_key(header::EXPECT);
-            if declared <= LINGER_BODY_MAX && !waits_for_continue {
-                let mut body = body;
-                let discard = async {
-                    while let Some(frame) = body.frame().await {
-                        if frame.is_err() {
-                            break;
-                        }
-                    }
-                };
-                let _ = tokio::time::timeout(limits.body_timeout, discard).await;
-            }
-            return Err(Rejection::PayloadTooLarge);
-        }
-    }
-    // A request whose body is empty after all (`Content-Length: 0` is caught before) sets
-    // up no body timer.
-    let body = if hyper::body::Body::is_end_stream(&body) {
-        Bytes::new()
-    } else {
-        let collected = tokio::time::timeout(
-            limits.body_timeout,
-            Limited::new(body, limits.max_body).collect(),
-        )
-        .await
-        .map_err(|_| Rejection::BodyTimeout)?;
-        match collected {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-                return Err(Rejection::PayloadTooLarge);
-            }
-            Err(_) => return Err(Rejection::BadBody),
-        }
-    };
-    Ok(Request {
-        peer,
-        peer_hosts,
-        method: parts.method,
-        uri: parts.uri,
-        headers: parts.headers,
-        body,
-    })
 }
 
 #[cfg(test)]
