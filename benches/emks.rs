@@ -480,10 +480,10 @@ fn main() {
 }
 
 /// Decisions measured per interleaved round (at scale, and in cache).
-const DECISIONS_PER_ROUND: u64 = 200_000;
+const DECISIONS_PER_ROUND: u64 = 400_000;
 
 /// Dependent reads measured per interleaved round.
-const READS_PER_ROUND: u64 = 1_000_000;
+const READS_PER_ROUND: u64 = 2_000_000;
 
 /// A random cyclic permutation of `0..n` (Sattolo's algorithm): following `next[i]` from
 /// any start visits every element once, in an order the prefetchers cannot guess.
