@@ -32,6 +32,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hyper::body::{Body as _, Bytes};
@@ -90,12 +91,28 @@ where
     let deadline = tokio::time::sleep(limits.header_timeout);
     tokio::pin!(deadline);
     loop {
-        deadline
-            .as_mut()
-            .reset(tokio::time::Instant::now() + limits.header_timeout);
+        // The head's deadline is set when the connection first has to wait for it: a
+        // busy server usually finds the next request already there, and then reads no
+        // clock and moves no timer for it.
+        let mut waiting = false;
         let next = loop {
             if let Some(next) = wire.next_head(&exchange) {
                 break next;
+            }
+            if !waiting {
+                let read = wire.read_more();
+                tokio::pin!(read);
+                let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx)));
+                if let Poll::Ready(read) = first.await {
+                    if !matches!(read, Ok(1..)) {
+                        return;
+                    }
+                    continue;
+                }
+                waiting = true;
+                deadline
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + limits.header_timeout);
             }
             // Shutting down: a connection waiting for a new request ends now; one in the
             // middle of a head gets its answer.
@@ -388,7 +405,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
             }
             return Err(Rejection::PayloadTooLarge);
         }
-        if head.expects_continue && !self.write(CONTINUE, deadline.as_mut()).await {
+        if head.expects_continue && !self.write(CONTINUE, deadline.as_mut(), None).await {
             return Err(Rejection::BadBody);
         }
         let max_body = limits.max_body;
@@ -468,29 +485,46 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
         response: HttpResponse,
         head_only: bool,
         close: bool,
-        mut deadline: Pin<&mut Sleep>,
+        deadline: Pin<&mut Sleep>,
         limits: &Limits,
     ) -> bool {
         let (parts, body) = response.into_parts();
         let body = full_body(body);
         encode(&mut self.output, &parts, &body, head_only, close);
-        deadline
-            .as_mut()
-            .reset(tokio::time::Instant::now() + limits.header_timeout);
         let output = std::mem::take(&mut self.output);
-        let written = self.write(&output, deadline).await;
+        let written = self
+            .write(&output, deadline, Some(limits.header_timeout))
+            .await;
         self.output = output;
         self.output.zeroize();
         written
     }
 
-    /// Writes and flushes `octets` before `deadline`; whether it did.
-    async fn write(&mut self, octets: &[u8], deadline: Pin<&mut Sleep>) -> bool {
+    /// Writes and flushes `octets` before `deadline`, or, with `within`, within that long
+    /// of the moment the write has to wait; whether it did.
+    async fn write(
+        &mut self,
+        octets: &[u8],
+        mut deadline: Pin<&mut Sleep>,
+        within: Option<Duration>,
+    ) -> bool {
         let io = &mut self.io;
         let write = async move {
             io.write_all(octets).await?;
             io.flush().await
         };
+        tokio::pin!(write);
+        // Most answers fit in the socket's buffer: written at the first poll, they need
+        // no deadline (and no clock read to set one).
+        let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx)));
+        if let Poll::Ready(written) = first.await {
+            return written.is_ok();
+        }
+        if let Some(within) = within {
+            deadline
+                .as_mut()
+                .reset(tokio::time::Instant::now() + within);
+        }
         tokio::select! {
             biased;
             written = write => written.is_ok(),
@@ -511,14 +545,16 @@ fn admit(
     refused_until: &mut Option<Instant>,
     admit: &(dyn Fn() -> Result<(), Duration> + Send + Sync),
 ) -> Result<(), Duration> {
-    let now = Instant::now();
+    // The clock is read only when the peer was refused before (the limiter keeps its own):
+    // a clock read is tens of nanoseconds in a virtual machine, on every request.
     if let Some(until) = *refused_until {
+        let now = Instant::now();
         if now < until {
             return Err(until - now);
         }
         *refused_until = None;
     }
-    admit().inspect_err(|wait| *refused_until = Some(now + *wait))
+    admit().inspect_err(|wait| *refused_until = Some(Instant::now() + *wait))
 }
 
 /// Moves `buffer` into a new allocation of at least `capacity` octets and wipes the old
@@ -534,7 +570,7 @@ fn grow_wiping(buffer: &mut Vec<u8>, capacity: usize) {
 fn full_body(mut body: http_body_util::Full<Bytes>) -> Bytes {
     let mut context = std::task::Context::from_waker(std::task::Waker::noop());
     match Pin::new(&mut body).poll_frame(&mut context) {
-        std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
         _ => Bytes::new(),
     }
 }
