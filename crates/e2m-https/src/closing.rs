@@ -18,11 +18,12 @@ static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsiz
 /// An established server-side TLS connection that ends with `close_notify` (issue 16
 /// item 8).
 ///
-/// hyper shuts a connection down (and tokio-rustls then sends `close_notify`) only when it
-/// ends one itself after an answer; when its idle timer fires, on an error, or when the
-/// server drops the connection at shutdown, the stream is simply dropped, and the client
-/// saw the TCP connection end without `close_notify` ("peer closed connection without
-/// sending TLS close_notify"), which it cannot tell from a truncation. Dropping this stream
+/// A connection that is simply dropped (an idle timer, an error, the end of the shutdown
+/// grace) ends its TCP stream without `close_notify`, and the client sees "peer closed
+/// connection without sending TLS close_notify", which it cannot tell from a truncation
+/// (so it was when hyper served the connections: it shut down only the connections it
+/// ended itself after an answer). The server's HTTP/1.1 ends every connection by dropping
+/// it, so every end goes through here. Dropping this stream
 /// queues `close_notify` (rustls sends it at most once), writes what it can without
 /// waiting, then hands the socket to a short task that closes the sending side and reads
 /// and drops what the client still sends for up to [`LINGER`] (or [`LINGER_MAX`] octets):
@@ -122,7 +123,7 @@ impl Drop for ClosingStream {
             return;
         };
         let (tcp, mut tls) = stream.into_inner();
-        // A no-op if hyper's shutdown already sent it, or after a fatal alert.
+        // A no-op if it was sent already, or after a fatal alert.
         tls.send_close_notify();
         let mut socket = WriteNow(&tcp);
         while tls.wants_write() {

@@ -232,7 +232,7 @@ where
     ) -> HttpResponse {
         let has_body = !request.body.is_empty();
         // Every operation but the key fetch runs boxed: a future is as large as its largest
-        // state, and hyper and each `.await` copy it whole, so the rare large operations
+        // state, and each `.await` copies it whole, so the rare large operations
         // (registration, subscriptions) would make every fetch copy their size (issue 20's
         // profile: 6 % of the server's CPU in those copies). A box costs one allocation on
         // those rarer paths.

@@ -83,9 +83,10 @@ pub fn cause(cause: ProblemCause) -> HttpResponse {
 }
 
 /// A message response with `status`. The body is the buffer the message was encoded into,
-/// handed to hyper without a copy and zeroized when hyper drops it. When `secret` (a key
-/// response), `Cache-Control: no-store` is set (RFC 9111 §5.2.2.5), so that no cache keeps
-/// the key. Hyper's and rustls's own buffers (the record being encrypted) are out of this
+/// handed on without a copy and zeroized when dropped. When `secret` (a key response),
+/// `Cache-Control: no-store` is set (RFC 9111 §5.2.2.5), so that no cache keeps the key.
+/// The server stack copies the answer into its output buffer, which it wipes once the
+/// answer is written; rustls's own buffers (the record being encrypted) are out of this
 /// crate's reach.
 pub fn message<M: XmlMessage>(code: u16, message: &M, secret: bool) -> HttpResponse {
     let mut response = hyper::Response::new(Full::new(Bytes::from_owner(message.encode())));

@@ -526,7 +526,7 @@ struct ConnectionEnds {
 /// Each stage runs in its own boxed future, entered when the one before it is done, so
 /// that the task of a connection that has sent nothing is only as large as the first
 /// stage's state (a socket, a ticket, two receivers; the TLS state machine alone is over a
-/// kilobyte, hyper's connection more).
+/// kilobyte, the HTTP/1.1 state with its buffers more).
 async fn connection<H: Handler>(shared: Arc<Shared<H>>, arrival: Arrival, ends: ConnectionEnds) {
     let arrived = tokio::time::Instant::now();
     let deadlines = Deadlines {
