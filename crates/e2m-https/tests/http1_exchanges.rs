@@ -17,11 +17,15 @@ mod server_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2m_https::server::{Handler, HttpResponse, Limits, Request};
+use e2m_https::server::{Handler, HttpResponse, Limits, Request, ServerHandle};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use server_support::{TestPki, raw_tls, start};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The test's end of a connection.
+type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// Answers with what it was given: method, target, one header and the body's octets.
 struct Mirror;
@@ -113,6 +117,16 @@ async fn read_answer<R: AsyncRead + Unpin>(
     answer
 }
 
+/// A server for `handler` with default limits, and one connection to it from an EMSE.
+async fn connected<H: Handler>(handler: H) -> (TestPki, ServerHandle, ClientTls) {
+    let pki = TestPki::new();
+    let server = start(&pki, Limits::default(), Arc::new(handler)).await;
+    let tls = raw_tls(server.local_addr(), pki.emse_tls("emse-a"))
+        .await
+        .unwrap();
+    (pki, server, tls)
+}
+
 /// Whether the stream ends (with `close_notify`: `Ok(0)`) within 3 s, nothing read before.
 async fn ends<R: AsyncRead + Unpin>(stream: &mut R) -> bool {
     let mut buf = [0u8; 64];
@@ -124,11 +138,7 @@ async fn ends<R: AsyncRead + Unpin>(stream: &mut R) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_of_both_framings_are_answered_in_order() {
-    let pki = TestPki::new();
-    let server = start(&pki, Limits::default(), Arc::new(Mirror)).await;
-    let mut tls = raw_tls(server.local_addr(), pki.emse_tls("emse-a"))
-        .await
-        .unwrap();
+    let (_pki, server, mut tls) = connected(Mirror).await;
     // Three requests in one write: a length, a chunked body with an extension and a
     // trailer, and no body.
     tls.write_all(
@@ -161,11 +171,7 @@ async fn pipelined_requests_of_both_framings_are_answered_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_is_answered_without_a_body_and_the_connection_goes_on() {
-    let pki = TestPki::new();
-    let server = start(&pki, Limits::default(), Arc::new(Mirror)).await;
-    let mut tls = raw_tls(server.local_addr(), pki.emse_tls("emse-a"))
-        .await
-        .unwrap();
+    let (_pki, server, mut tls) = connected(Mirror).await;
     tls.write_all(b"HEAD /x HTTP/1.1\r\nhost: h\r\n\r\n")
         .await
         .unwrap();
@@ -186,11 +192,7 @@ async fn head_is_answered_without_a_body_and_the_connection_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_waits_gets_100_continue_then_its_answer() {
-    let pki = TestPki::new();
-    let server = start(&pki, Limits::default(), Arc::new(Mirror)).await;
-    let mut tls = raw_tls(server.local_addr(), pki.emse_tls("emse-a"))
-        .await
-        .unwrap();
+    let (_pki, server, mut tls) = connected(Mirror).await;
     tls.write_all(
         b"POST /x HTTP/1.1\r\nhost: h\r\nexpect: 100-continue\r\ncontent-length: 4\r\n\r\n",
     )
@@ -208,11 +210,7 @@ async fn a_client_that_waits_gets_100_continue_then_its_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_asking_to_close_is_answered_then_closed() {
-    let pki = TestPki::new();
-    let server = start(&pki, Limits::default(), Arc::new(Mirror)).await;
-    let mut tls = raw_tls(server.local_addr(), pki.emse_tls("emse-a"))
-        .await
-        .unwrap();
+    let (_pki, server, mut tls) = connected(Mirror).await;
     // The second request is never read: the first asked to close.
     tls.write_all(
         b"GET /x HTTP/1.1\r\nhost: h\r\nconnection: keep-alive, Close\r\n\r\n\
@@ -231,11 +229,7 @@ async fn a_client_asking_to_close_is_answered_then_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_closed_client_is_still_answered() {
-    let pki = TestPki::new();
-    let server = start(&pki, Limits::default(), Arc::new(Mirror)).await;
-    let mut tls = raw_tls(server.local_addr(), pki.emse_tls("emse-a"))
-        .await
-        .unwrap();
+    let (_pki, server, mut tls) = connected(Mirror).await;
     tls.write_all(b"POST /x HTTP/1.1\r\nhost: h\r\ncontent-length: 2\r\n\r\nok")
         .await
         .unwrap();
@@ -261,11 +255,7 @@ impl Handler for Late {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_running_at_shutdown_is_answered_and_its_connection_closed() {
-    let pki = TestPki::new();
-    let server = start(&pki, Limits::default(), Arc::new(Late)).await;
-    let mut tls = raw_tls(server.local_addr(), pki.emse_tls("emse-a"))
-        .await
-        .unwrap();
+    let (_pki, server, mut tls) = connected(Late).await;
     tls.write_all(b"GET /x HTTP/1.1\r\nhost: h\r\n\r\n")
         .await
         .unwrap();
