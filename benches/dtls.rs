@@ -32,9 +32,22 @@
 //! context switches, each a wake-up later) and preemptions, and the client's CPU time and
 //! sleeps. The last lines compare the servers' CPU per handshake, which unlike the rates
 //! does not depend on how long the machine takes to wake a sleeping thread, and their
-//! sleeps. `E2M_BENCH_DTLS_ONLY=emse` (or `openssl`) runs only that server's sequential
-//! row, for `strace -f` or `valgrind --tool=callgrind --separate-threads=yes` (that run
-//! prints the client's thread id and the server's process id).
+//! sleeps. `E2M_BENCH_DTLS_ONLY=emse` (or `openssl`, or `floor`) runs only that row, for
+//! `strace -f` or `valgrind --tool=callgrind --separate-threads=yes` (that run prints the
+//! client's thread id and the server's process id).
+//!
+//! What bounds the ratio on a given machine (issue 20, goal 3). Two more lines read it in
+//! the same run. First, each side's CPU split between user space and the kernel (`/proc`
+//! `stat` ticks), and an estimate of the ratio were the user space of both the EMSE server
+//! and the UE free: the median handshake of each row less the user time our code spends in
+//! it, waits unchanged. Second, the floor: a row with the same datagrams, the same round
+//! trips and a new client socket per handshake, with no DTLS and no runtime (two threads on
+//! blocking sockets); no server completes this bench's handshake faster, so the floor's
+//! rate over `openssl s_server`'s bounds what any server could reach, and the time above
+//! the floor compares the two rows' DTLS work. On a virtual machine whose loopback
+//! datagram costs the sender a cross-CPU wake-up and the receiver a halt and resume, the
+//! kernel's share is the larger part of both sides, and no change to the EMSE's code can
+//! move the ratio past the estimate.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -52,12 +65,16 @@ use e2m_keyid::{AppIdentity, KeyId, PskIdentity};
 const PSK_HEX: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0";
 
 /// CPU time and context switches of some threads, from `/proc` (schedstat: nanoseconds on
-/// the CPU; status: voluntary switches are sleeps, each followed by a wake-up).
+/// the CPU; status: voluntary switches are sleeps, each followed by a wake-up; stat: the
+/// time in user space and in the kernel, in ticks of 10 ms, so read over many handshakes).
 #[derive(Clone, Copy, Debug, Default)]
 struct Usage {
     cpu: Duration,
     sleeps: u64,
     preempted: u64,
+    /// Ticks (USER_HZ, 100 on Linux) in user space and in the kernel.
+    user_ticks: u64,
+    kernel_ticks: u64,
 }
 
 impl Usage {
@@ -66,6 +83,8 @@ impl Usage {
             cpu: self.cpu.saturating_sub(before.cpu),
             sleeps: self.sleeps.saturating_sub(before.sleeps),
             preempted: self.preempted.saturating_sub(before.preempted),
+            user_ticks: self.user_ticks.saturating_sub(before.user_ticks),
+            kernel_ticks: self.kernel_ticks.saturating_sub(before.kernel_ticks),
         }
     }
 
@@ -73,6 +92,23 @@ impl Usage {
         self.cpu += other.cpu;
         self.sleeps += other.sleeps;
         self.preempted += other.preempted;
+        self.user_ticks += other.user_ticks;
+        self.kernel_ticks += other.kernel_ticks;
+    }
+
+    /// The share of the CPU time spent in the kernel (system calls, the loopback's
+    /// delivery and wake-ups), from the ticks; `None` under a second of ticks, too few for
+    /// a share (a tick is 10 ms).
+    fn kernel_share(&self) -> Option<f64> {
+        let ticks = self.user_ticks + self.kernel_ticks;
+        (ticks >= 100).then(|| self.kernel_ticks as f64 / ticks as f64)
+    }
+
+    /// CPU time in user space, in microseconds per handshake: the CPU time split by the
+    /// ticks' shares.
+    fn user_us_per(&self, handshakes: usize) -> Option<f64> {
+        let user = 1.0 - self.kernel_share()?;
+        Some(self.cpu.as_secs_f64() * 1e6 * user / handshakes.max(1) as f64)
     }
 
     /// The threads of process `pid` whose name starts with `prefix` (all: "").
@@ -104,10 +140,21 @@ impl Usage {
                 .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
                 .unwrap_or(0)
         };
+        // stat: after the command name in parentheses, fields 3 onwards; utime and stime
+        // are fields 14 and 15.
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        let mut times = stat
+            .rfind(')')
+            .map(|end| stat[end + 1..].split_whitespace().skip(11))
+            .into_iter()
+            .flatten()
+            .map(|t| t.parse::<u64>().unwrap_or(0));
         Usage {
             cpu: Duration::from_nanos(on_cpu),
             sleeps: field("voluntary_ctxt_switches:"),
             preempted: field("nonvoluntary_ctxt_switches:"),
+            user_ticks: times.next().unwrap_or(0),
+            kernel_ticks: times.next().unwrap_or(0),
         }
     }
 }
@@ -325,6 +372,124 @@ async fn stateless_answers(
     Ok((bursts * BURST, answered, start.elapsed()))
 }
 
+/// The octets of one handshake's datagrams as this bench's client and the EMSE send them
+/// (read with `strace -f` on a run of `E2M_BENCH_DTLS_ONLY=emse`): the client's ClientHello,
+/// ClientHello with cookie, ClientKeyExchange + ChangeCipherSpec + Finished, close_notify;
+/// the server's HelloVerifyRequest, ServerHello + ServerHelloDone, ChangeCipherSpec +
+/// Finished, close_notify. Distinct sizes, so the floor's server knows which flight it got.
+const CLIENT_FLIGHTS: [usize; 4] = [114, 146, 133, 31];
+const SERVER_FLIGHTS: [usize; 4] = [60, 108, 67, 31];
+
+/// The name of the floor's server thread.
+const FLOOR_SERVER: &str = "floor-server";
+
+/// The machine's floor under any DTLS handshake in this bench: the same datagrams, the same
+/// round trips and a new client socket per handshake (bound, connected, closed), with no
+/// DTLS and no runtime on either side: a thread on a blocking socket answers each client
+/// flight with the server flight of its size, and the client (this bench's thread, as in
+/// the other rows) waits on a blocking socket. Neither side computes anything, so a
+/// handshake here costs only what the machine charges for moving the datagrams and for
+/// waking the thread that waits for each. No server, however cheap, completes this
+/// bench's handshake faster (the client's DTLS work comes on top), so the floor's rate over
+/// `openssl s_server`'s is the highest ratio any server can reach on this machine.
+struct UdpFloor {
+    addr: SocketAddr,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpFloor {
+    fn start() -> Result<UdpFloor, String> {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let addr = socket.local_addr().map_err(|e| e.to_string())?;
+        let thread = std::thread::Builder::new()
+            .name(FLOOR_SERVER.into())
+            .spawn(move || {
+                let mut buf = [0u8; MAX_FLIGHT];
+                let answers = [0u8; MAX_FLIGHT];
+                while let Ok((len, from)) = socket.recv_from(&mut buf) {
+                    // Anything but a client flight (the drop's one octet) stops it.
+                    let Some(flight) = CLIENT_FLIGHTS.iter().position(|&size| size == len) else {
+                        break;
+                    };
+                    // A full send buffer would drop the answer, as UDP may; the client's
+                    // read then times out and the row fails rather than report a figure.
+                    let _ = socket.send_to(&answers[..SERVER_FLIGHTS[flight]], from);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(UdpFloor {
+            addr,
+            thread: Some(thread),
+        })
+    }
+
+    fn sides(&self) -> Sides {
+        Sides {
+            server_pid: std::process::id(),
+            server_threads: FLOOR_SERVER,
+        }
+    }
+
+    /// One handshake's datagrams from a new socket, as the UE sends them: it closes after
+    /// its close_notify without waiting for the server's (RFC 5246 §7.2.1 allows it).
+    fn exchange(&self) -> std::io::Result<()> {
+        let flights = [0u8; MAX_FLIGHT];
+        let mut buf = [0u8; MAX_FLIGHT];
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+        socket.connect(self.addr)?;
+        for (i, &size) in CLIENT_FLIGHTS.iter().enumerate() {
+            socket.send(&flights[..size])?;
+            if i + 1 < CLIENT_FLIGHTS.len() {
+                socket.recv(&mut buf)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `n` exchanges one after another, measured as [`sequential`] measures a server. It
+    /// blocks the calling thread (the client's, in every layout of this bench), which is
+    /// what a client on blocking sockets does.
+    fn sequential(&self, n: usize) -> Result<Row, String> {
+        let failed = |e: std::io::Error| format!("UDP floor: {e}");
+        for _ in 0..n.min(20) {
+            self.exchange().map_err(failed)?;
+        }
+        let mut latencies = Vec::with_capacity(n);
+        let sides = self.sides();
+        let (server_before, client_before) = sides.read();
+        let start = Instant::now();
+        for _ in 0..n {
+            let began = Instant::now();
+            self.exchange().map_err(failed)?;
+            latencies.push(began.elapsed());
+        }
+        let elapsed = start.elapsed();
+        let (server_after, client_after) = sides.read();
+        Ok(Row {
+            name: String::new(),
+            handshakes: n,
+            elapsed,
+            latencies,
+            server: server_after.since(server_before),
+            client: client_after.since(client_before),
+        })
+    }
+}
+
+impl Drop for UdpFloor {
+    fn drop(&mut self) {
+        // One octet, not a client flight: the server thread ends.
+        let _ = std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.send_to(&[0], self.addr));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The largest flight of [`CLIENT_FLIGHTS`] and [`SERVER_FLIGHTS`].
+const MAX_FLIGHT: usize = 256;
+
 /// `openssl s_server`, killed on drop.
 struct OpenSsl(Child);
 
@@ -483,11 +648,23 @@ async fn run(n: usize, rounds: usize, server: &Emse, only: Option<&str>) -> Resu
     );
     let server_addr = server.handle.local_addr();
     let (openssl_server, openssl_addr) = start_openssl()?;
+    let floor = UdpFloor::start()?;
     if let Some(which) = only {
         let (addr, sides) = match which {
             "emse" => (server_addr, server.sides()),
             "openssl" => (openssl_addr, openssl_server.sides()),
-            other => return Err(format!("E2M_BENCH_DTLS_ONLY={other}: emse or openssl")),
+            "floor" => {
+                let mut row = floor.sequential(n)?;
+                row.name = "UDP floor, sequential".into();
+                print_header();
+                row.print();
+                return Ok(());
+            }
+            other => {
+                return Err(format!(
+                    "E2M_BENCH_DTLS_ONLY={other}: emse, openssl or floor"
+                ));
+            }
         };
         println!(
             "only the {which} row: client thread {}, server pid {} (threads {:?})",
@@ -505,15 +682,20 @@ async fn run(n: usize, rounds: usize, server: &Emse, only: Option<&str>) -> Resu
     // processes on a shared machine falls on both rather than on one.
     let mut emse = Row::empty("EMSE server (dimpl), sequential");
     let mut openssl = Row::empty("openssl s_server, sequential");
+    let mut bare = Row::empty("UDP floor: same datagrams, no DTLS");
     let mut ratios = Vec::with_capacity(rounds);
+    let mut bounds = Vec::with_capacity(rounds);
     let per_round = (n / rounds).max(1);
     for _ in 0..rounds {
         let ours = sequential("", server_addr, &config, per_round, server.sides()).await?;
         let theirs =
             sequential("", openssl_addr, &config, per_round, openssl_server.sides()).await?;
+        let nothing = floor.sequential(per_round)?;
         ratios.push(ours.rate() / theirs.rate());
+        bounds.push(nothing.rate() / theirs.rate());
         emse.absorb(ours);
         openssl.absorb(theirs);
+        bare.absorb(nothing);
     }
     let latency_ratio =
         openssl.median_latency().as_secs_f64() / emse.median_latency().as_secs_f64();
@@ -530,18 +712,14 @@ async fn run(n: usize, rounds: usize, server: &Emse, only: Option<&str>) -> Resu
     let (spoofed, answered, took) = stateless_answers(server_addr, &hello, n * 10).await?;
     emse.print();
     openssl.print();
+    bare.print();
     together.print();
-    ratios.sort_by(f64::total_cmp);
-    let median = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
+    let median = median_of(&mut ratios);
     println!(
         "EMSE / openssl handshakes per second (sequential, cookie exchange on both): \
          {whole_ratio:.2}x over all rounds; median of {rounds} rounds {median:.2}x \
          (rounds: {}); p50 latency ratio {latency_ratio:.2}x",
-        ratios
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        listed(&ratios)
     );
     println!(
         "server CPU per handshake (sequential rows; independent of wake-up delays): \
@@ -553,6 +731,27 @@ async fn run(n: usize, rounds: usize, server: &Emse, only: Option<&str>) -> Resu
         openssl.server.sleeps as f64 / openssl.handshakes.max(1) as f64,
         emse.server.sleeps as f64 / emse.handshakes.max(1) as f64,
     );
+    // What our code can move: the time in user space. The rest of each side's CPU is the
+    // kernel's (system calls, the loopback's delivery of each datagram, the wake-up of the
+    // thread waiting for it), which any server on these sockets pays per datagram.
+    // The median handshake: a datagram lost on loopback (rare, but a full receive buffer
+    // drops one) costs a retransmission timer of a second, which would dominate a mean.
+    let per_handshake_us = |row: &Row| row.median_latency().as_secs_f64() * 1e6;
+    print_kernel_shares(&emse, &openssl, per_handshake_us);
+    // What the machine charges for the datagrams and wake-ups alone bounds the ratio: a
+    // server that cost nothing would still take the floor's time per handshake.
+    let floor_us = per_handshake_us(&bare);
+    println!(
+        "the floor (same datagrams and sockets, no DTLS, blocking threads): {floor_us:.1} us per \
+         handshake (median); floor / openssl, the most any server could reach here: median of {rounds} \
+         rounds {:.2}x (rounds: {}); median time above the floor (DTLS work of server \
+         and client, and the runtime's): openssl {:.1} us / EMSE {:.1} us = {:.2}x",
+        median_of(&mut bounds),
+        listed(&bounds),
+        per_handshake_us(&openssl) - floor_us,
+        per_handshake_us(&emse) - floor_us,
+        (per_handshake_us(&openssl) - floor_us) / (per_handshake_us(&emse) - floor_us),
+    );
     println!(
         "spoofed first ClientHellos answered statelessly (HelloVerifyRequest, no peer state): \
          {answered} of {spoofed}, {:.0}/s, {:.1} us each (sender included)",
@@ -560,6 +759,54 @@ async fn run(n: usize, rounds: usize, server: &Emse, only: Option<&str>) -> Resu
         took.as_secs_f64() * 1e6 / answered.max(1) as f64
     );
     Ok(())
+}
+
+/// Each side's kernel share, and the ratio estimated for an EMSE and a UE whose user space
+/// cost nothing (the median handshake of each row less the user time of our code in it).
+fn print_kernel_shares(emse: &Row, openssl: &Row, per_handshake_us: impl Fn(&Row) -> f64) {
+    let shares = (|| {
+        let emse_server = emse.server.user_us_per(emse.handshakes)?;
+        let emse_ue = emse.client.user_us_per(emse.handshakes)?;
+        let openssl_server = openssl.server.user_us_per(openssl.handshakes)?;
+        let openssl_ue = openssl.client.user_us_per(openssl.handshakes)?;
+        let percent = |usage: &Usage| usage.kernel_share().map_or(0.0, |k| 100.0 * k);
+        let emse_without_user = per_handshake_us(emse) - emse_server - emse_ue;
+        let openssl_without_ue = per_handshake_us(openssl) - openssl_ue;
+        Some(format!(
+            "kernel share of CPU (/proc stat ticks): EMSE server {:.0}% ({emse_server:.1} us \
+             per handshake in user space), UE client {:.0}% ({emse_ue:.1} us), openssl \
+             s_server {:.0}% ({openssl_server:.1} us); estimate, were the EMSE's and the UE's \
+             user space free (waits unchanged): EMSE {emse_without_user:.1} us, openssl \
+             {openssl_without_ue:.1} us per handshake, {:.2}x",
+            percent(&emse.server),
+            percent(&emse.client),
+            percent(&openssl.server),
+            openssl_without_ue / emse_without_user,
+        ))
+    })();
+    println!(
+        "{}",
+        shares.unwrap_or_else(
+            || "kernel share of CPU: too few ticks in this run (a tick is \
+            10 ms; E2M_BENCH_HANDSHAKES=10000 gives seconds)"
+                .into()
+        )
+    );
+}
+
+/// The median of `values` (sorted in place).
+fn median_of(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `values` with two decimals, space-separated.
+fn listed(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|r| format!("{r:.2}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn print_header() {
