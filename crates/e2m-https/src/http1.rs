@@ -43,7 +43,9 @@ use tokio::sync::watch;
 use tokio::time::Sleep;
 use zeroize::Zeroize;
 
-use super::request_head::{Advance, Framing, Head, HeadStatus, advance, decode, parse_head};
+use super::request_head::{
+    Advance, Framing, Head, HeadStatus, advance, decode, has_close_option, parse_head,
+};
 use super::server::{Handler, HttpResponse, Limits, Rejection, Request};
 use crate::pki::PeerIdentity;
 
@@ -405,7 +407,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
             }
             return Err(Rejection::PayloadTooLarge);
         }
-        if head.expects_continue && !self.write(CONTINUE, deadline.as_mut(), None).await {
+        if head.expects_continue && !write(&mut self.io, CONTINUE, deadline.as_mut(), None).await {
             return Err(Rejection::BadBody);
         }
         let max_body = limits.max_body;
@@ -491,45 +493,46 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Wire<IO> {
         let (parts, body) = response.into_parts();
         let body = full_body(body);
         encode(&mut self.output, &parts, &body, head_only, close);
-        let output = std::mem::take(&mut self.output);
-        let written = self
-            .write(&output, deadline, Some(limits.header_timeout))
-            .await;
-        self.output = output;
+        let written = write(
+            &mut self.io,
+            &self.output,
+            deadline,
+            Some(limits.header_timeout),
+        )
+        .await;
         self.output.zeroize();
         written
     }
+}
 
-    /// Writes and flushes `octets` before `deadline`, or, with `within`, within that long
-    /// of the moment the write has to wait; whether it did.
-    async fn write(
-        &mut self,
-        octets: &[u8],
-        mut deadline: Pin<&mut Sleep>,
-        within: Option<Duration>,
-    ) -> bool {
-        let io = &mut self.io;
-        let write = async move {
-            io.write_all(octets).await?;
-            io.flush().await
-        };
-        tokio::pin!(write);
-        // Most answers fit in the socket's buffer: written at the first poll, they need
-        // no deadline (and no clock read to set one).
-        let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx)));
-        if let Poll::Ready(written) = first.await {
-            return written.is_ok();
-        }
-        if let Some(within) = within {
-            deadline
-                .as_mut()
-                .reset(tokio::time::Instant::now() + within);
-        }
-        tokio::select! {
-            biased;
-            written = write => written.is_ok(),
-            () = deadline => false,
-        }
+/// Writes and flushes `octets` to `io` before `deadline`, or, with `within`, within that
+/// long of the moment the write has to wait; whether it did.
+async fn write<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    octets: &[u8],
+    mut deadline: Pin<&mut Sleep>,
+    within: Option<Duration>,
+) -> bool {
+    let write = async move {
+        io.write_all(octets).await?;
+        io.flush().await
+    };
+    tokio::pin!(write);
+    // Most answers fit in the socket's buffer: written at the first poll, they need
+    // no deadline (and no clock read to set one).
+    let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx)));
+    if let Poll::Ready(written) = first.await {
+        return written.is_ok();
+    }
+    if let Some(within) = within {
+        deadline
+            .as_mut()
+            .reset(tokio::time::Instant::now() + within);
+    }
+    tokio::select! {
+        biased;
+        written = write => written.is_ok(),
+        () = deadline => false,
     }
 }
 
@@ -577,12 +580,12 @@ fn full_body(mut body: http_body_util::Full<Bytes>) -> Bytes {
 
 /// Whether the `Connection` header has the `close` option.
 fn asks_to_close(headers: &HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|option| option.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+    has_close_option(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .map(HeaderValue::as_bytes),
+    )
 }
 
 /// Writes an answer into `output` (emptied first): status line, headers, then the body
@@ -618,9 +621,9 @@ fn encode(
     // RFC 9110 §8.6: no Content-Length in a 1xx or 204 answer.
     let bodyless = status.is_informational() || status == StatusCode::NO_CONTENT;
     if !bodyless {
-        output.extend_from_slice(b"content-length: ");
-        output.extend_from_slice(itoa_buffer(body.len()).as_bytes());
-        output.extend_from_slice(b"\r\n");
+        use std::io::Write as _;
+        // Writing into a `Vec` cannot fail.
+        let _ = write!(output, "content-length: {}\r\n", body.len());
     }
     if !has_date {
         output.extend_from_slice(b"date: ");
@@ -634,32 +637,6 @@ fn encode(
     if !head_only && !bodyless {
         output.extend_from_slice(body);
     }
-}
-
-/// Decimal digits of `n`, without allocating.
-struct Digits {
-    octets: [u8; 20],
-    from: usize,
-}
-
-impl Digits {
-    fn as_bytes(&self) -> &[u8] {
-        &self.octets[self.from..]
-    }
-}
-
-fn itoa_buffer(mut n: usize) -> Digits {
-    let mut octets = [0u8; 20];
-    let mut from = octets.len();
-    loop {
-        from -= 1;
-        octets[from] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    Digits { octets, from }
 }
 
 /// The current time as an IMF-fixdate (RFC 9110 §5.6.7), formatted once a second per
@@ -749,13 +726,6 @@ mod tests {
         assert_eq!(text.matches("content-length").count(), 1);
         assert!(text.contains("content-length: 3\r\n"));
         assert_eq!(text.matches("connection").count(), 1);
-    }
-
-    #[test]
-    fn digits_are_decimal() {
-        for n in [0usize, 7, 10, 65_536, usize::MAX] {
-            assert_eq!(itoa_buffer(n).as_bytes(), n.to_string().as_bytes());
-        }
     }
 
     #[test]

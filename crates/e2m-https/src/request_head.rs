@@ -120,11 +120,21 @@ fn incomplete<T>(input: &[u8], searched: &mut usize, max_head: usize) -> HeadSta
 
 /// Whether the request's `Connection` header has the `close` option (RFC 9112 §9.6).
 fn asks_to_close(request: &httparse::Request<'_, '_>) -> bool {
-    request
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| h.value.split(|&b| b == b','))
+    has_close_option(
+        request
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .map(|h| h.value),
+    )
+}
+
+/// Whether `Connection` header values (comma-separated options, RFC 9110 §7.6.1) include
+/// `close`, in any case.
+pub(crate) fn has_close_option<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> bool {
+    values
+        .into_iter()
+        .flat_map(|value| value.split(|&b| b == b','))
         .any(|option| option.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
