@@ -46,8 +46,9 @@
 //! rate over `openssl s_server`'s bounds what any server could reach, and the time above
 //! the floor compares the two rows' DTLS work. On a virtual machine whose loopback
 //! datagram costs the sender a cross-CPU wake-up and the receiver a halt and resume, the
-//! kernel's share is the larger part of both sides, and no change to the EMSE's code can
-//! move the ratio past the estimate.
+//! kernel's share is the larger part of both sides, and no change to the user-space code of
+//! the EMSE or the UE moves the ratio past the estimate; only the runtimes' own system calls
+//! lie between it and the floor.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -391,7 +392,8 @@ const FLOOR_SERVER: &str = "floor-server";
 /// handshake here costs only what the machine charges for moving the datagrams and for
 /// waking the thread that waits for each. No server, however cheap, completes this
 /// bench's handshake faster (the client's DTLS work comes on top), so the floor's rate over
-/// `openssl s_server`'s is the highest ratio any server can reach on this machine.
+/// `openssl s_server`'s is the highest ratio any server could reach on this machine, with a
+/// client that cost nothing.
 struct UdpFloor {
     addr: SocketAddr,
     thread: Option<std::thread::JoinHandle<()>>,
